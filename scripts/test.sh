@@ -1,0 +1,222 @@
+#!/usr/bin/env bash
+# test.sh - THE test command: bash scripts/test.sh
+#
+# 1. installs what is missing (scripts/deps.sh);
+# 2. builds two trees: build/ (release) and build-asan/ (ASan + UBSan);
+# 3. runs the unit tests of both;
+# 4. runs the end-to-end suite (tests/e2e, real FUSE mounts) with the
+#    release binary (all tests, slow ones too) and with the sanitizer
+#    binary (all but the slow ones);
+# 5. prints one closing line "N passed, N failed[, N skipped]" over unit
+#    test executables and pytest tests, and exits non-zero if anything
+#    failed.
+#
+# Environment:
+#   METAFUSE_E2E_ARGS   extra pytest arguments for both e2e runs (e.g. -k x)
+#   METAFUSE_SKIP_ASAN=1  skip the sanitizer build and its runs
+#   METAFUSE_SKIP_SLOW=1  deselect slow tests in the release run too
+#   METAFUSE_SEED       seed of the model test (printed on failure)
+set -uo pipefail
+
+cd "$(dirname "$0")/.." || exit 2
+ROOT=$(pwd)
+PY=/usr/bin/python3
+JOBS=$(nproc 2>/dev/null || echo 2)
+
+passed=0
+failed=0
+skipped=0
+problems=()
+
+note() { printf '\n==== %s\n' "$*"; }
+fail_step() {
+	failed=$((failed + 1))
+	problems+=("$1")
+	echo "test.sh: FAILED: $1" >&2
+}
+
+# Add the counts of a meson testlog.json.
+count_meson() {
+	local log=$1 out
+	if [ ! -f "$log" ]; then
+		fail_step "no meson test log at $log"
+		return
+	fi
+	out=$("$PY" - "$log" <<'PYEOF'
+import json, sys
+p = f = s = 0
+for line in open(sys.argv[1]):
+    line = line.strip()
+    if not line:
+        continue
+    r = json.loads(line).get("result", "")
+    if r in ("OK", "EXPECTEDFAIL"):
+        p += 1
+    elif r == "SKIP":
+        s += 1
+    else:
+        f += 1
+print(p, f, s)
+PYEOF
+	) || { fail_step "cannot read $log"; return; }
+	read -r p f s <<<"$out"
+	passed=$((passed + p))
+	failed=$((failed + f))
+	skipped=$((skipped + s))
+	if [ "$f" -gt 0 ]; then
+		problems+=("$f unit test(s) failed in $(dirname "$(dirname "$log")")")
+	fi
+}
+
+# Add the counts of a pytest junit xml (a test failing in its call and in
+# its teardown counts once).
+count_junit() {
+	local xml=$1 out
+	if [ ! -f "$xml" ]; then
+		fail_step "no junit xml at $xml (pytest died?)"
+		return
+	fi
+	out=$("$PY" - "$xml" <<'PYEOF'
+import sys
+import xml.etree.ElementTree as ET
+state = {}
+for tc in ET.parse(sys.argv[1]).iter("testcase"):
+    key = (tc.get("classname"), tc.get("name"))
+    tags = {c.tag for c in tc}
+    if tags & {"failure", "error"}:
+        s = "failed"
+    elif "skipped" in tags:
+        s = "skipped"
+    else:
+        s = "passed"
+    prev = state.get(key)
+    if prev != "failed":
+        state[key] = s if prev is None or s == "failed" else prev
+vals = list(state.values())
+print(vals.count("passed"), vals.count("failed"), vals.count("skipped"))
+PYEOF
+	) || { fail_step "cannot read $xml"; return; }
+	read -r p f s <<<"$out"
+	passed=$((passed + p))
+	failed=$((failed + f))
+	skipped=$((skipped + s))
+	if [ "$f" -gt 0 ]; then
+		problems+=("$f e2e test(s) failed ($xml)")
+	fi
+}
+
+# meson setup that also works on an existing build directory.
+setup() {
+	local dir=$1
+	shift
+	if [ -f "$dir/meson-private/coredata.dat" ]; then
+		meson setup --reconfigure "$dir" "$@" >"$dir.setup.log" 2>&1
+	else
+		meson setup "$dir" "$@" >"$dir.setup.log" 2>&1
+	fi || { cat "$dir.setup.log" >&2; return 1; }
+}
+
+build() {
+	local dir=$1
+	shift
+	note "build $dir"
+	if ! setup "$dir" "$@"; then
+		fail_step "meson setup $dir"
+		return 1
+	fi
+	if ! ninja -C "$dir" -j "$JOBS" >"$dir.build.log" 2>&1; then
+		tail -n 60 "$dir.build.log" >&2
+		fail_step "build $dir"
+		return 1
+	fi
+	echo "built $dir"
+}
+
+unit() {
+	local dir=$1
+	note "unit tests ($dir)"
+	rm -f "$dir/meson-logs/testlog.json"
+	meson test -C "$dir" --suite unit --print-errorlogs \
+		--num-processes "$JOBS" || true
+	count_meson "$dir/meson-logs/testlog.json"
+}
+
+TEST_TMP=$(mktemp -d /tmp/metafuse-tests.XXXXXX)
+chmod 755 "$TEST_TMP"
+
+# Leave no mount and no daemon behind, whatever happened.
+sweep() {
+	local mp pid
+	while read -r mp; do
+		fusermount3 -u -z "$mp" 2>/dev/null || umount -l "$mp" 2>/dev/null
+	done < <(awk -v t="$TEST_TMP" 'index($5, t) == 1 {print $5}' \
+		/proc/self/mountinfo | sort -r)
+	for pid in $(pgrep -f -- "$TEST_TMP" 2>/dev/null); do
+		[ "$pid" != "$$" ] && kill -9 "$pid" 2>/dev/null
+	done
+}
+cleanup() {
+	sweep
+	rm -rf "$TEST_TMP"
+}
+trap cleanup EXIT
+
+e2e() {
+	local name=$1 dir=$2
+	shift 2
+	local xml="$ROOT/$dir/test-results/e2e-$name.xml"
+	mkdir -p "$(dirname "$xml")"
+	rm -f "$xml"
+	note "e2e tests ($name: $dir/metafuse)"
+	local extra=()
+	# shellcheck disable=SC2206
+	[ -n "${METAFUSE_E2E_ARGS:-}" ] && extra=($METAFUSE_E2E_ARGS)
+	METAFUSE_BIN="$ROOT/$dir/metafuse" \
+	METAFUSE_EXERCISER="$ROOT/$dir/tests/syscall_exerciser" \
+	METAFUSE_TEST_TMP="$TEST_TMP" \
+		timeout -k 30 3000 "$PY" -m pytest "$ROOT/tests/e2e" -ra \
+		--junitxml="$xml" -o junit_suite_name="e2e-$name" \
+		"$@" "${extra[@]}"
+	local rc=$?
+	sweep
+	case $rc in
+	0 | 1) ;;
+	5) fail_step "e2e $name collected no tests" ;;
+	*) echo "test.sh: pytest ($name) exited with $rc" >&2 ;;
+	esac
+	count_junit "$xml"
+}
+
+start=$(date +%s)
+
+note "dependencies"
+if ! bash scripts/deps.sh; then
+	fail_step "scripts/deps.sh"
+fi
+
+if build build -Dbuildtype=release; then
+	unit build
+	slow=()
+	[ -n "${METAFUSE_SKIP_SLOW:-}" ] && slow=(-m "not slow")
+	e2e release build "${slow[@]}"
+fi
+
+if [ -z "${METAFUSE_SKIP_ASAN:-}" ]; then
+	export ASAN_OPTIONS="halt_on_error=1:abort_on_error=1:detect_leaks=1"
+	export UBSAN_OPTIONS="halt_on_error=1:abort_on_error=1:print_stacktrace=1"
+	if build build-asan \
+		-Db_sanitize=address,undefined -Db_lundef=false; then
+		unit build-asan
+		e2e asan build-asan -m "not slow"
+	fi
+	unset ASAN_OPTIONS UBSAN_OPTIONS
+fi
+
+note "summary ($(($(date +%s) - start)) s)"
+for p in "${problems[@]}"; do
+	echo "  $p"
+done
+line="$passed passed, $failed failed"
+[ "$skipped" -gt 0 ] && line="$line, $skipped skipped"
+echo "$line"
+[ "$failed" -eq 0 ] && [ "$passed" -gt 0 ]

@@ -1,0 +1,234 @@
+/*
+ * blob.c - the object codec: framing, checksum, zstd and naming (the
+ * format is drawn in blob.h).
+ *
+ * Decoding trusts nothing: an object may come from a damaged disk, a
+ * buggy or hostile store, or a fuzzer.  The checksum is unkeyed, so it
+ * catches damage but not forgery; every length is therefore checked on its
+ * own before it sizes an allocation or a copy.
+ *
+ * Invariants:
+ *   1. blob_decode() appends exactly plain_len bytes and returns 0, or
+ *      appends nothing and returns -EIO (-ENOMEM when memory runs out).
+ *      It never returns bytes that failed a check.
+ *   2. An accepted object has: the magic, a known codec, flags and
+ *      reserved bytes 0, payload_len == object length - 40, a matching
+ *      checksum, plain_len == payload_len for raw, and for zstd a frame
+ *      whose declared and actual decompressed size are both plain_len.
+ *   3. The allocation for a zstd plaintext is bounded by the payload
+ *      size times the largest ratio zstd can reach (a 128 KiB block
+ *      costs at least 4 bytes), so a forged plain_len cannot make a small
+ *      object ask for gigabytes.
+ *   4. blob_encode() output is deterministic for a given input, zstd
+ *      level and libzstd version.
+ */
+#include "util/compat.h"
+
+#include <sodium.h>
+#include <zstd.h>
+
+#include "blob/blob.h"
+#include "util/log.h"
+#include "util/util.h"
+
+#define BLOB_MAGIC "MFB1"
+#define BLOB_CODEC_RAW 0
+#define BLOB_CODEC_ZSTD 1
+#define BLOB_SUM_OFFSET 24
+#define BLOB_SUM_BYTES 16
+/* ZSTD_BLOCKSIZE_MAX of output from a 4-byte RLE block */
+#define BLOB_ZSTD_MAX_RATIO 32768
+
+static void put_le64(uint8_t *p, uint64_t v)
+{
+	int i;
+
+	for (i = 0; i < 8; i++)
+		p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static uint64_t get_le64(const uint8_t *p)
+{
+	uint64_t v = 0;
+	int i;
+
+	for (i = 7; i >= 0; i--)
+		v = v << 8 | p[i];
+	return v;
+}
+
+/* BLAKE2b-128 over the first 24 header bytes and the payload. */
+static void blob_checksum(const uint8_t *hdr, const uint8_t *payload,
+			  size_t len, uint8_t sum[BLOB_SUM_BYTES])
+{
+	crypto_generichash_state st;
+
+	crypto_generichash_init(&st, NULL, 0, BLOB_SUM_BYTES);
+	crypto_generichash_update(&st, hdr, BLOB_SUM_OFFSET);
+	if (len)
+		crypto_generichash_update(&st, payload, len);
+	crypto_generichash_final(&st, sum, BLOB_SUM_BYTES);
+}
+
+int blob_global_init(void)
+{
+	/* sodium_init() is itself idempotent and thread-safe */
+	if (sodium_init() < 0) {
+		log_error("libsodium initialisation failed");
+		return -EIO;
+	}
+	return 0;
+}
+
+void blob_name(const struct blob_ctx *ctx, const void *data, size_t len,
+	       char *name)
+{
+	static const uint8_t empty;
+	uint8_t hash[BLOB_HASH_BYTES];
+
+	crypto_generichash(hash, sizeof(hash), len ? data : &empty, len,
+			   ctx->hash_key, BLOB_KEY_BYTES);
+	hex_encode(hash, sizeof(hash), name);
+}
+
+void blob_data_key(const char *name, char *key)
+{
+	snprintf(key, BLOB_DATA_KEY_LEN + 1, "data/%.2s/%s", name, name);
+}
+
+int blob_encode(const struct blob_ctx *ctx, const void *data, size_t len,
+		struct buf *out)
+{
+	size_t bound = 0, plen = len, r;
+	uint8_t codec = BLOB_CODEC_RAW;
+	uint8_t *hdr;
+	int rc, level;
+
+	if (ctx && ctx->zstd_level != 0 && len > 0) {
+		bound = ZSTD_compressBound(len);
+		if (ZSTD_isError(bound))
+			bound = 0;
+	}
+	if (MF_MAX(len, bound) > SIZE_MAX - BLOB_HEADER_SIZE - 1)
+		return -ENOMEM;
+	rc = buf_reserve(out, BLOB_HEADER_SIZE + MF_MAX(len, bound));
+	if (rc)
+		return rc;
+	hdr = out->data + out->len;
+
+	if (bound) {
+		level = MF_MAX(ZSTD_minCLevel(),
+			       MF_MIN(ctx->zstd_level, ZSTD_maxCLevel()));
+		r = ZSTD_compress(hdr + BLOB_HEADER_SIZE, bound, data, len,
+				  level);
+		/* compression is an optimisation: on failure store raw */
+		if (ZSTD_isError(r))
+			log_debug("zstd compress: %s", ZSTD_getErrorName(r));
+		else if (r < len) {
+			codec = BLOB_CODEC_ZSTD;
+			plen = r;
+		}
+	}
+	if (codec == BLOB_CODEC_RAW && len)
+		memcpy(hdr + BLOB_HEADER_SIZE, data, len);
+
+	memcpy(hdr, BLOB_MAGIC, 4);
+	hdr[4] = codec;
+	hdr[5] = 0;
+	hdr[6] = 0;
+	hdr[7] = 0;
+	put_le64(hdr + 8, len);
+	put_le64(hdr + 16, plen);
+	blob_checksum(hdr, hdr + BLOB_HEADER_SIZE, plen,
+		      hdr + BLOB_SUM_OFFSET);
+	out->len += BLOB_HEADER_SIZE + plen;
+	out->data[out->len] = 0;
+	return 0;
+}
+
+/* Append the zstd frame(s) in payload, which must yield plain_len bytes. */
+static int decode_zstd(const uint8_t *payload, size_t plen,
+		       uint64_t plain_len, struct buf *out)
+{
+	unsigned long long declared;
+	size_t r;
+	int rc;
+
+	if (plen > UINT64_MAX / BLOB_ZSTD_MAX_RATIO ||
+	    plain_len > (uint64_t)plen * BLOB_ZSTD_MAX_RATIO ||
+	    plain_len > SIZE_MAX - 1)
+		return -EIO;
+	declared = ZSTD_getFrameContentSize(payload, plen);
+	if (declared != plain_len)
+		return -EIO;
+	rc = buf_reserve(out, (size_t)plain_len);
+	if (rc)
+		return rc;
+	r = ZSTD_decompress(out->data + out->len, (size_t)plain_len, payload,
+			    plen);
+	if (ZSTD_isError(r) || r != plain_len) {
+		if (ZSTD_isError(r))
+			log_debug("zstd decompress: %s", ZSTD_getErrorName(r));
+		out->data[out->len] = 0;
+		return -EIO;
+	}
+	out->len += (size_t)plain_len;
+	out->data[out->len] = 0;
+	return 0;
+}
+
+int blob_decode(const struct blob_ctx *ctx, const void *obj, size_t len,
+		struct buf *out)
+{
+	const uint8_t *hdr = obj, *payload;
+	uint8_t sum[BLOB_SUM_BYTES];
+	uint64_t plain_len, payload_len;
+	size_t plen;
+
+	if (!hdr || len < BLOB_HEADER_SIZE)
+		return -EIO;
+	if (memcmp(hdr, BLOB_MAGIC, 4) != 0 || hdr[4] > BLOB_CODEC_ZSTD ||
+	    hdr[5] != 0 || hdr[6] != 0 || hdr[7] != 0)
+		return -EIO;
+	plain_len = get_le64(hdr + 8);
+	payload_len = get_le64(hdr + 16);
+	plen = len - BLOB_HEADER_SIZE;
+	if (payload_len != plen)
+		return -EIO;
+	payload = hdr + BLOB_HEADER_SIZE;
+	blob_checksum(hdr, payload, plen, sum);
+	if (sodium_memcmp(sum, hdr + BLOB_SUM_OFFSET, BLOB_SUM_BYTES) != 0)
+		return -EIO;
+
+	if (hdr[4] == BLOB_CODEC_ZSTD)
+		return decode_zstd(payload, plen, plain_len, out);
+	if (plain_len != payload_len)
+		return -EIO;
+	return buf_append(out, payload, plen);
+}
+
+int blob_decode_named(const struct blob_ctx *ctx, const char *name,
+		      const void *obj, size_t len, struct buf *out)
+{
+	char got[BLOB_NAME_LEN + 1];
+	size_t start = out->len;
+	int rc;
+
+	if (!name || strnlen(name, BLOB_NAME_LEN + 1) != BLOB_NAME_LEN)
+		return -EIO;
+	rc = blob_decode(ctx, obj, len, out);
+	if (rc)
+		return rc;
+	blob_name(ctx, out->data + start, out->len - start, got);
+	if (sodium_memcmp(got, name, BLOB_NAME_LEN) != 0) {
+		out->len = start;
+		out->data[start] = 0;
+		return -EIO;
+	}
+	return 0;
+}
+
+void blob_random(void *buf, size_t len)
+{
+	randombytes_buf(buf, len);
+}

@@ -1,0 +1,70 @@
+/*
+ * blob.h - the object codec: how bytes are framed before they reach a
+ * store, and how object names are derived.
+ *
+ * An encoded object is
+ *
+ *   offset size  field
+ *   0      4     magic "MFB1"
+ *   4      1     codec: 0 = raw, 1 = zstd
+ *   5      1     flags (0; reserved for encryption)
+ *   6      2     reserved, 0
+ *   8      8     plain_len   (little endian)
+ *   16     8     payload_len (little endian)
+ *   24     16    checksum: BLAKE2b-128 over bytes [0,24) and the payload
+ *   40     ...   payload (payload_len bytes)
+ *
+ * blob_encode() compresses with zstd and keeps the result only when it is
+ * smaller than the input; otherwise the payload is raw.  blob_decode()
+ * checks magic, lengths, checksum and the decompressed length; any
+ * mismatch is -EIO (never wrong bytes).  All functions are thread-safe and
+ * pure (no I/O).
+ *
+ * Data block names are a keyed BLAKE2b-256 of the plaintext (key: the
+ * volume's 32-byte secret hash key), in hex: identical blocks share one
+ * object, and a name reveals nothing about content to anyone without the
+ * key.  blob_data_key() turns a name into the store key
+ * "data/<first 2 hex>/<64 hex>".
+ */
+#ifndef METAFUSE_BLOB_H
+#define METAFUSE_BLOB_H
+
+#include "util/compat.h"
+#include "util/buf.h"
+
+#define BLOB_HEADER_SIZE 40
+#define BLOB_HASH_BYTES 32
+#define BLOB_NAME_LEN 64 /* hex chars, without NUL */
+#define BLOB_KEY_BYTES 32
+#define BLOB_DATA_KEY_LEN (5 + 3 + BLOB_NAME_LEN) /* "data/ab/" + name */
+
+struct blob_ctx {
+	uint8_t hash_key[BLOB_KEY_BYTES];
+	int zstd_level; /* 0 = no compression attempted */
+};
+
+/* Must be called once before any other blob function (sodium_init).
+ * 0 or -EIO. Idempotent and thread-safe. */
+int blob_global_init(void);
+
+/* name: BLOB_NAME_LEN+1 bytes, receives the hex keyed hash of data. */
+void blob_name(const struct blob_ctx *ctx, const void *data, size_t len,
+	       char *name);
+/* key: BLOB_DATA_KEY_LEN+1 bytes, receives "data/ab/<name>". */
+void blob_data_key(const char *name, char *key);
+
+/* Append the encoded object to out. 0 or -ENOMEM / -EIO. */
+int blob_encode(const struct blob_ctx *ctx, const void *data, size_t len,
+		struct buf *out);
+/* Append the decoded plaintext to out. -EIO on any damage. */
+int blob_decode(const struct blob_ctx *ctx, const void *obj, size_t len,
+		struct buf *out);
+/* Decode and check that the plaintext hashes to name (data blocks).
+ * -EIO on mismatch. */
+int blob_decode_named(const struct blob_ctx *ctx, const char *name,
+		      const void *obj, size_t len, struct buf *out);
+
+/* Fill buf with len cryptographically random bytes. */
+void blob_random(void *buf, size_t len);
+
+#endif

@@ -1,0 +1,1509 @@
+/*
+ * cache.c - the local write-back block cache (contract in cache.h).
+ *
+ * Data model
+ *   One struct centry per cached block (ino, idx), in a hash table, backed
+ *   by one cache file dir/blocks/<ino>.<idx>.<gen> holding the block's
+ *   bytes (shorter than a block: the rest is zeros).  gen is unique per
+ *   entry, so an entry dropped while its file is still in use never
+ *   shares a file with its successor.  Every entry is accounted as one
+ *   whole block of disk.
+ *
+ * States of an entry (the state field, plus flags):
+ *
+ *            entry_acquire()                 cache_write()
+ *   (none) ---------------> LOADING ------> CLEAN ---------> DIRTY
+ *                  load_block() ok |          ^                 |
+ *                                  |          |  upload_one()   | worker picks
+ *                 load fails: freed|          +-- committed ----+ (uploading)
+ *                                             |   unchanged     |
+ *                      evict_some() <---------+                 |
+ *                      (LRU, refs == 0)          upload fails: stays DIRTY,
+ *                                                retried after backoff
+ *   Any state -> dropped (removed from the table) by cache_truncate(),
+ *   cache_punch(), cache_forget_inode(); the memory and file go when the
+ *   last pin is released and no upload is running.
+ *
+ * Invariants (checked by cache_check() in debug builds)
+ *   1. CLEAN entries are on the lru list, DIRTY ones on the dirty list,
+ *      LOADING and dropped ones on neither.
+ *   2. dirty_bytes = block_size * number of DIRTY entries in the table;
+ *      cached_bytes = block_size * number of entries not yet freed.
+ *   3. the index says a block is dirty iff its entry is DIRTY (outside
+ *      the windows that commit_lock closes).
+ *   4. an entry's version counts the writes applied to its file;
+ *      committed_version is the version last made durable.
+ *
+ * Locks, in this order: commit_lock, then lock.  commit_lock is held
+ * across the index transaction that records a write or an upload, so
+ * "this block is dirty" in memory and in the index change together and a
+ * write that races with an upload is never marked clean.  lock protects
+ * every field below marked so and is never held across I/O or an index
+ * call.
+ */
+#include "util/compat.h"
+
+#include <assert.h>
+#include <dirent.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <pthread.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cache/cache.h"
+#include "util/log.h"
+#include "util/util.h"
+
+enum ce_state { CE_LOADING, CE_CLEAN, CE_DIRTY };
+
+struct centry {
+	uint64_t ino, idx, gen;
+	struct centry *hnext;      /* hash chain; protected by lock */
+	struct centry *prev, *next; /* lru or dirty list; protected by lock */
+	enum ce_state state;       /* protected by lock */
+	bool in_table, uploading, urgent, has_file;
+	int refs;                  /* pins; protected by lock */
+	uint64_t version;          /* protected by lock */
+	uint64_t committed_version;
+	uint64_t dirty_since_ns;
+	uint64_t retry_at_ns;
+	uint64_t backoff_ns;
+	int last_err;
+	uint64_t err_seq;
+};
+
+struct elist {
+	struct centry *head, *tail;
+	size_t n;
+};
+
+struct cache {
+	struct cache_config cfg;
+	char *blocks_dir;
+	struct store *store;
+	const struct blob_ctx *blob;
+	const struct cache_index_ops *ops;
+	void *index_arg;
+
+	pthread_mutex_t commit_lock;
+	pthread_mutex_t lock;
+	pthread_cond_t state_cond; /* entry state changed, space freed */
+	pthread_cond_t work_cond;  /* something for the workers */
+
+	struct centry **buckets;   /* protected by lock */
+	size_t nbuckets, nentries; /* protected by lock */
+	struct elist lru, dirty;   /* protected by lock */
+	uint64_t next_gen;         /* protected by lock */
+	uint64_t cached_bytes, dirty_bytes; /* protected by lock */
+	uint64_t err_seq;          /* protected by lock */
+	unsigned flushers;         /* threads in cache_flush_all; by lock */
+	bool stopping;             /* protected by lock */
+	char (*claims)[BLOB_NAME_LEN + 1]; /* protected by lock */
+	size_t nclaims, capclaims;
+	struct cache_stats stats;  /* protected by lock */
+
+	pthread_t *workers;
+	unsigned nworkers;
+};
+
+/* ---- small helpers ---- */
+
+static void mutex_init(pthread_mutex_t *m)
+{
+	pthread_mutexattr_t a;
+
+	pthread_mutexattr_init(&a);
+#ifndef NDEBUG
+	pthread_mutexattr_settype(&a, PTHREAD_MUTEX_ERRORCHECK);
+#endif
+	pthread_mutex_init(m, &a);
+	pthread_mutexattr_destroy(&a);
+}
+
+static void elist_add_tail(struct elist *l, struct centry *e)
+{
+	e->next = NULL;
+	e->prev = l->tail;
+	if (l->tail)
+		l->tail->next = e;
+	else
+		l->head = e;
+	l->tail = e;
+	l->n++;
+}
+
+static void elist_del(struct elist *l, struct centry *e)
+{
+	if (e->prev)
+		e->prev->next = e->next;
+	else
+		l->head = e->next;
+	if (e->next)
+		e->next->prev = e->prev;
+	else
+		l->tail = e->prev;
+	e->prev = e->next = NULL;
+	l->n--;
+}
+
+static size_t bucket_of(const struct cache *c, uint64_t ino, uint64_t idx)
+{
+	uint64_t h = ino * 0x9E3779B97F4A7C15ULL ^ (idx + 0x632BE59BD9B4E019ULL);
+
+	h ^= h >> 29;
+	h *= 0xBF58476D1CE4E5B9ULL;
+	h ^= h >> 32;
+	return (size_t)(h & (c->nbuckets - 1));
+}
+
+/* Called with lock held. */
+static struct centry *table_find(struct cache *c, uint64_t ino, uint64_t idx)
+{
+	struct centry *e = c->buckets[bucket_of(c, ino, idx)];
+
+	while (e && (e->ino != ino || e->idx != idx))
+		e = e->hnext;
+	return e;
+}
+
+static void table_grow(struct cache *c)
+{
+	size_t n = c->nbuckets * 2, i;
+	struct centry **nb = calloc(n, sizeof(*nb));
+
+	if (!nb)
+		return; /* keep the longer chains */
+	for (i = 0; i < c->nbuckets; i++) {
+		struct centry *e = c->buckets[i], *next;
+
+		for (; e; e = next) {
+			size_t b;
+
+			next = e->hnext;
+			c->nbuckets = n;
+			b = bucket_of(c, e->ino, e->idx);
+			c->nbuckets = n / 2;
+			e->hnext = nb[b];
+			nb[b] = e;
+		}
+	}
+	free(c->buckets);
+	c->buckets = nb;
+	c->nbuckets = n;
+}
+
+/* Called with lock held. */
+static void table_insert(struct cache *c, struct centry *e)
+{
+	size_t b;
+
+	if (c->nentries + 1 > 2 * c->nbuckets)
+		table_grow(c);
+	b = bucket_of(c, e->ino, e->idx);
+	e->hnext = c->buckets[b];
+	c->buckets[b] = e;
+	e->in_table = true;
+	c->nentries++;
+}
+
+/* Called with lock held.  Takes e off its list and out of the table; the
+ * caller frees it once unpinned (entry_release). */
+static void table_remove(struct cache *c, struct centry *e)
+{
+	struct centry **pp = &c->buckets[bucket_of(c, e->ino, e->idx)];
+
+	while (*pp != e)
+		pp = &(*pp)->hnext;
+	*pp = e->hnext;
+	e->hnext = NULL;
+	e->in_table = false;
+	c->nentries--;
+	if (e->state == CE_CLEAN)
+		elist_del(&c->lru, e);
+	else if (e->state == CE_DIRTY) {
+		elist_del(&c->dirty, e);
+		c->dirty_bytes -= c->cfg.block_size;
+	}
+	e->state = CE_LOADING; /* on no list from now on */
+}
+
+static void entry_path(const struct cache *c, const struct centry *e,
+		       char *path, size_t size)
+{
+	snprintf(path, size, "%s/%" PRIu64 ".%" PRIu64 ".%" PRIu64,
+		 c->blocks_dir, e->ino, e->idx, e->gen);
+}
+
+/* Free a dropped entry: remove its file.  Called without lock. */
+static void entry_destroy(struct cache *c, struct centry *e)
+{
+	char path[PATH_MAX];
+
+	if (e->has_file) {
+		entry_path(c, e, path, sizeof(path));
+		if (unlink(path) && errno != ENOENT)
+			log_warn("cache: cannot remove %s: %s", path,
+				 strerror(errno));
+	}
+	pthread_mutex_lock(&c->lock);
+	c->cached_bytes -= c->cfg.block_size;
+	pthread_cond_broadcast(&c->state_cond);
+	pthread_mutex_unlock(&c->lock);
+	free(e);
+}
+
+/* Called with lock held: true when e is out of the table and nobody uses
+ * it any more, so the caller must entry_destroy() it after unlocking. */
+static bool entry_unpin_locked(struct cache *c, struct centry *e)
+{
+	e->refs--;
+	return !e->in_table && e->refs == 0 && !e->uploading;
+}
+
+static void entry_release(struct cache *c, struct centry *e)
+{
+	bool destroy;
+
+	pthread_mutex_lock(&c->lock);
+	destroy = entry_unpin_locked(c, e);
+	pthread_mutex_unlock(&c->lock);
+	if (destroy)
+		entry_destroy(c, e);
+}
+
+#ifndef NDEBUG
+#define assert_locked_check(c) assert(cache_check(c))
+/* Invariants 1 and 2 of the header comment.  Called with lock held. */
+static bool cache_check(struct cache *c)
+{
+	size_t i, n = 0, nd = 0, nc = 0;
+	struct centry *e;
+
+	for (i = 0; i < c->nbuckets; i++) {
+		for (e = c->buckets[i]; e; e = e->hnext) {
+			n++;
+			if (e->state == CE_DIRTY)
+				nd++;
+			else if (e->state == CE_CLEAN)
+				nc++;
+		}
+	}
+	return n == c->nentries && nd == c->dirty.n && nc == c->lru.n &&
+	       c->dirty_bytes == nd * c->cfg.block_size;
+}
+#else
+#define assert_locked_check(c) ((void)0)
+#endif
+
+/* ---- I/O on cache files ---- */
+
+static int pwrite_all(int fd, const void *buf, size_t len, off_t off)
+{
+	const uint8_t *p = buf;
+
+	while (len) {
+		ssize_t n = pwrite(fd, p, len, off);
+
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		p += n;
+		len -= (size_t)n;
+		off += n;
+	}
+	return 0;
+}
+
+/* Read up to len bytes at off; what the file lacks reads as zeros. */
+static int pread_zero(int fd, void *buf, size_t len, off_t off)
+{
+	uint8_t *p = buf;
+
+	while (len) {
+		ssize_t n = pread(fd, p, len, off);
+
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		if (n == 0) {
+			memset(p, 0, len);
+			return 0;
+		}
+		p += n;
+		len -= (size_t)n;
+		off += n;
+	}
+	return 0;
+}
+
+static int entry_open(struct cache *c, struct centry *e, int flags)
+{
+	char path[PATH_MAX];
+	int fd;
+
+	entry_path(c, e, path, sizeof(path));
+	fd = open(path, flags | O_CLOEXEC, 0600);
+	if (fd < 0) {
+		int err = errno;
+
+		log_error("cache: cannot open %s: %s", path, strerror(err));
+		return -err;
+	}
+	return fd;
+}
+
+/* Fill a new entry's file with the block's content from the store (or
+ * nothing: a hole). */
+static int load_block(struct cache *c, struct centry *e)
+{
+	char hash[BLOB_NAME_LEN + 1], key[BLOB_DATA_KEY_LEN + 1];
+	struct buf obj = BUF_INIT, plain = BUF_INIT;
+	int rc, fd;
+
+	rc = c->ops->block_get(c->index_arg, e->ino, e->idx, hash);
+	if (rc == -ENOENT) {
+		hash[0] = 0;
+		rc = 0;
+	}
+	if (rc)
+		return rc;
+	fd = entry_open(c, e, O_RDWR | O_CREAT | O_TRUNC);
+	if (fd < 0)
+		return fd;
+	e->has_file = true;
+	if (!hash[0])
+		goto out_close;
+	blob_data_key(hash, key);
+	rc = store_get(c->store, key, 0, 0, &obj);
+	if (rc) {
+		log_error("block %" PRIu64 " of inode %" PRIu64
+			  ": cannot get object %s: %s",
+			  e->idx, e->ino, key, strerror(-rc));
+		if (rc == -ENOENT)
+			rc = -EIO;
+		goto out_close;
+	}
+	rc = blob_decode_named(c->blob, hash, obj.data, obj.len, &plain);
+	if (rc) {
+		log_error("block %" PRIu64 " of inode %" PRIu64
+			  ": object %s is damaged (checksum mismatch)",
+			  e->idx, e->ino, key);
+		rc = -EIO;
+		goto out_free;
+	}
+	if (plain.len > c->cfg.block_size) {
+		log_error("object %s is larger than a block", key);
+		rc = -EIO;
+		goto out_free;
+	}
+	rc = pwrite_all(fd, plain.data, plain.len, 0);
+	pthread_mutex_lock(&c->lock);
+	c->stats.fetches++;
+	c->stats.fetch_bytes += obj.len;
+	pthread_mutex_unlock(&c->lock);
+out_free:
+	buf_free(&plain);
+	buf_free(&obj);
+out_close:
+	close(fd);
+	return rc;
+}
+
+/* Evict clean, unpinned entries in LRU order while over cache_size. */
+static void evict_some(struct cache *c)
+{
+	struct centry *victims = NULL, *e;
+	uint64_t freeing = 0;
+
+	pthread_mutex_lock(&c->lock);
+	while (c->cached_bytes - freeing > c->cfg.cache_size) {
+		for (e = c->lru.head; e; e = e->next)
+			if (e->refs == 0 && !e->uploading)
+				break;
+		if (!e)
+			break;
+		table_remove(c, e);
+		e->hnext = victims;
+		victims = e;
+		c->stats.evictions++;
+		/* cached_bytes drops in entry_destroy() */
+		freeing += c->cfg.block_size;
+	}
+	pthread_mutex_unlock(&c->lock);
+	while (victims) {
+		e = victims;
+		victims = e->hnext;
+		entry_destroy(c, e);
+	}
+}
+
+/*
+ * Pin the entry of (ino, idx), creating it when missing.  A new entry is
+ * filled from the store when load, else starts empty (the caller is about
+ * to overwrite the whole block).  *created tells which happened.
+ */
+static int entry_acquire(struct cache *c, uint64_t ino, uint64_t idx,
+			 bool load, struct centry **out)
+{
+	struct centry *e;
+	int rc;
+
+	pthread_mutex_lock(&c->lock);
+	for (;;) {
+		e = table_find(c, ino, idx);
+		if (!e)
+			break;
+		if (e->state != CE_LOADING) {
+			e->refs++;
+			if (e->state == CE_CLEAN) {
+				elist_del(&c->lru, e);
+				elist_add_tail(&c->lru, e);
+			}
+			pthread_mutex_unlock(&c->lock);
+			*out = e;
+			return 0;
+		}
+		pthread_cond_wait(&c->state_cond, &c->lock);
+	}
+	e = calloc(1, sizeof(*e));
+	if (!e) {
+		pthread_mutex_unlock(&c->lock);
+		return -ENOMEM;
+	}
+	e->ino = ino;
+	e->idx = idx;
+	e->gen = c->next_gen++;
+	e->state = CE_LOADING;
+	e->refs = 1;
+	table_insert(c, e);
+	c->cached_bytes += c->cfg.block_size;
+	pthread_mutex_unlock(&c->lock);
+
+	if (load) {
+		rc = load_block(c, e);
+	} else {
+		rc = entry_open(c, e, O_RDWR | O_CREAT | O_TRUNC);
+		if (rc >= 0) {
+			e->has_file = true;
+			close(rc);
+			rc = 0;
+		}
+	}
+
+	pthread_mutex_lock(&c->lock);
+	if (rc) {
+		table_remove(c, e);
+		pthread_cond_broadcast(&c->state_cond);
+		pthread_mutex_unlock(&c->lock);
+		entry_release(c, e);
+		return rc;
+	}
+	e->state = CE_CLEAN;
+	elist_add_tail(&c->lru, e);
+	pthread_cond_broadcast(&c->state_cond);
+	assert_locked_check(c);
+	pthread_mutex_unlock(&c->lock);
+	evict_some(c);
+	*out = e;
+	return 0;
+}
+
+/* ---- reads and writes ---- */
+
+ssize_t cache_read(struct cache *c, uint64_t ino, uint64_t off, size_t len,
+		   uint64_t file_size, void *out)
+{
+	uint64_t bs = c->cfg.block_size, pos, end;
+	uint8_t *dst = out;
+	int rc = 0;
+
+	if (off >= file_size)
+		return 0;
+	if (len > file_size - off)
+		len = (size_t)(file_size - off);
+	end = off + len;
+	for (pos = off; pos < end;) {
+		uint64_t idx = pos / bs, boff = pos % bs;
+		size_t blen = (size_t)MF_MIN(bs - boff, end - pos);
+		char hash[BLOB_NAME_LEN + 1];
+		struct centry *e;
+		bool cached;
+		int fd;
+
+		pthread_mutex_lock(&c->lock);
+		cached = table_find(c, ino, idx) != NULL;
+		pthread_mutex_unlock(&c->lock);
+		if (!cached) {
+			/* holes are read without creating an entry */
+			rc = c->ops->block_get(c->index_arg, ino, idx, hash);
+			if (rc == -ENOENT || (rc == 0 && !hash[0])) {
+				memset(dst, 0, blen);
+				goto next;
+			}
+			if (rc)
+				break;
+		}
+		rc = entry_acquire(c, ino, idx, true, &e);
+		if (rc)
+			break;
+		fd = entry_open(c, e, O_RDONLY);
+		if (fd < 0) {
+			rc = fd;
+		} else {
+			rc = pread_zero(fd, dst, blen, (off_t)boff);
+			close(fd);
+		}
+		entry_release(c, e);
+		if (rc)
+			break;
+next:
+		dst += blen;
+		pos += blen;
+	}
+	if (rc && pos == off)
+		return rc;
+	return (ssize_t)(pos - off);
+}
+
+/* Wait until n more dirty blocks fit in the cache.  -ENOSPC after a long
+ * wait (the store is not taking uploads). */
+static int wait_for_room(struct cache *c, uint64_t n)
+{
+	uint64_t need = n * c->cfg.block_size;
+	uint64_t deadline = now_mono_ns() + 120ULL * 1000000000ULL;
+	int rc = 0;
+
+	evict_some(c);
+	pthread_mutex_lock(&c->lock);
+	while (c->dirty_bytes + need > c->cfg.cache_size && c->dirty.n) {
+		struct timespec ts;
+
+		if (now_mono_ns() > deadline) {
+			log_error("cache full of data not yet uploaded "
+				  "(%" PRIu64 " bytes dirty): write refused",
+				  c->dirty_bytes);
+			rc = -ENOSPC;
+			break;
+		}
+		pthread_cond_broadcast(&c->work_cond);
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_sec += 1;
+		pthread_cond_timedwait(&c->state_cond, &c->lock, &ts);
+	}
+	pthread_mutex_unlock(&c->lock);
+	evict_some(c);
+	return rc;
+}
+
+ssize_t cache_write(struct cache *c, uint64_t ino, uint64_t off,
+		    const void *data, size_t len)
+{
+	uint64_t bs = c->cfg.block_size, first, last, i, n;
+	struct centry *stack_e[8], **ents = stack_e;
+	uint64_t stack_idx[8], *marked = stack_idx;
+	bool stack_was[8], *was_clean = stack_was;
+	const uint8_t *src = data;
+	size_t nmarked = 0, got = 0;
+	int rc = 0;
+
+	if (len == 0)
+		return 0;
+	first = off / bs;
+	last = (off + len - 1) / bs;
+	n = last - first + 1;
+	if (n > ARRAY_SIZE(stack_e)) {
+		ents = calloc(n, sizeof(*ents));
+		marked = calloc(n, sizeof(*marked));
+		was_clean = calloc(n, sizeof(*was_clean));
+		if (!ents || !marked || !was_clean) {
+			rc = -ENOMEM;
+			goto out_free;
+		}
+	}
+	rc = wait_for_room(c, n);
+	if (rc)
+		goto out_free;
+
+	for (i = 0; i < n; i++) {
+		uint64_t pos = i == 0 ? off : (first + i) * bs;
+		uint64_t boff = pos % bs;
+		size_t blen = (size_t)MF_MIN(bs - boff, off + len - pos);
+		bool whole = boff == 0 && blen == bs;
+		int fd;
+
+		rc = entry_acquire(c, ino, first + i, !whole, &ents[i]);
+		if (rc)
+			break;
+		got++;
+		fd = entry_open(c, ents[i], O_WRONLY);
+		if (fd < 0) {
+			rc = fd;
+			break;
+		}
+		rc = pwrite_all(fd, src + (pos - off), blen, (off_t)boff);
+		close(fd);
+		if (rc)
+			break;
+	}
+
+	pthread_mutex_lock(&c->commit_lock);
+	pthread_mutex_lock(&c->lock);
+	for (i = 0; i < got; i++) {
+		ents[i]->version++;
+		was_clean[i] = ents[i]->state != CE_DIRTY;
+		if (was_clean[i])
+			marked[nmarked++] = ents[i]->idx;
+	}
+	pthread_mutex_unlock(&c->lock);
+	if (rc == 0)
+		rc = c->ops->write_done(c->index_arg, ino, off + len, marked,
+					nmarked);
+	pthread_mutex_lock(&c->lock);
+	for (i = 0; i < got; i++) {
+		struct centry *e = ents[i];
+
+		if (!was_clean[i] || !e->in_table)
+			continue;
+		if (rc) {
+			/* the file no longer matches the store: forget it */
+			table_remove(c, e);
+			continue;
+		}
+		elist_del(&c->lru, e);
+		e->state = CE_DIRTY;
+		e->dirty_since_ns = now_mono_ns();
+		elist_add_tail(&c->dirty, e);
+		c->dirty_bytes += bs;
+	}
+	if (c->dirty_bytes > c->cfg.max_dirty)
+		pthread_cond_broadcast(&c->work_cond);
+	pthread_mutex_unlock(&c->lock);
+	pthread_mutex_unlock(&c->commit_lock);
+	for (i = 0; i < got; i++)
+		entry_release(c, ents[i]);
+out_free:
+	if (ents != stack_e) {
+		free(ents);
+		free(marked);
+		free(was_clean);
+	}
+	return rc ? rc : (ssize_t)len;
+}
+
+/* ---- uploads ---- */
+
+static bool all_zero(const uint8_t *p, size_t n)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		if (p[i])
+			return false;
+	return true;
+}
+
+/*
+ * Upload the content of e as of version v and record it in the index.
+ * Called by a worker that set e->uploading and pinned e.
+ */
+static int upload_one(struct cache *c, struct centry *e, uint64_t v,
+		      uint8_t *block, struct buf *enc)
+{
+	char hash[BLOB_NAME_LEN + 1], key[BLOB_DATA_KEY_LEN + 1];
+	uint64_t bs = c->cfg.block_size, size, obj_size = 0;
+	size_t blen = 0;
+	bool claimed = false, dedup = false, still;
+	int rc, fd;
+
+	rc = c->ops->file_size(c->index_arg, e->ino, &size);
+	if (rc == -ENOENT) {
+		size = 0;
+		rc = 0;
+	}
+	if (rc)
+		return rc;
+	if (size > e->idx * bs)
+		blen = (size_t)MF_MIN(bs, size - e->idx * bs);
+	if (blen) {
+		fd = entry_open(c, e, O_RDONLY);
+		if (fd < 0)
+			return fd;
+		rc = pread_zero(fd, block, blen, 0);
+		close(fd);
+		if (rc)
+			return rc;
+	}
+	if (blen && !all_zero(block, blen)) {
+		blob_name(c->blob, block, blen, hash);
+		cache_claim(c, hash);
+		claimed = true;
+		if (c->ops->object_known(c->index_arg, hash) == 1) {
+			dedup = true;
+		} else {
+			buf_reset(enc);
+			rc = blob_encode(c->blob, block, blen, enc);
+			if (rc)
+				goto out_unclaim;
+			blob_data_key(hash, key);
+			rc = store_put(c->store, key, enc->data, enc->len);
+			if (rc) {
+				log_error("upload of block %" PRIu64
+					  " of inode %" PRIu64 " (%s) failed: %s",
+					  e->idx, e->ino, key, strerror(-rc));
+				goto out_unclaim;
+			}
+			obj_size = enc->len;
+		}
+	}
+
+	pthread_mutex_lock(&c->commit_lock);
+	pthread_mutex_lock(&c->lock);
+	still = e->version != v;
+	pthread_mutex_unlock(&c->lock);
+	rc = c->ops->block_commit(c->index_arg, e->ino, e->idx,
+				  claimed ? hash : NULL, obj_size, still);
+	pthread_mutex_lock(&c->lock);
+	if (rc == 0 || rc == -ESTALE) {
+		e->committed_version = v;
+		c->stats.uploads++;
+		c->stats.upload_bytes += obj_size;
+		if (dedup)
+			c->stats.dedup_hits++;
+	}
+	if (rc == -ESTALE && e->in_table) {
+		/* the index no longer has this block (file truncated or
+		 * deleted): the cached copy has nothing to be uploaded to */
+		table_remove(c, e);
+		rc = 0;
+	} else if (rc == -ESTALE) {
+		rc = 0;
+	}
+	if (rc == 0 && !still && e->state == CE_DIRTY) {
+		elist_del(&c->dirty, e);
+		c->dirty_bytes -= bs;
+		e->state = CE_CLEAN;
+		elist_add_tail(&c->lru, e);
+	}
+	pthread_mutex_unlock(&c->lock);
+	pthread_mutex_unlock(&c->commit_lock);
+out_unclaim:
+	if (claimed)
+		cache_unclaim(c, hash);
+	return rc;
+}
+
+/* Called with lock held: the next entry a worker should upload, or NULL
+ * with *wait_ns set to how long until one is due. */
+static struct centry *pick_upload(struct cache *c, uint64_t *wait_ns)
+{
+	uint64_t now = now_mono_ns(), best_wait = UINT64_MAX;
+	bool pressure = c->dirty_bytes > c->cfg.max_dirty || c->flushers;
+	struct centry *e;
+
+	for (e = c->dirty.head; e; e = e->next) {
+		uint64_t due;
+
+		if (e->uploading)
+			continue;
+		due = e->dirty_since_ns + c->cfg.writeback_delay_ns;
+		if (pressure || e->urgent)
+			due = 0;
+		if (e->retry_at_ns > due)
+			due = e->retry_at_ns;
+		if (due <= now)
+			return e;
+		if (due - now < best_wait)
+			best_wait = due - now;
+	}
+	*wait_ns = best_wait;
+	return NULL;
+}
+
+static void *upload_worker(void *arg)
+{
+	struct cache *c = arg;
+	struct buf enc = BUF_INIT;
+	uint8_t *block = malloc(c->cfg.block_size);
+
+	if (!block) {
+		log_error("upload worker: out of memory");
+		return NULL;
+	}
+	pthread_mutex_lock(&c->lock);
+	for (;;) {
+		uint64_t wait_ns = UINT64_MAX, v;
+		struct centry *e = pick_upload(c, &wait_ns);
+		bool destroy;
+		int rc;
+
+		if (c->stopping && c->flushers == 0)
+			break;
+		if (!e) {
+			struct timespec ts;
+
+			if (wait_ns == UINT64_MAX) {
+				pthread_cond_wait(&c->work_cond, &c->lock);
+				continue;
+			}
+			if (wait_ns > 1000000000ULL)
+				wait_ns = 1000000000ULL;
+			clock_gettime(CLOCK_REALTIME, &ts);
+			ts.tv_nsec += (long)wait_ns;
+			ts.tv_sec += ts.tv_nsec / 1000000000L;
+			ts.tv_nsec %= 1000000000L;
+			pthread_cond_timedwait(&c->work_cond, &c->lock, &ts);
+			continue;
+		}
+		e->uploading = true;
+		e->refs++;
+		v = e->version;
+		pthread_mutex_unlock(&c->lock);
+
+		rc = upload_one(c, e, v, block, &enc);
+
+		pthread_mutex_lock(&c->lock);
+		e->uploading = false;
+		if (rc) {
+			c->stats.upload_errors++;
+			e->last_err = rc;
+			e->err_seq = ++c->err_seq;
+			e->urgent = false;
+			e->backoff_ns = e->backoff_ns ?
+				MF_MIN(e->backoff_ns * 2, 30000000000ULL) :
+				500000000ULL;
+			e->retry_at_ns = now_mono_ns() + e->backoff_ns;
+		} else {
+			e->backoff_ns = 0;
+			e->retry_at_ns = 0;
+			e->urgent = false;
+		}
+		destroy = entry_unpin_locked(c, e);
+		pthread_cond_broadcast(&c->state_cond);
+		if (destroy || c->cached_bytes > c->cfg.cache_size) {
+			/* a block that became clean may be evicted now */
+			pthread_mutex_unlock(&c->lock);
+			if (destroy)
+				entry_destroy(c, e);
+			evict_some(c);
+			pthread_mutex_lock(&c->lock);
+		}
+	}
+	pthread_mutex_unlock(&c->lock);
+	buf_free(&enc);
+	free(block);
+	return NULL;
+}
+
+struct flush_target {
+	struct centry *e;
+	uint64_t version;
+};
+
+int cache_flush_inode(struct cache *c, uint64_t ino)
+{
+	struct flush_target *t = NULL;
+	size_t n = 0, cap = 0, i;
+	uint64_t start_seq;
+	struct centry *e;
+	int rc = 0;
+
+	pthread_mutex_lock(&c->lock);
+	start_seq = c->err_seq;
+	for (e = c->dirty.head; e; e = e->next) {
+		if (e->ino != ino)
+			continue;
+		if (n == cap) {
+			size_t ncap = cap ? cap * 2 : 16;
+			struct flush_target *nt = realloc(t, ncap * sizeof(*t));
+
+			if (!nt) {
+				rc = -ENOMEM;
+				goto out_unpin;
+			}
+			t = nt;
+			cap = ncap;
+		}
+		e->refs++;
+		e->urgent = true;
+		e->retry_at_ns = 0;
+		t[n].e = e;
+		t[n].version = e->version;
+		n++;
+	}
+	pthread_cond_broadcast(&c->work_cond);
+	for (i = 0; i < n;) {
+		e = t[i].e;
+		if (!e->in_table || e->committed_version >= t[i].version) {
+			i++;
+			continue;
+		}
+		if (e->err_seq > start_seq) {
+			rc = e->last_err ? e->last_err : -EIO;
+			break;
+		}
+		pthread_cond_wait(&c->state_cond, &c->lock);
+	}
+out_unpin:
+	for (i = 0; i < n; i++) {
+		if (entry_unpin_locked(c, t[i].e)) {
+			pthread_mutex_unlock(&c->lock);
+			entry_destroy(c, t[i].e);
+			pthread_mutex_lock(&c->lock);
+		}
+	}
+	pthread_mutex_unlock(&c->lock);
+	free(t);
+	return rc;
+}
+
+int cache_flush_all(struct cache *c,
+		    void (*progress)(uint64_t left, void *arg), void *arg)
+{
+	uint64_t last = now_mono_ns();
+
+	pthread_mutex_lock(&c->lock);
+	c->flushers++;
+	pthread_cond_broadcast(&c->work_cond);
+	while (c->dirty.n) {
+		struct timespec ts;
+
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_sec += 1;
+		pthread_cond_timedwait(&c->state_cond, &c->lock, &ts);
+		if (progress && now_mono_ns() - last >= 1000000000ULL) {
+			uint64_t left = c->dirty_bytes;
+
+			last = now_mono_ns();
+			pthread_mutex_unlock(&c->lock);
+			progress(left, arg);
+			pthread_mutex_lock(&c->lock);
+		}
+	}
+	c->flushers--;
+	pthread_mutex_unlock(&c->lock);
+	return 0;
+}
+
+/* ---- size changes ---- */
+
+/* Drop the entries of ino for blocks [first, last] (last inclusive, at
+ * most `limit` lookups).  Returns them chained through hnext for
+ * destruction by the caller, after unlocking.  Called with lock held. */
+static struct centry *drop_range_locked(struct cache *c, uint64_t ino,
+					uint64_t first, uint64_t last)
+{
+	struct centry *dead = NULL, *e;
+	uint64_t i;
+
+	if (last - first >= c->nentries) {
+		/* fewer entries than blocks: scan the table instead */
+		size_t b;
+
+		for (b = 0; b < c->nbuckets; b++) {
+			struct centry *next;
+
+			for (e = c->buckets[b]; e; e = next) {
+				next = e->hnext;
+				if (e->ino != ino || e->idx < first ||
+				    e->idx > last || e->state == CE_LOADING)
+					continue;
+				table_remove(c, e);
+				if (e->refs == 0 && !e->uploading) {
+					e->hnext = dead;
+					dead = e;
+				}
+			}
+		}
+		return dead;
+	}
+	for (i = first; i <= last; i++) {
+		e = table_find(c, ino, i);
+		if (!e || e->state == CE_LOADING)
+			continue;
+		table_remove(c, e);
+		if (e->refs == 0 && !e->uploading) {
+			e->hnext = dead;
+			dead = e;
+		}
+	}
+	return dead;
+}
+
+static void destroy_chain(struct cache *c, struct centry *dead)
+{
+	while (dead) {
+		struct centry *e = dead;
+
+		dead = e->hnext;
+		entry_destroy(c, e);
+	}
+}
+
+/* Zero [from, to) within block e (to == block end: cut the file). The
+ * caller holds commit_lock and then records the block as dirty. */
+static int zero_in_block(struct cache *c, struct centry *e, uint64_t from,
+			 uint64_t to)
+{
+	int fd = entry_open(c, e, O_RDWR), rc = 0;
+	struct stat st;
+
+	if (fd < 0)
+		return fd;
+	if (fstat(fd, &st)) {
+		rc = -errno;
+		goto out_close;
+	}
+	if ((uint64_t)st.st_size <= from)
+		goto out_close;
+	if (to >= (uint64_t)st.st_size) {
+		if (ftruncate(fd, (off_t)from))
+			rc = -errno;
+		goto out_close;
+	}
+	if (fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+		      (off_t)from, (off_t)(to - from))) {
+		static const uint8_t zeros[4096];
+		uint64_t p;
+
+		for (p = from; p < to && !rc; p += sizeof(zeros))
+			rc = pwrite_all(fd, zeros,
+					(size_t)MF_MIN(sizeof(zeros), to - p),
+					(off_t)p);
+	}
+out_close:
+	close(fd);
+	return rc;
+}
+
+/* Called with commit_lock held: mark e dirty in the index and in memory
+ * after its file changed. */
+static int mark_dirty_committing(struct cache *c, struct centry *e)
+{
+	bool was_clean;
+	int rc = 0;
+
+	pthread_mutex_lock(&c->lock);
+	e->version++;
+	was_clean = e->state == CE_CLEAN;
+	pthread_mutex_unlock(&c->lock);
+	if (was_clean)
+		rc = c->ops->write_done(c->index_arg, e->ino, 0, &e->idx, 1);
+	pthread_mutex_lock(&c->lock);
+	if (was_clean && e->in_table) {
+		if (rc) {
+			table_remove(c, e);
+		} else {
+			elist_del(&c->lru, e);
+			e->state = CE_DIRTY;
+			e->dirty_since_ns = now_mono_ns();
+			elist_add_tail(&c->dirty, e);
+			c->dirty_bytes += c->cfg.block_size;
+		}
+	}
+	pthread_mutex_unlock(&c->lock);
+	return rc;
+}
+
+/* Pin block idx of ino with its content, if it has any (cached or in the
+ * index).  *out = NULL for a hole. */
+static int acquire_if_exists(struct cache *c, uint64_t ino, uint64_t idx,
+			     struct centry **out)
+{
+	char hash[BLOB_NAME_LEN + 1];
+	bool cached;
+	int rc;
+
+	*out = NULL;
+	pthread_mutex_lock(&c->lock);
+	cached = table_find(c, ino, idx) != NULL;
+	pthread_mutex_unlock(&c->lock);
+	if (!cached) {
+		rc = c->ops->block_get(c->index_arg, ino, idx, hash);
+		if (rc == -ENOENT)
+			return 0;
+		if (rc)
+			return rc;
+	}
+	return entry_acquire(c, ino, idx, true, out);
+}
+
+int cache_truncate(struct cache *c, uint64_t ino, uint64_t old_size,
+		   uint64_t new_size, int (*apply)(void *), void *apply_arg)
+{
+	uint64_t bs = c->cfg.block_size;
+	struct centry *tail = NULL, *dead = NULL;
+	int rc = 0;
+
+	if (new_size < old_size && new_size % bs) {
+		rc = acquire_if_exists(c, ino, new_size / bs, &tail);
+		if (rc)
+			return rc;
+	}
+	pthread_mutex_lock(&c->commit_lock);
+	if (tail) {
+		rc = zero_in_block(c, tail, new_size % bs, bs);
+		if (!rc)
+			rc = mark_dirty_committing(c, tail);
+		if (rc)
+			goto out_unlock;
+	}
+	if (new_size < old_size) {
+		uint64_t first = (new_size + bs - 1) / bs;
+		uint64_t last = (old_size + bs - 1) / bs;
+
+		if (last > first) {
+			pthread_mutex_lock(&c->lock);
+			dead = drop_range_locked(c, ino, first, last - 1);
+			pthread_mutex_unlock(&c->lock);
+		}
+	}
+	rc = apply(apply_arg);
+out_unlock:
+	pthread_mutex_unlock(&c->commit_lock);
+	if (tail)
+		entry_release(c, tail);
+	destroy_chain(c, dead);
+	return rc;
+}
+
+int cache_punch(struct cache *c, uint64_t ino, uint64_t off, uint64_t len,
+		uint64_t file_size,
+		int (*apply)(void *, uint64_t first, uint64_t last),
+		void *apply_arg)
+{
+	uint64_t bs = c->cfg.block_size, end, hb, tb, first_whole, end_whole;
+	struct centry *head = NULL, *tail = NULL, *dead = NULL;
+	bool to_eof;
+	int rc = 0;
+
+	if (off >= file_size || len == 0)
+		return 0;
+	end = MF_MIN(off + len, file_size);
+	to_eof = end == file_size; /* bytes past EOF need no zeroing */
+	hb = off / bs;
+	tb = (end - 1) / bs;
+	first_whole = off % bs ? hb + 1 : hb;
+	end_whole = end % bs && !to_eof ? tb : tb + 1;
+
+	if (off % bs) {
+		rc = acquire_if_exists(c, ino, hb, &head);
+		if (rc)
+			return rc;
+	}
+	if (tb != hb && end % bs && !to_eof) {
+		rc = acquire_if_exists(c, ino, tb, &tail);
+		if (rc)
+			goto out_release;
+	}
+	pthread_mutex_lock(&c->commit_lock);
+	if (head) {
+		uint64_t to = hb == tb && !to_eof ? end - hb * bs : bs;
+
+		rc = zero_in_block(c, head, off % bs, to);
+		if (!rc)
+			rc = mark_dirty_committing(c, head);
+	}
+	if (!rc && tail) {
+		rc = zero_in_block(c, tail, 0, end % bs);
+		if (!rc)
+			rc = mark_dirty_committing(c, tail);
+	}
+	if (!rc && end_whole > first_whole) {
+		pthread_mutex_lock(&c->lock);
+		dead = drop_range_locked(c, ino, first_whole, end_whole - 1);
+		pthread_mutex_unlock(&c->lock);
+		rc = apply(apply_arg, first_whole, end_whole - 1);
+	}
+	pthread_mutex_unlock(&c->commit_lock);
+out_release:
+	if (head)
+		entry_release(c, head);
+	if (tail)
+		entry_release(c, tail);
+	destroy_chain(c, dead);
+	return rc;
+}
+
+void cache_forget_inode(struct cache *c, uint64_t ino)
+{
+	struct centry *dead;
+
+	pthread_mutex_lock(&c->commit_lock);
+	pthread_mutex_lock(&c->lock);
+	dead = drop_range_locked(c, ino, 0, UINT64_MAX - 1);
+	pthread_cond_broadcast(&c->state_cond);
+	pthread_mutex_unlock(&c->lock);
+	pthread_mutex_unlock(&c->commit_lock);
+	destroy_chain(c, dead);
+}
+
+/* ---- claims ---- */
+
+static ssize_t claim_find(struct cache *c, const char *hash)
+{
+	size_t i;
+
+	for (i = 0; i < c->nclaims; i++)
+		if (!strcmp(c->claims[i], hash))
+			return (ssize_t)i;
+	return -1;
+}
+
+void cache_claim(struct cache *c, const char *hash)
+{
+	pthread_mutex_lock(&c->lock);
+	while (claim_find(c, hash) >= 0)
+		pthread_cond_wait(&c->state_cond, &c->lock);
+	while (c->nclaims == c->capclaims) {
+		size_t ncap = c->capclaims ? c->capclaims * 2 : 16;
+		void *p = realloc(c->claims, ncap * sizeof(*c->claims));
+
+		if (p) {
+			c->claims = p;
+			c->capclaims = ncap;
+		} else {
+			/* wait for a claim to go rather than fail */
+			pthread_cond_wait(&c->state_cond, &c->lock);
+		}
+	}
+	memcpy(c->claims[c->nclaims++], hash, BLOB_NAME_LEN + 1);
+	pthread_mutex_unlock(&c->lock);
+}
+
+void cache_unclaim(struct cache *c, const char *hash)
+{
+	ssize_t i;
+
+	pthread_mutex_lock(&c->lock);
+	i = claim_find(c, hash);
+	if (i >= 0) {
+		c->nclaims--;
+		if ((size_t)i != c->nclaims)
+			memcpy(c->claims[i], c->claims[c->nclaims],
+			       BLOB_NAME_LEN + 1);
+	}
+	pthread_cond_broadcast(&c->state_cond);
+	pthread_mutex_unlock(&c->lock);
+}
+
+void cache_get_stats(struct cache *c, struct cache_stats *out)
+{
+	pthread_mutex_lock(&c->lock);
+	*out = c->stats;
+	out->cached_bytes = c->cached_bytes;
+	out->dirty_bytes = c->dirty_bytes;
+	out->entries = c->nentries;
+	pthread_mutex_unlock(&c->lock);
+}
+
+/* ---- open and close ---- */
+
+static int recover_dirty_cb(uint64_t ino, uint64_t idx, void *arg)
+{
+	struct cache *c = arg;
+	struct centry *e = calloc(1, sizeof(*e));
+
+	if (!e)
+		return -ENOMEM;
+	e->ino = ino;
+	e->idx = idx;
+	e->state = CE_DIRTY;
+	e->version = 1;
+	table_insert(c, e);
+	elist_add_tail(&c->dirty, e);
+	c->dirty_bytes += c->cfg.block_size;
+	c->cached_bytes += c->cfg.block_size;
+	return 0;
+}
+
+/*
+ * Match cache files left by an earlier run with the blocks the index says
+ * are dirty; delete every other file.  Dirty blocks without a file are
+ * lost: tell the index they are clean again (their last upload stands).
+ */
+static int recover(struct cache *c)
+{
+	struct centry *lost = NULL, *e, *next;
+	uint64_t nlost = 0;
+	struct dirent *de;
+	DIR *d;
+	size_t b;
+	int rc;
+
+	rc = c->ops->dirty_blocks(c->index_arg, recover_dirty_cb, c);
+	if (rc)
+		return rc;
+	d = opendir(c->blocks_dir);
+	if (!d)
+		return -errno;
+	while ((de = readdir(d))) {
+		unsigned long long ino, idx, gen;
+		char path[PATH_MAX];
+		int nch = 0;
+
+		if (de->d_name[0] == '.')
+			continue;
+		if (sscanf(de->d_name, "%llu.%llu.%llu%n", &ino, &idx, &gen,
+			   &nch) == 3 && de->d_name[nch] == 0) {
+			e = table_find(c, ino, idx);
+			if (e && !e->has_file) {
+				e->gen = gen;
+				e->has_file = true;
+				if (gen >= c->next_gen)
+					c->next_gen = gen + 1;
+				continue;
+			}
+		}
+		snprintf(path, sizeof(path), "%s/%s", c->blocks_dir,
+			 de->d_name);
+		unlink(path);
+	}
+	closedir(d);
+	/* gens of kept files are known now: give the others fresh ones */
+	for (b = 0; b < c->nbuckets; b++) {
+		for (e = c->buckets[b]; e; e = next) {
+			next = e->hnext;
+			if (e->has_file)
+				continue;
+			table_remove(c, e);
+			c->cached_bytes -= c->cfg.block_size;
+			e->hnext = lost;
+			lost = e;
+		}
+	}
+	for (e = lost; e; e = next) {
+		char hash[BLOB_NAME_LEN + 1];
+
+		next = e->hnext;
+		nlost++;
+		rc = c->ops->block_get(c->index_arg, e->ino, e->idx, hash);
+		if (rc == 0)
+			rc = c->ops->block_commit(c->index_arg, e->ino,
+						  e->idx,
+						  hash[0] ? hash : NULL, 0, 0);
+		if (rc && rc != -ENOENT && rc != -ESTALE)
+			log_warn("cache: cannot reset block %llu of inode "
+				 "%llu: %s", (unsigned long long)e->idx,
+				 (unsigned long long)e->ino, strerror(-rc));
+		free(e);
+	}
+	if (nlost)
+		log_warn("cache: %" PRIu64 " block(s) written before a crash "
+			 "were not in the cache directory any more; those "
+			 "blocks keep their last uploaded content", nlost);
+	if (c->dirty.n)
+		log_info("cache: %zu block(s) written before a restart are "
+			 "being uploaded", c->dirty.n);
+	return 0;
+}
+
+int cache_open(const struct cache_config *cfg, struct store *store,
+	       const struct blob_ctx *blob, const struct cache_index_ops *ops,
+	       void *index_arg, struct cache **out)
+{
+	struct cache *c;
+	struct buf path = BUF_INIT;
+	unsigned i;
+	int rc;
+
+	if (cfg->block_size == 0 || cfg->upload_threads == 0)
+		return -EINVAL;
+	c = calloc(1, sizeof(*c));
+	if (!c)
+		return -ENOMEM;
+	c->cfg = *cfg;
+	c->cfg.dir = NULL;
+	if (c->cfg.cache_size < 4ULL * cfg->block_size)
+		c->cfg.cache_size = 4ULL * cfg->block_size;
+	if (c->cfg.max_dirty > c->cfg.cache_size)
+		c->cfg.max_dirty = c->cfg.cache_size;
+	c->store = store;
+	c->blob = blob;
+	c->ops = ops;
+	c->index_arg = index_arg;
+	c->next_gen = 1;
+	mutex_init(&c->commit_lock);
+	mutex_init(&c->lock);
+	pthread_cond_init(&c->state_cond, NULL);
+	pthread_cond_init(&c->work_cond, NULL);
+	c->nbuckets = 1024;
+	c->buckets = calloc(c->nbuckets, sizeof(*c->buckets));
+	rc = buf_appendf(&path, "%s/blocks", cfg->dir);
+	if (!c->buckets || rc) {
+		rc = -ENOMEM;
+		goto out_free;
+	}
+	c->blocks_dir = (char *)buf_detach(&path, NULL);
+	rc = mkdir_p(c->blocks_dir, 0700);
+	if (rc) {
+		log_error("cache: cannot create %s: %s", c->blocks_dir,
+			  strerror(-rc));
+		goto out_free;
+	}
+	rc = recover(c);
+	if (rc)
+		goto out_free;
+	c->workers = calloc(cfg->upload_threads, sizeof(*c->workers));
+	if (!c->workers) {
+		rc = -ENOMEM;
+		goto out_free;
+	}
+	for (i = 0; i < cfg->upload_threads; i++) {
+		rc = -pthread_create(&c->workers[i], NULL, upload_worker, c);
+		if (rc)
+			break;
+		c->nworkers++;
+	}
+	if (rc) {
+		cache_close(c, 1);
+		return rc;
+	}
+	*out = c;
+	return 0;
+out_free:
+	cache_close(c, 1);
+	return rc;
+}
+
+int cache_close(struct cache *c, int abandon)
+{
+	unsigned i;
+	size_t b;
+	int rc = 0;
+
+	if (!c)
+		return 0;
+	if (!abandon && c->nworkers)
+		rc = cache_flush_all(c, NULL, NULL);
+	pthread_mutex_lock(&c->lock);
+	c->stopping = true;
+	pthread_cond_broadcast(&c->work_cond);
+	pthread_mutex_unlock(&c->lock);
+	for (i = 0; i < c->nworkers; i++)
+		pthread_join(c->workers[i], NULL);
+	free(c->workers);
+	for (b = 0; c->buckets && b < c->nbuckets; b++) {
+		struct centry *e, *next;
+
+		for (e = c->buckets[b]; e; e = next) {
+			next = e->hnext;
+			free(e);
+		}
+	}
+	free(c->buckets);
+	free(c->claims);
+	free(c->blocks_dir);
+	pthread_cond_destroy(&c->state_cond);
+	pthread_cond_destroy(&c->work_cond);
+	pthread_mutex_destroy(&c->lock);
+	pthread_mutex_destroy(&c->commit_lock);
+	free(c);
+	return rc;
+}

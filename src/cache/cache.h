@@ -1,0 +1,135 @@
+/*
+ * cache.h - the local write-back block cache.
+ *
+ * The cache keeps blocks of files in files on local disk, one cache file
+ * per block, and moves them between the local disk and the store:
+ * written blocks are uploaded by worker threads after writeback_delay, or
+ * sooner when dirty data passes max_dirty or someone waits on a flush;
+ * clean blocks are evicted least-recently-used down to cache_size; blocks
+ * not cached are fetched from the store (whole block objects, decoded and
+ * verified) when read or partially written.
+ *
+ * The cache sits below meta in the layering: it does not know SQLite.
+ * What it needs to know about the block map, and what it reports back, goes
+ * through struct cache_index_ops, implemented by the layer above
+ * (meta/meta_index.c).
+ *
+ * All functions are thread-safe.  Errors are 0 or -errno; store and codec
+ * errors surface as -EIO (damaged object), -ENOSPC (cache disk full), or
+ * what the store returned.
+ */
+#ifndef METAFUSE_CACHE_H
+#define METAFUSE_CACHE_H
+
+#include "util/compat.h"
+
+#include "blob/blob.h"
+#include "store/store.h"
+
+struct cache;
+
+/* Callbacks into the block index (the metadata).  arg is index_arg. */
+struct cache_index_ops {
+	/* Hash of the last uploaded content of block (ino, idx) into hash
+	 * (BLOB_NAME_LEN+1 bytes; "" when never uploaded). -ENOENT: hole. */
+	int (*block_get)(void *arg, uint64_t ino, uint64_t idx, char *hash);
+	/* A write of [.., end) to ino finished: size = max(size, end), mtime
+	 * and ctime = now, blocks idx[0..n) become dirty.  One transaction. */
+	int (*write_done)(void *arg, uint64_t ino, uint64_t end,
+			  const uint64_t *idx, size_t n);
+	/* Current size of ino (-ENOENT when the inode is gone). */
+	int (*file_size)(void *arg, uint64_t ino, uint64_t *size);
+	/* 1 if an object named hash is in the store, 0 if not. */
+	int (*object_known)(void *arg, const char *hash);
+	/* Upload of (ino, idx) done: see meta_block_commit(). hash NULL =
+	 * all zeros.  -ESTALE when the block is gone meanwhile. */
+	int (*block_commit)(void *arg, uint64_t ino, uint64_t idx,
+			    const char *hash, uint64_t size, int still_dirty);
+	/* Visit every block the index says is dirty (startup recovery). */
+	int (*dirty_blocks)(void *arg,
+			    int (*cb)(uint64_t ino, uint64_t idx, void *cbarg),
+			    void *cbarg);
+};
+
+struct cache_config {
+	const char *dir;            /* cache files live in dir/blocks */
+	uint32_t block_size;
+	uint64_t cache_size;        /* bytes of cache files, dirty included */
+	uint64_t max_dirty;         /* upload at once past this */
+	uint64_t writeback_delay_ns;
+	unsigned upload_threads;    /* >= 1 */
+};
+
+struct cache_stats {
+	uint64_t cached_bytes;
+	uint64_t dirty_bytes;
+	uint64_t entries;
+	uint64_t uploads;
+	uint64_t upload_bytes;   /* encoded bytes put */
+	uint64_t dedup_hits;
+	uint64_t fetches;
+	uint64_t fetch_bytes;
+	uint64_t evictions;
+	uint64_t upload_errors;
+};
+
+/*
+ * Open the cache: scan dir/blocks, keep cache files of blocks the index
+ * says are dirty (they are uploaded again), delete the rest, and tell the
+ * index about dirty blocks whose file is missing (they are lost: their
+ * block keeps its last uploaded content).  Starts the upload workers.
+ * Store, blob context and index must outlive the cache.
+ */
+int cache_open(const struct cache_config *cfg, struct store *store,
+	       const struct blob_ctx *blob, const struct cache_index_ops *ops,
+	       void *index_arg, struct cache **out);
+/* Upload everything (unless abandon), stop workers, free.  NULL: no-op.
+ * Returns the first upload error that made data impossible to upload. */
+int cache_close(struct cache *c, int abandon);
+
+/* Read up to len bytes at off of ino whose size is file_size into out.
+ * Returns bytes read (short at EOF) or -errno. */
+ssize_t cache_read(struct cache *c, uint64_t ino, uint64_t off, size_t len,
+		   uint64_t file_size, void *out);
+/* Write len bytes at off; the index's write_done is called. Returns len
+ * or -errno (nothing is acknowledged that is not in the cache file). */
+ssize_t cache_write(struct cache *c, uint64_t ino, uint64_t off,
+		    const void *data, size_t len);
+
+/*
+ * Change the size of ino from old_size to new_size: zero the tail of the
+ * new last block, forget cached blocks wholly past it, then call
+ * apply(apply_arg) (which records the new size and drops block rows in
+ * the index) while no upload can commit for ino.
+ */
+int cache_truncate(struct cache *c, uint64_t ino, uint64_t old_size,
+		   uint64_t new_size, int (*apply)(void *), void *apply_arg);
+/* Zero [off, off+len) of ino (size file_size): partial blocks are zeroed
+ * in the cache, whole blocks dropped, then apply(first, last) removes the
+ * whole blocks [first,last] from the index (not called when none). */
+int cache_punch(struct cache *c, uint64_t ino, uint64_t off, uint64_t len,
+		uint64_t file_size,
+		int (*apply)(void *, uint64_t first, uint64_t last),
+		void *apply_arg);
+/* Drop every cached block of ino (deleted file); no upload. */
+void cache_forget_inode(struct cache *c, uint64_t ino);
+
+/* Upload every block of ino dirty now and wait for it. -EIO (or the
+ * store's error) when an upload failed since the call. */
+int cache_flush_inode(struct cache *c, uint64_t ino);
+/* Upload everything dirty now and wait. progress (may be NULL) is called
+ * about once a second with the dirty bytes left. */
+int cache_flush_all(struct cache *c,
+		    void (*progress)(uint64_t left, void *arg), void *arg);
+
+/*
+ * Claims on object names, so that the garbage collector never deletes an
+ * object while an upload decides it can be reused.  cache_claim blocks
+ * while another thread holds the claim on hash.
+ */
+void cache_claim(struct cache *c, const char *hash);
+void cache_unclaim(struct cache *c, const char *hash);
+
+void cache_get_stats(struct cache *c, struct cache_stats *out);
+
+#endif

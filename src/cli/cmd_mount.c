@@ -1,0 +1,764 @@
+/*
+ * cmd_mount.c - `metafuse mount`: from a store location to a serving
+ * mount, and from unmount back to a volume whose every byte is in the
+ * store.
+ *
+ * Order of a mount (each step can fail with one clear line):
+ *   parse options -> check the mountpoint -> open the store, read the
+ *   volume descriptor -> fork (unless -f; the parent waits for the child's
+ *   verdict on a pipe) -> lock the cache directory -> take the lease ->
+ *   restore the metadata from the store if the local copy is missing or
+ *   older -> open meta and cache (upload workers start) -> mount and
+ *   answer -> tell the parent "ready" -> serve.
+ * On unmount: stop maintenance, upload everything, checkpoint, collect
+ * garbage, release the lease.
+ *
+ * The maintenance thread checkpoints the metadata when it changed (every
+ * checkpoint_interval), deletes garbage objects no durable checkpoint
+ * names, and renews the lease.
+ */
+#include "util/compat.h"
+
+#include <fcntl.h>
+#include <limits.h>
+#include <pthread.h>
+#include <signal.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "blob/blob.h"
+#include "cache/cache.h"
+#include "cli/cli.h"
+#include "fs/fs.h"
+#include "meta/meta.h"
+#include "meta/meta_index.h"
+#include "meta/volume.h"
+#include "store/store.h"
+#include "util/log.h"
+#include "util/util.h"
+
+#define LEASE_TTL_S 30
+
+struct mount_opts {
+	bool foreground;
+	bool force;
+	bool read_only;
+	bool debug;
+	char *cache_dir;
+	uint64_t cache_size;
+	uint64_t max_dirty;
+	uint64_t writeback_delay_ns;
+	uint64_t checkpoint_interval_ns;
+	unsigned upload_threads;
+	struct buf fuse_opts; /* passed through to FUSE */
+};
+
+static const char *const fuse_passthrough[] = {
+	"allow_other", "allow_root", "auto_unmount", "nodev", "dev",
+	"nosuid", "suid", "noexec", "exec", "noatime", "atime", "relatime",
+	"sync", "async", "dirsync", "rw",
+};
+
+static const char mount_help[] =
+	"usage: metafuse mount [-f] [--force] [-o OPT[,OPT...]] [STORE] "
+	"MOUNTPOINT\n"
+	"\n"
+	"Mounts the volume in STORE (a directory or file:///path; default:\n"
+	"$XDG_DATA_HOME/metafuse/default, created on first use) at MOUNTPOINT.\n"
+	"Returns once the mount answers; the daemon logs to "
+	"CACHE_DIR/metafuse.log.\n"
+	"\n"
+	"  -f             stay in the foreground, log to stderr\n"
+	"  --force        take the volume's lease even if another mount "
+	"holds it\n"
+	"options:\n"
+	"  cache_dir=DIR          local cache (default "
+	"$XDG_CACHE_HOME/metafuse/VOLUME-ID)\n"
+	"  cache_size=SIZE        disk the cache may use (default 4G)\n"
+	"  max_dirty=SIZE         upload at once past this much unsent data "
+	"(default 256M)\n"
+	"  writeback_delay=SECS   upload written data after this delay "
+	"(default 5)\n"
+	"  checkpoint_interval=SECS  metadata checkpoint period (default 30)\n"
+	"  upload_threads=N       parallel uploads (default 4)\n"
+	"  ro                     read-only\n"
+	"  debug                  verbose log\n"
+	"  allow_other, allow_root, auto_unmount, nodev, dev, nosuid, suid,\n"
+	"  noexec, exec, noatime, atime, relatime, sync, async, dirsync, rw:\n"
+	"                         passed to FUSE\n"
+	"SIZE takes K, M, G, T suffixes.\n";
+
+static void list_valid_options(void)
+{
+	size_t i;
+
+	fprintf(stderr, "valid options: cache_dir=, cache_size=, max_dirty=, "
+		"writeback_delay=, checkpoint_interval=, upload_threads=, ro, "
+		"debug");
+	for (i = 0; i < ARRAY_SIZE(fuse_passthrough); i++)
+		fprintf(stderr, ", %s", fuse_passthrough[i]);
+	fprintf(stderr, "\n");
+}
+
+static int parse_one_opt(struct mount_opts *o, const char *opt)
+{
+	const char *eq = strchr(opt, '=');
+	size_t klen = eq ? (size_t)(eq - opt) : strlen(opt);
+	const char *val = eq ? eq + 1 : NULL;
+	size_t i;
+
+#define KEY(k) (klen == strlen(k) && !strncmp(opt, k, klen))
+	if (KEY("cache_dir") && val && *val) {
+		free(o->cache_dir);
+		o->cache_dir = strdup(val);
+		return o->cache_dir ? 0 : -ENOMEM;
+	}
+	if (KEY("cache_size") && val)
+		return parse_size(val, &o->cache_size);
+	if (KEY("max_dirty") && val)
+		return parse_size(val, &o->max_dirty);
+	if (KEY("writeback_delay") && val)
+		return parse_seconds(val, &o->writeback_delay_ns);
+	if (KEY("checkpoint_interval") && val) {
+		int rc = parse_seconds(val, &o->checkpoint_interval_ns);
+
+		if (!rc && o->checkpoint_interval_ns < 100000000ULL)
+			rc = -EINVAL;
+		return rc;
+	}
+	if (KEY("upload_threads") && val) {
+		char *end;
+		unsigned long n = strtoul(val, &end, 10);
+
+		if (*end || n < 1 || n > 64)
+			return -EINVAL;
+		o->upload_threads = (unsigned)n;
+		return 0;
+	}
+	if (KEY("ro") && !val) {
+		o->read_only = true;
+		return 0;
+	}
+	if (KEY("debug") && !val) {
+		o->debug = true;
+		return 0;
+	}
+	for (i = 0; i < ARRAY_SIZE(fuse_passthrough); i++) {
+		if (KEY(fuse_passthrough[i]) && !val) {
+			if (o->fuse_opts.len && buf_appends(&o->fuse_opts, ","))
+				return -ENOMEM;
+			return buf_appends(&o->fuse_opts, fuse_passthrough[i]);
+		}
+	}
+#undef KEY
+	return -ENOENT;
+}
+
+static int parse_opts(struct mount_opts *o, const char *list)
+{
+	char *copy = strdup(list), *p, *next;
+	int rc = 0;
+
+	if (!copy)
+		return -ENOMEM;
+	for (p = copy; p && !rc; p = next) {
+		next = strchr(p, ',');
+		if (next)
+			*next++ = 0;
+		if (!*p)
+			continue;
+		rc = parse_one_opt(o, p);
+		if (rc == -ENOENT) {
+			cli_error("unknown mount option '%s'", p);
+			list_valid_options();
+		} else if (rc) {
+			cli_error("invalid value in mount option '%s'", p);
+		}
+	}
+	free(copy);
+	return rc;
+}
+
+/* ---- the running mount ---- */
+
+struct mounted {
+	struct mount_opts *o;
+	struct store *store;
+	struct volume vol;
+	struct blob_ctx blob;
+	struct meta *meta;
+	struct cache *cache;
+	struct fs *fs;
+	char *cache_dir;
+	char lease_owner[64];
+	int ready_fd; /* write end of the pipe to the waiting parent */
+
+	pthread_t maint;
+	bool maint_running;
+	pthread_mutex_t maint_lock;
+	pthread_cond_t maint_cond;
+	bool maint_stop; /* protected by maint_lock */
+};
+
+/* Delete objects that no block names and no durable checkpoint needs. */
+static int gc_cb(const char *hash, void *arg)
+{
+	struct buf *list = arg;
+
+	return buf_append(list, hash, BLOB_NAME_LEN + 1);
+}
+
+static void collect_garbage(struct mounted *mt)
+{
+	uint64_t durable = meta_config_get_u64(mt->meta, "durable_seq", 0);
+	struct buf list = BUF_INIT;
+	size_t i, n, freed = 0;
+
+	if (mt->o->read_only)
+		return;
+	do {
+		buf_reset(&list);
+		if (meta_gc_list(mt->meta, durable, 512, gc_cb, &list))
+			break;
+		n = list.len / (BLOB_NAME_LEN + 1);
+		for (i = 0; i < n; i++) {
+			const char *hash = (const char *)list.data +
+					   i * (BLOB_NAME_LEN + 1);
+			char key[BLOB_DATA_KEY_LEN + 1];
+			uint64_t refs = 1;
+			int rc;
+
+			cache_claim(mt->cache, hash);
+			if (meta_object_get(mt->meta, hash, &refs) == 0 &&
+			    refs == 0) {
+				blob_data_key(hash, key);
+				rc = store_del(mt->store, key);
+				if (rc == 0) {
+					meta_gc_forget(mt->meta, hash);
+					freed++;
+				} else {
+					log_warn("gc: cannot delete %s: %s",
+						 key, strerror(-rc));
+				}
+			}
+			cache_unclaim(mt->cache, hash);
+		}
+	} while (n == 512);
+	buf_free(&list);
+	if (freed)
+		log_debug("gc: deleted %zu unreferenced object(s)", freed);
+}
+
+static void *maintenance(void *arg)
+{
+	struct mounted *mt = arg;
+	uint64_t last_change = meta_change_count(mt->meta);
+	uint64_t next_ckpt = now_mono_ns() + mt->o->checkpoint_interval_ns;
+	uint64_t next_lease = now_mono_ns() + LEASE_TTL_S / 3 * 1000000000ULL;
+
+	pthread_mutex_lock(&mt->maint_lock);
+	while (!mt->maint_stop) {
+		struct timespec ts;
+		uint64_t now;
+
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_sec += 1;
+		pthread_cond_timedwait(&mt->maint_cond, &mt->maint_lock, &ts);
+		if (mt->maint_stop)
+			break;
+		pthread_mutex_unlock(&mt->maint_lock);
+		now = now_mono_ns();
+		if (!mt->o->read_only && now >= next_lease) {
+			int rc = volume_lease_renew(mt->store, mt->lease_owner,
+						    LEASE_TTL_S);
+
+			if (rc == -EBUSY)
+				log_error("the volume's lease was taken over "
+					  "by another mount; this mount "
+					  "should be unmounted");
+			else if (rc)
+				log_warn("cannot renew the lease: %s",
+					 strerror(-rc));
+			next_lease = now + LEASE_TTL_S / 3 * 1000000000ULL;
+		}
+		if (!mt->o->read_only && now >= next_ckpt) {
+			uint64_t change = meta_change_count(mt->meta);
+
+			if (change != last_change) {
+				int rc = fs_checkpoint(mt->fs);
+
+				if (rc)
+					log_error("checkpoint failed: %s",
+						  strerror(-rc));
+				/* the checkpoint itself changes config */
+				last_change = meta_change_count(mt->meta);
+			}
+			collect_garbage(mt);
+			next_ckpt = now + mt->o->checkpoint_interval_ns;
+		}
+		pthread_mutex_lock(&mt->maint_lock);
+	}
+	pthread_mutex_unlock(&mt->maint_lock);
+	return NULL;
+}
+
+static void tell_parent(struct mounted *mt, char status)
+{
+	if (mt->ready_fd >= 0) {
+		if (write(mt->ready_fd, &status, 1) != 1) {
+			/* the parent is gone: nobody to tell */
+		}
+		close(mt->ready_fd);
+		mt->ready_fd = -1;
+	}
+}
+
+static void on_ready(void *arg, int rc)
+{
+	struct mounted *mt = arg;
+
+	if (rc)
+		return; /* reported by the caller */
+	if (mt->ready_fd >= 0) {
+		int null = open("/dev/null", O_RDWR);
+
+		/* detach from the terminal now that the mount answers */
+		setsid();
+		if (null >= 0) {
+			dup2(null, 0);
+			dup2(null, 1);
+			dup2(null, 2);
+			if (null > 2)
+				close(null);
+		}
+	}
+	tell_parent(mt, 0);
+}
+
+static int default_cache_dir(const char *volume_id, struct buf *out)
+{
+	const char *xdg = getenv("XDG_CACHE_HOME"), *home = getenv("HOME");
+
+	if (xdg && *xdg)
+		return buf_appendf(out, "%s/metafuse/%s", xdg, volume_id);
+	if (!home || !*home)
+		return -ENOENT;
+	return buf_appendf(out, "%s/.cache/metafuse/%s", home, volume_id);
+}
+
+/*
+ * Bring the local database up to the store's newest checkpoint when it
+ * is missing or older; a local copy at least as new stays (it may hold
+ * changes the store has not seen yet).
+ */
+static int prepare_db(struct mounted *mt, const char *db_path)
+{
+	struct buf local_id = BUF_INIT, blocks = BUF_INIT;
+	uint64_t latest = 0, seq = 0;
+	bool have_local = access(db_path, F_OK) == 0, restore = false;
+	struct meta *m;
+	int rc;
+
+	rc = checkpoint_latest(mt->store, &latest);
+	if (rc && rc != -ENOENT) {
+		cli_error("cannot list the checkpoints of %s: %s",
+			  mt->store->url, strerror(-rc));
+		return rc;
+	}
+	if (have_local) {
+		rc = meta_open(db_path, mt->vol.block_size, getuid(), getgid(),
+			       &m);
+		if (rc) {
+			cli_error("cannot open the local metadata %s: %s",
+				  db_path, strerror(-rc));
+			return rc;
+		}
+		if (meta_config_get(m, "volume_id", &local_id) == 0 &&
+		    strcmp(buf_str(&local_id), mt->vol.id)) {
+			cli_error("cache directory %s belongs to another "
+				  "volume (%s)", mt->cache_dir,
+				  buf_str(&local_id));
+			meta_close(m);
+			buf_free(&local_id);
+			return -EINVAL;
+		}
+		if (latest > meta_config_get_u64(m, "ckpt_seq", 0)) {
+			struct meta_stats st;
+
+			if (meta_stats(m, &st) == 0 && st.dirty_blocks)
+				log_warn("the store holds newer metadata than "
+					 "this cache; %" PRIu64 " block(s) "
+					 "written here and never uploaded "
+					 "are dropped", st.dirty_blocks);
+			restore = true;
+		}
+		meta_close(m);
+		buf_free(&local_id);
+	} else if (latest) {
+		restore = true;
+	}
+	if (!restore)
+		return 0;
+	if (isatty(2))
+		fprintf(stderr, "metafuse: restoring metadata from %s ...\n",
+			mt->store->url);
+	rc = checkpoint_restore(mt->store, &mt->blob, db_path, &seq);
+	if (rc) {
+		cli_error("cannot restore the metadata of %s: %s",
+			  mt->store->url, strerror(-rc));
+		return rc;
+	}
+	/* cached blocks of the old database mean nothing to the new one */
+	buf_appendf(&blocks, "%s/blocks", mt->cache_dir);
+	rm_rf(buf_str(&blocks));
+	buf_free(&blocks);
+	rc = meta_open(db_path, mt->vol.block_size, getuid(), getgid(), &m);
+	if (rc)
+		return rc;
+	if (meta_blocks_forget_dirty(m) < 0)
+		rc = -EIO;
+	if (!rc)
+		rc = meta_config_set_u64(m, "ckpt_seq", seq);
+	if (!rc)
+		rc = meta_config_set_u64(m, "durable_seq", seq);
+	meta_close(m);
+	log_info("restored metadata checkpoint %" PRIu64 " from %s", seq,
+		 mt->store->url);
+	return rc;
+}
+
+static void progress_cb(uint64_t left, void *arg)
+{
+	log_info("unmount: %" PRIu64 " KiB left to upload", left >> 10);
+}
+
+static int serve(struct mounted *mt, const char *mountpoint)
+{
+	struct mount_opts *o = mt->o;
+	struct cache_config cc;
+	struct fs_config fc;
+	struct buf path = BUF_INIT, reg = BUF_INIT;
+	int lock_fd = -1, rc, rc2;
+	struct buf err = BUF_INIT;
+
+	/* one mount per cache directory, whatever the store */
+	rc = mkdir_p(mt->cache_dir, 0700);
+	if (rc) {
+		cli_error("cannot create cache directory %s: %s",
+			  mt->cache_dir, strerror(-rc));
+		goto out;
+	}
+	buf_appendf(&path, "%s/lock", mt->cache_dir);
+	lock_fd = open(buf_str(&path), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	if (lock_fd < 0 || flock(lock_fd, LOCK_EX | LOCK_NB)) {
+		rc = -errno;
+		cli_error("cache directory %s is in use by another metafuse "
+			  "mount", mt->cache_dir);
+		goto out;
+	}
+	if (!o->foreground) {
+		buf_reset(&path);
+		buf_appendf(&path, "%s/metafuse.log", mt->cache_dir);
+		log_set_file(buf_str(&path));
+	}
+	if (!o->read_only) {
+		rc = volume_lease_take(mt->store, LEASE_TTL_S, o->force,
+				       mt->lease_owner,
+				       sizeof(mt->lease_owner), &err);
+		if (rc) {
+			cli_error("%s", buf_str(&err));
+			goto out;
+		}
+	}
+	buf_reset(&path);
+	buf_appendf(&path, "%s/meta.db", mt->cache_dir);
+	rc = prepare_db(mt, buf_str(&path));
+	if (rc)
+		goto out_lease;
+	rc = meta_open(buf_str(&path), mt->vol.block_size, getuid(), getgid(),
+		       &mt->meta);
+	if (rc) {
+		cli_error("cannot open the metadata %s: %s", buf_str(&path),
+			  strerror(-rc));
+		goto out_lease;
+	}
+	meta_config_set(mt->meta, "volume_id", mt->vol.id);
+
+	memset(&cc, 0, sizeof(cc));
+	cc.dir = mt->cache_dir;
+	cc.block_size = mt->vol.block_size;
+	cc.cache_size = o->cache_size;
+	cc.max_dirty = o->max_dirty;
+	cc.writeback_delay_ns = o->writeback_delay_ns;
+	cc.upload_threads = o->upload_threads;
+	rc = cache_open(&cc, mt->store, &mt->blob, &meta_index_ops, mt->meta,
+			&mt->cache);
+	if (rc) {
+		cli_error("cannot open the cache in %s: %s", mt->cache_dir,
+			  strerror(-rc));
+		goto out_meta;
+	}
+	memset(&fc, 0, sizeof(fc));
+	fc.meta = mt->meta;
+	fc.cache = mt->cache;
+	fc.store = mt->store;
+	fc.blob = &mt->blob;
+	fc.tmp_dir = mt->cache_dir;
+	fc.read_only = o->read_only;
+	fc.attr_timeout = 1.0;
+	fc.entry_timeout = 1.0;
+	rc = fs_new(&fc, &mt->fs);
+	if (rc)
+		goto out_cache;
+	if (!o->read_only)
+		fs_purge_orphans(mt->fs);
+
+	pthread_mutex_init(&mt->maint_lock, NULL);
+	pthread_cond_init(&mt->maint_cond, NULL);
+	if (pthread_create(&mt->maint, NULL, maintenance, mt) == 0)
+		mt->maint_running = true;
+
+	if (cli_registry_path(mountpoint, &reg) == 0) {
+		char line[64];
+		int n = snprintf(line, sizeof(line), "%d\n", (int)getpid());
+
+		write_file_atomic(buf_str(&reg), line, (size_t)n, 0600);
+	}
+	log_info("mounting %s at %s (cache %s)", mt->store->url, mountpoint,
+		 mt->cache_dir);
+	rc = fs_run(mt->fs, mountpoint, buf_str(&o->fuse_opts), on_ready, mt);
+	if (rc && mt->ready_fd >= 0)
+		cli_error("cannot mount at %s (see messages above)",
+			  mountpoint);
+	log_info("unmounted %s; uploading what is left", mountpoint);
+
+	if (mt->maint_running) {
+		pthread_mutex_lock(&mt->maint_lock);
+		mt->maint_stop = true;
+		pthread_cond_broadcast(&mt->maint_cond);
+		pthread_mutex_unlock(&mt->maint_lock);
+		pthread_join(mt->maint, NULL);
+	}
+	rc2 = cache_flush_all(mt->cache, progress_cb, NULL);
+	if (!rc2 && !o->read_only)
+		rc2 = fs_checkpoint(mt->fs);
+	if (!rc2)
+		collect_garbage(mt);
+	if (rc2)
+		log_error("final upload failed: %s", strerror(-rc2));
+	if (!rc)
+		rc = rc2;
+	if (reg.len)
+		unlink(buf_str(&reg));
+	fs_free(mt->fs);
+out_cache:
+	rc2 = cache_close(mt->cache, 0);
+	if (!rc)
+		rc = rc2;
+out_meta:
+	meta_close(mt->meta);
+out_lease:
+	if (!o->read_only && mt->lease_owner[0])
+		volume_lease_release(mt->store, mt->lease_owner);
+out:
+	if (rc == 0)
+		log_info("volume %s is clean: everything is in the store",
+			 mt->store->url);
+	if (lock_fd >= 0)
+		close(lock_fd);
+	buf_free(&path);
+	buf_free(&reg);
+	buf_free(&err);
+	return rc;
+}
+
+/* Create the default volume on first use. */
+static int open_default_store(struct store **st)
+{
+	struct buf path = BUF_INIT, err = BUF_INIT;
+	struct volume v;
+	int rc = cli_default_store(&path);
+
+	if (rc) {
+		cli_error("no STORE given and neither XDG_DATA_HOME nor HOME "
+			  "is set");
+		goto out;
+	}
+	rc = store_open(buf_str(&path), 1, st, &err);
+	if (rc) {
+		cli_error("%s", buf_str(&err));
+		goto out;
+	}
+	if (volume_load(*st, &v, &err) == -ENOENT) {
+		buf_reset(&err);
+		rc = volume_create(*st, 1U << 20, &v, &err);
+		if (rc) {
+			cli_error("%s", buf_str(&err));
+			store_close(*st);
+			goto out;
+		}
+		fprintf(stderr, "metafuse: created the default volume in %s\n",
+			buf_str(&path));
+	}
+out:
+	buf_free(&path);
+	buf_free(&err);
+	return rc;
+}
+
+int cmd_mount(int argc, char **argv)
+{
+	struct mount_opts o = {
+		.cache_size = 4ULL << 30,
+		.max_dirty = 256ULL << 20,
+		.writeback_delay_ns = 5ULL * 1000000000ULL,
+		.checkpoint_interval_ns = 30ULL * 1000000000ULL,
+		.upload_threads = 4,
+	};
+	struct mounted mt;
+	const char *pos[3];
+	char real_mp[PATH_MAX];
+	struct buf err = BUF_INIT, cdir = BUF_INIT;
+	struct stat st;
+	int npos = 0, i, rc, status = 1;
+	int pipefd[2] = { -1, -1 };
+
+	memset(&mt, 0, sizeof(mt));
+	mt.ready_fd = -1;
+	mt.o = &o;
+	for (i = 1; i < argc; i++) {
+		if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+			fputs(mount_help, stdout);
+			status = 0;
+			goto out;
+		} else if (!strcmp(argv[i], "-f")) {
+			o.foreground = true;
+		} else if (!strcmp(argv[i], "--force")) {
+			o.force = true;
+		} else if (!strcmp(argv[i], "-o")) {
+			if (i + 1 >= argc) {
+				cli_error("-o needs an option list");
+				goto out;
+			}
+			if (parse_opts(&o, argv[++i]))
+				goto out;
+		} else if (!strncmp(argv[i], "-o", 2)) {
+			if (parse_opts(&o, argv[i] + 2))
+				goto out;
+		} else if (argv[i][0] == '-' && argv[i][1]) {
+			cli_error("unknown flag '%s' (see 'metafuse mount "
+				  "--help')", argv[i]);
+			goto out;
+		} else if (npos < 3) {
+			pos[npos++] = argv[i];
+		} else {
+			npos++;
+		}
+	}
+	if (npos < 1 || npos > 2) {
+		cli_error("usage: metafuse mount [-f] [-o OPT[,OPT...]] "
+			  "[STORE] MOUNTPOINT");
+		status = 2;
+		goto out;
+	}
+	if (o.debug)
+		log_set_level(LOG_DEBUG);
+
+	/* the mountpoint */
+	if (!realpath(pos[npos - 1], real_mp) || stat(real_mp, &st)) {
+		cli_error("mountpoint %s: %s", pos[npos - 1], strerror(errno));
+		goto out;
+	}
+	if (!S_ISDIR(st.st_mode)) {
+		cli_error("mountpoint %s is not a directory", pos[npos - 1]);
+		goto out;
+	}
+	if (cli_is_mountpoint(real_mp)) {
+		cli_error("%s is already a mount point", real_mp);
+		goto out;
+	}
+
+	/* the store and its volume */
+	if (npos == 2) {
+		rc = store_open(pos[0], 0, &mt.store, &err);
+		if (rc) {
+			cli_error("%s", buf_str(&err));
+			goto out;
+		}
+	} else if (open_default_store(&mt.store)) {
+		goto out;
+	}
+	if (blob_global_init()) {
+		cli_error("cannot initialise libsodium");
+		goto out_store;
+	}
+	buf_reset(&err);
+	if (volume_load(mt.store, &mt.vol, &err)) {
+		cli_error("%s", buf_str(&err));
+		goto out_store;
+	}
+	memcpy(mt.blob.hash_key, mt.vol.hash_key, BLOB_KEY_BYTES);
+	mt.blob.zstd_level = 1;
+	if (o.cache_dir) {
+		rc = buf_appends(&cdir, o.cache_dir);
+	} else {
+		rc = default_cache_dir(mt.vol.id, &cdir);
+	}
+	if (rc) {
+		cli_error("no cache_dir given and neither XDG_CACHE_HOME nor "
+			  "HOME is set");
+		goto out_store;
+	}
+	mt.cache_dir = (char *)cdir.data;
+	if (o.max_dirty > o.cache_size)
+		o.max_dirty = o.cache_size;
+
+	if (!o.foreground) {
+		pid_t pid;
+		char verdict = 1;
+
+		if (pipe(pipefd)) {
+			cli_error("pipe: %s", strerror(errno));
+			goto out_store;
+		}
+		fflush(NULL);
+		pid = fork();
+		if (pid < 0) {
+			cli_error("fork: %s", strerror(errno));
+			goto out_store;
+		}
+		if (pid > 0) {
+			/* the parent: wait for the child's verdict */
+			ssize_t n;
+
+			close(pipefd[1]);
+			do {
+				n = read(pipefd[0], &verdict, 1);
+			} while (n < 0 && errno == EINTR);
+			close(pipefd[0]);
+			if (n != 1) {
+				int ws;
+
+				waitpid(pid, &ws, 0);
+				verdict = 1;
+			}
+			status = verdict ? 1 : 0;
+			goto out_store;
+		}
+		close(pipefd[0]);
+		mt.ready_fd = pipefd[1];
+	}
+	rc = serve(&mt, real_mp);
+	tell_parent(&mt, rc ? 1 : 0);
+	status = rc ? 1 : 0;
+out_store:
+	store_close(mt.store);
+out:
+	free(o.cache_dir);
+	buf_free(&o.fuse_opts);
+	buf_free(&cdir);
+	buf_free(&err);
+	return status;
+}

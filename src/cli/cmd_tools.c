@@ -1,0 +1,338 @@
+/*
+ * cmd_tools.c - `metafuse mkfs`, `umount` and `fsck`.
+ *
+ * umount is more than fusermount3 -u: the daemon still has to upload what
+ * is dirty, checkpoint and release the lease after the kernel lets go, so
+ * umount waits for the daemon (found through the registry file it wrote
+ * for the mountpoint) to exit, and shows progress on a terminal.
+ *
+ * fsck works on a private copy of the newest checkpoint: it never touches
+ * a mounted volume's live database.  With --repair it writes the repaired
+ * copy back as a new checkpoint, which requires the volume not mounted.
+ */
+#include "util/compat.h"
+
+#include <limits.h>
+#include <signal.h>
+#include <sys/mount.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "blob/blob.h"
+#include "cli/cli.h"
+#include "meta/meta.h"
+#include "meta/volume.h"
+#include "store/store.h"
+#include "util/util.h"
+
+/* ---- mkfs ---- */
+
+static const char mkfs_help[] =
+	"usage: metafuse mkfs [--block-size SIZE] STORE\n"
+	"\n"
+	"Creates an empty volume in STORE (a directory, created if missing, "
+	"or\nfile:///path).  SIZE is a power of two from 4K to 64M "
+	"(default 1M).\n";
+
+int cmd_mkfs(int argc, char **argv)
+{
+	uint64_t bs = 1U << 20;
+	const char *loc = NULL;
+	struct buf err = BUF_INIT;
+	struct store *s = NULL;
+	struct volume v;
+	int i, status = 1;
+
+	for (i = 1; i < argc; i++) {
+		if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+			fputs(mkfs_help, stdout);
+			return 0;
+		} else if (!strcmp(argv[i], "--block-size") && i + 1 < argc) {
+			if (parse_size(argv[++i], &bs) || bs < 4096 ||
+			    bs > (64U << 20) || (bs & (bs - 1))) {
+				cli_error("invalid block size '%s' (a power "
+					  "of two from 4K to 64M)", argv[i]);
+				return 2;
+			}
+		} else if (argv[i][0] == '-') {
+			cli_error("unknown flag '%s' (see 'metafuse mkfs "
+				  "--help')", argv[i]);
+			return 2;
+		} else if (!loc) {
+			loc = argv[i];
+		} else {
+			loc = NULL;
+			break;
+		}
+	}
+	if (!loc || i < argc) {
+		cli_error("usage: metafuse mkfs [--block-size SIZE] STORE");
+		return 2;
+	}
+	if (blob_global_init()) {
+		cli_error("cannot initialise libsodium");
+		return 1;
+	}
+	if (store_open(loc, 1, &s, &err)) {
+		cli_error("%s", buf_str(&err));
+		goto out;
+	}
+	if (volume_create(s, (uint32_t)bs, &v, &err)) {
+		cli_error("%s", buf_str(&err));
+		goto out;
+	}
+	printf("created volume %s in %s (block size %" PRIu64 ")\n", v.id,
+	       s->url, bs);
+	status = 0;
+out:
+	store_close(s);
+	buf_free(&err);
+	return status;
+}
+
+/* ---- umount ---- */
+
+static const char umount_help[] =
+	"usage: metafuse umount MOUNTPOINT\n"
+	"\n"
+	"Unmounts, then waits until the daemon has uploaded everything and\n"
+	"exited.\n";
+
+static bool pid_alive(pid_t pid)
+{
+	return pid > 0 && (kill(pid, 0) == 0 || errno == EPERM);
+}
+
+int cmd_umount(int argc, char **argv)
+{
+	char real[PATH_MAX];
+	struct buf reg = BUF_INIT, text = BUF_INIT;
+	pid_t pid = 0;
+	uint64_t start, last;
+	int status = 1;
+
+	if (argc == 2 && (!strcmp(argv[1], "--help") ||
+			  !strcmp(argv[1], "-h"))) {
+		fputs(umount_help, stdout);
+		return 0;
+	}
+	if (argc != 2) {
+		cli_error("usage: metafuse umount MOUNTPOINT");
+		return 2;
+	}
+	if (!realpath(argv[1], real)) {
+		cli_error("%s: %s", argv[1], strerror(errno));
+		return 1;
+	}
+	if (!cli_is_mountpoint(real)) {
+		cli_error("%s is not mounted", real);
+		return 1;
+	}
+	if (cli_registry_path(real, &reg) == 0 &&
+	    read_file(buf_str(&reg), &text) == 0)
+		pid = (pid_t)strtol(buf_str(&text), NULL, 10);
+	if (geteuid() == 0) {
+		if (umount2(real, 0)) {
+			cli_error("cannot unmount %s: %s", real,
+				  strerror(errno));
+			goto out;
+		}
+	} else {
+		pid_t child = fork();
+		int ws = 0;
+
+		if (child == 0) {
+			execlp("fusermount3", "fusermount3", "-u", real,
+			       (char *)NULL);
+			_exit(127);
+		}
+		if (child < 0 || waitpid(child, &ws, 0) < 0 ||
+		    !WIFEXITED(ws) || WEXITSTATUS(ws)) {
+			cli_error("cannot unmount %s (fusermount3 failed)",
+				  real);
+			goto out;
+		}
+	}
+	start = last = now_mono_ns();
+	while (pid_alive(pid)) {
+		struct timespec ts = { 0, 50000000L };
+		uint64_t now = now_mono_ns();
+
+		if (isatty(2) && now - last > 2000000000ULL) {
+			fprintf(stderr, "metafuse: waiting for the daemon "
+				"(pid %d) to finish uploading (%" PRIu64
+				" s)...\n", (int)pid,
+				(uint64_t)((now - start) / 1000000000ULL));
+			last = now;
+		}
+		nanosleep(&ts, NULL);
+	}
+	status = 0;
+out:
+	buf_free(&reg);
+	buf_free(&text);
+	return status;
+}
+
+/* ---- fsck ---- */
+
+static const char fsck_help[] =
+	"usage: metafuse fsck [--repair] STORE\n"
+	"\n"
+	"Checks the newest metadata checkpoint of the volume in STORE: link\n"
+	"counts, orphans, dangling entries, reference counts, and that every\n"
+	"referenced object exists.  --repair fixes what it can and writes a\n"
+	"new checkpoint (the volume must not be mounted).\n"
+	"Exit status: 0 clean, 1 problems found, 2 error.\n";
+
+struct fsck_ctx {
+	struct store *s;
+	uint64_t checked, missing, total;
+	uint64_t last_ns;
+};
+
+static void report_line(const char *line, void *arg)
+{
+	uint64_t *n = arg;
+
+	(*n)++;
+	printf("%s\n", line);
+}
+
+static int object_cb(const char *hash, uint64_t refs, void *arg)
+{
+	struct fsck_ctx *f = arg;
+	char key[BLOB_DATA_KEY_LEN + 1];
+	uint64_t size;
+	int rc;
+
+	if (refs == 0)
+		return 0;
+	blob_data_key(hash, key);
+	rc = store_head(f->s, key, &size);
+	if (rc == -ENOENT) {
+		printf("object %s is referenced but missing from the store\n",
+		       key);
+		f->missing++;
+	} else if (rc) {
+		return rc;
+	}
+	f->checked++;
+	if (isatty(2) && now_mono_ns() - f->last_ns > 500000000ULL) {
+		fprintf(stderr, "\rchecking objects: %" PRIu64, f->checked);
+		f->last_ns = now_mono_ns();
+	}
+	return 0;
+}
+
+int cmd_fsck(int argc, char **argv)
+{
+	struct buf err = BUF_INIT, db = BUF_INIT;
+	struct fsck_ctx f = { 0 };
+	struct blob_ctx bc = { { 0 }, 3 };
+	const char *loc = NULL;
+	char tmpl[] = "/tmp/metafuse-fsck-XXXXXX";
+	struct meta *m = NULL;
+	bool repair = false, tmp_made = false;
+	uint64_t problems = 0, seq = 0;
+	struct volume v;
+	int i, rc, status = 2;
+
+	for (i = 1; i < argc; i++) {
+		if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+			fputs(fsck_help, stdout);
+			return 0;
+		} else if (!strcmp(argv[i], "--repair")) {
+			repair = true;
+		} else if (argv[i][0] == '-') {
+			cli_error("unknown flag '%s' (see 'metafuse fsck "
+				  "--help')", argv[i]);
+			return 2;
+		} else if (!loc) {
+			loc = argv[i];
+		} else {
+			cli_error("usage: metafuse fsck [--repair] STORE");
+			return 2;
+		}
+	}
+	if (!loc) {
+		cli_error("usage: metafuse fsck [--repair] STORE");
+		return 2;
+	}
+	if (blob_global_init())
+		return 2;
+	if (store_open(loc, 0, &f.s, &err) || volume_load(f.s, &v, &err)) {
+		cli_error("%s", buf_str(&err));
+		goto out;
+	}
+	memcpy(bc.hash_key, v.hash_key, BLOB_KEY_BYTES);
+	if (!mkdtemp(tmpl)) {
+		cli_error("mkdtemp: %s", strerror(errno));
+		goto out;
+	}
+	tmp_made = true;
+	buf_appendf(&db, "%s/meta.db", tmpl);
+	rc = checkpoint_restore(f.s, &bc, buf_str(&db), &seq);
+	if (rc == -ENOENT) {
+		printf("volume %s has no metadata checkpoint yet (never "
+		       "mounted): nothing to check\n", f.s->url);
+		status = 0;
+		goto out;
+	}
+	if (rc) {
+		cli_error("cannot read the newest checkpoint of %s: %s",
+			  f.s->url, strerror(-rc));
+		goto out;
+	}
+	rc = meta_open(buf_str(&db), v.block_size, 0, 0, &m);
+	if (rc) {
+		cli_error("the newest checkpoint of %s is not a valid "
+			  "database", f.s->url);
+		goto out;
+	}
+	rc = meta_fsck(m, repair, report_line, &problems);
+	if (rc < 0) {
+		cli_error("fsck failed: %s", strerror(-rc));
+		goto out;
+	}
+	rc = meta_objects(m, object_cb, &f);
+	if (isatty(2) && f.checked)
+		fprintf(stderr, "\r");
+	if (rc) {
+		cli_error("cannot check objects in %s: %s", f.s->url,
+			  strerror(-rc));
+		goto out;
+	}
+	problems += f.missing;
+	printf("checkpoint %" PRIu64 ": %" PRIu64 " object(s) checked, %"
+	       PRIu64 " problem(s)\n", seq, f.checked, problems);
+	if (repair && problems) {
+		char owner[64];
+
+		buf_reset(&err);
+		rc = volume_lease_take(f.s, 30, 0, owner, sizeof(owner), &err);
+		if (rc) {
+			cli_error("%s; not writing the repair", buf_str(&err));
+			goto out;
+		}
+		meta_config_set_u64(m, "ckpt_seq", seq);
+		rc = checkpoint_write(m, f.s, &bc, tmpl);
+		volume_lease_release(f.s, owner);
+		if (rc) {
+			cli_error("cannot write the repaired checkpoint: %s",
+				  strerror(-rc));
+			goto out;
+		}
+		printf("repaired metadata written as a new checkpoint\n");
+	}
+	status = problems ? 1 : 0;
+out:
+	meta_close(m);
+	if (tmp_made)
+		rm_rf(tmpl);
+	store_close(f.s);
+	buf_free(&err);
+	buf_free(&db);
+	return status;
+}

@@ -1,0 +1,142 @@
+/*
+ * main.c - the metafuse command: argument dispatch, help, shared helpers
+ * of the subcommands.
+ */
+#include "util/compat.h"
+
+#include <stdarg.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "cli/cli.h"
+#include "util/util.h"
+
+static const char usage[] =
+	"usage: metafuse COMMAND [ARGS]\n"
+	"\n"
+	"commands:\n"
+	"  mkfs  [--block-size SIZE] STORE           create a volume\n"
+	"  mount [-f] [-o OPT[,OPT...]] [STORE] MOUNTPOINT\n"
+	"                                            mount a volume\n"
+	"  umount MOUNTPOINT                         upload everything, "
+	"unmount\n"
+	"  fsck  [--repair] STORE                    check a volume\n"
+	"\n"
+	"STORE is a directory or file:///path.  Without STORE, mount uses the\n"
+	"default volume in $XDG_DATA_HOME/metafuse/default.\n"
+	"'metafuse COMMAND --help' describes each command.\n";
+
+void cli_error(const char *fmt, ...)
+{
+	char line[2048];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(line, sizeof(line), fmt, ap);
+	va_end(ap);
+	fprintf(stderr, "metafuse: %s\n", line);
+}
+
+int cli_default_store(struct buf *out)
+{
+	const char *xdg = getenv("XDG_DATA_HOME"), *home = getenv("HOME");
+
+	if (xdg && *xdg)
+		return buf_appendf(out, "%s/metafuse/default", xdg);
+	if (!home || !*home)
+		return -ENOENT;
+	return buf_appendf(out, "%s/.local/share/metafuse/default", home);
+}
+
+int cli_registry_path(const char *real_mountpoint, struct buf *out)
+{
+	const char *xdg = getenv("XDG_RUNTIME_DIR");
+	uint64_t h = 0xcbf29ce484222325ULL;
+	const char *p;
+	int rc;
+
+	for (p = real_mountpoint; *p; p++) {
+		h ^= (uint8_t)*p;
+		h *= 0x100000001b3ULL;
+	}
+	if (geteuid() == 0)
+		rc = buf_appends(out, "/run/metafuse");
+	else if (xdg && *xdg)
+		rc = buf_appendf(out, "%s/metafuse", xdg);
+	else
+		rc = buf_appendf(out, "/tmp/metafuse-%u", (unsigned)geteuid());
+	if (rc)
+		return rc;
+	rc = mkdir_p(buf_str(out), 0700);
+	if (rc)
+		return rc;
+	return buf_appendf(out, "/mnt-%016" PRIx64, h);
+}
+
+int cli_is_mountpoint(const char *real_path)
+{
+	FILE *f = fopen("/proc/self/mountinfo", "r");
+	char line[8192];
+	int found = 0;
+
+	if (!f)
+		return 0;
+	while (!found && fgets(line, sizeof(line), f)) {
+		/* field 5 is the mount point, with octal escapes */
+		char mp[4096], *p = line;
+		size_t o = 0;
+		int field;
+
+		for (field = 1; field < 5 && p; field++) {
+			p = strchr(p, ' ');
+			if (p)
+				p++;
+		}
+		if (!p)
+			continue;
+		while (*p && *p != ' ' && o + 1 < sizeof(mp)) {
+			if (p[0] == '\\' && p[1] >= '0' && p[1] <= '3' &&
+			    p[2] && p[3]) {
+				mp[o++] = (char)((p[1] - '0') * 64 +
+						 (p[2] - '0') * 8 + (p[3] - '0'));
+				p += 4;
+			} else {
+				mp[o++] = *p++;
+			}
+		}
+		mp[o] = 0;
+		found = !strcmp(mp, real_path);
+	}
+	fclose(f);
+	return found;
+}
+
+int main(int argc, char **argv)
+{
+	const char *cmd;
+
+	if (argc < 2) {
+		fputs(usage, stderr);
+		return 2;
+	}
+	cmd = argv[1];
+	if (!strcmp(cmd, "--help") || !strcmp(cmd, "-h") ||
+	    !strcmp(cmd, "help")) {
+		fputs(usage, stdout);
+		return 0;
+	}
+	if (!strcmp(cmd, "--version") || !strcmp(cmd, "-V")) {
+		printf("metafuse %s\n", METAFUSE_VERSION);
+		return 0;
+	}
+	if (!strcmp(cmd, "mount"))
+		return cmd_mount(argc - 1, argv + 1);
+	if (!strcmp(cmd, "mkfs"))
+		return cmd_mkfs(argc - 1, argv + 1);
+	if (!strcmp(cmd, "umount") || !strcmp(cmd, "unmount"))
+		return cmd_umount(argc - 1, argv + 1);
+	if (!strcmp(cmd, "fsck"))
+		return cmd_fsck(argc - 1, argv + 1);
+	cli_error("unknown command '%s' (try 'metafuse --help')", cmd);
+	return 2;
+}

@@ -1,0 +1,52 @@
+/*
+ * fs.h - the filesystem: FUSE low-level operations over meta and cache.
+ *
+ * fs/ is the only module that includes <fuse_lowlevel.h>.  The cli builds
+ * the lower layers, fills struct fs_config, and runs fs_run(), which
+ * mounts, answers requests on a multi-threaded session loop until the
+ * filesystem is unmounted, and returns.
+ */
+#ifndef METAFUSE_FS_H
+#define METAFUSE_FS_H
+
+#include "util/compat.h"
+
+#include "blob/blob.h"
+#include "cache/cache.h"
+#include "meta/meta.h"
+#include "store/store.h"
+
+struct fs;
+
+struct fs_config {
+	struct meta *meta;
+	struct cache *cache;
+	struct store *store;
+	const struct blob_ctx *blob;
+	const char *tmp_dir;     /* for checkpoint snapshots */
+	bool read_only;
+	double attr_timeout;
+	double entry_timeout;
+};
+
+int fs_new(const struct fs_config *cfg, struct fs **out);
+void fs_free(struct fs *fs);
+
+/*
+ * Mount at mountpoint with the FUSE options fuse_opts ("-o" list without
+ * the -o; may be NULL), then call ready(ready_arg, 0) (or with -errno if
+ * mounting failed; fs_run then returns that error) and serve requests
+ * until unmounted.
+ */
+int fs_run(struct fs *fs, const char *mountpoint, const char *fuse_opts,
+	   void (*ready)(void *arg, int rc), void *ready_arg);
+/* Ask a running fs_run to return (signal-safe). */
+void fs_exit(struct fs *fs);
+
+/* Make every metadata change so far durable in the store (a checkpoint),
+ * coalescing concurrent callers. */
+int fs_checkpoint(struct fs *fs);
+/* Purge inodes left with no links by a crash. */
+int fs_purge_orphans(struct fs *fs);
+
+#endif

@@ -1,0 +1,1140 @@
+/*
+ * fs_ops.c - FUSE low-level operations (inode numbers, not paths).
+ *
+ * Every handler turns one kernel request into calls on meta (namespace,
+ * attributes, xattrs) and cache (file data), then replies exactly once.
+ * Inode numbers are the metadata's; FUSE_ROOT_ID is META_ROOT_INO.
+ *
+ * In-memory state: one struct fs_inode per inode the kernel knows (lookup
+ * count > 0) or has open.  It decides when an unlinked inode may go: an
+ * inode with nlink 0 is purged (its blocks freed, its cache dropped) when
+ * the kernel forgets it and its last open file is released.
+ *
+ * Invariants
+ *   1. An inode with nlink 0 stays in the metadata while it is in the
+ *      table; it is purged exactly once, by whoever takes its last
+ *      reference (maybe_purge()).
+ *   2. Handlers hold fs->lock only around table updates, never across a
+ *      meta or cache call or a fuse_reply_*.
+ */
+#include "util/compat.h"
+
+#define FUSE_USE_VERSION 34
+#include <fuse_lowlevel.h>
+
+#include <pthread.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <linux/limits.h>
+#include <sys/xattr.h>
+#include <unistd.h>
+
+#include "fs/fs.h"
+#include "meta/volume.h"
+#include "util/log.h"
+#include "util/util.h"
+
+struct fs_inode {
+	uint64_t ino;
+	uint64_t nlookup; /* protected by fs->lock */
+	uint64_t nopen;   /* protected by fs->lock */
+	bool atime_done;  /* relatime already applied since last change */
+	struct fs_inode *next;
+};
+
+#define FS_BUCKETS 4096
+
+struct fs {
+	struct fs_config cfg;
+	uint32_t bs;
+	pthread_mutex_t lock;
+	struct fs_inode *table[FS_BUCKETS]; /* protected by lock */
+
+	pthread_mutex_t ckpt_lock;          /* serializes checkpoints */
+	uint64_t ckpt_wanted;               /* protected by lock */
+	uint64_t ckpt_done;                 /* protected by ckpt_lock */
+
+	struct fuse_session *se;
+};
+
+/* ---- inode table ---- */
+
+static struct fs_inode **slot_of(struct fs *fs, uint64_t ino)
+{
+	struct fs_inode **pp = &fs->table[ino % FS_BUCKETS];
+
+	while (*pp && (*pp)->ino != ino)
+		pp = &(*pp)->next;
+	return pp;
+}
+
+/* Add lookups/opens to ino's record (creating it).  -ENOMEM. */
+static int inode_ref(struct fs *fs, uint64_t ino, uint64_t lookups,
+		     uint64_t opens)
+{
+	struct fs_inode **pp, *n;
+
+	pthread_mutex_lock(&fs->lock);
+	pp = slot_of(fs, ino);
+	if (!*pp) {
+		n = calloc(1, sizeof(*n));
+		if (!n) {
+			pthread_mutex_unlock(&fs->lock);
+			return -ENOMEM;
+		}
+		n->ino = ino;
+		*pp = n;
+	}
+	(*pp)->nlookup += lookups;
+	(*pp)->nopen += opens;
+	pthread_mutex_unlock(&fs->lock);
+	return 0;
+}
+
+/* Free the inode's data and metadata if it has no links left. */
+static void purge_if_unlinked(struct fs *fs, uint64_t ino)
+{
+	struct meta_attr a;
+	int rc;
+
+	if (meta_getattr(fs->cfg.meta, ino, &a) || a.nlink > 0)
+		return;
+	cache_forget_inode(fs->cfg.cache, ino);
+	rc = meta_inode_purge(fs->cfg.meta, ino);
+	if (rc && rc != -ENOENT && rc != -EBUSY)
+		log_error("cannot free inode %" PRIu64 ": %s", ino,
+			  strerror(-rc));
+}
+
+/* Drop lookups/opens; the last reference of an unlinked inode purges. */
+static void inode_unref(struct fs *fs, uint64_t ino, uint64_t lookups,
+			uint64_t opens)
+{
+	struct fs_inode **pp, *n = NULL;
+	bool last = false;
+
+	pthread_mutex_lock(&fs->lock);
+	pp = slot_of(fs, ino);
+	if (*pp) {
+		n = *pp;
+		n->nlookup -= MF_MIN(lookups, n->nlookup);
+		n->nopen -= MF_MIN(opens, n->nopen);
+		if (n->nlookup == 0 && n->nopen == 0) {
+			*pp = n->next;
+			last = true;
+		}
+	}
+	pthread_mutex_unlock(&fs->lock);
+	if (last) {
+		free(n);
+		if (ino != META_ROOT_INO && !fs->cfg.read_only)
+			purge_if_unlinked(fs, ino);
+	}
+}
+
+/* After an unlink/rmdir/rename dropped a link of ino: purge it now when
+ * the kernel holds no reference. */
+static void maybe_purge(struct fs *fs, uint64_t ino)
+{
+	bool known;
+
+	if (!ino)
+		return;
+	pthread_mutex_lock(&fs->lock);
+	known = *slot_of(fs, ino) != NULL;
+	pthread_mutex_unlock(&fs->lock);
+	if (!known)
+		purge_if_unlinked(fs, ino);
+}
+
+static void inode_set_atime_done(struct fs *fs, uint64_t ino, bool done)
+{
+	struct fs_inode *n;
+
+	pthread_mutex_lock(&fs->lock);
+	n = *slot_of(fs, ino);
+	if (n)
+		n->atime_done = done;
+	pthread_mutex_unlock(&fs->lock);
+}
+
+static bool inode_atime_done(struct fs *fs, uint64_t ino)
+{
+	struct fs_inode *n;
+	bool done = true;
+
+	pthread_mutex_lock(&fs->lock);
+	n = *slot_of(fs, ino);
+	if (n)
+		done = n->atime_done;
+	pthread_mutex_unlock(&fs->lock);
+	return done;
+}
+
+/* ---- conversions ---- */
+
+static void attr_to_stat(const struct fs *fs, const struct meta_attr *a,
+			 struct stat *st)
+{
+	memset(st, 0, sizeof(*st));
+	st->st_ino = a->ino;
+	st->st_mode = a->mode;
+	st->st_nlink = a->nlink;
+	st->st_uid = a->uid;
+	st->st_gid = a->gid;
+	st->st_size = (off_t)a->size;
+	st->st_rdev = (dev_t)a->rdev;
+	st->st_blksize = (blksize_t)MF_MIN(fs->bs, 1U << 20);
+	/* a short file is one short object: count its bytes, not a block */
+	st->st_blocks = (blkcnt_t)(MF_MIN(a->nblocks * fs->bs,
+					  (a->size + 511) / 512 * 512) / 512);
+	st->st_atim = a->atime;
+	st->st_mtim = a->mtime;
+	st->st_ctim = a->ctime;
+}
+
+static void fill_entry(struct fs *fs, const struct meta_attr *a,
+		       struct fuse_entry_param *e)
+{
+	memset(e, 0, sizeof(*e));
+	e->ino = a->ino;
+	e->generation = 1;
+	e->attr_timeout = fs->cfg.attr_timeout;
+	e->entry_timeout = fs->cfg.entry_timeout;
+	attr_to_stat(fs, a, &e->attr);
+}
+
+static struct fs *fs_of(fuse_req_t req)
+{
+	return fuse_req_userdata(req);
+}
+
+static uint64_t ino_of(fuse_ino_t ino)
+{
+	return ino == FUSE_ROOT_ID ? META_ROOT_INO : (uint64_t)ino;
+}
+
+static int check_name(const char *name)
+{
+	return strlen(name) > META_NAME_MAX ? -ENAMETOOLONG : 0;
+}
+
+/* Reply with a new entry and count the kernel's new reference. */
+static void reply_entry(fuse_req_t req, struct fs *fs,
+			const struct meta_attr *a)
+{
+	struct fuse_entry_param e;
+
+	if (inode_ref(fs, a->ino, 1, 0)) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	fill_entry(fs, a, &e);
+	if (fuse_reply_entry(req, &e))
+		inode_unref(fs, a->ino, 1, 0);
+}
+
+/* ---- lifecycle ---- */
+
+static void fs_op_init(void *userdata, struct fuse_conn_info *conn)
+{
+	struct fs *fs = userdata;
+
+	if (!fs->cfg.read_only && (conn->capable & FUSE_CAP_WRITEBACK_CACHE))
+		conn->want |= FUSE_CAP_WRITEBACK_CACHE;
+	if (conn->capable & FUSE_CAP_PARALLEL_DIROPS)
+		conn->want |= FUSE_CAP_PARALLEL_DIROPS;
+	if (conn->capable & FUSE_CAP_ASYNC_READ)
+		conn->want |= FUSE_CAP_ASYNC_READ;
+	/* no flock/getlk/setlk handlers: the kernel keeps locks locally,
+	 * which is exact for a volume with one mount */
+	conn->want &= ~(unsigned)(FUSE_CAP_FLOCK_LOCKS | FUSE_CAP_POSIX_LOCKS);
+	conn->max_write = 1U << 20;
+	conn->max_readahead = 1U << 20;
+	conn->max_background = 64;
+	conn->congestion_threshold = 48;
+}
+
+static void fs_op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	struct fs *fs = fs_of(req);
+	struct meta_attr a;
+	int rc = check_name(name);
+
+	if (!rc)
+		rc = meta_lookup(fs->cfg.meta, ino_of(parent), name, &a);
+	if (rc == -ENOENT) {
+		struct fuse_entry_param e;
+
+		/* a negative entry the kernel may cache */
+		memset(&e, 0, sizeof(e));
+		e.entry_timeout = fs->cfg.entry_timeout;
+		fuse_reply_entry(req, &e);
+		return;
+	}
+	if (rc) {
+		fuse_reply_err(req, -rc);
+		return;
+	}
+	reply_entry(req, fs, &a);
+}
+
+static void fs_op_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup)
+{
+	inode_unref(fs_of(req), ino_of(ino), nlookup, 0);
+	fuse_reply_none(req);
+}
+
+static void fs_op_forget_multi(fuse_req_t req, size_t count,
+			       struct fuse_forget_data *forgets)
+{
+	size_t i;
+
+	for (i = 0; i < count; i++)
+		inode_unref(fs_of(req), ino_of(forgets[i].ino),
+			    forgets[i].nlookup, 0);
+	fuse_reply_none(req);
+}
+
+static void fs_op_getattr(fuse_req_t req, fuse_ino_t ino,
+			  struct fuse_file_info *fi)
+{
+	struct fs *fs = fs_of(req);
+	struct meta_attr a;
+	struct stat st;
+	int rc = meta_getattr(fs->cfg.meta, ino_of(ino), &a);
+
+	if (rc) {
+		fuse_reply_err(req, -rc);
+		return;
+	}
+	attr_to_stat(fs, &a, &st);
+	fuse_reply_attr(req, &st, fs->cfg.attr_timeout);
+}
+
+struct size_apply {
+	struct fs *fs;
+	uint64_t ino;
+	const struct meta_attr *in;
+	unsigned to_set;
+	const struct timespec *now;
+	struct meta_attr *out;
+};
+
+static int apply_setattr(void *arg)
+{
+	struct size_apply *s = arg;
+
+	return meta_setattr(s->fs->cfg.meta, s->ino, s->in, s->to_set,
+			    s->now, s->out);
+}
+
+static void fs_op_setattr(fuse_req_t req, fuse_ino_t fino, struct stat *attr,
+			  int to_set, struct fuse_file_info *fi)
+{
+	struct fs *fs = fs_of(req);
+	uint64_t ino = ino_of(fino);
+	struct timespec now = now_realtime();
+	struct meta_attr in, out, cur;
+	unsigned set = 0;
+	struct stat st;
+	int rc;
+
+	memset(&in, 0, sizeof(in));
+	if (to_set & FUSE_SET_ATTR_MODE) {
+		set |= META_SET_MODE;
+		in.mode = attr->st_mode;
+	}
+	if (to_set & FUSE_SET_ATTR_UID) {
+		set |= META_SET_UID;
+		in.uid = attr->st_uid;
+	}
+	if (to_set & FUSE_SET_ATTR_GID) {
+		set |= META_SET_GID;
+		in.gid = attr->st_gid;
+	}
+	if (to_set & (FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_ATIME_NOW)) {
+		set |= META_SET_ATIME;
+		in.atime = (to_set & FUSE_SET_ATTR_ATIME_NOW) ? now :
+							       attr->st_atim;
+	}
+	if (to_set & (FUSE_SET_ATTR_MTIME | FUSE_SET_ATTR_MTIME_NOW)) {
+		set |= META_SET_MTIME;
+		in.mtime = (to_set & FUSE_SET_ATTR_MTIME_NOW) ? now :
+							       attr->st_mtim;
+	}
+	if (to_set & FUSE_SET_ATTR_CTIME) {
+		set |= META_SET_CTIME;
+		in.ctime = attr->st_ctim;
+	}
+	if (to_set & FUSE_SET_ATTR_SIZE) {
+		struct size_apply sa = { fs, ino, &in, 0, &now, &out };
+
+		rc = meta_getattr(fs->cfg.meta, ino, &cur);
+		if (rc)
+			goto out_err;
+		if (S_ISDIR(cur.mode)) {
+			rc = -EISDIR;
+			goto out_err;
+		}
+		if (!S_ISREG(cur.mode)) {
+			rc = -EINVAL;
+			goto out_err;
+		}
+		set |= META_SET_SIZE;
+		in.size = (uint64_t)attr->st_size;
+		/* a size change also sets mtime unless the caller set it */
+		if (in.size != cur.size && !(set & META_SET_MTIME)) {
+			set |= META_SET_MTIME;
+			in.mtime = now;
+		}
+		sa.to_set = set;
+		rc = cache_truncate(fs->cfg.cache, ino, cur.size, in.size,
+				    apply_setattr, &sa);
+	} else {
+		rc = meta_setattr(fs->cfg.meta, ino, &in, set, &now, &out);
+	}
+	if (rc)
+		goto out_err;
+	inode_set_atime_done(fs, ino, false);
+	attr_to_stat(fs, &out, &st);
+	fuse_reply_attr(req, &st, fs->cfg.attr_timeout);
+	return;
+out_err:
+	fuse_reply_err(req, -rc);
+}
+
+static void fs_op_readlink(fuse_req_t req, fuse_ino_t ino)
+{
+	struct fs *fs = fs_of(req);
+	struct buf target = BUF_INIT;
+	int rc = meta_readlink(fs->cfg.meta, ino_of(ino), &target);
+
+	if (rc)
+		fuse_reply_err(req, -rc);
+	else
+		fuse_reply_readlink(req, buf_str(&target));
+	buf_free(&target);
+}
+
+static void make_node(fuse_req_t req, fuse_ino_t parent, const char *name,
+		      mode_t mode, dev_t rdev, const char *target)
+{
+	struct fs *fs = fs_of(req);
+	const struct fuse_ctx *ctx = fuse_req_ctx(req);
+	struct timespec now = now_realtime();
+	struct meta_attr a;
+	int rc = check_name(name);
+
+	if (!rc)
+		rc = meta_mknod(fs->cfg.meta, ino_of(parent), name, mode,
+				rdev, ctx->uid, ctx->gid, target, &now, &a);
+	if (rc) {
+		fuse_reply_err(req, -rc);
+		return;
+	}
+	reply_entry(req, fs, &a);
+}
+
+static void fs_op_mknod(fuse_req_t req, fuse_ino_t parent, const char *name,
+			mode_t mode, dev_t rdev)
+{
+	make_node(req, parent, name, mode, rdev, NULL);
+}
+
+static void fs_op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name,
+			mode_t mode)
+{
+	make_node(req, parent, name, S_IFDIR | (mode & 07777), 0, NULL);
+}
+
+static void fs_op_symlink(fuse_req_t req, const char *link,
+			  fuse_ino_t parent, const char *name)
+{
+	make_node(req, parent, name, S_IFLNK | 0777, 0, link);
+}
+
+static void fs_op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent,
+		       const char *newname)
+{
+	struct fs *fs = fs_of(req);
+	struct timespec now = now_realtime();
+	struct meta_attr a;
+	int rc = check_name(newname);
+
+	if (!rc)
+		rc = meta_link(fs->cfg.meta, ino_of(ino), ino_of(newparent),
+			       newname, &now, &a);
+	if (rc) {
+		fuse_reply_err(req, -rc);
+		return;
+	}
+	reply_entry(req, fs, &a);
+}
+
+static void fs_op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	struct fs *fs = fs_of(req);
+	struct timespec now = now_realtime();
+	uint64_t ino = 0;
+	int rc = meta_unlink(fs->cfg.meta, ino_of(parent), name, &now, &ino);
+
+	if (rc == 0)
+		maybe_purge(fs, ino);
+	fuse_reply_err(req, -rc);
+}
+
+static void fs_op_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	struct fs *fs = fs_of(req);
+	struct timespec now = now_realtime();
+	uint64_t ino = 0;
+	int rc = meta_rmdir(fs->cfg.meta, ino_of(parent), name, &now, &ino);
+
+	if (rc == 0)
+		maybe_purge(fs, ino);
+	fuse_reply_err(req, -rc);
+}
+
+static void fs_op_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
+			 fuse_ino_t newparent, const char *newname,
+			 unsigned int flags)
+{
+	struct fs *fs = fs_of(req);
+	struct timespec now = now_realtime();
+	uint64_t replaced = 0;
+	unsigned mflags = 0;
+	int rc = check_name(newname);
+
+	if (flags & ~(unsigned)(RENAME_NOREPLACE | RENAME_EXCHANGE)) {
+		fuse_reply_err(req, EINVAL);
+		return;
+	}
+	if (flags & RENAME_NOREPLACE)
+		mflags |= META_RENAME_NOREPLACE;
+	if (flags & RENAME_EXCHANGE)
+		mflags |= META_RENAME_EXCHANGE;
+	if (!rc)
+		rc = meta_rename(fs->cfg.meta, ino_of(parent), name,
+				 ino_of(newparent), newname, mflags, &now,
+				 &replaced);
+	if (rc == 0)
+		maybe_purge(fs, replaced);
+	fuse_reply_err(req, -rc);
+}
+
+/* ---- files ---- */
+
+static void fs_op_open(fuse_req_t req, fuse_ino_t ino,
+		       struct fuse_file_info *fi)
+{
+	struct fs *fs = fs_of(req);
+	struct meta_attr a;
+	int rc = meta_getattr(fs->cfg.meta, ino_of(ino), &a);
+
+	if (rc) {
+		fuse_reply_err(req, -rc);
+		return;
+	}
+	if (S_ISDIR(a.mode)) {
+		fuse_reply_err(req, EISDIR);
+		return;
+	}
+	if (inode_ref(fs, a.ino, 0, 1)) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	/* this mount is the volume's only writer: cached pages stay valid */
+	fi->keep_cache = 1;
+	fi->fh = a.ino;
+	if (fuse_reply_open(req, fi))
+		inode_unref(fs, a.ino, 0, 1);
+}
+
+static void fs_op_create(fuse_req_t req, fuse_ino_t parent, const char *name,
+			 mode_t mode, struct fuse_file_info *fi)
+{
+	struct fs *fs = fs_of(req);
+	const struct fuse_ctx *ctx = fuse_req_ctx(req);
+	struct timespec now = now_realtime();
+	struct fuse_entry_param e;
+	struct meta_attr a;
+	int rc = check_name(name);
+
+	if (!rc)
+		rc = meta_mknod(fs->cfg.meta, ino_of(parent), name,
+				S_IFREG | (mode & 07777), 0, ctx->uid,
+				ctx->gid, NULL, &now, &a);
+	if (rc) {
+		fuse_reply_err(req, -rc);
+		return;
+	}
+	if (inode_ref(fs, a.ino, 1, 1)) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	fill_entry(fs, &a, &e);
+	fi->keep_cache = 1;
+	fi->fh = a.ino;
+	if (fuse_reply_create(req, &e, fi))
+		inode_unref(fs, a.ino, 1, 1);
+}
+
+static void fs_op_read(fuse_req_t req, fuse_ino_t fino, size_t size,
+		       off_t off, struct fuse_file_info *fi)
+{
+	struct fs *fs = fs_of(req);
+	uint64_t ino = ino_of(fino);
+	struct meta_attr a;
+	ssize_t n;
+	void *buf;
+	int rc;
+
+	rc = meta_getattr(fs->cfg.meta, ino, &a);
+	if (rc) {
+		fuse_reply_err(req, -rc);
+		return;
+	}
+	buf = malloc(size ? size : 1);
+	if (!buf) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	n = cache_read(fs->cfg.cache, ino, (uint64_t)off, size, a.size, buf);
+	if (n < 0) {
+		fuse_reply_err(req, (int)-n);
+	} else {
+		if (!fs->cfg.read_only && !inode_atime_done(fs, ino)) {
+			struct timespec now = now_realtime();
+
+			if (meta_touch_atime(fs->cfg.meta, ino, &now) == 0)
+				inode_set_atime_done(fs, ino, true);
+		}
+		fuse_reply_buf(req, buf, (size_t)n);
+	}
+	free(buf);
+}
+
+static void fs_op_write(fuse_req_t req, fuse_ino_t ino, const char *data,
+			size_t size, off_t off, struct fuse_file_info *fi)
+{
+	struct fs *fs = fs_of(req);
+	ssize_t n = cache_write(fs->cfg.cache, ino_of(ino), (uint64_t)off,
+				data, size);
+
+	if (n < 0) {
+		fuse_reply_err(req, (int)-n);
+		return;
+	}
+	inode_set_atime_done(fs, ino_of(ino), false);
+	fuse_reply_write(req, (size_t)n);
+}
+
+static void fs_op_flush(fuse_req_t req, fuse_ino_t ino,
+			struct fuse_file_info *fi)
+{
+	fuse_reply_err(req, 0);
+}
+
+static void fs_op_release(fuse_req_t req, fuse_ino_t ino,
+			  struct fuse_file_info *fi)
+{
+	inode_unref(fs_of(req), ino_of(ino), 0, 1);
+	fuse_reply_err(req, 0);
+}
+
+static void fs_op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync,
+			struct fuse_file_info *fi)
+{
+	struct fs *fs = fs_of(req);
+	int rc = cache_flush_inode(fs->cfg.cache, ino_of(ino));
+
+	/* the data is in the store; now the metadata that names it */
+	if (rc == 0)
+		rc = fs_checkpoint(fs);
+	fuse_reply_err(req, -rc);
+}
+
+struct punch_apply {
+	struct fs *fs;
+	uint64_t ino;
+};
+
+static int apply_punch(void *arg, uint64_t first, uint64_t last)
+{
+	struct punch_apply *p = arg;
+
+	return meta_block_drop(p->fs->cfg.meta, p->ino, first, last);
+}
+
+static void fs_op_fallocate(fuse_req_t req, fuse_ino_t fino, int mode,
+			    off_t off, off_t len, struct fuse_file_info *fi)
+{
+	struct fs *fs = fs_of(req);
+	uint64_t ino = ino_of(fino);
+	struct timespec now = now_realtime();
+	struct meta_attr a, in, out;
+	int rc;
+
+	if (off < 0 || len <= 0) {
+		fuse_reply_err(req, EINVAL);
+		return;
+	}
+	rc = meta_getattr(fs->cfg.meta, ino, &a);
+	if (rc)
+		goto out;
+	if (mode == (FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE)) {
+		struct punch_apply pa = { fs, ino };
+
+		rc = cache_punch(fs->cfg.cache, ino, (uint64_t)off,
+				 (uint64_t)len, a.size, apply_punch, &pa);
+		if (rc == 0) {
+			memset(&in, 0, sizeof(in));
+			in.mtime = now;
+			rc = meta_setattr(fs->cfg.meta, ino, &in,
+					  META_SET_MTIME, &now, &out);
+		}
+	} else if (mode == 0 || mode == FALLOC_FL_KEEP_SIZE) {
+		/* blocks are allocated in the store when written; there is
+		 * nothing to reserve, only the size to extend */
+		uint64_t end = (uint64_t)off + (uint64_t)len;
+
+		if (mode == 0 && end > a.size) {
+			memset(&in, 0, sizeof(in));
+			in.size = end;
+			rc = meta_setattr(fs->cfg.meta, ino, &in,
+					  META_SET_SIZE, &now, &out);
+		}
+	} else {
+		rc = -EOPNOTSUPP;
+	}
+out:
+	fuse_reply_err(req, -rc);
+}
+
+/* ---- directories ---- */
+
+static void fs_op_opendir(fuse_req_t req, fuse_ino_t ino,
+			  struct fuse_file_info *fi)
+{
+	struct fs *fs = fs_of(req);
+	struct meta_attr a;
+	int rc = meta_getattr(fs->cfg.meta, ino_of(ino), &a);
+
+	if (rc) {
+		fuse_reply_err(req, -rc);
+		return;
+	}
+	if (!S_ISDIR(a.mode)) {
+		fuse_reply_err(req, ENOTDIR);
+		return;
+	}
+	fi->cache_readdir = 0;
+	fuse_reply_open(req, fi);
+}
+
+struct dir_fill {
+	struct fs *fs;
+	fuse_req_t req;
+	char *buf;
+	size_t size, used;
+	bool plus;
+	bool full;
+};
+
+static int dir_add(struct dir_fill *d, const char *name,
+		   const struct meta_attr *a, uint64_t cookie, bool counted)
+{
+	size_t n;
+
+	if (d->plus) {
+		struct fuse_entry_param e;
+
+		fill_entry(d->fs, a, &e);
+		n = fuse_add_direntry_plus(d->req, d->buf + d->used,
+					   d->size - d->used, name, &e,
+					   (off_t)cookie);
+		if (n > d->size - d->used) {
+			d->full = true;
+			return 1;
+		}
+		if (counted && inode_ref(d->fs, a->ino, 1, 0)) {
+			d->full = true;
+			return 1;
+		}
+	} else {
+		struct stat st;
+
+		memset(&st, 0, sizeof(st));
+		st.st_ino = a->ino;
+		st.st_mode = a->mode;
+		n = fuse_add_direntry(d->req, d->buf + d->used,
+				      d->size - d->used, name, &st,
+				      (off_t)cookie);
+		if (n > d->size - d->used) {
+			d->full = true;
+			return 1;
+		}
+	}
+	d->used += n;
+	return 0;
+}
+
+static int dir_cb(const char *name, const struct meta_attr *a,
+		  uint64_t cookie, void *arg)
+{
+	return dir_add(arg, name, a, cookie, true);
+}
+
+static void do_readdir(fuse_req_t req, fuse_ino_t fino, size_t size,
+		       off_t off, bool plus)
+{
+	struct fs *fs = fs_of(req);
+	uint64_t ino = ino_of(fino), parent;
+	struct dir_fill d = { fs, req, NULL, size, 0, plus, false };
+	struct meta_attr self, up;
+	int rc = 0;
+
+	d.buf = malloc(size ? size : 1);
+	if (!d.buf) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	if (off < 2) {
+		rc = meta_getattr(fs->cfg.meta, ino, &self);
+		if (!rc)
+			rc = meta_parent(fs->cfg.meta, ino, &parent);
+		if (!rc)
+			rc = meta_getattr(fs->cfg.meta, parent, &up);
+		if (rc)
+			goto out;
+		/* "." and ".." are not looked up: no reference counted */
+		if (off < 1 && dir_add(&d, ".", &self, 1, false))
+			goto out;
+		if (dir_add(&d, "..", &up, 2, false))
+			goto out;
+		off = 2;
+	}
+	rc = meta_readdir(fs->cfg.meta, ino, (uint64_t)off, dir_cb, &d);
+out:
+	if (rc && d.used == 0)
+		fuse_reply_err(req, -rc);
+	else
+		fuse_reply_buf(req, d.buf, d.used);
+	free(d.buf);
+}
+
+static void fs_op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size,
+			  off_t off, struct fuse_file_info *fi)
+{
+	do_readdir(req, ino, size, off, false);
+}
+
+static void fs_op_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size,
+			      off_t off, struct fuse_file_info *fi)
+{
+	do_readdir(req, ino, size, off, true);
+}
+
+static void fs_op_releasedir(fuse_req_t req, fuse_ino_t ino,
+			     struct fuse_file_info *fi)
+{
+	fuse_reply_err(req, 0);
+}
+
+static void fs_op_fsyncdir(fuse_req_t req, fuse_ino_t ino, int datasync,
+			   struct fuse_file_info *fi)
+{
+	fuse_reply_err(req, -fs_checkpoint(fs_of(req)));
+}
+
+static void fs_op_statfs(fuse_req_t req, fuse_ino_t ino)
+{
+	struct fs *fs = fs_of(req);
+	struct meta_stats ms;
+	struct statvfs sv;
+	/* an object store has no fixed size: report 1 PiB */
+	uint64_t total = (1ULL << 50) / fs->bs;
+	int rc = meta_stats(fs->cfg.meta, &ms);
+
+	if (rc) {
+		fuse_reply_err(req, -rc);
+		return;
+	}
+	memset(&sv, 0, sizeof(sv));
+	sv.f_bsize = fs->bs;
+	sv.f_frsize = fs->bs;
+	sv.f_blocks = total;
+	sv.f_bfree = total - MF_MIN(ms.blocks, total);
+	sv.f_bavail = sv.f_bfree;
+	sv.f_files = 1ULL << 40;
+	sv.f_ffree = sv.f_files - ms.inodes;
+	sv.f_favail = sv.f_ffree;
+	sv.f_namemax = META_NAME_MAX;
+	fuse_reply_statfs(req, &sv);
+}
+
+/* ---- xattrs ---- */
+
+static void fs_op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
+			   const char *value, size_t size, int flags)
+{
+	struct fs *fs = fs_of(req);
+	struct timespec now = now_realtime();
+	unsigned mflags = 0;
+	int rc;
+
+	if (flags & XATTR_CREATE)
+		mflags |= META_XATTR_CREATE;
+	if (flags & XATTR_REPLACE)
+		mflags |= META_XATTR_REPLACE;
+	if (strlen(name) > XATTR_NAME_MAX) {
+		fuse_reply_err(req, ERANGE);
+		return;
+	}
+	if (size > XATTR_SIZE_MAX) {
+		fuse_reply_err(req, E2BIG);
+		return;
+	}
+	rc = meta_setxattr(fs->cfg.meta, ino_of(ino), name, value, size,
+			   mflags, &now);
+	fuse_reply_err(req, -rc);
+}
+
+static void reply_xattr_buf(fuse_req_t req, const struct buf *b, size_t size)
+{
+	if (size == 0)
+		fuse_reply_xattr(req, b->len);
+	else if (b->len > size)
+		fuse_reply_err(req, ERANGE);
+	else
+		fuse_reply_buf(req, (const char *)b->data, b->len);
+}
+
+static void fs_op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
+			   size_t size)
+{
+	struct fs *fs = fs_of(req);
+	struct buf v = BUF_INIT;
+	int rc = meta_getxattr(fs->cfg.meta, ino_of(ino), name, &v);
+
+	if (rc)
+		fuse_reply_err(req, -rc);
+	else
+		reply_xattr_buf(req, &v, size);
+	buf_free(&v);
+}
+
+static void fs_op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
+{
+	struct fs *fs = fs_of(req);
+	struct buf v = BUF_INIT;
+	int rc = meta_listxattr(fs->cfg.meta, ino_of(ino), &v);
+
+	if (rc)
+		fuse_reply_err(req, -rc);
+	else
+		reply_xattr_buf(req, &v, size);
+	buf_free(&v);
+}
+
+static void fs_op_removexattr(fuse_req_t req, fuse_ino_t ino,
+			      const char *name)
+{
+	struct fs *fs = fs_of(req);
+	struct timespec now = now_realtime();
+
+	fuse_reply_err(req, -meta_removexattr(fs->cfg.meta, ino_of(ino), name,
+					      &now));
+}
+
+static const struct fuse_lowlevel_ops fs_ops = {
+	.init = fs_op_init,
+	.lookup = fs_op_lookup,
+	.forget = fs_op_forget,
+	.forget_multi = fs_op_forget_multi,
+	.getattr = fs_op_getattr,
+	.setattr = fs_op_setattr,
+	.readlink = fs_op_readlink,
+	.mknod = fs_op_mknod,
+	.mkdir = fs_op_mkdir,
+	.symlink = fs_op_symlink,
+	.link = fs_op_link,
+	.unlink = fs_op_unlink,
+	.rmdir = fs_op_rmdir,
+	.rename = fs_op_rename,
+	.open = fs_op_open,
+	.create = fs_op_create,
+	.read = fs_op_read,
+	.write = fs_op_write,
+	.flush = fs_op_flush,
+	.release = fs_op_release,
+	.fsync = fs_op_fsync,
+	.fallocate = fs_op_fallocate,
+	.opendir = fs_op_opendir,
+	.readdir = fs_op_readdir,
+	.readdirplus = fs_op_readdirplus,
+	.releasedir = fs_op_releasedir,
+	.fsyncdir = fs_op_fsyncdir,
+	.statfs = fs_op_statfs,
+	.setxattr = fs_op_setxattr,
+	.getxattr = fs_op_getxattr,
+	.listxattr = fs_op_listxattr,
+	.removexattr = fs_op_removexattr,
+};
+
+/* ---- the rest of the public API ---- */
+
+int fs_checkpoint(struct fs *fs)
+{
+	uint64_t ticket;
+	int rc = 0;
+
+	if (fs->cfg.read_only)
+		return 0;
+	pthread_mutex_lock(&fs->lock);
+	ticket = ++fs->ckpt_wanted;
+	pthread_mutex_unlock(&fs->lock);
+	pthread_mutex_lock(&fs->ckpt_lock);
+	if (fs->ckpt_done < ticket) {
+		/* this checkpoint covers every request made so far */
+		pthread_mutex_lock(&fs->lock);
+		ticket = fs->ckpt_wanted;
+		pthread_mutex_unlock(&fs->lock);
+		rc = checkpoint_write(fs->cfg.meta, fs->cfg.store,
+				      fs->cfg.blob, fs->cfg.tmp_dir);
+		if (rc == 0)
+			fs->ckpt_done = ticket;
+	}
+	pthread_mutex_unlock(&fs->ckpt_lock);
+	return rc;
+}
+
+static int orphan_cb(uint64_t ino, void *arg)
+{
+	uint64_t *list = arg;
+
+	/* collected first: purging inside the meta callback would re-enter
+	 * meta */
+	if (list[0] + 1 < list[1])
+		list[2 + list[0]++] = ino;
+	return 0;
+}
+
+int fs_purge_orphans(struct fs *fs)
+{
+	enum { MAXN = 4096 };
+	uint64_t *list = calloc(MAXN + 2, sizeof(*list));
+	uint64_t i;
+	int rc;
+
+	if (!list)
+		return -ENOMEM;
+	list[1] = MAXN;
+	rc = meta_orphans(fs->cfg.meta, orphan_cb, list);
+	for (i = 0; rc == 0 && i < list[0]; i++)
+		purge_if_unlinked(fs, list[2 + i]);
+	if (list[0])
+		log_info("freed %" PRIu64 " file(s) deleted while open "
+			 "before a crash", list[0]);
+	free(list);
+	return rc;
+}
+
+int fs_new(const struct fs_config *cfg, struct fs **out)
+{
+	struct fs *fs = calloc(1, sizeof(*fs));
+
+	if (!fs)
+		return -ENOMEM;
+	fs->cfg = *cfg;
+	fs->bs = meta_block_size(cfg->meta);
+	pthread_mutex_init(&fs->lock, NULL);
+	pthread_mutex_init(&fs->ckpt_lock, NULL);
+	*out = fs;
+	return 0;
+}
+
+void fs_free(struct fs *fs)
+{
+	size_t i;
+
+	if (!fs)
+		return;
+	for (i = 0; i < FS_BUCKETS; i++) {
+		while (fs->table[i]) {
+			struct fs_inode *n = fs->table[i];
+
+			fs->table[i] = n->next;
+			free(n);
+		}
+	}
+	pthread_mutex_destroy(&fs->lock);
+	pthread_mutex_destroy(&fs->ckpt_lock);
+	free(fs);
+}
+
+void fs_exit(struct fs *fs)
+{
+	if (fs->se)
+		fuse_session_exit(fs->se);
+}
+
+int fs_run(struct fs *fs, const char *mountpoint, const char *fuse_opts,
+	   void (*ready)(void *arg, int rc), void *ready_arg)
+{
+	struct fuse_args args = FUSE_ARGS_INIT(0, NULL);
+	struct fuse_loop_config *lc = NULL;
+	struct buf opts = BUF_INIT;
+	int rc = -ENOMEM;
+
+	if (buf_appendf(&opts, "default_permissions,fsname=metafuse,"
+			"subtype=metafuse%s%s%s",
+			fs->cfg.read_only ? ",ro" : "",
+			fuse_opts && *fuse_opts ? "," : "",
+			fuse_opts ? fuse_opts : ""))
+		goto out;
+	if (fuse_opt_add_arg(&args, "metafuse") ||
+	    fuse_opt_add_arg(&args, "-o") ||
+	    fuse_opt_add_arg(&args, buf_str(&opts)))
+		goto out;
+	fs->se = fuse_session_new(&args, &fs_ops, sizeof(fs_ops), fs);
+	if (!fs->se) {
+		rc = -EINVAL;
+		ready(ready_arg, rc);
+		goto out;
+	}
+	if (fuse_set_signal_handlers(fs->se)) {
+		rc = -EIO;
+		ready(ready_arg, rc);
+		goto out_destroy;
+	}
+	if (fuse_session_mount(fs->se, mountpoint)) {
+		rc = -EIO;
+		ready(ready_arg, rc);
+		goto out_signals;
+	}
+	ready(ready_arg, 0);
+	lc = fuse_loop_cfg_create();
+	if (!lc) {
+		rc = -ENOMEM;
+		goto out_unmount;
+	}
+	fuse_loop_cfg_set_clone_fd(lc, 0);
+	fuse_loop_cfg_set_max_threads(lc, 16);
+	fuse_loop_cfg_set_idle_threads(lc, 8);
+	rc = fuse_session_loop_mt(fs->se, lc);
+	rc = rc < 0 ? rc : 0;
+	fuse_loop_cfg_destroy(lc);
+out_unmount:
+	fuse_session_unmount(fs->se);
+out_signals:
+	fuse_remove_signal_handlers(fs->se);
+out_destroy:
+	fuse_session_destroy(fs->se);
+	fs->se = NULL;
+out:
+	fuse_opt_free_args(&args);
+	buf_free(&opts);
+	return rc;
+}

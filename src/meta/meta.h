@@ -1,0 +1,304 @@
+/*
+ * meta.h - the volume's metadata: inodes, directory entries, xattrs, the
+ * block map of every file, object reference counts and a few config values.
+ *
+ * meta/ is the only module that includes <sqlite3.h>.  The live metadata
+ * is one SQLite database (WAL, synchronous=NORMAL: a process crash loses
+ * no committed transaction) in the cache directory.  Each public function
+ * below is one transaction: it either happens whole or not at all.  All
+ * functions are thread-safe (one connection behind one mutex); none of
+ * them does network I/O.
+ *
+ * Data model
+ *   inode   (ino, mode, uid, gid, nlink, size, rdev, times with ns, parent
+ *            directory for directories, symlink target, nblocks)
+ *   dentry  (id, parent, name, ino); id is never reused, it is the readdir
+ *            cookie, so offsets stay valid while a directory changes.  A
+ *            rename keeps the entry's id.
+ *   xattr   (ino, name, value)
+ *   block   (ino, idx, hash, dirty): block idx of file ino.  hash names the
+ *            object in the store holding its last uploaded content (NULL:
+ *            none yet).  dirty = 1: the local cache holds newer content
+ *            than hash.  A block without a row is a hole (zeros).
+ *   object  (hash, refcount, size, freed_epoch): one row per data object
+ *            the volume knows.  refcount = number of block rows naming it.
+ *            When it drops to 0, freed_epoch = the checkpoint sequence
+ *            current at that moment; such an object may be deleted from
+ *            the store once a checkpoint with a higher sequence is durable
+ *            (older checkpoints are deleted first), see meta_gc_list().
+ *   config  (key, value) text pairs: "block_size", "ckpt_seq" (last
+ *            checkpoint started), "durable_seq" (last checkpoint known to
+ *            be in the store), "volume_id".
+ *
+ * Invariants (checked by meta_fsck()):
+ *   1. nlink of a non-directory = number of dentries naming it; of a
+ *      directory = 2 + number of subdirectories (root included).
+ *   2. every dentry names an existing inode; every inode with nlink > 0
+ *      is reachable; inodes with nlink = 0 are orphans kept only while
+ *      open or looked up, and purged with meta_inode_purge().
+ *   3. object.refcount = number of block rows with that hash.
+ *   4. inode.nblocks = number of block rows of that inode.
+ *   5. no block row has idx >= ceil(size / block_size).
+ *
+ * Errors: 0 or -errno.  SQLite failures are logged here and returned as
+ * -EIO (SQLITE_FULL as -ENOSPC, SQLITE_NOMEM as -ENOMEM).
+ */
+#ifndef METAFUSE_META_H
+#define METAFUSE_META_H
+
+#include "util/compat.h"
+
+#include <sys/types.h>
+#include <time.h>
+
+#include "util/buf.h"
+
+#define META_ROOT_INO 1
+#define META_NAME_MAX 255
+#define META_HASH_LEN 64 /* hex chars of an object name */
+
+struct meta;
+
+struct meta_attr {
+	uint64_t ino;
+	uint32_t mode; /* type and permission bits, as st_mode */
+	uint32_t uid;
+	uint32_t gid;
+	uint32_t nlink;
+	uint64_t size;
+	uint64_t rdev;
+	uint64_t nblocks; /* block rows (stored or dirty) */
+	struct timespec atime;
+	struct timespec mtime;
+	struct timespec ctime;
+};
+
+enum meta_set_flags {
+	META_SET_MODE = 1 << 0,
+	META_SET_UID = 1 << 1,
+	META_SET_GID = 1 << 2,
+	META_SET_SIZE = 1 << 3,
+	META_SET_ATIME = 1 << 4,
+	META_SET_MTIME = 1 << 5,
+	META_SET_CTIME = 1 << 6,
+};
+
+enum meta_rename_flags {
+	META_RENAME_NOREPLACE = 1 << 0,
+	META_RENAME_EXCHANGE = 1 << 1,
+};
+
+enum meta_xattr_flags {
+	META_XATTR_CREATE = 1 << 0,  /* fail with -EEXIST if present */
+	META_XATTR_REPLACE = 1 << 1, /* fail with -ENODATA if absent */
+};
+
+/*
+ * Open (creating when missing, with the root directory owned by uid/gid,
+ * mode 0755) the database at path.  block_size is recorded on creation
+ * and must match afterwards (-EINVAL otherwise).  path ":memory:" works
+ * for tests.  The caller frees with meta_close().
+ */
+int meta_open(const char *path, uint32_t block_size, uint32_t root_uid,
+	      uint32_t root_gid, struct meta **out);
+/* meta_close(NULL) is a no-op. */
+void meta_close(struct meta *m);
+uint32_t meta_block_size(const struct meta *m);
+
+/* ---- config ---- */
+/* Text value of key into out (appended); -ENOENT if unset. */
+int meta_config_get(struct meta *m, const char *key, struct buf *out);
+int meta_config_set(struct meta *m, const char *key, const char *value);
+/* Same for integer values; missing key yields def. */
+uint64_t meta_config_get_u64(struct meta *m, const char *key, uint64_t def);
+int meta_config_set_u64(struct meta *m, const char *key, uint64_t value);
+
+/* ---- namespace ---- */
+int meta_getattr(struct meta *m, uint64_t ino, struct meta_attr *out);
+/* -ENOENT when parent has no such entry, -ENOTDIR when parent is not a
+ * directory. name is NUL-terminated, at most META_NAME_MAX bytes
+ * (-ENAMETOOLONG past that). */
+int meta_lookup(struct meta *m, uint64_t parent, const char *name,
+		struct meta_attr *out);
+
+/*
+ * Create an inode of type mode & S_IFMT (regular, directory, symlink,
+ * fifo, socket, character or block device) named name in parent, with
+ * owner uid/gid and all three times = now.  target is the symlink's
+ * target (required for S_IFLNK, ignored otherwise; size = its length).
+ * A parent with the set-group-ID bit passes its gid on, and to a new
+ * directory its S_ISGID bit too.  A new directory has nlink 2 and adds
+ * one to its parent's nlink.  The parent's mtime and ctime become now.
+ * -EEXIST if the name exists, -ENOTDIR if parent is not a directory,
+ * -ENOENT if parent does not exist (or was removed).
+ */
+int meta_mknod(struct meta *m, uint64_t parent, const char *name,
+	       uint32_t mode, uint64_t rdev, uint32_t uid, uint32_t gid,
+	       const char *target, const struct timespec *now,
+	       struct meta_attr *out);
+
+/* New name for existing non-directory ino (-EPERM for a directory).
+ * nlink + 1, ctime = now; parent mtime/ctime = now. */
+int meta_link(struct meta *m, uint64_t ino, uint64_t newparent,
+	      const char *newname, const struct timespec *now,
+	      struct meta_attr *out);
+
+/* Remove a non-directory entry (-EISDIR for a directory).  nlink - 1 and
+ * ctime = now on the inode; the inode itself stays, even at nlink 0,
+ * until meta_inode_purge().  *ino_out receives the inode number. */
+int meta_unlink(struct meta *m, uint64_t parent, const char *name,
+		const struct timespec *now, uint64_t *ino_out);
+
+/* Remove an empty directory entry: -ENOTDIR, -ENOTEMPTY.  The directory
+ * inode gets nlink 0 (purge it when unreferenced); the parent loses one
+ * link.  *ino_out receives the removed directory's inode number. */
+int meta_rmdir(struct meta *m, uint64_t parent, const char *name,
+	       const struct timespec *now, uint64_t *ino_out);
+
+/*
+ * rename(2)/renameat2(2) with the POSIX and Linux errors: -ENOENT (no
+ * source), -EEXIST (NOREPLACE and target exists), -ENOENT (EXCHANGE and
+ * no target), -EINVAL (a directory moved into its own subtree, or both
+ * flags), -ENOTEMPTY (target is a non-empty directory), -EISDIR (source
+ * not a directory, target a directory), -ENOTDIR (source a directory,
+ * target not).  Same inode on both sides: success, nothing changes.
+ * A replaced target loses one link (a directory: nlink 0) and its number
+ * is returned in *replaced_ino (0 if none) so the caller can purge it
+ * when unreferenced.  Link counts of both parents follow moved
+ * directories; ctime of moved inodes and mtime/ctime of both parents =
+ * now.  One transaction, whatever the size of a moved directory.
+ */
+int meta_rename(struct meta *m, uint64_t parent, const char *name,
+		uint64_t newparent, const char *newname, unsigned flags,
+		const struct timespec *now, uint64_t *replaced_ino);
+
+/*
+ * Set the fields named by to_set (enum meta_set_flags) from in.  With
+ * META_SET_SIZE, block rows wholly past the new size are removed (and
+ * their objects' refcounts decremented); zeroing the tail of the last
+ * block is the cache's job, before this call.  ctime is set to *now
+ * whenever anything changes unless META_SET_CTIME gives it explicitly.
+ * out receives the new attributes.
+ */
+int meta_setattr(struct meta *m, uint64_t ino, const struct meta_attr *in,
+		 unsigned to_set, const struct timespec *now,
+		 struct meta_attr *out);
+
+/* After a write of [.., end): size = max(size, end); mtime = ctime = now.
+ * Blocks idx[0..n) are marked dirty (rows created with hash NULL when
+ * missing) in the same transaction. */
+int meta_write_done(struct meta *m, uint64_t ino, uint64_t end,
+		    const struct timespec *now, const uint64_t *idx, size_t n);
+
+/* relatime: set atime = now if atime <= mtime, atime <= ctime, or atime
+ * is more than a day old.  No-op otherwise. */
+int meta_touch_atime(struct meta *m, uint64_t ino, const struct timespec *now);
+
+/* Symlink target into out (appended). -EINVAL if not a symlink. */
+int meta_readlink(struct meta *m, uint64_t ino, struct buf *out);
+
+/*
+ * Directory listing: entries of dir whose cookie is > off, in cookie
+ * order.  cb gets each name, its attributes and its cookie (pass the
+ * cookie back as off to continue after it); a non-zero return stops the
+ * listing (and is not an error).  "." and ".." are not listed: cookies
+ * start at 3, the caller uses 1 and 2 for them.  -ENOTDIR.
+ */
+typedef int (*meta_readdir_cb)(const char *name, const struct meta_attr *attr,
+			       uint64_t cookie, void *arg);
+int meta_readdir(struct meta *m, uint64_t dir, uint64_t off,
+		 meta_readdir_cb cb, void *arg);
+/* The parent directory of directory ino (the root's is itself). */
+int meta_parent(struct meta *m, uint64_t dir, uint64_t *parent);
+
+/* Remove an inode with nlink 0 and everything it owns (blocks, xattrs),
+ * decrementing object refcounts.  -EBUSY if nlink > 0; -ENOENT if gone. */
+int meta_inode_purge(struct meta *m, uint64_t ino);
+/* Visit every inode with nlink 0 (left by a crash). */
+int meta_orphans(struct meta *m, int (*cb)(uint64_t ino, void *arg),
+		 void *arg);
+
+/* ---- xattrs ---- */
+int meta_setxattr(struct meta *m, uint64_t ino, const char *name,
+		  const void *value, size_t len, unsigned flags,
+		  const struct timespec *now);
+/* Value appended to out; -ENODATA if absent. */
+int meta_getxattr(struct meta *m, uint64_t ino, const char *name,
+		  struct buf *out);
+/* All names, each followed by NUL, appended to out. */
+int meta_listxattr(struct meta *m, uint64_t ino, struct buf *out);
+int meta_removexattr(struct meta *m, uint64_t ino, const char *name,
+		     const struct timespec *now);
+
+/* ---- block map ---- */
+/* hash receives the hex name (META_HASH_LEN+1 bytes, "" if NULL) and
+ * *dirty the flag.  -ENOENT when the block has no row (a hole). */
+int meta_block_get(struct meta *m, uint64_t ino, uint64_t idx, char *hash,
+		   int *dirty);
+/*
+ * Record the result of an upload of block (ino, idx): hash (NULL: the
+ * content was all zeros, the block becomes a hole) of `size` stored bytes.
+ * Only valid while the row exists with dirty = 1; otherwise (truncated or
+ * purged meanwhile) returns -ESTALE and only makes sure an object row for
+ * hash exists (refcount 0, so GC frees it).  Otherwise the row's hash
+ * becomes hash (object refcounts adjusted: new + 1, inserted when missing;
+ * old - 1) and dirty becomes still_dirty (the cache was written again
+ * during the upload).  A NULL hash with still_dirty = 0 deletes the row.
+ */
+int meta_block_commit(struct meta *m, uint64_t ino, uint64_t idx,
+		      const char *hash, uint64_t size, int still_dirty);
+/* Remove block rows [first, last] of ino (hole punching). */
+int meta_block_drop(struct meta *m, uint64_t ino, uint64_t first,
+		    uint64_t last);
+/* Visit every dirty block. */
+int meta_blocks_dirty(struct meta *m,
+		      int (*cb)(uint64_t ino, uint64_t idx, void *arg),
+		      void *arg);
+/* The local cache is gone: rows with NULL hash are deleted, all others
+ * become clean.  Returns the number of dirty blocks that were lost (>= 0)
+ * or -errno. */
+int64_t meta_blocks_forget_dirty(struct meta *m);
+
+/* ---- objects and garbage ---- */
+/* -ENOENT when unknown; else *refcount. */
+int meta_object_get(struct meta *m, const char *hash, uint64_t *refcount);
+/* Up to limit hashes with refcount 0 and freed_epoch < durable_seq. */
+int meta_gc_list(struct meta *m, uint64_t durable_seq, size_t limit,
+		 int (*cb)(const char *hash, void *arg), void *arg);
+/* Forget an object deleted from the store: removes its row if refcount
+ * is still 0.  Returns 1 if removed, 0 if it was referenced again. */
+int meta_gc_forget(struct meta *m, const char *hash);
+
+/* ---- whole-database ---- */
+struct meta_stats {
+	uint64_t inodes;
+	uint64_t objects;
+	uint64_t object_bytes; /* stored bytes of referenced objects */
+	uint64_t blocks;       /* block rows */
+	uint64_t dirty_blocks;
+};
+int meta_stats(struct meta *m, struct meta_stats *out);
+/* Write a consistent copy of the database to path (VACUUM INTO).  path
+ * must not exist. */
+int meta_snapshot(struct meta *m, const char *path);
+/* A counter bumped by every committed change; lets the checkpointer skip
+ * idle periods. */
+uint64_t meta_change_count(struct meta *m);
+
+/*
+ * Check invariants 1-5 above.  Each problem found is reported through
+ * report (one line of text, no newline).  With repair, fixes what it can:
+ * recounts link counts, refcounts and nblocks, removes dangling entries
+ * and blocks past EOF, links unreachable inodes into /lost+found (created
+ * when needed) named by inode number.  Returns the number of problems
+ * found (>= 0) or -errno.
+ */
+int meta_fsck(struct meta *m, int repair,
+	      void (*report)(const char *line, void *arg), void *arg);
+/* Visit every object name referenced by a block row (for checks against
+ * the store). */
+int meta_objects(struct meta *m,
+		 int (*cb)(const char *hash, uint64_t refcount, void *arg),
+		 void *arg);
+
+#endif

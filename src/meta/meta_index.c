@@ -1,0 +1,64 @@
+/*
+ * meta_index.c - struct cache_index_ops implemented on struct meta.
+ *
+ * Each callback is one meta transaction; the cache calls them without
+ * holding its own table lock (see cache.c's lock order).
+ */
+#include "util/compat.h"
+
+#include "meta/meta_index.h"
+#include "util/util.h"
+
+static int ix_block_get(void *arg, uint64_t ino, uint64_t idx, char *hash)
+{
+	int dirty;
+
+	return meta_block_get(arg, ino, idx, hash, &dirty);
+}
+
+static int ix_write_done(void *arg, uint64_t ino, uint64_t end,
+			 const uint64_t *idx, size_t n)
+{
+	struct timespec now = now_realtime();
+
+	return meta_write_done(arg, ino, end, &now, idx, n);
+}
+
+static int ix_file_size(void *arg, uint64_t ino, uint64_t *size)
+{
+	struct meta_attr a;
+	int rc = meta_getattr(arg, ino, &a);
+
+	if (rc == 0)
+		*size = a.size;
+	return rc;
+}
+
+static int ix_object_known(void *arg, const char *hash)
+{
+	uint64_t refs;
+
+	return meta_object_get(arg, hash, &refs) == 0;
+}
+
+static int ix_block_commit(void *arg, uint64_t ino, uint64_t idx,
+			   const char *hash, uint64_t size, int still_dirty)
+{
+	return meta_block_commit(arg, ino, idx, hash, size, still_dirty);
+}
+
+static int ix_dirty_blocks(void *arg,
+			   int (*cb)(uint64_t ino, uint64_t idx, void *cbarg),
+			   void *cbarg)
+{
+	return meta_blocks_dirty(arg, cb, cbarg);
+}
+
+const struct cache_index_ops meta_index_ops = {
+	.block_get = ix_block_get,
+	.write_done = ix_write_done,
+	.file_size = ix_file_size,
+	.object_known = ix_object_known,
+	.block_commit = ix_block_commit,
+	.dirty_blocks = ix_dirty_blocks,
+};

@@ -1,0 +1,59 @@
+/*
+ * meta_int.h - internals shared by the files of meta/ only (meta.c,
+ * meta_fsck.c).  Nothing outside src/meta/ may include it.
+ *
+ * struct meta owns the one SQLite connection of a volume.  Every use of
+ * the connection happens between meta_txn_begin() and meta_txn_end(),
+ * which take and release m->lock.
+ */
+#ifndef METAFUSE_META_INT_H
+#define METAFUSE_META_INT_H
+
+#include "util/compat.h"
+
+#include <pthread.h>
+#include <sqlite3.h>
+
+#include "meta/meta.h"
+
+/* SQL for the epoch recorded when an object's refcount drops to 0. */
+#define META_CKPT_SEQ_SQL                                                   \
+	"coalesce((SELECT CAST(value AS INTEGER) FROM config"               \
+	" WHERE key = 'ckpt_seq'), 0)"
+
+enum meta_txn {
+	META_TXN_NONE,	/* lock only: a read that needs no BEGIN */
+	META_TXN_READ,	/* BEGIN (deferred) .. COMMIT */
+	META_TXN_WRITE,	/* BEGIN IMMEDIATE .. COMMIT or ROLLBACK */
+};
+
+struct meta {
+	pthread_mutex_t lock;
+	sqlite3 *db;		/* protected by lock */
+	sqlite3_stmt **st;	/* cached statements; protected by lock */
+	uint32_t block_size;	/* immutable after meta_open() */
+	char *path;		/* file; NULL in memory; immutable */
+	enum meta_txn txn;	/* kind of the open transaction; by lock */
+	int64_t txn_changes;	/* total_changes at BEGIN; by lock */
+	uint64_t change_count;	/* committed changing writes; by lock */
+};
+
+/* Take the lock and open a transaction of the given kind. 0 or -errno;
+ * on failure the lock is not held. */
+int meta_txn_begin(struct meta *m, enum meta_txn kind);
+/* Commit (rc >= 0) or roll back (rc < 0), release the lock.  Returns rc,
+ * or the commit's error. */
+int meta_txn_end(struct meta *m, int rc);
+/* Log an SQLite failure with its message and map it to -errno. */
+int meta_sql_err(struct meta *m, int rc, const char *what);
+/* Step st once: 1 for a row, 0 when done, -errno on error (logged). */
+int meta_step(struct meta *m, sqlite3_stmt *st);
+/* Prepare a one-off statement (the caller finalizes it). */
+int meta_prepare(struct meta *m, const char *sql, sqlite3_stmt **out);
+/* meta_mknod() inside an open write transaction. */
+int meta_mknod_locked(struct meta *m, uint64_t parent, const char *name,
+		      uint32_t mode, uint64_t rdev, uint32_t uid,
+		      uint32_t gid, const char *target,
+		      const struct timespec *now, struct meta_attr *out);
+
+#endif

@@ -1,0 +1,315 @@
+/*
+ * volume.c - the volume descriptor and the mount lease (see volume.h).
+ *
+ * Both are small "key=value" text documents framed by the blob codec, so
+ * that a damaged one is detected (checksum) rather than misread.
+ *
+ * Invariants
+ *   1. The descriptor is written once, by mkfs, and never changes: the
+ *      block size and hash key of a volume are fixed for its life.
+ *   2. A lease names its holder by host, pid and a random owner token;
+ *      only the token decides whether a renewal is still ours.
+ */
+#include "util/compat.h"
+
+#include <signal.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "meta/volume.h"
+#include "util/log.h"
+#include "util/util.h"
+
+static const struct blob_ctx plain_ctx; /* no key needed for framing */
+
+/* Value of "key=" in a key=value text into out; 0 or -ENOENT. */
+static int kv_get(const char *text, const char *key, char *out, size_t size)
+{
+	size_t klen = strlen(key);
+	const char *p = text;
+
+	while (p && *p) {
+		const char *eol = strchr(p, '\n');
+		size_t llen = eol ? (size_t)(eol - p) : strlen(p);
+
+		if (llen > klen && !strncmp(p, key, klen) && p[klen] == '=') {
+			size_t vlen = llen - klen - 1;
+
+			if (vlen >= size)
+				return -EINVAL;
+			memcpy(out, p + klen + 1, vlen);
+			out[vlen] = 0;
+			return 0;
+		}
+		p = eol ? eol + 1 : NULL;
+	}
+	return -ENOENT;
+}
+
+static int get_framed(struct store *s, const char *key, struct buf *text)
+{
+	struct buf raw = BUF_INIT;
+	int rc = store_get(s, key, 0, 0, &raw);
+
+	if (rc == 0) {
+		rc = blob_decode(&plain_ctx, raw.data, raw.len, text);
+		if (rc == 0)
+			rc = buf_append(text, "", 1) ? -ENOMEM : 0;
+	}
+	buf_free(&raw);
+	return rc;
+}
+
+static int put_framed(struct store *s, const char *key, const struct buf *t)
+{
+	struct buf enc = BUF_INIT;
+	int rc = blob_encode(&plain_ctx, t->data, t->len, &enc);
+
+	if (rc == 0)
+		rc = store_put(s, key, enc.data, enc.len);
+	buf_free(&enc);
+	return rc;
+}
+
+int volume_load(struct store *s, struct volume *out, struct buf *err)
+{
+	struct buf text = BUF_INIT;
+	char v[128];
+	int rc;
+
+	memset(out, 0, sizeof(*out));
+	rc = get_framed(s, "volume", &text);
+	if (rc == -ENOENT) {
+		buf_appendf(err, "%s is not a metafuse volume (no volume "
+			    "descriptor; create one with 'metafuse mkfs')",
+			    s->url);
+		goto out;
+	}
+	if (rc) {
+		buf_appendf(err, "cannot read the volume descriptor of %s: %s",
+			    s->url, rc == -EIO ? "it is damaged" :
+			    strerror(-rc));
+		goto out;
+	}
+	rc = -EIO;
+	if (strncmp((char *)text.data, "metafuse-volume\n", 16) ||
+	    kv_get((char *)text.data, "format", v, sizeof(v)))
+		goto out_damaged;
+	out->format = (uint32_t)strtoul(v, NULL, 10);
+	if (out->format != VOLUME_FORMAT) {
+		buf_appendf(err, "volume %s has format %u; this metafuse "
+			    "reads format %u", s->url, out->format,
+			    VOLUME_FORMAT);
+		rc = -EPROTONOSUPPORT;
+		goto out;
+	}
+	if (kv_get((char *)text.data, "id", out->id, sizeof(out->id)) ||
+	    strlen(out->id) != VOLUME_ID_HEX ||
+	    kv_get((char *)text.data, "block_size", v, sizeof(v)))
+		goto out_damaged;
+	out->block_size = (uint32_t)strtoul(v, NULL, 10);
+	if (out->block_size < 4096 || out->block_size > 64 << 20 ||
+	    kv_get((char *)text.data, "hash_key", v, sizeof(v)) ||
+	    hex_decode(v, out->hash_key, BLOB_KEY_BYTES))
+		goto out_damaged;
+	rc = 0;
+	goto out;
+out_damaged:
+	buf_appendf(err, "the volume descriptor of %s is damaged", s->url);
+out:
+	buf_free(&text);
+	return rc;
+}
+
+int volume_create(struct store *s, uint32_t block_size, struct volume *out,
+		  struct buf *err)
+{
+	struct buf text = BUF_INIT;
+	uint8_t id[VOLUME_ID_HEX / 2];
+	char keyhex[2 * BLOB_KEY_BYTES + 1];
+	uint64_t size;
+	int rc;
+
+	rc = store_head(s, "volume", &size);
+	if (rc == 0) {
+		buf_appendf(err, "%s already holds a metafuse volume; "
+			    "refusing to overwrite it", s->url);
+		return -EEXIST;
+	}
+	if (rc != -ENOENT) {
+		buf_appendf(err, "cannot access %s: %s", s->url,
+			    strerror(-rc));
+		return rc;
+	}
+	memset(out, 0, sizeof(*out));
+	out->format = VOLUME_FORMAT;
+	out->block_size = block_size;
+	blob_random(id, sizeof(id));
+	hex_encode(id, sizeof(id), out->id);
+	blob_random(out->hash_key, sizeof(out->hash_key));
+	hex_encode(out->hash_key, sizeof(out->hash_key), keyhex);
+	rc = buf_appendf(&text,
+			 "metafuse-volume\nformat=%u\nid=%s\nblock_size=%u\n"
+			 "hash_key=%s\ncreated=%lld\n",
+			 out->format, out->id, out->block_size, keyhex,
+			 (long long)time(NULL));
+	if (rc == 0)
+		rc = put_framed(s, "volume", &text);
+	if (rc)
+		buf_appendf(err, "cannot write the volume descriptor to %s: %s",
+			    s->url, strerror(-rc));
+	explicit_bzero(keyhex, sizeof(keyhex));
+	buf_free(&text);
+	return rc;
+}
+
+/* ---- lease ---- */
+
+struct lease {
+	char host[256];
+	long pid;
+	char owner[64];
+	long long since, expires;
+};
+
+static int lease_read(struct store *s, struct lease *l)
+{
+	struct buf text = BUF_INIT;
+	char v[64];
+	int rc = get_framed(s, "lease", &text);
+
+	memset(l, 0, sizeof(*l));
+	if (rc)
+		goto out;
+	rc = -EIO;
+	if (kv_get((char *)text.data, "host", l->host, sizeof(l->host)) ||
+	    kv_get((char *)text.data, "owner", l->owner, sizeof(l->owner)))
+		goto out;
+	if (kv_get((char *)text.data, "pid", v, sizeof(v)))
+		goto out;
+	l->pid = strtol(v, NULL, 10);
+	if (kv_get((char *)text.data, "since", v, sizeof(v)))
+		goto out;
+	l->since = strtoll(v, NULL, 10);
+	if (kv_get((char *)text.data, "expires", v, sizeof(v)))
+		goto out;
+	l->expires = strtoll(v, NULL, 10);
+	rc = 0;
+out:
+	buf_free(&text);
+	return rc;
+}
+
+static int lease_write(struct store *s, const struct lease *l)
+{
+	struct buf text = BUF_INIT;
+	int rc = buf_appendf(&text,
+			     "host=%s\npid=%ld\nowner=%s\nsince=%lld\n"
+			     "expires=%lld\n",
+			     l->host, l->pid, l->owner, l->since, l->expires);
+
+	if (rc == 0)
+		rc = put_framed(s, "lease", &text);
+	buf_free(&text);
+	return rc;
+}
+
+/* Is pid on this host a running metafuse? */
+static bool local_holder_alive(long pid)
+{
+	char path[64], comm[64] = "";
+	FILE *f;
+
+	if (pid <= 0 || pid == (long)getpid())
+		return false;
+	if (kill((pid_t)pid, 0) && errno == ESRCH)
+		return false;
+	snprintf(path, sizeof(path), "/proc/%ld/comm", pid);
+	f = fopen(path, "r");
+	if (!f)
+		return true; /* cannot tell: assume it is */
+	if (!fgets(comm, sizeof(comm), f))
+		comm[0] = 0;
+	fclose(f);
+	return strstr(comm, "metafuse") != NULL;
+}
+
+int volume_lease_take(struct store *s, unsigned ttl_s, int force,
+		      char *owner_out, size_t owner_size, struct buf *err)
+{
+	struct lease old, l;
+	uint8_t tok[16];
+	char host[256];
+	int rc;
+
+	if (gethostname(host, sizeof(host)))
+		snprintf(host, sizeof(host), "unknown");
+	host[sizeof(host) - 1] = 0;
+	rc = lease_read(s, &old);
+	if (rc == 0 && !force) {
+		bool same_host = !strcmp(old.host, host);
+		bool live = same_host ? local_holder_alive(old.pid) :
+					old.expires > (long long)time(NULL);
+
+		if (live) {
+			char when[64];
+			time_t t = (time_t)old.since;
+			struct tm tm;
+
+			gmtime_r(&t, &tm);
+			strftime(when, sizeof(when), "%Y-%m-%d %H:%M:%S UTC",
+				 &tm);
+			buf_appendf(err, "volume %s is already mounted by "
+				    "host %s, pid %ld, since %s "
+				    "(use --force if that mount is dead)",
+				    s->url, old.host, old.pid, when);
+			return -EBUSY;
+		}
+	} else if (rc && rc != -ENOENT && rc != -EIO) {
+		buf_appendf(err, "cannot read the lease of %s: %s", s->url,
+			    strerror(-rc));
+		return rc;
+	}
+	memset(&l, 0, sizeof(l));
+	memcpy(l.host, host, sizeof(l.host));
+	l.pid = (long)getpid();
+	blob_random(tok, sizeof(tok));
+	hex_encode(tok, sizeof(tok), l.owner);
+	l.since = (long long)time(NULL);
+	l.expires = l.since + 2LL * ttl_s;
+	rc = lease_write(s, &l);
+	if (rc) {
+		buf_appendf(err, "cannot write the lease of %s: %s", s->url,
+			    strerror(-rc));
+		return rc;
+	}
+	snprintf(owner_out, owner_size, "%s", l.owner);
+	return 0;
+}
+
+int volume_lease_renew(struct store *s, const char *owner, unsigned ttl_s)
+{
+	struct lease l;
+	int rc = lease_read(s, &l);
+
+	if (rc)
+		return rc;
+	if (strcmp(l.owner, owner))
+		return -EBUSY;
+	l.expires = (long long)time(NULL) + 2LL * ttl_s;
+	return lease_write(s, &l);
+}
+
+int volume_lease_release(struct store *s, const char *owner)
+{
+	struct lease l;
+	int rc = lease_read(s, &l);
+
+	if (rc == -ENOENT)
+		return 0;
+	if (rc)
+		return rc;
+	if (strcmp(l.owner, owner))
+		return -EBUSY;
+	return store_del(s, "lease");
+}

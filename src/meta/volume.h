@@ -1,0 +1,70 @@
+/*
+ * volume.h - the objects that make a store a metafuse volume, other than
+ * data blocks: the volume descriptor, the lease of the mounting process,
+ * and metadata checkpoints.
+ *
+ * Store layout
+ *   volume                  descriptor: format, id, block size, hash key
+ *                           (blob-framed text, written once by mkfs)
+ *   lease                   who has the volume mounted, until when
+ *                           (rewritten while mounted: the one mutable
+ *                           object besides nothing else)
+ *   meta/ckpt-<16 hex seq>  a full copy of the metadata database (SQLite
+ *                           file, zstd-compressed, blob-framed); only the
+ *                           newest is kept once a newer one is durable
+ *   data/<2 hex>/<64 hex>   data blocks (see blob.h)
+ */
+#ifndef METAFUSE_VOLUME_H
+#define METAFUSE_VOLUME_H
+
+#include "util/compat.h"
+
+#include "blob/blob.h"
+#include "meta/meta.h"
+#include "store/store.h"
+
+#define VOLUME_FORMAT 1
+#define VOLUME_ID_HEX 32
+
+struct volume {
+	uint32_t format;
+	uint32_t block_size;
+	char id[VOLUME_ID_HEX + 1];
+	uint8_t hash_key[BLOB_KEY_BYTES];
+};
+
+/* mkfs: -EEXIST (with a message in err) if the store already holds a
+ * volume. */
+int volume_create(struct store *s, uint32_t block_size, struct volume *out,
+		  struct buf *err);
+/* -ENOENT: not a volume; -EIO: damaged descriptor; -EPROTONOSUPPORT:
+ * newer format.  err gets one line. */
+int volume_load(struct store *s, struct volume *out, struct buf *err);
+
+/*
+ * Take the lease for this process (host, pid, a random owner token in
+ * owner_out, 2*ttl seconds validity).  -EBUSY with a message naming the
+ * holder when another live holder has it: a lease of another host that
+ * has not expired, or of this host whose pid still runs.  force takes it
+ * anyway.
+ */
+int volume_lease_take(struct store *s, unsigned ttl_s, int force,
+		      char *owner_out, size_t owner_size, struct buf *err);
+/* Renew; -EBUSY if someone else took it over meanwhile. */
+int volume_lease_renew(struct store *s, const char *owner, unsigned ttl_s);
+int volume_lease_release(struct store *s, const char *owner);
+
+/* Newest checkpoint sequence in the store; -ENOENT when there is none. */
+int checkpoint_latest(struct store *s, uint64_t *seq);
+/*
+ * Write a checkpoint of m: bump ckpt_seq, snapshot to tmp_dir, compress,
+ * upload as meta/ckpt-<seq>, delete older checkpoints, set durable_seq.
+ */
+int checkpoint_write(struct meta *m, struct store *s,
+		     const struct blob_ctx *bc, const char *tmp_dir);
+/* Download the newest checkpoint into a new database file at db_path
+ * (replacing it).  *seq_out gets its sequence.  -ENOENT: none. */
+int checkpoint_restore(struct store *s, const struct blob_ctx *bc,
+		       const char *db_path, uint64_t *seq_out);
+
+#endif

@@ -1,0 +1,145 @@
+/*
+ * store.h - the object store interface.
+ *
+ * A store holds immutable objects under string keys.  Keys are relative,
+ * '/'-separated, made of [A-Za-z0-9._-] segments (no "..", no leading '/'),
+ * at most 512 bytes.  metafuse writes an object once and never rewrites it
+ * in place, with two exceptions that are documented at their users (the
+ * volume's "lease" object, and nothing else yet).
+ *
+ * Every backend implements struct store_ops and embeds struct store as its
+ * first member ("base"), so a backend can downcast with an assertion on ops.
+ * Wrappers (fault injection, counting) are stores that forward to another.
+ *
+ * Contract for every operation (checked by tests/unit/t_store.c, which runs
+ * against every backend):
+ *   - all operations are safe to call concurrently from many threads;
+ *   - put is atomic: a reader sees the old object, or the whole new one,
+ *     never a torn one; when put returns 0 the object is durable;
+ *   - get of a missing key returns -ENOENT; a range past the end is clipped
+ *     (off >= size yields 0 bytes, not an error);
+ *   - del of a missing key returns 0;
+ *   - list visits every key that starts with prefix, in lexicographic
+ *     order, each exactly once; the callback's non-zero return stops the
+ *     listing and is returned by list;
+ *   - errors are negative errno values: -ENOENT, -EACCES (refused by the
+ *     store), -EIO (store damaged or unreachable after retries), -ENOSPC,
+ *     -ENOMEM, -EINVAL (bad key).
+ */
+#ifndef METAFUSE_STORE_H
+#define METAFUSE_STORE_H
+
+#include "util/compat.h"
+#include "util/buf.h"
+
+struct store;
+
+/* Called once per listed key; return non-zero to stop the listing. */
+typedef int (*store_list_cb)(const char *key, uint64_t size, void *arg);
+
+struct store_ops {
+	const char *name;
+	/* Store len bytes under key, replacing any object there. */
+	int (*put)(struct store *s, const char *key, const void *data,
+		   size_t len);
+	/* Append to out the bytes [off, off+len) of the object (len == 0:
+	 * from off to the end). */
+	int (*get)(struct store *s, const char *key, uint64_t off, size_t len,
+		   struct buf *out);
+	/* Remove the object; missing is success. */
+	int (*del)(struct store *s, const char *key);
+	/* Visit all keys starting with prefix ("" = all). */
+	int (*list)(struct store *s, const char *prefix, store_list_cb cb,
+		    void *arg);
+	/* Size of the object, -ENOENT when missing. */
+	int (*head)(struct store *s, const char *key, uint64_t *size);
+	/* Free the store and everything it owns. */
+	void (*close)(struct store *s);
+};
+
+struct store {
+	const struct store_ops *ops;
+	/* Human-readable location without secrets ("file:///srv/vol"). */
+	char *url;
+};
+
+static inline int store_put(struct store *s, const char *key,
+			    const void *data, size_t len)
+{
+	return s->ops->put(s, key, data, len);
+}
+
+static inline int store_get(struct store *s, const char *key, uint64_t off,
+			    size_t len, struct buf *out)
+{
+	return s->ops->get(s, key, off, len, out);
+}
+
+static inline int store_del(struct store *s, const char *key)
+{
+	return s->ops->del(s, key);
+}
+
+static inline int store_list(struct store *s, const char *prefix,
+			     store_list_cb cb, void *arg)
+{
+	return s->ops->list(s, prefix, cb, arg);
+}
+
+static inline int store_head(struct store *s, const char *key, uint64_t *size)
+{
+	return s->ops->head(s, key, size);
+}
+
+/* close(NULL) is a no-op. */
+void store_close(struct store *s);
+
+/* 1 if key is well-formed (see above), else 0. */
+int store_key_valid(const char *key);
+
+/*
+ * Open a store from a location: a path ("/srv/vol", "./vol") or
+ * "file:///srv/vol".  With create != 0 the directory is created when
+ * missing; otherwise a missing directory is -ENOENT.  On failure, err (if
+ * not NULL) receives a one-line human message.  Caller closes the store.
+ */
+int store_open(const char *location, int create, struct store **out,
+	       struct buf *err);
+
+/* Local-directory backend (store_file.c). root is created when create. */
+int store_file_open(const char *root, int create, struct store **out);
+
+/*
+ * Fault-injecting wrapper (store_fault.c), for tests.  It forwards every
+ * call to inner (which it owns and closes) and can be told to fail calls.
+ */
+enum store_fault_op {
+	STORE_OP_PUT = 1 << 0,
+	STORE_OP_GET = 1 << 1,
+	STORE_OP_DEL = 1 << 2,
+	STORE_OP_LIST = 1 << 3,
+	STORE_OP_HEAD = 1 << 4,
+	STORE_OP_ALL = 0x1f,
+};
+
+struct store_fault_counts {
+	uint64_t calls[5]; /* indexed by bit position of store_fault_op */
+	uint64_t bytes_put;
+	uint64_t bytes_got;
+	uint64_t failed;
+};
+
+int store_fault_wrap(struct store *inner, struct store **out);
+/*
+ * Fail calls whose op is in ops_mask: skip the next `after` matching calls,
+ * then fail `count` of them (count < 0: forever) with -err.  A new call
+ * replaces the previous setting; count == 0 disarms.
+ */
+void store_fault_arm(struct store *s, unsigned ops_mask, uint64_t after,
+		     int64_t count, int err);
+/* Corrupt every object got from now on by flipping one bit in the middle
+ * of the data returned (on/off). */
+void store_fault_corrupt_reads(struct store *s, int on);
+void store_fault_get_counts(struct store *s, struct store_fault_counts *out);
+
+#endif

@@ -1,0 +1,219 @@
+/*
+ * store_fault.c - a store that forwards to another and can be told to fail.
+ *
+ * Tests wrap a real backend with it to count calls and bytes, to make the
+ * Nth call of some kinds fail with a chosen errno, and to flip a bit in
+ * what get returns (to prove that damage is detected above the store).
+ *
+ * Data model: one armed rule (ops mask, calls to let through, failures
+ * left) and the counters, all under one mutex.  The mutex is never held
+ * while the inner store runs.
+ *
+ * Invariants:
+ *   1. Every call is counted in calls[], whether it fails or not; failed
+ *      counts only the injected failures, not errors of the inner store.
+ *   2. An injected failure does not reach the inner store: a failed put
+ *      stores nothing, a failed del deletes nothing.
+ *   3. count < 0 stays negative (fails forever); count == 0 is disarmed.
+ *   4. bytes_put and bytes_got count successful transfers only (bytes_got
+ *      counts what get appended).
+ */
+#include "util/compat.h"
+
+#include <assert.h>
+#include <limits.h>
+#include <pthread.h>
+
+#include "store/store.h"
+
+enum fault_op_index { OP_PUT, OP_GET, OP_DEL, OP_LIST, OP_HEAD };
+
+struct store_fault {
+	struct store base;
+	struct store *inner; /* owned */
+	pthread_mutex_t lock;
+	/* the armed rule; protected by lock */
+	unsigned mask;
+	uint64_t after;
+	int64_t count;
+	int err;
+	bool corrupt; /* protected by lock */
+	struct store_fault_counts counts; /* protected by lock */
+};
+
+static const struct store_ops store_fault_ops;
+
+static struct store_fault *fault_from_store(struct store *s)
+{
+	assert(s->ops == &store_fault_ops);
+	return (struct store_fault *)s;
+}
+
+/* Count a call of op; returns the injected error or 0 to forward it. */
+static int fault_enter(struct store_fault *f, enum fault_op_index op)
+{
+	int rc = 0;
+
+	pthread_mutex_lock(&f->lock);
+	f->counts.calls[op]++;
+	if ((f->mask & (1u << op)) && f->count != 0) {
+		if (f->after > 0) {
+			f->after--;
+		} else {
+			if (f->count > 0)
+				f->count--;
+			f->counts.failed++;
+			rc = -f->err;
+		}
+	}
+	pthread_mutex_unlock(&f->lock);
+	return rc;
+}
+
+static int fault_put(struct store *s, const char *key, const void *data,
+		     size_t len)
+{
+	struct store_fault *f = fault_from_store(s);
+	int rc = fault_enter(f, OP_PUT);
+
+	if (rc)
+		return rc;
+	rc = store_put(f->inner, key, data, len);
+	if (!rc) {
+		pthread_mutex_lock(&f->lock);
+		f->counts.bytes_put += len;
+		pthread_mutex_unlock(&f->lock);
+	}
+	return rc;
+}
+
+static int fault_get(struct store *s, const char *key, uint64_t off,
+		     size_t len, struct buf *out)
+{
+	struct store_fault *f = fault_from_store(s);
+	size_t start = out->len, n;
+	bool corrupt;
+	int rc = fault_enter(f, OP_GET);
+
+	if (rc)
+		return rc;
+	rc = store_get(f->inner, key, off, len, out);
+	if (rc)
+		return rc;
+	n = out->len - start;
+	pthread_mutex_lock(&f->lock);
+	f->counts.bytes_got += n;
+	corrupt = f->corrupt;
+	pthread_mutex_unlock(&f->lock);
+	if (corrupt && n)
+		out->data[start + n / 2] ^= 0x10;
+	return 0;
+}
+
+static int fault_del(struct store *s, const char *key)
+{
+	struct store_fault *f = fault_from_store(s);
+	int rc = fault_enter(f, OP_DEL);
+
+	return rc ? rc : store_del(f->inner, key);
+}
+
+static int fault_list(struct store *s, const char *prefix, store_list_cb cb,
+		      void *arg)
+{
+	struct store_fault *f = fault_from_store(s);
+	int rc = fault_enter(f, OP_LIST);
+
+	return rc ? rc : store_list(f->inner, prefix, cb, arg);
+}
+
+static int fault_head(struct store *s, const char *key, uint64_t *size)
+{
+	struct store_fault *f = fault_from_store(s);
+	int rc = fault_enter(f, OP_HEAD);
+
+	return rc ? rc : store_head(f->inner, key, size);
+}
+
+static void fault_close(struct store *s)
+{
+	struct store_fault *f = fault_from_store(s);
+
+	store_close(f->inner);
+	pthread_mutex_destroy(&f->lock);
+	free(f->base.url);
+	free(f);
+}
+
+int store_fault_wrap(struct store *inner, struct store **out)
+{
+	struct store_fault *f;
+	int rc;
+
+	*out = NULL;
+	f = calloc(1, sizeof(*f));
+	if (!f)
+		return -ENOMEM;
+	f->base.url = strdup(inner->url ? inner->url : "");
+	if (!f->base.url) {
+		rc = -ENOMEM;
+		goto out_free_f;
+	}
+	rc = -pthread_mutex_init(&f->lock, NULL);
+	if (rc)
+		goto out_free_url;
+	f->base.ops = &store_fault_ops;
+	f->inner = inner;
+	*out = &f->base;
+	return 0;
+
+out_free_url:
+	free(f->base.url);
+out_free_f:
+	free(f);
+	return rc;
+}
+
+void store_fault_arm(struct store *s, unsigned ops_mask, uint64_t after,
+		     int64_t count, int err)
+{
+	struct store_fault *f = fault_from_store(s);
+
+	/* accept EIO or -EIO; 0 would mean "fail with success" */
+	if (err <= 0)
+		err = err < 0 && err > INT_MIN ? -err : EIO;
+	pthread_mutex_lock(&f->lock);
+	f->mask = ops_mask & STORE_OP_ALL;
+	f->after = after;
+	f->count = count;
+	f->err = err;
+	pthread_mutex_unlock(&f->lock);
+}
+
+void store_fault_corrupt_reads(struct store *s, int on)
+{
+	struct store_fault *f = fault_from_store(s);
+
+	pthread_mutex_lock(&f->lock);
+	f->corrupt = on != 0;
+	pthread_mutex_unlock(&f->lock);
+}
+
+void store_fault_get_counts(struct store *s, struct store_fault_counts *out)
+{
+	struct store_fault *f = fault_from_store(s);
+
+	pthread_mutex_lock(&f->lock);
+	*out = f->counts;
+	pthread_mutex_unlock(&f->lock);
+}
+
+static const struct store_ops store_fault_ops = {
+	.name = "fault",
+	.put = fault_put,
+	.get = fault_get,
+	.del = fault_del,
+	.list = fault_list,
+	.head = fault_head,
+	.close = fault_close,
+};

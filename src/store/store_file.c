@@ -1,0 +1,645 @@
+/*
+ * store_file.c - the local-directory store backend.
+ *
+ * Data model: key "a/b/c" is the regular file ROOT/a/b/c; the segments
+ * before the last one are directories, created on demand by put.  Nothing
+ * else is kept: no index, no lock file.  A listing is a recursive walk.
+ *
+ * put writes ROOT/a/b/.tmp-<pid>-<seq>~ (O_EXCL, so concurrent puts, even
+ * of the same key, never share a temp file), fsyncs it, renames it over
+ * the key and fsyncs the directory.  rename(2) is atomic, so a reader
+ * opens either the old inode or the complete new one; an open reader
+ * keeps its inode even when a put replaces the key under it.
+ *
+ * Invariants:
+ *   1. A temp name is never a valid key segment (it ends in '~'), so list
+ *      never reports one and no key can collide with one.  A crash may
+ *      leave temp files behind; they are invisible and harmless.
+ *   2. When put returns 0 the file, its directory entry and every
+ *      directory on the way up to ROOT are durable.  A directory enters
+ *      the durable set (dirs) only after this process fsynced its entry
+ *      in its parent, so a put that finds it there may skip that fsync;
+ *      a put racing with the creator of a directory fsyncs the parent
+ *      itself.
+ *   3. del never removes directories.  A directory is therefore never
+ *      pulled from under a concurrent put, and an entry of the durable
+ *      set stays true unless something outside metafuse removes the
+ *      directory (put then finds ENOENT, forgets the entry, recreates
+ *      it).
+ *   4. list reads and sorts one directory at a time, comparing a
+ *      directory's name as "name/", which is exactly the order of the
+ *      keys below it.  Callbacks run with no lock held and may call back
+ *      into the store.
+ *
+ * Limits of the medium: a key cannot be both an object and a "directory"
+ * of other keys ("a" and "a/b"); such a put fails with -ENOTDIR or
+ * -EISDIR.  Segments longer than NAME_MAX fail with -ENAMETOOLONG.
+ * EDQUOT is reported as -ENOSPC.  Deletes are not fsynced: a delete lost
+ * in a crash leaves garbage that the next gc removes again.
+ */
+#include "util/compat.h"
+
+#include <assert.h>
+#include <dirent.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <unistd.h>
+
+#include "store/store.h"
+#include "util/util.h"
+
+#define STORE_KEY_MAX 512
+#define FILE_MODE 0600
+#define DIR_MODE 0700
+#define DURABLE_BUCKETS 64
+
+/* A directory (relative to ROOT) whose entry is known to be durable. */
+struct durable_dir {
+	struct durable_dir *next;
+	size_t len;
+	char path[];
+};
+
+struct store_file {
+	struct store base;
+	int root_fd;
+	atomic_uint_fast64_t tmp_seq;
+	pthread_mutex_t dirs_lock;
+	struct durable_dir *dirs[DURABLE_BUCKETS]; /* protected by dirs_lock */
+};
+
+static const struct store_ops store_file_ops;
+
+static struct store_file *file_from_store(struct store *s)
+{
+	assert(s->ops == &store_file_ops);
+	return (struct store_file *)s;
+}
+
+static int map_errno(int err)
+{
+	return err == EDQUOT ? -ENOSPC : -err;
+}
+
+static unsigned dir_hash(const char *path, size_t len)
+{
+	uint32_t h = 2166136261u;
+	size_t i;
+
+	for (i = 0; i < len; i++)
+		h = (h ^ (uint8_t)path[i]) * 16777619u;
+	return h % DURABLE_BUCKETS;
+}
+
+/* Find path in a bucket; the caller holds dirs_lock. */
+static struct durable_dir **durable_slot(struct store_file *fs,
+					 const char *path, size_t len)
+{
+	struct durable_dir **pp, *d;
+
+	for (pp = &fs->dirs[dir_hash(path, len)]; (d = *pp); pp = &d->next)
+		if (d->len == len && !memcmp(d->path, path, len))
+			break;
+	return pp;
+}
+
+static bool durable_has(struct store_file *fs, const char *path, size_t len)
+{
+	bool found;
+
+	pthread_mutex_lock(&fs->dirs_lock);
+	found = *durable_slot(fs, path, len) != NULL;
+	pthread_mutex_unlock(&fs->dirs_lock);
+	return found;
+}
+
+static void durable_forget(struct store_file *fs, const char *path,
+			   size_t len)
+{
+	struct durable_dir **pp, *d = NULL;
+
+	pthread_mutex_lock(&fs->dirs_lock);
+	pp = durable_slot(fs, path, len);
+	if (*pp) {
+		d = *pp;
+		*pp = d->next;
+	}
+	pthread_mutex_unlock(&fs->dirs_lock);
+	free(d);
+}
+
+/* Best effort: a failed allocation only costs a later fsync. */
+static void durable_add(struct store_file *fs, const char *path, size_t len)
+{
+	struct durable_dir **pp, *d;
+
+	d = malloc(sizeof(*d) + len + 1);
+	if (!d)
+		return;
+	d->len = len;
+	memcpy(d->path, path, len);
+	d->path[len] = '\0';
+	pthread_mutex_lock(&fs->dirs_lock);
+	pp = durable_slot(fs, path, len);
+	if (!*pp) {
+		d->next = NULL;
+		*pp = d;
+		d = NULL;
+	}
+	pthread_mutex_unlock(&fs->dirs_lock);
+	free(d);
+}
+
+static int open_dir_at(int dfd, const char *path)
+{
+	int fd = openat(dfd, path,
+			O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+
+	return fd < 0 ? -errno : fd;
+}
+
+/*
+ * Create every directory of dir[0, len) below ROOT, making each one's
+ * entry durable.  Returns an open fd of the last one (ROOT when len == 0)
+ * or -errno.
+ */
+static int make_dirs(struct store_file *fs, const char *dir, size_t len)
+{
+	char path[STORE_KEY_MAX + 1];
+	int parent, child, err;
+	char *seg, *end;
+
+	if (len == 0)
+		return open_dir_at(fs->root_fd, ".");
+	memcpy(path, dir, len);
+	path[len] = '\0';
+	if (durable_has(fs, path, len)) {
+		child = open_dir_at(fs->root_fd, path);
+		if (child != -ENOENT)
+			return child;
+		durable_forget(fs, path, len);
+	}
+
+	parent = open_dir_at(fs->root_fd, ".");
+	if (parent < 0)
+		return parent;
+	for (seg = path; seg; seg = end ? end + 1 : NULL) {
+		end = strchr(seg, '/');
+		if (end)
+			*end = '\0';
+		if (mkdirat(parent, seg, DIR_MODE) < 0 && errno != EEXIST) {
+			err = map_errno(errno);
+			goto out_close_parent;
+		}
+		child = open_dir_at(parent, seg);
+		if (child < 0) {
+			err = child;
+			goto out_close_parent;
+		}
+		/* Someone else may have created it without syncing yet. */
+		if (fsync(parent) < 0) {
+			err = map_errno(errno);
+			close(child);
+			goto out_close_parent;
+		}
+		close(parent);
+		parent = child;
+		if (end)
+			*end = '/';
+	}
+	durable_add(fs, path, len);
+	return parent;
+
+out_close_parent:
+	close(parent);
+	return err;
+}
+
+static int write_all(int fd, const void *data, size_t len)
+{
+	const uint8_t *p = data;
+
+	while (len) {
+		ssize_t n = write(fd, p, len);
+
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return map_errno(errno);
+		}
+		p += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+static int file_put(struct store *s, const char *key, const void *data,
+		    size_t len)
+{
+	struct store_file *fs = file_from_store(s);
+	const char *slash, *base;
+	char tmp[64];
+	int dfd, fd = -1, rc = 0, tries;
+
+	if (!store_key_valid(key))
+		return -EINVAL;
+	slash = strrchr(key, '/');
+	base = slash ? slash + 1 : key;
+	dfd = make_dirs(fs, key, slash ? (size_t)(slash - key) : 0);
+	if (dfd < 0)
+		return dfd;
+	/* A stale temp file of a dead process with our pid may exist. */
+	for (tries = 0; tries < 100 && fd < 0; tries++) {
+		snprintf(tmp, sizeof(tmp), ".tmp-%ld-%" PRIuFAST64 "~",
+			 (long)getpid(), atomic_fetch_add(&fs->tmp_seq, 1));
+		fd = openat(dfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC,
+			    FILE_MODE);
+		if (fd < 0 && errno != EEXIST)
+			break;
+	}
+	if (fd < 0) {
+		rc = map_errno(errno);
+		goto out_close_dir;
+	}
+	rc = write_all(fd, data, len);
+	if (!rc && fsync(fd) < 0)
+		rc = map_errno(errno);
+	if (close(fd) < 0 && !rc)
+		rc = map_errno(errno);
+	if (rc)
+		goto out_unlink_tmp;
+	if (renameat(dfd, tmp, dfd, base) < 0) {
+		rc = map_errno(errno);
+		goto out_unlink_tmp;
+	}
+	if (fsync(dfd) < 0)
+		rc = map_errno(errno);
+	goto out_close_dir;
+
+out_unlink_tmp:
+	unlinkat(dfd, tmp, 0);
+out_close_dir:
+	close(dfd);
+	return rc;
+}
+
+/* Errors that mean "there is no object under this key". */
+static bool is_missing(int err)
+{
+	return err == ENOENT || err == ENOTDIR || err == ELOOP;
+}
+
+static int file_get(struct store *s, const char *key, uint64_t off,
+		    size_t len, struct buf *out)
+{
+	struct store_file *fs = file_from_store(s);
+	uint64_t avail;
+	struct stat st;
+	size_t n, got = 0;
+	int fd, rc = 0;
+
+	if (!store_key_valid(key))
+		return -EINVAL;
+	fd = openat(fs->root_fd, key, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0)
+		return is_missing(errno) ? -ENOENT : map_errno(errno);
+	if (fstat(fd, &st) < 0) {
+		rc = map_errno(errno);
+		goto out_close;
+	}
+	if (!S_ISREG(st.st_mode)) {
+		rc = -ENOENT;
+		goto out_close;
+	}
+	if (off >= (uint64_t)st.st_size)
+		goto out_close;
+	avail = (uint64_t)st.st_size - off;
+	if (len == 0 || len > avail) {
+		if (avail >= SIZE_MAX) {
+			rc = -ENOMEM;
+			goto out_close;
+		}
+		n = (size_t)avail;
+	} else {
+		n = len;
+	}
+	rc = buf_reserve(out, n);
+	if (rc)
+		goto out_close;
+	while (got < n) {
+		ssize_t r = pread(fd, out->data + out->len + got, n - got,
+				  (off_t)(off + got));
+
+		if (r < 0) {
+			if (errno == EINTR)
+				continue;
+			rc = map_errno(errno);
+			break;
+		}
+		/* objects are immutable: shrinking means outside damage */
+		if (r == 0) {
+			rc = -EIO;
+			break;
+		}
+		got += (size_t)r;
+	}
+	if (!rc)
+		out->len += n;
+	out->data[out->len] = 0;
+out_close:
+	close(fd);
+	return rc;
+}
+
+static int file_del(struct store *s, const char *key)
+{
+	struct store_file *fs = file_from_store(s);
+
+	if (!store_key_valid(key))
+		return -EINVAL;
+	if (unlinkat(fs->root_fd, key, 0) == 0)
+		return 0;
+	/* a directory is not an object, so "a" is missing when "a/b" exists */
+	if (is_missing(errno) || errno == EISDIR)
+		return 0;
+	return map_errno(errno);
+}
+
+static int file_head(struct store *s, const char *key, uint64_t *size)
+{
+	struct store_file *fs = file_from_store(s);
+	struct stat st;
+
+	if (!store_key_valid(key))
+		return -EINVAL;
+	if (fstatat(fs->root_fd, key, &st, AT_SYMLINK_NOFOLLOW) < 0)
+		return is_missing(errno) ? -ENOENT : map_errno(errno);
+	if (!S_ISREG(st.st_mode))
+		return -ENOENT;
+	*size = (uint64_t)st.st_size;
+	return 0;
+}
+
+struct list_ent {
+	char *name;
+	uint64_t size;
+	bool dir;
+};
+
+struct list_walk {
+	store_list_cb cb;
+	void *arg;
+	char key[STORE_KEY_MAX + 2]; /* the current directory's key prefix */
+};
+
+/* Order of the keys below: a directory compares as "name/". */
+static int list_ent_cmp(const void *pa, const void *pb)
+{
+	const struct list_ent *a = pa, *b = pb;
+	const unsigned char *x = (const unsigned char *)a->name;
+	const unsigned char *y = (const unsigned char *)b->name;
+	int cx, cy;
+
+	for (;; x++, y++) {
+		cx = *x ? *x : (a->dir ? '/' : 0);
+		cy = *y ? *y : (b->dir ? '/' : 0);
+		if (cx != cy || !*x || !*y)
+			break;
+	}
+	return cx - cy;
+}
+
+static void free_ents(struct list_ent *ents, size_t n)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		free(ents[i].name);
+	free(ents);
+}
+
+/* Entries of dir that may hold keys starting with w->key + filter. */
+static int read_ents(DIR *dir, size_t keylen, const char *filter,
+		     struct list_ent **out, size_t *nout)
+{
+	struct list_ent *ents = NULL, *e;
+	size_t n = 0, cap = 0, flen = strlen(filter), nlen;
+	struct dirent *de;
+	struct stat st;
+	int rc = 0;
+
+	for (;;) {
+		errno = 0;
+		de = readdir(dir);
+		if (!de) {
+			rc = errno ? map_errno(errno) : 0;
+			break;
+		}
+		nlen = strlen(de->d_name);
+		/* skips ".", "..", temp files and foreign names */
+		if (!store_key_valid(de->d_name) ||
+		    strncmp(de->d_name, filter, flen) != 0 ||
+		    keylen + nlen > STORE_KEY_MAX)
+			continue;
+		if (fstatat(dirfd(dir), de->d_name, &st,
+			    AT_SYMLINK_NOFOLLOW) < 0) {
+			if (errno == ENOENT)
+				continue;
+			rc = map_errno(errno);
+			break;
+		}
+		if (!S_ISREG(st.st_mode) && !S_ISDIR(st.st_mode))
+			continue;
+		if (n == cap) {
+			size_t ncap = cap ? cap * 2 : 64;
+
+			e = realloc(ents, ncap * sizeof(*ents));
+			if (!e) {
+				rc = -ENOMEM;
+				break;
+			}
+			ents = e;
+			cap = ncap;
+		}
+		e = &ents[n];
+		e->name = strdup(de->d_name);
+		if (!e->name) {
+			rc = -ENOMEM;
+			break;
+		}
+		e->dir = S_ISDIR(st.st_mode);
+		e->size = e->dir ? 0 : (uint64_t)st.st_size;
+		n++;
+	}
+	if (rc) {
+		free_ents(ents, n);
+		return rc;
+	}
+	if (n)
+		qsort(ents, n, sizeof(*ents), list_ent_cmp);
+	*out = ents;
+	*nout = n;
+	return 0;
+}
+
+/* Walk the directory dfd (consumed), whose keys start with w->key. */
+static int walk_dir(struct list_walk *w, int dfd, size_t keylen,
+		    const char *filter)
+{
+	struct list_ent *ents = NULL;
+	size_t i, n = 0, nlen;
+	DIR *dir;
+	int rc, sub;
+
+	dir = fdopendir(dfd);
+	if (!dir) {
+		rc = map_errno(errno);
+		close(dfd);
+		return rc;
+	}
+	rc = read_ents(dir, keylen, filter, &ents, &n);
+	for (i = 0; !rc && i < n; i++) {
+		nlen = strlen(ents[i].name);
+		memcpy(w->key + keylen, ents[i].name, nlen + 1);
+		if (!ents[i].dir) {
+			rc = w->cb(w->key, ents[i].size, w->arg);
+			continue;
+		}
+		sub = open_dir_at(dirfd(dir), ents[i].name);
+		if (sub == -ENOENT || sub == -ENOTDIR)
+			continue;
+		if (sub < 0) {
+			rc = sub;
+			break;
+		}
+		w->key[keylen + nlen] = '/';
+		w->key[keylen + nlen + 1] = '\0';
+		rc = walk_dir(w, sub, keylen + nlen + 1, "");
+	}
+	free_ents(ents, n);
+	closedir(dir);
+	return rc;
+}
+
+static bool prefix_char_ok(char c)
+{
+	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+	       (c >= '0' && c <= '9') || c == '.' || c == '_' || c == '-' ||
+	       c == '/';
+}
+
+static int file_list(struct store *s, const char *prefix, store_list_cb cb,
+		     void *arg)
+{
+	struct store_file *fs = file_from_store(s);
+	struct list_walk w = { .cb = cb, .arg = arg };
+	size_t plen, dlen;
+	const char *p, *slash;
+	int dfd;
+
+	/* The prefix must be the start of some valid key. */
+	if (!prefix)
+		prefix = "";
+	plen = strlen(prefix);
+	if (plen > STORE_KEY_MAX)
+		return -EINVAL;
+	for (p = prefix; *p; p++)
+		if (!prefix_char_ok(*p))
+			return -EINVAL;
+	slash = strrchr(prefix, '/');
+	dlen = slash ? (size_t)(slash - prefix) : 0;
+	memcpy(w.key, prefix, dlen);
+	w.key[dlen] = '\0';
+	if (slash && !store_key_valid(w.key))
+		return -EINVAL;
+
+	dfd = open_dir_at(fs->root_fd, slash ? w.key : ".");
+	if (dfd < 0)
+		return is_missing(-dfd) ? 0 : dfd;
+	if (slash) {
+		w.key[dlen++] = '/';
+		w.key[dlen] = '\0';
+	}
+	return walk_dir(&w, dfd, dlen, slash ? slash + 1 : prefix);
+}
+
+static void file_close(struct store *s)
+{
+	struct store_file *fs = file_from_store(s);
+	struct durable_dir *d;
+	size_t i;
+
+	for (i = 0; i < DURABLE_BUCKETS; i++) {
+		while ((d = fs->dirs[i])) {
+			fs->dirs[i] = d->next;
+			free(d);
+		}
+	}
+	pthread_mutex_destroy(&fs->dirs_lock);
+	close(fs->root_fd);
+	free(fs->base.url);
+	free(fs);
+}
+
+int store_file_open(const char *root, int create, struct store **out)
+{
+	struct store_file *fs;
+	struct buf url = BUF_INIT;
+	char *abs;
+	int fd, rc;
+
+	*out = NULL;
+	if (!root || !*root)
+		return -EINVAL;
+	if (create) {
+		rc = mkdir_p(root, DIR_MODE);
+		if (!rc)
+			rc = fsync_parent_dir(root);
+		if (rc)
+			return rc;
+	}
+	fd = open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0)
+		return map_errno(errno);
+
+	abs = realpath(root, NULL);
+	rc = buf_appendf(&url, "file://%s", abs ? abs : root);
+	free(abs);
+	if (rc)
+		goto out_close_fd;
+	fs = calloc(1, sizeof(*fs));
+	if (!fs) {
+		rc = -ENOMEM;
+		goto out_free_url;
+	}
+	rc = -pthread_mutex_init(&fs->dirs_lock, NULL);
+	if (rc)
+		goto out_free_fs;
+	fs->base.ops = &store_file_ops;
+	fs->base.url = (char *)buf_detach(&url, NULL);
+	fs->root_fd = fd;
+	atomic_init(&fs->tmp_seq, 0);
+	*out = &fs->base;
+	return 0;
+
+out_free_fs:
+	free(fs);
+out_free_url:
+	buf_free(&url);
+out_close_fd:
+	close(fd);
+	return rc;
+}
+
+static const struct store_ops store_file_ops = {
+	.name = "file",
+	.put = file_put,
+	.get = file_get,
+	.del = file_del,
+	.list = file_list,
+	.head = file_head,
+	.close = file_close,
+};

@@ -1,0 +1,353 @@
+"""The command line: help, version, and bad input that must get one clear
+line on stderr and a non-zero exit, without losing anything."""
+
+import errno
+import os
+import re
+import subprocess
+import time
+
+import pytest
+
+import mfhelpers as h
+from mfhelpers import Mount, is_mounted, read_file, write_file
+
+VALID_OPTIONS = ["cache_dir", "cache_size", "writeback_delay", "max_dirty",
+                 "ro", "allow_other"]
+
+
+def one_line_error(r):
+    """A failed command: non-zero exit and one clear line on stderr."""
+    assert r.returncode != 0, f"expected failure, got 0: {r.stdout}"
+    lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1, f"expected one line on stderr, got: {r.stderr!r}"
+    return lines[0]
+
+
+def test_help_and_version(workdir):
+    m = Mount(os.path.join(workdir, "v"))
+    for args in (["--help"], ["-h"]):
+        r = m.cli(*args)
+        assert r.returncode == 0, r.stderr
+        out = r.stdout + r.stderr
+        for cmd in ("mkfs", "mount", "umount", "fsck"):
+            assert cmd in out, f"{cmd} missing from --help"
+    r = m.cli("--version")
+    assert r.returncode == 0
+    assert any(c.isdigit() for c in r.stdout), r.stdout
+    assert "metafuse" in r.stdout.lower()
+    for cmd in ("mkfs", "mount", "umount", "fsck"):
+        r = m.cli(cmd, "--help")
+        assert r.returncode == 0, f"{cmd} --help: {r.stderr}"
+        assert cmd in (r.stdout + r.stderr)
+    r = m.cli("mount", "--help")
+    for opt in VALID_OPTIONS:
+        assert re.search(rf"\b{opt}\b", r.stdout + r.stderr), \
+            f"mount --help lacks {opt}"
+    r = m.cli("mkfs", "--help")
+    assert "--block-size" in r.stdout + r.stderr
+
+
+def test_unknown_command_and_no_arguments(workdir):
+    m = Mount(os.path.join(workdir, "v"))
+    r = m.cli("frobnicate")
+    assert r.returncode != 0 and r.stderr.strip()
+    r = m.cli()
+    assert r.returncode != 0 and (r.stderr + r.stdout).strip()
+    r = m.cli("mount", "--no-such-flag", m.store, m.mnt)
+    assert r.returncode != 0 and r.stderr.strip()
+
+
+def test_mkfs_file_url_and_block_size(mounts, workdir):
+    m = mounts(mkfs=False)
+    r = m.cli("mkfs", "--block-size", "4M", "file://" + m.store)
+    assert r.returncode == 0, r.stderr
+    assert os.path.isfile(os.path.join(m.store, "volume"))
+    m.store = "file://" + m.store
+    m.mount()
+    write_file(m.path("f"), h.rand_bytes(1, 9 * 1024 * 1024))
+    m.umount()
+    # 9 MiB in 4 MiB blocks: three objects
+    assert len(m.data_objects()) == 3
+    m.mount()
+    assert read_file(m.path("f")) == h.rand_bytes(1, 9 * 1024 * 1024)
+    m.umount()
+    for bad in ("0", "abc", "3", "1T"):
+        r = m.cli("mkfs", "--block-size", bad, os.path.join(workdir, bad))
+        one_line_error(r)
+
+
+def test_mkfs_refuses_existing_volume(mounts):
+    m = mounts()
+    write_file(m.path("keep"), b"precious")
+    m.umount()
+    with open(os.path.join(m.store, "volume"), "rb") as f:
+        volume = f.read()
+    one_line_error(m.mkfs(check=False))
+    r = m.cli("mkfs", "file://" + m.store)
+    one_line_error(r)
+    with open(os.path.join(m.store, "volume"), "rb") as f:
+        assert f.read() == volume
+    m.mount()
+    assert read_file(m.path("keep")) == b"precious"
+
+
+def test_mount_missing_store(workdir, mounts):
+    m = mounts(mkfs=False)
+    missing = os.path.join(workdir, "no-such-store")
+    m.store = missing
+    r = m.cli("mount", "-o", f"cache_dir={m.cache}", missing, m.mnt)
+    line = one_line_error(r)
+    assert "no-such-store" in line
+    assert not is_mounted(m.mnt)
+    assert not os.path.exists(missing), "mount created a missing store"
+
+
+def test_mount_directory_that_is_not_a_volume(workdir, mounts):
+    m = mounts(mkfs=False)
+    os.makedirs(m.store)
+    write_file(os.path.join(m.store, "unrelated"), b"not a volume")
+    r = m.cli("mount", "-o", f"cache_dir={m.cache}", m.store, m.mnt)
+    one_line_error(r)
+    assert not is_mounted(m.mnt)
+    assert os.listdir(m.store) == ["unrelated"], "store was modified"
+    # a file, not a directory
+    r = m.cli("mount", "-o", f"cache_dir={m.cache}",
+              os.path.join(m.store, "unrelated"), m.mnt)
+    one_line_error(r)
+    # a damaged volume config
+    m2 = mounts("v2", mount=False)
+    with open(os.path.join(m2.store, "volume"), "wb") as f:
+        f.write(b"garbage\0\xff")
+    r = m2.cli("mount", "-o", f"cache_dir={m2.cache}", m2.store, m2.mnt)
+    one_line_error(r)
+    assert not is_mounted(m2.mnt)
+
+
+def test_mountpoint_missing_or_not_a_directory(mounts):
+    m = mounts(mount=False)
+    missing = os.path.join(m.root, "no-such-dir")
+    r = m.cli("mount", "-o", f"cache_dir={m.cache}", m.store, missing)
+    assert "no-such-dir" in one_line_error(r)
+    assert not os.path.exists(missing)
+    afile = os.path.join(m.root, "afile")
+    write_file(afile, b"x")
+    r = m.cli("mount", "-o", f"cache_dir={m.cache}", m.store, afile)
+    one_line_error(r)
+    assert not is_mounted(afile)
+    # the volume is still fine afterwards
+    m.mount()
+    write_file(m.path("ok"), b"ok")
+    m.umount()
+
+
+def test_mountpoint_already_mounted(mounts):
+    a = mounts("a")
+    b = mounts("b", mount=False)
+    write_file(a.path("mine"), b"a's file")
+    r = b.cli("mount", "-o", f"cache_dir={b.cache}", b.store, a.mnt)
+    one_line_error(r)
+    # a's mount is untouched and still answers
+    assert read_file(a.path("mine")) == b"a's file"
+    # the same volume at the same place again
+    r = a.cli("mount", "-o", f"cache_dir={a.cache}", a.store, a.mnt)
+    one_line_error(r)
+    assert read_file(a.path("mine")) == b"a's file"
+    b.mount()
+    b.umount()
+
+
+def test_second_mount_of_same_volume_refused(mounts):
+    m = mounts()
+    write_file(m.path("f"), b"first mount")
+    other_mnt = os.path.join(m.root, "mnt2")
+    other_cache = os.path.join(m.root, "cache2")
+    os.mkdir(other_mnt)
+    r = m.cli("mount", "-o", f"cache_dir={other_cache}", m.store,
+              other_mnt)
+    try:
+        one_line_error(r)
+        assert not is_mounted(other_mnt)
+    finally:
+        h.force_unmount(other_mnt)
+    # also with -f (foreground): refused, and exits instead of hanging
+    r = m.cli("mount", "-f", "-o", f"cache_dir={other_cache}", m.store,
+              other_mnt, timeout=60)
+    h.force_unmount(other_mnt)
+    assert r.returncode != 0
+    assert read_file(m.path("f")) == b"first mount"
+    m.remount()
+    assert read_file(m.path("f")) == b"first mount"
+
+
+def test_unknown_option_lists_valid_ones(mounts):
+    m = mounts(mount=False)
+    r = m.cli("mount", "-o", f"cache_dir={m.cache},bogus_option=1",
+              m.store, m.mnt)
+    assert r.returncode != 0
+    assert "bogus_option" in r.stderr
+    for opt in VALID_OPTIONS:
+        assert re.search(rf"\b{opt}\b", r.stderr), \
+            f"valid option {opt} not listed: {r.stderr!r}"
+    assert not is_mounted(m.mnt)
+
+
+@pytest.mark.parametrize("opt", ["cache_size=abc", "cache_size=-1M",
+                                 "writeback_delay=soon",
+                                 "writeback_delay=-1", "max_dirty=12Q",
+                                 "cache_size="])
+def test_bad_option_values(mounts, opt):
+    m = mounts(mount=False)
+    r = m.cli("mount", "-o", f"cache_dir={m.cache},{opt}", m.store, m.mnt)
+    line = one_line_error(r)
+    assert opt.split("=")[0] in line
+    assert not is_mounted(m.mnt)
+
+
+def test_size_suffixes_and_fuse_options(mounts):
+    m = mounts(opts={"cache_size": "64M", "max_dirty": "8M",
+                     "writeback_delay": "0.5", "noatime": True,
+                     "default_permissions": True})
+    write_file(m.path("f"), b"x" * 100000)
+    m.remount(opts={"cache_size": "1G", "max_dirty": "512K"})
+    assert read_file(m.path("f")) == b"x" * 100000
+    m.remount(opts={"cache_size": "65536", "max_dirty": "4096K"})
+    assert read_file(m.path("f")) == b"x" * 100000
+
+
+def test_read_only_mount(mounts):
+    m = mounts()
+    write_file(m.path("f"), b"data")
+    m.remount(opts={"ro": True})
+    assert read_file(m.path("f")) == b"data"
+    for func, args in ((os.open, (m.path("f"), os.O_WRONLY)),
+                       (os.open, (m.path("g"), os.O_CREAT | os.O_WRONLY)),
+                       (os.mkdir, (m.path("d"),)),
+                       (os.unlink, (m.path("f"),)),
+                       (os.chmod, (m.path("f"), 0o600)),
+                       (os.setxattr, (m.path("f"), "user.x", b"1"))):
+        h.expect_errno(errno.EROFS, func, *args)
+    m.remount(opts={"ro": False})
+    write_file(m.path("g"), b"writable again")
+
+
+def test_umount_returns_after_upload_and_daemon_exit(mounts):
+    m = mounts(opts={"writeback_delay": "3600", "max_dirty": "1G"})
+    pid = m.pid
+    assert pid is not None, "daemon pid not found"
+    data = h.rand_bytes(3, 20 * 1024 * 1024)
+    write_file(m.path("f"), data)
+    before = len(m.data_objects())
+    t0 = time.monotonic()
+    m.umount()   # checks that the daemon is gone when it returns
+    assert not h.pid_alive(pid)
+    # the data is in the store right when umount returned
+    assert len(m.data_objects()) >= before + 20
+    print(f"umount took {time.monotonic() - t0:.2f} s")
+    m.wipe_cache()
+    m.mount()
+    assert read_file(m.path("f")) == data
+
+
+def test_foreground_mount_stays_until_unmounted(mounts):
+    m = mounts(mount=False)
+    m.mount(foreground=True)
+    assert m.proc.poll() is None
+    write_file(m.path("f"), b"fg")
+    time.sleep(0.5)
+    assert m.proc.poll() is None, "foreground daemon exited by itself"
+    m.umount()   # checks exit status 0
+    m.mount()
+    assert read_file(m.path("f")) == b"fg"
+
+
+def test_umount_of_something_not_mounted(mounts):
+    m = mounts(mount=False)
+    r = m.cli("umount", m.mnt)
+    one_line_error(r)
+    r = m.cli("umount", os.path.join(m.root, "nonexistent"))
+    one_line_error(r)
+
+
+def test_daemon_mount_failure_is_reported_not_hung(mounts):
+    """A daemonizing mount that cannot start returns non-zero promptly."""
+    m = mounts(mount=False)
+    blocker = os.path.join(m.root, "cache-is-a-file")
+    write_file(blocker, b"x")
+    t0 = time.monotonic()
+    r = m.cli("mount", "-o", f"cache_dir={blocker}", m.store, m.mnt,
+              timeout=60)
+    one_line_error(r)
+    assert time.monotonic() - t0 < 30
+    assert not is_mounted(m.mnt)
+
+
+def test_default_volume_under_xdg_data_home(workdir, mounts):
+    xdg_data = os.path.join(workdir, "xdg-data")
+    xdg_cache = os.path.join(workdir, "xdg-cache")
+    home = os.path.join(workdir, "home")
+    os.makedirs(home)
+    env = dict(os.environ, XDG_DATA_HOME=xdg_data, XDG_CACHE_HOME=xdg_cache,
+               HOME=home)
+    store = os.path.join(xdg_data, "metafuse", "default")
+    m = mounts("v", mkfs=False, store=store, env=env, use_cache_opt=False)
+    m.extra_logs.append(os.path.join(xdg_cache, "metafuse", "*",
+                                     "metafuse.log"))
+    assert not os.path.exists(store)
+    m.mount(store=False)
+    assert os.path.isfile(os.path.join(store, "volume")), \
+        "default volume not created"
+    assert os.path.isdir(os.path.join(xdg_cache, "metafuse")), \
+        "default cache dir not under $XDG_CACHE_HOME/metafuse"
+    logs = [p for p in m.log_files() if p.startswith(xdg_cache)]
+    assert logs, "no metafuse.log under $XDG_CACHE_HOME/metafuse/<id>"
+    write_file(m.path("hello"), b"default volume")
+    m.umount()
+    assert not os.path.exists(os.path.join(home, ".local")), \
+        "used ~/.local despite XDG_DATA_HOME"
+    # the second mount reuses it
+    m.mount(store=False)
+    assert read_file(m.path("hello")) == b"default volume"
+    m.umount()
+    # and the explicit path names the same volume
+    m.mount()
+    assert read_file(m.path("hello")) == b"default volume"
+    m.umount()
+
+
+def test_fsck(mounts, workdir):
+    m = mounts()
+    write_file(m.path("f"), h.rand_bytes(4, 3 * 1024 * 1024))
+    os.mkdir(m.path("d"))
+    os.symlink("f", m.path("d", "l"))
+    m.umount()
+    r = m.cli("fsck", m.store)
+    assert r.returncode == 0, f"fsck of a clean volume: {r.stdout}{r.stderr}"
+    r = m.cli("fsck", "file://" + m.store)
+    assert r.returncode == 0
+    r = m.cli("fsck", os.path.join(workdir, "missing"))
+    assert r.returncode == 2, f"fsck of a missing store: {r.returncode}"
+    # a missing data object is a problem fsck must see
+    objs = sorted(m.data_objects())
+    os.unlink(os.path.join(m.store, objs[0]))
+    r = m.cli("fsck", m.store)
+    assert r.returncode == 1, f"fsck with a missing object: {r.returncode}" \
+        f" {r.stdout}{r.stderr}"
+    m.allow_errors(".*")
+
+
+def test_mount_as_subprocess_with_closed_stdio(mounts):
+    """A daemonizing mount must not keep the caller's pipes open (scripts
+    read its output to the end)."""
+    m = mounts(mount=False)
+    args = [h.BIN, "mount", "-o", h.format_opts(m.opts), m.store, m.mnt]
+    p = subprocess.Popen(args, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, env=m.env)
+    try:
+        out, err = p.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        pytest.fail("mount kept stdout/stderr open after daemonizing")
+    assert p.returncode == 0, err
+    assert is_mounted(m.mnt)
+    m.umount()

@@ -1,0 +1,221 @@
+"""The store is the truth: a tree written to a volume reads back identical
+after unmount, deletion of the whole cache directory and a new mount (and,
+more simply, after a plain remount)."""
+
+import os
+import stat
+
+import pytest
+
+import mfhelpers as h
+from mfhelpers import MIB, write_file
+
+IS_ROOT = os.geteuid() == 0
+
+
+def build_tree(root, bs):
+    """Write a tree exercising every kind of object and attribute.
+    Returns the times that were set explicitly: {relpath: (atime, mtime)}."""
+    p = lambda *a: os.path.join(root, *a)  # noqa: E731
+    files = {
+        "empty": b"",
+        "one": b"1",
+        "block-minus-1": h.rand_bytes(1, bs - 1),
+        "block": h.rand_bytes(2, bs),
+        "block-plus-1": h.rand_bytes(3, bs + 1),
+        "several": h.rand_bytes(4, 3 * bs + bs // 2),
+        "text": b"compressible line of text\n" * (200000),
+        "zeros": bytes(2 * bs),
+        "large": h.rand_bytes(5, 64 * MIB),
+    }
+    for name, data in files.items():
+        write_file(p(name), data)
+    # sparse with holes: data, hole, data inside a block, hole, tail hole
+    with open(p("sparse"), "wb") as f:
+        f.write(b"start")
+        f.seek(5 * bs + 12345)
+        f.write(h.rand_bytes(6, 1000))
+        f.seek(9 * bs - 3)
+        f.write(b"cross")
+        f.truncate(20 * bs)
+    with open(p("only-hole"), "wb") as f:
+        f.truncate(100 * MIB)
+    # a file that shrank and grew: the old tail must not come back
+    write_file(p("regrown"), h.rand_bytes(7, 3 * bs))
+    os.truncate(p("regrown"), bs // 2)
+    os.truncate(p("regrown"), 2 * bs)
+
+    # nested directories, an empty one, odd modes
+    os.makedirs(p("a", "b", "c", "d", "e"))
+    write_file(p("a", "b", "c", "d", "e", "deep"), b"deep file")
+    os.mkdir(p("emptydir"))
+    os.mkdir(p("private"), 0o700)
+    os.chmod(p("private"), 0o700)
+    write_file(p("private", "x"), b"x")
+    os.mkdir(p("sticky"))
+    os.chmod(p("sticky"), 0o1777)
+    many = p("a", "many")
+    os.mkdir(many)
+    for i in range(300):
+        write_file(os.path.join(many, f"f{i:03d}"), str(i).encode() * i)
+
+    # symlinks
+    os.symlink("one", p("link-rel"))
+    os.symlink("/etc/passwd", p("link-abs"))
+    os.symlink("nowhere/at/all", p("link-dangling"))
+    os.symlink("a/b", p("link-dir"))
+    os.symlink("t" * 1000, p("link-long"))
+
+    # hard links in several directories
+    write_file(p("hl"), h.rand_bytes(8, 10000))
+    os.link(p("hl"), p("a", "hl2"))
+    os.link(p("hl"), p("a", "b", "hl3"))
+
+    # modes
+    for name, mode in (("one", 0o600), ("block", 0o755), ("several", 0o4755),
+                       ("text", 0o2750), ("zeros", 0o000),
+                       ("block-plus-1", 0o1644)):
+        os.chmod(p(name), mode)
+
+    # owners and special files (root only)
+    if IS_ROOT:
+        os.chown(p("block-minus-1"), 1000, 1000)
+        os.chown(p("a", "b"), 65534, 65534)
+        os.chown(p("link-rel"), 123, 456, follow_symlinks=False)
+        os.chown(p("block"), 4000000000, 7)
+        os.mknod(p("chardev"), stat.S_IFCHR | 0o600, os.makedev(1, 3))
+        os.mknod(p("blockdev"), stat.S_IFBLK | 0o660, os.makedev(8, 1))
+    os.mknod(p("fifo"), stat.S_IFIFO | 0o640)
+    os.mknod(p("socket"), stat.S_IFSOCK | 0o644)
+
+    # xattrs on files and directories
+    os.setxattr(p("one"), "user.empty", b"")
+    os.setxattr(p("one"), "user.bin", bytes(range(256)))
+    os.setxattr(p("large"), "user.big", h.rand_bytes(9, 4000))
+    for i in range(20):
+        os.setxattr(p("hl"), f"user.n{i}", str(i).encode())
+    os.setxattr(p("a"), "user.dir", b"dir value")
+    if IS_ROOT:
+        os.setxattr(p("text"), "trusted.t", b"trusted value")
+
+    # times with nanoseconds, set last (children before their parents)
+    set_times = {}
+    all_paths = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        for n in dirnames + filenames:
+            all_paths.append(os.path.join(dirpath, n))
+    all_paths.sort(key=lambda x: -x.count(os.sep))
+    by_ino = {}
+    for i, path in enumerate(all_paths):
+        at = 1_234_567_890_000_000_000 + i * 1_000_003_001 + 123_456_789
+        mt = 1_300_000_000_000_000_000 + i * 999_999_937 + 987_654_321
+        h.utimensat(path, divmod(at, 10**9), divmod(mt, 10**9),
+                    follow=False)
+        by_ino[os.lstat(path).st_ino] = (at, mt)   # hard links share
+    for path in all_paths:
+        set_times[os.path.relpath(path, root)] = \
+            by_ino[os.lstat(path).st_ino]
+    return set_times
+
+
+def check_set_times(root, set_times):
+    bad = []
+    for rel, (at, mt) in set_times.items():
+        st = os.lstat(os.path.join(root, rel))
+        if st.st_mtime_ns != mt:
+            bad.append(f"{rel}: mtime {st.st_mtime_ns} != {mt}")
+    assert not bad, "\n".join(bad[:20])
+
+
+@pytest.mark.parametrize("variant", [
+    "wipe-cache", "wipe-cache-small-blocks", "plain-remount",
+    "wipe-cache-foreground"])
+def test_tree_survives_remount(mounts, variant):
+    bs = 64 * 1024 if variant == "wipe-cache-small-blocks" else \
+        h.DEFAULT_BLOCK_SIZE
+    m = mounts(block_size=None if bs == h.DEFAULT_BLOCK_SIZE else bs)
+    tree = m.path("tree")
+    os.mkdir(tree)
+    set_times = build_tree(tree, bs)
+    stat_a = h.stat_snapshot(tree)
+    check_set_times(tree, set_times)
+    full = h.snapshot(tree)
+    # reading the contents may legitimately update atimes: what counts is
+    # the state at unmount
+    stat_at_umount = h.stat_snapshot(tree)
+    for rel in stat_a:
+        assert stat_a[rel]["mtime_ns"] == stat_at_umount[rel]["mtime_ns"]
+        assert stat_a[rel]["ctime_ns"] == stat_at_umount[rel]["ctime_ns"]
+
+    m.umount()
+    if variant.startswith("wipe-cache"):
+        m.wipe_cache()
+        assert not os.path.exists(m.cache)
+    m.mount(foreground=variant.endswith("foreground"))
+
+    got_stat = h.stat_snapshot(tree)
+    assert h.diff_snapshots(stat_at_umount, got_stat, "before", "after") \
+        == []
+    check_set_times(tree, set_times)
+    got = h.snapshot(tree)
+    assert h.diff_snapshots(full, got, "before", "after") == []
+    if IS_ROOT:
+        assert os.getxattr(os.path.join(tree, "text"), "trusted.t") == \
+            b"trusted value"
+    # and the volume is still writable and consistent after the restore
+    write_file(os.path.join(tree, "after"), b"written after restore")
+    os.rename(os.path.join(tree, "a"), os.path.join(tree, "a-renamed"))
+    os.unlink(os.path.join(tree, "large"))
+    m.umount()
+    r = m.cli("fsck", m.store)
+    assert r.returncode == 0, f"fsck after restore: {r.stdout}{r.stderr}"
+    m.wipe_cache()
+    m.mount()
+    assert h.read_file(os.path.join(tree, "after")) == \
+        b"written after restore"
+    assert h.read_file(os.path.join(tree, "a-renamed", "b", "c", "d", "e",
+                                    "deep")) == b"deep file"
+    assert not os.path.exists(os.path.join(tree, "large"))
+
+
+def test_many_remounts_accumulate(mounts):
+    """Ten generations of changes, each followed by a remount; every other
+    one wipes the cache."""
+    m = mounts()
+    model = {}
+    for gen in range(10):
+        for i in range(gen, gen + 5):
+            data = h.rand_bytes(gen * 100 + i, (i * 37777) % (3 * MIB))
+            write_file(m.path(f"f{i}"), data)
+            model[f"f{i}"] = data
+        if gen % 3 == 2:
+            victim = sorted(model)[0]
+            os.unlink(m.path(victim))
+            del model[victim]
+        m.remount(wipe_cache=gen % 2 == 1)
+        assert sorted(os.listdir(m.mnt)) == sorted(model)
+        for name, data in model.items():
+            assert h.read_file(m.path(name)) == data, f"gen {gen}: {name}"
+
+
+def test_killed_daemon_keeps_cached_writes(mounts):
+    """DESIGN: a crash of the process (kill -9) loses nothing that reached
+    the local cache; the next mount finishes the upload."""
+    m = mounts(opts={"writeback_delay": "3600"})
+    data = h.rand_bytes(11, 5 * MIB + 3)
+    write_file(m.path("f"), data)
+    os.mkdir(m.path("d"))
+    write_file(m.path("d", "g"), b"small")
+    # closed files: their data reached the daemon's cache, not the store
+    m.allow_errors(".*")  # the dead daemon's mount may log anything
+    m.kill()
+    h.force_unmount(m.mnt)
+    m.mount()
+    assert h.read_file(m.path("f")) == data
+    assert h.read_file(m.path("d", "g")) == b"small"
+    # and the recovered mount uploads it for good
+    m.umount()
+    m.wipe_cache()
+    m.mount()
+    assert h.read_file(m.path("f")) == data
+    assert h.read_file(m.path("d", "g")) == b"small"

@@ -1,0 +1,440 @@
+"""What reaches the store, seen from outside: damaged objects give EIO,
+a full cache disk gives ENOSPC without losing data, deleted data is freed,
+identical blocks are stored once, a small write uploads one block, uploads
+follow writeback_delay and max_dirty, the cache stays within cache_size."""
+
+import errno
+import hashlib
+import os
+import subprocess
+import time
+
+import pytest
+
+import mfhelpers as h
+from mfhelpers import MIB, read_file, write_file
+
+BS = h.DEFAULT_BLOCK_SIZE
+
+
+def disk_usage(path):
+    total = 0
+    for dirpath, _, files in os.walk(path):
+        for f in files:
+            try:
+                total += os.lstat(os.path.join(dirpath, f)).st_blocks * 512
+            except FileNotFoundError:
+                pass
+    return total
+
+
+def wait_until(cond, timeout, interval=0.1):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if cond():
+            return True
+        time.sleep(interval)
+    return cond()
+
+
+# ---- damaged objects ----------------------------------------------------------
+
+def flip_bit(path, offset):
+    with open(path, "r+b") as f:
+        f.seek(offset)
+        b = f.read(1)
+        f.seek(offset)
+        f.write(bytes([b[0] ^ 0x10]))
+
+
+@pytest.mark.parametrize("damage", ["payload", "header", "checksum",
+                                    "truncated", "missing"])
+def test_damaged_object_gives_eio(mounts, damage):
+    m = mounts()
+    m.umount()
+    before = set(m.data_objects())
+    m.mount()
+    blocks = [h.rand_bytes(100 + i, BS) for i in range(4)]
+    write_file(m.path("f"), b"".join(blocks))
+    write_file(m.path("other"), h.rand_bytes(200, 100000))
+    m.umount()
+    new = sorted(set(m.data_objects()) - before)
+    assert len(new) == 5, f"expected 5 new objects, found {len(new)}"
+    # damage one object of f: find it by trying (names are keyed hashes)
+    m.wipe_cache()
+    victim = None
+    for key in new:
+        path = os.path.join(m.store, key)
+        size = os.path.getsize(path)
+        if size < BS // 2:
+            continue  # the 100000-byte object of "other"
+        victim = key
+        break
+    assert victim is not None
+    path = os.path.join(m.store, victim)
+    size = os.path.getsize(path)
+    if damage == "payload":
+        flip_bit(path, 40 + (size - 40) // 2)
+    elif damage == "header":
+        flip_bit(path, 9)           # inside plain_len
+    elif damage == "checksum":
+        flip_bit(path, 30)          # inside the checksum
+    elif damage == "truncated":
+        os.truncate(path, size // 2)
+    else:
+        os.unlink(path)
+    name = os.path.basename(victim)
+    m.allow_errors(".*")
+    m.mount()
+    fd = os.open(m.path("f"), os.O_RDONLY)
+    failed = []
+    for i in range(4):
+        try:
+            got = os.pread(fd, BS, i * BS)
+        except OSError as e:
+            assert e.errno == errno.EIO, f"block {i}: {e}"
+            failed.append(i)
+            continue
+        assert got == blocks[i], f"block {i}: wrong bytes returned"
+    assert len(failed) == 1, f"blocks failing with EIO: {failed}"
+    # again: the error is not cached as good data
+    with pytest.raises(OSError) as ei:
+        os.pread(fd, 4096, failed[0] * BS + 1000)
+    assert ei.value.errno == errno.EIO
+    os.close(fd)
+    # the rest of the volume is unaffected and the daemon alive
+    assert read_file(m.path("other")) == h.rand_bytes(200, 100000)
+    # the log names the damaged object
+    assert name in m.log_text(), \
+        f"daemon log does not name the damaged object {name}"
+    m.umount()
+
+
+def test_corruption_in_cache_is_not_trusted_blindly(mounts):
+    """Bytes on the store side are verified on every fetch, also after
+    eviction from a tiny cache."""
+    m = mounts(opts={"cache_size": "1M", "writeback_delay": "0"})
+    data = h.rand_bytes(7, 6 * BS)
+    write_file(m.path("f"), data)
+    m.umount()
+    m.wipe_cache()
+    m.mount()
+    assert read_file(m.path("f")) == data
+
+
+# ---- full cache disk ------------------------------------------------------
+
+@pytest.mark.root
+def test_cache_disk_full_gives_enospc_and_loses_nothing(mounts, workdir):
+    tmpfs = os.path.join(workdir, "tmpfs")
+    os.mkdir(tmpfs)
+    r = h.run(["mount", "-t", "tmpfs", "-o", "size=32m", "tmpfs", tmpfs])
+    if r.returncode != 0:
+        pytest.skip(f"cannot mount tmpfs: {r.stderr}")
+    try:
+        m = mounts(mkfs=True, mount=False,
+                   cache=os.path.join(tmpfs, "cache"))
+        # nothing is uploaded on its own: the cache fills with dirty data
+        m.mount(opts={"writeback_delay": "3600", "max_dirty": "1G",
+                      "cache_size": "1G"})
+        m.allow_errors("(?i)no space|ENOSPC|full")
+        a = h.rand_bytes(1, 8 * MIB)
+        write_file(m.path("a"), a)
+        fd = os.open(m.path("a"), os.O_RDONLY)
+        os.fsync(fd)
+        os.close(fd)
+        # fill it
+        chunk = MIB
+        acked = 0
+        error_at = None
+        fd = os.open(m.path("b"), os.O_CREAT | os.O_WRONLY, 0o644)
+        try:
+            for i in range(64):
+                try:
+                    n = os.write(fd, h.rand_bytes(1000 + i, chunk))
+                except OSError as e:
+                    error_at = ("write", e.errno)
+                    break
+                acked += n
+            if error_at is None:
+                try:
+                    os.fsync(fd)
+                except OSError as e:
+                    error_at = ("fsync", e.errno)
+        finally:
+            try:
+                os.close(fd)
+            except OSError as e:
+                if error_at is None:
+                    error_at = ("close", e.errno)
+        assert error_at is not None, \
+            f"wrote {acked} bytes into a 32 MiB cache without an error"
+        assert error_at[1] == errno.ENOSPC, \
+            f"{error_at[0]} failed with {errno.errorcode[error_at[1]]}"
+        # the mount still works, and what was written before is intact
+        assert read_file(m.path("a")) == a
+        m.umount()
+        m.cache = os.path.join(workdir, "cache-after")
+        m.opts["cache_dir"] = m.cache
+        m.mount()
+        assert read_file(m.path("a")) == a
+        got = read_file(m.path("b"))
+        want = b"".join(h.rand_bytes(1000 + i, chunk)
+                        for i in range(len(got) // chunk + 1))
+        assert got == want[:len(got)], "file b holds wrong bytes"
+        if error_at[0] == "write":
+            # every acknowledged write() survived
+            assert len(got) >= acked, f"{acked} bytes acknowledged, " \
+                f"{len(got)} survived"
+        m.umount()
+    finally:
+        h.force_unmount(os.path.join(workdir, "v", "mnt"))
+        h.run(["umount", "-l", tmpfs])
+
+
+@pytest.mark.root
+def test_cache_disk_full_recovers_after_upload(mounts, workdir):
+    """With uploads allowed, a small cache disk never fails a writer: clean
+    blocks are evicted."""
+    tmpfs = os.path.join(workdir, "tmpfs")
+    os.mkdir(tmpfs)
+    r = h.run(["mount", "-t", "tmpfs", "-o", "size=32m", "tmpfs", tmpfs])
+    if r.returncode != 0:
+        pytest.skip(f"cannot mount tmpfs: {r.stderr}")
+    try:
+        m = mounts(mount=False, cache=os.path.join(tmpfs, "cache"))
+        m.mount(opts={"writeback_delay": "0.1", "max_dirty": "8M",
+                      "cache_size": "16M"})
+        data = h.rand_bytes(2, 96 * MIB)
+        write_file(m.path("big"), data)
+        assert h.file_sha256(m.path("big")) == \
+            hashlib.sha256(data).hexdigest()
+        m.umount()
+    finally:
+        h.force_unmount(os.path.join(workdir, "v", "mnt"))
+        h.run(["umount", "-l", tmpfs])
+
+
+# ---- space is freed -----------------------------------------------------------
+
+def test_write_delete_cycles_free_store_space(mounts):
+    m = mounts()
+    m.umount()
+    start_data = m.store_bytes("data")
+    start_all = m.store_bytes("")
+    m.mount()
+    for cycle in range(10):
+        p = m.path(f"f{cycle}")
+        fd = os.open(p, os.O_CREAT | os.O_WRONLY, 0o644)
+        for i in range(100):
+            os.write(fd, h.rand_bytes(cycle * 1000 + i, MIB))
+        if cycle % 2 == 0:
+            os.fsync(fd)      # uploaded for sure before the delete
+        os.close(fd)
+        time.sleep(0.3)
+        os.unlink(p)
+    m.umount()
+    end_data = m.store_bytes("data")
+    end_all = m.store_bytes("")
+    assert end_data <= start_data + 4 * MIB, \
+        f"data objects grew from {start_data} to {end_data} bytes"
+    assert end_all <= start_all + 8 * MIB, \
+        f"store grew from {start_all} to {end_all} bytes"
+
+
+def test_overwrite_frees_old_blocks(mounts):
+    m = mounts()
+    for gen in range(5):
+        write_file(m.path("f"), h.rand_bytes(gen, 20 * MIB))
+        fd = os.open(m.path("f"), os.O_RDONLY)
+        os.fsync(fd)
+        os.close(fd)
+    m.umount()
+    assert m.store_bytes("data") <= 24 * MIB
+    m.mount()
+    assert read_file(m.path("f")) == h.rand_bytes(4, 20 * MIB)
+
+
+# ---- dedup and partial writes -------------------------------------------------
+
+def test_identical_blocks_are_stored_once(mounts):
+    m = mounts()
+    m.umount()
+    before = set(m.data_objects())
+    m.mount()
+    data = h.rand_bytes(3, 4 * BS)
+    write_file(m.path("a"), data)
+    write_file(m.path("b"), data)
+    os.mkdir(m.path("d"))
+    write_file(m.path("d", "c"), data[:2 * BS])      # two of the same blocks
+    write_file(m.path("rep"), data[:BS] * 6)          # one block six times
+    m.umount()
+    new = set(m.data_objects()) - before
+    assert len(new) == 4, f"{len(new)} objects for 4 distinct blocks"
+    m.wipe_cache()
+    m.mount()
+    assert read_file(m.path("a")) == data
+    assert read_file(m.path("b")) == data
+    assert read_file(m.path("rep")) == data[:BS] * 6
+    # deleting one copy keeps the shared objects alive
+    os.unlink(m.path("a"))
+    os.unlink(m.path("rep"))
+    m.umount()
+    assert len(set(m.data_objects()) - before) == 4
+    m.wipe_cache()
+    m.mount()
+    assert read_file(m.path("b")) == data
+    assert read_file(m.path("d", "c")) == data[:2 * BS]
+
+
+def test_one_byte_write_uploads_one_block(mounts):
+    m = mounts()
+    data = bytearray(h.rand_bytes(4, 16 * BS))
+    write_file(m.path("big"), data)
+    m.umount()
+    old = set(m.data_objects())
+    assert len(old) == 16
+    m.wipe_cache()
+    m.mount()
+    fd = os.open(m.path("big"), os.O_WRONLY)
+    os.pwrite(fd, b"\x00", 5 * BS + 123)
+    os.close(fd)
+    data[5 * BS + 123] = 0
+    m.umount()
+    new = set(m.data_objects())
+    assert len(new - old) == 1, f"{len(new - old)} objects uploaded for a " \
+        f"one-byte write"
+    assert len(old - new) <= 1
+    m.mount()
+    assert read_file(m.path("big")) == bytes(data)
+
+
+def test_read_fetches_only_what_it_needs(mounts):
+    m = mounts()
+    write_file(m.path("big"), h.rand_bytes(5, 64 * MIB))
+    m.umount()
+    m.wipe_cache()
+    m.mount()
+    before = disk_usage(m.cache)
+    fd = os.open(m.path("big"), os.O_RDONLY)
+    assert os.pread(fd, 4096, 30 * MIB + 5) == \
+        h.rand_bytes(5, 64 * MIB)[30 * MIB + 5:30 * MIB + 5 + 4096]
+    os.close(fd)
+    grown = disk_usage(m.cache) - before
+    assert grown <= 8 * BS, f"cache grew by {grown} bytes for a 4 KiB read"
+
+
+def test_directory_rename_touches_no_data_object(mounts):
+    m = mounts()
+    os.makedirs(m.path("top", "sub"))
+    for i in range(200):
+        write_file(m.path("top", "sub", f"f{i}"), h.rand_bytes(i, 20000 + i))
+    m.umount()
+
+    def objects_with_times():
+        out = {}
+        for key in m.data_objects():
+            st = os.stat(os.path.join(m.store, key))
+            out[key] = (st.st_size, st.st_mtime_ns, st.st_ino)
+        return out
+
+    before = objects_with_times()
+    m.mount()
+    os.rename(m.path("top"), m.path("renamed"))
+    os.mkdir(m.path("other"))
+    os.rename(m.path("renamed", "sub"), m.path("other", "sub"))
+    m.umount()
+    assert objects_with_times() == before
+    m.wipe_cache()
+    m.mount()
+    assert read_file(m.path("other", "sub", "f199")) == \
+        h.rand_bytes(199, 20199)
+
+
+# ---- write-back schedule and cache size ---------------------------------------
+
+def test_small_writeback_delay_uploads_without_fsync(mounts):
+    m = mounts(opts={"writeback_delay": "0.2"})
+    before = len(m.data_objects())
+    write_file(m.path("f"), h.rand_bytes(6, 10 * MIB))
+    assert wait_until(lambda: len(m.data_objects()) >= before + 10, 20), \
+        f"only {len(m.data_objects()) - before} of 10 blocks uploaded " \
+        f"after 20 s with writeback_delay=0.2"
+
+
+def test_large_delay_holds_uploads_until_max_dirty(mounts):
+    m = mounts(opts={"writeback_delay": "3600", "max_dirty": "8M"})
+    before = len(m.data_objects())
+    write_file(m.path("small"), h.rand_bytes(7, 4 * MIB))
+    time.sleep(2)
+    assert len(m.data_objects()) == before, \
+        "data uploaded before writeback_delay with dirty < max_dirty"
+    write_file(m.path("big"), h.rand_bytes(8, 60 * MIB))
+    # dirty data must come down to about max_dirty
+    assert wait_until(lambda: len(m.data_objects()) >= before + 56, 60), \
+        f"{len(m.data_objects()) - before} blocks uploaded with 64 MiB " \
+        f"dirty and max_dirty=8M"
+    m.remount(wipe_cache=True)
+    assert read_file(m.path("big")) == h.rand_bytes(8, 60 * MIB)
+    assert read_file(m.path("small")) == h.rand_bytes(7, 4 * MIB)
+
+
+def test_cache_stays_within_cache_size(mounts):
+    m = mounts(opts={"cache_size": "16M", "writeback_delay": "0.1"})
+    data = h.rand_bytes(9, 96 * MIB)
+    write_file(m.path("f"), data)
+    # once uploaded, clean blocks are evicted down to cache_size
+    limit = 16 * MIB + 8 * MIB   # slack for the database and the log
+    assert wait_until(lambda: disk_usage(m.cache) <= limit, 60), \
+        f"cache holds {disk_usage(m.cache)} bytes with cache_size=16M"
+    assert h.file_sha256(m.path("f")) == \
+        hashlib.sha256(data).hexdigest()
+    assert disk_usage(m.cache) <= limit + 8 * MIB, \
+        f"reading back grew the cache to {disk_usage(m.cache)} bytes"
+
+
+def test_store_layout(mounts):
+    m = mounts()
+    assert os.path.isfile(os.path.join(m.store, "volume"))
+    write_file(m.path("f"), h.rand_bytes(10, 3 * BS))
+    m.umount()
+    assert os.path.isdir(os.path.join(m.store, "meta"))
+    assert os.listdir(os.path.join(m.store, "meta")), "no checkpoint"
+    for key, size in m.data_objects().items():
+        _, xx, name = key.split("/")
+        assert name[:2] == xx
+        assert size >= 40
+        with open(os.path.join(m.store, key), "rb") as f:
+            assert f.read(4) == b"MFB1"
+    # nothing but the documented entries at the top
+    top = set(os.listdir(m.store))
+    assert {"volume", "meta", "data"} <= top
+
+
+def test_fsck_after_heavy_use_is_clean(mounts):
+    m = mounts(block_size=64 * 1024)
+    for i in range(30):
+        write_file(m.path(f"f{i}"), h.rand_bytes(i, (i * 77777) % (2 * MIB)))
+    for i in range(0, 30, 3):
+        os.unlink(m.path(f"f{i}"))
+    for i in range(1, 30, 3):
+        os.truncate(m.path(f"f{i}"), 1000)
+    m.umount()
+    r = m.cli("fsck", m.store)
+    assert r.returncode == 0, f"{r.stdout}{r.stderr}"
+
+
+def test_store_survives_copy_to_new_location(mounts, workdir):
+    """The store is self-contained: a copy of the directory mounts
+    elsewhere with a fresh cache (a new machine)."""
+    m = mounts()
+    write_file(m.path("f"), h.rand_bytes(12, 3 * MIB))
+    os.symlink("f", m.path("l"))
+    m.umount()
+    copy = os.path.join(workdir, "store-copy")
+    subprocess.run(["cp", "-a", m.store, copy], check=True)
+    m2 = mounts("v2", mkfs=False, store=copy)
+    m2.mount()
+    assert read_file(m2.path("f")) == h.rand_bytes(12, 3 * MIB)
+    assert os.readlink(m2.path("l")) == "f"
+    m2.umount()

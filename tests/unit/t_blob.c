@@ -1,0 +1,504 @@
+/*
+ * t_blob.c - unit tests of the object codec (src/blob/blob.c).
+ *
+ * Round trips across the raw/zstd choice, golden vectors that pin the
+ * format and the naming hash (cross-checked once against Python's
+ * hashlib.blake2b), and damage: every single-bit flip, every truncation,
+ * and headers whose lengths lie behind a recomputed ("forged") checksum.
+ * Decoding damaged input must return -EIO and append nothing.
+ */
+#include "util/compat.h"
+
+#include <pthread.h>
+#include <sodium.h>
+
+#include "blob/blob.h"
+#include "util/util.h"
+#include "check.h"
+
+#define MIB (1u << 20)
+
+/* hashlib.blake2b(b"The quick brown fox jumps over the lazy dog",
+ *                 key=bytes(range(32)), digest_size=32).hexdigest() */
+static const char golden_fox[] =
+	"5d9461aff732d77d0cc98725ea29298c914fd5193b4c08ec9e3ad6b28c3e2faf";
+/* the same with b"" */
+static const char golden_empty[] =
+	"4e51e7a913fc80137da52880fecca175bf81e117d5c68126dc2774033517ea0d";
+/* "metafuse" encoded raw: header, BLAKE2b-128 of header[0:24] + payload
+ * (hashlib.blake2b(..., digest_size=16)), payload */
+static const char golden_obj[] =
+	"4d464231" "00" "00" "0000"
+	"0800000000000000" "0800000000000000"
+	"8bc8bc3c965f24601b7f22ec722ececd"
+	"6d65746166757365";
+
+static struct blob_ctx ctx;
+
+/* Recompute the checksum of a (modified) object, as a forger would. */
+static void reseal(uint8_t *obj, size_t len)
+{
+	crypto_generichash_state st;
+
+	crypto_generichash_init(&st, NULL, 0, 16);
+	crypto_generichash_update(&st, obj, 24);
+	crypto_generichash_update(&st, obj + 40, len - 40);
+	crypto_generichash_final(&st, obj + 24, 16);
+}
+
+static void put_le64(uint8_t *p, uint64_t v)
+{
+	int i;
+
+	for (i = 0; i < 8; i++)
+		p[i] = (uint8_t)(v >> (8 * i));
+}
+
+/* Decode must fail with -EIO and leave out as it was. */
+static bool decode_fails(const void *obj, size_t len)
+{
+	struct buf out = BUF_INIT;
+	bool ok;
+
+	buf_appends(&out, "keep");
+	ok = blob_decode(&ctx, obj, len, &out) == -EIO && out.len == 4 &&
+	     !memcmp(out.data, "keep", 4);
+	buf_free(&out);
+	return ok;
+}
+
+/* Encode, check the codec chosen, decode (plain and named). */
+static void round_trip(const void *data, size_t len, int want_codec)
+{
+	struct buf enc = BUF_INIT, dec = BUF_INIT;
+	char name[BLOB_NAME_LEN + 1];
+
+	buf_appends(&enc, "PFX"); /* encode appends */
+	CHECK_RC(blob_encode(&ctx, data, len, &enc), 0);
+	CHECK(enc.len >= 3 + BLOB_HEADER_SIZE);
+	if (enc.len < 3 + BLOB_HEADER_SIZE)
+		goto out;
+	CHECK(!memcmp(enc.data, "PFXMFB1", 7));
+	CHECK_RC(enc.data[3 + 4], want_codec);
+	if (want_codec == 0)
+		CHECK_EQ_U64(enc.len, 3 + BLOB_HEADER_SIZE + len);
+	else
+		CHECK(enc.len < 3 + BLOB_HEADER_SIZE + len);
+
+	buf_appends(&dec, "D");
+	CHECK_RC(blob_decode(&ctx, enc.data + 3, enc.len - 3, &dec), 0);
+	CHECK_EQ_U64(dec.len, 1 + len);
+	if (dec.len == 1 + len) {
+		CHECK(dec.data[0] == 'D');
+		CHECK(len == 0 || !memcmp(dec.data + 1, data, len));
+	}
+	buf_reset(&dec);
+	blob_name(&ctx, data, len, name);
+	CHECK_RC(blob_decode_named(&ctx, name, enc.data + 3, enc.len - 3,
+				   &dec), 0);
+	CHECK_EQ_U64(dec.len, len);
+out:
+	buf_free(&enc);
+	buf_free(&dec);
+}
+
+static void test_round_trips(void)
+{
+	uint8_t *big = malloc(MIB);
+	size_t i;
+
+	round_trip("", 0, 0);
+	round_trip("x", 1, 0);
+	round_trip("hello hello hello hello hello hello hello", 41, 1);
+
+	blob_random(big, MIB);
+	round_trip(big, MIB, 0); /* incompressible: raw */
+	memset(big, 0, MIB);
+	round_trip(big, MIB, 1);
+	for (i = 0; i < MIB; i++)
+		big[i] = (uint8_t)("lorem ipsum dolor sit amet, "
+				   "consectetur adipiscing elit\n")[i % 57];
+	round_trip(big, MIB, 1);
+
+	/* level 0: never compressed; odd levels are clamped, not refused */
+	ctx.zstd_level = 0;
+	round_trip(big, MIB, 0);
+	ctx.zstd_level = -5;
+	round_trip(big, MIB, 1);
+	ctx.zstd_level = 1000;
+	round_trip(big, 4096, 1);
+	ctx.zstd_level = 3;
+	free(big);
+}
+
+static void test_golden(void)
+{
+	static const char fox[] = "The quick brown fox jumps over the lazy dog";
+	struct blob_ctx other = ctx;
+	char name[BLOB_NAME_LEN + 1], key[BLOB_DATA_KEY_LEN + 1];
+	uint8_t want[sizeof(golden_obj) / 2];
+	struct buf b = BUF_INIT;
+
+	blob_name(&ctx, fox, strlen(fox), name);
+	CHECK(!strcmp(name, golden_fox));
+	blob_name(&ctx, "", 0, name);
+	CHECK(!strcmp(name, golden_empty));
+	blob_name(&ctx, NULL, 0, name);
+	CHECK(!strcmp(name, golden_empty));
+
+	/* the name depends on the key */
+	other.hash_key[31] ^= 1;
+	blob_name(&other, fox, strlen(fox), name);
+	CHECK(strlen(name) == BLOB_NAME_LEN && strcmp(name, golden_fox));
+
+	blob_data_key(golden_fox, key);
+	CHECK(!strcmp(key, "data/5d/" "5d9461aff732d77d0cc98725ea29298c"
+			   "914fd5193b4c08ec9e3ad6b28c3e2faf"));
+	CHECK_EQ_U64(strlen(key), BLOB_DATA_KEY_LEN);
+
+	/* the format itself, byte for byte */
+	CHECK_RC(hex_decode(golden_obj, want, sizeof(want)), 0);
+	other = ctx;
+	other.zstd_level = 0;
+	CHECK_RC(blob_encode(&other, "metafuse", 8, &b), 0);
+	CHECK(b.len == sizeof(want) && !memcmp(b.data, want, sizeof(want)));
+	buf_reset(&b);
+	CHECK_RC(blob_decode(&ctx, want, sizeof(want), &b), 0);
+	CHECK(b.len == 8 && !memcmp(b.data, "metafuse", 8));
+	buf_free(&b);
+}
+
+/* Every single-bit flip anywhere in obj is detected. */
+static void flip_every_bit(const uint8_t *obj, size_t len)
+{
+	uint8_t *copy = malloc(len);
+	size_t i, bad = 0;
+	int bit;
+
+	for (i = 0; i < len; i++) {
+		for (bit = 0; bit < 8; bit++) {
+			memcpy(copy, obj, len);
+			copy[i] ^= (uint8_t)(1 << bit);
+			if (!decode_fails(copy, len)) {
+				bad++;
+				fprintf(stderr, "  flip byte %zu bit %d\n", i,
+					bit);
+			}
+		}
+	}
+	CHECK_EQ_U64(bad, 0);
+	free(copy);
+}
+
+static void test_tamper(void)
+{
+	static const char text[] = "tamper tamper tamper tamper tamper tamper "
+				   "tamper tamper tamper tamper";
+	struct buf raw = BUF_INIT, z = BUF_INIT, dec = BUF_INIT;
+	struct blob_ctx level0 = ctx;
+	uint8_t *copy;
+	size_t i;
+
+	level0.zstd_level = 0;
+	CHECK_RC(blob_encode(&level0, "small raw object", 16, &raw), 0);
+	CHECK_RC(blob_encode(&ctx, text, strlen(text), &z), 0);
+	CHECK(raw.data[4] == 0 && z.data[4] == 1);
+
+	flip_every_bit(raw.data, raw.len);
+	flip_every_bit(z.data, z.len);
+
+	/* truncated, extended, absent */
+	for (i = 0; i < z.len; i++)
+		CHECK(decode_fails(z.data, i));
+	for (i = 0; i < raw.len; i++)
+		CHECK(decode_fails(raw.data, i));
+	buf_append(&z, "", 1);
+	CHECK(decode_fails(z.data, z.len));
+	z.len--;
+	CHECK(decode_fails(NULL, 0));
+	CHECK(decode_fails(NULL, 100));
+
+	copy = malloc(z.len + 64);
+
+	/* wrong magic, with and without a forged checksum */
+	memcpy(copy, z.data, z.len);
+	memcpy(copy, "MFB2", 4);
+	CHECK(decode_fails(copy, z.len));
+	reseal(copy, z.len);
+	CHECK(decode_fails(copy, z.len));
+	memcpy(copy, "mfb1", 4);
+	reseal(copy, z.len);
+	CHECK(decode_fails(copy, z.len));
+
+	/* unknown codec, flags, reserved bytes (all resealed) */
+	for (i = 4; i < 8; i++) {
+		memcpy(copy, z.data, z.len);
+		copy[i] = i == 4 ? 2 : 1;
+		reseal(copy, z.len);
+		CHECK(decode_fails(copy, z.len));
+	}
+	memcpy(copy, z.data, z.len);
+	copy[4] = 0xff;
+	reseal(copy, z.len);
+	CHECK(decode_fails(copy, z.len));
+
+	/* plain_len lying: zstd */
+	{
+		const uint64_t tl = sizeof(text) - 1;
+		const uint64_t lies[] = {
+			0, 1, tl - 1, tl + 1, 1000, (uint64_t)1 << 32,
+			(uint64_t)1 << 63, UINT64_MAX,
+		};
+
+		for (i = 0; i < ARRAY_SIZE(lies); i++) {
+			memcpy(copy, z.data, z.len);
+			put_le64(copy + 8, lies[i]);
+			reseal(copy, z.len);
+			CHECK(decode_fails(copy, z.len));
+		}
+		/* ... and raw */
+		for (i = 0; i < ARRAY_SIZE(lies); i++) {
+			if (lies[i] == 16)
+				continue;
+			memcpy(copy, raw.data, raw.len);
+			put_le64(copy + 8, lies[i]);
+			reseal(copy, raw.len);
+			CHECK(decode_fails(copy, raw.len));
+		}
+	}
+	/* payload_len lying */
+	{
+		uint64_t plen = z.len - BLOB_HEADER_SIZE;
+		const uint64_t lies[] = {
+			0, plen - 1, plen + 1, plen + 64, UINT64_MAX,
+			UINT64_MAX - 39,
+		};
+
+		for (i = 0; i < ARRAY_SIZE(lies); i++) {
+			memcpy(copy, z.data, z.len);
+			put_le64(copy + 16, lies[i]);
+			reseal(copy, z.len);
+			CHECK(decode_fails(copy, z.len));
+		}
+	}
+	/* codec swapped: zstd payload called raw, raw payload called zstd */
+	memcpy(copy, z.data, z.len);
+	copy[4] = 0;
+	reseal(copy, z.len);
+	CHECK(decode_fails(copy, z.len));
+	memcpy(copy, raw.data, raw.len);
+	copy[4] = 1;
+	reseal(copy, raw.len);
+	CHECK(decode_fails(copy, raw.len));
+	/* zstd codec over garbage, and over a damaged frame */
+	memcpy(copy, z.data, BLOB_HEADER_SIZE);
+	blob_random(copy + BLOB_HEADER_SIZE, z.len - BLOB_HEADER_SIZE);
+	reseal(copy, z.len);
+	CHECK(decode_fails(copy, z.len));
+	for (i = BLOB_HEADER_SIZE; i < z.len; i++) {
+		memcpy(copy, z.data, z.len);
+		copy[i] ^= 0x5a;
+		reseal(copy, z.len);
+		/* may still decode to the right length by chance: no crash,
+		 * and then it must be exactly plain_len bytes */
+		buf_reset(&dec);
+		if (blob_decode(&ctx, copy, z.len, &dec) == 0)
+			CHECK_EQ_U64(dec.len, strlen(text));
+	}
+	/* a tiny forged frame claiming a huge size */
+	{
+		struct buf big = BUF_INIT;
+		uint8_t *zeros = calloc(1, 4 * MIB);
+
+		CHECK_RC(blob_encode(&ctx, zeros, 4 * MIB, &big), 0);
+		CHECK(big.data[4] == 1 && big.len < 4096);
+		put_le64(big.data + 8, (uint64_t)1 << 40);
+		reseal(big.data, big.len);
+		CHECK(decode_fails(big.data, big.len));
+		put_le64(big.data + 8, 4 * MIB - 1);
+		reseal(big.data, big.len);
+		CHECK(decode_fails(big.data, big.len));
+		buf_free(&big);
+		free(zeros);
+	}
+
+	/* random multi-byte damage, sometimes forged: never a crash, and
+	 * never a success unless the checksum was forged */
+	{
+		const struct buf *src[] = { &raw, &z };
+		uint32_t r;
+		int n, k, forged, bad = 0;
+
+		for (n = 0; n < 20000; n++) {
+			const struct buf *o = src[n & 1];
+			int rc;
+
+			memcpy(copy, o->data, o->len);
+			randombytes_buf(&r, sizeof(r));
+			for (k = 0; k <= (int)(r % 4); k++) {
+				size_t at = randombytes_uniform(
+					(uint32_t)o->len);
+
+				copy[at] ^= (uint8_t)(1 +
+					randombytes_uniform(255));
+			}
+			forged = (r >> 8) & 1;
+			if (forged)
+				reseal(copy, o->len);
+			buf_reset(&dec);
+			rc = blob_decode(&ctx, copy, o->len, &dec);
+			if (rc != 0 && rc != -EIO)
+				bad++;
+			if (rc == 0 && !forged && memcmp(copy, o->data, o->len))
+				bad++;
+		}
+		CHECK_EQ_U64(bad, 0);
+	}
+
+	free(copy);
+	buf_free(&raw);
+	buf_free(&z);
+	buf_free(&dec);
+}
+
+static void test_named(void)
+{
+	static const char data[] = "named block contents, named block contents";
+	struct buf enc = BUF_INIT, out = BUF_INIT;
+	char name[BLOB_NAME_LEN + 1], wrong[BLOB_NAME_LEN + 1];
+	struct blob_ctx other = ctx;
+	size_t i;
+
+	blob_name(&ctx, data, sizeof(data), name);
+	CHECK_RC(blob_encode(&ctx, data, sizeof(data), &enc), 0);
+	CHECK_RC(blob_decode_named(&ctx, name, enc.data, enc.len, &out), 0);
+	CHECK(out.len == sizeof(data) && !memcmp(out.data, data, out.len));
+
+	/* one wrong hex digit anywhere */
+	for (i = 0; i < BLOB_NAME_LEN; i++) {
+		memcpy(wrong, name, sizeof(wrong));
+		wrong[i] = wrong[i] == '0' ? '1' : '0';
+		buf_reset(&out);
+		buf_appends(&out, "keep");
+		CHECK_RC(blob_decode_named(&ctx, wrong, enc.data, enc.len,
+					   &out), -EIO);
+		CHECK(out.len == 4 && !strcmp(buf_str(&out), "keep"));
+	}
+	/* uppercase, short, long, empty, NULL */
+	memcpy(wrong, name, sizeof(wrong));
+	for (i = 0; i < BLOB_NAME_LEN; i++)
+		if (wrong[i] >= 'a')
+			wrong[i] = (char)(wrong[i] - 'a' + 'A');
+	buf_reset(&out);
+	CHECK_RC(blob_decode_named(&ctx, wrong, enc.data, enc.len, &out),
+		 strcmp(wrong, name) ? -EIO : 0);
+	memcpy(wrong, name, sizeof(wrong));
+	wrong[BLOB_NAME_LEN - 1] = '\0';
+	CHECK_RC(blob_decode_named(&ctx, wrong, enc.data, enc.len, &out),
+		 -EIO);
+	{
+		char longer[BLOB_NAME_LEN + 2];
+
+		memcpy(longer, name, BLOB_NAME_LEN);
+		longer[BLOB_NAME_LEN] = '0';
+		longer[BLOB_NAME_LEN + 1] = '\0';
+		CHECK_RC(blob_decode_named(&ctx, longer, enc.data, enc.len,
+					   &out), -EIO);
+	}
+	CHECK_RC(blob_decode_named(&ctx, "", enc.data, enc.len, &out), -EIO);
+	CHECK_RC(blob_decode_named(&ctx, NULL, enc.data, enc.len, &out),
+		 -EIO);
+	CHECK_EQ_U64(out.len, 0);
+
+	/* right name, but another volume's key */
+	other.hash_key[0] ^= 0x80;
+	CHECK_RC(blob_decode_named(&other, name, enc.data, enc.len, &out),
+		 -EIO);
+	/* right name, damaged object */
+	enc.data[enc.len - 1] ^= 1;
+	CHECK_RC(blob_decode_named(&ctx, name, enc.data, enc.len, &out),
+		 -EIO);
+	CHECK_EQ_U64(out.len, 0);
+	buf_free(&enc);
+	buf_free(&out);
+}
+
+static void test_random(void)
+{
+	uint8_t a[32], b[32], zero[32] = { 0 };
+
+	blob_random(a, sizeof(a));
+	blob_random(b, sizeof(b));
+	CHECK(memcmp(a, b, sizeof(a)) != 0);
+	CHECK(memcmp(a, zero, sizeof(a)) != 0);
+	blob_random(a, 0);
+}
+
+struct worker {
+	pthread_t tid;
+	unsigned id;
+	unsigned errors;
+};
+
+static void *codec_worker(void *arg)
+{
+	struct worker *w = arg;
+	struct buf data = BUF_INIT, enc = BUF_INIT, dec = BUF_INIT;
+	char name[BLOB_NAME_LEN + 1];
+	unsigned i;
+
+	for (i = 0; i < 200; i++) {
+		buf_reset(&data);
+		buf_appendf(&data, "worker %u round %u ", w->id, i);
+		while (data.len < 4096 * (i % 5))
+			buf_appendf(&data, "%u ", i * w->id);
+		blob_name(&ctx, data.data, data.len, name);
+		buf_reset(&enc);
+		buf_reset(&dec);
+		if (blob_encode(&ctx, data.data, data.len, &enc) ||
+		    blob_decode_named(&ctx, name, enc.data, enc.len, &dec) ||
+		    dec.len != data.len ||
+		    memcmp(dec.data, data.data, data.len))
+			w->errors++;
+	}
+	buf_free(&data);
+	buf_free(&enc);
+	buf_free(&dec);
+	return NULL;
+}
+
+static void test_threads(void)
+{
+	struct worker w[4];
+	unsigned i, errors = 0;
+
+	for (i = 0; i < ARRAY_SIZE(w); i++) {
+		w[i] = (struct worker){ .id = i + 1 };
+		CHECK(pthread_create(&w[i].tid, NULL, codec_worker, &w[i]) ==
+		      0);
+	}
+	for (i = 0; i < ARRAY_SIZE(w); i++) {
+		pthread_join(w[i].tid, NULL);
+		errors += w[i].errors;
+	}
+	CHECK_EQ_U64(errors, 0);
+}
+
+int main(void)
+{
+	size_t i;
+
+	CHECK_RC(blob_global_init(), 0);
+	CHECK_RC(blob_global_init(), 0); /* idempotent */
+	for (i = 0; i < BLOB_KEY_BYTES; i++)
+		ctx.hash_key[i] = (uint8_t)i;
+	ctx.zstd_level = 3;
+
+	test_golden();
+	test_round_trips();
+	test_tamper();
+	test_named();
+	test_random();
+	test_threads();
+	return check_done("t_blob");
+}

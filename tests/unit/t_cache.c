@@ -1,0 +1,578 @@
+/*
+ * t_cache.c - unit tests of the write-back block cache, over a real local
+ * store wrapped in the fault injector, with an in-memory block index
+ * standing in for the metadata (so the cache is tested alone).
+ */
+#include "util/compat.h"
+
+#include <pthread.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include "cache/cache.h"
+#include "util/util.h"
+#include "check.h"
+
+#define BS 4096
+#define MAXB 4096
+
+/* ---- a tiny in-memory block index ---- */
+
+struct fblock {
+	uint64_t ino, idx;
+	char hash[BLOB_NAME_LEN + 1];
+	int dirty;
+	int used;
+};
+
+struct fobj {
+	char hash[BLOB_NAME_LEN + 1];
+	int refs;
+};
+
+struct fake {
+	pthread_mutex_t lock;
+	struct fblock b[MAXB];
+	struct fobj o[MAXB];
+	uint64_t size[64];
+	int commits, estale;
+};
+
+static struct fblock *fb_find(struct fake *f, uint64_t ino, uint64_t idx,
+			      int create)
+{
+	int i, freei = -1;
+
+	for (i = 0; i < MAXB; i++) {
+		if (f->b[i].used && f->b[i].ino == ino && f->b[i].idx == idx)
+			return &f->b[i];
+		if (!f->b[i].used && freei < 0)
+			freei = i;
+	}
+	if (!create || freei < 0)
+		return NULL;
+	memset(&f->b[freei], 0, sizeof(f->b[freei]));
+	f->b[freei].used = 1;
+	f->b[freei].ino = ino;
+	f->b[freei].idx = idx;
+	return &f->b[freei];
+}
+
+static struct fobj *fo_find(struct fake *f, const char *hash, int create)
+{
+	int i, freei = -1;
+
+	for (i = 0; i < MAXB; i++) {
+		if (f->o[i].hash[0] && !strcmp(f->o[i].hash, hash))
+			return &f->o[i];
+		if (!f->o[i].hash[0] && freei < 0)
+			freei = i;
+	}
+	if (!create || freei < 0)
+		return NULL;
+	memcpy(f->o[freei].hash, hash, BLOB_NAME_LEN + 1);
+	f->o[freei].refs = 0;
+	return &f->o[freei];
+}
+
+static int fk_block_get(void *arg, uint64_t ino, uint64_t idx, char *hash)
+{
+	struct fake *f = arg;
+	struct fblock *b;
+	int rc = 0;
+
+	pthread_mutex_lock(&f->lock);
+	b = fb_find(f, ino, idx, 0);
+	if (!b)
+		rc = -ENOENT;
+	else
+		memcpy(hash, b->hash, BLOB_NAME_LEN + 1);
+	pthread_mutex_unlock(&f->lock);
+	return rc;
+}
+
+static int fk_write_done(void *arg, uint64_t ino, uint64_t end,
+			 const uint64_t *idx, size_t n)
+{
+	struct fake *f = arg;
+	size_t i;
+
+	pthread_mutex_lock(&f->lock);
+	if (end > f->size[ino])
+		f->size[ino] = end;
+	for (i = 0; i < n; i++)
+		fb_find(f, ino, idx[i], 1)->dirty = 1;
+	pthread_mutex_unlock(&f->lock);
+	return 0;
+}
+
+static int fk_file_size(void *arg, uint64_t ino, uint64_t *size)
+{
+	struct fake *f = arg;
+
+	pthread_mutex_lock(&f->lock);
+	*size = f->size[ino];
+	pthread_mutex_unlock(&f->lock);
+	return 0;
+}
+
+static int fk_object_known(void *arg, const char *hash)
+{
+	struct fake *f = arg;
+	int known;
+
+	pthread_mutex_lock(&f->lock);
+	known = fo_find(f, hash, 0) != NULL;
+	pthread_mutex_unlock(&f->lock);
+	return known;
+}
+
+static int fk_block_commit(void *arg, uint64_t ino, uint64_t idx,
+			   const char *hash, uint64_t size, int still_dirty)
+{
+	struct fake *f = arg;
+	struct fblock *b;
+	struct fobj *o;
+	int rc = 0;
+
+	pthread_mutex_lock(&f->lock);
+	b = fb_find(f, ino, idx, 0);
+	if (!b || !b->dirty) {
+		if (hash)
+			fo_find(f, hash, 1);
+		f->estale++;
+		rc = -ESTALE;
+		goto out;
+	}
+	if (b->hash[0] && (!hash || strcmp(b->hash, hash))) {
+		o = fo_find(f, b->hash, 0);
+		if (o)
+			o->refs--;
+	}
+	if (hash && strcmp(b->hash, hash))
+		fo_find(f, hash, 1)->refs++;
+	if (hash)
+		memcpy(b->hash, hash, BLOB_NAME_LEN + 1);
+	else
+		b->hash[0] = 0;
+	b->dirty = still_dirty;
+	if (!hash && !still_dirty)
+		b->used = 0;
+	f->commits++;
+out:
+	pthread_mutex_unlock(&f->lock);
+	return rc;
+}
+
+static int fk_dirty_blocks(void *arg,
+			   int (*cb)(uint64_t ino, uint64_t idx, void *cbarg),
+			   void *cbarg)
+{
+	struct fake *f = arg;
+	int i, rc = 0;
+
+	for (i = 0; i < MAXB && !rc; i++)
+		if (f->b[i].used && f->b[i].dirty)
+			rc = cb(f->b[i].ino, f->b[i].idx, cbarg);
+	return rc;
+}
+
+static const struct cache_index_ops fake_ops = {
+	.block_get = fk_block_get,
+	.write_done = fk_write_done,
+	.file_size = fk_file_size,
+	.object_known = fk_object_known,
+	.block_commit = fk_block_commit,
+	.dirty_blocks = fk_dirty_blocks,
+};
+
+/* truncate/punch "apply" callbacks acting on the fake index */
+struct trunc_arg {
+	struct fake *f;
+	uint64_t ino, size;
+};
+
+static int fk_truncate(void *arg)
+{
+	struct trunc_arg *t = arg;
+	int i;
+
+	pthread_mutex_lock(&t->f->lock);
+	t->f->size[t->ino] = t->size;
+	for (i = 0; i < MAXB; i++) {
+		struct fblock *b = &t->f->b[i];
+
+		if (b->used && b->ino == t->ino &&
+		    b->idx >= (t->size + BS - 1) / BS) {
+			struct fobj *o = b->hash[0] ?
+				fo_find(t->f, b->hash, 0) : NULL;
+
+			if (o)
+				o->refs--;
+			b->used = 0;
+		}
+	}
+	pthread_mutex_unlock(&t->f->lock);
+	return 0;
+}
+
+static int fk_drop(void *arg, uint64_t first, uint64_t last)
+{
+	struct trunc_arg *t = arg;
+	int i;
+
+	pthread_mutex_lock(&t->f->lock);
+	for (i = 0; i < MAXB; i++) {
+		struct fblock *b = &t->f->b[i];
+
+		if (b->used && b->ino == t->ino && b->idx >= first &&
+		    b->idx <= last)
+			b->used = 0;
+	}
+	pthread_mutex_unlock(&t->f->lock);
+	return 0;
+}
+
+/* ---- fixtures ---- */
+
+struct env {
+	char dir[64];
+	char cdir[128];
+	struct store *store;
+	struct blob_ctx blob;
+	struct fake *f;
+	struct cache *c;
+};
+
+static int env_open_cache(struct env *e, uint64_t cache_size,
+			  uint64_t delay_ns)
+{
+	struct cache_config cfg = {
+		.dir = e->cdir,
+		.block_size = BS,
+		.cache_size = cache_size,
+		.max_dirty = cache_size,
+		.writeback_delay_ns = delay_ns,
+		.upload_threads = 2,
+	};
+
+	return cache_open(&cfg, e->store, &e->blob, &fake_ops, e->f, &e->c);
+}
+
+static void env_init(struct env *e, uint64_t cache_size, uint64_t delay_ns)
+{
+	struct store *inner;
+	char sdir[128];
+
+	memset(e, 0, sizeof(*e));
+	snprintf(e->dir, sizeof(e->dir), "/tmp/t_cache-XXXXXX");
+	if (!mkdtemp(e->dir))
+		abort();
+	snprintf(sdir, sizeof(sdir), "%s/store", e->dir);
+	snprintf(e->cdir, sizeof(e->cdir), "%s/cache", e->dir);
+	if (store_file_open(sdir, 1, &inner) ||
+	    store_fault_wrap(inner, &e->store))
+		abort();
+	blob_random(e->blob.hash_key, sizeof(e->blob.hash_key));
+	e->blob.zstd_level = 1;
+	e->f = calloc(1, sizeof(*e->f));
+	pthread_mutex_init(&e->f->lock, NULL);
+	CHECK_RC(env_open_cache(e, cache_size, delay_ns), 0);
+}
+
+static void env_free(struct env *e)
+{
+	cache_close(e->c, 0);
+	store_close(e->store);
+	rm_rf(e->dir);
+	pthread_mutex_destroy(&e->f->lock);
+	free(e->f);
+}
+
+static void fill(uint8_t *p, size_t n, unsigned seed)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		p[i] = (uint8_t)(seed * 131 + i * 7 + (i >> 9));
+}
+
+static int count_objects_cb(const char *key, uint64_t size, void *arg)
+{
+	(*(int *)arg)++;
+	return 0;
+}
+
+static int count_objects(struct env *e)
+{
+	int n = 0;
+
+	store_list(e->store, "data/", count_objects_cb, &n);
+	return n;
+}
+
+static bool all_zero_prefix(const uint8_t *p, size_t n)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		if (p[i])
+			return false;
+	return true;
+}
+
+/* ---- tests ---- */
+
+static void test_write_read(void)
+{
+	struct env e;
+	uint8_t *in = malloc(10 * BS), *out = malloc(10 * BS);
+
+	env_init(&e, 64 * BS, 5000000000ULL);
+	fill(in, 10 * BS, 1);
+	CHECK_RC(cache_write(e.c, 2, 100, in, 3 * BS), 3 * BS);
+	CHECK_EQ_U64(e.f->size[2], 100 + 3 * BS);
+	memset(out, 0xaa, 10 * BS);
+	CHECK_RC(cache_read(e.c, 2, 0, 10 * BS, e.f->size[2], out),
+		 100 + 3 * BS);
+	CHECK(all_zero_prefix(out, 100));
+	CHECK_MEM(out + 100, in, 3 * BS);
+	/* nothing uploaded yet: the delay has not passed */
+	CHECK_RC(count_objects(&e), 0);
+	CHECK_RC(cache_flush_inode(e.c, 2), 0);
+	CHECK_RC(count_objects(&e), 4);
+	CHECK(!fb_find(e.f, 2, 0, 0)->dirty);
+	CHECK(fb_find(e.f, 2, 3, 0)->hash[0]);
+	/* a read of a range past EOF is empty */
+	CHECK_RC(cache_read(e.c, 2, 100 + 3 * BS, 10, e.f->size[2], out), 0);
+	env_free(&e);
+	free(in);
+	free(out);
+}
+
+static void test_evict_and_fetch(void)
+{
+	struct cache_stats st;
+	struct env e;
+	uint8_t *in = malloc(BS), *out = malloc(BS);
+	int i;
+
+	env_init(&e, 8 * BS, 0);
+	for (i = 0; i < 32; i++) {
+		fill(in, BS, (unsigned)i + 10);
+		CHECK_RC(cache_write(e.c, 3, (uint64_t)i * BS, in, BS), BS);
+	}
+	CHECK_RC(cache_flush_all(e.c, NULL, NULL), 0);
+	for (i = 0; i < 32; i++) {
+		fill(in, BS, (unsigned)i + 10);
+		CHECK_RC(cache_read(e.c, 3, (uint64_t)i * BS, BS, 32 * BS,
+				    out), BS);
+		CHECK_MEM(out, in, BS);
+	}
+	cache_get_stats(e.c, &st);
+	CHECK(st.fetches > 0);
+	CHECK(st.evictions > 0);
+	CHECK(st.cached_bytes <= 8 * BS);
+	env_free(&e);
+	free(in);
+	free(out);
+}
+
+static void test_truncate_and_punch(void)
+{
+	struct env e;
+	uint8_t *in = malloc(4 * BS), *out = malloc(4 * BS);
+	struct trunc_arg ta;
+
+	env_init(&e, 64 * BS, 0);
+	fill(in, 4 * BS, 3);
+	CHECK_RC(cache_write(e.c, 4, 0, in, 4 * BS), 4 * BS);
+	CHECK_RC(cache_flush_inode(e.c, 4), 0);
+	/* shrink into block 1, then grow again: the tail reads zeros */
+	ta.f = e.f;
+	ta.ino = 4;
+	ta.size = BS + 10;
+	CHECK_RC(cache_truncate(e.c, 4, 4 * BS, BS + 10, fk_truncate, &ta), 0);
+	CHECK(fb_find(e.f, 4, 2, 0) == NULL);
+	ta.size = 4 * BS;
+	CHECK_RC(cache_truncate(e.c, 4, BS + 10, 4 * BS, fk_truncate, &ta), 0);
+	CHECK_RC(cache_read(e.c, 4, 0, 4 * BS, 4 * BS, out), 4 * BS);
+	CHECK_MEM(out, in, BS + 10);
+	CHECK(all_zero_prefix(out + BS + 10, 3 * BS - 10));
+	CHECK_RC(cache_flush_inode(e.c, 4), 0);
+
+	/* punch [BS/2, 3*BS): block 1 and 2 dropped, block 0 half zeroed */
+	fill(in, 4 * BS, 4);
+	CHECK_RC(cache_write(e.c, 4, 0, in, 4 * BS), 4 * BS);
+	CHECK_RC(cache_punch(e.c, 4, BS / 2, 3 * BS - BS / 2, 4 * BS,
+			     fk_drop, &ta), 0);
+	CHECK_RC(cache_read(e.c, 4, 0, 4 * BS, 4 * BS, out), 4 * BS);
+	CHECK_MEM(out, in, BS / 2);
+	CHECK(all_zero_prefix(out + BS / 2, 3 * BS - BS / 2));
+	CHECK_MEM(out + 3 * BS, in + 3 * BS, BS);
+	CHECK(fb_find(e.f, 4, 1, 0) == NULL);
+	CHECK_RC(cache_flush_inode(e.c, 4), 0);
+	/* an all-zero block is stored as a hole */
+	memset(in, 0, BS);
+	CHECK_RC(cache_write(e.c, 4, 3 * BS, in, BS), BS);
+	CHECK_RC(cache_flush_inode(e.c, 4), 0);
+	CHECK(fb_find(e.f, 4, 3, 0) == NULL);
+	env_free(&e);
+	free(in);
+	free(out);
+}
+
+static void test_damage_and_faults(void)
+{
+	struct env e;
+	uint8_t *in = malloc(BS), *out = malloc(BS);
+	int i;
+
+	env_init(&e, 4 * BS, 0);
+	for (i = 0; i < 8; i++) {
+		fill(in, BS, (unsigned)i + 40);
+		CHECK_RC(cache_write(e.c, 5, (uint64_t)i * BS, in, BS), BS);
+	}
+	CHECK_RC(cache_flush_all(e.c, NULL, NULL), 0);
+	/* block 0 was evicted; its object now reads back damaged */
+	store_fault_corrupt_reads(e.store, 1);
+	CHECK_RC(cache_read(e.c, 5, 0, BS, 8 * BS, out), -EIO);
+	store_fault_corrupt_reads(e.store, 0);
+	CHECK_RC(cache_read(e.c, 5, 0, BS, 8 * BS, out), BS);
+	fill(in, BS, 40);
+	CHECK_MEM(out, in, BS);
+
+	/* uploads failing: fsync reports it; later it succeeds */
+	store_fault_arm(e.store, STORE_OP_PUT, 0, -1, EIO);
+	fill(in, BS, 99);
+	CHECK_RC(cache_write(e.c, 6, 0, in, BS), BS);
+	CHECK(cache_flush_inode(e.c, 6) < 0);
+	CHECK(fb_find(e.f, 6, 0, 0)->dirty);
+	store_fault_arm(e.store, STORE_OP_PUT, 0, 0, 0);
+	CHECK_RC(cache_flush_inode(e.c, 6), 0);
+	CHECK(!fb_find(e.f, 6, 0, 0)->dirty);
+	env_free(&e);
+	free(in);
+	free(out);
+}
+
+static void test_dedup_and_recovery(void)
+{
+	struct env e;
+	uint8_t *in = malloc(BS), *out = malloc(BS);
+
+	env_init(&e, 64 * BS, 3600ULL * 1000000000ULL);
+	fill(in, BS, 7);
+	CHECK_RC(cache_write(e.c, 7, 0, in, BS), BS);
+	CHECK_RC(cache_write(e.c, 8, 0, in, BS), BS);
+	CHECK_RC(cache_flush_all(e.c, NULL, NULL), 0);
+	CHECK_RC(count_objects(&e), 1);
+	CHECK_RC(fo_find(e.f, fb_find(e.f, 7, 0, 0)->hash, 0)->refs, 2);
+
+	/* a write that is not uploaded survives a "crash" of the cache */
+	fill(in, BS, 8);
+	CHECK_RC(cache_write(e.c, 9, 0, in, BS), BS);
+	CHECK_RC(cache_close(e.c, 1), 0);
+	CHECK(fb_find(e.f, 9, 0, 0)->dirty);
+	CHECK_RC(env_open_cache(&e, 64 * BS, 0), 0);
+	CHECK_RC(cache_flush_all(e.c, NULL, NULL), 0);
+	CHECK(!fb_find(e.f, 9, 0, 0)->dirty);
+	CHECK_RC(count_objects(&e), 2);
+	CHECK_RC(cache_read(e.c, 9, 0, BS, BS, out), BS);
+	CHECK_MEM(out, in, BS);
+
+	/* a dirty block whose cache file is lost keeps its old content */
+	fill(in, BS, 9);
+	CHECK_RC(cache_write(e.c, 9, 0, in, BS), BS);
+	CHECK_RC(cache_close(e.c, 1), 0);
+	{
+		char blocks[256];
+
+		snprintf(blocks, sizeof(blocks), "%s/blocks", e.cdir);
+		rm_rf(blocks);
+	}
+	CHECK_RC(env_open_cache(&e, 64 * BS, 0), 0);
+	CHECK(!fb_find(e.f, 9, 0, 0)->dirty);
+	CHECK_RC(cache_read(e.c, 9, 0, BS, BS, out), BS);
+	fill(in, BS, 8);
+	CHECK_MEM(out, in, BS);
+	env_free(&e);
+	free(in);
+	free(out);
+}
+
+struct par {
+	struct env *e;
+	uint64_t ino;
+};
+
+static void *par_writer(void *arg)
+{
+	struct par *p = arg;
+	uint8_t buf[1000];
+	int i;
+
+	for (i = 0; i < 400; i++) {
+		fill(buf, sizeof(buf), (unsigned)(p->ino * 1000 + (uint64_t)i));
+		if (cache_write(p->e->c, p->ino, (uint64_t)(i * 997) % (20 * BS),
+				buf, sizeof(buf)) != (ssize_t)sizeof(buf))
+			return (void *)1;
+	}
+	return NULL;
+}
+
+static void test_concurrency(void)
+{
+	struct env e;
+	pthread_t t[4];
+	struct par p[4];
+	uint8_t *out = malloc(21 * BS), *ref = calloc(1, 21 * BS);
+	uint8_t buf[1000];
+	int i, j, bad = 0;
+
+	/* writers race with uploads (delay 0) and evictions (small cache) */
+	env_init(&e, 48 * BS, 0);
+	for (i = 0; i < 4; i++) {
+		p[i].e = &e;
+		p[i].ino = 20 + (uint64_t)i;
+		pthread_create(&t[i], NULL, par_writer, &p[i]);
+	}
+	for (i = 0; i < 4; i++) {
+		void *r;
+
+		pthread_join(t[i], &r);
+		bad += r != NULL;
+	}
+	CHECK_RC(bad, 0);
+	CHECK_RC(cache_flush_all(e.c, NULL, NULL), 0);
+	for (i = 0; i < 4; i++) {
+		uint64_t ino = 20 + (uint64_t)i;
+
+		memset(ref, 0, 21 * BS);
+		for (j = 0; j < 400; j++) {
+			fill(buf, sizeof(buf), (unsigned)(ino * 1000 + (uint64_t)j));
+			memcpy(ref + (uint64_t)(j * 997) % (20 * BS), buf,
+			       sizeof(buf));
+		}
+		CHECK(!fb_find(e.f, ino, 0, 0) || !fb_find(e.f, ino, 0, 0)->dirty);
+		CHECK_RC(cache_read(e.c, ino, 0, 21 * BS, e.f->size[ino], out),
+			 (ssize_t)e.f->size[ino]);
+		CHECK_MEM(out, ref, e.f->size[ino]);
+	}
+	env_free(&e);
+	free(out);
+	free(ref);
+}
+
+int main(void)
+{
+	if (blob_global_init())
+		return 1;
+	test_write_read();
+	test_evict_and_fetch();
+	test_truncate_and_punch();
+	test_damage_and_faults();
+	test_dedup_and_recovery();
+	test_concurrency();
+	return check_done("t_cache");
+}
