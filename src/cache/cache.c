@@ -682,7 +682,9 @@ ssize_t cache_write(struct cache *c, uint64_t ino, uint64_t off,
 		elist_add_tail(&c->dirty, e);
 		c->dirty_bytes += bs;
 	}
-	if (c->dirty_bytes > c->cfg.max_dirty)
+	/* workers sleeping with nothing to do learn when the new dirty
+	 * blocks fall due */
+	if (nmarked || c->dirty_bytes > c->cfg.max_dirty)
 		pthread_cond_broadcast(&c->work_cond);
 	pthread_mutex_unlock(&c->lock);
 	pthread_mutex_unlock(&c->commit_lock);
@@ -1105,6 +1107,7 @@ static int mark_dirty_committing(struct cache *c, struct centry *e)
 			e->dirty_since_ns = now_mono_ns();
 			elist_add_tail(&c->dirty, e);
 			c->dirty_bytes += c->cfg.block_size;
+			pthread_cond_broadcast(&c->work_cond);
 		}
 	}
 	pthread_mutex_unlock(&c->lock);
@@ -1197,7 +1200,8 @@ int cache_punch(struct cache *c, uint64_t ino, uint64_t off, uint64_t len,
 		if (rc)
 			return rc;
 	}
-	if (tb != hb && end % bs && !to_eof) {
+	/* the partial last block, unless the head block is it */
+	if (end % bs && !to_eof && (tb != hb || off % bs == 0)) {
 		rc = acquire_if_exists(c, ino, tb, &tail);
 		if (rc)
 			goto out_release;

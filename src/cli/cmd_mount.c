@@ -96,7 +96,7 @@ static void list_valid_options(void)
 
 	fprintf(stderr, "valid options: cache_dir=, cache_size=, max_dirty=, "
 		"writeback_delay=, checkpoint_interval=, upload_threads=, ro, "
-		"debug");
+		"debug, default_permissions");
 	for (i = 0; i < ARRAY_SIZE(fuse_passthrough); i++)
 		fprintf(stderr, ", %s", fuse_passthrough[i]);
 	fprintf(stderr, "\n");
@@ -141,6 +141,8 @@ static int parse_one_opt(struct mount_opts *o, const char *opt)
 		o->read_only = true;
 		return 0;
 	}
+	if (KEY("default_permissions") && !val)
+		return 0; /* always on */
 	if (KEY("debug") && !val) {
 		o->debug = true;
 		return 0;

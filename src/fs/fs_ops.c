@@ -22,6 +22,7 @@
 #define FUSE_USE_VERSION 34
 #include <fuse_lowlevel.h>
 
+#include <fcntl.h>
 #include <pthread.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
@@ -249,6 +250,11 @@ static void fs_op_init(void *userdata, struct fuse_conn_info *conn)
 	/* no flock/getlk/setlk handlers: the kernel keeps locks locally,
 	 * which is exact for a volume with one mount */
 	conn->want &= ~(unsigned)(FUSE_CAP_FLOCK_LOCKS | FUSE_CAP_POSIX_LOCKS);
+	/* the kernel clears set-user-ID bits on write and chown itself */
+	conn->want &= ~(unsigned)FUSE_CAP_HANDLE_KILLPRIV;
+	/* open(O_TRUNC) arrives as one request, truncated in fs_op_open */
+	if (conn->capable & FUSE_CAP_ATOMIC_O_TRUNC)
+		conn->want |= FUSE_CAP_ATOMIC_O_TRUNC;
 	conn->max_write = 1U << 20;
 	conn->max_readahead = 1U << 20;
 	conn->max_background = 64;
@@ -525,6 +531,25 @@ static void fs_op_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
 
 /* ---- files ---- */
 
+static int ts_cmp(const struct timespec *a, const struct timespec *b)
+{
+	if (a->tv_sec != b->tv_sec)
+		return a->tv_sec < b->tv_sec ? -1 : 1;
+	if (a->tv_nsec != b->tv_nsec)
+		return a->tv_nsec < b->tv_nsec ? -1 : 1;
+	return 0;
+}
+
+/* Would a read now update atime under relatime rules? */
+static bool atime_due(const struct meta_attr *a)
+{
+	struct timespec now = now_realtime();
+
+	return ts_cmp(&a->atime, &a->mtime) <= 0 ||
+	       ts_cmp(&a->atime, &a->ctime) <= 0 ||
+	       now.tv_sec - a->atime.tv_sec > 24 * 3600;
+}
+
 static void fs_op_open(fuse_req_t req, fuse_ino_t ino,
 		       struct fuse_file_info *fi)
 {
@@ -540,12 +565,32 @@ static void fs_op_open(fuse_req_t req, fuse_ino_t ino,
 		fuse_reply_err(req, EISDIR);
 		return;
 	}
+	if ((fi->flags & O_TRUNC) && S_ISREG(a.mode) && a.size > 0) {
+		struct timespec now = now_realtime();
+		struct meta_attr in, out;
+		struct size_apply sa = { fs, a.ino, &in,
+					 META_SET_SIZE | META_SET_MTIME, &now,
+					 &out };
+
+		memset(&in, 0, sizeof(in));
+		in.mtime = now;
+		rc = cache_truncate(fs->cfg.cache, a.ino, a.size, 0,
+				    apply_setattr, &sa);
+		if (rc) {
+			fuse_reply_err(req, -rc);
+			return;
+		}
+	}
 	if (inode_ref(fs, a.ino, 0, 1)) {
 		fuse_reply_err(req, ENOMEM);
 		return;
 	}
-	/* this mount is the volume's only writer: cached pages stay valid */
-	fi->keep_cache = 1;
+	/* this mount is the volume's only writer: cached pages stay valid,
+	 * unless a read must reach us to update atime (relatime) */
+	fi->keep_cache = (fi->flags & O_ACCMODE) != O_RDONLY ||
+			 !atime_due(&a);
+	if (!fi->keep_cache)
+		inode_set_atime_done(fs, a.ino, false);
 	fi->fh = a.ino;
 	if (fuse_reply_open(req, fi))
 		inode_unref(fs, a.ino, 0, 1);
@@ -604,7 +649,12 @@ static void fs_op_read(fuse_req_t req, fuse_ino_t fino, size_t size,
 	if (n < 0) {
 		fuse_reply_err(req, (int)-n);
 	} else {
-		if (!fs->cfg.read_only && !inode_atime_done(fs, ino)) {
+		/* with the writeback cache the kernel also reads to fill
+		 * pages it writes; only reads through read-only handles
+		 * are surely the application's */
+		if (!fs->cfg.read_only &&
+		    (fi->flags & O_ACCMODE) == O_RDONLY &&
+		    !inode_atime_done(fs, ino)) {
 			struct timespec now = now_realtime();
 
 			if (meta_touch_atime(fs->cfg.meta, ino, &now) == 0)
@@ -719,6 +769,7 @@ static void fs_op_opendir(fuse_req_t req, fuse_ino_t ino,
 {
 	struct fs *fs = fs_of(req);
 	struct meta_attr a;
+	uint64_t cap;
 	int rc = meta_getattr(fs->cfg.meta, ino_of(ino), &a);
 
 	if (rc) {
@@ -729,6 +780,13 @@ static void fs_op_opendir(fuse_req_t req, fuse_ino_t ino,
 		fuse_reply_err(req, ENOTDIR);
 		return;
 	}
+	/* the listing of this handle ends at the entries that exist now */
+	rc = meta_last_cookie(fs->cfg.meta, &cap);
+	if (rc) {
+		fuse_reply_err(req, -rc);
+		return;
+	}
+	fi->fh = cap;
 	fi->cache_readdir = 0;
 	fuse_reply_open(req, fi);
 }
@@ -738,6 +796,7 @@ struct dir_fill {
 	fuse_req_t req;
 	char *buf;
 	size_t size, used;
+	uint64_t cap; /* last cookie this listing returns */
 	bool plus;
 	bool full;
 };
@@ -783,17 +842,30 @@ static int dir_add(struct dir_fill *d, const char *name,
 static int dir_cb(const char *name, const struct meta_attr *a,
 		  uint64_t cookie, void *arg)
 {
-	return dir_add(arg, name, a, cookie, true);
+	struct dir_fill *d = arg;
+
+	if (cookie > d->cap)
+		return 1;
+	return dir_add(d, name, a, cookie, true);
 }
 
 static void do_readdir(fuse_req_t req, fuse_ino_t fino, size_t size,
-		       off_t off, bool plus)
+		       off_t off, struct fuse_file_info *fi, bool plus)
 {
 	struct fs *fs = fs_of(req);
 	uint64_t ino = ino_of(fino), parent;
-	struct dir_fill d = { fs, req, NULL, size, 0, plus, false };
+	struct dir_fill d = { fs, req, NULL, size, 0, fi->fh, plus, false };
 	struct meta_attr self, up;
 	int rc = 0;
+
+	/* a listing started over (rewinddir) sees entries made since */
+	if (off == 0 && meta_last_cookie(fs->cfg.meta, &fi->fh) == 0)
+		d.cap = fi->fh;
+	if (off == 0 && !fs->cfg.read_only) {
+		struct timespec now = now_realtime();
+
+		meta_touch_atime(fs->cfg.meta, ino, &now);
+	}
 
 	d.buf = malloc(size ? size : 1);
 	if (!d.buf) {
@@ -827,13 +899,13 @@ out:
 static void fs_op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size,
 			  off_t off, struct fuse_file_info *fi)
 {
-	do_readdir(req, ino, size, off, false);
+	do_readdir(req, ino, size, off, fi, false);
 }
 
 static void fs_op_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size,
 			      off_t off, struct fuse_file_info *fi)
 {
-	do_readdir(req, ino, size, off, true);
+	do_readdir(req, ino, size, off, fi, true);
 }
 
 static void fs_op_releasedir(fuse_req_t req, fuse_ino_t ino,
@@ -1121,8 +1193,9 @@ int fs_run(struct fs *fs, const char *mountpoint, const char *fuse_opts,
 		goto out_unmount;
 	}
 	fuse_loop_cfg_set_clone_fd(lc, 0);
+	/* threads are never destroyed: the idle-thread limit of libfuse
+	 * 3.14 can exit a worker while a request waits (a hang) */
 	fuse_loop_cfg_set_max_threads(lc, 16);
-	fuse_loop_cfg_set_idle_threads(lc, 8);
 	rc = fuse_session_loop_mt(fs->se, lc);
 	rc = rc < 0 ? rc : 0;
 	fuse_loop_cfg_destroy(lc);

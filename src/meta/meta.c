@@ -26,6 +26,11 @@
  *   object(hash, refcount, size, freed_epoch)
  *                           key hash, WITHOUT ROWID; partial index
  *                           (freed_epoch, hash) on refcount = 0 rows
+ *   temp.stat_counts        one row of meta_stats() counters, kept by
+ *                           TEMP triggers (stats_sql): per connection,
+ *                           never written to the file
+ *   An existing database without our "format" key is refused, never
+ *   extended (check_ours()).
  *
  * Invariants (besides 1-5 of meta.h, which meta_fsck() checks)
  *   1. Inode numbers and dentry ids are never reused (AUTOINCREMENT): an
@@ -214,6 +219,7 @@ enum stmt_id {
 	ST_XATTR_LIST,
 	ST_XATTR_DELETE,
 	ST_XATTR_PURGE,
+	ST_LAST_COOKIE,
 	ST_BLOCK_GET,
 	ST_BLOCK_DIRTY,
 	ST_BLOCK_INSERT,
@@ -303,6 +309,8 @@ static const char *const stmt_sql[ST_COUNT] = {
 			  " ORDER BY name",
 	[ST_XATTR_DELETE] = "DELETE FROM xattr WHERE ino = ?1 AND name = ?2",
 	[ST_XATTR_PURGE] = "DELETE FROM xattr WHERE ino = ?1",
+	[ST_LAST_COOKIE] =
+		"SELECT seq FROM sqlite_sequence WHERE name = 'dentry'",
 	[ST_BLOCK_GET] = "SELECT hash, dirty FROM block WHERE ino = ?1"
 			 " AND idx = ?2",
 	[ST_BLOCK_DIRTY] = "UPDATE block SET dirty = 1 WHERE ino = ?1"
@@ -706,17 +714,51 @@ out_free_val:
 
 static int setup_connection(struct meta *m)
 {
+	sqlite3_busy_timeout(m->db, 2000);
+	return exec_sql(m, "PRAGMA journal_mode = WAL;"
+			   "PRAGMA synchronous = NORMAL;"
+			   "PRAGMA foreign_keys = OFF;"
+			   "PRAGMA temp_store = MEMORY;"
+			   "PRAGMA cache_size = -16384;");
+}
+
+/* An existing database must be ours: never add tables to another one. */
+static int check_ours(struct meta *m)
+{
+	static const char sql[] =
+		"SELECT (SELECT count(*) FROM sqlite_schema"
+		" WHERE type = 'table'"
+		" AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\'),"
+		" (SELECT count(*) FROM sqlite_schema WHERE type = 'table'"
+		" AND name = 'config')";
+	sqlite3_stmt *st;
+	int64_t tables = 0, config = 0;
 	int rc;
 
-	sqlite3_busy_timeout(m->db, 2000);
-	rc = exec_sql(m, "PRAGMA journal_mode = WAL;"
-			 "PRAGMA synchronous = NORMAL;"
-			 "PRAGMA foreign_keys = OFF;"
-			 "PRAGMA temp_store = MEMORY;"
-			 "PRAGMA cache_size = -16384;");
+	rc = meta_prepare(m, sql, &st);
 	if (rc)
 		return rc;
-	return exec_sql(m, schema_sql);
+	rc = meta_step(m, st);
+	if (rc > 0) {
+		tables = sqlite3_column_int64(st, 0);
+		config = sqlite3_column_int64(st, 1);
+	}
+	sqlite3_finalize(st);
+	if (rc < 0 || tables == 0)
+		return rc < 0 ? rc : 0;
+	if (config) {
+		rc = meta_prepare(m, "SELECT value FROM config"
+				     " WHERE key = 'format'", &st);
+		if (rc)
+			return rc;
+		rc = meta_step(m, st);
+		sqlite3_finalize(st);
+		if (rc)
+			return rc < 0 ? rc : 0;
+	}
+	log_error("meta: the database holds tables but is not a metafuse"
+		  " volume");
+	return -EINVAL;
 }
 
 static int prepare_all(struct meta *m)
@@ -775,9 +817,13 @@ int meta_open(const char *path, uint32_t block_size, uint32_t root_uid,
 	rc = exec_sql(m, "BEGIN IMMEDIATE");
 	if (rc)
 		goto out_close_db;
+	rc = check_ours(m);
+	if (!rc)
+		rc = exec_sql(m, schema_sql);
 	/* The counters first (they count the root made by init_schema()),
 	 * then the statements, which init_schema() uses. */
-	rc = exec_sql(m, stats_sql);
+	if (!rc)
+		rc = exec_sql(m, stats_sql);
 	if (!rc)
 		rc = prepare_all(m);
 	if (!rc)
@@ -1858,7 +1904,7 @@ int meta_readdir(struct meta *m, uint64_t dir, uint64_t off,
 	if (off < 2)
 		after = 0;
 	else if (off - 2 > INT64_MAX)
-		return 0;
+		after = INT64_MAX;
 	else
 		after = (int64_t)(off - 2);
 	ents = malloc(RD_BATCH * sizeof(*ents));
@@ -1917,6 +1963,20 @@ int meta_parent(struct meta *m, uint64_t dir, uint64_t *parent)
 	if (rc)
 		return rc;
 	return meta_txn_end(m, parent_locked(m, dir, parent));
+}
+
+int meta_last_cookie(struct meta *m, uint64_t *cookie)
+{
+	sqlite3_stmt *st;
+	int rc = meta_txn_begin(m, META_TXN_NONE);
+
+	if (rc)
+		return rc;
+	st = m->st[ST_LAST_COOKIE];
+	rc = meta_step(m, st);
+	*cookie = rc == 1 ? col_u64(st, 0) + 2 : 2;
+	sqlite3_reset(st);
+	return meta_txn_end(m, rc < 0 ? rc : 0);
 }
 
 static int purge_locked(struct meta *m, uint64_t ino)

@@ -208,6 +208,10 @@ typedef int (*meta_readdir_cb)(const char *name, const struct meta_attr *attr,
 			       uint64_t cookie, void *arg);
 int meta_readdir(struct meta *m, uint64_t dir, uint64_t off,
 		 meta_readdir_cb cb, void *arg);
+/* The highest cookie any directory entry has now.  Entries created later
+ * get higher cookies: a reader that stops here never chases the entries
+ * it creates itself while listing (which would not end). */
+int meta_last_cookie(struct meta *m, uint64_t *cookie);
 /* The parent directory of directory ino (the root's is itself). */
 int meta_parent(struct meta *m, uint64_t dir, uint64_t *parent);
 

@@ -16,7 +16,7 @@
  *
  * Method: the checks run in an order where each repair only helps the
  * later ones.
- *    0. the root exists and is a directory
+ *    0. the root exists, is a directory, and has a link count >= 2
  *    1. entries naming missing inodes                      -> deleted
  *    2. entries in missing or non-directory parents        -> deleted
  *    3. entries naming the root, extra entries of a directory -> deleted
@@ -249,8 +249,18 @@ static int check_root(struct fsck *f)
 			rc = fexec(f, create, &x);
 		return rc;
 	}
-	if (S_ISDIR((mode_t)mode))
-		return 0;
+	if (S_ISDIR((mode_t)mode)) {
+		/* /lost+found cannot be made in a "removed" root */
+		rc = fone(f, "SELECT 1 FROM inode WHERE ino = 1"
+			     " AND nlink < 2", NULL, NULL);
+		if (rc <= 0)
+			return rc;
+		rc = problem(f, "root directory has a link count below 2");
+		if (!rc && f->repair)
+			rc = fexec(f, "UPDATE inode SET nlink = 2"
+				      " WHERE ino = 1", NULL);
+		return rc;
+	}
 	rc = problem(f, "root inode 1 is not a directory (mode %llo)",
 		     (unsigned long long)mode);
 	if (!rc && f->repair)

@@ -310,7 +310,23 @@ class Mount:
     def umount(self, timeout=600):
         """`metafuse umount`: must return only after everything is uploaded
         and the daemon exited."""
-        r = run([BIN, "umount", self.mnt], timeout=timeout, env=self.env)
+        if self.proc is not None:
+            # Reap the foreground daemon while umount waits for it, as any
+            # supervising parent would (an unreaped child stays a zombie).
+            p = subprocess.Popen([BIN, "umount", self.mnt],
+                                 stdout=subprocess.PIPE,
+                                 stderr=subprocess.PIPE, text=True,
+                                 errors="replace", env=self.env)
+            deadline = time.monotonic() + timeout
+            while p.poll() is None and time.monotonic() < deadline:
+                self.proc.poll()
+                time.sleep(0.02)
+            if p.poll() is None:
+                p.kill()
+            out, err = p.communicate()
+            r = subprocess.CompletedProcess(p.args, p.returncode, out, err)
+        else:
+            r = run([BIN, "umount", self.mnt], timeout=timeout, env=self.env)
         if r.returncode != 0:
             raise MountError(f"umount failed ({r.returncode}): "
                              f"{r.stderr.strip()}\n{self.log_tail()}")

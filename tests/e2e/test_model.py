@@ -4,7 +4,8 @@ values, errno, attributes), and the two trees must be identical every N
 steps and after unmount, cache wipe and remount.
 
 METAFUSE_SEED=N replays a run; METAFUSE_MODEL_OPS=N sets the number of
-operations per run (default keeps each run well under a minute).
+operations per run (default keeps each run well under a minute);
+METAFUSE_MODEL_TRACE=FILE writes every operation of a failing run there.
 """
 
 import errno
@@ -57,6 +58,9 @@ def do_op(side, op):
     """Apply op to side; return a JSON-able description of the result."""
     kind, args = op[0], op[1:]
     p = side.p
+    if kind.startswith("fd_") and kind != "fd_open" and \
+            args[0] not in side.fds:
+        return "!no-such-slot"   # only when replaying a reduced trace
     try:
         if kind == "write":
             rel, off, size, seed = args
@@ -324,6 +328,11 @@ def test_random_operations_match_reference(mounts, reference, variant):
     def fail(msg):
         mside.close_all()
         rside.close_all()
+        trace = os.environ.get("METAFUSE_MODEL_TRACE")
+        if trace:
+            with open(trace, "w") as f:
+                for i, o, r in history:
+                    f.write(f"{i}: {describe(o)} -> {r!r}\n")
         pytest.fail(f"METAFUSE_SEED={seed} ({variant}), after "
                     f"{len(history)} ops: {msg}\nlast ops:\n" +
                     "\n".join(f"  {i}: {describe(o)} -> {r!r}"

@@ -350,6 +350,25 @@ static void test_write_read(void)
 	free(out);
 }
 
+/* With nobody flushing, written blocks reach the store once the delay
+ * has passed. */
+static void test_delay_uploads(void)
+{
+	struct env e;
+	uint8_t *in = malloc(3 * BS);
+	int i;
+
+	env_init(&e, 64 * BS, 50000000ULL);
+	fill(in, 3 * BS, 5);
+	CHECK_RC(cache_write(e.c, 2, 0, in, 3 * BS), 3 * BS);
+	for (i = 0; i < 500 && count_objects(&e) < 3; i++)
+		usleep(10000);
+	CHECK_RC(count_objects(&e), 3);
+	CHECK(i > 0);
+	env_free(&e);
+	free(in);
+}
+
 static void test_evict_and_fetch(void)
 {
 	struct cache_stats st;
@@ -411,6 +430,22 @@ static void test_truncate_and_punch(void)
 	CHECK(all_zero_prefix(out + BS / 2, 3 * BS - BS / 2));
 	CHECK_MEM(out + 3 * BS, in + 3 * BS, BS);
 	CHECK(fb_find(e.f, 4, 1, 0) == NULL);
+	CHECK_RC(cache_flush_inode(e.c, 4), 0);
+	/* a range inside one block that starts at the block's start */
+	fill(in, 4 * BS, 5);
+	CHECK_RC(cache_write(e.c, 4, 0, in, 4 * BS), 4 * BS);
+	CHECK_RC(cache_punch(e.c, 4, 2 * BS, 100, 4 * BS, fk_drop, &ta), 0);
+	CHECK_RC(cache_read(e.c, 4, 0, 4 * BS, 4 * BS, out), 4 * BS);
+	CHECK_MEM(out, in, 2 * BS);
+	CHECK(all_zero_prefix(out + 2 * BS, 100));
+	CHECK_MEM(out + 2 * BS + 100, in + 2 * BS + 100, 2 * BS - 100);
+	/* and one inside a block, ending before its end */
+	CHECK_RC(cache_punch(e.c, 4, 3 * BS + 10, 20, 4 * BS, fk_drop, &ta),
+		 0);
+	CHECK_RC(cache_read(e.c, 4, 3 * BS, BS, 4 * BS, out), BS);
+	CHECK_MEM(out, in + 3 * BS, 10);
+	CHECK(all_zero_prefix(out + 10, 20));
+	CHECK_MEM(out + 30, in + 3 * BS + 30, BS - 30);
 	CHECK_RC(cache_flush_inode(e.c, 4), 0);
 	/* an all-zero block is stored as a hole */
 	memset(in, 0, BS);
@@ -569,6 +604,7 @@ int main(void)
 	if (blob_global_init())
 		return 1;
 	test_write_read();
+	test_delay_uploads();
 	test_evict_and_fetch();
 	test_truncate_and_punch();
 	test_damage_and_faults();

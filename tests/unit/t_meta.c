@@ -263,6 +263,18 @@ static void test_open(void)
 	CHECK_RC(meta_open(junk, BS, 0, 0, &m), -EIO);
 	rm_db(junk);
 	CHECK(meta_open("/nonexistent/dir/x.db", BS, 0, 0, &m) < 0);
+
+	/* another program's database is left alone */
+	db_path("foreign.db", junk, sizeof(junk));
+	rm_db(junk);
+	CHECK_RC(raw_sql(junk, "CREATE TABLE foo(x); INSERT INTO foo"
+			       " VALUES (1)"), SQLITE_OK);
+	CHECK_RC(meta_open(junk, BS, 0, 0, &m), -EINVAL);
+	CHECK_RC(raw_sql(junk, "CREATE TABLE config(key, value)"),
+		 SQLITE_OK);
+	CHECK_RC(meta_open(junk, BS, 0, 0, &m), -EINVAL);
+	CHECK_RC(raw_sql(junk, "SELECT count(*) FROM inode"), SQLITE_ERROR);
+	rm_db(junk);
 	buf_free(&b);
 }
 
@@ -1040,6 +1052,7 @@ static void test_readdir(void)
 	f = mk(m, d, "f", S_IFREG | 0644);
 	CHECK_RC(meta_readdir(m, f, 0, rd_cb, &r), -ENOTDIR);
 	CHECK_RC(meta_readdir(m, 99999, 0, rd_cb, &r), -ENOENT);
+	CHECK_RC(meta_readdir(m, f, UINT64_MAX, rd_cb, &r), -ENOTDIR);
 	CHECK_RC(meta_unlink(m, d, "f", &t, NULL), 0);
 	CHECK_EQ_U64(rd_list(m, d, 0, 0, &r), 0);
 
@@ -1927,6 +1940,9 @@ static const struct scenario scenarios[] = {
 	{ "linked inode with nlink 0",
 	  "UPDATE inode SET nlink = 0 WHERE ino = 5", 1 },
 	{ "root missing", "DELETE FROM inode WHERE ino = 1", -1 },
+	{ "root nlink 0 and a detached directory",
+	  "UPDATE inode SET nlink = 0 WHERE ino = 1;"
+	  "DELETE FROM dentry WHERE ino = 4", -1 },
 	{ "root not a directory",
 	  "UPDATE inode SET mode = 33188 WHERE ino = 1", -1 },
 	{ "everything at once",
