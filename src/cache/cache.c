@@ -49,6 +49,7 @@
 #include <limits.h>
 #include <pthread.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <sys/types.h>
 #include <time.h>
 #include <unistd.h>
@@ -416,14 +417,14 @@ out_close:
 	return rc;
 }
 
-/* Evict clean, unpinned entries in LRU order while over cache_size. */
-static void evict_some(struct cache *c)
+/* Evict clean, unpinned entries in LRU order while over target bytes. */
+static void evict_to(struct cache *c, uint64_t target)
 {
 	struct centry *victims = NULL, *e;
 	uint64_t freeing = 0;
 
 	pthread_mutex_lock(&c->lock);
-	while (c->cached_bytes - freeing > c->cfg.cache_size) {
+	while (c->cached_bytes - freeing > target) {
 		for (e = c->lru.head; e; e = e->next)
 			if (e->refs == 0 && !e->uploading)
 				break;
@@ -442,6 +443,11 @@ static void evict_some(struct cache *c)
 		victims = e->hnext;
 		entry_destroy(c, e);
 	}
+}
+
+static void evict_some(struct cache *c)
+{
+	evict_to(c, c->cfg.cache_size);
 }
 
 /*
@@ -572,14 +578,38 @@ next:
 	return (ssize_t)(pos - off);
 }
 
-/* Wait until n more dirty blocks fit in the cache.  -ENOSPC after a long
- * wait (the store is not taking uploads). */
+/* Free bytes on the cache's disk (UINT64_MAX when unknown). */
+static uint64_t disk_free(struct cache *c)
+{
+	struct statvfs sv;
+
+	if (statvfs(c->blocks_dir, &sv))
+		return UINT64_MAX;
+	return (uint64_t)sv.f_bavail * sv.f_frsize;
+}
+
+/*
+ * Wait until n more dirty blocks fit in the cache.  -ENOSPC after a long
+ * wait (the store is not taking uploads), or at once when the cache's disk
+ * is so full that the metadata database and the checkpoints (which live
+ * on the same disk) could no longer be written: a reserve is kept for them
+ * so that uploads can still be recorded and the volume unmounted.
+ */
 static int wait_for_room(struct cache *c, uint64_t n)
 {
 	uint64_t need = n * c->cfg.block_size;
 	uint64_t deadline = now_mono_ns() + 120ULL * 1000000000ULL;
+	uint64_t reserve = MF_MAX(4ULL * c->cfg.block_size, 8ULL << 20);
 	int rc = 0;
 
+	if (disk_free(c) < need + reserve) {
+		evict_to(c, 0);
+		if (disk_free(c) < need + reserve) {
+			log_error("cache disk of %s is full: write refused",
+				  c->blocks_dir);
+			return -ENOSPC;
+		}
+	}
 	evict_some(c);
 	pthread_mutex_lock(&c->lock);
 	while (c->dirty_bytes + need > c->cfg.cache_size && c->dirty.n) {
@@ -599,6 +629,18 @@ static int wait_for_room(struct cache *c, uint64_t n)
 	}
 	pthread_mutex_unlock(&c->lock);
 	evict_some(c);
+	return rc;
+}
+
+static int write_entry(struct cache *c, struct centry *e, const void *data,
+		       size_t len, uint64_t boff)
+{
+	int fd = entry_open(c, e, O_WRONLY), rc;
+
+	if (fd < 0)
+		return fd;
+	rc = pwrite_all(fd, data, len, (off_t)boff);
+	close(fd);
 	return rc;
 }
 
@@ -636,19 +678,23 @@ ssize_t cache_write(struct cache *c, uint64_t ino, uint64_t off,
 		uint64_t boff = pos % bs;
 		size_t blen = (size_t)MF_MIN(bs - boff, off + len - pos);
 		bool whole = boff == 0 && blen == bs;
-		int fd;
+		int tries;
 
-		rc = entry_acquire(c, ino, first + i, !whole, &ents[i]);
-		if (rc)
-			break;
-		got++;
-		fd = entry_open(c, ents[i], O_WRONLY);
-		if (fd < 0) {
-			rc = fd;
-			break;
+		for (tries = 0; tries < 2; tries++) {
+			if (got == i) {
+				rc = entry_acquire(c, ino, first + i, !whole,
+						   &ents[i]);
+				if (rc == 0)
+					got++;
+			}
+			if (rc == 0)
+				rc = write_entry(c, ents[i], src + (pos - off),
+						 blen, boff);
+			if (rc != -ENOSPC || tries)
+				break;
+			/* the cache disk is full: clean blocks can go */
+			evict_to(c, 0);
 		}
-		rc = pwrite_all(fd, src + (pos - off), blen, (off_t)boff);
-		close(fd);
 		if (rc)
 			break;
 	}

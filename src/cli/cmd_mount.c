@@ -46,6 +46,7 @@ struct mount_opts {
 	bool force;
 	bool read_only;
 	bool debug;
+	bool writeback_cache;
 	char *cache_dir;
 	uint64_t cache_size;
 	uint64_t max_dirty;
@@ -84,6 +85,9 @@ static const char mount_help[] =
 	"  checkpoint_interval=SECS  metadata checkpoint period (default 30)\n"
 	"  upload_threads=N       parallel uploads (default 4)\n"
 	"  ro                     read-only\n"
+	"  writeback_cache        let the kernel cache writes: faster small\n"
+	"                         writes, but a crash of the daemon loses what\n"
+	"                         the kernel held, and ENOSPC shows at fsync\n"
 	"  debug                  verbose log\n"
 	"  allow_other, allow_root, auto_unmount, nodev, dev, nosuid, suid,\n"
 	"  noexec, exec, noatime, atime, relatime, sync, async, dirsync, rw:\n"
@@ -96,7 +100,7 @@ static void list_valid_options(void)
 
 	fprintf(stderr, "valid options: cache_dir=, cache_size=, max_dirty=, "
 		"writeback_delay=, checkpoint_interval=, upload_threads=, ro, "
-		"debug, default_permissions");
+		"debug, writeback_cache, default_permissions");
 	for (i = 0; i < ARRAY_SIZE(fuse_passthrough); i++)
 		fprintf(stderr, ", %s", fuse_passthrough[i]);
 	fprintf(stderr, "\n");
@@ -143,6 +147,10 @@ static int parse_one_opt(struct mount_opts *o, const char *opt)
 	}
 	if (KEY("default_permissions") && !val)
 		return 0; /* always on */
+	if (KEY("writeback_cache") && !val) {
+		o->writeback_cache = true;
+		return 0;
+	}
 	if (KEY("debug") && !val) {
 		o->debug = true;
 		return 0;
@@ -509,6 +517,7 @@ static int serve(struct mounted *mt, const char *mountpoint)
 	fc.blob = &mt->blob;
 	fc.tmp_dir = mt->cache_dir;
 	fc.read_only = o->read_only;
+	fc.writeback_cache = o->writeback_cache;
 	fc.attr_timeout = 1.0;
 	fc.entry_timeout = 1.0;
 	rc = fs_new(&fc, &mt->fs);

@@ -25,6 +25,9 @@ struct fs_config {
 	const struct blob_ctx *blob;
 	const char *tmp_dir;     /* for checkpoint snapshots */
 	bool read_only;
+	/* let the kernel cache writes (faster small writes; a crash of the
+	 * daemon then loses what the kernel had not passed on) */
+	bool writeback_cache;
 	double attr_timeout;
 	double entry_timeout;
 };

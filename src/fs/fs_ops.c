@@ -241,8 +241,15 @@ static void fs_op_init(void *userdata, struct fuse_conn_info *conn)
 {
 	struct fs *fs = userdata;
 
-	if (!fs->cfg.read_only && (conn->capable & FUSE_CAP_WRITEBACK_CACHE))
+	/* Without the kernel's writeback cache every write() reaches the
+	 * local cache before it returns: an acknowledged write survives a
+	 * crash of the daemon, and a full cache disk fails the write() itself
+	 * rather than a later fsync. */
+	if (fs->cfg.writeback_cache && !fs->cfg.read_only &&
+	    (conn->capable & FUSE_CAP_WRITEBACK_CACHE))
 		conn->want |= FUSE_CAP_WRITEBACK_CACHE;
+	else
+		conn->want &= ~(unsigned)FUSE_CAP_WRITEBACK_CACHE;
 	if (conn->capable & FUSE_CAP_PARALLEL_DIROPS)
 		conn->want |= FUSE_CAP_PARALLEL_DIROPS;
 	if (conn->capable & FUSE_CAP_ASYNC_READ)

@@ -384,6 +384,11 @@ class Mount:
                 self.proc.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 pass
+        # until the pid is gone for good (pid 1 may reap orphans late)
+        deadline = time.monotonic() + 15
+        while any(os.path.exists(f"/proc/{p}") for p in pids) and \
+                time.monotonic() < deadline:
+            time.sleep(0.05)
 
     def cleanup(self):
         """Leave nothing behind, whatever happened: kill the daemon, lazily
