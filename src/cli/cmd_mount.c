@@ -552,6 +552,10 @@ static int serve(struct mounted *mt, const char *mountpoint)
 		pthread_mutex_unlock(&mt->maint_lock);
 		pthread_join(mt->maint, NULL);
 	}
+	/* the kernel holds no inode any more: files deleted while open (or
+	 * whose FORGET never came) go now rather than be uploaded */
+	if (!o->read_only)
+		fs_purge_orphans(mt->fs);
 	rc2 = cache_flush_all(mt->cache, progress_cb, NULL);
 	if (!rc2 && !o->read_only)
 		rc2 = fs_checkpoint(mt->fs);

@@ -124,13 +124,17 @@ def mounts(workdir, request):
     yield make
 
     timer.cancel()
+    problems = []
+    for m in made:
+        dead = None if fired else m.check_alive()
+        if dead:
+            problems.append(dead)
     for m in made:
         m.cleanup()
     if fired:
         pytest.fail(f"watchdog: test still running after "
                     f"{_watchdog_seconds(request):.0f} s; daemons killed",
                     pytrace=False)
-    problems = []
     for m in made:
         problems += m.log_problems()
     if _failed(request):
@@ -139,7 +143,7 @@ def mounts(workdir, request):
             if tail:
                 print(f"---- daemon log of {m.root} (last lines) ----\n{tail}")
     if problems:
-        pytest.fail("daemon log shows problems:\n" +
+        pytest.fail("daemon problems (crash, sanitizer, error lines):\n" +
                     "\n".join(problems[:40]), pytrace=False)
 
 

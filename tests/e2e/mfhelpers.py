@@ -246,6 +246,7 @@ class Mount:
         self.extra_logs = []    # more log files or globs to scan
         self.allowed = []       # regexes of allowed error lines
         self.mounts = 0
+        self.killed = False     # kill() was used: a dead daemon is expected
 
     # -- commands
 
@@ -371,6 +372,7 @@ class Mount:
 
     def kill(self, sig=signal.SIGKILL):
         """Kill the daemon (simulated crash); the mount is left dead."""
+        self.killed = True
         pids = set(pids_with_arg(self.mnt))
         if self.pid:
             pids.add(self.pid)
@@ -389,6 +391,23 @@ class Mount:
         while any(os.path.exists(f"/proc/{p}") for p in pids) and \
                 time.monotonic() < deadline:
             time.sleep(0.05)
+
+    def check_alive(self):
+        """A problem description when the daemon died under a live mount
+        (a crash: under ASan+UBSan with halt_on_error a daemonized mount's
+        report goes to its stderr, /dev/null, so this is all one sees)."""
+        if self.killed or not is_mounted(self.mnt):
+            return None
+        try:
+            os.statvfs(self.mnt)   # always asks the daemon (stat may not)
+        except OSError as e:
+            if e.errno in (errno.ENOTCONN, errno.ECONNABORTED):
+                rc = self.proc.poll() if self.proc is not None else None
+                return (f"daemon of {self.mnt} died while mounted "
+                        f"({os.strerror(e.errno)}"
+                        + (f", exit status {rc}" if rc is not None else "")
+                        + ")")
+        return None
 
     def cleanup(self):
         """Leave nothing behind, whatever happened: kill the daemon, lazily

@@ -677,6 +677,7 @@ def test_fsync_fdatasync(mounts):
 
 # ---- readdir --------------------------------------------------------------
 
+@pytest.mark.slow      # 20 s with the release build, 100 s under ASan
 def test_readdir_100k_entries(mnt):
     d = mnt.path("big")
     os.mkdir(d)

@@ -173,7 +173,7 @@ def test_cache_disk_full_gives_enospc_and_loses_nothing(mounts, workdir):
             f"{error_at[0]} failed with {errno.errorcode[error_at[1]]}"
         # the mount still works, and what was written before is intact
         assert read_file(m.path("a")) == a
-        m.umount(timeout=180)
+        m.umount(timeout=60)
         m.cache = os.path.join(workdir, "cache-after")
         m.opts["cache_dir"] = m.cache
         m.mount()
