@@ -538,29 +538,11 @@ static void fs_op_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
 
 /* ---- files ---- */
 
-static int ts_cmp(const struct timespec *a, const struct timespec *b)
-{
-	if (a->tv_sec != b->tv_sec)
-		return a->tv_sec < b->tv_sec ? -1 : 1;
-	if (a->tv_nsec != b->tv_nsec)
-		return a->tv_nsec < b->tv_nsec ? -1 : 1;
-	return 0;
-}
-
-/* Would a read now update atime under relatime rules? */
-static bool atime_due(const struct meta_attr *a)
-{
-	struct timespec now = now_realtime();
-
-	return ts_cmp(&a->atime, &a->mtime) <= 0 ||
-	       ts_cmp(&a->atime, &a->ctime) <= 0 ||
-	       now.tv_sec - a->atime.tv_sec > 24 * 3600;
-}
-
 static void fs_op_open(fuse_req_t req, fuse_ino_t ino,
 		       struct fuse_file_info *fi)
 {
 	struct fs *fs = fs_of(req);
+	struct timespec now = now_realtime();
 	struct meta_attr a;
 	int rc = meta_getattr(fs->cfg.meta, ino_of(ino), &a);
 
@@ -573,7 +555,6 @@ static void fs_op_open(fuse_req_t req, fuse_ino_t ino,
 		return;
 	}
 	if ((fi->flags & O_TRUNC) && S_ISREG(a.mode) && a.size > 0) {
-		struct timespec now = now_realtime();
 		struct meta_attr in, out;
 		struct size_apply sa = { fs, a.ino, &in,
 					 META_SET_SIZE | META_SET_MTIME, &now,
@@ -595,7 +576,7 @@ static void fs_op_open(fuse_req_t req, fuse_ino_t ino,
 	/* this mount is the volume's only writer: cached pages stay valid,
 	 * unless a read must reach us to update atime (relatime) */
 	fi->keep_cache = (fi->flags & O_ACCMODE) != O_RDONLY ||
-			 !atime_due(&a);
+			 !meta_atime_due(&a, &now);
 	if (!fi->keep_cache)
 		inode_set_atime_done(fs, a.ino, false);
 	fi->fh = a.ino;

@@ -1798,6 +1798,13 @@ static int ts_cmp(const struct timespec *a, const struct timespec *b)
 	return 0;
 }
 
+bool meta_atime_due(const struct meta_attr *a, const struct timespec *now)
+{
+	return ts_cmp(&a->atime, &a->mtime) <= 0 ||
+	       ts_cmp(&a->atime, &a->ctime) <= 0 ||
+	       (int64_t)now->tv_sec - (int64_t)a->atime.tv_sec > 24 * 3600;
+}
+
 static int touch_atime_locked(struct meta *m, uint64_t ino,
 			      const struct timespec *now)
 {
@@ -1808,9 +1815,7 @@ static int touch_atime_locked(struct meta *m, uint64_t ino,
 	rc = inode_get(m, ino, &a);
 	if (rc)
 		return rc;
-	if (ts_cmp(&a.atime, &a.mtime) > 0 &&
-	    ts_cmp(&a.atime, &a.ctime) > 0 &&
-	    (int64_t)now->tv_sec - (int64_t)a.atime.tv_sec <= 24 * 3600)
+	if (!meta_atime_due(&a, now))
 		return 0;
 	st = m->st[ST_INODE_ATIME];
 	bind_u64(st, 1, ino);

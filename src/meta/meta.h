@@ -190,8 +190,10 @@ int meta_setattr(struct meta *m, uint64_t ino, const struct meta_attr *in,
 int meta_write_done(struct meta *m, uint64_t ino, uint64_t end,
 		    const struct timespec *now, const uint64_t *idx, size_t n);
 
-/* relatime: set atime = now if atime <= mtime, atime <= ctime, or atime
- * is more than a day old.  No-op otherwise. */
+/* The relatime rule: a read at now updates atime when atime <= mtime,
+ * atime <= ctime, or atime is more than a day old. */
+bool meta_atime_due(const struct meta_attr *a, const struct timespec *now);
+/* relatime: set atime = now if meta_atime_due().  No-op otherwise. */
 int meta_touch_atime(struct meta *m, uint64_t ino, const struct timespec *now);
 
 /* Symlink target into out (appended). -EINVAL if not a symlink. */
