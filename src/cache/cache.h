@@ -39,7 +39,8 @@ struct cache_index_ops {
 			  const uint64_t *idx, size_t n);
 	/* Current size of ino (-ENOENT when the inode is gone). */
 	int (*file_size)(void *arg, uint64_t ino, uint64_t *size);
-	/* 1 if an object named hash is in the store, 0 if not. */
+	/* 1 if an object named hash is surely in the store (referenced by
+	 * some block), 0 if it must be uploaded. */
 	int (*object_known)(void *arg, const char *hash);
 	/* Upload of (ino, idx) done: see meta_block_commit(). hash NULL =
 	 * all zeros.  -ESTALE when the block is gone meanwhile. */

@@ -34,11 +34,17 @@ static int ix_file_size(void *arg, uint64_t ino, uint64_t *size)
 	return rc;
 }
 
+/*
+ * Only an object some block references is surely in the store.  One with
+ * refcount 0 may already be deleted by the collector, and after a restore
+ * the checkpoint can still list objects that the collector deleted after
+ * the checkpoint was taken: such an object is uploaded again.
+ */
 static int ix_object_known(void *arg, const char *hash)
 {
-	uint64_t refs;
+	uint64_t refs = 0;
 
-	return meta_object_get(arg, hash, &refs) == 0;
+	return meta_object_get(arg, hash, &refs) == 0 && refs > 0;
 }
 
 static int ix_block_commit(void *arg, uint64_t ino, uint64_t idx,
