@@ -99,9 +99,24 @@ static const char umount_help[] =
 	"Unmounts, then waits until the daemon has uploaded everything and\n"
 	"exited.\n";
 
+/* Running (a zombie has exited: its parent just has not reaped it). */
 static bool pid_alive(pid_t pid)
 {
-	return pid > 0 && (kill(pid, 0) == 0 || errno == EPERM);
+	char path[64], st[512] = "";
+	const char *rp;
+	FILE *f;
+
+	if (pid <= 0 || (kill(pid, 0) && errno != EPERM))
+		return false;
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	f = fopen(path, "r");
+	if (!f)
+		return false;
+	if (!fgets(st, sizeof(st), f))
+		st[0] = 0;
+	fclose(f);
+	rp = strrchr(st, ')');
+	return !(rp && rp[1] == ' ' && (rp[2] == 'Z' || rp[2] == 'X'));
 }
 
 int cmd_umount(int argc, char **argv)
