@@ -18,7 +18,7 @@ import pytest
 
 import mfhelpers as h
 
-OPS = int(os.environ.get("METAFUSE_MODEL_OPS", "1500"))
+OPS = int(os.environ.get("METAFUSE_MODEL_OPS", "4000"))
 COMPARE_EVERY = int(os.environ.get("METAFUSE_MODEL_COMPARE_EVERY", "100"))
 REMOUNT_EVERY = int(os.environ.get("METAFUSE_MODEL_REMOUNT_EVERY", "500"))
 BLOCK = 64 * 1024
@@ -306,13 +306,16 @@ def compare_trees(mnt_side, ref_side, what):
     return h.diff_snapshots(want, got, "reference", f"mount ({what})")
 
 
-@pytest.mark.parametrize("variant", ["default", "tiny-cache"])
+@pytest.mark.parametrize("variant", ["default", "tiny-cache", "delayed"])
 def test_random_operations_match_reference(mounts, reference, variant):
     seed = int(os.environ.get("METAFUSE_SEED") or
                random.SystemRandom().randrange(1 << 32))
     if variant == "tiny-cache":
         # blocks are evicted and fetched back from the store all the time
         opts = {"writeback_delay": "0", "cache_size": "512K"}
+    elif variant == "delayed":
+        # nothing uploads on time; max_dirty alone forces uploads
+        opts = {"writeback_delay": "3600", "max_dirty": "1M"}
     else:
         opts = {}
     m = mounts(block_size=BLOCK, opts=opts)
