@@ -21,6 +21,8 @@ set -uo pipefail
 cd "$(dirname "$0")/.." || exit 2
 ROOT=$(pwd)
 PY=/usr/bin/python3
+# no __pycache__ in the source tree
+export PYTHONDONTWRITEBYTECODE=1
 JOBS=$(nproc 2>/dev/null || echo 2)
 
 passed=0
@@ -105,15 +107,17 @@ PYEOF
 	fi
 }
 
-# meson setup that also works on an existing build directory.
+# meson setup that also works on an existing build directory.  The logs
+# stay inside the build directory.
 setup() {
 	local dir=$1
 	shift
+	mkdir -p "$dir"
 	if [ -f "$dir/meson-private/coredata.dat" ]; then
-		meson setup --reconfigure "$dir" "$@" >"$dir.setup.log" 2>&1
+		meson setup --reconfigure "$dir" "$@" >"$dir/test-sh-setup.log" 2>&1
 	else
-		meson setup "$dir" "$@" >"$dir.setup.log" 2>&1
-	fi || { cat "$dir.setup.log" >&2; return 1; }
+		meson setup "$dir" "$@" >"$dir/test-sh-setup.log" 2>&1
+	fi || { cat "$dir/test-sh-setup.log" >&2; return 1; }
 }
 
 build() {
@@ -124,8 +128,8 @@ build() {
 		fail_step "meson setup $dir"
 		return 1
 	fi
-	if ! ninja -C "$dir" -j "$JOBS" >"$dir.build.log" 2>&1; then
-		tail -n 60 "$dir.build.log" >&2
+	if ! ninja -C "$dir" -j "$JOBS" >"$dir/test-sh-build.log" 2>&1; then
+		tail -n 60 "$dir/test-sh-build.log" >&2
 		fail_step "build $dir"
 		return 1
 	fi

@@ -501,6 +501,19 @@ class Mount:
         return os.path.join(self.mnt, *parts)
 
 
+_HELP_CACHE = {}
+
+
+def mount_option_supported(name):
+    """True when `metafuse mount --help` documents option name (for
+    options beyond the issue's list, which tests use only when present)."""
+    if "mount" not in _HELP_CACHE:
+        r = run([BIN, "mount", "--help"], timeout=30)
+        _HELP_CACHE["mount"] = r.stdout + r.stderr
+    return re.search(rf"(^|[\s,]){re.escape(name)}\b",
+                     _HELP_CACHE["mount"]) is not None
+
+
 # ---- libc through ctypes --------------------------------------------------
 
 libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6",

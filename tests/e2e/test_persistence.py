@@ -4,6 +4,7 @@ more simply, after a plain remount)."""
 
 import os
 import stat
+import time
 
 import pytest
 
@@ -219,3 +220,43 @@ def test_killed_daemon_keeps_cached_writes(mounts):
     m.mount()
     assert h.read_file(m.path("f")) == data
     assert h.read_file(m.path("d", "g")) == b"small"
+
+
+def test_fsync_survives_crash_and_cache_loss(mounts):
+    """DESIGN: fsync returns only when the file's data and the metadata
+    naming it are durable in the store; so neither a crash nor the loss of
+    the cache disk loses it."""
+    m = mounts(opts={"writeback_delay": "3600"})
+    os.mkdir(m.path("d"))
+    data = h.rand_bytes(21, 3 * MIB + 5)
+    fd = os.open(m.path("d", "f"), os.O_CREAT | os.O_WRONLY, 0o640)
+    os.write(fd, data)
+    os.fsync(fd)
+    os.close(fd)
+    m.allow_errors(".*")
+    m.kill()
+    h.force_unmount(m.mnt)
+    m.wipe_cache()
+    m.mount()
+    assert h.read_file(m.path("d", "f")) == data
+    assert stat.S_IMODE(os.stat(m.path("d", "f")).st_mode) == 0o640
+
+
+def test_periodic_checkpoint_bounds_loss_of_cache(mounts):
+    """The metadata reaches the store periodically while mounted: after a
+    crash and the loss of the cache, data older than writeback_delay plus
+    the checkpoint period is there."""
+    if not h.mount_option_supported("checkpoint_interval"):
+        pytest.skip("no checkpoint_interval option to make this quick")
+    m = mounts(opts={"writeback_delay": "0.2", "checkpoint_interval": "1"})
+    data = h.rand_bytes(22, 2 * MIB + 1)
+    write_file(m.path("f"), data)
+    os.symlink("f", m.path("l"))
+    time.sleep(4)
+    m.allow_errors(".*")
+    m.kill()
+    h.force_unmount(m.mnt)
+    m.wipe_cache()
+    m.mount()
+    assert h.read_file(m.path("f")) == data
+    assert os.readlink(m.path("l")) == "f"

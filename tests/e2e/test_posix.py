@@ -57,6 +57,21 @@ def test_syscall_exerciser_matches_reference(mnt, reference):
                             "reference", "remounted") == []
 
 
+def test_syscall_exerciser_with_kernel_writeback_cache(mounts, reference):
+    """The optional writeback_cache mode (the kernel caches writes) must
+    not change any result."""
+    if not h.mount_option_supported("writeback_cache"):
+        pytest.skip("this metafuse has no writeback_cache option")
+    m = mounts(opts={"writeback_cache": True})
+    ref = run_exerciser(os.path.join(reference, "ex"))
+    got = run_exerciser(m.path("ex"))
+    assert_same_transcript(ref, got)
+    want = h.snapshot(os.path.join(reference, "ex"))
+    m.remount(wipe_cache=True)
+    assert h.diff_snapshots(want, h.snapshot(m.path("ex")),
+                            "reference", "remounted") == []
+
+
 def test_syscall_exerciser_small_blocks_no_writeback_delay(mounts,
                                                            reference):
     """Same transcript with 64 KiB blocks (many block boundaries) and

@@ -37,7 +37,7 @@ def wait_until(cond, timeout, interval=0.1):
     return cond()
 
 
-# ---- damaged objects ----------------------------------------------------------
+# ---- damaged objects ------------------------------------------------------
 
 def flip_bit(path, offset):
     with open(path, "r+b") as f:
@@ -215,7 +215,7 @@ def test_cache_disk_full_recovers_after_upload(mounts, workdir):
         h.run(["umount", "-l", tmpfs])
 
 
-# ---- space is freed -----------------------------------------------------------
+# ---- space is freed -------------------------------------------------------
 
 def test_write_delete_cycles_free_store_space(mounts):
     m = mounts()
@@ -255,7 +255,7 @@ def test_overwrite_frees_old_blocks(mounts):
     assert read_file(m.path("f")) == h.rand_bytes(4, 20 * MIB)
 
 
-# ---- dedup and partial writes -------------------------------------------------
+# ---- dedup and partial writes ---------------------------------------------
 
 def test_identical_blocks_are_stored_once(mounts):
     m = mounts()
@@ -351,7 +351,7 @@ def test_directory_rename_touches_no_data_object(mounts):
         h.rand_bytes(199, 20199)
 
 
-# ---- write-back schedule and cache size ---------------------------------------
+# ---- write-back schedule and cache size -----------------------------------
 
 def test_small_writeback_delay_uploads_without_fsync(mounts):
     m = mounts(opts={"writeback_delay": "0.2"})
