@@ -99,26 +99,6 @@ static const char umount_help[] =
 	"Unmounts, then waits until the daemon has uploaded everything and\n"
 	"exited.\n";
 
-/* Running (a zombie has exited: its parent just has not reaped it). */
-static bool pid_alive(pid_t pid)
-{
-	char path[64], st[512] = "";
-	const char *rp;
-	FILE *f;
-
-	if (pid <= 0 || (kill(pid, 0) && errno != EPERM))
-		return false;
-	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-	f = fopen(path, "r");
-	if (!f)
-		return false;
-	if (!fgets(st, sizeof(st), f))
-		st[0] = 0;
-	fclose(f);
-	rp = strrchr(st, ')');
-	return !(rp && rp[1] == ' ' && (rp[2] == 'Z' || rp[2] == 'X'));
-}
-
 int cmd_umount(int argc, char **argv)
 {
 	char real[PATH_MAX];
@@ -170,7 +150,7 @@ int cmd_umount(int argc, char **argv)
 		}
 	}
 	start = last = now_mono_ns();
-	while (pid_alive(pid)) {
+	while (proc_running(pid)) {
 		struct timespec ts = { 0, 50000000L };
 		uint64_t now = now_mono_ns();
 

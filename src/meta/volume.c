@@ -220,24 +220,8 @@ static bool local_holder_alive(long pid)
 	char path[64], comm[64] = "";
 	FILE *f;
 
-	if (pid <= 0 || pid == (long)getpid())
+	if (pid == (long)getpid() || !proc_running(pid))
 		return false;
-	if (kill((pid_t)pid, 0) && errno == ESRCH)
-		return false;
-	/* a killed process not yet reaped by its parent is dead too */
-	snprintf(path, sizeof(path), "/proc/%ld/stat", pid);
-	f = fopen(path, "r");
-	if (f) {
-		char stat[512] = "";
-		const char *rp;
-
-		if (!fgets(stat, sizeof(stat), f))
-			stat[0] = 0;
-		fclose(f);
-		rp = strrchr(stat, ')');
-		if (rp && (rp[1] == ' ') && (rp[2] == 'Z' || rp[2] == 'X'))
-			return false;
-	}
 	snprintf(path, sizeof(path), "/proc/%ld/comm", pid);
 	f = fopen(path, "r");
 	if (!f)

@@ -19,6 +19,8 @@
  */
 #include "util/compat.h"
 
+#include <signal.h>
+
 #include <dirent.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -435,4 +437,23 @@ out_restore:
 out_close:
 	close(fd);
 	return rc;
+}
+
+int proc_running(long pid)
+{
+	char path[64], st[512] = "";
+	const char *rp;
+	FILE *f;
+
+	if (pid <= 0 || (kill((pid_t)pid, 0) && errno != EPERM))
+		return 0;
+	snprintf(path, sizeof(path), "/proc/%ld/stat", pid);
+	f = fopen(path, "r");
+	if (!f)
+		return 0;
+	if (!fgets(st, sizeof(st), f))
+		st[0] = 0;
+	fclose(f);
+	rp = strrchr(st, ')');
+	return !(rp && rp[1] == ' ' && (rp[2] == 'Z' || rp[2] == 'X'));
 }
