@@ -337,6 +337,24 @@ static void sweep_unknown_objects(struct mounted *mt)
 	buf_free(&sw.keys);
 }
 
+/* While uploads fail, say every so often what waits for the store. */
+static bool report_pending(struct mounted *mt, uint64_t *errors_seen)
+{
+	struct journal_stats js;
+	struct cache_stats cs;
+
+	cache_get_stats(mt->cache, &cs);
+	journal_get_stats(mt->journal, &js);
+	if (cs.upload_errors == *errors_seen && !js.pending)
+		return false;
+	*errors_seen = cs.upload_errors;
+	log_warn("the store %s is failing; waiting to be uploaded: %" PRIu64
+		 " KiB of data, %" PRIu64 " metadata journal entries "
+		 "(retrying; nothing is lost while the cache holds them)",
+		 mt->store->url, cs.dirty_bytes >> 10, js.pending);
+	return true;
+}
+
 static void *maintenance(void *arg)
 {
 	struct mounted *mt = arg;
@@ -344,6 +362,7 @@ static void *maintenance(void *arg)
 	uint64_t ckpt_change = last_change;
 	uint64_t next_ckpt = now_mono_ns() + mt->o->checkpoint_interval_ns;
 	uint64_t next_jrnl = now_mono_ns() + mt->o->journal_interval_ns;
+	uint64_t next_report = now_mono_ns(), errors_seen = 0;
 	uint64_t next_lease = now_mono_ns() + LEASE_TTL_S / 3 * 1000000000ULL;
 
 	pthread_mutex_lock(&mt->maint_lock);
@@ -371,6 +390,10 @@ static void *maintenance(void *arg)
 					 strerror(-rc));
 			next_lease = now + LEASE_TTL_S / 3 * 1000000000ULL;
 		}
+		/* at most every 10 s, as soon as something fails */
+		if (!mt->o->read_only && now >= next_report &&
+		    report_pending(mt, &errors_seen))
+			next_report = now + 10ULL * 1000000000ULL;
 		if (!mt->o->read_only && now >= next_jrnl) {
 			uint64_t change = meta_change_count(mt->meta);
 
@@ -425,17 +448,26 @@ static void on_ready(void *arg, int rc)
 	if (rc)
 		return; /* reported by the caller */
 	if (mt->ready_fd >= 0) {
-		int null = open("/dev/null", O_RDWR);
+		int null = open("/dev/null", O_RDWR), logfd = -1;
+		struct buf p = BUF_INIT;
 
-		/* detach from the terminal now that the mount answers */
+		/* detach from the terminal now that the mount answers; what
+		 * still reaches stderr (sanitizer reports, libfuse) goes to
+		 * the log */
+		if (buf_appendf(&p, "%s/metafuse.log", mt->cache_dir) == 0)
+			logfd = open(buf_str(&p), O_WRONLY | O_APPEND |
+				     O_CREAT | O_CLOEXEC, 0600);
+		buf_free(&p);
 		setsid();
 		if (null >= 0) {
 			dup2(null, 0);
 			dup2(null, 1);
-			dup2(null, 2);
+			dup2(logfd >= 0 ? logfd : null, 2);
 			if (null > 2)
 				close(null);
 		}
+		if (logfd > 2)
+			close(logfd);
 	}
 	tell_parent(mt, 0);
 }
@@ -839,6 +871,18 @@ int cmd_mount(int argc, char **argv)
 		}
 	} else if (open_default_store(&mt.store)) {
 		goto out;
+	}
+	if (getenv("METAFUSE_TEST_STORE_DOWN_FILE")) {
+		/* for the test suite: a store that fails while a file exists */
+		struct store *w;
+
+		if (store_fault_wrap(mt.store, &w) ||
+		    store_fault_down_while(
+			    w, getenv("METAFUSE_TEST_STORE_DOWN_FILE"))) {
+			cli_error("cannot set up the test fault wrapper");
+			goto out_store;
+		}
+		mt.store = w;
 	}
 	if (blob_global_init()) {
 		cli_error("cannot initialise libsodium");
