@@ -143,6 +143,8 @@ static void drop_pending(struct journal *j, size_t n)
 {
 	size_t i;
 
+	if (n == 0)
+		return;
 	for (i = 0; i < n; i++)
 		buf_free(&j->pend[i].cs);
 	memmove(j->pend, j->pend + n, (j->npend - n) * sizeof(*j->pend));
