@@ -280,27 +280,6 @@ static void collect_garbage(struct mounted *mt)
 		log_debug("gc: deleted %zu unreferenced object(s)", freed);
 }
 
-struct sweep {
-	struct mounted *mt;
-	struct buf keys; /* NUL-separated keys to delete */
-	uint64_t seen;
-};
-
-static int sweep_cb(const char *key, uint64_t size, void *arg)
-{
-	struct sweep *sw = arg;
-	const char *name = strrchr(key, '/');
-	uint64_t refs;
-
-	sw->seen++;
-	name = name ? name + 1 : key;
-	if (strlen(name) != BLOB_NAME_LEN)
-		return 0;
-	if (meta_object_get(sw->mt->meta, name, &refs) != -ENOENT)
-		return 0;
-	return buf_append(&sw->keys, key, strlen(key) + 1);
-}
-
 /*
  * Delete the data objects the metadata does not know: uploaded by a
  * mount that crashed before it recorded them, or recorded only in
@@ -309,32 +288,16 @@ static int sweep_cb(const char *key, uint64_t size, void *arg)
  */
 static void sweep_unknown_objects(struct mounted *mt)
 {
-	struct sweep sw = { .mt = mt, .keys = BUF_INIT };
-	size_t off, n = 0;
-	int rc;
+	struct sweep_result r;
+	int rc = store_sweep(mt->meta, mt->store, false, &r);
 
-	rc = store_list(mt->store, "data/", sweep_cb, &sw);
-	if (rc) {
-		log_warn("cannot list the objects of %s to find unreferenced "
-			 "ones: %s", mt->store->url, strerror(-rc));
-		buf_free(&sw.keys);
-		return;
-	}
-	for (off = 0; off < sw.keys.len; off += strlen(
-		     (const char *)sw.keys.data + off) + 1) {
-		const char *key = (const char *)sw.keys.data + off;
-
-		rc = store_del(mt->store, key);
-		if (rc)
-			log_warn("cannot delete unreferenced %s: %s", key,
-				 strerror(-rc));
-		else
-			n++;
-	}
-	if (n)
-		log_info("deleted %zu unreferenced object(s) of %" PRIu64
-			 " left by an earlier crash", n, sw.seen);
-	buf_free(&sw.keys);
+	if (rc)
+		log_warn("cannot remove the objects an earlier crash left in "
+			 "%s: %s", mt->store->url, strerror(-rc));
+	if (r.deleted)
+		log_info("deleted %" PRIu64 " unreferenced object(s) of %"
+			 PRIu64 " left by an earlier crash", r.deleted,
+			 r.seen);
 }
 
 /* While uploads fail, say every so often what waits for the store. */

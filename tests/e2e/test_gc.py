@@ -82,3 +82,31 @@ def test_fsck_verify_data_finds_a_damaged_object(mounts):
     r = m.cli("fsck", "--verify-data", m.store)
     assert r.returncode == 1, r.stdout + r.stderr
     assert os.path.basename(key) in r.stdout and "damaged" in r.stdout
+
+
+def test_gc_command(mounts):
+    """`metafuse gc` on an unmounted volume: deletes strays and objects
+    with no reference left, keeps what files use, refuses a mounted
+    volume."""
+    m = mounts(opts={"writeback_delay": "0.1"})
+    keep = h.rand_bytes(80, 2 * MIB)
+    write_file(m.path("keep"), keep)
+    r = m.cli("gc", m.store)
+    assert r.returncode != 0, r.stdout
+    assert "pid" in r.stderr and "\n" not in r.stderr.strip(), r.stderr
+    m.umount()
+    used = set(m.data_objects())
+    stray = os.path.join(m.store_dir, "data", "ab", "ab" + "0" * 62)
+    os.makedirs(os.path.dirname(stray), exist_ok=True)
+    with open(stray, "wb") as f:
+        f.write(b"y" * 10)
+    r = m.cli("gc", m.store)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "1 of" in r.stdout, r.stdout
+    assert not os.path.exists(stray)
+    assert set(m.data_objects()) == used
+    r = m.cli("fsck", "--verify-data", m.store)
+    assert r.returncode == 0, r.stdout + r.stderr
+    m.wipe_cache()
+    m.mount()
+    assert read_file(m.path("keep")) == keep
