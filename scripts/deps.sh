@@ -9,7 +9,7 @@ set -euo pipefail
 pkgs=(
 	# build
 	meson ninja-build pkg-config gcc libc6-dev
-	libfuse3-dev libsqlite3-dev libzstd-dev libsodium-dev
+	libfuse3-dev libsqlite3-dev libzstd-dev libsodium-dev libssl-dev
 	# run
 	fuse3
 	# test

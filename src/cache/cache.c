@@ -60,6 +60,11 @@
 
 enum ce_state { CE_LOADING, CE_CLEAN, CE_DIRTY };
 
+/* Read-ahead: queued fetches at most, and how far ahead (bytes) a
+ * sequential reader is served. */
+#define PREFETCH_QUEUE 64
+#define PREFETCH_BYTES (8U << 20)
+
 struct centry {
 	uint64_t ino, idx, gen;
 	struct centry *hnext;      /* hash chain; protected by lock */
@@ -108,6 +113,13 @@ struct cache {
 
 	pthread_t *workers;
 	unsigned nworkers;
+
+	/* read-ahead: blocks to fetch before they are read (ring) */
+	struct { uint64_t ino, idx; } ahead[PREFETCH_QUEUE]; /* by lock */
+	unsigned ahead_head, ahead_n;  /* protected by lock */
+	pthread_cond_t ahead_cond;     /* the ring is not empty */
+	pthread_t *fetchers;
+	unsigned nfetchers;
 };
 
 /* ---- small helpers ---- */
@@ -523,6 +535,86 @@ static int entry_acquire(struct cache *c, uint64_t ino, uint64_t idx,
 
 /* ---- reads and writes ---- */
 
+/*
+ * A reader of block idx whose previous block is cached is probably
+ * reading sequentially: queue the fetch of the blocks after idx (up to
+ * PREFETCH_BYTES, within the file) that are not cached yet, for the
+ * fetcher threads, so that the store's latency and the decoding of
+ * several blocks overlap with the reader.
+ */
+static void read_ahead(struct cache *c, uint64_t ino, uint64_t idx,
+		       uint64_t file_size)
+{
+	uint64_t bs = c->cfg.block_size, last, i;
+	unsigned want = MF_MAX(2U, PREFETCH_BYTES / c->cfg.block_size), q;
+	bool queued = false;
+
+	/* never more than a quarter of the cache: what is fetched ahead
+	 * must still be there when the reader comes */
+	want = (unsigned)MF_MIN((uint64_t)want, c->cfg.cache_size / bs / 4);
+	if (idx == 0 || !c->nfetchers || file_size == 0 || want == 0)
+		return;
+	last = (file_size - 1) / bs;
+	pthread_mutex_lock(&c->lock);
+	if (!table_find(c, ino, idx - 1))
+		goto out;
+	for (i = idx + 1; i <= last && i <= idx + want; i++) {
+		if (table_find(c, ino, i))
+			continue;
+		for (q = 0; q < c->ahead_n; q++) {
+			unsigned k = (c->ahead_head + q) % PREFETCH_QUEUE;
+
+			if (c->ahead[k].ino == ino && c->ahead[k].idx == i)
+				break;
+		}
+		if (q < c->ahead_n)
+			continue;
+		if (c->ahead_n == PREFETCH_QUEUE)
+			break;
+		q = (c->ahead_head + c->ahead_n++) % PREFETCH_QUEUE;
+		c->ahead[q].ino = ino;
+		c->ahead[q].idx = i;
+		queued = true;
+	}
+	if (queued)
+		pthread_cond_broadcast(&c->ahead_cond);
+out:
+	pthread_mutex_unlock(&c->lock);
+}
+
+static void *fetcher(void *arg)
+{
+	struct cache *c = arg;
+
+	pthread_mutex_lock(&c->lock);
+	for (;;) {
+		char hash[BLOB_NAME_LEN + 1];
+		uint64_t ino, idx;
+		struct centry *e;
+		int rc;
+
+		while (!c->stopping && c->ahead_n == 0)
+			pthread_cond_wait(&c->ahead_cond, &c->lock);
+		if (c->stopping)
+			break;
+		ino = c->ahead[c->ahead_head].ino;
+		idx = c->ahead[c->ahead_head].idx;
+		c->ahead_head = (c->ahead_head + 1) % PREFETCH_QUEUE;
+		c->ahead_n--;
+		if (table_find(c, ino, idx))
+			continue;
+		pthread_mutex_unlock(&c->lock);
+		/* a hole or a block never uploaded: nothing to fetch */
+		rc = c->ops->block_get(c->index_arg, ino, idx, hash);
+		if (rc == 0 && hash[0] &&
+		    entry_acquire(c, ino, idx, true, &e) == 0)
+			entry_release(c, e);
+		pthread_mutex_lock(&c->lock);
+	}
+	pthread_mutex_unlock(&c->lock);
+	return NULL;
+}
+
 ssize_t cache_read(struct cache *c, uint64_t ino, uint64_t off, size_t len,
 		   uint64_t file_size, void *out)
 {
@@ -559,6 +651,8 @@ ssize_t cache_read(struct cache *c, uint64_t ino, uint64_t off, size_t len,
 		rc = entry_acquire(c, ino, idx, true, &e);
 		if (rc)
 			break;
+		if (pos == off)
+			read_ahead(c, ino, idx, file_size);
 		fd = entry_open(c, e, O_RDONLY);
 		if (fd < 0) {
 			rc = fd;
@@ -796,7 +890,7 @@ static int upload_one(struct cache *c, struct centry *e, uint64_t v,
 			dedup = true;
 		} else {
 			buf_reset(enc);
-			rc = blob_encode(c->blob, block, blen, enc);
+			rc = blob_encode_named(c->blob, block, blen, enc);
 			if (rc)
 				goto out_unclaim;
 			blob_data_key(hash, key);
@@ -1483,6 +1577,7 @@ int cache_open(const struct cache_config *cfg, struct store *store,
 	mutex_init(&c->lock);
 	pthread_cond_init(&c->state_cond, NULL);
 	pthread_cond_init(&c->work_cond, NULL);
+	pthread_cond_init(&c->ahead_cond, NULL);
 	c->nbuckets = 1024;
 	c->buckets = calloc(c->nbuckets, sizeof(*c->buckets));
 	rc = buf_appendf(&path, "%s/blocks", cfg->dir);
@@ -1511,6 +1606,15 @@ int cache_open(const struct cache_config *cfg, struct store *store,
 			break;
 		c->nworkers++;
 	}
+	/* as many parallel fetches as uploads: the same store */
+	c->fetchers = calloc(cfg->upload_threads, sizeof(*c->fetchers));
+	if (!c->fetchers && !rc)
+		rc = -ENOMEM;
+	for (i = 0; !rc && i < cfg->upload_threads; i++) {
+		rc = -pthread_create(&c->fetchers[i], NULL, fetcher, c);
+		if (!rc)
+			c->nfetchers++;
+	}
 	if (rc) {
 		cache_close(c, 1);
 		return rc;
@@ -1535,10 +1639,14 @@ int cache_close(struct cache *c, int abandon)
 	pthread_mutex_lock(&c->lock);
 	c->stopping = true;
 	pthread_cond_broadcast(&c->work_cond);
+	pthread_cond_broadcast(&c->ahead_cond);
 	pthread_mutex_unlock(&c->lock);
 	for (i = 0; i < c->nworkers; i++)
 		pthread_join(c->workers[i], NULL);
 	free(c->workers);
+	for (i = 0; i < c->nfetchers; i++)
+		pthread_join(c->fetchers[i], NULL);
+	free(c->fetchers);
 	for (b = 0; c->buckets && b < c->nbuckets; b++) {
 		struct centry *e, *next;
 
@@ -1552,6 +1660,7 @@ int cache_close(struct cache *c, int abandon)
 	free(c->blocks_dir);
 	pthread_cond_destroy(&c->state_cond);
 	pthread_cond_destroy(&c->work_cond);
+	pthread_cond_destroy(&c->ahead_cond);
 	pthread_mutex_destroy(&c->lock);
 	pthread_mutex_destroy(&c->commit_lock);
 	free(c);
