@@ -535,6 +535,11 @@ static int entry_acquire(struct cache *c, uint64_t ino, uint64_t idx,
 
 /* ---- reads and writes ---- */
 
+static bool inline_on(const struct cache *c)
+{
+	return c->cfg.inline_max && c->ops->inline_write;
+}
+
 /*
  * A reader of block idx whose previous block is cached is probably
  * reading sequentially: queue the fetch of the blocks after idx (up to
@@ -619,6 +624,7 @@ ssize_t cache_read(struct cache *c, uint64_t ino, uint64_t off, size_t len,
 		   uint64_t file_size, void *out)
 {
 	uint64_t bs = c->cfg.block_size, pos, end;
+	struct buf inl = BUF_INIT;
 	uint8_t *dst = out;
 	int rc = 0;
 
@@ -638,10 +644,32 @@ ssize_t cache_read(struct cache *c, uint64_t ino, uint64_t off, size_t len,
 		pthread_mutex_lock(&c->lock);
 		cached = table_find(c, ino, idx) != NULL;
 		pthread_mutex_unlock(&c->lock);
+		if (!cached && idx == 0 && inline_on(c)) {
+			rc = c->ops->inline_read(c->index_arg, ino, &inl);
+			if (rc == 0) {
+				size_t have = boff < inl.len ? (size_t)MF_MIN(
+					inl.len - boff, blen) : 0;
+
+				memcpy(dst, inl.data + boff, have);
+				memset(dst + have, 0, blen - have);
+				goto next;
+			}
+			if (rc != -ENOENT)
+				break;
+			rc = 0;
+		}
 		if (!cached) {
 			/* holes are read without creating an entry */
 			rc = c->ops->block_get(c->index_arg, ino, idx, hash);
-			if (rc == -ENOENT || (rc == 0 && !hash[0])) {
+			if (rc == 0 && !hash[0] && inline_on(c)) {
+				/* dirty, so cached (a block 0 that was
+				 * inline a moment ago included) */
+				pthread_mutex_lock(&c->lock);
+				cached = table_find(c, ino, idx) != NULL;
+				pthread_mutex_unlock(&c->lock);
+			}
+			if (!cached &&
+			    (rc == -ENOENT || (rc == 0 && !hash[0]))) {
 				memset(dst, 0, blen);
 				goto next;
 			}
@@ -667,6 +695,7 @@ next:
 		dst += blen;
 		pos += blen;
 	}
+	buf_free(&inl);
 	if (rc && pos == off)
 		return rc;
 	return (ssize_t)(pos - off);
@@ -738,8 +767,11 @@ static int write_entry(struct cache *c, struct centry *e, const void *data,
 	return rc;
 }
 
-ssize_t cache_write(struct cache *c, uint64_t ino, uint64_t off,
-		    const void *data, size_t len)
+/* Write [off, off+len) into blocks; from_inline: the data of an inline
+ * file moving to block 0 (the index drops it and marks block 0 dirty in
+ * one transaction). */
+static ssize_t write_blocks(struct cache *c, uint64_t ino, uint64_t off,
+			    const void *data, size_t len, bool from_inline)
 {
 	uint64_t bs = c->cfg.block_size, first, last, i, n;
 	struct centry *stack_e[8], **ents = stack_e;
@@ -802,7 +834,9 @@ ssize_t cache_write(struct cache *c, uint64_t ino, uint64_t off,
 			marked[nmarked++] = ents[i]->idx;
 	}
 	pthread_mutex_unlock(&c->lock);
-	if (rc == 0)
+	if (rc == 0 && from_inline)
+		rc = c->ops->inline_to_block(c->index_arg, ino);
+	else if (rc == 0)
 		rc = c->ops->write_done(c->index_arg, ino, off + len, marked,
 					nmarked);
 	pthread_mutex_lock(&c->lock);
@@ -837,6 +871,43 @@ out_free:
 		free(was_clean);
 	}
 	return rc ? rc : (ssize_t)len;
+}
+
+/* An inline file grows past inline_max: its data becomes block 0. */
+static int inline_move(struct cache *c, uint64_t ino)
+{
+	struct buf d = BUF_INIT;
+	ssize_t n;
+	int rc;
+
+	rc = c->ops->inline_read(c->index_arg, ino, &d);
+	if (rc == -ENOENT)
+		return 0;
+	if (rc == 0 && d.len == 0)
+		rc = c->ops->inline_cut(c->index_arg, ino, 0, 0, 0);
+	else if (rc == 0) {
+		n = write_blocks(c, ino, 0, d.data, d.len, true);
+		rc = n < 0 ? (int)n : 0;
+	}
+	buf_free(&d);
+	return rc;
+}
+
+ssize_t cache_write(struct cache *c, uint64_t ino, uint64_t off,
+		    const void *data, size_t len)
+{
+	if (len && inline_on(c)) {
+		int rc = c->ops->inline_write(c->index_arg, ino, off, data, len,
+					      c->cfg.inline_max);
+
+		if (rc == 1)
+			return (ssize_t)len;
+		if (rc == 2)
+			rc = inline_move(c, ino);
+		if (rc < 0)
+			return rc;
+	}
+	return write_blocks(c, ino, off, data, len, false);
 }
 
 /* ---- uploads ---- */
@@ -1308,6 +1379,12 @@ int cache_truncate(struct cache *c, uint64_t ino, uint64_t old_size,
 		}
 	}
 	rc = apply(apply_arg);
+	/* inline data never outlives a shrink, even one interrupted by a
+	 * crash: cut to the smaller of the two sizes */
+	if (!rc && inline_on(c))
+		rc = c->ops->inline_cut(c->index_arg, ino,
+					MF_MIN(old_size, new_size), UINT64_MAX,
+					0);
 out_unlock:
 	pthread_mutex_unlock(&c->commit_lock);
 	if (tail)
@@ -1328,6 +1405,11 @@ int cache_punch(struct cache *c, uint64_t ino, uint64_t off, uint64_t len,
 
 	if (off >= file_size || len == 0)
 		return 0;
+	if (inline_on(c)) {
+		rc = c->ops->inline_cut(c->index_arg, ino, UINT64_MAX, off, len);
+		if (rc)
+			return rc;
+	}
 	end = MF_MIN(off + len, file_size);
 	to_eof = end == file_size; /* bytes past EOF need no zeroing */
 	hb = off / bs;
@@ -1564,6 +1646,8 @@ int cache_open(const struct cache_config *cfg, struct store *store,
 		return -ENOMEM;
 	c->cfg = *cfg;
 	c->cfg.dir = NULL;
+	if (c->cfg.inline_max > c->cfg.block_size)
+		c->cfg.inline_max = c->cfg.block_size;
 	if (c->cfg.cache_size < 4ULL * cfg->block_size)
 		c->cfg.cache_size = 4ULL * cfg->block_size;
 	if (c->cfg.max_dirty > c->cfg.cache_size)

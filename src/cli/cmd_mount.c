@@ -61,6 +61,7 @@ struct mount_opts {
 	uint64_t writeback_delay_ns;
 	uint64_t checkpoint_interval_ns;
 	uint64_t journal_interval_ns;
+	uint64_t inline_max;
 	unsigned upload_threads;
 	struct buf fuse_opts; /* passed through to FUSE */
 };
@@ -93,6 +94,9 @@ static const char mount_help[] =
 	"(default 5)\n"
 	"  journal_interval=SECS  how often changed metadata goes to the "
 	"store (default 5)\n"
+	"  inline_max=SIZE  files up to SIZE live in the metadata, not in "
+	"blocks\n"
+	"                   (default 4K; 0: never)\n"
 	"  checkpoint_interval=SECS  full metadata checkpoint period "
 	"(default 300)\n"
 	"  upload_threads=N       parallel uploads (default 4)\n"
@@ -112,7 +116,7 @@ static void list_valid_options(void)
 
 	fprintf(stderr, "valid options: cache_dir=, cache_size=, max_dirty=, "
 		"writeback_delay=, journal_interval=, checkpoint_interval=, "
-		"upload_threads=, ro, "
+		"upload_threads=, inline_max=, ro, "
 		"debug, writeback_cache, default_permissions");
 	for (i = 0; i < ARRAY_SIZE(fuse_passthrough); i++)
 		fprintf(stderr, ", %s", fuse_passthrough[i]);
@@ -138,6 +142,11 @@ static int parse_one_opt(struct mount_opts *o, const char *opt)
 		return parse_size(val, &o->max_dirty);
 	if (KEY("writeback_delay") && val)
 		return parse_seconds(val, &o->writeback_delay_ns);
+	if (KEY("inline_max") && val) {
+		int rc = parse_size(val, &o->inline_max);
+
+		return !rc && o->inline_max > (1U << 20) ? -EINVAL : rc;
+	}
 	if (KEY("journal_interval") && val) {
 		int rc = parse_seconds(val, &o->journal_interval_ns);
 
@@ -638,6 +647,9 @@ static int serve(struct mounted *mt, const char *mountpoint)
 	cc.max_dirty = o->max_dirty;
 	cc.writeback_delay_ns = o->writeback_delay_ns;
 	cc.upload_threads = o->upload_threads;
+	/* with the kernel's writeback cache, writes of one file can reach
+	 * us concurrently: no inline data then */
+	cc.inline_max = o->writeback_cache ? 0 : (uint32_t)o->inline_max;
 	rc = cache_open(&cc, mt->store, &mt->blob, &meta_index_ops, mt->meta,
 			&mt->cache);
 	if (rc) {
@@ -771,6 +783,7 @@ int cmd_mount(int argc, char **argv)
 		.writeback_delay_ns = 5ULL * 1000000000ULL,
 		.checkpoint_interval_ns = 300ULL * 1000000000ULL,
 		.journal_interval_ns = 5ULL * 1000000000ULL,
+		.inline_max = 4096,
 		.upload_threads = 4,
 	};
 	struct mounted mt;
