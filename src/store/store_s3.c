@@ -95,6 +95,7 @@ struct store_s3 {
 	unsigned nidle;    /* protected by pool_lock */
 	unsigned nopen;    /* protected by pool_lock */
 	unsigned max_conns;
+	pid_t owner;       /* protected by pool_lock; see pool_take */
 
 	atomic_uint_fast64_t requests[M_COUNT];
 	atomic_uint_fast64_t retries;
@@ -128,6 +129,16 @@ static CURL *pool_take(struct store_s3 *s)
 	bool make = false;
 
 	pthread_mutex_lock(&s->pool_lock);
+	if (s->owner != getpid()) {
+		/* We were forked (mount opens the store, then daemonizes):
+		 * the idle handles' connections are shared with the parent,
+		 * which only waits for our verdict and then closes them.
+		 * Start over with fresh connections. */
+		while (s->nidle)
+			curl_easy_cleanup(s->idle[--s->nidle]);
+		s->nopen = 0;
+		s->owner = getpid();
+	}
 	while (!s->nidle && s->nopen >= s->max_conns)
 		pthread_cond_wait(&s->pool_cond, &s->pool_lock);
 	if (s->nidle) {
@@ -1103,11 +1114,14 @@ static void s3_close(struct store *st)
 	struct store_s3 *s = s3_from_store(st);
 	unsigned i;
 
-	/* the summary of a session that wrote (the parent of a mount, which
-	 * only reads the descriptor, stays quiet) */
-	if (s->opened && atomic_load(&s->requests[M_PUT]) +
-				 atomic_load(&s->requests[M_DELETE]))
-		log_info("s3: %s: %" PRIuFAST64 " GET, %" PRIuFAST64
+	uint64_t total = 0;
+
+	for (i = 0; i < M_COUNT; i++)
+		total += atomic_load(&s->requests[i]);
+	/* the traffic of a session, for benchmarks; the few requests of
+	 * mkfs or of a mount's parent process are not worth a line */
+	if (s->opened)
+		log_msg(total > 10 ? LOG_INFO : LOG_DEBUG,"s3: %s: %" PRIuFAST64 " GET, %" PRIuFAST64
 			 " PUT, %" PRIuFAST64 " HEAD, %" PRIuFAST64
 			 " DELETE, %" PRIuFAST64 " POST requests (%"
 			 PRIuFAST64 " retried); %" PRIuFAST64
@@ -1614,6 +1628,7 @@ int store_s3_open(const char *bucket_and_prefix, int create,
 	if (s->part_size < S3_MIN_PART_SIZE)
 		s->part_size = S3_MIN_PART_SIZE;
 	s->attempts = o->attempts ? o->attempts : S3_DEFAULT_ATTEMPTS;
+	s->owner = getpid();
 	s->idle = calloc(s->max_conns, sizeof(*s->idle));
 	if (!s->idle) {
 		rc = -ENOMEM;
