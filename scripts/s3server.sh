@@ -32,9 +32,7 @@ die() {
 	exit 1
 }
 
-# The pids this script started, one file per daemon.
-PIDS=(mon osd rgw)
-
+# The pids this script started: DIR/pids/{mon,osd,rgw}.pid.
 alive() {
 	local f=$DIR/pids/$1.pid pid
 	[ -f "$f" ] || return 1
@@ -259,7 +257,9 @@ case $cmd in
 start) start ;;
 stop) stop ;;
 env)
-	alive rgw && [ -f "$DIR/env" ] || die "no server running in $DIR"
+	if ! alive rgw || [ ! -f "$DIR/env" ]; then
+		die "no server running in $DIR"
+	fi
 	cat "$DIR/env"
 	;;
 *) usage ;;

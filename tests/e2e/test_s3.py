@@ -1,0 +1,163 @@
+"""Volumes on S3: the radosgw server of scripts/s3server.sh (which checks
+SigV4 signatures).  Skipped unless its environment is exported
+(METAFUSE_S3_ENDPOINT, METAFUSE_S3_BUCKET, AWS_ACCESS_KEY_ID,
+AWS_SECRET_ACCESS_KEY; scripts/test.sh does that)."""
+
+import os
+import secrets
+
+import pytest
+
+import mfhelpers as h
+from mfhelpers import MIB, read_file, write_file
+
+EP = os.environ.get("METAFUSE_S3_ENDPOINT")
+BUCKET = os.environ.get("METAFUSE_S3_BUCKET")
+
+pytestmark = pytest.mark.skipif(
+    not (EP and BUCKET and os.environ.get("AWS_ACCESS_KEY_ID") and
+         os.environ.get("AWS_SECRET_ACCESS_KEY")),
+    reason="no S3 server (scripts/s3server.sh start DIR; . DIR/env)")
+
+
+def s3_location(tag):
+    return f"s3://{BUCKET}/e2e-{tag}-{secrets.token_hex(4)}"
+
+
+def s3_mount(mounts, tag="v", env=None, **kw):
+    """A Mount whose store is a fresh prefix in the test bucket, formatted
+    (mkfs with -o endpoint=) but not mounted; mount options carry the
+    endpoint too."""
+    m = mounts(name=tag, mkfs=False, store=s3_location(tag),
+               opts={"endpoint": EP}, env=env, **kw)
+    r = m.cli("mkfs", "-o", f"endpoint={EP}", m.store)
+    assert r.returncode == 0, r.stderr
+    assert m.store in r.stdout
+    return m
+
+
+def populate(root):
+    """A small tree with a multi-block file, small files, a hole, a
+    symlink and a hard link; returns nothing (compare with snapshot)."""
+    os.makedirs(os.path.join(root, "dir", "sub"))
+    write_file(os.path.join(root, "big"), h.rand_bytes(1, 7 * MIB + 12345))
+    for i in range(30):
+        write_file(os.path.join(root, "dir", f"small{i}"),
+                   h.rand_bytes(100 + i, 1 + i * 997))
+    with open(os.path.join(root, "dir", "sub", "sparse"), "wb") as f:
+        f.seek(5 * MIB)
+        f.write(b"tail")
+    write_file(os.path.join(root, "dir", "sub", "empty"), b"")
+    os.symlink("../big", os.path.join(root, "dir", "link"))
+    os.link(os.path.join(root, "dir", "small0"),
+            os.path.join(root, "dir", "hard"))
+
+
+def test_s3_roundtrip_after_cache_wipe(mounts, reference):
+    m = s3_mount(mounts)
+    m.mount()
+    populate(m.mnt)
+    populate(reference)
+    # a rename and a delete reach the store too
+    os.rename(m.path("dir", "small1"), m.path("dir", "renamed"))
+    os.rename(os.path.join(reference, "dir", "small1"),
+              os.path.join(reference, "dir", "renamed"))
+    os.unlink(m.path("dir", "small2"))
+    os.unlink(os.path.join(reference, "dir", "small2"))
+    want = h.snapshot(reference, root_attrs=False)
+    assert h.snapshot(m.mnt, root_attrs=False) == want
+    m.umount()
+    m.wipe_cache()
+    m.mount()
+    assert h.snapshot(m.mnt, root_attrs=False) == want
+    # and fsck finds the volume clean
+    m.umount()
+    r = m.cli("fsck", "-o", f"endpoint={EP}", m.store)
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_s3_endpoint_from_environment(mounts):
+    env = dict(os.environ, AWS_ENDPOINT_URL=EP)
+    m = mounts(name="envep", mkfs=False, store=s3_location("envep"),
+               env=env)
+    r = m.cli("mkfs", m.store)
+    assert r.returncode == 0, r.stderr
+    m.mount()
+    write_file(m.path("f"), b"through AWS_ENDPOINT_URL")
+    m.remount(wipe_cache=True)
+    assert read_file(m.path("f")) == b"through AWS_ENDPOINT_URL"
+
+
+def one_line_error(r):
+    lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+    assert r.returncode != 0
+    assert len(lines) == 1, r.stderr
+    return lines[0]
+
+
+def test_s3_wrong_secret_is_refused(mounts):
+    m = s3_mount(mounts, tag="badkey")
+    bad = dict(m.env, AWS_SECRET_ACCESS_KEY="not-the-secret-" + "x" * 20)
+    # mkfs and mount both fail at once, with one line that names the
+    # bucket, the endpoint and the server's verdict, and not the secret
+    r = h.run([h.BIN, "mkfs", "-o", f"endpoint={EP}", s3_location("x")],
+              env=bad)
+    line = one_line_error(r)
+    assert "SignatureDoesNotMatch" in line and BUCKET in line and EP in line
+    assert "not-the-secret" not in r.stderr + r.stdout
+    r = h.run([h.BIN, "mount", "-o", f"endpoint={EP},cache_dir={m.cache}",
+               m.store, m.mnt], env=bad)
+    line = one_line_error(r)
+    assert "SignatureDoesNotMatch" in line
+    assert not h.is_mounted(m.mnt)
+
+
+def test_s3_bad_locations_fail_at_once(mounts, workdir):
+    env = dict(os.environ)
+    # a missing bucket
+    r = h.run([h.BIN, "mkfs", "-o", f"endpoint={EP}",
+               "s3://mf-missing-bucket/v"], env=env)
+    line = one_line_error(r)
+    assert "NoSuchBucket" in line and "mf-missing-bucket" in line
+    assert "--create-bucket" in line
+    # an endpoint where nothing listens
+    r = h.run([h.BIN, "mkfs", "-o", "endpoint=http://127.0.0.1:1",
+               f"s3://{BUCKET}/v"], env=env, timeout=60)
+    line = one_line_error(r)
+    assert "cannot reach" in line and "127.0.0.1:1" in line
+    # a credentials file others can read
+    creds = os.path.join(workdir, "creds")
+    with open(creds, "w") as f:
+        f.write("[default]\naws_access_key_id = a\n"
+                "aws_secret_access_key = b\n")
+    os.chmod(creds, 0o644)
+    r = h.run([h.BIN, "mkfs", "-o", f"endpoint={EP},credentials={creds}",
+               f"s3://{BUCKET}/v"], env=env)
+    line = one_line_error(r)
+    assert "readable by others" in line
+
+
+def test_s3_create_bucket_and_credentials_file(mounts, workdir):
+    bucket = "mf-new-" + secrets.token_hex(4)
+    creds = os.path.join(workdir, "creds")
+    with open(creds, "w") as f:
+        f.write("[default]\naws_access_key_id = %s\n"
+                "aws_secret_access_key = %s\n" %
+                (os.environ["AWS_ACCESS_KEY_ID"],
+                 os.environ["AWS_SECRET_ACCESS_KEY"]))
+    os.chmod(creds, 0o600)
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("AWS_")}
+    env["HOME"] = workdir  # no ~/.aws to fall back to
+    loc = f"s3://{bucket}/vol"
+    opt = f"endpoint={EP},credentials={creds}"
+    r = h.run([h.BIN, "mkfs", "-o", opt, loc], env=env)
+    assert r.returncode != 0 and "NoSuchBucket" in r.stderr
+    r = h.run([h.BIN, "mkfs", "--create-bucket", "-o", opt, loc], env=env)
+    assert r.returncode == 0, r.stderr
+    m = mounts(name="newb", mkfs=False, store=loc,
+               opts={"endpoint": EP, "credentials": creds}, env=env)
+    m.mount()
+    write_file(m.path("f"), h.rand_bytes(7, 3 * MIB))
+    m.remount(wipe_cache=True)
+    assert read_file(m.path("f")) == h.rand_bytes(7, 3 * MIB)
