@@ -23,6 +23,8 @@
  * 100 ms up to 5 s, with full jitter.  Every request the backend sends
  * is idempotent, except completing a multipart upload, whose retry may
  * find the upload already completed: then a HEAD of the object decides.
+ * The access check of open gives up after two tries when nothing listens
+ * at the endpoint, so a wrong endpoint fails at once.
  * After the last try: 404 is -ENOENT, 403 -EACCES, anything else -EIO,
  * and the log has the S3 error code and request id.
  *
@@ -61,7 +63,6 @@
 #define S3_MIN_PART_SIZE (5ULL << 20)
 #define S3_MAX_PARTS 10000
 #define S3_DEFAULT_ATTEMPTS 8
-#define S3_OPEN_ATTEMPTS 2
 #define S3_BACKOFF_BASE_MS 100
 #define S3_BACKOFF_MAX_MS 5000
 #define S3_ERR_BODY_MAX 65536
@@ -183,6 +184,7 @@ struct s3_xfer {
 	struct buf *out;   /* a 2xx body is appended here (NULL: dropped) */
 	bool quiet_404;    /* a 404 is an expected answer: do not log it */
 	bool quiet;        /* the caller reports failures (open's check) */
+	bool fast_fail;    /* give up after 2 tries when nothing listens */
 
 	/* while running */
 	CURL *h;
@@ -592,7 +594,10 @@ static int s3_request(struct store_s3 *s, struct s3_xfer *x,
 		    ((x->status >= 200 && x->status < 300) ||
 		     (ok_extra && x->status == ok_extra)))
 			break;
-		if (!retryable(x) || n >= attempts) {
+		if (!retryable(x) || n >= attempts ||
+		    (x->fast_fail && n >= 2 &&
+		     (x->cc == CURLE_COULDNT_CONNECT ||
+		      x->cc == CURLE_COULDNT_RESOLVE_HOST))) {
 			rc = status_errno(x);
 			break;
 		}
@@ -1470,7 +1475,7 @@ static int create_bucket(struct store_s3 *s, struct buf *err)
 		return rc;
 	x.body = body.data;
 	x.body_len = body.len;
-	rc = s3_request(s, &x, S3_OPEN_ATTEMPTS, 0);
+	rc = s3_request(s, &x, s->attempts, 0);
 	if (rc && strcmp(x.code, "BucketAlreadyOwnedByYou")) {
 		buf_appendf(err, "cannot create bucket '%s' at %s: ", s->bucket,
 			    s->endpoint);
@@ -1492,8 +1497,9 @@ static int check_access(struct store_s3 *s, int create, bool make_bucket,
 	};
 	struct s3_xfer x = {
 		.method = M_GET, .query = q, .nquery = 3, .quiet = true,
+		.fast_fail = true,
 	};
-	int rc = s3_request(s, &x, S3_OPEN_ATTEMPTS, 0);
+	int rc = s3_request(s, &x, s->attempts, 0);
 
 	if (!rc)
 		goto out;

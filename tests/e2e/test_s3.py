@@ -3,14 +3,20 @@ SigV4 signatures).  Skipped unless its environment is exported
 (METAFUSE_S3_ENDPOINT, METAFUSE_S3_BUCKET, AWS_ACCESS_KEY_ID,
 AWS_SECRET_ACCESS_KEY; scripts/test.sh does that)."""
 
+import json
 import os
+import random
 import secrets
+import subprocess
+import sys
+import time
 
 import pytest
 
 import mfhelpers as h
 from mfhelpers import MIB, read_file, write_file
 
+PROXY = h.REPO / "tests" / "helpers" / "s3_fault_proxy.py"
 EP = os.environ.get("METAFUSE_S3_ENDPOINT")
 BUCKET = os.environ.get("METAFUSE_S3_BUCKET")
 
@@ -161,3 +167,118 @@ def test_s3_create_bucket_and_credentials_file(mounts, workdir):
     write_file(m.path("f"), h.rand_bytes(7, 3 * MIB))
     m.remount(wipe_cache=True)
     assert read_file(m.path("f")) == h.rand_bytes(7, 3 * MIB)
+
+
+# ---- faults between metafuse and the server -------------------------------
+
+@pytest.fixture
+def fault_proxy(workdir):
+    """tests/helpers/s3_fault_proxy.py in front of the server, breaking
+    20% of the requests (500, 503, lost answers, slow answers, dropped
+    connections, bodies cut short); yields (url, stats file)."""
+    port_file = os.path.join(workdir, "proxy.port")
+    stats = os.path.join(workdir, "proxy.json")
+    seed = int(os.environ.get("METAFUSE_SEED", "0") or 0) or \
+        random.randrange(1, 1 << 30)
+    print(f"fault proxy seed {seed}")
+    log = open(os.path.join(workdir, "proxy.log"), "wb")
+    p = subprocess.Popen([sys.executable, str(PROXY), "--upstream", EP,
+                          "--rate", "0.2", "--seed", str(seed),
+                          "--port-file", port_file, "--stats", stats],
+                         stdout=log, stderr=log, stdin=subprocess.DEVNULL)
+    log.close()
+    try:
+        deadline = time.monotonic() + 20
+        while not os.path.exists(port_file):
+            assert p.poll() is None, "the fault proxy died"
+            assert time.monotonic() < deadline, "no fault proxy port"
+            time.sleep(0.05)
+        with open(port_file) as f:
+            port = int(f.read())
+        yield f"http://127.0.0.1:{port}", stats
+    finally:
+        p.terminate()
+        try:
+            p.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+
+
+def mixed_workload(root, ref, rng, steps):
+    """Writes, overwrites, renames and deletes, the same in root (the
+    mount) and ref (a local directory)."""
+    files, dirs = [], ["."]
+    for step in range(steps):
+        op = rng.random()
+        if op < 0.35 or len(files) < 3:
+            d = rng.choice(dirs)
+            name = os.path.join(d, f"f{step}")
+            data = h.rand_bytes(rng.randrange(1 << 30),
+                                rng.choice([0, 1, 4096, 100000,
+                                            MIB + 17, 3 * MIB]))
+            for base in (root, ref):
+                write_file(os.path.join(base, name), data)
+            files.append(name)
+        elif op < 0.55:
+            name = rng.choice(files)
+            off = rng.randrange(2 * MIB)
+            data = h.rand_bytes(rng.randrange(1 << 30),
+                                rng.randrange(1, 300000))
+            for base in (root, ref):
+                with open(os.path.join(base, name), "r+b") as f:
+                    f.seek(off)
+                    f.write(data)
+        elif op < 0.7:
+            name = rng.choice(files)
+            new = os.path.join(rng.choice(dirs), f"r{step}")
+            for base in (root, ref):
+                os.rename(os.path.join(base, name),
+                          os.path.join(base, new))
+            files[files.index(name)] = new
+        elif op < 0.85:
+            name = rng.choice(files)
+            for base in (root, ref):
+                os.unlink(os.path.join(base, name))
+            files.remove(name)
+        elif op < 0.93:
+            d = os.path.join(rng.choice(dirs), f"d{step}")
+            for base in (root, ref):
+                os.mkdir(os.path.join(base, d))
+            dirs.append(d)
+        else:
+            # fsync a file: its data and the metadata go up now
+            name = rng.choice(files)
+            fd = os.open(os.path.join(root, name), os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+
+
+@pytest.mark.timeout(900)
+def test_s3_faults_mixed_workload(mounts, reference, fault_proxy):
+    url, stats = fault_proxy
+    m = mounts(name="faults", mkfs=False, store=s3_location("faults"),
+               opts={"endpoint": url})
+    r = m.cli("mkfs", "-o", f"endpoint={url}", m.store)
+    assert r.returncode == 0, r.stderr
+    m.mount()
+    rng = random.Random(int(os.environ.get("METAFUSE_SEED", "0") or 7))
+    mixed_workload(m.mnt, reference, rng, 120)
+    want = h.snapshot(reference, root_attrs=False)
+    assert h.snapshot(m.mnt, root_attrs=False) == want
+    m.umount()
+    m.wipe_cache()
+    m.mount()
+    assert h.snapshot(m.mnt, root_attrs=False) == want
+    m.umount()
+    with open(stats) as f:
+        st = json.load(f)
+    print(f"fault proxy: {st}")
+    assert st["requests"] >= 100, st
+    assert st["faults"] >= 0.10 * st["requests"], st
+    for kind in ("500", "503", "lost", "slow", "drop", "cut"):
+        assert st[kind] > 0, st
+    # and the retries show in the daemon log as warnings, not errors
+    assert "retrying" in m.log_text()
