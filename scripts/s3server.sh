@@ -177,6 +177,7 @@ osd pool default pg autoscale mode = off
 mon allow pool size one = true
 mon max pg per osd = 1000
 osd crush chooseleaf type = 0
+osd class update on start = false
 run dir = $DIR/run
 admin socket = $DIR/run/\$name.asok
 log file = $DIR/log/\$name.log
@@ -185,7 +186,9 @@ mon data = $DIR/mon/\$id
 osd data = $DIR/osd/\$id
 keyring = /dev/null
 [client.rgw.a]
-rgw frontends = beast endpoint=127.0.0.1:$rgw_port
+# tcp_nodelay: without it a response body waits ~40 ms for the
+# delayed ACK of its headers on every reused connection
+rgw frontends = beast endpoint=127.0.0.1:$rgw_port tcp_nodelay=1
 rgw data = $DIR/rgw
 EOF
 	local ceph=(ceph -c "$conf" --connect-timeout 10)
@@ -207,8 +210,18 @@ EOF
 	ceph-osd -c "$conf" -i "$id" --mkfs --osd-uuid "$uuid" \
 		>"$DIR/log/osd-mkfs.out" 2>&1 ||
 		{ log_tail "$DIR/log/osd-mkfs.out"; die "ceph-osd --mkfs failed"; }
+	# The OSD sometimes asks the monitor before it knows the cluster's
+	# fsid ("wrong fsid") and exits; start it again when it died.
+	osd_up() {
+		"${ceph[@]}" osd stat 2>/dev/null | grep -q ' 1 up' && return 0
+		if ! alive osd && ((osd_starts < 4)); then
+			osd_starts=$((osd_starts + 1))
+			spawn osd ceph-osd -c "$conf" -i "$id" -f
+		fi
+		return 1
+	}
+	osd_starts=1
 	spawn osd ceph-osd -c "$conf" -i "$id" -f
-	osd_up() { "${ceph[@]}" osd stat 2>/dev/null | grep -q ' 1 up'; }
 	wait_for 60 "the OSD" "$DIR/log/osd.$id.log" "$DIR/log/osd.out" -- \
 		osd_up
 
