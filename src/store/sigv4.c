@@ -271,7 +271,8 @@ int sigv4_string_to_sign(const char *amz_date, const char *region,
 	char h[SIGV4_HEX_LEN + 1];
 
 	sigv4_sha256_hex(creq, strlen(creq), h);
-	return buf_appendf(out, "AWS4-HMAC-SHA256\n%s\n%.8s/%s/%s/aws4_request\n%s",
+	return buf_appendf(out,
+			   "AWS4-HMAC-SHA256\n%s\n%.8s/%s/%s/aws4_request\n%s",
 			   amz_date, amz_date, region, service, h);
 }
 
@@ -335,8 +336,8 @@ int sigv4_authorization(const struct sigv4_request *r,
 	sigv4_signature(c->secret_key, amz_date, c->region, c->service,
 			buf_str(&sts), sig);
 	rc = buf_appendf(out,
-			 "AWS4-HMAC-SHA256 Credential=%s/%.8s/%s/%s/aws4_request, "
-			 "SignedHeaders=%s, Signature=%s",
+			 "AWS4-HMAC-SHA256 Credential=%s/%.8s/%s/%s/"
+			 "aws4_request, SignedHeaders=%s, Signature=%s",
 			 c->access_key, amz_date, c->region, c->service,
 			 buf_str(&names), sig);
 	if (!rc && creq_out)

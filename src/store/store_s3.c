@@ -990,8 +990,8 @@ static int parse_list_page(const struct buf *body, struct list_page *p)
 			p->sizes = ns;
 			cap = ncap;
 		}
-		k = xml_child(c, "Key") ? xmlNodeGetContent(xml_child(c, "Key")) :
-					  NULL;
+		k = xml_child(c, "Key") ?
+			    xmlNodeGetContent(xml_child(c, "Key")) : NULL;
 		if (!k)
 			continue;
 		p->keys[p->n] = strdup((const char *)k);
@@ -1126,7 +1126,8 @@ static void s3_close(struct store *st)
 	/* the traffic of a session, for benchmarks; the few requests of
 	 * mkfs or of a mount's parent process are not worth a line */
 	if (s->opened)
-		log_msg(total > 10 ? LOG_INFO : LOG_DEBUG,"s3: %s: %" PRIuFAST64 " GET, %" PRIuFAST64
+		log_msg(total > 10 ? LOG_INFO : LOG_DEBUG,
+			"s3: %s: %" PRIuFAST64 " GET, %" PRIuFAST64
 			 " PUT, %" PRIuFAST64 " HEAD, %" PRIuFAST64
 			 " DELETE, %" PRIuFAST64 " POST requests (%"
 			 PRIuFAST64 " retried); %" PRIuFAST64
@@ -1216,9 +1217,11 @@ static int conf_read_ini(const char *path, const char *section,
 
 	if (private_only) {
 		if (stat(path, &st) < 0) {
+			int e = errno;
+
 			buf_appendf(err, "credentials file %s: %s", path,
-				    strerror(errno));
-			return -errno;
+				    strerror(e));
+			return -e;
 		}
 		if (st.st_mode & 077) {
 			buf_appendf(err, "credentials file %s is readable by "
@@ -1493,7 +1496,9 @@ static int check_access(struct store_s3 *s, int create, bool make_bucket,
 			struct buf *err)
 {
 	const struct sigv4_kv q[] = {
-		{ "list-type", "2" }, { "max-keys", "1" }, { "prefix", s->prefix },
+		{ "list-type", "2" },
+		{ "max-keys", "1" },
+		{ "prefix", s->prefix },
 	};
 	struct s3_xfer x = {
 		.method = M_GET, .query = q, .nquery = 3, .quiet = true,
@@ -1580,8 +1585,9 @@ int store_s3_open(const char *bucket_and_prefix, int create,
 			if (rc)
 				goto out_free;
 			if (!store_key_valid(buf_str(&tmp))) {
-				buf_appendf(err, "invalid prefix in S3 location "
-						 "'s3://%s'", bucket_and_prefix);
+				buf_appendf(err, "invalid prefix in S3 "
+						 "location 's3://%s'",
+					    bucket_and_prefix);
 				rc = -EINVAL;
 				goto out_free;
 			}
@@ -1596,7 +1602,8 @@ int store_s3_open(const char *bucket_and_prefix, int create,
 		rc = -ENOMEM;
 		goto out_free;
 	}
-	rc = buf_appendf(&tmp, "s3://%s%s%.*s", s->bucket, *s->prefix ? "/" : "",
+	rc = buf_appendf(&tmp, "s3://%s%s%.*s", s->bucket,
+			 *s->prefix ? "/" : "",
 			 (int)(*s->prefix ? strlen(s->prefix) - 1 : 0),
 			 s->prefix);
 	if (rc)
@@ -1620,7 +1627,8 @@ int store_s3_open(const char *bucket_and_prefix, int create,
 	s->region = c.region;
 	c.access_key = c.secret_key = c.token = c.region = NULL;
 	if (!c.endpoint) {
-		rc = buf_appendf(&tmp, "https://s3.%s.amazonaws.com", s->region);
+		rc = buf_appendf(&tmp, "https://s3.%s.amazonaws.com",
+				 s->region);
 		if (rc)
 			goto out_free;
 		c.endpoint = (char *)buf_detach(&tmp, NULL);
