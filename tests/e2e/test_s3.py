@@ -172,19 +172,21 @@ def test_s3_create_bucket_and_credentials_file(mounts, workdir):
 # ---- faults between metafuse and the server -------------------------------
 
 @pytest.fixture
-def fault_proxy(workdir):
+def fault_proxy(workdir, request):
     """tests/helpers/s3_fault_proxy.py in front of the server, breaking
     20% of the requests (500, 503, lost answers, slow answers, dropped
     connections, bodies cut short); yields (url, stats file)."""
     port_file = os.path.join(workdir, "proxy.port")
     stats = os.path.join(workdir, "proxy.json")
+    rate = getattr(request, "param", 0.2)
     seed = int(os.environ.get("METAFUSE_SEED", "0") or 0) or \
         random.randrange(1, 1 << 30)
     print(f"fault proxy seed {seed}")
     log = open(os.path.join(workdir, "proxy.log"), "wb")
     p = subprocess.Popen([sys.executable, str(PROXY), "--upstream", EP,
-                          "--rate", "0.2", "--seed", str(seed),
-                          "--port-file", port_file, "--stats", stats],
+                          "--rate", str(rate), "--seed", str(seed),
+                          "--port-file", port_file, "--stats", stats,
+                          "--down-file", os.path.join(workdir, "down")],
                          stdout=log, stderr=log, stdin=subprocess.DEVNULL)
     log.close()
     try:
@@ -282,3 +284,42 @@ def test_s3_faults_mixed_workload(mounts, reference, fault_proxy):
         assert st[kind] > 0, st
     # and the retries show in the daemon log as warnings, not errors
     assert "retrying" in m.log_text()
+
+
+@pytest.mark.timeout(600)
+@pytest.mark.parametrize("fault_proxy", [0.0], indirect=True)
+def test_s3_outage_while_mounted(mounts, fault_proxy, workdir):
+    """The server stops answering: writes still land in the cache, the
+    log says uploads fail, and once the server is back everything is
+    uploaded; after a cache wipe every byte is there."""
+    url, stats = fault_proxy
+    down = os.path.join(workdir, "down")
+    m = mounts(name="outage", mkfs=False, store=s3_location("outage"),
+               opts={"endpoint": url, "writeback_delay": "0.1"})
+    m.allow_errors(r"upload of block .* failed", r"s3: .* failed",
+                   r"checkpoint", r"lease")
+    r = m.cli("mkfs", "-o", f"endpoint={url}", m.store)
+    assert r.returncode == 0, r.stderr
+    m.mount()
+    write_file(m.path("before"), h.rand_bytes(1, 2 * MIB))
+    open(down, "w").close()
+    t0 = time.monotonic()
+    for i in range(5):
+        write_file(m.path(f"during{i}"), h.rand_bytes(10 + i, MIB + i))
+    # the writes did not wait for the store
+    assert time.monotonic() - t0 < 10
+    deadline = time.monotonic() + 120
+    while "failed" not in m.log_text() and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert "upload of block" in m.log_text()
+    os.unlink(down)
+    m.umount()
+    m.wipe_cache()
+    m.mount()
+    assert read_file(m.path("before")) == h.rand_bytes(1, 2 * MIB)
+    for i in range(5):
+        assert read_file(m.path(f"during{i}")) == \
+            h.rand_bytes(10 + i, MIB + i)
+    with open(stats) as f:
+        st = json.load(f)
+    assert st["down"] > 0, st

@@ -15,6 +15,9 @@ chosen with a seeded generator:
   cut      forward, send the headers and half of the body, then close
            (a connection dropped mid-body)
 
+While the file --down-file exists, every request is answered by closing
+the connection (an outage), counted as "down".
+
 Statistics (requests, faults per kind) are written as JSON to --stats
 after every request.  The chosen port is written to --port-file.
 Standard library only.
@@ -41,7 +44,7 @@ class State:
         self.args = args
         self.lock = threading.Lock()
         self.rng = random.Random(args.seed)
-        self.stats = {"requests": 0, "faults": 0,
+        self.stats = {"requests": 0, "faults": 0, "down": 0,
                       **{k: 0 for k in KINDS}}
         self.local = threading.local()
         self.bag = []
@@ -49,6 +52,9 @@ class State:
     def pick(self):
         with self.lock:
             self.stats["requests"] += 1
+            if self.args.down_file and os.path.exists(self.args.down_file):
+                self.stats["down"] += 1
+                return "drop", 0.0
             if self.rng.random() >= self.args.rate:
                 return None, self.rng.random()
             # every kind once per round, in a random order
@@ -205,6 +211,7 @@ def main():
     ap.add_argument("--port", type=int, default=0)
     ap.add_argument("--port-file")
     ap.add_argument("--stats")
+    ap.add_argument("--down-file")
     args = ap.parse_args()
     up = args.upstream.split("://", 1)[-1].rstrip("/")
     host, _, port = up.rpartition(":")
