@@ -13,6 +13,7 @@ int cmd_mount(int argc, char **argv);
 int cmd_mkfs(int argc, char **argv);
 int cmd_umount(int argc, char **argv);
 int cmd_fsck(int argc, char **argv);
+int cmd_gc(int argc, char **argv);
 
 /* Print "metafuse: " + message to stderr. */
 void cli_error(const char *fmt, ...) MF_PRINTF(1, 2);

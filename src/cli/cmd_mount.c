@@ -7,15 +7,19 @@
  *   parse options -> check the mountpoint -> open the store, read the
  *   volume descriptor -> fork (unless -f; the parent waits for the child's
  *   verdict on a pipe) -> lock the cache directory -> take the lease ->
- *   restore the metadata from the store if the local copy is missing or
- *   older -> open meta and cache (upload workers start) -> mount and
- *   answer -> tell the parent "ready" -> serve.
+ *   restore the metadata from the store (newest checkpoint + journal) if
+ *   the local copy is missing or older -> open meta, start the journal
+ *   and write a checkpoint (journal.c, invariant 5) -> after a crash or a
+ *   restore, delete objects no metadata names (uploaded by a mount that
+ *   died before naming them) -> open the cache (upload workers start) ->
+ *   mount and answer -> tell the parent "ready" -> serve.
  * On unmount: stop maintenance, upload everything, checkpoint, collect
- * garbage, release the lease.
+ * garbage, release the lease, remove the "running" marker.
  *
- * The maintenance thread checkpoints the metadata when it changed (every
- * checkpoint_interval), deletes garbage objects no durable checkpoint
- * names, and renews the lease.
+ * The maintenance thread sends the journal when the metadata changed
+ * (every journal_interval), checkpoints (every checkpoint_interval),
+ * deletes garbage objects no durable checkpoint names, and renews the
+ * lease.
  */
 #include "util/compat.h"
 
@@ -33,6 +37,7 @@
 #include "cli/cli.h"
 #include "cli/store_opts.h"
 #include "fs/fs.h"
+#include "meta/journal.h"
 #include "meta/meta.h"
 #include "meta/meta_index.h"
 #include "meta/volume.h"
@@ -53,6 +58,7 @@ struct mount_opts {
 	uint64_t max_dirty;
 	uint64_t writeback_delay_ns;
 	uint64_t checkpoint_interval_ns;
+	uint64_t journal_interval_ns;
 	unsigned upload_threads;
 	struct buf fuse_opts; /* passed through to FUSE */
 	struct cli_store_opts store; /* endpoint=, region= ... */
@@ -84,7 +90,10 @@ static const char mount_help[] =
 	"(default 256M)\n"
 	"  writeback_delay=SECS   upload written data after this delay "
 	"(default 5)\n"
-	"  checkpoint_interval=SECS  metadata checkpoint period (default 30)\n"
+	"  journal_interval=SECS  how often changed metadata goes to the "
+	"store (default 5)\n"
+	"  checkpoint_interval=SECS  full metadata checkpoint period "
+	"(default 300)\n"
 	"  upload_threads=N       parallel uploads (default 4)\n"
 	"  ro                     read-only\n"
 	"  writeback_cache        let the kernel cache writes: faster small\n"
@@ -101,7 +110,8 @@ static void list_valid_options(void)
 	size_t i;
 
 	fprintf(stderr, "valid options: cache_dir=, cache_size=, max_dirty=, "
-		"writeback_delay=, checkpoint_interval=, upload_threads=, ro, "
+		"writeback_delay=, journal_interval=, checkpoint_interval=, "
+		"upload_threads=, ro, "
 		"debug, writeback_cache, default_permissions, endpoint=, "
 		"region=, path_style, virtual_host, credentials=, "
 		"no_verify_tls, connections=, part_size=");
@@ -129,6 +139,13 @@ static int parse_one_opt(struct mount_opts *o, const char *opt)
 		return parse_size(val, &o->max_dirty);
 	if (KEY("writeback_delay") && val)
 		return parse_seconds(val, &o->writeback_delay_ns);
+	if (KEY("journal_interval") && val) {
+		int rc = parse_seconds(val, &o->journal_interval_ns);
+
+		if (!rc && o->journal_interval_ns < 100000000ULL)
+			rc = -EINVAL;
+		return rc;
+	}
 	if (KEY("checkpoint_interval") && val) {
 		int rc = parse_seconds(val, &o->checkpoint_interval_ns);
 
@@ -205,7 +222,9 @@ struct mounted {
 	struct meta *meta;
 	struct cache *cache;
 	struct fs *fs;
+	struct journal *journal;
 	char *cache_dir;
+	bool restored; /* the metadata came from the store at this mount */
 	char lease_owner[64];
 	int ready_fd; /* write end of the pipe to the waiting parent */
 
@@ -265,11 +284,52 @@ static void collect_garbage(struct mounted *mt)
 		log_debug("gc: deleted %zu unreferenced object(s)", freed);
 }
 
+/*
+ * Delete the data objects the metadata does not know: uploaded by a
+ * mount that crashed before it recorded them, or recorded only in
+ * metadata that never reached the store.  Runs before the cache starts
+ * uploading, with the lease held, so no object is in flight.
+ */
+static void sweep_unknown_objects(struct mounted *mt)
+{
+	struct sweep_result r;
+	int rc = store_sweep(mt->meta, mt->store, false, &r);
+
+	if (rc)
+		log_warn("cannot remove the objects an earlier crash left in "
+			 "%s: %s", mt->store->url, strerror(-rc));
+	if (r.deleted)
+		log_info("deleted %" PRIu64 " unreferenced object(s) of %"
+			 PRIu64 " left by an earlier crash", r.deleted,
+			 r.seen);
+}
+
+/* While uploads fail, say every so often what waits for the store. */
+static bool report_pending(struct mounted *mt, uint64_t *errors_seen)
+{
+	struct journal_stats js;
+	struct cache_stats cs;
+
+	cache_get_stats(mt->cache, &cs);
+	journal_get_stats(mt->journal, &js);
+	if (cs.upload_errors == *errors_seen && !js.pending)
+		return false;
+	*errors_seen = cs.upload_errors;
+	log_warn("the store %s is failing; waiting to be uploaded: %" PRIu64
+		 " KiB of data, %" PRIu64 " metadata journal entries "
+		 "(retrying; nothing is lost while the cache holds them)",
+		 mt->store->url, cs.dirty_bytes >> 10, js.pending);
+	return true;
+}
+
 static void *maintenance(void *arg)
 {
 	struct mounted *mt = arg;
 	uint64_t last_change = meta_change_count(mt->meta);
+	uint64_t ckpt_change = last_change;
 	uint64_t next_ckpt = now_mono_ns() + mt->o->checkpoint_interval_ns;
+	uint64_t next_jrnl = now_mono_ns() + mt->o->journal_interval_ns;
+	uint64_t next_report = now_mono_ns(), errors_seen = 0;
 	uint64_t next_lease = now_mono_ns() + LEASE_TTL_S / 3 * 1000000000ULL;
 
 	pthread_mutex_lock(&mt->maint_lock);
@@ -297,17 +357,36 @@ static void *maintenance(void *arg)
 					 strerror(-rc));
 			next_lease = now + LEASE_TTL_S / 3 * 1000000000ULL;
 		}
-		if (!mt->o->read_only && now >= next_ckpt) {
+		/* at most every 10 s, as soon as something fails */
+		if (!mt->o->read_only && now >= next_report &&
+		    report_pending(mt, &errors_seen))
+			next_report = now + 10ULL * 1000000000ULL;
+		if (!mt->o->read_only && now >= next_jrnl) {
 			uint64_t change = meta_change_count(mt->meta);
 
 			if (change != last_change) {
-				int rc = fs_checkpoint(mt->fs);
+				int rc = journal_sync(mt->journal);
+
+				if (rc)
+					log_error("journal: cannot send the "
+						  "metadata to the store: %s",
+						  strerror(-rc));
+				else
+					last_change = change;
+			}
+			next_jrnl = now + mt->o->journal_interval_ns;
+		}
+		if (!mt->o->read_only && now >= next_ckpt) {
+			uint64_t change = meta_change_count(mt->meta);
+
+			if (change != ckpt_change) {
+				int rc = journal_checkpoint(mt->journal);
 
 				if (rc)
 					log_error("checkpoint failed: %s",
 						  strerror(-rc));
 				/* the checkpoint itself changes config */
-				last_change = meta_change_count(mt->meta);
+				ckpt_change = meta_change_count(mt->meta);
 			}
 			collect_garbage(mt);
 			next_ckpt = now + mt->o->checkpoint_interval_ns;
@@ -336,17 +415,26 @@ static void on_ready(void *arg, int rc)
 	if (rc)
 		return; /* reported by the caller */
 	if (mt->ready_fd >= 0) {
-		int null = open("/dev/null", O_RDWR);
+		int null = open("/dev/null", O_RDWR), logfd = -1;
+		struct buf p = BUF_INIT;
 
-		/* detach from the terminal now that the mount answers */
+		/* detach from the terminal now that the mount answers; what
+		 * still reaches stderr (sanitizer reports, libfuse) goes to
+		 * the log */
+		if (buf_appendf(&p, "%s/metafuse.log", mt->cache_dir) == 0)
+			logfd = open(buf_str(&p), O_WRONLY | O_APPEND |
+				     O_CREAT | O_CLOEXEC, 0600);
+		buf_free(&p);
 		setsid();
 		if (null >= 0) {
 			dup2(null, 0);
 			dup2(null, 1);
-			dup2(null, 2);
+			dup2(logfd >= 0 ? logfd : null, 2);
 			if (null > 2)
 				close(null);
 		}
+		if (logfd > 2)
+			close(logfd);
 	}
 	tell_parent(mt, 0);
 }
@@ -363,14 +451,16 @@ static int default_cache_dir(const char *volume_id, struct buf *out)
 }
 
 /*
- * Bring the local database up to the store's newest checkpoint when it
- * is missing or older; a local copy at least as new stays (it may hold
- * changes the store has not seen yet).
+ * Bring the local database up to the store's state (newest checkpoint
+ * plus journal) when it is missing, or when the store holds a checkpoint
+ * newer than the last one this copy made durable: another mount wrote
+ * after it.  Otherwise the local copy stays: it may hold changes the
+ * store has not seen yet.
  */
 static int prepare_db(struct mounted *mt, const char *db_path)
 {
 	struct buf local_id = BUF_INIT, blocks = BUF_INIT;
-	uint64_t latest = 0, seq = 0;
+	uint64_t latest = 0, seq = 0, applied = 0;
 	bool have_local = access(db_path, F_OK) == 0, restore = false;
 	struct meta *m;
 	int rc;
@@ -398,7 +488,7 @@ static int prepare_db(struct mounted *mt, const char *db_path)
 			buf_free(&local_id);
 			return -EINVAL;
 		}
-		if (latest > meta_config_get_u64(m, "ckpt_seq", 0)) {
+		if (latest > meta_config_get_u64(m, "durable_seq", 0)) {
 			struct meta_stats st;
 
 			if (meta_stats(m, &st) == 0 && st.dirty_blocks)
@@ -431,6 +521,13 @@ static int prepare_db(struct mounted *mt, const char *db_path)
 	rc = meta_open(db_path, mt->vol.block_size, getuid(), getgid(), &m);
 	if (rc)
 		return rc;
+	rc = journal_replay(mt->store, &mt->blob, m, &applied);
+	if (rc) {
+		cli_error("cannot read the metadata journal of %s: %s",
+			  mt->store->url, strerror(-rc));
+		meta_close(m);
+		return rc;
+	}
 	if (meta_blocks_forget_dirty(m) < 0)
 		rc = -EIO;
 	if (!rc)
@@ -438,8 +535,9 @@ static int prepare_db(struct mounted *mt, const char *db_path)
 	if (!rc)
 		rc = meta_config_set_u64(m, "durable_seq", seq);
 	meta_close(m);
-	log_info("restored metadata checkpoint %" PRIu64 " from %s", seq,
-		 mt->store->url);
+	log_info("restored metadata checkpoint %" PRIu64 " and %" PRIu64
+		 " journal entries from %s", seq, applied, mt->store->url);
+	mt->restored = true;
 	return rc;
 }
 
@@ -499,6 +597,32 @@ static int serve(struct mounted *mt, const char *mountpoint)
 		goto out_lease;
 	}
 	meta_config_set(mt->meta, "volume_id", mt->vol.id);
+	if (!o->read_only) {
+		bool crashed;
+
+		rc = journal_open(mt->meta, mt->store, &mt->blob,
+				  mt->cache_dir, &mt->journal);
+		if (rc) {
+			cli_error("cannot start the metadata journal: %s",
+				  strerror(-rc));
+			goto out_meta;
+		}
+		rc = journal_checkpoint(mt->journal);
+		if (rc) {
+			cli_error("cannot write the metadata to %s: %s",
+				  mt->store->url, strerror(-rc));
+			goto out_meta;
+		}
+		buf_reset(&path);
+		buf_appendf(&path, "%s/running", mt->cache_dir);
+		crashed = access(buf_str(&path), F_OK) == 0;
+		if (crashed)
+			log_warn("the previous mount of this cache did not "
+				 "end cleanly; finishing its work");
+		if (crashed || mt->restored)
+			sweep_unknown_objects(mt);
+		write_file_atomic(buf_str(&path), "", 0, 0600);
+	}
 
 	memset(&cc, 0, sizeof(cc));
 	cc.dir = mt->cache_dir;
@@ -519,7 +643,7 @@ static int serve(struct mounted *mt, const char *mountpoint)
 	fc.cache = mt->cache;
 	fc.store = mt->store;
 	fc.blob = &mt->blob;
-	fc.tmp_dir = mt->cache_dir;
+	fc.journal = mt->journal;
 	fc.read_only = o->read_only;
 	fc.writeback_cache = o->writeback_cache;
 	fc.attr_timeout = 1.0;
@@ -562,7 +686,7 @@ static int serve(struct mounted *mt, const char *mountpoint)
 		fs_purge_orphans(mt->fs);
 	rc2 = cache_flush_all(mt->cache, progress_cb, NULL);
 	if (!rc2 && !o->read_only)
-		rc2 = fs_checkpoint(mt->fs);
+		rc2 = journal_checkpoint(mt->journal);
 	if (!rc2)
 		collect_garbage(mt);
 	if (rc2)
@@ -577,14 +701,19 @@ out_cache:
 	if (!rc)
 		rc = rc2;
 out_meta:
+	journal_close(mt->journal);
 	meta_close(mt->meta);
 out_lease:
 	if (!o->read_only && mt->lease_owner[0])
 		volume_lease_release(mt->store, mt->lease_owner);
 out:
-	if (rc == 0)
+	if (rc == 0) {
 		log_info("volume %s is clean: everything is in the store",
 			 mt->store->url);
+		buf_reset(&path);
+		buf_appendf(&path, "%s/running", mt->cache_dir);
+		unlink(buf_str(&path));
+	}
 	if (lock_fd >= 0)
 		close(lock_fd);
 	buf_free(&path);
@@ -633,7 +762,8 @@ int cmd_mount(int argc, char **argv)
 		.cache_size = 4ULL << 30,
 		.max_dirty = 256ULL << 20,
 		.writeback_delay_ns = 5ULL * 1000000000ULL,
-		.checkpoint_interval_ns = 30ULL * 1000000000ULL,
+		.checkpoint_interval_ns = 300ULL * 1000000000ULL,
+		.journal_interval_ns = 5ULL * 1000000000ULL,
 		.upload_threads = 4,
 	};
 	struct mounted mt;
@@ -708,6 +838,18 @@ int cmd_mount(int argc, char **argv)
 		}
 	} else if (open_default_store(&mt.store)) {
 		goto out;
+	}
+	if (getenv("METAFUSE_TEST_STORE_DOWN_FILE")) {
+		/* for the test suite: a store that fails while a file exists */
+		struct store *w;
+
+		if (store_fault_wrap(mt.store, &w) ||
+		    store_fault_down_while(
+			    w, getenv("METAFUSE_TEST_STORE_DOWN_FILE"))) {
+			cli_error("cannot set up the test fault wrapper");
+			goto out_store;
+		}
+		mt.store = w;
 	}
 	if (blob_global_init()) {
 		cli_error("cannot initialise libsodium");

@@ -6,9 +6,10 @@
  * umount waits for the daemon (found through the registry file it wrote
  * for the mountpoint) to exit, and shows progress on a terminal.
  *
- * fsck works on a private copy of the newest checkpoint: it never touches
- * a mounted volume's live database.  With --repair it writes the repaired
- * copy back as a new checkpoint, which requires the volume not mounted.
+ * fsck works on a private copy of the volume's state in the store (newest
+ * checkpoint plus journal): it never touches a mounted volume's live
+ * database.  With --repair it writes the repaired copy back as a new
+ * checkpoint, which requires the volume not mounted.
  */
 #include "util/compat.h"
 
@@ -22,6 +23,7 @@
 #include "blob/blob.h"
 #include "cli/cli.h"
 #include "cli/store_opts.h"
+#include "meta/journal.h"
 #include "meta/meta.h"
 #include "meta/volume.h"
 #include "store/store.h"
@@ -189,18 +191,24 @@ out:
 /* ---- fsck ---- */
 
 static const char fsck_help[] =
-	"usage: metafuse fsck [--repair] [-o OPT[,OPT...]] STORE\n"
+	"usage: metafuse fsck [--repair] [--verify-data] [-o OPT[,OPT...]] "
+	"STORE\n"
 	"\n"
-	"Checks the newest metadata checkpoint of the volume in STORE: link\n"
-	"counts, orphans, dangling entries, reference counts, and that every\n"
-	"referenced object exists.  --repair fixes what it can and writes a\n"
-	"new checkpoint (the volume must not be mounted).\n"
+	"Checks the volume in STORE as the store holds it (newest metadata\n"
+	"checkpoint plus journal): link counts, orphans, dangling entries,\n"
+	"reference counts, and that every referenced object exists.\n"
+	"--verify-data downloads every referenced object and checks its\n"
+	"checksum and name.  --repair fixes what it can and writes a new\n"
+	"checkpoint (the volume must not be mounted).\n"
 	"Exit status: 0 clean, 1 problems found, 2 error.\n"
 	"\n" CLI_STORE_OPTS_HELP;
 
 struct fsck_ctx {
 	struct store *s;
-	uint64_t checked, missing, total;
+	const struct blob_ctx *bc;
+	bool verify;
+	struct buf obj, plain;
+	uint64_t checked, missing, damaged, total, bytes;
 	uint64_t last_ns;
 };
 
@@ -222,17 +230,34 @@ static int object_cb(const char *hash, uint64_t refs, void *arg)
 	if (refs == 0)
 		return 0;
 	blob_data_key(hash, key);
-	rc = store_head(f->s, key, &size);
+	if (f->verify) {
+		buf_reset(&f->obj);
+		buf_reset(&f->plain);
+		rc = store_get(f->s, key, 0, 0, &f->obj);
+		size = f->obj.len;
+		if (rc == 0 && blob_decode_named(f->bc, hash, f->obj.data,
+						 f->obj.len, &f->plain)) {
+			printf("object %s is damaged (checksum or name does "
+			       "not match its content)\n", key);
+			f->damaged++;
+		}
+	} else {
+		rc = store_head(f->s, key, &size);
+	}
 	if (rc == -ENOENT) {
 		printf("object %s is referenced but missing from the store\n",
 		       key);
 		f->missing++;
 	} else if (rc) {
 		return rc;
+	} else {
+		f->bytes += size;
 	}
 	f->checked++;
 	if (isatty(2) && now_mono_ns() - f->last_ns > 500000000ULL) {
-		fprintf(stderr, "\rchecking objects: %" PRIu64, f->checked);
+		fprintf(stderr, "\r%s objects: %" PRIu64 " (%" PRIu64
+			" MiB)", f->verify ? "verifying" : "checking",
+			f->checked, f->bytes >> 20);
 		f->last_ns = now_mono_ns();
 	}
 	return 0;
@@ -248,7 +273,8 @@ int cmd_fsck(int argc, char **argv)
 	char tmpl[] = "/tmp/metafuse-fsck-XXXXXX";
 	struct meta *m = NULL;
 	bool repair = false, tmp_made = false;
-	uint64_t problems = 0, seq = 0;
+	uint64_t problems = 0, seq = 0, applied = 0;
+	struct journal *jr = NULL;
 	struct volume v;
 	int i, rc, status = 2;
 
@@ -258,6 +284,8 @@ int cmd_fsck(int argc, char **argv)
 			return 0;
 		} else if (!strcmp(argv[i], "--repair")) {
 			repair = true;
+		} else if (!strcmp(argv[i], "--verify-data")) {
+			f.verify = true;
 		} else if (!strcmp(argv[i], "-o") && i + 1 < argc) {
 			if (cli_store_opts_parse(&so, argv[++i], NULL))
 				goto out;
@@ -273,8 +301,8 @@ int cmd_fsck(int argc, char **argv)
 		}
 	}
 	if (!loc) {
-		cli_error("usage: metafuse fsck [--repair] [-o OPT[,OPT...]] "
-			  "STORE");
+		cli_error("usage: metafuse fsck [--repair] [--verify-data] "
+			  "[-o OPT[,OPT...]] STORE");
 		goto out;
 	}
 	if (blob_global_init())
@@ -309,6 +337,13 @@ int cmd_fsck(int argc, char **argv)
 			  "database", f.s->url);
 		goto out;
 	}
+	rc = journal_replay(f.s, &bc, m, &applied);
+	if (rc) {
+		cli_error("cannot read the metadata journal of %s: %s",
+			  f.s->url, strerror(-rc));
+		goto out;
+	}
+	f.bc = &bc;
 	rc = meta_fsck(m, repair, report_line, &problems);
 	if (rc < 0) {
 		cli_error("fsck failed: %s", strerror(-rc));
@@ -322,9 +357,11 @@ int cmd_fsck(int argc, char **argv)
 			  strerror(-rc));
 		goto out;
 	}
-	problems += f.missing;
-	printf("checkpoint %" PRIu64 ": %" PRIu64 " object(s) checked, %"
-	       PRIu64 " problem(s)\n", seq, f.checked, problems);
+	problems += f.missing + f.damaged;
+	printf("checkpoint %" PRIu64 " + %" PRIu64 " journal entries: %"
+	       PRIu64 " object(s) %s (%" PRIu64 " MiB), %" PRIu64
+	       " problem(s)\n", seq, applied, f.checked,
+	       f.verify ? "verified" : "checked", f.bytes >> 20, problems);
 	if (repair && problems) {
 		char owner[64];
 
@@ -334,8 +371,9 @@ int cmd_fsck(int argc, char **argv)
 			cli_error("%s; not writing the repair", buf_str(&err));
 			goto out;
 		}
-		meta_config_set_u64(m, "ckpt_seq", seq);
-		rc = checkpoint_write(m, f.s, &bc, tmpl);
+		rc = journal_open(m, f.s, &bc, tmpl, &jr);
+		if (rc == 0)
+			rc = journal_checkpoint(jr);
 		volume_lease_release(f.s, owner);
 		if (rc) {
 			cli_error("cannot write the repaired checkpoint: %s",
@@ -346,7 +384,10 @@ int cmd_fsck(int argc, char **argv)
 	}
 	status = problems ? 1 : 0;
 out:
+	journal_close(jr);
 	meta_close(m);
+	buf_free(&f.obj);
+	buf_free(&f.plain);
 	if (tmp_made)
 		rm_rf(tmpl);
 	store_close(f.s);

@@ -20,7 +20,9 @@ static const char usage[] =
 	"                                            mount a volume\n"
 	"  umount MOUNTPOINT                         upload everything, "
 	"unmount\n"
-	"  fsck  [--repair] STORE                    check a volume\n"
+	"  fsck  [--repair] [--verify-data] STORE    check a volume\n"
+	"  gc    [--force] STORE                     delete unneeded objects "
+	"(unmounted)\n"
 	"\n"
 	"STORE is a directory or file:///path.  Without STORE, mount uses the\n"
 	"default volume in $XDG_DATA_HOME/metafuse/default.\n"
@@ -137,6 +139,8 @@ int main(int argc, char **argv)
 		return cmd_umount(argc - 1, argv + 1);
 	if (!strcmp(cmd, "fsck"))
 		return cmd_fsck(argc - 1, argv + 1);
+	if (!strcmp(cmd, "gc"))
+		return cmd_gc(argc - 1, argv + 1);
 	cli_error("unknown command '%s' (try 'metafuse --help')", cmd);
 	return 2;
 }

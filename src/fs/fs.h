@@ -13,6 +13,7 @@
 
 #include "blob/blob.h"
 #include "cache/cache.h"
+#include "meta/journal.h"
 #include "meta/meta.h"
 #include "store/store.h"
 
@@ -23,7 +24,7 @@ struct fs_config {
 	struct cache *cache;
 	struct store *store;
 	const struct blob_ctx *blob;
-	const char *tmp_dir;     /* for checkpoint snapshots */
+	struct journal *journal; /* metadata to the store */
 	bool read_only;
 	/* let the kernel cache writes (faster small writes; a crash of the
 	 * daemon then loses what the kernel had not passed on) */
@@ -46,9 +47,9 @@ int fs_run(struct fs *fs, const char *mountpoint, const char *fuse_opts,
 /* Ask a running fs_run to return (signal-safe). */
 void fs_exit(struct fs *fs);
 
-/* Make every metadata change so far durable in the store (a checkpoint),
- * coalescing concurrent callers. */
-int fs_checkpoint(struct fs *fs);
+/* Make every metadata change so far durable in the store (a journal
+ * entry), coalescing concurrent callers. */
+int fs_sync(struct fs *fs);
 /* Purge inodes left with no links by a crash. */
 int fs_purge_orphans(struct fs *fs);
 

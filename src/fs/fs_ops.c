@@ -51,9 +51,6 @@ struct fs {
 	pthread_mutex_t lock;
 	struct fs_inode *table[FS_BUCKETS]; /* protected by lock */
 
-	pthread_mutex_t ckpt_lock;          /* serializes checkpoints */
-	uint64_t ckpt_wanted;               /* protected by lock */
-	uint64_t ckpt_done;                 /* protected by ckpt_lock */
 
 	struct fuse_session *se;
 };
@@ -689,7 +686,7 @@ static void fs_op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync,
 
 	/* the data is in the store; now the metadata that names it */
 	if (rc == 0)
-		rc = fs_checkpoint(fs);
+		rc = fs_sync(fs);
 	fuse_reply_err(req, -rc);
 }
 
@@ -905,7 +902,7 @@ static void fs_op_releasedir(fuse_req_t req, fuse_ino_t ino,
 static void fs_op_fsyncdir(fuse_req_t req, fuse_ino_t ino, int datasync,
 			   struct fuse_file_info *fi)
 {
-	fuse_reply_err(req, -fs_checkpoint(fs_of(req)));
+	fuse_reply_err(req, -fs_sync(fs_of(req)));
 }
 
 static void fs_op_statfs(fuse_req_t req, fuse_ino_t ino)
@@ -1045,29 +1042,13 @@ static const struct fuse_lowlevel_ops fs_ops = {
 
 /* ---- the rest of the public API ---- */
 
-int fs_checkpoint(struct fs *fs)
+int fs_sync(struct fs *fs)
 {
-	uint64_t ticket;
-	int rc = 0;
-
 	if (fs->cfg.read_only)
 		return 0;
-	pthread_mutex_lock(&fs->lock);
-	ticket = ++fs->ckpt_wanted;
-	pthread_mutex_unlock(&fs->lock);
-	pthread_mutex_lock(&fs->ckpt_lock);
-	if (fs->ckpt_done < ticket) {
-		/* this checkpoint covers every request made so far */
-		pthread_mutex_lock(&fs->lock);
-		ticket = fs->ckpt_wanted;
-		pthread_mutex_unlock(&fs->lock);
-		rc = checkpoint_write(fs->cfg.meta, fs->cfg.store,
-				      fs->cfg.blob, fs->cfg.tmp_dir);
-		if (rc == 0)
-			fs->ckpt_done = ticket;
-	}
-	pthread_mutex_unlock(&fs->ckpt_lock);
-	return rc;
+	/* concurrent callers coalesce: the journal cuts under its lock, so
+	 * a caller that waited finds its changes already cut and sent */
+	return journal_sync(fs->cfg.journal);
 }
 
 static int orphan_cb(uint64_t ino, void *arg)
@@ -1110,7 +1091,6 @@ int fs_new(const struct fs_config *cfg, struct fs **out)
 	fs->cfg = *cfg;
 	fs->bs = meta_block_size(cfg->meta);
 	pthread_mutex_init(&fs->lock, NULL);
-	pthread_mutex_init(&fs->ckpt_lock, NULL);
 	*out = fs;
 	return 0;
 }
@@ -1130,7 +1110,6 @@ void fs_free(struct fs *fs)
 		}
 	}
 	pthread_mutex_destroy(&fs->lock);
-	pthread_mutex_destroy(&fs->ckpt_lock);
 	free(fs);
 }
 

@@ -864,6 +864,7 @@ void meta_close(struct meta *m)
 
 	if (!m)
 		return;
+	meta_journal_stop(m);
 	for (i = 0; i < ST_COUNT; i++)
 		sqlite3_finalize(m->st[i]);
 	if (sqlite3_close(m->db) != SQLITE_OK)

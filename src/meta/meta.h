@@ -287,6 +287,22 @@ int meta_stats(struct meta *m, struct meta_stats *out);
 /* Write a consistent copy of the database to path (VACUUM INTO).  path
  * must not exist. */
 int meta_snapshot(struct meta *m, const char *path);
+/*
+ * The journal (meta_journal.c).  After meta_journal_start() every change
+ * to the volume's tables is recorded.  meta_journal_cut() appends to cs
+ * the changeset of everything recorded since the previous cut (nothing
+ * when there was no change) and sets *jseq to the journal sequence number
+ * of that changeset (config "jrnl_seq", bumped only when cs grew).  With
+ * snap_path it also bumps "ckpt_seq" (into *ckpt_seq) and writes a copy
+ * of the database as of exactly that cut to snap_path, which must not
+ * exist.  meta_journal_apply() applies one changeset in one transaction;
+ * any conflict aborts it (-EIO): journal entries apply in order or not at
+ * all.
+ */
+int meta_journal_start(struct meta *m);
+int meta_journal_cut(struct meta *m, struct buf *cs, uint64_t *jseq,
+		     const char *snap_path, uint64_t *ckpt_seq);
+int meta_journal_apply(struct meta *m, const void *cs, size_t len);
 /* A counter bumped by every committed change; lets the checkpointer skip
  * idle periods. */
 uint64_t meta_change_count(struct meta *m);

@@ -14,6 +14,10 @@
 #include <pthread.h>
 #include <sqlite3.h>
 
+#ifndef SQLITE_ENABLE_SESSION
+#error "meta/ needs the session extension: build with -DSQLITE_ENABLE_SESSION"
+#endif
+
 #include "meta/meta.h"
 
 /* SQL for the epoch recorded when an object's refcount drops to 0. */
@@ -36,6 +40,8 @@ struct meta {
 	enum meta_txn txn;	/* kind of the open transaction; by lock */
 	int64_t txn_changes;	/* total_changes at BEGIN; by lock */
 	uint64_t change_count;	/* committed changing writes; by lock */
+	sqlite3_session *sess;	/* the journal's change recorder, or NULL;
+				 * by lock (meta_journal.c) */
 };
 
 /* Take the lock and open a transaction of the given kind. 0 or -errno;
@@ -55,5 +61,8 @@ int meta_mknod_locked(struct meta *m, uint64_t parent, const char *name,
 		      uint32_t mode, uint64_t rdev, uint32_t uid,
 		      uint32_t gid, const char *target,
 		      const struct timespec *now, struct meta_attr *out);
+
+/* Free the session (meta_close). */
+void meta_journal_stop(struct meta *m);
 
 #endif

@@ -54,17 +54,4 @@ int volume_lease_take(struct store *s, unsigned ttl_s, int force,
 int volume_lease_renew(struct store *s, const char *owner, unsigned ttl_s);
 int volume_lease_release(struct store *s, const char *owner);
 
-/* Newest checkpoint sequence in the store; -ENOENT when there is none. */
-int checkpoint_latest(struct store *s, uint64_t *seq);
-/*
- * Write a checkpoint of m: bump ckpt_seq, snapshot to tmp_dir, compress,
- * upload as meta/ckpt-<seq>, delete older checkpoints, set durable_seq.
- */
-int checkpoint_write(struct meta *m, struct store *s,
-		     const struct blob_ctx *bc, const char *tmp_dir);
-/* Download the newest checkpoint into a new database file at db_path
- * (replacing it).  *seq_out gets its sequence.  -ENOENT: none. */
-int checkpoint_restore(struct store *s, const struct blob_ctx *bc,
-		       const char *db_path, uint64_t *seq_out);
-
 #endif

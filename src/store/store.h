@@ -180,6 +180,10 @@ int store_fault_wrap(struct store *inner, struct store **out);
  */
 void store_fault_arm(struct store *s, unsigned ops_mask, uint64_t after,
 		     int64_t count, int err);
+/* While a file exists at path, every call fails with -EIO (the store is
+ * "down"); the test suite uses it from outside a daemon through
+ * METAFUSE_TEST_STORE_DOWN_FILE.  Call before the store is shared. */
+int store_fault_down_while(struct store *s, const char *path);
 /* Corrupt every object got from now on by flipping one bit in the middle
  * of the data returned (on/off). */
 void store_fault_corrupt_reads(struct store *s, int on);

@@ -23,6 +23,7 @@
 #include <assert.h>
 #include <limits.h>
 #include <pthread.h>
+#include <unistd.h>
 
 #include "store/store.h"
 
@@ -38,6 +39,7 @@ struct store_fault {
 	int64_t count;
 	int err;
 	bool corrupt; /* protected by lock */
+	char *down_file; /* while this path exists, every call fails; const */
 	struct store_fault_counts counts; /* protected by lock */
 };
 
@@ -54,6 +56,13 @@ static int fault_enter(struct store_fault *f, enum fault_op_index op)
 {
 	int rc = 0;
 
+	if (f->down_file && access(f->down_file, F_OK) == 0) {
+		pthread_mutex_lock(&f->lock);
+		f->counts.calls[op]++;
+		f->counts.failed++;
+		pthread_mutex_unlock(&f->lock);
+		return -EIO;
+	}
 	pthread_mutex_lock(&f->lock);
 	f->counts.calls[op]++;
 	if ((f->mask & (1u << op)) && f->count != 0) {
@@ -141,6 +150,7 @@ static void fault_close(struct store *s)
 
 	store_close(f->inner);
 	pthread_mutex_destroy(&f->lock);
+	free(f->down_file);
 	free(f->base.url);
 	free(f);
 }
@@ -188,6 +198,15 @@ void store_fault_arm(struct store *s, unsigned ops_mask, uint64_t after,
 	f->count = count;
 	f->err = err;
 	pthread_mutex_unlock(&f->lock);
+}
+
+int store_fault_down_while(struct store *s, const char *path)
+{
+	struct store_fault *f = fault_from_store(s);
+
+	free(f->down_file);
+	f->down_file = path ? strdup(path) : NULL;
+	return path && !f->down_file ? -ENOMEM : 0;
 }
 
 void store_fault_corrupt_reads(struct store *s, int on)

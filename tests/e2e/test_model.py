@@ -306,10 +306,7 @@ def compare_trees(mnt_side, ref_side, what):
     return h.diff_snapshots(want, got, "reference", f"mount ({what})")
 
 
-# The "delayed" variant (writeback_delay=3600, max_dirty=1M) is left out
-# for now: it failed once (METAFUSE_SEED=3803301852, trees differed 100
-# ops after the remount at op 1500) and the cause is not found yet.
-@pytest.mark.parametrize("variant", ["default", "tiny-cache",
+@pytest.mark.parametrize("variant", ["default", "tiny-cache", "delayed",
                                      "kernel-writeback-cache"])
 def test_random_operations_match_reference(mounts, reference, variant):
     seed = int(os.environ.get("METAFUSE_SEED") or

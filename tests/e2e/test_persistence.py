@@ -260,3 +260,27 @@ def test_periodic_checkpoint_bounds_loss_of_cache(mounts):
     m.mount()
     assert h.read_file(m.path("f")) == data
     assert os.readlink(m.path("l")) == "f"
+
+
+def test_journal_bounds_loss_of_cache(mounts):
+    """Between checkpoints the journal carries the metadata to the store:
+    with checkpoints an hour apart, a crash and the loss of the cache lose
+    nothing older than writeback_delay plus journal_interval."""
+    if not h.mount_option_supported("journal_interval"):
+        pytest.skip("no journal_interval option")
+    m = mounts(opts={"writeback_delay": "0.2", "journal_interval": "0.5",
+                     "checkpoint_interval": "3600"})
+    data = h.rand_bytes(23, MIB + 7)
+    os.mkdir(m.path("d"))
+    write_file(m.path("d", "f"), data)
+    os.rename(m.path("d"), m.path("e"))
+    os.symlink("e/f", m.path("l"))
+    time.sleep(3)
+    m.allow_errors(".*")
+    m.kill()
+    h.force_unmount(m.mnt)
+    m.wipe_cache()
+    m.mount()
+    assert h.read_file(m.path("e", "f")) == data
+    assert os.readlink(m.path("l")) == "e/f"
+    assert not os.path.exists(m.path("d"))

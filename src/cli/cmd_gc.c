@@ -1,0 +1,143 @@
+/*
+ * cmd_gc.c - `metafuse gc`: delete what the volume's metadata no longer
+ * needs, offline.
+ *
+ * A mount collects garbage itself (in the background and at unmount) and
+ * removes what a crashed predecessor left; gc is for a volume that is not
+ * mounted: after a crash nobody will mount again soon, or to reclaim
+ * space at once.  It holds the volume's lease, so no mount can start
+ * uploading meanwhile, restores the state in the store (newest checkpoint
+ * plus journal) into a private directory, deletes every data object that
+ * state does not reference, and writes a checkpoint of the result.
+ */
+#include "util/compat.h"
+
+#include <unistd.h>
+
+#include "blob/blob.h"
+#include "cli/cli.h"
+#include "meta/journal.h"
+#include "meta/meta.h"
+#include "meta/volume.h"
+#include "store/store.h"
+#include "util/util.h"
+
+static const char gc_help[] =
+	"usage: metafuse gc [--force] STORE\n"
+	"\n"
+	"Deletes the objects in STORE that the volume no longer needs: data\n"
+	"of deleted or overwritten files not yet collected, and objects a\n"
+	"crashed mount uploaded but never recorded.  The volume must not be\n"
+	"mounted (gc takes its lease).  It works on the state in the store:\n"
+	"changes a crashed mount kept only in its cache directory are given\n"
+	"up (mount that cache again first to keep them).  --force takes\n"
+	"the lease of a mount that is dead but not yet expired.\n";
+
+int cmd_gc(int argc, char **argv)
+{
+	struct buf err = BUF_INIT, db = BUF_INIT;
+	struct blob_ctx bc = { { 0 }, 3 };
+	char tmpl[] = "/tmp/metafuse-gc-XXXXXX";
+	const char *loc = NULL;
+	struct store *s = NULL;
+	struct meta *m = NULL;
+	struct journal *j = NULL;
+	struct sweep_result r;
+	uint64_t seq = 0, applied = 0;
+	bool tmp_made = false, force = false;
+	char owner[64] = "";
+	struct volume v;
+	int i, rc, status = 2;
+
+	for (i = 1; i < argc; i++) {
+		if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+			fputs(gc_help, stdout);
+			return 0;
+		} else if (!strcmp(argv[i], "--force")) {
+			force = true;
+		} else if (argv[i][0] == '-') {
+			cli_error("unknown flag '%s' (see 'metafuse gc --help')",
+				  argv[i]);
+			return 2;
+		} else if (!loc) {
+			loc = argv[i];
+		} else {
+			loc = NULL;
+			break;
+		}
+	}
+	if (!loc) {
+		cli_error("usage: metafuse gc [--force] STORE");
+		return 2;
+	}
+	if (blob_global_init())
+		return 2;
+	if (store_open(loc, 0, &s, &err) || volume_load(s, &v, &err)) {
+		cli_error("%s", buf_str(&err));
+		goto out;
+	}
+	memcpy(bc.hash_key, v.hash_key, BLOB_KEY_BYTES);
+	buf_reset(&err);
+	rc = volume_lease_take(s, 30, force, owner, sizeof(owner), &err);
+	if (rc) {
+		owner[0] = 0;
+		cli_error("%s", buf_str(&err));
+		goto out;
+	}
+	if (!mkdtemp(tmpl)) {
+		cli_error("mkdtemp: %s", strerror(errno));
+		goto out;
+	}
+	tmp_made = true;
+	buf_appendf(&db, "%s/meta.db", tmpl);
+	rc = checkpoint_restore(s, &bc, buf_str(&db), &seq);
+	if (rc == -ENOENT) {
+		printf("volume %s was never mounted: nothing to collect\n",
+		       s->url);
+		status = 0;
+		goto out;
+	}
+	if (rc == 0)
+		rc = meta_open(buf_str(&db), v.block_size, 0, 0, &m);
+	if (rc == 0)
+		rc = journal_replay(s, &bc, m, &applied);
+	if (rc) {
+		cli_error("cannot read the metadata of %s: %s", s->url,
+			  strerror(-rc));
+		goto out;
+	}
+	/* dirty rows of a crashed mount name nothing in the store */
+	if (meta_blocks_forget_dirty(m) < 0) {
+		cli_error("cannot prepare the metadata of %s", s->url);
+		goto out;
+	}
+	rc = journal_open(m, s, &bc, tmpl, &j);
+	if (rc == 0)
+		rc = store_sweep(m, s, true, &r);
+	if (rc) {
+		cli_error("cannot collect the garbage of %s: %s", s->url,
+			  strerror(-rc));
+		goto out;
+	}
+	rc = journal_checkpoint(j);
+	if (rc) {
+		cli_error("objects deleted, but the new checkpoint could not "
+			  "be written: %s (the volume is intact; run gc "
+			  "again)", strerror(-rc));
+		goto out;
+	}
+	printf("%" PRIu64 " of %" PRIu64 " object(s) deleted (%" PRIu64
+	       " KiB)\n", r.deleted, r.seen, r.bytes >> 10);
+	status = 0;
+out:
+	journal_close(j);
+	meta_close(m);
+	if (owner[0])
+		volume_lease_release(s, owner);
+	if (tmp_made)
+		rm_rf(tmpl);
+	store_close(s);
+	buf_free(&err);
+	buf_free(&db);
+	return status;
+}

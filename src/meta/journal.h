@@ -1,0 +1,70 @@
+/*
+ * journal.h - the volume's metadata in the store: checkpoints (full
+ * copies of the database) and the journal of changes between them.  The
+ * layout and invariants are at the top of journal.c.
+ */
+#ifndef METAFUSE_JOURNAL_H
+#define METAFUSE_JOURNAL_H
+
+#include "blob/blob.h"
+#include "meta/meta.h"
+#include "store/store.h"
+
+struct journal;
+
+struct journal_stats {
+	uint64_t entries;     /* journal entries uploaded */
+	uint64_t checkpoints; /* checkpoints uploaded */
+	uint64_t bytes;       /* stored bytes of both */
+	uint64_t pending;     /* entries cut but not yet in the store */
+};
+
+/* Start recording m's changes; tmp_dir holds checkpoint snapshots. */
+int journal_open(struct meta *m, struct store *s, const struct blob_ctx *bc,
+		 const char *tmp_dir, struct journal **out);
+void journal_close(struct journal *j);
+/*
+ * Make every change committed to m before the call durable in the store:
+ * cut a journal entry and upload it after any earlier entry still
+ * pending.  0 once all are in the store; on failure they stay pending
+ * (in order) and the next sync or checkpoint retries them.
+ */
+int journal_sync(struct journal *j);
+/*
+ * Write a checkpoint covering every change so far; once it is durable,
+ * delete older checkpoints and the entries it covers, and set the
+ * database's durable_seq (garbage collection's epoch) to its sequence.
+ */
+int journal_checkpoint(struct journal *j);
+void journal_get_stats(struct journal *j, struct journal_stats *out);
+
+/* Newest checkpoint sequence in the store; -ENOENT when there is none. */
+int checkpoint_latest(struct store *s, uint64_t *seq);
+/* Download the newest checkpoint into a new database file at db_path
+ * (replacing it).  *seq_out gets its sequence.  -ENOENT: none. */
+int checkpoint_restore(struct store *s, const struct blob_ctx *bc,
+		       const char *db_path, uint64_t *seq_out);
+/*
+ * Apply to m (a restored checkpoint) the journal entries after its
+ * jrnl_seq, in order, up to the first gap or damaged entry (logged);
+ * *applied gets their number.  An error only when the store fails.
+ */
+int journal_replay(struct store *s, const struct blob_ctx *bc,
+		   struct meta *m, uint64_t *applied);
+
+/*
+ * Delete the data objects the metadata m does not know (uploaded by a
+ * mount that crashed before recording them, or recorded only in metadata
+ * that never reached the store); with unreferenced, also those with no
+ * reference left (forgotten from m, so write a checkpoint afterwards).
+ * Only safe while nothing uploads: before a mount's cache starts, or
+ * offline with the lease held.  res->bytes counts what was to be deleted;
+ * returns the first deletion error (the others are logged) or 0.
+ */
+struct sweep_result {
+	uint64_t seen, deleted, bytes;
+};
+int store_sweep(struct meta *m, struct store *s, bool unreferenced,
+		struct sweep_result *res);
+
+#endif

@@ -1,0 +1,269 @@
+/*
+ * meta_journal.c - the metadata journal at the SQLite level: record every
+ * change to the volume's tables with the session extension, cut the
+ * record into changesets, and apply changesets at restore.
+ *
+ * A cut happens with m->lock held, so it falls between two operations:
+ * every changeset takes the database from one consistent state to the
+ * next.  The config table is not recorded: it holds this copy's own
+ * bookkeeping (sequence numbers), which a restore sets itself.
+ *
+ * A cut that also takes a snapshot starts the snapshot's read transaction
+ * (on a second, read-only connection) before it lets go of the lock, so
+ * the snapshot is exactly the state at the cut, while the copy itself
+ * runs without blocking file-system operations.
+ */
+#include "util/compat.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "meta/meta_int.h"
+#include "util/log.h"
+
+static int not_config(void *ctx, const char *table)
+{
+	return strcmp(table, "config") != 0;
+}
+
+static int session_new(struct meta *m)
+{
+	int rc = sqlite3session_create(m->db, "main", &m->sess);
+
+	if (rc == SQLITE_OK) {
+		sqlite3session_table_filter(m->sess, not_config, NULL);
+		rc = sqlite3session_attach(m->sess, NULL);
+	}
+	if (rc != SQLITE_OK) {
+		if (m->sess)
+			sqlite3session_delete(m->sess);
+		m->sess = NULL;
+		return meta_sql_err(m, rc, "session");
+	}
+	return 0;
+}
+
+int meta_journal_start(struct meta *m)
+{
+	int rc = meta_txn_begin(m, META_TXN_NONE);
+
+	if (rc)
+		return rc;
+	if (!m->sess)
+		rc = session_new(m);
+	return meta_txn_end(m, rc);
+}
+
+void meta_journal_stop(struct meta *m)
+{
+	if (m->sess)
+		sqlite3session_delete(m->sess);
+	m->sess = NULL;
+}
+
+static uint64_t config_u64(struct meta *m, const char *key)
+{
+	sqlite3_stmt *st;
+	uint64_t v = 0;
+
+	if (meta_prepare(m, "SELECT value FROM config WHERE key = ?1", &st))
+		return 0;
+	sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
+	if (meta_step(m, st) > 0)
+		v = strtoull((const char *)sqlite3_column_text(st, 0), NULL,
+			     10);
+	sqlite3_finalize(st);
+	return v;
+}
+
+static int config_set_u64(struct meta *m, const char *key, uint64_t v)
+{
+	sqlite3_stmt *st;
+	char num[24];
+	int rc;
+
+	rc = meta_prepare(m, "INSERT OR REPLACE INTO config(key, value)"
+			  " VALUES (?1, ?2)", &st);
+	if (rc)
+		return rc;
+	snprintf(num, sizeof(num), "%" PRIu64, v);
+	sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, num, -1, SQLITE_STATIC);
+	rc = meta_step(m, st);
+	sqlite3_finalize(st);
+	return rc < 0 ? rc : 0;
+}
+
+/* Write the sequence numbers in one transaction (lock held, none open). */
+static int save_seqs(struct meta *m, uint64_t jseq, uint64_t cseq)
+{
+	int rc = sqlite3_exec(m->db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
+
+	if (rc != SQLITE_OK)
+		return meta_sql_err(m, rc, "BEGIN");
+	rc = config_set_u64(m, "jrnl_seq", jseq);
+	if (!rc)
+		rc = config_set_u64(m, "ckpt_seq", cseq);
+	if (!rc) {
+		int src = sqlite3_exec(m->db, "COMMIT", NULL, NULL, NULL);
+
+		if (src != SQLITE_OK)
+			rc = meta_sql_err(m, src, "COMMIT");
+	}
+	if (rc && !sqlite3_get_autocommit(m->db))
+		sqlite3_exec(m->db, "ROLLBACK", NULL, NULL, NULL);
+	return rc;
+}
+
+/* Copy the database src (in its open read transaction, if any) to path. */
+static int backup_to(struct meta *m, sqlite3 *src, const char *path)
+{
+	sqlite3_backup *b;
+	sqlite3 *dst;
+	int rc, fd;
+
+	rc = sqlite3_open_v2(path, &dst, SQLITE_OPEN_READWRITE |
+			     SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
+	if (rc != SQLITE_OK) {
+		log_error("meta: snapshot: cannot create %s: %s", path,
+			  sqlite3_errstr(rc));
+		sqlite3_close(dst);
+		return -EIO;
+	}
+	b = sqlite3_backup_init(dst, "main", src, "main");
+	if (!b) {
+		log_error("meta: snapshot to %s: %s", path,
+			  sqlite3_errmsg(dst));
+		sqlite3_close(dst);
+		return -EIO;
+	}
+	rc = sqlite3_backup_step(b, -1);
+	sqlite3_backup_finish(b);
+	if (rc != SQLITE_DONE) {
+		log_error("meta: snapshot to %s: %s (sqlite %d)", path,
+			  sqlite3_errstr(rc), rc);
+		sqlite3_close(dst);
+		return (rc & 0xff) == SQLITE_FULL ? -ENOSPC : -EIO;
+	}
+	/* a checkpoint is one self-contained file */
+	sqlite3_exec(dst, "PRAGMA journal_mode=DELETE", NULL, NULL, NULL);
+	rc = sqlite3_close(dst);
+	if (rc != SQLITE_OK)
+		return -EIO;
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0 || fsync(fd) < 0) {
+		rc = -errno;
+		if (fd >= 0)
+			close(fd);
+		return rc;
+	}
+	close(fd);
+	return 0;
+}
+
+int meta_journal_cut(struct meta *m, struct buf *cs, uint64_t *jseq,
+		     const char *snap_path, uint64_t *ckpt_seq)
+{
+	sqlite3 *reader = NULL;
+	uint64_t j, c;
+	int rc, n = 0;
+	void *p = NULL;
+
+	if (snap_path && m->path) {
+		rc = sqlite3_open_v2(m->path, &reader, SQLITE_OPEN_READONLY |
+				     SQLITE_OPEN_NOMUTEX, NULL);
+		if (rc != SQLITE_OK) {
+			log_error("meta: snapshot: open %s: %s", m->path,
+				  sqlite3_errstr(rc));
+			sqlite3_close(reader);
+			return -EIO;
+		}
+		sqlite3_busy_timeout(reader, 5000);
+	}
+	rc = meta_txn_begin(m, META_TXN_NONE);
+	if (rc)
+		goto out;
+	if (m->sess && !sqlite3session_isempty(m->sess)) {
+		int src = sqlite3session_changeset(m->sess, &n, &p);
+
+		if (src != SQLITE_OK) {
+			rc = meta_sql_err(m, src, "changeset");
+			goto out_unlock;
+		}
+		rc = buf_append(cs, p, (size_t)n);
+		sqlite3_free(p);
+		if (rc)
+			goto out_unlock;
+		/* a fresh recorder: the next cut starts from here */
+		sqlite3session_delete(m->sess);
+		m->sess = NULL;
+		rc = session_new(m);
+		if (rc)
+			goto out_unlock;
+	}
+	j = config_u64(m, "jrnl_seq") + (n > 0);
+	c = config_u64(m, "ckpt_seq") + (snap_path != NULL);
+	if (n > 0 || snap_path) {
+		rc = save_seqs(m, j, c);
+		if (rc)
+			goto out_unlock;
+	}
+	*jseq = j;
+	if (ckpt_seq)
+		*ckpt_seq = c;
+	if (snap_path && !m->path) {
+		/* in memory: copied through its own connection, locked */
+		rc = backup_to(m, m->db, snap_path);
+	} else if (reader) {
+		/* pin the state as of now; copied after the lock is gone */
+		rc = sqlite3_exec(reader, "BEGIN; SELECT count(*) FROM config",
+				  NULL, NULL, NULL);
+		if (rc != SQLITE_OK)
+			rc = meta_sql_err(m, rc, "snapshot read");
+	}
+out_unlock:
+	meta_txn_end(m, 0);
+	if (rc == 0 && reader) {
+		rc = backup_to(m, reader, snap_path);
+		sqlite3_exec(reader, "COMMIT", NULL, NULL, NULL);
+	}
+out:
+	if (reader)
+		sqlite3_close(reader);
+	if (rc && snap_path)
+		unlink(snap_path);
+	return rc;
+}
+
+static int abort_on_conflict(void *ctx, int why, sqlite3_changeset_iter *it)
+{
+	const char *table = "?";
+	int ncol, op, ind;
+
+	sqlite3changeset_op(it, &table, &ncol, &op, &ind);
+	log_error("meta: journal entry does not apply: conflict %d on table "
+		  "%s", why, table);
+	return SQLITE_CHANGESET_ABORT;
+}
+
+int meta_journal_apply(struct meta *m, const void *cs, size_t len)
+{
+	int rc;
+
+	if (len > INT32_MAX)
+		return -EFBIG;
+	rc = meta_txn_begin(m, META_TXN_NONE);
+	if (rc)
+		return rc;
+	rc = sqlite3changeset_apply(m->db, (int)len, (void *)cs, NULL,
+				    abort_on_conflict, NULL);
+	if (rc != SQLITE_OK) {
+		log_error("meta: journal entry does not apply: %s",
+			  sqlite3_errstr(rc));
+		rc = -EIO;
+	} else {
+		m->change_count++;
+	}
+	return meta_txn_end(m, rc);
+}

@@ -1,0 +1,221 @@
+"""Crash loops: a mixed workload killed with kill -9 at random moments.
+
+After each kill the dead mount is lazily unmounted (as a user would with
+`fusermount3 -u -z`), the volume is mounted again, and:
+
+  - with the cache kept (durability promise 2), every file whose last
+    operation completed before the kill reads back exactly as written:
+    writes reach the local cache before write() returns;
+  - with the cache deleted (promise 3), every file fsync'ed and not
+    touched since reads back exactly, and the tree is a consistent state
+    (fsck clean after the final unmount).
+
+Seeded: METAFUSE_SEED=N replays a run (the seed is printed on failure);
+METAFUSE_CRASH_ITERS=N sets the number of kills per run.
+"""
+
+import errno
+import os
+import random
+import threading
+
+import pytest
+
+import mfhelpers as h
+
+BLOCK = 64 * 1024
+DIRS = ["", "d1", "d2", "d1/sub"]
+NAMES = ["a", "b", "c", "d", "e"]
+
+
+class Workload:
+    """Random operations on the mount, with a shadow of what each file
+    holds and which files are known durable (fsync'ed, untouched since)."""
+
+    def __init__(self, mnt, rng):
+        self.mnt = mnt
+        self.rng = rng
+        self.shadow = {}       # rel path -> bytearray (what was written)
+        self.durable = {}      # rel path -> bytes at its last fsync
+        self.uncertain = set()  # paths the interrupted op touched
+
+    def p(self, rel):
+        return os.path.join(self.mnt, rel)
+
+    def setup(self):
+        for d in DIRS[1:]:
+            os.makedirs(self.p(d), exist_ok=True)
+
+    def pick(self, existing=0.7):
+        rng = self.rng
+        if self.shadow and rng.random() < existing:
+            return rng.choice(sorted(self.shadow))
+        return os.path.join(rng.choice(DIRS), rng.choice(NAMES))
+
+    def step(self):
+        """One operation; returns the paths it touches (set before it runs:
+        on a crash they are the uncertain ones)."""
+        rng = self.rng
+        kind = rng.choices(["write", "fsync_write", "rename", "unlink",
+                            "truncate"], [40, 25, 12, 10, 8])[0]
+        if kind in ("write", "fsync_write", "truncate"):
+            rel = self.pick()
+            self.uncertain = {rel}
+            data = self.shadow.get(rel, bytearray())
+            fd = os.open(self.p(rel), os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                if kind == "truncate":
+                    size = rng.randrange(0, 6 * BLOCK)
+                    os.ftruncate(fd, size)
+                    if size < len(data):
+                        del data[size:]
+                    else:
+                        data.extend(bytes(size - len(data)))
+                else:
+                    off = rng.choice([0, len(data), rng.randrange(
+                        0, 6 * BLOCK)])
+                    size = rng.choice([1, 4096, rng.randrange(1, 3 * BLOCK)])
+                    buf = h.rand_bytes(rng.randrange(1 << 30), size)
+                    n = os.pwrite(fd, buf, off)
+                    assert n == size
+                    if off > len(data):
+                        data.extend(bytes(off - len(data)))
+                    data[off:off + size] = buf
+                self.shadow[rel] = data
+                self.durable.pop(rel, None)
+                if kind == "fsync_write":
+                    os.fsync(fd)
+                    self.durable[rel] = bytes(data)
+            finally:
+                os.close(fd)
+        elif kind == "rename":
+            a = self.pick(existing=1.0)
+            b = self.pick(existing=0.3)
+            if a == b or a not in self.shadow:
+                return
+            self.uncertain = {a, b}
+            os.rename(self.p(a), self.p(b))
+            self.shadow[b] = self.shadow.pop(a)
+            self.durable.pop(a, None)
+            self.durable.pop(b, None)
+        elif kind == "unlink":
+            a = self.pick(existing=1.0)
+            if a not in self.shadow:
+                return
+            self.uncertain = {a}
+            os.unlink(self.p(a))
+            del self.shadow[a]
+            self.durable.pop(a, None)
+        self.uncertain = set()
+
+    def files_on_mount(self):
+        out = {}
+        for dirpath, _, filenames in os.walk(self.mnt):
+            for n in filenames:
+                full = os.path.join(dirpath, n)
+                out[os.path.relpath(full, self.mnt)] = h.read_file(full)
+        return out
+
+
+def kill_later(m, delay, done):
+    if not done.wait(delay):
+        m.kill()
+
+
+WIPE = pytest.mark.parametrize("wipe", [False, True],
+                               ids=["cache-kept", "cache-lost"])
+
+
+@WIPE
+@pytest.mark.timeout(900)
+def test_crash_loop(mounts, wipe):
+    crash_loop(mounts, wipe, 8)
+
+
+@WIPE
+@pytest.mark.slow
+@pytest.mark.timeout(1800)
+def test_crash_loop_50(mounts, wipe):
+    """The issue's figure: 50 kills per run."""
+    crash_loop(mounts, wipe, 50)
+
+
+def crash_loop(mounts, wipe, iters):
+    iters = int(os.environ.get("METAFUSE_CRASH_ITERS") or iters)
+    seed = int(os.environ.get("METAFUSE_SEED") or
+               random.SystemRandom().randrange(1 << 32))
+    print(f"crash loop seed: METAFUSE_SEED={seed} ({iters} kills, "
+          f"{'cache deleted' if wipe else 'cache kept'})")
+    rng = random.Random(seed)
+    m = mounts(block_size=BLOCK, opts={"writeback_delay": "0.3",
+                                       "journal_interval": "0.5"})
+    m.allow_errors(".*")  # a killed daemon's log may say anything
+    w = Workload(m.mnt, rng)
+    w.setup()
+
+    def fail(msg):
+        pytest.fail(f"METAFUSE_SEED={seed}: {msg}", pytrace=False)
+
+    for it in range(iters):
+        done = threading.Event()
+        killer = threading.Thread(target=kill_later,
+                                  args=(m, rng.uniform(0.05, 1.5), done))
+        killer.start()
+        ops = 0
+        try:
+            while True:
+                w.step()
+                ops += 1
+                if ops > 5000:
+                    break
+        except OSError as e:
+            if e.errno not in (errno.ENOTCONN, errno.ECONNABORTED,
+                               errno.EIO, errno.ENOENT):
+                done.set()
+                killer.join()
+                fail(f"kill {it}: unexpected error {e!r}")
+        done.set()
+        killer.join()
+        m.kill()
+        h.force_unmount(m.mnt)
+        if wipe:
+            m.wipe_cache()
+        try:
+            m.mount()
+        except h.MountError as e:
+            fail(f"kill {it}: remount failed: {e}")
+        got = w.files_on_mount()
+        if wipe:
+            for rel, want in w.durable.items():
+                if rel in w.uncertain:
+                    continue
+                if got.get(rel) != want:
+                    fail(f"kill {it} (after {ops} ops): fsync'ed {rel} "
+                         f"lost: want {len(want)} bytes, got "
+                         f"{None if rel not in got else len(got[rel])}")
+        else:
+            for rel in set(w.shadow) | set(got):
+                if rel in w.uncertain:
+                    continue
+                want = w.shadow.get(rel)
+                if got.get(rel) != (None if want is None else bytes(want)):
+                    fail(f"kill {it} (after {ops} ops): {rel} differs "
+                         f"from what was written before the kill: want "
+                         f"{None if want is None else len(want)} bytes, "
+                         f"got {None if rel not in got else len(got[rel])}")
+        # the next round starts from what is there now
+        w.shadow = {k: bytearray(v) for k, v in got.items()}
+        w.durable = {}
+        w.uncertain = set()
+        w.setup()
+    m.umount()
+    r = m.cli("fsck", m.store)
+    if r.returncode != 0:
+        fail(f"fsck after the loop:\n{r.stdout}{r.stderr}")
+    # and everything made it to the store
+    m.wipe_cache()
+    m.mount()
+    got = w.files_on_mount()
+    want = {k: bytes(v) for k, v in w.shadow.items()}
+    if got != want:
+        fail("after the final unmount and cache wipe the files differ")

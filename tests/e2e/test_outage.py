@@ -1,0 +1,67 @@
+"""The store stops answering while mounted (durability issue).
+
+The daemon's store is wrapped by the fault injector, which fails every
+call while a file named by METAFUSE_TEST_STORE_DOWN_FILE exists.  While
+the store is down: writes, renames and deletes go on into the cache, and
+fsync returns EIO (the data stays in the cache, and is retried); the log
+says what is pending.  Once the store is back, fsync succeeds and
+unmount uploads everything: a remount from the store alone has every
+byte.
+"""
+
+import errno
+import os
+import time
+
+import mfhelpers as h
+from mfhelpers import MIB, read_file, write_file
+
+
+def test_store_outage_loses_nothing(mounts, workdir):
+    down = os.path.join(workdir, "store-down")
+    env = dict(os.environ, METAFUSE_TEST_STORE_DOWN_FILE=down)
+    m = mounts(opts={"writeback_delay": "0.2", "journal_interval": "0.5"},
+               env=env)
+    m.allow_errors(r"failed: Input/output error",
+                   r"cannot send the metadata", r"checkpoint failed")
+    before = h.rand_bytes(1, 3 * MIB)
+    write_file(m.path("before"), before)
+    fd = os.open(m.path("before"), os.O_RDONLY)
+    os.fsync(fd)
+    os.close(fd)
+
+    open(down, "w").close()
+    during = h.rand_bytes(2, 5 * MIB + 11)
+    fd = os.open(m.path("during"), os.O_CREAT | os.O_RDWR, 0o600)
+    os.write(fd, during)
+    try:
+        os.fsync(fd)
+        raise AssertionError("fsync returned 0 while the store was down")
+    except OSError as e:
+        assert e.errno == errno.EIO, e
+    os.mkdir(m.path("dir"))
+    os.rename(m.path("before"), m.path("dir", "moved"))
+    write_file(m.path("dir", "small"), b"written while down")
+    time.sleep(1.5)
+    log = m.log_text()
+    assert "waiting to be uploaded" in log, log[-2000:]
+
+    os.unlink(down)
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            os.fsync(fd)
+            break
+        except OSError as e:
+            assert e.errno == errno.EIO
+            assert time.monotonic() < deadline, "fsync never succeeded"
+            time.sleep(0.5)
+    os.close(fd)
+    m.umount()
+    m.wipe_cache()
+    m.env = h.sanitizer_env(os.environ, m.root)
+    m.mount()
+    assert read_file(m.path("during")) == during
+    assert read_file(m.path("dir", "moved")) == before
+    assert read_file(m.path("dir", "small")) == b"written while down"
+    assert not os.path.exists(m.path("before"))

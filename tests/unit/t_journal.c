@@ -1,0 +1,390 @@
+/*
+ * t_journal.c - unit tests of the metadata journal and checkpoints
+ * (src/meta/journal.h, meta_journal_* in src/meta/meta.h).
+ *
+ * Purpose: the state a restore builds from the store (newest checkpoint
+ * plus journal) is exactly the state of the live database at the last
+ * successful sync or checkpoint, whatever store call failed on the way;
+ * entries reach the store in order; checkpoints trim what they cover.
+ *
+ * Data model: a live database in a private directory, a local-directory
+ * store wrapped by the fault injector, and a deterministic workload of
+ * namespace, attribute, xattr and block-map changes.  States are compared
+ * as text dumps of every table but config (the copy's own bookkeeping).
+ */
+#include "util/compat.h"
+
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <sqlite3.h>
+
+#include "meta/journal.h"
+#include "meta/meta.h"
+#include "store/store.h"
+#include "util/buf.h"
+#include "util/log.h"
+#include "util/util.h"
+
+#include "check.h"
+
+#define BS 4096u
+
+static char tmpdir[64];
+static struct blob_ctx bc = { { 7 }, 3 };
+
+static void path_of(const char *name, struct buf *out)
+{
+	buf_reset(out);
+	buf_appendf(out, "%s/%s", tmpdir, name);
+}
+
+/* Every table but config, as text. */
+static void dump(const char *db_path, struct buf *out)
+{
+	static const char *const q[] = {
+		"SELECT ino, mode, uid, gid, nlink, size, rdev, nblocks,"
+		" mtime_s, mtime_ns, ctime_s, ctime_ns, parent, target"
+		" FROM inode ORDER BY ino",
+		"SELECT id, parent, hex(name), ino FROM dentry ORDER BY id",
+		"SELECT ino, hex(name), hex(value) FROM xattr ORDER BY 1, 2",
+		"SELECT ino, idx, hash, dirty FROM block ORDER BY 1, 2",
+		"SELECT hash, refcount, size FROM object ORDER BY 1",
+	};
+	sqlite3 *db;
+	size_t i;
+
+	buf_reset(out);
+	if (sqlite3_open_v2(db_path, &db, SQLITE_OPEN_READONLY, NULL)) {
+		buf_appendf(out, "cannot open %s", db_path);
+		sqlite3_close(db);
+		return;
+	}
+	for (i = 0; i < ARRAY_SIZE(q); i++) {
+		sqlite3_stmt *st;
+
+		if (sqlite3_prepare_v2(db, q[i], -1, &st, NULL)) {
+			buf_appendf(out, "bad query %zu: %s\n", i,
+				    sqlite3_errmsg(db));
+			continue;
+		}
+		while (sqlite3_step(st) == SQLITE_ROW) {
+			int c, n = sqlite3_column_count(st);
+
+			for (c = 0; c < n; c++) {
+				const unsigned char *t =
+					sqlite3_column_text(st, c);
+
+				buf_appendf(out, "%s|", t ? (const char *)t
+							  : "NULL");
+			}
+			buf_append(out, "\n", 1);
+		}
+		sqlite3_finalize(st);
+		buf_append(out, "--\n", 3);
+	}
+	sqlite3_close(db);
+}
+
+/* Restore the store's state into a fresh file; 0 or -errno. */
+static int restore(struct store *s, const char *name, struct buf *state)
+{
+	struct buf path = BUF_INIT;
+	struct meta *m = NULL;
+	uint64_t seq = 0, applied = 0;
+	int rc;
+
+	path_of(name, &path);
+	rc = checkpoint_restore(s, &bc, buf_str(&path), &seq);
+	if (rc == 0)
+		rc = meta_open(buf_str(&path), BS, 0, 0, &m);
+	if (rc == 0)
+		rc = journal_replay(s, &bc, m, &applied);
+	meta_close(m);
+	if (rc == 0)
+		dump(buf_str(&path), state);
+	unlink(buf_str(&path));
+	buf_free(&path);
+	return rc;
+}
+
+static int count_keys_cb(const char *key, uint64_t size, void *arg)
+{
+	(*(uint64_t *)arg)++;
+	return 0;
+}
+
+static uint64_t count_keys(struct store *s, const char *prefix)
+{
+	uint64_t n = 0;
+
+	store_list(s, prefix, count_keys_cb, &n);
+	return n;
+}
+
+/* Step i of the workload: a few changes of every kind. */
+static void work(struct meta *m, int i)
+{
+	struct timespec now = { 1700000000 + i, i };
+	struct meta_attr a, set;
+	char name[32], hash[META_HASH_LEN + 1];
+	uint64_t idx = (uint64_t)i % 3, gone;
+
+	snprintf(name, sizeof(name), "f%d", i % 7);
+	if (meta_lookup(m, META_ROOT_INO, name, &a) == -ENOENT)
+		meta_mknod(m, META_ROOT_INO, name, S_IFREG | 0644, 0, 0, 0,
+			   NULL, &now, &a);
+	meta_write_done(m, a.ino, (uint64_t)(i + 1) * 1000, &now, &idx, 1);
+	memset(hash, "0123456789abcdef"[i % 16], META_HASH_LEN);
+	hash[META_HASH_LEN] = 0;
+	meta_block_commit(m, a.ino, idx, hash, 100 + (uint64_t)i, 0);
+	meta_setxattr(m, a.ino, "user.i", &i, sizeof(i), 0, &now);
+	memset(&set, 0, sizeof(set));
+	set.mode = (uint32_t)(0600 | (i % 2 ? 044 : 0));
+	meta_setattr(m, a.ino, &set, META_SET_MODE, &now, NULL);
+	if (i % 5 == 4) {
+		snprintf(name, sizeof(name), "f%d", (i + 3) % 7);
+		meta_unlink(m, META_ROOT_INO, name, &now, &gone);
+		if (gone)
+			meta_inode_purge(m, gone);
+	}
+	if (i % 6 == 5) {
+		char to[32];
+
+		snprintf(name, sizeof(name), "f%d", (i + 1) % 7);
+		snprintf(to, sizeof(to), "r%d", i);
+		meta_rename(m, META_ROOT_INO, name, META_ROOT_INO, to, 0, &now,
+			    &gone);
+	}
+}
+
+/* A live database with its journal on a fault-wrapped file store. */
+struct rig {
+	struct store *s;
+	struct meta *m;
+	struct journal *j;
+	struct buf db;
+};
+
+static void rig_open(struct rig *r, const char *tag)
+{
+	struct buf p = BUF_INIT;
+	struct store *inner = NULL;
+
+	memset(r, 0, sizeof(*r));
+	path_of(tag, &p);
+	rm_rf(buf_str(&p));
+	CHECK_RC(store_file_open(buf_str(&p), 1, &inner), 0);
+	CHECK_RC(store_fault_wrap(inner, &r->s), 0);
+	path_of("live.db", &r->db);
+	unlink(buf_str(&r->db));
+	buf_appendf(&p, ".db-wal");
+	CHECK_RC(meta_open(buf_str(&r->db), BS, 0, 0, &r->m), 0);
+	CHECK_RC(journal_open(r->m, r->s, &bc, tmpdir, &r->j), 0);
+	buf_free(&p);
+}
+
+static void rig_close(struct rig *r)
+{
+	struct buf p = BUF_INIT;
+
+	journal_close(r->j);
+	meta_close(r->m);
+	store_close(r->s);
+	unlink(buf_str(&r->db));
+	buf_appendf(&p, "%s-wal", buf_str(&r->db));
+	unlink(buf_str(&p));
+	buf_reset(&p);
+	buf_appendf(&p, "%s-shm", buf_str(&r->db));
+	unlink(buf_str(&p));
+	buf_free(&p);
+	buf_free(&r->db);
+}
+
+/* The store's state equals the live one. */
+static bool same_as_live(struct rig *r, const char *what)
+{
+	struct buf want = BUF_INIT, got = BUF_INIT;
+	bool same;
+	int rc;
+
+	dump(buf_str(&r->db), &want);
+	rc = restore(r->s, "restored.db", &got);
+	same = rc == 0 && want.len == got.len &&
+	       memcmp(want.data, got.data, want.len) == 0;
+	if (!same)
+		fprintf(stderr, "%s: restore rc %d\nlive:\n%.*s\nstore:\n"
+			"%.*s\n", what, rc, (int)want.len,
+			(const char *)want.data, (int)got.len,
+			(const char *)got.data);
+	buf_free(&want);
+	buf_free(&got);
+	return same;
+}
+
+static void test_roundtrip(void)
+{
+	struct journal_stats st;
+	struct rig r;
+	int i;
+
+	rig_open(&r, "store-rt");
+	CHECK_RC(journal_checkpoint(r.j), 0);
+	CHECK(same_as_live(&r, "empty"));
+	for (i = 0; i < 40; i++) {
+		work(r.m, i);
+		if (i % 4 == 3) {
+			CHECK_RC(journal_sync(r.j), 0);
+			CHECK(same_as_live(&r, "after sync"));
+		}
+	}
+	/* nothing changed: no entry */
+	journal_get_stats(r.j, &st);
+	CHECK_RC(journal_sync(r.j), 0);
+	{
+		struct journal_stats st2;
+
+		journal_get_stats(r.j, &st2);
+		CHECK_EQ_U64(st2.entries, st.entries);
+	}
+	CHECK_EQ_U64(count_keys(r.s, "meta/jrnl-"), 10);
+	CHECK_EQ_U64(count_keys(r.s, "meta/ckpt-"), 1);
+	/* a checkpoint covers and trims the journal */
+	CHECK_RC(journal_checkpoint(r.j), 0);
+	CHECK_EQ_U64(count_keys(r.s, "meta/jrnl-"), 0);
+	CHECK_EQ_U64(count_keys(r.s, "meta/ckpt-"), 1);
+	CHECK(same_as_live(&r, "after checkpoint"));
+	work(r.m, 41);
+	CHECK_RC(journal_sync(r.j), 0);
+	CHECK(same_as_live(&r, "checkpoint + entry"));
+	CHECK_EQ_U64(meta_config_get_u64(r.m, "durable_seq", 0),
+		     meta_config_get_u64(r.m, "ckpt_seq", 0));
+	rig_close(&r);
+}
+
+/*
+ * Every store call of a sync or a checkpoint fails once, at each point in
+ * turn; then the store comes back.  Whatever failed, the store holds a
+ * consistent past state (never a newer or a torn one) and, after the next
+ * successful sync, exactly the live state.
+ */
+static void test_faults(void)
+{
+	int point, i;
+
+	for (point = 0; point < 12; point++) {
+		struct buf before = BUF_INIT, got = BUF_INIT;
+		struct rig r;
+		int rc;
+
+		rig_open(&r, "store-fault");
+		CHECK_RC(journal_checkpoint(r.j), 0);
+		for (i = 0; i < 8; i++)
+			work(r.m, i);
+		CHECK_RC(journal_sync(r.j), 0);
+		dump(buf_str(&r.db), &before);
+		for (i = 8; i < 16; i++)
+			work(r.m, i);
+		store_fault_arm(r.s, STORE_OP_ALL, (uint64_t)point / 2, 1,
+				EIO);
+		rc = point % 2 ? journal_checkpoint(r.j) : journal_sync(r.j);
+		store_fault_arm(r.s, STORE_OP_ALL, 0, 0, 0);
+		if (rc == 0) {
+			CHECK(same_as_live(&r, "fault did not hit"));
+		} else {
+			/* the store still restores the earlier state, or
+			 * the new one when the failure came after it */
+			bool old;
+
+			CHECK_RC(restore(r.s, "restored.db", &got), 0);
+			old = got.len == before.len &&
+			      memcmp(got.data, before.data, got.len) == 0;
+			if (!old)
+				CHECK(same_as_live(&r, "after failed call"));
+		}
+		/* more changes, then the store is back */
+		work(r.m, 20);
+		CHECK_RC(journal_sync(r.j), 0);
+		CHECK(same_as_live(&r, "after recovery"));
+		CHECK_RC(journal_checkpoint(r.j), 0);
+		CHECK(same_as_live(&r, "after recovery checkpoint"));
+		buf_free(&before);
+		buf_free(&got);
+		rig_close(&r);
+	}
+}
+
+/* A failure of every upload leaves entries pending, in order; they go
+ * out before anything newer once the store answers. */
+static void test_pending_order(void)
+{
+	struct journal_stats st;
+	struct rig r;
+	int i;
+
+	rig_open(&r, "store-pend");
+	CHECK_RC(journal_checkpoint(r.j), 0);
+	store_fault_arm(r.s, STORE_OP_PUT, 0, -1, EIO);
+	for (i = 0; i < 3; i++) {
+		work(r.m, i);
+		CHECK(journal_sync(r.j) < 0);
+	}
+	journal_get_stats(r.j, &st);
+	CHECK_EQ_U64(st.pending, 3);
+	CHECK_EQ_U64(count_keys(r.s, "meta/jrnl-"), 0);
+	store_fault_arm(r.s, STORE_OP_ALL, 0, 0, 0);
+	work(r.m, 3);
+	CHECK_RC(journal_sync(r.j), 0);
+	journal_get_stats(r.j, &st);
+	CHECK_EQ_U64(st.pending, 0);
+	CHECK_EQ_U64(count_keys(r.s, "meta/jrnl-"), 4);
+	CHECK(same_as_live(&r, "pending flushed"));
+	rig_close(&r);
+}
+
+/* A gap or a damaged entry stops the replay at the state before it. */
+static void test_damaged_entry(void)
+{
+	struct buf mid = BUF_INIT, got = BUF_INIT, p = BUF_INIT;
+	struct rig r;
+
+	rig_open(&r, "store-dmg");
+	CHECK_RC(journal_checkpoint(r.j), 0);
+	work(r.m, 0);
+	CHECK_RC(journal_sync(r.j), 0);
+	dump(buf_str(&r.db), &mid);
+	work(r.m, 1);
+	CHECK_RC(journal_sync(r.j), 0);
+	work(r.m, 2);
+	CHECK_RC(journal_sync(r.j), 0);
+	/* entry 2 damaged: the restore stops after entry 1 */
+	path_of("store-dmg/meta/jrnl-0000000000000002", &p);
+	CHECK_RC(write_file_atomic(buf_str(&p), "garbage", 7, 0600), 0);
+	CHECK_RC(restore(r.s, "restored.db", &got), 0);
+	CHECK(got.len == mid.len && !memcmp(got.data, mid.data, mid.len));
+	buf_free(&mid);
+	buf_free(&got);
+	buf_free(&p);
+	rig_close(&r);
+}
+
+int main(void)
+{
+	if (getenv("T_JOURNAL_VERBOSE"))
+		log_set_level(LOG_DEBUG);
+	else
+		log_set_level(LOG_ERROR);
+	snprintf(tmpdir, sizeof(tmpdir), "/tmp/t_journal.XXXXXX");
+	if (!mkdtemp(tmpdir)) {
+		perror("mkdtemp");
+		return 1;
+	}
+	if (blob_global_init())
+		return 1;
+	test_roundtrip();
+	test_faults();
+	test_pending_order();
+	test_damaged_entry();
+	rm_rf(tmpdir);
+	return check_done("t_journal");
+}
