@@ -1,6 +1,6 @@
 /*
- * store_opts.c - parsing of the store options shared by mkfs, mount and
- * fsck (see store_opts.h).  Kept apart from the commands so that each
+ * store_opts.c - parsing of the store options shared by mkfs, mount, fsck
+ * and gc (see store_opts.h).  Kept apart from the commands so that each
  * command has one call site.
  */
 #include "util/compat.h"

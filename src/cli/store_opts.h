@@ -1,6 +1,6 @@
 /*
  * store_opts.h - the -o options that say how to reach a remote store,
- * shared by mkfs, mount and fsck:
+ * shared by mkfs, mount, fsck and gc:
  *
  *   endpoint=URL  region=NAME  path_style  virtual_host
  *   credentials=FILE  no_verify_tls  connections=N  part_size=SIZE
