@@ -10,11 +10,14 @@ pkgs=(
 	# build
 	meson ninja-build pkg-config gcc libc6-dev
 	libfuse3-dev libsqlite3-dev libzstd-dev libsodium-dev libssl-dev
+	libcurl4-openssl-dev libxml2-dev
 	# run
 	fuse3
 	# test
 	python3 python3-pytest python3-pytest-timeout attr util-linux
 	procps coreutils
+	# test: the S3 server (scripts/s3server.sh)
+	ceph-mon ceph-osd ceph-common radosgw curl
 )
 
 missing=()

@@ -165,6 +165,33 @@ cleanup() {
 }
 trap cleanup EXIT
 
+# ---- the S3 server (scripts/s3server.sh) -------------------------------
+# One radosgw for the whole run, outside TEST_TMP (sweep() kills whatever
+# names TEST_TMP), started before the unit tests and stopped at exit.  Its
+# environment (endpoint, bucket, keys) is exported, so t_store_s3 and
+# tests/e2e/test_s3.py run; METAFUSE_SKIP_S3=1 leaves them skipped.
+S3_DIR=
+s3_start() {
+	[ -n "${METAFUSE_SKIP_S3:-}" ] && return 0
+	note "S3 server (radosgw)"
+	S3_DIR=$(mktemp -d /tmp/metafuse-s3.XXXXXX)
+	if bash scripts/s3server.sh start "$S3_DIR"; then
+		# shellcheck disable=SC1091
+		. "$S3_DIR/env"
+	else
+		fail_step "scripts/s3server.sh start"
+	fi
+}
+s3_stop() {
+	if [ -n "$S3_DIR" ]; then
+		bash scripts/s3server.sh stop "$S3_DIR" || true
+		rm -rf "$S3_DIR"
+		S3_DIR=
+	fi
+}
+trap 'cleanup; s3_stop' EXIT
+# ------------------------------------------------------------------------
+
 e2e() {
 	local name=$1 dir=$2
 	shift 2
@@ -197,6 +224,8 @@ note "dependencies"
 if ! bash scripts/deps.sh; then
 	fail_step "scripts/deps.sh"
 fi
+
+s3_start
 
 if build build -Dbuildtype=release; then
 	unit build

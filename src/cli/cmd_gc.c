@@ -16,6 +16,7 @@
 
 #include "blob/blob.h"
 #include "cli/cli.h"
+#include "cli/store_opts.h"
 #include "meta/journal.h"
 #include "meta/meta.h"
 #include "meta/volume.h"
@@ -23,7 +24,7 @@
 #include "util/util.h"
 
 static const char gc_help[] =
-	"usage: metafuse gc [--force] STORE\n"
+	"usage: metafuse gc [--force] [-o OPT[,OPT...]] STORE\n"
 	"\n"
 	"Deletes the objects in STORE that the volume no longer needs: data\n"
 	"of deleted or overwritten files not yet collected, and objects a\n"
@@ -31,7 +32,8 @@ static const char gc_help[] =
 	"mounted (gc takes its lease).  It works on the state in the store:\n"
 	"changes a crashed mount kept only in its cache directory are given\n"
 	"up (mount that cache again first to keep them).  --force takes\n"
-	"the lease of a mount that is dead but not yet expired.\n";
+	"the lease of a mount that is dead but not yet expired.\n"
+	"\n" CLI_STORE_OPTS_HELP;
 
 int cmd_gc(int argc, char **argv)
 {
@@ -39,6 +41,7 @@ int cmd_gc(int argc, char **argv)
 	struct blob_ctx bc = { { 0 }, 3 };
 	char tmpl[] = "/tmp/metafuse-gc-XXXXXX";
 	const char *loc = NULL;
+	struct cli_store_opts so = { 0 };
 	struct store *s = NULL;
 	struct meta *m = NULL;
 	struct journal *j = NULL;
@@ -55,10 +58,13 @@ int cmd_gc(int argc, char **argv)
 			return 0;
 		} else if (!strcmp(argv[i], "--force")) {
 			force = true;
+		} else if (!strcmp(argv[i], "-o") && i + 1 < argc) {
+			if (cli_store_opts_parse(&so, argv[++i], NULL))
+				goto out;
 		} else if (argv[i][0] == '-') {
 			cli_error("unknown flag '%s' (see 'metafuse gc --help')",
 				  argv[i]);
-			return 2;
+			goto out;
 		} else if (!loc) {
 			loc = argv[i];
 		} else {
@@ -67,12 +73,14 @@ int cmd_gc(int argc, char **argv)
 		}
 	}
 	if (!loc) {
-		cli_error("usage: metafuse gc [--force] STORE");
-		return 2;
+		cli_error("usage: metafuse gc [--force] [-o OPT[,OPT...]] "
+			  "STORE");
+		goto out;
 	}
 	if (blob_global_init())
-		return 2;
-	if (store_open(loc, 0, &s, &err) || volume_load(s, &v, &err)) {
+		goto out;
+	if (store_open_opts(loc, 0, &so.o, &s, &err) ||
+	    volume_load(s, &v, &err)) {
 		cli_error("%s", buf_str(&err));
 		goto out;
 	}
@@ -137,6 +145,7 @@ out:
 	if (tmp_made)
 		rm_rf(tmpl);
 	store_close(s);
+	cli_store_opts_free(&so);
 	buf_free(&err);
 	buf_free(&db);
 	return status;

@@ -38,6 +38,7 @@
 #include "blob/blob.h"
 #include "cache/cache.h"
 #include "cli/cli.h"
+#include "cli/store_opts.h"
 #include "fs/fs.h"
 #include "meta/journal.h"
 #include "meta/meta.h"
@@ -64,6 +65,7 @@ struct mount_opts {
 	uint64_t inline_max;
 	unsigned upload_threads;
 	struct buf fuse_opts; /* passed through to FUSE */
+	struct cli_store_opts store; /* endpoint=, region= ... */
 };
 
 static const char *const fuse_passthrough[] = {
@@ -108,7 +110,7 @@ static const char mount_help[] =
 	"  allow_other, allow_root, auto_unmount, nodev, dev, nosuid, suid,\n"
 	"  noexec, exec, noatime, atime, relatime, sync, async, dirsync, rw:\n"
 	"                         passed to FUSE\n"
-	"SIZE takes K, M, G, T suffixes.\n";
+	"SIZE takes K, M, G, T suffixes.\n" CLI_STORE_OPTS_HELP;
 
 static void list_valid_options(void)
 {
@@ -117,7 +119,9 @@ static void list_valid_options(void)
 	fprintf(stderr, "valid options: cache_dir=, cache_size=, max_dirty=, "
 		"writeback_delay=, journal_interval=, checkpoint_interval=, "
 		"upload_threads=, inline_max=, ro, "
-		"debug, writeback_cache, default_permissions");
+		"debug, writeback_cache, default_permissions, endpoint=, "
+		"region=, path_style, virtual_host, credentials=, "
+		"no_verify_tls, connections=, part_size=");
 	for (i = 0; i < ARRAY_SIZE(fuse_passthrough); i++)
 		fprintf(stderr, ", %s", fuse_passthrough[i]);
 	fprintf(stderr, "\n");
@@ -192,7 +196,7 @@ static int parse_one_opt(struct mount_opts *o, const char *opt)
 		}
 	}
 #undef KEY
-	return -ENOENT;
+	return cli_store_opt(&o->store, opt);
 }
 
 static int parse_opts(struct mount_opts *o, const char *list)
@@ -851,7 +855,7 @@ int cmd_mount(int argc, char **argv)
 
 	/* the store and its volume */
 	if (npos == 2) {
-		rc = store_open(pos[0], 0, &mt.store, &err);
+		rc = store_open_opts(pos[0], 0, &o.store.o, &mt.store, &err);
 		if (rc) {
 			cli_error("%s", buf_str(&err));
 			goto out;
@@ -939,6 +943,7 @@ out_store:
 out:
 	free(o.cache_dir);
 	buf_free(&o.fuse_opts);
+	cli_store_opts_free(&o.store);
 	buf_free(&cdir);
 	buf_free(&err);
 	return status;

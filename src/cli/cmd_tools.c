@@ -22,6 +22,7 @@
 
 #include "blob/blob.h"
 #include "cli/cli.h"
+#include "cli/store_opts.h"
 #include "meta/journal.h"
 #include "meta/meta.h"
 #include "meta/volume.h"
@@ -31,17 +32,21 @@
 /* ---- mkfs ---- */
 
 static const char mkfs_help[] =
-	"usage: metafuse mkfs [--block-size SIZE] STORE\n"
+	"usage: metafuse mkfs [--block-size SIZE] [--create-bucket] "
+	"[-o OPT[,OPT...]] STORE\n"
 	"\n"
 	"Creates an empty volume in STORE (a directory, created if missing, "
-	"or\nfile:///path).  SIZE is a power of two from 4K to 64M "
-	"(default 1M).\n";
+	"or\nfile:///path, or s3://BUCKET[/PREFIX] in an existing bucket; "
+	"--create-bucket\ncreates the bucket too).  SIZE is a power of two "
+	"from 4K to 64M (default 1M).\n"
+	"\n" CLI_STORE_OPTS_HELP;
 
 int cmd_mkfs(int argc, char **argv)
 {
 	uint64_t bs = 1U << 20;
 	const char *loc = NULL;
 	struct buf err = BUF_INIT;
+	struct cli_store_opts so = { 0 };
 	struct store *s = NULL;
 	struct volume v;
 	int i, status = 1;
@@ -57,10 +62,18 @@ int cmd_mkfs(int argc, char **argv)
 					  "of two from 4K to 64M)", argv[i]);
 				return 2;
 			}
+		} else if (!strcmp(argv[i], "--create-bucket")) {
+			so.o.create_bucket = true;
+		} else if (!strcmp(argv[i], "-o") && i + 1 < argc) {
+			if (cli_store_opts_parse(&so, argv[++i], NULL)) {
+				status = 2;
+				goto out;
+			}
 		} else if (argv[i][0] == '-') {
 			cli_error("unknown flag '%s' (see 'metafuse mkfs "
 				  "--help')", argv[i]);
-			return 2;
+			status = 2;
+			goto out;
 		} else if (!loc) {
 			loc = argv[i];
 		} else {
@@ -69,14 +82,16 @@ int cmd_mkfs(int argc, char **argv)
 		}
 	}
 	if (!loc || i < argc) {
-		cli_error("usage: metafuse mkfs [--block-size SIZE] STORE");
-		return 2;
+		cli_error("usage: metafuse mkfs [--block-size SIZE] "
+			  "[--create-bucket] [-o OPT[,OPT...]] STORE");
+		status = 2;
+		goto out;
 	}
 	if (blob_global_init()) {
 		cli_error("cannot initialise libsodium");
-		return 1;
+		goto out;
 	}
-	if (store_open(loc, 1, &s, &err)) {
+	if (store_open_opts(loc, 1, &so.o, &s, &err)) {
 		cli_error("%s", buf_str(&err));
 		goto out;
 	}
@@ -89,6 +104,7 @@ int cmd_mkfs(int argc, char **argv)
 	status = 0;
 out:
 	store_close(s);
+	cli_store_opts_free(&so);
 	buf_free(&err);
 	return status;
 }
@@ -175,7 +191,8 @@ out:
 /* ---- fsck ---- */
 
 static const char fsck_help[] =
-	"usage: metafuse fsck [--repair] [--verify-data] STORE\n"
+	"usage: metafuse fsck [--repair] [--verify-data] [-o OPT[,OPT...]] "
+	"STORE\n"
 	"\n"
 	"Checks the volume in STORE as the store holds it (newest metadata\n"
 	"checkpoint plus journal): link counts, orphans, dangling entries,\n"
@@ -183,7 +200,8 @@ static const char fsck_help[] =
 	"--verify-data downloads every referenced object and checks its\n"
 	"checksum and name.  --repair fixes what it can and writes a new\n"
 	"checkpoint (the volume must not be mounted).\n"
-	"Exit status: 0 clean, 1 problems found, 2 error.\n";
+	"Exit status: 0 clean, 1 problems found, 2 error.\n"
+	"\n" CLI_STORE_OPTS_HELP;
 
 struct fsck_ctx {
 	struct store *s;
@@ -251,6 +269,7 @@ int cmd_fsck(int argc, char **argv)
 	struct fsck_ctx f = { 0 };
 	struct blob_ctx bc = { { 0 }, 3 };
 	const char *loc = NULL;
+	struct cli_store_opts so = { 0 };
 	char tmpl[] = "/tmp/metafuse-fsck-XXXXXX";
 	struct meta *m = NULL;
 	bool repair = false, tmp_made = false;
@@ -267,24 +286,29 @@ int cmd_fsck(int argc, char **argv)
 			repair = true;
 		} else if (!strcmp(argv[i], "--verify-data")) {
 			f.verify = true;
+		} else if (!strcmp(argv[i], "-o") && i + 1 < argc) {
+			if (cli_store_opts_parse(&so, argv[++i], NULL))
+				goto out;
 		} else if (argv[i][0] == '-') {
 			cli_error("unknown flag '%s' (see 'metafuse fsck "
 				  "--help')", argv[i]);
-			return 2;
+			goto out;
 		} else if (!loc) {
 			loc = argv[i];
 		} else {
-			cli_error("usage: metafuse fsck [--repair] STORE");
-			return 2;
+			loc = NULL;
+			break;
 		}
 	}
 	if (!loc) {
-		cli_error("usage: metafuse fsck [--repair] STORE");
-		return 2;
+		cli_error("usage: metafuse fsck [--repair] [--verify-data] "
+			  "[-o OPT[,OPT...]] STORE");
+		goto out;
 	}
 	if (blob_global_init())
-		return 2;
-	if (store_open(loc, 0, &f.s, &err) || volume_load(f.s, &v, &err)) {
+		goto out;
+	if (store_open_opts(loc, 0, &so.o, &f.s, &err) ||
+	    volume_load(f.s, &v, &err)) {
 		cli_error("%s", buf_str(&err));
 		goto out;
 	}
@@ -367,6 +391,7 @@ out:
 	if (tmp_made)
 		rm_rf(tmpl);
 	store_close(f.s);
+	cli_store_opts_free(&so);
 	buf_free(&err);
 	buf_free(&db);
 	return status;

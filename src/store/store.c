@@ -2,9 +2,10 @@
  * store.c - what every store shares: key validation, closing, and the
  * choice of a backend from a location string.
  *
- * A location is either a path ("/srv/vol", "./vol") or a URL.  Only
- * "file:///abs/path" is understood today; any other "scheme://" is refused
- * with a message rather than mistaken for a relative directory name.
+ * A location is either a path ("/srv/vol", "./vol") or a URL:
+ * "file:///abs/path" or "s3://BUCKET[/PREFIX]"; any other "scheme://" is
+ * refused with a message rather than mistaken for a relative directory
+ * name.
  *
  * Invariants:
  *   1. store_key_valid() is the single definition of a well-formed key;
@@ -73,6 +74,13 @@ static size_t url_scheme_len(const char *loc)
 int store_open(const char *location, int create, struct store **out,
 	       struct buf *err)
 {
+	return store_open_opts(location, create, NULL, out, err);
+}
+
+int store_open_opts(const char *location, int create,
+		    const struct store_options *opts, struct store **out,
+		    struct buf *err)
+{
 	const char *path = location;
 	size_t scheme;
 	int rc;
@@ -84,14 +92,16 @@ int store_open(const char *location, int create, struct store **out,
 		return -EINVAL;
 	}
 	scheme = url_scheme_len(location);
+	if (scheme == 2 && strncasecmp(location, "s3", 2) == 0)
+		return store_s3_open(location + 5, create, opts, out, err);
 	if (scheme) {
 		if (scheme != 4 || strncasecmp(location, "file", 4) != 0 ||
 		    location[7] != '/') {
 			if (err)
 				buf_appendf(err,
 					    "unsupported store location '%s' "
-					    "(use a directory path or "
-					    "file:///path)",
+					    "(use a directory path, "
+					    "file:///path or s3://BUCKET/PREFIX)",
 					    location);
 			return -EINVAL;
 		}

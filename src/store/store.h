@@ -98,13 +98,56 @@ void store_close(struct store *s);
 int store_key_valid(const char *key);
 
 /*
- * Open a store from a location: a path ("/srv/vol", "./vol") or
- * "file:///srv/vol".  With create != 0 the directory is created when
- * missing; otherwise a missing directory is -ENOENT.  On failure, err (if
- * not NULL) receives a one-line human message.  Caller closes the store.
+ * Open a store from a location: a path ("/srv/vol", "./vol"),
+ * "file:///srv/vol" or "s3://BUCKET[/PREFIX]".  With create != 0 the
+ * directory is created when missing; otherwise a missing directory is
+ * -ENOENT.  On failure, err (if not NULL) receives a one-line human
+ * message.  Caller closes the store.  Same as store_open_opts() with
+ * default options.
  */
 int store_open(const char *location, int create, struct store **out,
 	       struct buf *err);
+
+/* Addressing of S3 buckets: AUTO is path-style for an endpoint that is an
+ * IP address or localhost, virtual-host style otherwise. */
+enum store_s3_addressing {
+	STORE_S3_ADDR_AUTO = 0,
+	STORE_S3_ADDR_PATH,
+	STORE_S3_ADDR_VHOST,
+};
+
+/*
+ * Options of remote backends; a zeroed struct means "the defaults", which
+ * come from the environment the way the AWS CLI finds them
+ * (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY/AWS_SESSION_TOKEN, AWS_PROFILE
+ * with ~/.aws/credentials and ~/.aws/config, AWS_REGION,
+ * AWS_ENDPOINT_URL).  Strings are borrowed for the duration of the open.
+ * The file backend ignores them.
+ */
+struct store_options {
+	const char *endpoint;    /* "https://host[:port]"; NULL: environment */
+	const char *region;      /* NULL: environment, else us-east-1 */
+	enum store_s3_addressing addressing;
+	const char *credentials; /* an AWS credentials file (mode 0600) */
+	bool no_verify_tls;      /* accept any TLS certificate */
+	bool create_bucket;      /* with create: make the bucket if missing */
+	unsigned connections;    /* 0: default (16) */
+	uint64_t part_size;      /* multipart above this; 0: 16 MiB */
+	unsigned attempts;       /* tries per request; 0: default (8) */
+};
+
+int store_open_opts(const char *location, int create,
+		    const struct store_options *opts, struct store **out,
+		    struct buf *err);
+
+/*
+ * S3 backend (store_s3.c).  bucket_and_prefix is "BUCKET[/PREFIX]".  The
+ * open checks access at once (a one-key listing) and fails with one line
+ * naming the bucket, the endpoint and what the server said.
+ */
+int store_s3_open(const char *bucket_and_prefix, int create,
+		  const struct store_options *opts, struct store **out,
+		  struct buf *err);
 
 /* Local-directory backend (store_file.c). root is created when create. */
 int store_file_open(const char *root, int create, struct store **out);

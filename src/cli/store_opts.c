@@ -1,0 +1,110 @@
+/*
+ * store_opts.c - parsing of the store options shared by mkfs, mount, fsck
+ * and gc (see store_opts.h).  Kept apart from the commands so that each
+ * command has one call site.
+ */
+#include "util/compat.h"
+
+#include "cli/cli.h"
+#include "cli/store_opts.h"
+#include "util/util.h"
+
+static int set_str(char **dst, const char **pub, const char *val)
+{
+	char *copy;
+
+	if (!val || !*val)
+		return -EINVAL;
+	copy = strdup(val);
+	if (!copy)
+		return -ENOMEM;
+	free(*dst);
+	*dst = copy;
+	*pub = copy;
+	return 0;
+}
+
+int cli_store_opt(struct cli_store_opts *so, const char *opt)
+{
+	const char *eq = strchr(opt, '=');
+	size_t klen = eq ? (size_t)(eq - opt) : strlen(opt);
+	const char *val = eq ? eq + 1 : NULL;
+
+#define KEY(k) (klen == strlen(k) && !strncmp(opt, k, klen))
+	if (KEY("endpoint"))
+		return set_str(&so->endpoint, &so->o.endpoint, val);
+	if (KEY("region"))
+		return set_str(&so->region, &so->o.region, val);
+	if (KEY("credentials"))
+		return set_str(&so->credentials, &so->o.credentials, val);
+	if (KEY("path_style") && !val) {
+		so->o.addressing = STORE_S3_ADDR_PATH;
+		return 0;
+	}
+	if (KEY("virtual_host") && !val) {
+		so->o.addressing = STORE_S3_ADDR_VHOST;
+		return 0;
+	}
+	if (KEY("no_verify_tls") && !val) {
+		so->o.no_verify_tls = true;
+		return 0;
+	}
+	if (KEY("connections") && val) {
+		char *end;
+		unsigned long n = strtoul(val, &end, 10);
+
+		if (*end || n < 1 || n > 256)
+			return -EINVAL;
+		so->o.connections = (unsigned)n;
+		return 0;
+	}
+	if (KEY("part_size") && val) {
+		uint64_t n;
+
+		if (parse_size(val, &n) || n < (5u << 20) || n > (5ULL << 30))
+			return -EINVAL;
+		so->o.part_size = n;
+		return 0;
+	}
+#undef KEY
+	return -ENOENT;
+}
+
+int cli_store_opts_parse(struct cli_store_opts *so, const char *list,
+			 struct buf *rest)
+{
+	char *copy = strdup(list), *p, *next;
+	int rc = 0;
+
+	if (!copy)
+		return -ENOMEM;
+	for (p = copy; p && !rc; p = next) {
+		next = strchr(p, ',');
+		if (next)
+			*next++ = 0;
+		if (!*p)
+			continue;
+		rc = cli_store_opt(so, p);
+		if (rc == -ENOENT && rest) {
+			rc = buf_appendf(rest, "%s%s", rest->len ? "," : "",
+					 p);
+		} else if (rc == -ENOENT) {
+			cli_error("unknown option '%s' (store options: "
+				  "endpoint=, region=, path_style, "
+				  "virtual_host, credentials=, no_verify_tls, "
+				  "connections=, part_size=)", p);
+		} else if (rc) {
+			cli_error("invalid value in option '%s'", p);
+		}
+	}
+	free(copy);
+	return rc;
+}
+
+void cli_store_opts_free(struct cli_store_opts *so)
+{
+	free(so->endpoint);
+	free(so->region);
+	free(so->credentials);
+	memset(so, 0, sizeof(*so));
+}

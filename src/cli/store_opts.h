@@ -1,0 +1,58 @@
+/*
+ * store_opts.h - the -o options that say how to reach a remote store,
+ * shared by mkfs, mount, fsck and gc:
+ *
+ *   endpoint=URL  region=NAME  path_style  virtual_host
+ *   credentials=FILE  no_verify_tls  connections=N  part_size=SIZE
+ *
+ * The strings of the resulting struct store_options point into the
+ * struct cli_store_opts, which owns them until cli_store_opts_free().
+ */
+#ifndef METAFUSE_CLI_STORE_OPTS_H
+#define METAFUSE_CLI_STORE_OPTS_H
+
+#include "util/compat.h"
+
+#include "store/store.h"
+
+struct cli_store_opts {
+	struct store_options o; /* pass &x.o to store_open_opts() */
+	char *endpoint;
+	char *region;
+	char *credentials;
+};
+
+/*
+ * If opt ("key" or "key=value") is one of the store options, take it and
+ * return 0; -ENOENT when it is not one; -EINVAL for a bad value; -ENOMEM.
+ */
+int cli_store_opt(struct cli_store_opts *so, const char *opt);
+
+/*
+ * Take the store options out of a comma-separated list; the others are
+ * appended to rest (comma-separated) when rest is not NULL, else refused
+ * with a message.  0, or -errno after printing a message.
+ */
+int cli_store_opts_parse(struct cli_store_opts *so, const char *list,
+			 struct buf *rest);
+
+void cli_store_opts_free(struct cli_store_opts *so);
+
+/* For help texts. */
+#define CLI_STORE_OPTS_HELP                                                  \
+	"store options (S3):\n"                                              \
+	"  endpoint=URL           S3 endpoint (default AWS_ENDPOINT_URL, "    \
+	"else AWS)\n"                                                        \
+	"  region=NAME            region (default AWS_REGION, else "          \
+	"us-east-1)\n"                                                       \
+	"  path_style             path-style bucket addressing (default for " \
+	"IP\n"                                                               \
+	"                         addresses and localhost)\n"                \
+	"  virtual_host           virtual-host addressing\n"                 \
+	"  credentials=FILE       AWS credentials file (mode 600)\n"         \
+	"  no_verify_tls          accept any TLS certificate\n"              \
+	"  connections=N          parallel connections (default 16)\n"       \
+	"  part_size=SIZE         multipart uploads above SIZE (default "     \
+	"16M)\n"
+
+#endif
