@@ -19,7 +19,7 @@
  */
 #include "util/compat.h"
 
-#define FUSE_USE_VERSION 34
+#define FUSE_USE_VERSION 312
 #include <fuse_lowlevel.h>
 
 #include <fcntl.h>
@@ -1123,6 +1123,7 @@ int fs_run(struct fs *fs, const char *mountpoint, const char *fuse_opts,
 	   void (*ready)(void *arg, int rc), void *ready_arg)
 {
 	struct fuse_args args = FUSE_ARGS_INIT(0, NULL);
+	struct fuse_loop_config *lc;
 	struct buf opts = BUF_INIT;
 	int rc = -ENOMEM;
 
@@ -1154,16 +1155,24 @@ int fs_run(struct fs *fs, const char *mountpoint, const char *fuse_opts,
 	}
 	ready(ready_arg, 0);
 	/*
-	 * libfuse's default loop configuration: at most 10 workers and an
-	 * idle limit of 10, so no worker ever exits.  A configuration made
-	 * with fuse_loop_cfg_create() in libfuse 3.14 ends a worker after
-	 * nearly every request (its "no limit" idle value compares as
-	 * always exceeded), whatever fuse_loop_cfg_set_idle_threads() says:
-	 * a thread created and destroyed around each request cost 60% of a
-	 * 4 KiB random write (3,900 -> 10,500 writes/s), and a worker's exit
-	 * can race with a waiting request (a hang seen with 3.14).
+	 * FUSE_USE_VERSION 312: with an older one, fuse_session_loop_mt()
+	 * is libfuse's 3.2 entry point, which reads a struct fuse_loop_config
+	 * as the old layout: a cloned /dev/fuse per worker and an idle limit
+	 * of 0, so a thread was created and destroyed around each request
+	 * (60% of a 4 KiB random write), and a worker's exit can race with a
+	 * waiting request (a hang seen with 3.14).  The default idle limit
+	 * of this entry point (-1) never ends a worker.
 	 */
-	rc = fuse_session_loop_mt(fs->se, NULL);
+	lc = fuse_loop_cfg_create();
+	if (!lc) {
+		rc = -ENOMEM;
+		fuse_session_unmount(fs->se);
+		goto out_signals;
+	}
+	fuse_loop_cfg_set_clone_fd(lc, 0);
+	fuse_loop_cfg_set_max_threads(lc, 16);
+	rc = fuse_session_loop_mt(fs->se, lc);
+	fuse_loop_cfg_destroy(lc);
 	rc = rc < 0 ? rc : 0;
 	fuse_session_unmount(fs->se);
 out_signals:
