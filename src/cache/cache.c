@@ -932,7 +932,7 @@ static int upload_one(struct cache *c, struct centry *e, uint64_t v,
 	char hash[BLOB_NAME_LEN + 1], key[BLOB_DATA_KEY_LEN + 1];
 	uint64_t bs = c->cfg.block_size, size, obj_size = 0;
 	size_t blen = 0;
-	bool claimed = false, dedup = false, still;
+	bool claimed = false, dedup = false, still, current;
 	int rc, fd;
 
 	rc = c->ops->file_size(c->index_arg, e->ino, &size);
@@ -979,9 +979,26 @@ static int upload_one(struct cache *c, struct centry *e, uint64_t v,
 	pthread_mutex_lock(&c->commit_lock);
 	pthread_mutex_lock(&c->lock);
 	still = e->version != v;
+	current = e->in_table;
 	pthread_mutex_unlock(&c->lock);
-	rc = c->ops->block_commit(c->index_arg, e->ino, e->idx,
-				  claimed ? hash : NULL, obj_size, still);
+	if (current) {
+		rc = c->ops->block_commit(c->index_arg, e->ino, e->idx,
+					  claimed ? hash : NULL, obj_size,
+					  still);
+	} else {
+		/*
+		 * Dropped while it uploaded (punch, truncate, delete; every
+		 * drop holds commit_lock).  The index row of this block, if
+		 * there is one now, belongs to a newer entry written since:
+		 * committing our content to it would mark that entry's data
+		 * clean with our stale object, and its own commit would
+		 * then be refused as stale.  Only record the object, so the
+		 * collector deletes it.
+		 */
+		rc = -ESTALE;
+		if (claimed && !dedup && c->ops->object_note)
+			c->ops->object_note(c->index_arg, hash, obj_size);
+	}
 	pthread_mutex_lock(&c->lock);
 	if (rc == 0 || rc == -ESTALE) {
 		e->committed_version = v;

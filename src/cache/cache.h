@@ -46,6 +46,9 @@ struct cache_index_ops {
 	 * all zeros.  -ESTALE when the block is gone meanwhile. */
 	int (*block_commit)(void *arg, uint64_t ino, uint64_t idx,
 			    const char *hash, uint64_t size, int still_dirty);
+	/* An uploaded object that no block will reference (its block was
+	 * dropped meanwhile): record it for garbage collection.  Optional. */
+	int (*object_note)(void *arg, const char *hash, uint64_t size);
 	/* Visit every block the index says is dirty (startup recovery). */
 	int (*dirty_blocks)(void *arg,
 			    int (*cb)(uint64_t ino, uint64_t idx, void *cbarg),

@@ -2524,6 +2524,18 @@ int meta_block_commit(struct meta *m, uint64_t ino, uint64_t idx,
 	return rc == 1 ? -ESTALE : rc;
 }
 
+int meta_object_note(struct meta *m, const char *hash, uint64_t size)
+{
+	int rc;
+
+	if (!hash || strnlen(hash, META_HASH_LEN + 1) != META_HASH_LEN)
+		return -EINVAL;
+	rc = meta_txn_begin(m, META_TXN_WRITE);
+	if (rc)
+		return rc;
+	return meta_txn_end(m, object_stmt(m, ST_OBJECT_ENSURE, hash, size));
+}
+
 int meta_block_drop(struct meta *m, uint64_t ino, uint64_t first,
 		    uint64_t last)
 {

@@ -279,6 +279,9 @@ int meta_block_get(struct meta *m, uint64_t ino, uint64_t idx, char *hash,
  */
 int meta_block_commit(struct meta *m, uint64_t ino, uint64_t idx,
 		      const char *hash, uint64_t size, int still_dirty);
+/* Record an uploaded object no block references (refcount 0, so garbage
+ * once a newer checkpoint is durable); an existing row is kept. */
+int meta_object_note(struct meta *m, const char *hash, uint64_t size);
 /* Remove block rows [first, last] of ino (hole punching). */
 int meta_block_drop(struct meta *m, uint64_t ino, uint64_t first,
 		    uint64_t last);

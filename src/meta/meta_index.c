@@ -53,6 +53,11 @@ static int ix_block_commit(void *arg, uint64_t ino, uint64_t idx,
 	return meta_block_commit(arg, ino, idx, hash, size, still_dirty);
 }
 
+static int ix_object_note(void *arg, const char *hash, uint64_t size)
+{
+	return meta_object_note(arg, hash, size);
+}
+
 static int ix_dirty_blocks(void *arg,
 			   int (*cb)(uint64_t ino, uint64_t idx, void *cbarg),
 			   void *cbarg)
@@ -91,6 +96,7 @@ const struct cache_index_ops meta_index_ops = {
 	.object_known = ix_object_known,
 	.block_commit = ix_block_commit,
 	.dirty_blocks = ix_dirty_blocks,
+	.object_note = ix_object_note,
 	.inline_write = ix_inline_write,
 	.inline_read = ix_inline_read,
 	.inline_to_block = ix_inline_to_block,

@@ -180,6 +180,10 @@ int store_fault_wrap(struct store *inner, struct store **out);
  */
 void store_fault_arm(struct store *s, unsigned ops_mask, uint64_t after,
 		     int64_t count, int err);
+/* Make puts wait (on) until released (off), to order races in tests;
+ * wait_held returns once n puts are waiting. */
+void store_fault_hold_puts(struct store *s, int on);
+void store_fault_wait_held(struct store *s, unsigned n);
 /* While a file exists at path, every call fails with -EIO (the store is
  * "down"); the test suite uses it from outside a daemon through
  * METAFUSE_TEST_STORE_DOWN_FILE.  Call before the store is shared. */

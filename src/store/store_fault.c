@@ -40,6 +40,9 @@ struct store_fault {
 	int err;
 	bool corrupt; /* protected by lock */
 	char *down_file; /* while this path exists, every call fails; const */
+	bool hold;        /* puts wait while set; protected by lock */
+	unsigned held;    /* puts waiting; protected by lock */
+	pthread_cond_t hold_cond;
 	struct store_fault_counts counts; /* protected by lock */
 };
 
@@ -87,6 +90,15 @@ static int fault_put(struct store *s, const char *key, const void *data,
 
 	if (rc)
 		return rc;
+	pthread_mutex_lock(&f->lock);
+	if (f->hold) {
+		f->held++;
+		pthread_cond_broadcast(&f->hold_cond);
+		while (f->hold)
+			pthread_cond_wait(&f->hold_cond, &f->lock);
+		f->held--;
+	}
+	pthread_mutex_unlock(&f->lock);
 	rc = store_put(f->inner, key, data, len);
 	if (!rc) {
 		pthread_mutex_lock(&f->lock);
@@ -149,6 +161,7 @@ static void fault_close(struct store *s)
 	struct store_fault *f = fault_from_store(s);
 
 	store_close(f->inner);
+	pthread_cond_destroy(&f->hold_cond);
 	pthread_mutex_destroy(&f->lock);
 	free(f->down_file);
 	free(f->base.url);
@@ -172,6 +185,7 @@ int store_fault_wrap(struct store *inner, struct store **out)
 	rc = -pthread_mutex_init(&f->lock, NULL);
 	if (rc)
 		goto out_free_url;
+	pthread_cond_init(&f->hold_cond, NULL);
 	f->base.ops = &store_fault_ops;
 	f->inner = inner;
 	*out = &f->base;
@@ -197,6 +211,26 @@ void store_fault_arm(struct store *s, unsigned ops_mask, uint64_t after,
 	f->after = after;
 	f->count = count;
 	f->err = err;
+	pthread_mutex_unlock(&f->lock);
+}
+
+void store_fault_hold_puts(struct store *s, int on)
+{
+	struct store_fault *f = fault_from_store(s);
+
+	pthread_mutex_lock(&f->lock);
+	f->hold = on;
+	pthread_cond_broadcast(&f->hold_cond);
+	pthread_mutex_unlock(&f->lock);
+}
+
+void store_fault_wait_held(struct store *s, unsigned n)
+{
+	struct store_fault *f = fault_from_store(s);
+
+	pthread_mutex_lock(&f->lock);
+	while (f->held < n)
+		pthread_cond_wait(&f->hold_cond, &f->lock);
 	pthread_mutex_unlock(&f->lock);
 }
 

@@ -600,6 +600,67 @@ static void test_concurrency(void)
 	free(ref);
 }
 
+struct flush_arg {
+	struct cache *c;
+	uint64_t ino;
+};
+
+static void *flush_thread(void *arg)
+{
+	struct flush_arg *fa = arg;
+
+	cache_flush_inode(fa->c, fa->ino);
+	return NULL;
+}
+
+/*
+ * A block punched while its upload is in flight, then written again: the
+ * late upload must not commit its stale object to the new entry's index
+ * row (it did: the row became clean with the old content, the new
+ * entry's own commit was refused as stale, and the block read back old
+ * data once the cache lost it).
+ */
+static void test_stale_upload_after_punch(void)
+{
+	struct env e;
+	uint8_t *a = malloc(BS), *b = malloc(BS), *out = malloc(BS);
+	char want[BLOB_NAME_LEN + 1], got[BLOB_NAME_LEN + 1];
+	struct trunc_arg ta;
+	struct flush_arg fa;
+	pthread_t t;
+
+	env_init(&e, 64 * BS, 3600ULL * 1000000000ULL);
+	ta.f = e.f;
+	ta.ino = 5;
+	ta.size = BS;
+	fill(a, BS, 1);
+	fill(b, BS, 2);
+	CHECK_RC(cache_write(e.c, 5, 0, a, BS), BS);
+	store_fault_hold_puts(e.store, 1);
+	fa.c = e.c;
+	fa.ino = 5;
+	pthread_create(&t, NULL, flush_thread, &fa);
+	store_fault_wait_held(e.store, 1);   /* A's upload is in flight */
+	CHECK_RC(cache_punch(e.c, 5, 0, BS, BS, fk_drop, &ta), 0);
+	CHECK_RC(cache_write(e.c, 5, 0, b, BS), BS);
+	store_fault_hold_puts(e.store, 0);
+	pthread_join(t, NULL);
+	CHECK_RC(cache_flush_inode(e.c, 5), 0);
+	blob_name(&e.blob, b, BS, want);
+	CHECK_RC(fk_block_get(e.f, 5, 0, got), 0);
+	CHECK(!strcmp(got, want));
+	/* and from the store, once the cache has forgotten it */
+	cache_close(e.c, 0);
+	rm_rf(e.cdir);
+	CHECK_RC(env_open_cache(&e, 64 * BS, 3600ULL * 1000000000ULL), 0);
+	CHECK_RC(cache_read(e.c, 5, 0, BS, BS, out), BS);
+	CHECK(!memcmp(out, b, BS));
+	env_free(&e);
+	free(a);
+	free(b);
+	free(out);
+}
+
 int main(void)
 {
 	if (blob_global_init())
@@ -611,5 +672,6 @@ int main(void)
 	test_damage_and_faults();
 	test_dedup_and_recovery();
 	test_concurrency();
+	test_stale_upload_after_punch();
 	return check_done("t_cache");
 }
