@@ -892,7 +892,7 @@ def machine_md(out, ctx):
 - kernel: {platform.release()}
 - OS: {osr}
 - file system under the scratch directory: {fstype} (a virtual disk)
-- metafuse commit: {ctx['commit']}
+- commit of the tree (metafuse and the harness): {ctx['commit']}
 - tarball: {ctx['tarball_name']}
 - packages: {', '.join(vers)}
 - the machine is shared with other engineers' builds and tests; targets
