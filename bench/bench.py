@@ -797,7 +797,7 @@ def verdicts(med, mf, peers):
             out.append(f"- {m}: {what}: {mark} ({detail})")
         for w, k in (("seq", "write_MBps"), ("seq", "read_MBps")):
             a, b = v(w, k, m), v(w, k, "passthrough_ll")
-            if m == "metafuse" and a and b:
+            if m in ("metafuse", "metafuse-alt") and a and b:
                 ck(f"sequential {k.split('_')[0]} >= 0.8 of passthrough_ll",
                    a / b >= 0.8, f"{a / b:.2f}")
         a, b = v("rand", "randwrite_iops", m), v("rand", "randwrite_iops",
@@ -1002,6 +1002,7 @@ def main():
     ap.add_argument("--tarball", required=True)
     ap.add_argument("--tarball-name", default="?")
     ap.add_argument("--commit", default="?")
+    ap.add_argument("--metafuse-alt", default="")
     ap.add_argument("--targets", default="")
     ap.add_argument("--workloads", default="")
     a = ap.parse_args()
@@ -1012,6 +1013,8 @@ def main():
 
     targets = [Disk(a.work), Passthrough(a.work, a.passthrough),
                Metafuse(a.work, a.metafuse)]
+    if a.metafuse_alt:  # a candidate build, measured in the same run
+        targets.append(Metafuse(a.work, a.metafuse_alt, "metafuse-alt"))
     notes = []
     cfg, why = s3_config(a)
     if cfg:
