@@ -1011,11 +1011,13 @@ def main():
     ctx = dict(work=a.work, tarball=a.tarball, tarball_name=a.tarball_name,
                commit=a.commit)
 
+    notes = []
     targets = [Disk(a.work), Passthrough(a.work, a.passthrough),
                Metafuse(a.work, a.metafuse)]
     if a.metafuse_alt:  # a candidate build, measured in the same run
         targets.append(Metafuse(a.work, a.metafuse_alt, "metafuse-alt"))
-    notes = []
+        notes.append("- metafuse-alt: a candidate build (METAFUSE_ALT_BIN) "
+                     "measured in the same run as metafuse.")
     cfg, why = s3_config(a)
     if cfg:
         h = run([a.metafuse, "mount", "--help"], check=False)
@@ -1060,6 +1062,7 @@ def main():
                         log(f"ERROR {wname} on {t.name}: {e}")
                         rec.add(runno, t.name, wname, "error", None)
                         cleanup_target(t)
+                        keep_log(t, a.out, f"{t.name}-run{runno}-{wname}")
                     log(f"  {now() - t0:.1f} s")
     finally:
         for t in targets:
@@ -1111,6 +1114,16 @@ def describe_sizes(sz):
             f"{sz['rand_ops']} writes then {sz['rand_ops']} reads in a "
             f"{sz['rand_file'] // MiB} MiB file; {sz['small']} files of "
             f"4 KiB; {sz['tree']} directories")
+
+
+def keep_log(t, out, name):
+    """A failed metafuse leaves its daemon log in the output directory."""
+    src = os.path.join(getattr(t, "cache", ""), "metafuse.log")
+    if isinstance(t, Metafuse) and os.path.exists(src):
+        os.makedirs(os.path.join(out, "logs"), exist_ok=True)
+        dst = os.path.join(out, "logs", name + ".log")
+        shutil.copyfile(src, dst)
+        log(f"  daemon log kept in {dst}")
 
 
 def cleanup_target(t):
