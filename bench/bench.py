@@ -1,0 +1,1171 @@
+#!/usr/bin/env python3
+"""bench.py - metafuse against the FUSE ceiling and its peers, one run.
+
+Called by bench/run, which installs the tools, builds metafuse and
+passthrough_ll and fetches the tarball; see bench/README.md for what is
+measured and how.
+
+Design:
+  * A *target* is a place files live: the local disk, passthrough_ll over
+    it, metafuse on a local or S3 store, s3fs-fuse, rclone mount.  Each
+    knows how to start fresh (empty store), mount, unmount (returning only
+    once its data is safe: that time is measured), wipe its local cache
+    (for cold reads), find its daemon's pid and count what reached its
+    store.
+  * A *workload* mounts a fresh target, runs timed phases and records one
+    row per figure: (run, target, workload, metric, value).
+  * Runs are interleaved: for each run, for each workload, every target in
+    turn (the order rotates from run to run), so that drift of a shared
+    machine hits all targets alike.  The summary is the median over runs.
+
+Invariants:
+  1. Only processes this script started are signalled, by pid; only
+     mountpoints it created are unmounted.
+  2. Traffic goes to 127.0.0.0/8 only (the S3 endpoint is checked).
+  3. A failed workload on one target is recorded as an error and the
+     benchmark goes on; the exit status says whether any failed.
+"""
+
+import argparse
+import csv
+import datetime
+import ipaddress
+import json
+import os
+import platform
+import resource
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import urllib.parse
+
+MiB = 1 << 20
+BLOCK_SIZE = MiB  # metafuse volumes are made with this block size
+
+# Option names of metafuse's S3 backend, kept in one place because they may
+# still change: {endpoint} is replaced by the endpoint URL.
+METAFUSE_S3_OPTS = os.environ.get("METAFUSE_S3_MOUNT_OPTS",
+                                  "endpoint={endpoint},path_style")
+
+# passthrough_ll keeps an fd open for every inode the kernel knows, and
+# this sandbox's hard limit of open files is 20,000 (raising it needs
+# CAP_SYS_RESOURCE): the full tarball (21,116 entries) would fail there
+# with EMFILE, so the ports to six other architectures are left out.
+TAR_FULL = [f"--exclude=glibc-2.36/sysdeps/{a}" for a in
+            ("powerpc", "sparc", "mach", "ia64", "s390", "i386")]
+
+SIZES = {
+    "full": dict(seq=1024 * MiB, rand_file=256 * MiB, rand_ops=8192,
+                 small=10000, tree=1000, tar_args=TAR_FULL),
+    "quick": dict(seq=64 * MiB, rand_file=32 * MiB, rand_ops=512,
+                  small=500, tree=100, tar_args=["glibc-2.36/elf"]),
+}
+
+
+def log(msg):
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+def now():
+    return time.perf_counter()
+
+
+def run(cmd, check=True, quiet=True, env=None, timeout=None):
+    r = subprocess.run(cmd, stdout=subprocess.PIPE if quiet else None,
+                       stderr=subprocess.PIPE if quiet else None,
+                       env=env, timeout=timeout)
+    if check and r.returncode != 0:
+        err = (r.stderr or b"").decode(errors="replace").strip()[-400:]
+        raise RuntimeError(f"{cmd[0]} failed ({r.returncode}): {err}")
+    return r
+
+
+def drop_caches():
+    os.sync()
+    try:
+        with open("/proc/sys/vm/drop_caches", "w") as f:
+            f.write("3\n")
+    except OSError as e:
+        log(f"note: cannot drop caches ({e}); reads are not cold")
+
+
+def is_mounted(path):
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            if line.split()[4] == path:
+                return True
+    return False
+
+
+def wait_mounted(path, proc=None, timeout=60):
+    t_end = time.time() + timeout
+    while time.time() < t_end:
+        if is_mounted(path):
+            return
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"daemon exited ({proc.returncode}) "
+                               f"before {path} was mounted")
+        time.sleep(0.05)
+    raise RuntimeError(f"{path} not mounted after {timeout} s")
+
+
+def find_daemon(mnt):
+    """The pid of the process whose command line names mountpoint mnt."""
+    me = os.getpid()
+    for d in os.listdir("/proc"):
+        if not d.isdigit() or int(d) == me:
+            continue
+        try:
+            with open(f"/proc/{d}/cmdline", "rb") as f:
+                args = f.read().split(b"\0")
+        except OSError:
+            continue
+        if mnt.encode() in args and b"umount" not in args:
+            return int(d)
+    return None
+
+
+def peak_rss_mib(pid):
+    if pid is None:
+        return None
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
+    return None
+
+
+def tree_bytes(path):
+    total = 0
+    for root, _, files in os.walk(path):
+        for n in files:
+            try:
+                total += os.lstat(os.path.join(root, n)).st_size
+            except OSError:
+                pass
+    return total
+
+
+class StoreWatch:
+    """Counts requests to a local-directory store from inotify events.
+
+    metafuse's file backend writes an object as a temp file ending in '~'
+    and renames it over the key, so a put is a MOVED_TO, a delete a DELETE
+    and a get (or head) an OPEN of a key; opens of temp files and of
+    directories (listings) are not counted.  Bytes are the size of each
+    object when it arrives.  Best effort: an event in a directory created
+    a moment before may be missed before its watch is set.
+    """
+
+    def __init__(self, root):
+        self.root = root
+        self.lock = threading.Lock()
+        self.c = dict(put=0, get=0, delete=0, bytes_put=0)
+        self.proc = subprocess.Popen(
+            ["inotifywait", "-m", "-r", "-e", "moved_to,delete,open",
+             "--format", "%e|%w%f", root],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for line in self.proc.stderr:  # wait for the watches
+            if "established" in line:
+                break
+        self.thread = threading.Thread(target=self._loop, daemon=True)
+        self.thread.start()
+
+    def _loop(self):
+        for line in self.proc.stdout:
+            ev, _, path = line.rstrip("\n").partition("|")
+            if "ISDIR" in ev or path.endswith("~"):
+                continue
+            with self.lock:
+                if ev.startswith("MOVED_TO"):
+                    self.c["put"] += 1
+                    try:
+                        self.c["bytes_put"] += os.stat(path).st_size
+                    except OSError:
+                        pass
+                elif ev.startswith("DELETE"):
+                    self.c["delete"] += 1
+                elif ev.startswith("OPEN"):
+                    self.c["get"] += 1
+
+    def snapshot(self):
+        time.sleep(0.3)  # let queued events arrive
+        with self.lock:
+            return dict(self.c)
+
+    def stop(self):
+        self.proc.terminate()
+        self.proc.wait()
+
+
+# ---------------------------------------------------------------- targets
+
+class Target:
+    name = "?"
+    fuse = True
+    s3 = False
+
+    def __init__(self, work):
+        self.dir = os.path.join(work, self.name)
+        self.mnt = os.path.join(self.dir, "mnt")
+        self.pid = None
+        self.proc = None
+        self.watch = None
+
+    def fresh(self):
+        """Unmounted, empty state."""
+        if os.path.exists(self.dir):
+            shutil.rmtree(self.dir)
+        os.makedirs(self.mnt)
+
+    def mount(self):
+        raise NotImplementedError
+
+    def unmount(self):
+        """Returns once the data is safe in the store."""
+        raise NotImplementedError
+
+    def wipe_cache(self):
+        pass
+
+    def rss(self):
+        return peak_rss_mib(self.pid)
+
+    def counters(self):
+        """Cumulative store counters: dict or None."""
+        return self.watch.snapshot() if self.watch else None
+
+    def close(self):
+        if self.watch:
+            self.watch.stop()
+            self.watch = None
+
+    def _fuse_unmount(self):
+        run(["fusermount3", "-u", self.mnt])
+        if self.proc is not None:
+            self.proc.wait(timeout=600)
+            self.proc = None
+        self.pid = None
+
+
+class Disk(Target):
+    name = "disk"
+    fuse = False
+
+    def mount(self):
+        return self.mnt
+
+    def unmount(self):
+        os.sync()
+
+
+class Passthrough(Target):
+    name = "passthrough_ll"
+
+    def __init__(self, work, binary):
+        super().__init__(work)
+        self.binary = binary
+        self.src = os.path.join(self.dir, "src")
+
+    def fresh(self):
+        super().fresh()
+        os.makedirs(self.src)
+
+    def mount(self):
+        self.proc = subprocess.Popen(
+            [self.binary, "-f", "-o", f"source={self.src}", self.mnt],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_mounted(self.mnt, self.proc)
+        self.pid = self.proc.pid
+        return self.mnt
+
+    def unmount(self):
+        self._fuse_unmount()
+        os.sync()
+
+
+class Metafuse(Target):
+    def __init__(self, work, binary, name="metafuse", s3=None, opts=""):
+        self.name = name
+        super().__init__(work)
+        self.binary = binary
+        self.s3cfg = s3
+        self.s3 = s3 is not None
+        self.opts = opts
+        self.cache = os.path.join(self.dir, "cache")
+        self.seq = 0
+
+    def close(self):
+        super().close()
+        if self.s3 and self.seq:
+            s3_purge(self.s3cfg, self.url.split("/", 3)[3])
+
+    def fresh(self):
+        self.close()
+        super().fresh()
+        if self.s3:
+            self.seq += 1
+            self.url = (f"s3://{self.s3cfg['bucket']}/{self.s3cfg['prefix']}"
+                        f"/{self.name}-{os.getpid()}-{self.seq}")
+        else:
+            self.url = os.path.join(self.dir, "store")
+        env = self.s3cfg["env"] if self.s3 else None
+        cmd = [self.binary, "mkfs", "--block-size", str(BLOCK_SIZE)]
+        if self.s3:
+            cmd += ["-o", METAFUSE_S3_OPTS.format(
+                endpoint=self.s3cfg["endpoint"])]
+        run(cmd + [self.url], env=env)
+        if not self.s3:
+            self.watch = StoreWatch(self.url)
+
+    def mount(self):
+        opts = f"cache_dir={self.cache}"
+        if self.s3:
+            opts += "," + METAFUSE_S3_OPTS.format(
+                endpoint=self.s3cfg["endpoint"])
+        if self.opts:
+            opts += "," + self.opts
+        run([self.binary, "mount", "-o", opts, self.url, self.mnt],
+            env=self.s3cfg["env"] if self.s3 else None)
+        self.pid = find_daemon(self.mnt)
+        return self.mnt
+
+    def unmount(self):
+        run([self.binary, "umount", self.mnt], timeout=1800)
+        self.pid = None
+
+    def wipe_cache(self):
+        shutil.rmtree(self.cache, ignore_errors=True)
+
+    def counters(self):
+        if self.s3:
+            return s3_counters(self.s3cfg, self.url.split("/", 3)[3])
+        return super().counters()
+
+
+def free_port():
+    with socket.socket() as so:
+        so.bind(("127.0.0.1", 0))
+        return so.getsockname()[1]
+
+
+def s3_counters(cfg, prefix):
+    """Bytes stored under prefix (the server's data usage): rclone size."""
+    r = run(["rclone", "size", "--json", f"bench:{cfg['bucket']}/{prefix}"],
+            check=False, env=cfg["env"])
+    try:
+        return dict(stored=json.loads(r.stdout)["bytes"])
+    except (ValueError, KeyError):
+        return None
+
+
+def s3_purge(cfg, prefix):
+    run(["rclone", "purge", f"bench:{cfg['bucket']}/{prefix}"],
+        check=False, env=cfg["env"])
+
+
+class S3fs(Target):
+    name = "s3fs"
+    s3 = True
+
+    def __init__(self, work, cfg):
+        super().__init__(work)
+        self.cfg = cfg
+        self.seq = 0
+
+    def fresh(self):
+        self.close()
+        super().fresh()
+        self.seq += 1
+        self.prefix = f"{self.cfg['prefix']}/s3fs-{os.getpid()}-{self.seq}"
+        self.passwd = os.path.join(self.dir, "passwd")
+        fd = os.open(self.passwd, os.O_WRONLY | os.O_CREAT, 0o600)
+        os.write(fd, (f"{self.cfg['key']}:{self.cfg['secret']}\n").encode())
+        os.close(fd)
+
+    def mount(self):
+        self.proc = subprocess.Popen(
+            ["s3fs", "-f", f"{self.cfg['bucket']}:/{self.prefix}", self.mnt,
+             "-o", f"url={self.cfg['endpoint']},use_path_request_style,"
+             f"passwd_file={self.passwd}"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_mounted(self.mnt, self.proc)
+        self.pid = self.proc.pid
+        return self.mnt
+
+    def unmount(self):
+        self._fuse_unmount()
+
+    def counters(self):
+        return s3_counters(self.cfg, self.prefix)
+
+    def close(self):
+        if self.seq:
+            s3_purge(self.cfg, self.prefix)
+
+
+class Rclone(Target):
+    name = "rclone"
+    s3 = True
+
+    def __init__(self, work, cfg):
+        super().__init__(work)
+        self.cfg = cfg
+        self.seq = 0
+        self.cache = os.path.join(self.dir, "cache")
+
+    def fresh(self):
+        self.close()
+        super().fresh()
+        self.seq += 1
+        self.prefix = f"{self.cfg['prefix']}/rclone-{os.getpid()}-{self.seq}"
+
+    def mount(self):
+        self.rc = f"127.0.0.1:{free_port()}"
+        self.proc = subprocess.Popen(
+            ["rclone", "mount", f"bench:{self.cfg['bucket']}/{self.prefix}",
+             self.mnt, "--vfs-cache-mode", "full",
+             "--cache-dir", self.cache,
+             "--rc", "--rc-addr", self.rc, "--rc-no-auth"],
+            env=self.cfg["env"], stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL)
+        wait_mounted(self.mnt, self.proc)
+        self.pid = self.proc.pid
+        return self.mnt
+
+    def unmount(self):
+        # rclone does not upload at unmount: what its VFS cache holds is
+        # uploaded after --vfs-write-back (5 s) or at its next start.  So
+        # wait, through its remote control, until nothing is queued or in
+        # flight: then the data is in the store.
+        t_end = time.time() + 1800
+        while time.time() < t_end:
+            r = run(["rclone", "rc", "--url", f"http://{self.rc}/",
+                     "vfs/stats"], check=False, env=self.cfg["env"])
+            try:
+                dc = json.loads(r.stdout)["diskCache"]
+                if dc["uploadsInProgress"] == 0 and dc["uploadsQueued"] == 0:
+                    break
+            except (ValueError, KeyError):
+                raise RuntimeError("rclone rc vfs/stats: " +
+                                   r.stdout.decode(errors="replace")[:200])
+            time.sleep(0.1)
+        self._fuse_unmount()
+
+    def wipe_cache(self):
+        shutil.rmtree(self.cache, ignore_errors=True)
+
+    def counters(self):
+        return s3_counters(self.cfg, self.prefix)
+
+    def close(self):
+        if self.seq:
+            s3_purge(self.cfg, self.prefix)
+
+
+# -------------------------------------------------------------- workloads
+
+class Recorder:
+    def __init__(self):
+        self.rows = []
+
+    def add(self, runno, target, workload, metric, value):
+        self.rows.append(dict(run=runno, target=target, workload=workload,
+                              metric=metric, value=value))
+
+
+def fio(args, path):
+    run(["fio", "--name=bench", f"--filename={path}", "--ioengine=psync",
+         "--fallocate=none",
+         "--output-format=json", "--output=/dev/null"] + args)
+
+
+class Session:
+    """One workload on one target: mounts, unmounts, figures."""
+
+    def __init__(self, t, rec, runno, workload):
+        self.t, self.rec, self.runno, self.w = t, rec, runno, workload
+        self.rss = 0.0
+        self.c0 = None
+
+    def put(self, metric, value):
+        self.rec.add(self.runno, self.t.name, self.w, metric, value)
+
+    def mount(self, cold=False):
+        if cold:
+            self.t.wipe_cache()
+            drop_caches()
+        return self.t.mount()
+
+    def start_count(self):
+        self.c0 = self.t.counters()
+
+    def unmount(self, safe_metric=None):
+        r = self.t.rss()
+        if r is not None:
+            self.rss = max(self.rss, r)
+        t0 = now()
+        self.t.unmount()
+        dt = now() - t0
+        if safe_metric:
+            self.put(safe_metric, dt)
+        if self.c0 is not None:
+            c1 = self.t.counters()
+            if c1:
+                for k, v in c1.items():
+                    self.put(f"store_{k}", v - self.c0.get(k, 0))
+            self.c0 = None
+
+    def finish(self):
+        if self.rss:
+            self.put("peak_rss_MiB", self.rss)
+
+
+def fsync_path(path):
+    """fsync at the end of a write workload, timed apart from the writes
+    (the issue's figure includes it; the split shows where time goes)."""
+    fd = os.open(path, os.O_WRONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def w_seq(s, sz, ctx):
+    n = sz["seq"]
+    m = s.mount()
+    s.start_count()
+    t0 = now()
+    fio(["--rw=write", "--bs=1M", f"--size={n}", "--refill_buffers=1"],
+        os.path.join(m, "seq"))
+    t1 = now()
+    fsync_path(os.path.join(m, "seq"))
+    s.put("write_MBps", n / MiB / (now() - t0))
+    s.put("write_fsync_s", now() - t1)
+    s.unmount("write_safe_s")
+    m = s.mount(cold=True)
+    t0 = now()
+    fio(["--rw=read", "--bs=1M", f"--size={n}", "--readonly"],
+        os.path.join(m, "seq"))
+    s.put("read_MBps", n / MiB / (now() - t0))
+    s.unmount()
+
+
+def w_rand(s, sz, ctx):
+    n, ops = sz["rand_file"], sz["rand_ops"]
+    m = s.mount()
+    f = os.path.join(m, "rand")
+    fio(["--rw=write", "--bs=1M", f"--size={n}", "--refill_buffers=1"], f)
+    s.unmount()
+    m = s.mount()
+    iolog = os.path.join(ctx["work"], "rand.iolog")
+    s.start_count()
+    t0 = now()
+    fio(["--rw=randwrite", "--bs=4k", f"--size={n}", f"--number_ios={ops}",
+         "--refill_buffers=1", f"--write_iolog={iolog}"],
+        os.path.join(m, "rand"))
+    t1 = now()
+    fsync_path(os.path.join(m, "rand"))
+    s.put("randwrite_iops", ops / (now() - t0))
+    s.put("randwrite_fsync_s", now() - t1)
+    s.unmount("randwrite_safe_s")
+    if not isinstance(s.t, Metafuse):
+        return randread(s, n, ops)
+    blocks = set()
+    with open(iolog) as f:
+        for line in f:
+            p = line.split()  # v2: file write off len; v3: time first
+            if len(p) >= 4 and p[-3] == "write":
+                blocks.add(int(p[-2]) // BLOCK_SIZE)
+    s.put("randwrite_bound_bytes", len(blocks) * BLOCK_SIZE)
+    randread(s, n, ops)
+
+
+def randread(s, n, ops):
+    m = s.mount(cold=True)
+    t0 = now()
+    fio(["--rw=randread", "--bs=4k", f"--size={n}", f"--number_ios={ops}",
+         "--readonly"], os.path.join(m, "rand"))
+    s.put("randread_iops", ops / (now() - t0))
+    s.unmount()
+
+
+def w_small(s, sz, ctx):
+    n = sz["small"]
+    data = os.urandom(4096 * n)
+    m = s.mount()
+    d = os.path.join(m, "small")
+    os.mkdir(d)
+    names = [os.path.join(d, f"f{i:05d}") for i in range(n)]
+    s.start_count()
+    t0 = now()
+    for i, p in enumerate(names):
+        with open(p, "wb") as f:
+            f.write(data[4096 * i:4096 * (i + 1)])
+    create = now() - t0
+    s.put("create_ops", n / create)
+    s.unmount("create_safe_s")
+    m = s.mount()
+    drop_caches()
+    t0 = now()
+    run(["ls", "-l", d])
+    stat = now() - t0
+    s.put("stat_ops", n / stat)
+    drop_caches()
+    t0 = now()
+    for p in names:
+        with open(p, "rb") as f:
+            f.read()
+    read = now() - t0
+    s.put("read_ops", n / read)
+    d2 = d + ".renamed"
+    t0 = now()
+    os.rename(d, d2)
+    s.put("rename_dir_ms", (now() - t0) * 1000)
+    t0 = now()
+    for i in range(n):
+        os.unlink(os.path.join(d2, f"f{i:05d}"))
+    os.rmdir(d2)
+    delete = now() - t0
+    s.put("delete_ops", n / delete)
+    s.put("total_s", create + stat + read + delete)
+    s.unmount()
+
+
+def w_tree(s, sz, ctx):
+    n = sz["tree"]
+    top = 10
+    m = s.mount()
+    d = os.path.join(m, "tree")
+    s.start_count()
+    t0 = now()
+    os.mkdir(d)
+    made = 0
+    dirs = []
+    for i in range(top):
+        p = os.path.join(d, f"d{i}")
+        dirs.append(p)
+        dirs += [os.path.join(p, f"d{j}") for j in range(n // top - 1)]
+    for p in dirs:
+        os.mkdir(p)
+        # S3 peers keep no empty directory: one small file in each
+        with open(os.path.join(p, "f"), "wb") as f:
+            f.write(b"x" * 100)
+        made += 2
+    s.put("mkdir_ops", len(dirs) / (now() - t0))
+    s.unmount("mkdir_safe_s")
+    m = s.mount()
+    drop_caches()
+    t0 = now()
+    r = run(["find", d])
+    s.put("find_s", now() - t0)
+    if r.stdout.count(b"\n") != made + 1:
+        raise RuntimeError("find saw the wrong number of entries")
+    s.unmount()
+
+
+def w_tar(s, sz, ctx):
+    tarball = ctx["tarball"]
+    members = sz["tar_args"]
+    m = s.mount()
+    d = os.path.join(m, "src")
+    os.mkdir(d)
+    s.start_count()
+    t0 = now()
+    run(["tar", "-xf", tarball, "-C", d] + members)
+    dt = now() - t0
+    s.put("extract_s", dt)
+    s.unmount("extract_safe_s")
+    m = s.mount()
+    t0 = now()
+    run(["rm", "-rf", d])
+    s.put("delete_s", now() - t0)
+    s.unmount("delete_safe_s")
+
+
+WORKLOADS = [("seq", w_seq), ("rand", w_rand), ("small", w_small),
+             ("tree", w_tree), ("tar", w_tar)]
+
+# metric -> (unit, higher is better)
+METRICS = {
+    "write_MBps": ("MB/s", True), "write_fsync_s": ("s", False),
+    "write_safe_s": ("s", False),
+    "read_MBps": ("MB/s", True),
+    "randwrite_iops": ("ops/s", True), "randwrite_fsync_s": ("s", False),
+    "randwrite_safe_s": ("s", False),
+    "randwrite_bound_bytes": ("B", None), "randread_iops": ("ops/s", True),
+    "create_ops": ("ops/s", True), "create_safe_s": ("s", False),
+    "stat_ops": ("ops/s", True), "read_ops": ("ops/s", True),
+    "rename_dir_ms": ("ms", False), "delete_ops": ("ops/s", True),
+    "total_s": ("s", False),
+    "mkdir_ops": ("ops/s", True), "mkdir_safe_s": ("s", False),
+    "find_s": ("s", False),
+    "extract_s": ("s", False), "extract_safe_s": ("s", False),
+    "delete_s": ("s", False), "delete_safe_s": ("s", False),
+    "peak_rss_MiB": ("MiB", None),
+    "store_put": ("requests", None), "store_get": ("requests", None),
+    "store_delete": ("requests", None), "store_bytes_put": ("B", None),
+    "store_stored": ("B", None),
+}
+
+# the headline figures, the ones the chart shows
+CHART_METRICS = ["write_MBps", "read_MBps", "randwrite_iops",
+                 "randread_iops", "create_ops", "stat_ops", "read_ops",
+                 "rename_dir_ms", "delete_ops", "total_s", "mkdir_ops",
+                 "find_s", "extract_s", "extract_safe_s", "delete_s"]
+
+
+# ---------------------------------------------------------------- summary
+
+def summarize(rows, targets, out, mode, runs, notes):
+    med = {}
+    keys = []
+    for r in rows:
+        if r["value"] is None:
+            continue
+        k = (r["workload"], r["metric"])
+        if k not in keys:
+            keys.append(k)
+        med.setdefault((k, r["target"]), []).append(float(r["value"]))
+    med = {k: statistics.median(v) for k, v in med.items()}
+    names = [t.name for t in targets]
+    mf = [n for n in names if n.startswith("metafuse")]
+    peers = [n for n in names if n in ("s3fs", "rclone")]
+    mf_s3 = [t.name for t in targets if t.s3 and t.name in mf]
+    if not mf_s3:
+        peers = []
+
+    def ratio(k, a, b):
+        unit, hib = METRICS.get(k[1], ("", None))
+        va, vb = med.get((k, a)), med.get((k, b))
+        if hib is None or not va or not vb:
+            return None
+        return va / vb if hib else vb / va
+
+    def best_peer(k):
+        unit, hib = METRICS.get(k[1], ("", None))
+        vals = [(med[(k, p)], p) for p in peers if (k, p) in med]
+        if hib is None or not vals:
+            return None
+        return (max(vals) if hib else min(vals))[1]
+
+    # summary CSV
+    with open(os.path.join(out, "summary.csv"), "w", newline="") as f:
+        w = csv.writer(f)
+        head = ["workload", "metric", "unit"] + names
+        head += [f"{m}/passthrough_ll" for m in mf]
+        head += [f"{m}/best_peer" for m in mf_s3 if peers]
+        w.writerow(head)
+        for k in keys:
+            row = list(k) + [METRICS.get(k[1], ("",))[0]]
+            row += [fmt_csv(med.get((k, n))) for n in names]
+            row += [fmt_csv(ratio(k, m, "passthrough_ll")) for m in mf]
+            if peers:
+                for m in mf_s3:
+                    bp = best_peer(k)
+                    row.append(fmt_csv(ratio(k, m, bp) if bp else None))
+            w.writerow(row)
+
+    # Markdown
+    md = [f"# metafuse benchmark ({mode}, median of {runs} run"
+          f"{'s' if runs > 1 else ''})", ""]
+    md += notes + [""]
+    head = ["workload", "metric", "unit"] + names
+    head += [f"{m} ÷ passthrough_ll" for m in mf]
+    if peers:
+        head += [f"{m} ÷ best peer" for m in mf_s3]
+    md.append("| " + " | ".join(head) + " |")
+    md.append("|" + "---|" * len(head))
+    for k in keys:
+        row = list(k) + [METRICS.get(k[1], ("",))[0]]
+        row += [fmt_md(med.get((k, n))) for n in names]
+        row += [fmt_ratio(ratio(k, m, "passthrough_ll")) for m in mf]
+        if peers:
+            for m in mf_s3:
+                bp = best_peer(k)
+                r = ratio(k, m, bp) if bp else None
+                row.append(fmt_ratio(r) + (f" ({bp})" if r else ""))
+        md.append("| " + " | ".join(row) + " |")
+    md += ["", "Ratios are speed ratios: above 1 means metafuse is faster "
+           "(for times, the inverse ratio of the times).", ""]
+    md += verdicts(med, mf, peers)
+    with open(os.path.join(out, "results.md"), "w") as f:
+        f.write("\n".join(md) + "\n")
+
+    chart(med, keys, mf, mf_s3 if peers else [], best_peer, ratio, out)
+    return med
+
+
+def verdicts(med, mf, peers):
+    out = ["## Against the targets of issue 5", ""]
+
+    def v(w, m, t):
+        return med.get(((w, m), t))
+
+    for m in mf:
+        def ck(what, ok, detail):
+            mark = "n/a" if ok is None else ("pass" if ok else "**FAIL**")
+            out.append(f"- {m}: {what}: {mark} ({detail})")
+        for w, k in (("seq", "write_MBps"), ("seq", "read_MBps")):
+            a, b = v(w, k, m), v(w, k, "passthrough_ll")
+            if m in ("metafuse", "metafuse-alt") and a and b:
+                ck(f"sequential {k.split('_')[0]} >= 0.8 of passthrough_ll",
+                   a / b >= 0.8, f"{a / b:.2f}")
+        a, b = v("rand", "randwrite_iops", m), v("rand", "randwrite_iops",
+                                                 "passthrough_ll")
+        if a and b:
+            ck("random 4K write ops/s >= 0.5 of passthrough_ll",
+               a / b >= 0.5, f"{a / b:.2f}")
+        a, b = v("rand", "store_bytes_put", m), v("rand",
+                                                  "randwrite_bound_bytes", m)
+        if a is not None and b:
+            ck("random 4K write bytes to store <= blocks touched x block "
+               "size", a <= b, f"{a / MiB:.1f} MiB vs {b / MiB:.1f} MiB")
+        a, b = v("small", "total_s", m), v("small", "total_s",
+                                          "passthrough_ll")
+        if a and b:
+            ck("small files within 2x of passthrough_ll", a <= 2 * b,
+               f"{a / b:.2f}x the time")
+        for p, need in (("s3fs", 5), ("rclone", 2)):
+            b = v("small", "total_s", p)
+            if a and b and m != "metafuse":
+                ck(f"small files >= {need}x {p}", b / a >= need,
+                   f"{b / a:.2f}x")
+        a = v("small", "rename_dir_ms", m)
+        if a is not None:
+            ck("rename of the small-files directory < 50 ms", a < 50,
+               f"{a:.1f} ms")
+        b = v("seq", "write_MBps", "s3fs")
+        a = v("seq", "write_MBps", m)
+        if a and b and m != "metafuse":
+            ck("sequential write >= 2x s3fs", a / b >= 2, f"{a / b:.2f}x")
+        rss = [val for ((w, k), t), val in med.items()
+               if t == m and k == "peak_rss_MiB"]
+        if rss:
+            ck("peak RSS < 150 MiB on every workload", max(rss) < 150,
+               f"max {max(rss):.1f} MiB")
+    return out
+
+
+def fmt_csv(x):
+    return "" if x is None else f"{x:.6g}"
+
+
+def fmt_md(x):
+    if x is None:
+        return "–"
+    if abs(x) >= 1e6:
+        return f"{x / MiB:,.1f} Mi"
+    if abs(x) >= 100:
+        return f"{x:,.0f}"
+    return f"{x:.3g}"
+
+
+def fmt_ratio(x):
+    return "–" if x is None else f"{x:.2f}"
+
+
+def chart(med, keys, mf, mf_s3, best_peer, ratio, out):
+    if not shutil.which("gnuplot"):
+        log("note: no gnuplot, no chart")
+        return
+    cols = [(m, "passthrough_ll") for m in mf]
+    cols += [(m, "peer") for m in mf_s3]
+    if not cols:
+        return
+    lines = []
+    used = [False] * len(cols)
+    for k in keys:
+        if k[1] not in CHART_METRICS:
+            continue
+        vals = []
+        for m, ref in cols:
+            if ref == "peer":
+                bp = best_peer(k)
+                r = ratio(k, m, bp) if bp else None
+            else:
+                r = ratio(k, m, ref)
+            vals.append("NaN" if r is None else f"{r:.4f}")
+            used[len(vals) - 1] |= r is not None
+        lines.append(f"{k[0]}.{k[1]} " + " ".join(vals))
+    dat = os.path.join(out, "chart.dat")
+    with open(dat, "w") as f:
+        f.write("\n".join(lines) + "\n")
+    titles = [f"{m} / {'best peer' if r == 'peer' else r}" for m, r in cols]
+    plots = ", ".join(
+        f"'{dat}' using {i + 2}:xtic(1) title '{t}'"
+        for i, t in enumerate(titles) if used[i])
+    if not plots:
+        os.unlink(dat)
+        return
+    gp = f"""
+set terminal pngcairo size 1400,700 font ',10' noenhanced
+set output '{os.path.join(out, "chart.png")}'
+set title 'metafuse speed ratios (above 1: metafuse faster)'
+set style data histograms
+set style histogram clustered gap 1
+set style fill solid 0.8 border -1
+set logscale y 2
+set yrange [0.01:*]
+set grid ytics
+set xtics rotate by -45 scale 0
+set key top left
+set arrow from graph 0, first 1 to graph 1, first 1 nohead lw 2 lc 'black'
+plot {plots}
+"""
+    r = subprocess.run(["gnuplot"], input=gp, text=True,
+                       capture_output=True)
+    if r.returncode != 0:
+        log(f"note: gnuplot failed: {r.stderr.strip()}")
+    os.unlink(dat)
+
+
+def machine_md(out, ctx):
+    def cmd(c):
+        try:
+            return subprocess.run(c, capture_output=True, text=True,
+                                  timeout=20).stdout.strip()
+        except (OSError, subprocess.TimeoutExpired):
+            return "?"
+    mem = "?"
+    with open("/proc/meminfo") as f:
+        for line in f:
+            if line.startswith("MemTotal:"):
+                mem = f"{int(line.split()[1]) / 1024 / 1024:.1f} GiB"
+    cpu = "?"
+    with open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    osr = "?"
+    if os.path.exists("/etc/os-release"):
+        with open("/etc/os-release") as f:
+            for line in f:
+                if line.startswith("PRETTY_NAME="):
+                    osr = line.split("=", 1)[1].strip().strip('"')
+    fstype = cmd(["stat", "-f", "-c", "%T", ctx["work"]])
+    vers = []
+    for p in ("fio", "s3fs", "rclone", "libfuse3-3", "gnuplot-nox"):
+        v = cmd(["dpkg-query", "-W", "-f=${Version}", p])
+        vers.append(f"{p} {v or 'not installed'}")
+    text = f"""# Machine of this run
+
+- date (UTC): {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M}
+- CPUs: {os.cpu_count()} ({cpu})
+- RAM: {mem}
+- kernel: {platform.release()}
+- OS: {osr}
+- file system under the scratch directory: {fstype} (a virtual disk)
+- commit of the tree (metafuse and the harness): {ctx['commit']}
+- tarball: {ctx['tarball_name']}
+- packages: {', '.join(vers)}
+- the machine is shared with other engineers' builds and tests; targets
+  are interleaved so that drift hits all alike
+"""
+    with open(os.path.join(out, "machine.md"), "w") as f:
+        f.write(text)
+
+
+# ------------------------------------------------------------------- main
+
+def s3_config(args):
+    ep = os.environ.get("METAFUSE_S3_ENDPOINT")
+    key = os.environ.get("AWS_ACCESS_KEY_ID")
+    secret = os.environ.get("AWS_SECRET_ACCESS_KEY")
+    if not (ep and key and secret):
+        return None, ("S3 targets skipped: set METAFUSE_S3_ENDPOINT, "
+                      "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (bench/run "
+                      "does when scripts/s3server.sh starts a server)")
+    host = urllib.parse.urlparse(ep).hostname or ""
+    try:
+        local = ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        local = host == "localhost"
+    if not local:
+        return None, f"S3 targets skipped: endpoint {ep} is not loopback"
+    bucket = os.environ.get("METAFUSE_S3_BUCKET", "metafuse-bench")
+    env = dict(os.environ)
+    # rclone's AWS SDK fails on a custom CA bundle with its own transport
+    env.pop("AWS_CA_BUNDLE", None)
+    env.update({
+        "RCLONE_CONFIG_BENCH_TYPE": "s3",
+        "RCLONE_CONFIG_BENCH_PROVIDER": "Ceph",
+        "RCLONE_CONFIG_BENCH_ENDPOINT": ep,
+        "RCLONE_CONFIG_BENCH_ACCESS_KEY_ID": key,
+        "RCLONE_CONFIG_BENCH_SECRET_ACCESS_KEY": secret,
+        "RCLONE_CONFIG_BENCH_FORCE_PATH_STYLE": "true",
+    })
+    cfg = dict(endpoint=ep, key=key, secret=secret, bucket=bucket,
+               prefix="bench", env=env)
+    run(["rclone", "mkdir", f"bench:{bucket}"], env=env, check=False)
+    return cfg, None
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--mode", choices=SIZES, default="full")
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--work", required=True)
+    ap.add_argument("--metafuse", required=True)
+    ap.add_argument("--passthrough", required=True)
+    ap.add_argument("--tarball", required=True)
+    ap.add_argument("--tarball-name", default="?")
+    ap.add_argument("--commit", default="?")
+    ap.add_argument("--metafuse-alt", default="")
+    ap.add_argument("--targets", default="")
+    ap.add_argument("--workloads", default="")
+    a = ap.parse_args()
+    sz = SIZES[a.mode]
+    os.makedirs(a.out, exist_ok=True)
+    ctx = dict(work=a.work, tarball=a.tarball, tarball_name=a.tarball_name,
+               commit=a.commit)
+
+    notes = []
+    targets = [Disk(a.work), Passthrough(a.work, a.passthrough),
+               Metafuse(a.work, a.metafuse)]
+    if a.metafuse_alt:  # a candidate build, measured in the same run
+        targets.append(Metafuse(a.work, a.metafuse_alt, "metafuse-alt"))
+        notes.append("- metafuse-alt: a candidate build (METAFUSE_ALT_BIN) "
+                     "measured in the same run as metafuse.")
+    cfg, why = s3_config(a)
+    if cfg:
+        h = run([a.metafuse, "mount", "--help"], check=False)
+        if b"s3://" in h.stdout + h.stderr:
+            targets.append(Metafuse(a.work, a.metafuse, "metafuse-s3",
+                                    s3=cfg))
+        else:
+            why = ("metafuse-s3 skipped: this metafuse has no S3 backend "
+                   "(its mount --help names no s3:// store)")
+            log(why)
+            notes.append(f"- {why}.")
+        targets += [S3fs(a.work, cfg), Rclone(a.work, cfg)]
+    else:
+        log(why)
+        notes.append(f"- {why}.")
+    if a.targets:
+        keep = a.targets.split(",")
+        targets = [t for t in targets if t.name in keep]
+    workloads = WORKLOADS
+    if a.workloads:
+        keep = a.workloads.split(",")
+        workloads = [w for w in WORKLOADS if w[0] in keep]
+
+    raise_nofile()
+    rec = Recorder()
+    failures = 0
+    signal.signal(signal.SIGTERM, on_sigterm)
+    try:
+        for runno in range(1, a.runs + 1):
+            order = targets[runno - 1:] + targets[:runno - 1]
+            for wname, fn in workloads:
+                for t in order:
+                    log(f"run {runno}/{a.runs} {wname} on {t.name}")
+                    s = Session(t, rec, runno, wname)
+                    t0 = now()
+                    try:
+                        t.fresh()
+                        fn(s, sz, ctx)
+                        s.finish()
+                    except Exception as e:  # record and go on
+                        failures += 1
+                        log(f"ERROR {wname} on {t.name}: {e}")
+                        rec.add(runno, t.name, wname, "error", None)
+                        cleanup_target(t)
+                        keep_log(t, a.out, f"{t.name}-run{runno}-{wname}")
+                    log(f"  {now() - t0:.1f} s")
+    finally:
+        for t in targets:
+            cleanup_target(t)
+            t.close()
+
+    with open(os.path.join(a.out, "runs.csv"), "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=["run", "target", "workload",
+                                          "metric", "value"])
+        w.writeheader()
+        for r in rec.rows:
+            w.writerow(dict(r, value=fmt_csv(r["value"])))
+    notes.append(f"- Sizes: {describe_sizes(sz)}.")
+    notes.append(f"- Tarball: {a.tarball_name}; extracted: "
+                 f"{describe_tar(a.tarball, sz['tar_args'])}.")
+    summarize(rec.rows, targets, a.out, a.mode, a.runs, notes)
+    machine_md(a.out, ctx)
+    log(f"results in {a.out}: results.md, summary.csv, runs.csv, "
+        f"chart.png, machine.md; {failures} workload(s) failed")
+    return 1 if failures else 0
+
+
+def raise_nofile():
+    """passthrough_ll keeps an fd open for every inode the kernel knows,
+    so the tarball (21,116 entries) needs more than a usual limit: every
+    daemon inherits the highest limit the kernel allows."""
+    try:
+        with open("/proc/sys/fs/nr_open") as f:
+            n = int(f.read())
+        resource.setrlimit(resource.RLIMIT_NOFILE, (n, n))
+    except (OSError, ValueError) as e:
+        log(f"note: cannot raise the open files limit ({e})")
+
+
+def on_sigterm(signum, frame):
+    raise KeyboardInterrupt  # unwinds through the cleanup in main
+
+
+def describe_tar(tarball, args):
+    r = run(["tar", "-tvf", tarball] + args)
+    lines = r.stdout.decode(errors="replace").splitlines()
+    size = sum(int(line.split()[2]) for line in lines)
+    return (f"{' '.join(args)} ({len(lines)} entries, "
+            f"{size / MiB:.0f} MiB)")
+
+
+def describe_sizes(sz):
+    return (f"sequential {sz['seq'] // MiB} MiB; random 4 KiB "
+            f"{sz['rand_ops']} writes then {sz['rand_ops']} reads in a "
+            f"{sz['rand_file'] // MiB} MiB file; {sz['small']} files of "
+            f"4 KiB; {sz['tree']} directories")
+
+
+def keep_log(t, out, name):
+    """A failed metafuse leaves its daemon log in the output directory."""
+    src = os.path.join(getattr(t, "cache", ""), "metafuse.log")
+    if isinstance(t, Metafuse) and os.path.exists(src):
+        os.makedirs(os.path.join(out, "logs"), exist_ok=True)
+        dst = os.path.join(out, "logs", name + ".log")
+        shutil.copyfile(src, dst)
+        log(f"  daemon log kept in {dst}")
+
+
+def cleanup_target(t):
+    """Unmount what this target mounted; kill only its own daemon."""
+    if is_mounted(t.mnt):
+        if isinstance(t, Metafuse):
+            run([t.binary, "umount", t.mnt], check=False, timeout=600)
+        if is_mounted(t.mnt):
+            run(["fusermount3", "-u", t.mnt], check=False)
+        if is_mounted(t.mnt):
+            run(["fusermount3", "-uz", t.mnt], check=False)
+    if t.proc is not None:
+        try:
+            t.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            t.proc.kill()
+            t.proc.wait()
+        t.proc = None
+    t.pid = None
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:
+        log("interrupted")
+        sys.exit(130)
