@@ -15,6 +15,7 @@
 #   METAFUSE_E2E_ARGS   extra pytest arguments for both e2e runs (e.g. -k x)
 #   METAFUSE_SKIP_ASAN=1  skip the sanitizer build and its runs
 #   METAFUSE_SKIP_SLOW=1  deselect slow tests in the release run too
+#   METAFUSE_SKIP_BENCH=1 skip the benchmark smoke test (bench/run --quick)
 #   METAFUSE_SEED       seed of the model test (printed on failure)
 set -uo pipefail
 
@@ -243,6 +244,19 @@ if [ -z "${METAFUSE_SKIP_ASAN:-}" ]; then
 		e2e asan build-asan -m "not slow"
 	fi
 	unset ASAN_OPTIONS UBSAN_OPTIONS
+fi
+
+# The benchmark harness must keep working (issue 5): its quick mode, as a
+# smoke test that counts as one test; how fast is not checked here.
+if [ -z "${METAFUSE_SKIP_BENCH:-}" ] && [ -x build/metafuse ]; then
+	note "benchmark smoke test (bench/run --quick)"
+	if bash bench/run --quick >build/bench-quick.log 2>&1; then
+		passed=$((passed + 1))
+		tail -n 3 build/bench-quick.log
+	else
+		tail -n 30 build/bench-quick.log
+		fail_step "bench/run --quick (log: build/bench-quick.log)"
+	fi
 fi
 
 note "summary ($(($(date +%s) - start)) s)"
