@@ -9,7 +9,7 @@ set -euo pipefail
 pkgs=(
 	# build
 	meson ninja-build pkg-config gcc libc6-dev
-	libfuse3-dev libsqlite3-dev libzstd-dev libsodium-dev
+	libfuse3-dev libsqlite3-dev libzstd-dev libsodium-dev libssl-dev
 	libcurl4-openssl-dev libxml2-dev
 	# run
 	fuse3

@@ -7,11 +7,13 @@
  *   offset size  field
  *   0      4     magic "MFB1"
  *   4      1     codec: 0 = raw, 1 = zstd
- *   5      1     flags (0; reserved for encryption)
+ *   5      1     flags: bit 0 = named (a data block, see below); the
+ *                other bits 0 (reserved for encryption)
  *   6      2     reserved, 0
  *   8      8     plain_len   (little endian)
  *   16     8     payload_len (little endian)
  *   24     16    checksum: BLAKE2b-128 over bytes [0,24) and the payload
+ *                (for a named object, over bytes [0,24) only)
  *   40     ...   payload (payload_len bytes)
  *
  * blob_encode() compresses with zstd and keeps the result only when it is
@@ -23,7 +25,10 @@
  * Data block names are a keyed BLAKE2b-256 of the plaintext (key: the
  * volume's 32-byte secret hash key), in hex: identical blocks share one
  * object, and a name reveals nothing about content to anyone without the
- * key.  blob_data_key() turns a name into the store key
+ * key.  A data block is encoded named: reading it recomputes the name
+ * from the plaintext, which checks the payload, so its checksum skips the
+ * payload and each byte is hashed once on the way up and once on the way
+ * down.  blob_data_key() turns a name into the store key
  * "data/<first 2 hex>/<64 hex>".
  */
 #ifndef METAFUSE_BLOB_H
@@ -56,7 +61,13 @@ void blob_data_key(const char *name, char *key);
 /* Append the encoded object to out. 0 or -ENOMEM / -EIO. */
 int blob_encode(const struct blob_ctx *ctx, const void *data, size_t len,
 		struct buf *out);
-/* Append the decoded plaintext to out. -EIO on any damage. */
+/* The same for a data block whose name is blob_name() of data: the
+ * checksum covers the header only (the name authenticates the rest), so
+ * only blob_decode_named() decodes it. */
+int blob_encode_named(const struct blob_ctx *ctx, const void *data,
+		      size_t len, struct buf *out);
+/* Append the decoded plaintext to out. -EIO on any damage, and for a
+ * named object (use blob_decode_named). */
 int blob_decode(const struct blob_ctx *ctx, const void *obj, size_t len,
 		struct buf *out);
 /* Decode and check that the plaintext hashes to name (data blocks).

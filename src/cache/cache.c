@@ -60,6 +60,11 @@
 
 enum ce_state { CE_LOADING, CE_CLEAN, CE_DIRTY };
 
+/* Read-ahead: queued fetches at most, and how far ahead (bytes) a
+ * sequential reader is served. */
+#define PREFETCH_QUEUE 64
+#define PREFETCH_BYTES (8U << 20)
+
 struct centry {
 	uint64_t ino, idx, gen;
 	struct centry *hnext;      /* hash chain; protected by lock */
@@ -108,6 +113,13 @@ struct cache {
 
 	pthread_t *workers;
 	unsigned nworkers;
+
+	/* read-ahead: blocks to fetch before they are read (ring) */
+	struct { uint64_t ino, idx; } ahead[PREFETCH_QUEUE]; /* by lock */
+	unsigned ahead_head, ahead_n;  /* protected by lock */
+	pthread_cond_t ahead_cond;     /* the ring is not empty */
+	pthread_t *fetchers;
+	unsigned nfetchers;
 };
 
 /* ---- small helpers ---- */
@@ -523,10 +535,96 @@ static int entry_acquire(struct cache *c, uint64_t ino, uint64_t idx,
 
 /* ---- reads and writes ---- */
 
+static bool inline_on(const struct cache *c)
+{
+	return c->cfg.inline_max && c->ops->inline_write;
+}
+
+/*
+ * A reader of block idx whose previous block is cached is probably
+ * reading sequentially: queue the fetch of the blocks after idx (up to
+ * PREFETCH_BYTES, within the file) that are not cached yet, for the
+ * fetcher threads, so that the store's latency and the decoding of
+ * several blocks overlap with the reader.
+ */
+static void read_ahead(struct cache *c, uint64_t ino, uint64_t idx,
+		       uint64_t file_size)
+{
+	uint64_t bs = c->cfg.block_size, last, i;
+	unsigned want = MF_MAX(2U, PREFETCH_BYTES / c->cfg.block_size), q;
+	bool queued = false;
+
+	/* never more than a quarter of the cache: what is fetched ahead
+	 * must still be there when the reader comes */
+	want = (unsigned)MF_MIN((uint64_t)want, c->cfg.cache_size / bs / 4);
+	if (idx == 0 || !c->nfetchers || file_size == 0 || want == 0)
+		return;
+	last = (file_size - 1) / bs;
+	pthread_mutex_lock(&c->lock);
+	if (!table_find(c, ino, idx - 1))
+		goto out;
+	for (i = idx + 1; i <= last && i <= idx + want; i++) {
+		if (table_find(c, ino, i))
+			continue;
+		for (q = 0; q < c->ahead_n; q++) {
+			unsigned k = (c->ahead_head + q) % PREFETCH_QUEUE;
+
+			if (c->ahead[k].ino == ino && c->ahead[k].idx == i)
+				break;
+		}
+		if (q < c->ahead_n)
+			continue;
+		if (c->ahead_n == PREFETCH_QUEUE)
+			break;
+		q = (c->ahead_head + c->ahead_n++) % PREFETCH_QUEUE;
+		c->ahead[q].ino = ino;
+		c->ahead[q].idx = i;
+		queued = true;
+	}
+	if (queued)
+		pthread_cond_broadcast(&c->ahead_cond);
+out:
+	pthread_mutex_unlock(&c->lock);
+}
+
+static void *fetcher(void *arg)
+{
+	struct cache *c = arg;
+
+	pthread_mutex_lock(&c->lock);
+	for (;;) {
+		char hash[BLOB_NAME_LEN + 1];
+		uint64_t ino, idx;
+		struct centry *e;
+		int rc;
+
+		while (!c->stopping && c->ahead_n == 0)
+			pthread_cond_wait(&c->ahead_cond, &c->lock);
+		if (c->stopping)
+			break;
+		ino = c->ahead[c->ahead_head].ino;
+		idx = c->ahead[c->ahead_head].idx;
+		c->ahead_head = (c->ahead_head + 1) % PREFETCH_QUEUE;
+		c->ahead_n--;
+		if (table_find(c, ino, idx))
+			continue;
+		pthread_mutex_unlock(&c->lock);
+		/* a hole or a block never uploaded: nothing to fetch */
+		rc = c->ops->block_get(c->index_arg, ino, idx, hash);
+		if (rc == 0 && hash[0] &&
+		    entry_acquire(c, ino, idx, true, &e) == 0)
+			entry_release(c, e);
+		pthread_mutex_lock(&c->lock);
+	}
+	pthread_mutex_unlock(&c->lock);
+	return NULL;
+}
+
 ssize_t cache_read(struct cache *c, uint64_t ino, uint64_t off, size_t len,
 		   uint64_t file_size, void *out)
 {
 	uint64_t bs = c->cfg.block_size, pos, end;
+	struct buf inl = BUF_INIT;
 	uint8_t *dst = out;
 	int rc = 0;
 
@@ -546,10 +644,32 @@ ssize_t cache_read(struct cache *c, uint64_t ino, uint64_t off, size_t len,
 		pthread_mutex_lock(&c->lock);
 		cached = table_find(c, ino, idx) != NULL;
 		pthread_mutex_unlock(&c->lock);
+		if (!cached && idx == 0 && inline_on(c)) {
+			rc = c->ops->inline_read(c->index_arg, ino, &inl);
+			if (rc == 0) {
+				size_t have = boff < inl.len ? (size_t)MF_MIN(
+					inl.len - boff, blen) : 0;
+
+				memcpy(dst, inl.data + boff, have);
+				memset(dst + have, 0, blen - have);
+				goto next;
+			}
+			if (rc != -ENOENT)
+				break;
+			rc = 0;
+		}
 		if (!cached) {
 			/* holes are read without creating an entry */
 			rc = c->ops->block_get(c->index_arg, ino, idx, hash);
-			if (rc == -ENOENT || (rc == 0 && !hash[0])) {
+			if (rc == 0 && !hash[0] && inline_on(c)) {
+				/* dirty, so cached (a block 0 that was
+				 * inline a moment ago included) */
+				pthread_mutex_lock(&c->lock);
+				cached = table_find(c, ino, idx) != NULL;
+				pthread_mutex_unlock(&c->lock);
+			}
+			if (!cached &&
+			    (rc == -ENOENT || (rc == 0 && !hash[0]))) {
 				memset(dst, 0, blen);
 				goto next;
 			}
@@ -559,6 +679,8 @@ ssize_t cache_read(struct cache *c, uint64_t ino, uint64_t off, size_t len,
 		rc = entry_acquire(c, ino, idx, true, &e);
 		if (rc)
 			break;
+		if (pos == off)
+			read_ahead(c, ino, idx, file_size);
 		fd = entry_open(c, e, O_RDONLY);
 		if (fd < 0) {
 			rc = fd;
@@ -573,6 +695,7 @@ next:
 		dst += blen;
 		pos += blen;
 	}
+	buf_free(&inl);
 	if (rc && pos == off)
 		return rc;
 	return (ssize_t)(pos - off);
@@ -644,8 +767,11 @@ static int write_entry(struct cache *c, struct centry *e, const void *data,
 	return rc;
 }
 
-ssize_t cache_write(struct cache *c, uint64_t ino, uint64_t off,
-		    const void *data, size_t len)
+/* Write [off, off+len) into blocks; from_inline: the data of an inline
+ * file moving to block 0 (the index drops it and marks block 0 dirty in
+ * one transaction). */
+static ssize_t write_blocks(struct cache *c, uint64_t ino, uint64_t off,
+			    const void *data, size_t len, bool from_inline)
 {
 	uint64_t bs = c->cfg.block_size, first, last, i, n;
 	struct centry *stack_e[8], **ents = stack_e;
@@ -708,7 +834,9 @@ ssize_t cache_write(struct cache *c, uint64_t ino, uint64_t off,
 			marked[nmarked++] = ents[i]->idx;
 	}
 	pthread_mutex_unlock(&c->lock);
-	if (rc == 0)
+	if (rc == 0 && from_inline)
+		rc = c->ops->inline_to_block(c->index_arg, ino);
+	else if (rc == 0)
 		rc = c->ops->write_done(c->index_arg, ino, off + len, marked,
 					nmarked);
 	pthread_mutex_lock(&c->lock);
@@ -743,6 +871,43 @@ out_free:
 		free(was_clean);
 	}
 	return rc ? rc : (ssize_t)len;
+}
+
+/* An inline file grows past inline_max: its data becomes block 0. */
+static int inline_move(struct cache *c, uint64_t ino)
+{
+	struct buf d = BUF_INIT;
+	ssize_t n;
+	int rc;
+
+	rc = c->ops->inline_read(c->index_arg, ino, &d);
+	if (rc == -ENOENT)
+		return 0;
+	if (rc == 0 && d.len == 0)
+		rc = c->ops->inline_cut(c->index_arg, ino, 0, 0, 0);
+	else if (rc == 0) {
+		n = write_blocks(c, ino, 0, d.data, d.len, true);
+		rc = n < 0 ? (int)n : 0;
+	}
+	buf_free(&d);
+	return rc;
+}
+
+ssize_t cache_write(struct cache *c, uint64_t ino, uint64_t off,
+		    const void *data, size_t len)
+{
+	if (len && inline_on(c)) {
+		int rc = c->ops->inline_write(c->index_arg, ino, off, data, len,
+					      c->cfg.inline_max);
+
+		if (rc == 1)
+			return (ssize_t)len;
+		if (rc == 2)
+			rc = inline_move(c, ino);
+		if (rc < 0)
+			return rc;
+	}
+	return write_blocks(c, ino, off, data, len, false);
 }
 
 /* ---- uploads ---- */
@@ -796,7 +961,7 @@ static int upload_one(struct cache *c, struct centry *e, uint64_t v,
 			dedup = true;
 		} else {
 			buf_reset(enc);
-			rc = blob_encode(c->blob, block, blen, enc);
+			rc = blob_encode_named(c->blob, block, blen, enc);
 			if (rc)
 				goto out_unclaim;
 			blob_data_key(hash, key);
@@ -1214,6 +1379,12 @@ int cache_truncate(struct cache *c, uint64_t ino, uint64_t old_size,
 		}
 	}
 	rc = apply(apply_arg);
+	/* inline data never outlives a shrink, even one interrupted by a
+	 * crash: cut to the smaller of the two sizes */
+	if (!rc && inline_on(c))
+		rc = c->ops->inline_cut(c->index_arg, ino,
+					MF_MIN(old_size, new_size), UINT64_MAX,
+					0);
 out_unlock:
 	pthread_mutex_unlock(&c->commit_lock);
 	if (tail)
@@ -1234,6 +1405,11 @@ int cache_punch(struct cache *c, uint64_t ino, uint64_t off, uint64_t len,
 
 	if (off >= file_size || len == 0)
 		return 0;
+	if (inline_on(c)) {
+		rc = c->ops->inline_cut(c->index_arg, ino, UINT64_MAX, off, len);
+		if (rc)
+			return rc;
+	}
 	end = MF_MIN(off + len, file_size);
 	to_eof = end == file_size; /* bytes past EOF need no zeroing */
 	hb = off / bs;
@@ -1470,6 +1646,8 @@ int cache_open(const struct cache_config *cfg, struct store *store,
 		return -ENOMEM;
 	c->cfg = *cfg;
 	c->cfg.dir = NULL;
+	if (c->cfg.inline_max > c->cfg.block_size)
+		c->cfg.inline_max = c->cfg.block_size;
 	if (c->cfg.cache_size < 4ULL * cfg->block_size)
 		c->cfg.cache_size = 4ULL * cfg->block_size;
 	if (c->cfg.max_dirty > c->cfg.cache_size)
@@ -1483,6 +1661,7 @@ int cache_open(const struct cache_config *cfg, struct store *store,
 	mutex_init(&c->lock);
 	pthread_cond_init(&c->state_cond, NULL);
 	pthread_cond_init(&c->work_cond, NULL);
+	pthread_cond_init(&c->ahead_cond, NULL);
 	c->nbuckets = 1024;
 	c->buckets = calloc(c->nbuckets, sizeof(*c->buckets));
 	rc = buf_appendf(&path, "%s/blocks", cfg->dir);
@@ -1511,6 +1690,15 @@ int cache_open(const struct cache_config *cfg, struct store *store,
 			break;
 		c->nworkers++;
 	}
+	/* as many parallel fetches as uploads: the same store */
+	c->fetchers = calloc(cfg->upload_threads, sizeof(*c->fetchers));
+	if (!c->fetchers && !rc)
+		rc = -ENOMEM;
+	for (i = 0; !rc && i < cfg->upload_threads; i++) {
+		rc = -pthread_create(&c->fetchers[i], NULL, fetcher, c);
+		if (!rc)
+			c->nfetchers++;
+	}
 	if (rc) {
 		cache_close(c, 1);
 		return rc;
@@ -1535,10 +1723,14 @@ int cache_close(struct cache *c, int abandon)
 	pthread_mutex_lock(&c->lock);
 	c->stopping = true;
 	pthread_cond_broadcast(&c->work_cond);
+	pthread_cond_broadcast(&c->ahead_cond);
 	pthread_mutex_unlock(&c->lock);
 	for (i = 0; i < c->nworkers; i++)
 		pthread_join(c->workers[i], NULL);
 	free(c->workers);
+	for (i = 0; i < c->nfetchers; i++)
+		pthread_join(c->fetchers[i], NULL);
+	free(c->fetchers);
 	for (b = 0; c->buckets && b < c->nbuckets; b++) {
 		struct centry *e, *next;
 
@@ -1552,6 +1744,7 @@ int cache_close(struct cache *c, int abandon)
 	free(c->blocks_dir);
 	pthread_cond_destroy(&c->state_cond);
 	pthread_cond_destroy(&c->work_cond);
+	pthread_cond_destroy(&c->ahead_cond);
 	pthread_mutex_destroy(&c->lock);
 	pthread_mutex_destroy(&c->commit_lock);
 	free(c);

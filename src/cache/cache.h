@@ -50,6 +50,19 @@ struct cache_index_ops {
 	int (*dirty_blocks)(void *arg,
 			    int (*cb)(uint64_t ino, uint64_t idx, void *cbarg),
 			    void *cbarg);
+	/*
+	 * Inline data (optional; NULL or inline_max 0: never).  Small files
+	 * live in the index, not in blocks; see meta_inline_*() for the
+	 * contract: inline_write returns 1 (done), 0 (not inline: write
+	 * blocks) or 2 (inline, but too big now: move it to block 0 with
+	 * inline_to_block, which marks block 0 dirty, then write blocks).
+	 */
+	int (*inline_write)(void *arg, uint64_t ino, uint64_t off,
+			    const void *data, size_t len, size_t max);
+	int (*inline_read)(void *arg, uint64_t ino, struct buf *out);
+	int (*inline_to_block)(void *arg, uint64_t ino);
+	int (*inline_cut)(void *arg, uint64_t ino, uint64_t size,
+			  uint64_t zero_off, uint64_t zero_len);
 };
 
 struct cache_config {
@@ -59,6 +72,10 @@ struct cache_config {
 	uint64_t max_dirty;         /* upload at once past this */
 	uint64_t writeback_delay_ns;
 	unsigned upload_threads;    /* >= 1 */
+	/* files written while empty and never past this size stay inline
+	 * in the index (0: off).  Requires that the kernel serializes the
+	 * writes of a file (no writeback cache), and <= block_size. */
+	uint32_t inline_max;
 };
 
 struct cache_stats {

@@ -120,6 +120,9 @@ static const char schema_sql[] =
 	" PRIMARY KEY (ino, idx)) WITHOUT ROWID;"
 	"CREATE INDEX IF NOT EXISTS block_dirty ON block(ino, idx)"
 	" WHERE dirty = 1;"
+	"CREATE TABLE IF NOT EXISTS inline_data ("
+	" ino INTEGER PRIMARY KEY,"
+	" data BLOB NOT NULL);"
 	"CREATE TABLE IF NOT EXISTS object ("
 	" hash TEXT PRIMARY KEY NOT NULL,"
 	" refcount INTEGER NOT NULL,"
@@ -219,6 +222,9 @@ enum stmt_id {
 	ST_XATTR_LIST,
 	ST_XATTR_DELETE,
 	ST_XATTR_PURGE,
+	ST_INLINE_GET,
+	ST_INLINE_SET,
+	ST_INLINE_DELETE,
 	ST_LAST_COOKIE,
 	ST_BLOCK_GET,
 	ST_BLOCK_DIRTY,
@@ -309,6 +315,10 @@ static const char *const stmt_sql[ST_COUNT] = {
 			  " ORDER BY name",
 	[ST_XATTR_DELETE] = "DELETE FROM xattr WHERE ino = ?1 AND name = ?2",
 	[ST_XATTR_PURGE] = "DELETE FROM xattr WHERE ino = ?1",
+	[ST_INLINE_GET] = "SELECT data FROM inline_data WHERE ino = ?1",
+	[ST_INLINE_SET] = "INSERT OR REPLACE INTO inline_data(ino, data)"
+			  " VALUES (?1, ?2)",
+	[ST_INLINE_DELETE] = "DELETE FROM inline_data WHERE ino = ?1",
 	[ST_LAST_COOKIE] =
 		"SELECT seq FROM sqlite_sequence WHERE name = 'dentry'",
 	[ST_BLOCK_GET] = "SELECT hash, dirty FROM block WHERE ino = ?1"
@@ -1790,6 +1800,159 @@ int meta_write_done(struct meta *m, uint64_t ino, uint64_t end,
 	return meta_txn_end(m, rc);
 }
 
+/* ---- inline data (small files kept in the database) ---- */
+
+/* The inline data of ino into out (replacing it): 1, 0 when none. */
+static int inline_get_locked(struct meta *m, uint64_t ino, struct buf *out)
+{
+	sqlite3_stmt *st = m->st[ST_INLINE_GET];
+	int rc;
+
+	buf_reset(out);
+	bind_u64(st, 1, ino);
+	rc = meta_step(m, st);
+	if (rc > 0) {
+		int n = sqlite3_column_bytes(st, 0);
+
+		rc = buf_append(out, sqlite3_column_blob(st, 0), (size_t)n);
+		rc = rc ? rc : 1;
+	}
+	sqlite3_reset(st);
+	return rc;
+}
+
+static int inline_set_locked(struct meta *m, uint64_t ino,
+			     const struct buf *data)
+{
+	sqlite3_stmt *st = m->st[ST_INLINE_SET];
+
+	bind_u64(st, 1, ino);
+	sqlite3_bind_blob(st, 2, data->len ? (const void *)data->data : "",
+			  (int)data->len, SQLITE_STATIC);
+	return run(m, st);
+}
+
+static int inline_delete_locked(struct meta *m, uint64_t ino)
+{
+	sqlite3_stmt *st = m->st[ST_INLINE_DELETE];
+
+	bind_u64(st, 1, ino);
+	return run(m, st);
+}
+
+/* Put len bytes at off into d, zero-filling a gap. */
+static int patch(struct buf *d, uint64_t off, const void *data, size_t len)
+{
+	size_t end = (size_t)off + len;
+	int rc = buf_reserve(d, end > d->len ? end - d->len : 0);
+
+	if (rc)
+		return rc;
+	if (off > d->len)
+		memset(d->data + d->len, 0, (size_t)off - d->len);
+	if (data)
+		memcpy(d->data + off, data, len);
+	else
+		memset(d->data + off, 0, len);
+	if (end > d->len)
+		d->len = end;
+	return 0;
+}
+
+int meta_inline_write(struct meta *m, uint64_t ino, uint64_t off,
+		      const void *data, size_t len, size_t max,
+		      const struct timespec *now)
+{
+	struct timespec t = ts_now(now);
+	struct buf d = BUF_INIT;
+	struct meta_attr a;
+	int rc, have;
+
+	rc = meta_txn_begin(m, META_TXN_WRITE);
+	if (rc)
+		return rc;
+	have = inline_get_locked(m, ino, &d);
+	if (have < 0) {
+		rc = have;
+		goto out;
+	}
+	if (off > max || len > max - off) {
+		rc = have ? 2 : 0; /* too big: to blocks, if it is inline */
+		goto out;
+	}
+	rc = inode_get(m, ino, &a);
+	if (rc)
+		goto out;
+	if (!have) {
+		/* only an empty file without blocks becomes inline */
+		if (!S_ISREG(a.mode) || a.size != 0 || a.nblocks != 0)
+			goto out; /* rc 0: not inline */
+	} else if (d.len > a.size) {
+		d.len = (size_t)a.size; /* bytes a crash left past the size */
+	}
+	rc = patch(&d, off, data, len);
+	if (!rc)
+		rc = inline_set_locked(m, ino, &d);
+	if (!rc)
+		rc = write_done_locked(m, ino, off + len, &t, NULL, 0);
+	if (!rc)
+		rc = 1;
+out:
+	buf_free(&d);
+	return meta_txn_end(m, rc);
+}
+
+int meta_inline_read(struct meta *m, uint64_t ino, struct buf *out)
+{
+	int rc = meta_txn_begin(m, META_TXN_NONE);
+
+	if (rc)
+		return rc;
+	rc = inline_get_locked(m, ino, out);
+	return meta_txn_end(m, rc > 0 ? 0 : rc == 0 ? -ENOENT : rc);
+}
+
+int meta_inline_to_block(struct meta *m, uint64_t ino)
+{
+	int rc = meta_txn_begin(m, META_TXN_WRITE);
+
+	if (rc)
+		return rc;
+	rc = inline_delete_locked(m, ino);
+	if (!rc && sqlite3_changes64(m->db) > 0) {
+		rc = block_mark_dirty(m, ino, 0);
+		if (rc > 0)
+			rc = nblocks_add(m, ino, 1);
+	}
+	return meta_txn_end(m, rc);
+}
+
+int meta_inline_cut(struct meta *m, uint64_t ino, uint64_t size,
+		    uint64_t zero_off, uint64_t zero_len)
+{
+	struct buf d = BUF_INIT;
+	int rc = meta_txn_begin(m, META_TXN_WRITE);
+
+	if (rc)
+		return rc;
+	rc = inline_get_locked(m, ino, &d);
+	if (rc <= 0)
+		goto out;
+	if (size < d.len)
+		d.len = (size_t)size;
+	if (zero_off < d.len)
+		rc = patch(&d, zero_off, NULL,
+			   (size_t)MF_MIN(zero_len, d.len - zero_off));
+	else
+		rc = 0;
+	if (!rc)
+		rc = size == 0 ? inline_delete_locked(m, ino)
+			       : inline_set_locked(m, ino, &d);
+out:
+	buf_free(&d);
+	return meta_txn_end(m, rc);
+}
+
 static int ts_cmp(const struct timespec *a, const struct timespec *b)
 {
 	if (a->tv_sec != b->tv_sec)
@@ -1997,6 +2160,11 @@ static int purge_locked(struct meta *m, uint64_t ino)
 	if (a.nlink > 0)
 		return -EBUSY;
 	rc = blocks_drop(m, ino, 0, UINT64_MAX);
+	if (rc)
+		return rc;
+	st = m->st[ST_INLINE_DELETE];
+	bind_u64(st, 1, ino);
+	rc = run(m, st);
 	if (rc)
 		return rc;
 	st = m->st[ST_XATTR_PURGE];

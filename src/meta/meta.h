@@ -190,6 +190,32 @@ int meta_setattr(struct meta *m, uint64_t ino, const struct meta_attr *in,
 int meta_write_done(struct meta *m, uint64_t ino, uint64_t end,
 		    const struct timespec *now, const uint64_t *idx, size_t n);
 
+/*
+ * Inline data: a regular file of at most `max` bytes written while it
+ * was empty keeps its content in the database instead of blocks (no
+ * cache file, no object; it reaches the store with the metadata).  An
+ * inline file has no block rows; bytes past its data and below its size
+ * read as zeros.
+ *
+ * meta_inline_write(): the write of [off, off+len) as one transaction
+ * (size, mtime, ctime like meta_write_done) when the file is inline or
+ * empty without blocks and the write ends within max: 1.  0: not inline
+ * (write blocks).  2: inline but the write goes past max: move it to
+ * block 0 first (meta_inline_to_block(), which marks block 0 dirty in the
+ * same transaction that drops the inline data: the caller has put the
+ * data into its cache before).
+ * meta_inline_read(): the data, -ENOENT when not inline.
+ * meta_inline_cut(): keep at most size bytes (size 0: no longer inline),
+ * zero [zero_off, zero_off+zero_len); no-op when not inline.
+ */
+int meta_inline_write(struct meta *m, uint64_t ino, uint64_t off,
+		      const void *data, size_t len, size_t max,
+		      const struct timespec *now);
+int meta_inline_read(struct meta *m, uint64_t ino, struct buf *out);
+int meta_inline_to_block(struct meta *m, uint64_t ino);
+int meta_inline_cut(struct meta *m, uint64_t ino, uint64_t size,
+		    uint64_t zero_off, uint64_t zero_len);
+
 /* The relatime rule: a read at now updates atime when atime <= mtime,
  * atime <= ctime, or atime is more than a day old. */
 bool meta_atime_due(const struct meta_attr *a, const struct timespec *now);

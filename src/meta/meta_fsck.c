@@ -703,6 +703,43 @@ static int check_block_owners(struct fsck *f)
 	return rc;
 }
 
+/* Inline data belongs to an existing regular file without blocks. */
+static int check_inline(struct fsck *f)
+{
+	struct rows rs = { 0 };
+	struct fargs x = { 0 };
+	size_t i;
+	int rc;
+
+	rc = fcollect(f,
+		"SELECT d.ino, i.ino IS NULL,"
+		" (SELECT count(*) FROM block AS b WHERE b.ino = d.ino)"
+		" FROM inline_data AS d LEFT JOIN inode AS i ON i.ino = d.ino"
+		" WHERE i.ino IS NULL OR NOT " IS_REG_SQL("i.mode")
+		" OR EXISTS (SELECT 1 FROM block AS b WHERE b.ino = d.ino)",
+		NULL, &rs);
+	for (i = 0; !rc && i < rs.n; i++) {
+		const struct row *r = &rs.r[i];
+
+		if (r->v[2])
+			rc = problem(f, "inode %lld has both inline data and "
+				     "%lld block rows", (long long)r->v[0],
+				     (long long)r->v[2]);
+		else
+			rc = problem(f, "inline data belongs to %s inode %lld",
+				     r->v[1] ? "missing" : "non-regular",
+				     (long long)r->v[0]);
+		/* blocks win: they were written after the inline data */
+		if (!rc && f->repair) {
+			x.a = r->v[0];
+			rc = fexec(f, "DELETE FROM inline_data WHERE ino = :a",
+				   &x);
+		}
+	}
+	rows_free(&rs);
+	return rc;
+}
+
 static int check_block_eof(struct fsck *f)
 {
 	struct rows rs = { 0 };
@@ -861,6 +898,8 @@ static int fsck_locked(struct fsck *f)
 		rc = check_nlink(f);
 	if (!rc)
 		rc = check_block_owners(f);
+	if (!rc)
+		rc = check_inline(f);
 	if (!rc)
 		rc = check_block_eof(f);
 	if (!rc)

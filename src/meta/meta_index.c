@@ -60,6 +60,30 @@ static int ix_dirty_blocks(void *arg,
 	return meta_blocks_dirty(arg, cb, cbarg);
 }
 
+static int ix_inline_write(void *arg, uint64_t ino, uint64_t off,
+			   const void *data, size_t len, size_t max)
+{
+	struct timespec now = now_realtime();
+
+	return meta_inline_write(arg, ino, off, data, len, max, &now);
+}
+
+static int ix_inline_read(void *arg, uint64_t ino, struct buf *out)
+{
+	return meta_inline_read(arg, ino, out);
+}
+
+static int ix_inline_to_block(void *arg, uint64_t ino)
+{
+	return meta_inline_to_block(arg, ino);
+}
+
+static int ix_inline_cut(void *arg, uint64_t ino, uint64_t size,
+			 uint64_t zero_off, uint64_t zero_len)
+{
+	return meta_inline_cut(arg, ino, size, zero_off, zero_len);
+}
+
 const struct cache_index_ops meta_index_ops = {
 	.block_get = ix_block_get,
 	.write_done = ix_write_done,
@@ -67,4 +91,8 @@ const struct cache_index_ops meta_index_ops = {
 	.object_known = ix_object_known,
 	.block_commit = ix_block_commit,
 	.dirty_blocks = ix_dirty_blocks,
+	.inline_write = ix_inline_write,
+	.inline_read = ix_inline_read,
+	.inline_to_block = ix_inline_to_block,
+	.inline_cut = ix_inline_cut,
 };

@@ -284,3 +284,42 @@ def test_journal_bounds_loss_of_cache(mounts):
     assert h.read_file(m.path("e", "f")) == data
     assert os.readlink(m.path("l")) == "e/f"
     assert not os.path.exists(m.path("d"))
+
+
+def test_small_files_inline(mounts):
+    """Files written while empty and never past inline_max (4 KiB) live in
+    the metadata: no data object, no cache file; growing past it moves the
+    data to blocks; truncate and punch work on both; all of it survives
+    the loss of the cache."""
+    m = mounts(opts={"writeback_delay": "0.1"})
+    small = {f"s{i}": h.rand_bytes(100 + i, i * 512 + 1) for i in range(8)}
+    for name, data in small.items():
+        write_file(m.path(name), data)
+    grow = h.rand_bytes(200, 3000)
+    write_file(m.path("grow"), grow)
+    with open(m.path("grow"), "ab") as f:         # 3000 + 5000 > 4 KiB
+        f.write(h.rand_bytes(201, 5000))
+    grow += h.rand_bytes(201, 5000)
+    write_file(m.path("cut"), h.rand_bytes(202, 4000))
+    os.truncate(m.path("cut"), 1000)
+    os.truncate(m.path("cut"), 3000)               # zeros, not old bytes
+    cut = h.rand_bytes(202, 4000)[:1000] + bytes(2000)
+    write_file(m.path("hole"), h.rand_bytes(203, 4096))
+    fd = os.open(m.path("hole"), os.O_RDWR)
+    h.fallocate(fd, h.FALLOC_FL_PUNCH_HOLE | h.FALLOC_FL_KEEP_SIZE, 100, 50)
+    os.close(fd)
+    hole = bytearray(h.rand_bytes(203, 4096))
+    hole[100:150] = bytes(50)
+    time.sleep(1)
+    m.umount()
+    # only "grow" has data in blocks
+    assert len(m.data_objects()) == 1, m.data_objects()
+    m.wipe_cache()
+    m.mount()
+    for name, data in small.items():
+        assert h.read_file(m.path(name)) == data, name
+    assert h.read_file(m.path("grow")) == grow
+    assert h.read_file(m.path("cut")) == cut
+    assert h.read_file(m.path("hole")) == bytes(hole)
+    r = m.cli("fsck", m.store)
+    assert "0 problem" in r.stdout, r.stdout

@@ -423,6 +423,77 @@ static void test_named(void)
 	buf_free(&out);
 }
 
+/* Data blocks are encoded named: the checksum skips the payload, which
+ * only the name authenticates; only blob_decode_named() accepts them. */
+static void test_encode_named(void)
+{
+	uint8_t data[3000];
+	struct buf enc = BUF_INIT, out = BUF_INIT;
+	char name[BLOB_NAME_LEN + 1];
+	struct blob_ctx raw = ctx;
+	size_t i, at[] = { 0, 5, 24, 39, 40, 41, 1000 };
+
+	for (i = 0; i < sizeof(data); i++)
+		data[i] = (uint8_t)(i * 7 + i / 100);
+	raw.zstd_level = 0;
+	blob_name(&ctx, data, sizeof(data), name);
+	for (int z = 0; z < 2; z++) {
+		const struct blob_ctx *c = z ? &ctx : &raw;
+
+		buf_reset(&enc);
+		CHECK_RC(blob_encode_named(c, data, sizeof(data), &enc), 0);
+		buf_reset(&out);
+		CHECK_RC(blob_decode_named(c, name, enc.data, enc.len, &out),
+			 0);
+		CHECK(out.len == sizeof(data) &&
+		      !memcmp(out.data, data, sizeof(data)));
+		/* a plain decode cannot check the payload: refused */
+		buf_reset(&out);
+		CHECK_RC(blob_decode(c, enc.data, enc.len, &out), -EIO);
+		CHECK_EQ_U64(out.len, 0);
+		/* a flipped bit anywhere: header (checksum), flag (the
+		 * checksum then covers the payload too) or payload (name) */
+		for (i = 0; i < ARRAY_SIZE(at); i++) {
+			size_t pos = at[i] < enc.len ? at[i] : enc.len - 1;
+
+			enc.data[pos] ^= 0x01;
+			buf_reset(&out);
+			CHECK_RC(blob_decode_named(c, name, enc.data, enc.len,
+						   &out), -EIO);
+			CHECK_EQ_U64(out.len, 0);
+			enc.data[pos] ^= 0x01;
+		}
+		enc.data[5] ^= 0x01; /* the flag off */
+		CHECK_RC(blob_decode(c, enc.data, enc.len, &out), -EIO);
+		enc.data[5] ^= 0x01;
+	}
+	buf_free(&enc);
+	buf_free(&out);
+}
+
+/* Names are computed with OpenSSL when it has BLAKE2b, libsodium
+ * otherwise: both must give the same names at every length (block
+ * boundaries of BLAKE2b are 128 bytes). */
+static void test_name_backends_agree(void)
+{
+	static const size_t lens[] = { 0, 1, 127, 128, 129, 255, 256, 4096,
+				       65537, 1 << 20 };
+	uint8_t *data = malloc(1 << 20), h[32];
+	char name[BLOB_NAME_LEN + 1], want[BLOB_NAME_LEN + 1];
+	size_t i;
+
+	for (i = 0; i < (1 << 20); i++)
+		data[i] = (uint8_t)(i * 31 + (i >> 9));
+	for (i = 0; i < ARRAY_SIZE(lens); i++) {
+		blob_name(&ctx, data, lens[i], name);
+		crypto_generichash(h, sizeof(h), data, lens[i], ctx.hash_key,
+				   BLOB_KEY_BYTES);
+		hex_encode(h, sizeof(h), want);
+		CHECK(!strcmp(name, want));
+	}
+	free(data);
+}
+
 static void test_random(void)
 {
 	uint8_t a[32], b[32], zero[32] = { 0 };
@@ -498,6 +569,8 @@ int main(void)
 	test_round_trips();
 	test_tamper();
 	test_named();
+	test_encode_named();
+	test_name_backends_agree();
 	test_random();
 	test_threads();
 	return check_done("t_blob");

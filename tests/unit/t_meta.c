@@ -1488,6 +1488,96 @@ static int gc_forget_cb(const char *hash, void *arg)
 	return 0;
 }
 
+/* Inline data: the contract of meta_inline_*() in meta.h. */
+static void test_inline(void)
+{
+	struct meta *m = open_mem();
+	struct timespec t = ts(7, 0);
+	struct buf b = BUF_INIT;
+	char hash[META_HASH_LEN + 1];
+	uint64_t f, g, idx0 = 0;
+	int dirty = 0;
+
+	if (!m)
+		return;
+	f = mk(m, 1, "f", S_IFREG | 0644);
+	/* an empty file becomes inline; a gap reads as zeros */
+	CHECK_RC(meta_inline_write(m, f, 0, "abc", 3, 16, &t), 1);
+	CHECK_RC(meta_inline_write(m, f, 5, "xy", 2, 16, &t), 1);
+	CHECK_RC(meta_inline_read(m, f, &b), 0);
+	CHECK(b.len == 7 && !memcmp(b.data, "abc\0\0xy", 7));
+	CHECK_EQ_U64(ga(m, f).size, 7);
+	CHECK(ts_eq(ga(m, f).mtime, t));
+	CHECK_RC(meta_block_get(m, f, 0, hash, &dirty), -ENOENT);
+	/* shrink, then grow: the cut bytes stay zeros */
+	CHECK_RC(meta_inline_cut(m, f, 2, UINT64_MAX, 0), 0);
+	CHECK_RC(meta_setattr(m, f, &(struct meta_attr){ .size = 2 },
+			      META_SET_SIZE, &t, NULL), 0);
+	CHECK_RC(meta_inline_write(m, f, 6, "z", 1, 16, &t), 1);
+	CHECK_RC(meta_inline_read(m, f, &b), 0);
+	CHECK(b.len == 7 && !memcmp(b.data, "ab\0\0\0\0z", 7));
+	/* punch */
+	CHECK_RC(meta_inline_cut(m, f, UINT64_MAX, 1, 1), 0);
+	CHECK_RC(meta_inline_read(m, f, &b), 0);
+	CHECK(b.len == 7 && !memcmp(b.data, "a\0\0\0\0\0z", 7));
+	/* past max: 2, then to block 0 (dirty) in one transaction */
+	CHECK_RC(meta_inline_write(m, f, 10, "0123456789", 10, 16, &t), 2);
+	CHECK_RC(meta_inline_to_block(m, f), 0);
+	CHECK_RC(meta_inline_read(m, f, &b), -ENOENT);
+	CHECK_RC(meta_block_get(m, f, 0, hash, &dirty), 0);
+	CHECK(dirty == 1 && hash[0] == 0);
+	CHECK_EQ_U64(ga(m, f).nblocks, 1);
+	/* a file with blocks or data never becomes inline */
+	CHECK_RC(meta_inline_write(m, f, 0, "q", 1, 16, &t), 0);
+	g = mk(m, 1, "g", S_IFREG | 0644);
+	CHECK_RC(meta_write_done(m, g, 100, &t, &idx0, 1), 0);
+	CHECK_RC(meta_inline_write(m, g, 0, "q", 1, 16, &t), 0);
+	/* not for directories; a purge removes the data */
+	CHECK_RC(meta_inline_write(m, 1, 0, "q", 1, 16, &t), 0);
+	g = mk(m, 1, "h", S_IFREG | 0644);
+	CHECK_RC(meta_inline_write(m, g, 0, "q", 1, 16, &t), 1);
+	CHECK_RC(meta_fsck(m, 0, NULL, NULL), 0);
+	CHECK_RC(meta_unlink(m, 1, "h", &t, NULL), 0);
+	CHECK_RC(meta_inode_purge(m, g), 0);
+	CHECK_RC(meta_inline_read(m, g, &b), -ENOENT);
+	CHECK_RC(meta_fsck(m, 0, NULL, NULL), 0);
+	buf_free(&b);
+	meta_close(m);
+}
+
+/* fsck: inline data of a missing or non-regular inode, or beside blocks */
+static void test_inline_fsck(void)
+{
+	char path[128];
+	struct meta *m = NULL;
+	uint64_t f, idx0 = 0;
+	struct timespec t = ts(7, 0);
+
+	db_path("inline.db", path, sizeof(path));
+	rm_db(path);
+	CHECK_RC(meta_open(path, BS, 0, 0, &m), 0);
+	if (!m)
+		return;
+	f = mk(m, 1, "f", S_IFREG | 0644);
+	CHECK_RC(meta_write_done(m, f, 10, &t, &idx0, 1), 0);
+	meta_close(m);
+	CHECK_RC(raw_sql(path, "INSERT INTO inline_data VALUES (999, x'01');"
+			 "INSERT INTO inline_data VALUES (1, x'02');"), 0);
+	{
+		char sql[128];
+
+		snprintf(sql, sizeof(sql), "INSERT INTO inline_data VALUES "
+			 "(%llu, x'03')", (unsigned long long)f);
+		CHECK_RC(raw_sql(path, sql), 0);
+	}
+	CHECK_RC(meta_open(path, BS, 0, 0, &m), 0);
+	CHECK_RC(meta_fsck(m, 0, NULL, NULL), 3);
+	CHECK_RC(meta_fsck(m, 1, NULL, NULL), 3);
+	CHECK_RC(meta_fsck(m, 0, NULL, NULL), 0);
+	meta_close(m);
+	rm_db(path);
+}
+
 static void test_gc(void)
 {
 	struct meta *m = open_mem();
@@ -2114,6 +2204,8 @@ int main(void)
 	test_readdir();
 	test_xattr();
 	test_blocks();
+	test_inline();
+	test_inline_fsck();
 	test_gc();
 	test_stats();
 	test_change_count();
