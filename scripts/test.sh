@@ -5,8 +5,9 @@
 # 2. builds two trees: build/ (release) and build-asan/ (ASan + UBSan);
 # 3. runs the unit tests of both;
 # 4. runs the end-to-end suite (tests/e2e, real FUSE mounts) with the
-#    release binary (all tests, slow ones too) and with the sanitizer
-#    binary (all but the slow ones);
+#    release binary (all tests, slow ones too), again on S3 volumes on the
+#    local radosgw (all but the slow ones), and with the sanitizer binary
+#    (all but the slow ones);
 # 5. prints one closing line "N passed, N failed[, N skipped]" over unit
 #    test executables and pytest tests, and exits non-zero if anything
 #    failed.
@@ -205,6 +206,7 @@ e2e() {
 	[ -n "${METAFUSE_E2E_ARGS:-}" ] && extra=($METAFUSE_E2E_ARGS)
 	METAFUSE_BIN="$ROOT/$dir/metafuse" \
 	METAFUSE_EXERCISER="$ROOT/$dir/tests/syscall_exerciser" \
+	METAFUSE_STORE_TOOL="$ROOT/$dir/tests/store_tool" \
 	METAFUSE_TEST_TMP="$TEST_TMP" \
 		timeout -k 30 3000 "$PY" -m pytest "$ROOT/tests/e2e" -ra \
 		--junitxml="$xml" -o junit_suite_name="e2e-$name" \
@@ -233,6 +235,11 @@ if build build -Dbuildtype=release; then
 	slow=()
 	[ -n "${METAFUSE_SKIP_SLOW:-}" ] && slow=(-m "not slow")
 	e2e release build "${slow[@]}"
+	# the same filesystem tests on S3 volumes (radosgw above); tests
+	# about a local store's files or CLI paths skip themselves
+	if [ -n "${METAFUSE_S3_ENDPOINT:-}" ]; then
+		METAFUSE_TEST_STORE=s3 e2e s3 build -m "not slow"
+	fi
 fi
 
 if [ -z "${METAFUSE_SKIP_ASAN:-}" ]; then

@@ -44,9 +44,15 @@ def pytest_configure(config):
 
 def pytest_collection_modifyitems(config, items):
     skip_root = pytest.mark.skip(reason="needs root")
+    skip_local = pytest.mark.skip(reason="about the local store's files "
+                                  "or CLI paths (METAFUSE_TEST_STORE=s3)")
+    s3 = mfhelpers.STORE_KIND == "s3"
     for item in items:
         if item.get_closest_marker("root") and os.geteuid() != 0:
             item.add_marker(skip_root)
+        if s3 and (item.get_closest_marker("local_store") or
+                   item.module.__name__ in ("test_cli", "test_s3")):
+            item.add_marker(skip_local)
 
 
 @pytest.hookimpl(hookwrapper=True, tryfirst=True)

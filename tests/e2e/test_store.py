@@ -47,6 +47,7 @@ def flip_bit(path, offset):
         f.write(bytes([b[0] ^ 0x10]))
 
 
+@pytest.mark.local_store
 @pytest.mark.parametrize("damage", ["payload", "header", "checksum",
                                     "truncated", "missing"])
 def test_damaged_object_gives_eio(mounts, damage):
@@ -324,6 +325,7 @@ def test_read_fetches_only_what_it_needs(mounts):
     assert grown <= 8 * BS, f"cache grew by {grown} bytes for a 4 KiB read"
 
 
+@pytest.mark.local_store
 def test_directory_rename_touches_no_data_object(mounts):
     m = mounts()
     os.makedirs(m.path("top", "sub"))
@@ -393,6 +395,7 @@ def test_cache_stays_within_cache_size(mounts):
         f"reading back grew the cache to {disk_usage(m.cache)} bytes"
 
 
+@pytest.mark.local_store
 def test_store_layout(mounts):
     m = mounts()
     assert os.path.isfile(os.path.join(m.store, "volume"))
@@ -424,6 +427,7 @@ def test_fsck_after_heavy_use_is_clean(mounts):
     assert r.returncode == 0, f"{r.stdout}{r.stderr}"
 
 
+@pytest.mark.local_store
 def test_store_survives_copy_to_new_location(mounts, workdir):
     """The store is self-contained: a copy of the directory mounts
     elsewhere with a fresh cache (a new machine)."""
