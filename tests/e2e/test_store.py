@@ -325,6 +325,50 @@ def test_read_fetches_only_what_it_needs(mounts):
     assert grown <= 8 * BS, f"cache grew by {grown} bytes for a 4 KiB read"
 
 
+def test_sequential_reader_is_read_ahead(mounts):
+    """After two blocks read in order from a cold cache, the blocks after
+    them are fetched without being asked for (read-ahead); a single
+    random read (above) fetches only what it needs."""
+    m = mounts()
+    data = h.rand_bytes(6, 16 * MIB)
+    write_file(m.path("big"), data)
+    m.umount()
+    m.wipe_cache()
+    m.mount()
+    fd = os.open(m.path("big"), os.O_RDONLY)
+    assert os.pread(fd, 4096, 0) == data[:4096]
+    assert os.pread(fd, 4096, MIB) == data[MIB:MIB + 4096]
+    os.close(fd)
+    cached = 0
+    for _ in range(100):   # the fetchers run in the background
+        cached = len(os.listdir(os.path.join(m.cache, "blocks")))
+        if cached >= 6:
+            break
+        time.sleep(0.05)
+    assert cached >= 6, f"{cached} blocks cached after reading 2 in order"
+    assert read_file(m.path("big")) == data
+
+
+def test_requests_do_not_start_threads(mounts):
+    """The daemon's FUSE workers live on: a thread made and ended around
+    each request cost most of a small write's time (libfuse read our loop
+    configuration in an older layout)."""
+    m = mounts(opts={"writeback_delay": "3600"})
+    assert m.pid, "daemon pid unknown"
+    fd = os.open(m.path("f"), os.O_CREAT | os.O_RDWR, 0o644)
+    for i in range(50):           # let the pool grow to what it needs
+        os.pwrite(fd, b"x" * 4096, i * 4096)
+    before = set(os.listdir(f"/proc/{m.pid}/task"))
+    seen = set(before)
+    for i in range(500):
+        os.pwrite(fd, b"y" * 4096, (i % 64) * 4096)
+        if i % 5 == 0:   # a thread that came and went shows up here
+            seen |= set(os.listdir(f"/proc/{m.pid}/task"))
+    os.close(fd)
+    assert len(seen - before) <= 2, \
+        f"{len(seen - before)} threads started for 500 writes"
+
+
 @pytest.mark.local_store
 def test_directory_rename_touches_no_data_object(mounts):
     m = mounts()
