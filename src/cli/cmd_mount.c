@@ -200,29 +200,22 @@ static int parse_one_opt(struct mount_opts *o, const char *opt)
 	return cli_store_opt(&o->store, opt);
 }
 
+static int parse_opt_cb(const char *p, void *arg)
+{
+	int rc = parse_one_opt(arg, p);
+
+	if (rc == -ENOENT) {
+		cli_error("unknown mount option '%s'", p);
+		list_valid_options();
+	} else if (rc) {
+		cli_error("invalid value in mount option '%s'", p);
+	}
+	return rc;
+}
+
 static int parse_opts(struct mount_opts *o, const char *list)
 {
-	char *copy = strdup(list), *p, *next;
-	int rc = 0;
-
-	if (!copy)
-		return -ENOMEM;
-	for (p = copy; p && !rc; p = next) {
-		next = strchr(p, ',');
-		if (next)
-			*next++ = 0;
-		if (!*p)
-			continue;
-		rc = parse_one_opt(o, p);
-		if (rc == -ENOENT) {
-			cli_error("unknown mount option '%s'", p);
-			list_valid_options();
-		} else if (rc) {
-			cli_error("invalid value in mount option '%s'", p);
-		}
-	}
-	free(copy);
-	return rc;
+	return cli_opts_each(list, parse_opt_cb, o);
 }
 
 /* ---- the running mount ---- */

@@ -70,8 +70,8 @@ int cli_store_opt(struct cli_store_opts *so, const char *opt)
 	return -ENOENT;
 }
 
-int cli_store_opts_parse(struct cli_store_opts *so, const char *list,
-			 struct buf *rest)
+int cli_opts_each(const char *list, int (*fn)(const char *opt, void *arg),
+		  void *arg)
 {
 	char *copy = strdup(list), *p, *next;
 	int rc = 0;
@@ -82,23 +82,42 @@ int cli_store_opts_parse(struct cli_store_opts *so, const char *list,
 		next = strchr(p, ',');
 		if (next)
 			*next++ = 0;
-		if (!*p)
-			continue;
-		rc = cli_store_opt(so, p);
-		if (rc == -ENOENT && rest) {
-			rc = buf_appendf(rest, "%s%s", rest->len ? "," : "",
-					 p);
-		} else if (rc == -ENOENT) {
-			cli_error("unknown option '%s' (store options: "
-				  "endpoint=, region=, path_style, "
-				  "virtual_host, credentials=, no_verify_tls, "
-				  "connections=, part_size=)", p);
-		} else if (rc) {
-			cli_error("invalid value in option '%s'", p);
-		}
+		if (*p)
+			rc = fn(p, arg);
 	}
 	free(copy);
 	return rc;
+}
+
+struct parse_arg {
+	struct cli_store_opts *so;
+	struct buf *rest;
+};
+
+static int parse_cb(const char *p, void *arg)
+{
+	struct parse_arg *a = arg;
+	int rc = cli_store_opt(a->so, p);
+
+	if (rc == -ENOENT && a->rest) {
+		rc = buf_appendf(a->rest, "%s%s", a->rest->len ? "," : "", p);
+	} else if (rc == -ENOENT) {
+		cli_error("unknown option '%s' (store options: "
+			  "endpoint=, region=, path_style, "
+			  "virtual_host, credentials=, no_verify_tls, "
+			  "connections=, part_size=)", p);
+	} else if (rc) {
+		cli_error("invalid value in option '%s'", p);
+	}
+	return rc;
+}
+
+int cli_store_opts_parse(struct cli_store_opts *so, const char *list,
+			 struct buf *rest)
+{
+	struct parse_arg a = { so, rest };
+
+	return cli_opts_each(list, parse_cb, &a);
 }
 
 void cli_store_opts_free(struct cli_store_opts *so)

@@ -28,6 +28,11 @@ struct cli_store_opts {
  */
 int cli_store_opt(struct cli_store_opts *so, const char *opt);
 
+/* Call fn on each non-empty item of a comma-separated option list, until
+ * one returns non-zero (returned). */
+int cli_opts_each(const char *list, int (*fn)(const char *opt, void *arg),
+		  void *arg);
+
 /*
  * Take the store options out of a comma-separated list; the others are
  * appended to rest (comma-separated) when rest is not NULL, else refused
