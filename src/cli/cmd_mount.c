@@ -241,6 +241,9 @@ struct mounted {
 	bool maint_stop; /* protected by maint_lock */
 };
 
+/* Objects looked at, and deleted in one store_del_many, at a time. */
+#define GC_BATCH 512
+
 /* Delete objects that no block names and no durable checkpoint needs. */
 static int gc_cb(const char *hash, void *arg)
 {
@@ -253,39 +256,52 @@ static void collect_garbage(struct mounted *mt)
 {
 	uint64_t durable = meta_config_get_u64(mt->meta, "durable_seq", 0);
 	struct buf list = BUF_INIT;
-	size_t i, n, freed = 0;
+	char (*keys)[BLOB_DATA_KEY_LEN + 1] = calloc(GC_BATCH, sizeof(*keys));
+	const char *ptrs[GC_BATCH], *hashes[GC_BATCH];
+	int results[GC_BATCH];
+	size_t i, n, ndel, freed = 0;
 
-	if (mt->o->read_only)
+	if (mt->o->read_only || !keys) {
+		free(keys);
 		return;
+	}
 	do {
 		buf_reset(&list);
-		if (meta_gc_list(mt->meta, durable, 512, gc_cb, &list))
+		if (meta_gc_list(mt->meta, durable, GC_BATCH, gc_cb, &list))
 			break;
 		n = list.len / (BLOB_NAME_LEN + 1);
-		for (i = 0; i < n; i++) {
+		/* claim the batch, keep what is still unreferenced, delete
+		 * it in one store request, then let uploads reuse names */
+		for (i = 0, ndel = 0; i < n; i++) {
 			const char *hash = (const char *)list.data +
 					   i * (BLOB_NAME_LEN + 1);
-			char key[BLOB_DATA_KEY_LEN + 1];
 			uint64_t refs = 1;
-			int rc;
 
 			cache_claim(mt->cache, hash);
 			if (meta_object_get(mt->meta, hash, &refs) == 0 &&
 			    refs == 0) {
-				blob_data_key(hash, key);
-				rc = store_del(mt->store, key);
-				if (rc == 0) {
-					meta_gc_forget(mt->meta, hash);
-					freed++;
-				} else {
-					log_warn("gc: cannot delete %s: %s",
-						 key, strerror(-rc));
-				}
+				blob_data_key(hash, keys[ndel]);
+				hashes[ndel] = hash;
+				ptrs[ndel] = keys[ndel];
+				ndel++;
 			}
-			cache_unclaim(mt->cache, hash);
 		}
-	} while (n == 512);
+		store_del_many(mt->store, ptrs, ndel, results);
+		for (i = 0; i < ndel; i++) {
+			if (results[i] == 0) {
+				meta_gc_forget(mt->meta, hashes[i]);
+				freed++;
+			} else {
+				log_warn("gc: cannot delete %s: %s", keys[i],
+					 strerror(-results[i]));
+			}
+		}
+		for (i = 0; i < n; i++)
+			cache_unclaim(mt->cache, (const char *)list.data +
+						 i * (BLOB_NAME_LEN + 1));
+	} while (n == GC_BATCH);
 	buf_free(&list);
+	free(keys);
 	if (freed)
 		log_debug("gc: deleted %zu unreferenced object(s)", freed);
 }

@@ -253,29 +253,41 @@ static int list_seqs(struct store *s, const char *prefix,
 	return store_list(s, prefix, seq_list_cb, l);
 }
 
+/* Delete the listed seqs below (or, with inclusive, at) limit. */
+static int trim_seqs(struct store *s, const char *prefix, uint64_t limit,
+		     bool inclusive, void (*key_of)(uint64_t, char *, size_t))
+{
+	struct seq_list l;
+	char (*keys)[64] = NULL;
+	const char **ptrs = NULL;
+	size_t i, n = 0;
+	int rc = list_seqs(s, prefix, &l);
+
+	if (!rc && l.n) {
+		keys = calloc(l.n, sizeof(*keys));
+		ptrs = calloc(l.n, sizeof(*ptrs));
+		rc = keys && ptrs ? 0 : -ENOMEM;
+	}
+	for (i = 0; !rc && i < l.n &&
+		    (l.v[i] < limit || (inclusive && l.v[i] == limit));
+	     i++, n++) {
+		key_of(l.v[i], keys[n], sizeof(keys[n]));
+		ptrs[n] = keys[n];
+	}
+	if (!rc)
+		rc = store_del_many(s, ptrs, n, NULL);
+	free(keys);
+	free(ptrs);
+	free(l.v);
+	return rc;
+}
+
 /* Delete checkpoints older than cseq and entries at or below jseq. */
 static int trim(struct journal *j, uint64_t cseq, uint64_t jseq)
 {
-	struct seq_list l;
-	char key[64];
-	size_t i;
-	int rc;
+	int rc = trim_seqs(j->s, CKPT_PREFIX, cseq, false, ckpt_key);
 
-	rc = list_seqs(j->s, CKPT_PREFIX, &l);
-	for (i = 0; rc == 0 && i < l.n && l.v[i] < cseq; i++) {
-		ckpt_key(l.v[i], key, sizeof(key));
-		rc = store_del(j->s, key);
-	}
-	free(l.v);
-	if (rc)
-		return rc;
-	rc = list_seqs(j->s, JRNL_PREFIX, &l);
-	for (i = 0; rc == 0 && i < l.n && l.v[i] <= jseq; i++) {
-		jrnl_key(l.v[i], key, sizeof(key));
-		rc = store_del(j->s, key);
-	}
-	free(l.v);
-	return rc;
+	return rc ? rc : trim_seqs(j->s, JRNL_PREFIX, jseq, true, jrnl_key);
 }
 
 int journal_checkpoint(struct journal *j)

@@ -7,6 +7,9 @@
 #include "meta/journal.h"
 #include "util/log.h"
 
+/* keys handed to one store_del_many (one S3 DeleteObjects request) */
+#define SWEEP_BATCH 1000
+
 struct sweep {
 	struct meta *m;
 	bool unreferenced;
@@ -43,7 +46,7 @@ int store_sweep(struct meta *m, struct store *s, bool unreferenced,
 {
 	struct sweep sw = { .m = m, .unreferenced = unreferenced,
 			    .keys = BUF_INIT, .res = res };
-	size_t off;
+	size_t off = 0;
 	int rc, first = 0;
 
 	memset(res, 0, sizeof(*res));
@@ -52,22 +55,30 @@ int store_sweep(struct meta *m, struct store *s, bool unreferenced,
 		buf_free(&sw.keys);
 		return rc;
 	}
-	for (off = 0; off < sw.keys.len;) {
-		const char *key = (const char *)sw.keys.data + off;
-		size_t len = strlen(key);
-		char kind = key[len + 1];
+	while (off < sw.keys.len) {
+		const char *keys[SWEEP_BATCH];
+		int results[SWEEP_BATCH];
+		char kinds[SWEEP_BATCH];
+		size_t n, i;
 
-		off += len + 2;
-		rc = store_del(s, key);
-		if (rc) {
-			log_warn("cannot delete %s: %s", key, strerror(-rc));
-			if (!first)
-				first = rc;
-			continue;
+		for (n = 0; n < SWEEP_BATCH && off < sw.keys.len; n++) {
+			keys[n] = (const char *)sw.keys.data + off;
+			off += strlen(keys[n]) + 1;
+			kinds[n] = (char)sw.keys.data[off++];
 		}
-		res->deleted++;
-		if (kind == 'f')
-			meta_gc_forget(m, strrchr(key, '/') + 1);
+		store_del_many(s, keys, n, results);
+		for (i = 0; i < n; i++) {
+			if (results[i]) {
+				log_warn("cannot delete %s: %s", keys[i],
+					 strerror(-results[i]));
+				if (!first)
+					first = results[i];
+				continue;
+			}
+			res->deleted++;
+			if (kinds[i] == 'f')
+				meta_gc_forget(m, strrchr(keys[i], '/') + 1);
+		}
 	}
 	buf_free(&sw.keys);
 	return first;

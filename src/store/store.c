@@ -15,6 +15,7 @@
  */
 #include "util/compat.h"
 
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
@@ -26,6 +27,38 @@ void store_close(struct store *s)
 {
 	if (s)
 		s->ops->close(s);
+}
+
+int store_del_many(struct store *s, const char *const *keys, size_t n,
+		   int *results)
+{
+	int *res = results, first = 0;
+	size_t i;
+
+	if (n == 0)
+		return 0;
+	if (!s->ops->del_many) {
+		for (i = 0; i < n; i++) {
+			int rc = s->ops->del(s, keys[i]);
+
+			if (results)
+				results[i] = rc;
+			if (rc && !first)
+				first = rc;
+		}
+		return first;
+	}
+	if (!res) {
+		res = calloc(n, sizeof(*res));
+		if (!res)
+			return -ENOMEM;
+	}
+	first = s->ops->del_many(s, keys, n, res);
+	for (i = 0; !first && i < n; i++)
+		first = res[i];
+	if (res != results)
+		free(res);
+	return first;
 }
 
 static int key_char_ok(char c)

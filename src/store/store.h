@@ -19,6 +19,8 @@
  *   - get of a missing key returns -ENOENT; a range past the end is clipped
  *     (off >= size yields 0 bytes, not an error);
  *   - del of a missing key returns 0;
+ *   - del_many is del for each key, in any order and in as few requests
+ *     as the backend can; a key's result is what del would return for it;
  *   - list visits every key that starts with prefix, in lexicographic
  *     order, each exactly once; the callback's non-zero return stops the
  *     listing and is returned by list;
@@ -48,6 +50,9 @@ struct store_ops {
 		   struct buf *out);
 	/* Remove the object; missing is success. */
 	int (*del)(struct store *s, const char *key);
+	/* Remove n objects, results[i] for keys[i]; NULL: one del per key. */
+	int (*del_many)(struct store *s, const char *const *keys, size_t n,
+			int *results);
 	/* Visit all keys starting with prefix ("" = all). */
 	int (*list)(struct store *s, const char *prefix, store_list_cb cb,
 		    void *arg);
@@ -79,6 +84,14 @@ static inline int store_del(struct store *s, const char *key)
 {
 	return s->ops->del(s, key);
 }
+
+/*
+ * Delete n keys in batches where the backend has them (S3's DeleteObjects
+ * takes 1,000 per request).  results (may be NULL) gets each key's result;
+ * returns 0 when every key was deleted, else the first error.
+ */
+int store_del_many(struct store *s, const char *const *keys, size_t n,
+		   int *results);
 
 static inline int store_list(struct store *s, const char *prefix,
 			     store_list_cb cb, void *arg)

@@ -15,7 +15,9 @@
  *   2. An injected failure does not reach the inner store: a failed put
  *      stores nothing, a failed del deletes nothing.
  *   3. count < 0 stays negative (fails forever); count == 0 is disarmed.
- *   4. bytes_put and bytes_got count successful transfers only (bytes_got
+ *   4. del_many counts, and may fail, each key as one del; the keys not
+ *      failed go on to the inner store in one del_many.
+ *   5. bytes_put and bytes_got count successful transfers only (bytes_got
  *      counts what get appended).
  */
 #include "util/compat.h"
@@ -137,6 +139,39 @@ static int fault_del(struct store *s, const char *key)
 	int rc = fault_enter(f, OP_DEL);
 
 	return rc ? rc : store_del(f->inner, key);
+}
+
+static int fault_del_many(struct store *s, const char *const *keys,
+			  size_t n, int *results)
+{
+	struct store_fault *f = fault_from_store(s);
+	const char **pass = calloc(n ? n : 1, sizeof(*pass));
+	int *pres = calloc(n ? n : 1, sizeof(*pres));
+	size_t i, np = 0;
+	int first = 0;
+
+	if (!pass || !pres) {
+		free(pass);
+		free(pres);
+		for (i = 0; i < n; i++)
+			results[i] = -ENOMEM;
+		return -ENOMEM;
+	}
+	for (i = 0; i < n; i++) {
+		results[i] = fault_enter(f, OP_DEL);
+		if (!results[i])
+			pass[np++] = keys[i];
+	}
+	store_del_many(f->inner, pass, np, pres);
+	for (i = 0, np = 0; i < n; i++) {
+		if (!results[i])
+			results[i] = pres[np++];
+		if (results[i] && !first)
+			first = results[i];
+	}
+	free(pass);
+	free(pres);
+	return first;
 }
 
 static int fault_list(struct store *s, const char *prefix, store_list_cb cb,
@@ -266,6 +301,7 @@ static const struct store_ops store_fault_ops = {
 	.put = fault_put,
 	.get = fault_get,
 	.del = fault_del,
+	.del_many = fault_del_many,
 	.list = fault_list,
 	.head = fault_head,
 	.close = fault_close,

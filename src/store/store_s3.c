@@ -4,8 +4,9 @@
  * a volume.  Location "s3://BUCKET[/PREFIX]": key K is the object
  * PREFIX/K in BUCKET.
  *
- * Requests: GET (ranged), PUT (multipart above part_size), HEAD, DELETE,
- * ListObjectsV2 with continuation tokens.  Every request is signed with
+ * Requests: GET (ranged), PUT (multipart above part_size, its parts sent
+ * in parallel), HEAD, DELETE, DeleteObjects (1,000 keys a request, with
+ * Content-MD5 as S3 requires), ListObjectsV2 with continuation tokens.  Every request is signed with
  * SigV4 (sigv4.c) and carries x-amz-content-sha256 (the SHA-256 of the
  * body: S3 then checks the payload too).  XML (listings, errors,
  * multipart) is parsed with libxml2.
@@ -51,6 +52,7 @@
 #include <curl/curl.h>
 #include <libxml/parser.h>
 #include <libxml/tree.h>
+#include <openssl/evp.h>
 #include <sodium.h>
 
 #include "store/sigv4.h"
@@ -62,11 +64,13 @@
 #define S3_DEFAULT_PART_SIZE (16ULL << 20)
 #define S3_MIN_PART_SIZE (5ULL << 20)
 #define S3_MAX_PARTS 10000
+#define S3_PART_THREADS 4
 #define S3_DEFAULT_ATTEMPTS 8
 #define S3_BACKOFF_BASE_MS 100
 #define S3_BACKOFF_MAX_MS 5000
 #define S3_ERR_BODY_MAX 65536
 #define S3_LIST_PAGE "1000"
+#define S3_DELETE_BATCH 1000
 
 enum s3_method { M_GET, M_PUT, M_HEAD, M_DELETE, M_POST, M_COUNT };
 static const char *const method_names[M_COUNT] = {
@@ -89,6 +93,7 @@ struct store_s3 {
 	uint64_t part_size;
 	unsigned attempts;
 	bool opened; /* the access check passed */
+	atomic_bool no_batch_delete; /* the server refused DeleteObjects */
 
 	pthread_mutex_t pool_lock;
 	pthread_cond_t pool_cond;
@@ -181,6 +186,7 @@ struct s3_xfer {
 	const uint8_t *body;
 	size_t body_len;
 	const char *range; /* "bytes=a-b" or NULL */
+	const char *content_md5; /* base64, or NULL */
 	struct buf *out;   /* a 2xx body is appended here (NULL: dropped) */
 	bool quiet_404;    /* a 404 is an expected answer: do not log it */
 	bool quiet;        /* the caller reports failures (open's check) */
@@ -396,7 +402,7 @@ static int attempt_once(struct store_s3 *s, struct s3_xfer *x,
 	struct buf path = BUF_INIT, url = BUF_INIT, auth = BUF_INIT;
 	struct buf hdr = BUF_INIT;
 	struct curl_slist *list = NULL, *nl;
-	struct sigv4_kv h[6];
+	struct sigv4_kv h[7];
 	size_t nh = 0, i;
 	char date[SIGV4_DATE_LEN + 1];
 	const struct sigv4_creds creds = {
@@ -412,6 +418,8 @@ static int attempt_once(struct store_s3 *s, struct s3_xfer *x,
 	h[nh++] = (struct sigv4_kv){ "x-amz-date", date };
 	if (x->range)
 		h[nh++] = (struct sigv4_kv){ "range", x->range };
+	if (x->content_md5)
+		h[nh++] = (struct sigv4_kv){ "content-md5", x->content_md5 };
 	if (s->token)
 		h[nh++] = (struct sigv4_kv){ "x-amz-security-token", s->token };
 
@@ -667,6 +675,86 @@ static int multipart_abort(struct store_s3 *s, const char *fk,
 	return rc;
 }
 
+/* The parts of one multipart upload, sent by a few threads. */
+struct part_job {
+	struct store_s3 *s;
+	const char *fk;
+	const char *upload_id;
+	const uint8_t *data;
+	size_t len, psize, nparts;
+	char (*etags)[128];
+	pthread_mutex_t lock;
+	size_t next; /* protected by lock */
+	int rc;      /* the first failure; protected by lock */
+};
+
+static int send_part(struct part_job *j, size_t i)
+{
+	char num[24];
+	const struct sigv4_kv q[] = {
+		{ "partNumber", num }, { "uploadId", j->upload_id },
+	};
+	size_t off = i * j->psize;
+	struct s3_xfer x = {
+		.method = M_PUT, .key = j->fk, .query = q, .nquery = 2,
+		.body = j->data + off,
+		.body_len = MF_MIN(j->psize, j->len - off),
+	};
+	int rc;
+
+	snprintf(num, sizeof(num), "%zu", i + 1);
+	rc = s3_request(j->s, &x, j->s->attempts, 0);
+	snprintf(j->etags[i], sizeof(j->etags[i]), "%s", x.etag);
+	xfer_release(&x);
+	if (!rc && !j->etags[i][0]) {
+		log_error("s3: no ETag for part %zu of %s", i + 1, j->fk);
+		rc = -EIO;
+	}
+	return rc;
+}
+
+static void *part_worker(void *arg)
+{
+	struct part_job *j = arg;
+
+	for (;;) {
+		size_t i;
+		int rc;
+
+		pthread_mutex_lock(&j->lock);
+		i = j->next++;
+		if (j->rc || i >= j->nparts) {
+			pthread_mutex_unlock(&j->lock);
+			return NULL;
+		}
+		pthread_mutex_unlock(&j->lock);
+		rc = send_part(j, i);
+		if (rc) {
+			pthread_mutex_lock(&j->lock);
+			if (!j->rc)
+				j->rc = rc;
+			pthread_mutex_unlock(&j->lock);
+		}
+	}
+}
+
+/* Send every part, S3_PART_THREADS at a time (the calling thread is one
+ * of them); the first failure stops the others after their current part. */
+static int send_parts(struct part_job *j)
+{
+	pthread_t t[S3_PART_THREADS - 1];
+	size_t nt = 0, want = MF_MIN((size_t)S3_PART_THREADS, j->nparts);
+
+	pthread_mutex_init(&j->lock, NULL);
+	while (nt + 1 < want && pthread_create(&t[nt], NULL, part_worker, j) == 0)
+		nt++;
+	part_worker(j);
+	while (nt > 0)
+		pthread_join(t[--nt], NULL);
+	pthread_mutex_destroy(&j->lock);
+	return j->rc;
+}
+
 static int s3_put_multipart(struct store_s3 *s, const char *fk,
 			    const uint8_t *data, size_t len)
 {
@@ -710,29 +798,16 @@ static int s3_put_multipart(struct store_s3 *s, const char *fk,
 		rc = -ENOMEM;
 		goto out_abort;
 	}
-	for (i = 0; i < nparts; i++) {
-		char num[24];
-		const struct sigv4_kv q[] = {
-			{ "partNumber", num }, { "uploadId", upload_id },
-		};
-		size_t off = i * psize;
-		struct s3_xfer x = {
-			.method = M_PUT, .key = fk, .query = q, .nquery = 2,
-			.body = data + off,
-			.body_len = MF_MIN(psize, len - off),
+	{
+		struct part_job job = {
+			.s = s, .fk = fk, .upload_id = upload_id,
+			.data = data, .len = len, .psize = psize,
+			.nparts = nparts, .etags = etags,
 		};
 
-		snprintf(num, sizeof(num), "%zu", i + 1);
-		rc = s3_request(s, &x, s->attempts, 0);
-		snprintf(etags[i], sizeof(etags[i]), "%s", x.etag);
-		xfer_release(&x);
+		rc = send_parts(&job);
 		if (rc)
 			goto out_abort;
-		if (!etags[i][0]) {
-			log_error("s3: no ETag for part %zu of %s", i + 1, fk);
-			rc = -EIO;
-			goto out_abort;
-		}
 	}
 	rc = buf_appends(&done, "<CompleteMultipartUpload>");
 	for (i = 0; !rc && i < nparts; i++)
@@ -916,6 +991,190 @@ out:
 	xfer_release(&x);
 	buf_free(&fk);
 	return rc;
+}
+
+/* Append s with XML's five special characters escaped. */
+static int xml_escape(struct buf *b, const char *s)
+{
+	int rc = 0;
+
+	for (; !rc && *s; s++) {
+		switch (*s) {
+		case '&': rc = buf_appends(b, "&amp;"); break;
+		case '<': rc = buf_appends(b, "&lt;"); break;
+		case '>': rc = buf_appends(b, "&gt;"); break;
+		case '"': rc = buf_appends(b, "&quot;"); break;
+		case '\'': rc = buf_appends(b, "&apos;"); break;
+		default: rc = buf_append(b, s, 1); break;
+		}
+	}
+	return rc;
+}
+
+/* The errno of one key's <Error> in a DeleteObjects answer. */
+static int delete_code_errno(const char *code)
+{
+	if (!strcmp(code, "NoSuchKey"))
+		return 0;
+	if (!strcmp(code, "AccessDenied"))
+		return -EACCES;
+	return -EIO;
+}
+
+/*
+ * Read a DeleteObjects answer (Quiet mode: only the failures are listed)
+ * into results; keys the server retried-worthy failed are sent again one
+ * by one, with the ordinary retries.
+ */
+static int delete_answer(struct store_s3 *s, const struct buf *body,
+			 const char *const *keys, size_t n, int *results)
+{
+	size_t plen = strlen(s->prefix), i;
+	xmlDoc *doc = xml_parse(body);
+	const xmlNode *root = doc ? xmlDocGetRootElement(doc) : NULL;
+	const xmlNode *c;
+
+	if (!root || strcmp((const char *)root->name, "DeleteResult")) {
+		log_error("s3: POST %s?delete: the answer is not a "
+			  "DeleteResult", s->bucket);
+		if (doc)
+			xmlFreeDoc(doc);
+		return -EIO;
+	}
+	for (c = root->children; c; c = c->next) {
+		char key[1024], code[64], msg[256];
+
+		if (c->type != XML_ELEMENT_NODE ||
+		    strcmp((const char *)c->name, "Error"))
+			continue;
+		xml_text(c, "Key", key, sizeof(key));
+		xml_text(c, "Code", code, sizeof(code));
+		xml_text(c, "Message", msg, sizeof(msg));
+		if (strncmp(key, s->prefix, plen))
+			continue;
+		for (i = 0; i < n; i++) {
+			if (results[i] || strcmp(keys[i], key + plen))
+				continue;
+			results[i] = delete_code_errno(code);
+			if (retryable_code(code))
+				results[i] = s3_del(&s->base, keys[i]);
+			else if (results[i])
+				log_error("s3: deleting %s/%s failed: %s (%s)",
+					  s->bucket, key, code, msg);
+			break;
+		}
+	}
+	xmlFreeDoc(doc);
+	return 0;
+}
+
+/* One DeleteObjects request for n <= 1000 valid keys. */
+static int s3_del_batch(struct store_s3 *s, const char *const *keys,
+			size_t n, int *results)
+{
+	const struct sigv4_kv q[] = { { "delete", "" } };
+	struct buf body = BUF_INIT, answer = BUF_INIT;
+	unsigned char md5[EVP_MAX_MD_SIZE];
+	unsigned md5_len = 0;
+	char md5_b64[32];
+	struct s3_xfer x = {
+		.method = M_POST, .query = q, .nquery = 1, .out = &answer,
+		.content_md5 = md5_b64, .quiet = true,
+	};
+	size_t i;
+	int rc;
+
+	rc = buf_appends(&body, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>"
+				"<Delete xmlns=\"http://s3.amazonaws.com/doc/"
+				"2006-03-01/\"><Quiet>true</Quiet>");
+	for (i = 0; !rc && i < n; i++) {
+		rc = buf_appends(&body, "<Object><Key>");
+		if (!rc)
+			rc = xml_escape(&body, s->prefix);
+		if (!rc)
+			rc = xml_escape(&body, keys[i]);
+		if (!rc)
+			rc = buf_appends(&body, "</Key></Object>");
+	}
+	if (!rc)
+		rc = buf_appends(&body, "</Delete>");
+	if (!rc && !EVP_Digest(body.data, body.len, md5, &md5_len, EVP_md5(),
+			       NULL))
+		rc = -ENOMEM;
+	if (rc)
+		goto out;
+	EVP_EncodeBlock((unsigned char *)md5_b64, md5, (int)md5_len);
+	x.body = body.data;
+	x.body_len = body.len;
+	rc = s3_request(s, &x, s->attempts, 0);
+	if (rc && x.cc == CURLE_OK &&
+	    (x.status == 501 || !strcmp(x.code, "NotImplemented") ||
+	     (!x.code[0] && (x.status == 400 || x.status == 405)))) {
+		/* a service without DeleteObjects: one DELETE per key */
+		log_info("s3: %s does not take DeleteObjects (HTTP %ld); "
+			 "deleting one object per request",
+			 s->endpoint, x.status);
+		atomic_store(&s->no_batch_delete, true);
+		rc = 1;
+		goto out;
+	}
+	if (!rc) {
+		memset(results, 0, n * sizeof(*results));
+		rc = delete_answer(s, &answer, keys, n, results);
+	}
+	if (rc) {
+		struct buf d = BUF_INIT;
+
+		describe(&x, &d);
+		log_error("s3: deleting %zu object(s) in %s failed: %s", n,
+			  s->bucket, buf_str(&d));
+		buf_free(&d);
+	}
+out:
+	xfer_release(&x);
+	buf_free(&body);
+	buf_free(&answer);
+	return rc;
+}
+
+static int s3_del_many(struct store *st, const char *const *keys, size_t n,
+		       int *results)
+{
+	struct store_s3 *s = s3_from_store(st);
+	const char **valid = calloc(S3_DELETE_BATCH, sizeof(*valid));
+	int *vres = calloc(S3_DELETE_BATCH, sizeof(*vres));
+	size_t *idx = calloc(S3_DELETE_BATCH, sizeof(*idx));
+	size_t i = 0, j, nv;
+	int first = 0, rc;
+
+	if (!valid || !vres || !idx) {
+		for (j = 0; j < n; j++)
+			results[j] = -ENOMEM;
+		first = -ENOMEM;
+		goto out;
+	}
+	while (i < n) {
+		for (nv = 0; i < n && nv < S3_DELETE_BATCH; i++) {
+			results[i] = store_key_valid(keys[i]) ? 0 : -EINVAL;
+			if (!results[i]) {
+				idx[nv] = i;
+				valid[nv++] = keys[i];
+			}
+		}
+		rc = 1;
+		if (nv && !atomic_load(&s->no_batch_delete))
+			rc = s3_del_batch(s, valid, nv, vres);
+		for (j = 0; j < nv; j++)
+			results[idx[j]] = rc == 1 ? s3_del(st, valid[j]) :
+				rc ? rc : vres[j];
+	}
+	for (j = 0; j < n && !first; j++)
+		first = results[j];
+out:
+	free(valid);
+	free(vres);
+	free(idx);
+	return first;
 }
 
 /* One page of a listing. */
@@ -1674,6 +1933,7 @@ static const struct store_ops store_s3_ops = {
 	.put = s3_put,
 	.get = s3_get,
 	.del = s3_del,
+	.del_many = s3_del_many,
 	.list = s3_list,
 	.head = s3_head,
 	.close = s3_close,

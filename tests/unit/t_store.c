@@ -573,6 +573,62 @@ static void contract_large(struct store *s)
 	free(data);
 }
 
+/*
+ * del_many: more keys than one S3 DeleteObjects request takes, with
+ * missing and invalid keys among them; each key gets del's answer, and
+ * exactly the listed keys are gone.
+ */
+#define MANY_KEYS 1030
+static void contract_del_many(struct store *s)
+{
+	char (*keys)[KEY_MAX + 64] = calloc(MANY_KEYS + 3, sizeof(*keys));
+	const char **ptrs = calloc(MANY_KEYS + 3, sizeof(*ptrs));
+	int *res = calloc(MANY_KEYS + 3, sizeof(*res));
+	char suffix[64], key[KEY_MAX + 64];
+	struct listing l;
+	uint64_t size;
+	size_t i, n = 0;
+
+	if (!keys || !ptrs || !res) {
+		CHECK(!"out of memory");
+		goto out;
+	}
+	for (i = 0; i < MANY_KEYS; i++) {
+		snprintf(suffix, sizeof(suffix), "many/%04zu", i);
+		put_ok(s, suffix, suffix, strlen(suffix));
+		/* every third key stays */
+		if (i % 3)
+			nskey(keys[n++], suffix);
+	}
+	nskey(keys[n++], "many/missing");
+	snprintf(keys[n++], sizeof(keys[0]), "%s", "bad//key");
+	nskey(keys[n++], "many/also-missing");
+	for (i = 0; i < n; i++) {
+		ptrs[i] = keys[i];
+		res[i] = 12345;
+	}
+	CHECK_RC(store_del_many(s, ptrs, n, res), -EINVAL);
+	for (i = 0; i < n; i++)
+		CHECK_RC(res[i], i == n - 2 ? -EINVAL : 0);
+	CHECK_RC(list_all(s, nskey(key, "many/"), &l), 0);
+	CHECK_EQ_U64(l.n, (MANY_KEYS + 2) / 3);
+	for (i = 0; i < l.n; i++) {
+		const char *num = strrchr(l.keys[i], '/') + 1;
+
+		CHECK(strtoul(num, NULL, 10) % 3 == 0);
+	}
+	listing_free(&l);
+	CHECK_RC(store_head(s, nskey(key, "many/0000"), &size), 0);
+	CHECK_RC(store_head(s, nskey(key, "many/0001"), &size), -ENOENT);
+	/* nothing to do is success; results may be NULL */
+	CHECK_RC(store_del_many(s, ptrs, 0, NULL), 0);
+	CHECK_RC(store_del_many(s, ptrs, 2, NULL), 0);
+out:
+	free(keys);
+	free(ptrs);
+	free(res);
+}
+
 /* Delete everything under ns and check that nothing is left. */
 static void contract_cleanup(struct store *s)
 {
@@ -583,6 +639,11 @@ static void contract_cleanup(struct store *s)
 	CHECK(l.n > 0);
 	for (i = 0; i < l.n; i++)
 		CHECK_RC(store_del(s, l.keys[i]), 0);
+	listing_free(&l);
+	contract_del_many(s);
+	CHECK_RC(list_all(s, ns, &l), 0);
+	CHECK(l.n > 0);
+	CHECK_RC(store_del_many(s, (const char *const *)l.keys, l.n, NULL), 0);
 	listing_free(&l);
 	CHECK_RC(list_all(s, ns, &l), 0);
 	CHECK_EQ_U64(l.n, 0);
@@ -889,6 +950,27 @@ static void test_fault(const char *tmp)
 	listing_free(&l);
 	CHECK_RC(store_head(s, "f/a", &size), 0); /* the del never ran */
 	CHECK_RC(store_del(s, "f/p4"), 0);
+
+	/* del_many: each key counts, and fails, as one del */
+	{
+		const char *const dk[] = { "f/m1", "f/m2", "f/m3" };
+		int dr[3];
+
+		for (k = 0; k < 3; k++)
+			CHECK_RC(store_put(s, dk[k], "m", 1), 0);
+		store_fault_get_counts(s, &c0);
+		store_fault_arm(s, STORE_OP_DEL, 1, 1, EIO);
+		CHECK_RC(store_del_many(s, dk, 3, dr), -EIO);
+		CHECK(dr[0] == 0 && dr[1] == -EIO && dr[2] == 0);
+		counts_diff(s, &c0, &d);
+		CHECK_EQ_U64(d.calls[2], 3);
+		CHECK_EQ_U64(d.failed, 1);
+		CHECK_RC(store_head(s, "f/m1", &size), -ENOENT);
+		CHECK_RC(store_head(s, "f/m2", &size), 0);
+		CHECK_RC(store_head(s, "f/m3", &size), -ENOENT);
+		CHECK_RC(store_del_many(s, dk, 3, dr), 0);
+		CHECK_RC(store_head(s, "f/m2", &size), -ENOENT);
+	}
 
 	/* a new arm replaces the old; a negative errno is accepted too */
 	store_fault_arm(s, STORE_OP_DEL, 0, -1, EIO);
