@@ -86,6 +86,7 @@ struct store_s3 {
 	char *secret_key;  /* never logged */
 	char *token;       /* session token or NULL; never logged */
 	bool verify_tls;
+	char *ca_bundle;   /* CAs to trust instead of the system's, or NULL */
 	uint64_t part_size;
 	unsigned attempts;
 	bool opened; /* the access check passed */
@@ -479,6 +480,11 @@ static int attempt_once(struct store_s3 *s, struct s3_xfer *x,
 	curl_easy_setopt(c, CURLOPT_TCP_KEEPALIVE, 1L);
 	curl_easy_setopt(c, CURLOPT_SSL_VERIFYPEER, s->verify_tls ? 1L : 0L);
 	curl_easy_setopt(c, CURLOPT_SSL_VERIFYHOST, s->verify_tls ? 2L : 0L);
+	if (s->ca_bundle) {
+		/* the bundle replaces the system's CAs, as in the AWS CLI */
+		curl_easy_setopt(c, CURLOPT_CAINFO, s->ca_bundle);
+		curl_easy_setopt(c, CURLOPT_CAPATH, NULL);
+	}
 	curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
 	switch (x->method) {
 	case M_GET:
@@ -1152,6 +1158,7 @@ static void s3_close(struct store *st)
 	free(s->prefix);
 	free(s->endpoint);
 	free(s->region);
+	free(s->ca_bundle);
 	free(s->access_key);
 	wipe_free(s->secret_key);
 	wipe_free(s->token);
@@ -1167,6 +1174,7 @@ struct s3_conf {
 	char *token;
 	char *region;
 	char *endpoint;
+	char *ca_bundle;
 };
 
 static void conf_free(struct s3_conf *c)
@@ -1176,6 +1184,7 @@ static void conf_free(struct s3_conf *c)
 	wipe_free(c->token);
 	free(c->region);
 	free(c->endpoint);
+	free(c->ca_bundle);
 	memset(c, 0, sizeof(*c));
 }
 
@@ -1270,6 +1279,8 @@ static int conf_read_ini(const char *path, const char *section,
 			rc = set_once(&c->region, v);
 		else if (!strcmp(k, "endpoint_url"))
 			rc = set_once(&c->endpoint, v);
+		else if (!strcmp(k, "ca_bundle"))
+			rc = set_once(&c->ca_bundle, v);
 	}
 	if (text.data)
 		sodium_memzero(text.data, text.len);
@@ -1299,6 +1310,8 @@ static int conf_load(const struct store_options *o, struct s3_conf *c,
 	rc = set_once(&c->endpoint, o->endpoint);
 	if (!rc)
 		rc = set_once(&c->region, o->region);
+	if (!rc)
+		rc = set_once(&c->ca_bundle, o->ca_bundle);
 	if (!rc && o->credentials)
 		rc = conf_read_ini(o->credentials, profile, true, c, err);
 	if (rc)
@@ -1320,6 +1333,8 @@ static int conf_load(const struct store_options *o, struct s3_conf *c,
 		rc = set_once(&c->endpoint, env("AWS_ENDPOINT_URL_S3"));
 	if (!rc)
 		rc = set_once(&c->endpoint, env("AWS_ENDPOINT_URL"));
+	if (!rc)
+		rc = set_once(&c->ca_bundle, env("AWS_CA_BUNDLE"));
 	if (rc)
 		goto out;
 	if (!c->access_key) {
@@ -1360,6 +1375,8 @@ static int conf_load(const struct store_options *o, struct s3_conf *c,
 			rc = set_once(&c->region, keys.region);
 		if (!rc)
 			rc = set_once(&c->endpoint, keys.endpoint);
+		if (!rc)
+			rc = set_once(&c->ca_bundle, keys.ca_bundle);
 		conf_free(&keys);
 	}
 	if (!rc)
@@ -1512,7 +1529,12 @@ static int check_access(struct store_s3 *s, int create, bool make_bucket,
 		rc = create_bucket(s, err);
 		goto out;
 	}
-	if (x.cc != CURLE_OK) {
+	if (x.cc == CURLE_PEER_FAILED_VERIFICATION) {
+		buf_appendf(err, "the TLS certificate of S3 endpoint %s is not "
+				 "trusted (give its CA with -o ca_bundle=FILE "
+				 "or AWS_CA_BUNDLE): ",
+			    s->endpoint);
+	} else if (x.cc != CURLE_OK) {
 		buf_appendf(err, "cannot reach S3 endpoint %s (bucket '%s'): ",
 			    s->endpoint, s->bucket);
 	} else if (rc == -ENOENT) {
@@ -1637,6 +1659,15 @@ int store_s3_open(const char *bucket_and_prefix, int create,
 	if (rc)
 		goto out_free;
 	s->verify_tls = !o->no_verify_tls;
+	if (c.ca_bundle && access(c.ca_bundle, R_OK) < 0) {
+		int e = errno;
+
+		buf_appendf(err, "CA bundle %s: %s", c.ca_bundle, strerror(e));
+		rc = -e;
+		goto out_free;
+	}
+	s->ca_bundle = c.ca_bundle;
+	c.ca_bundle = NULL;
 	s->max_conns = o->connections ? o->connections : S3_DEFAULT_CONNECTIONS;
 	s->part_size = o->part_size ? o->part_size : S3_DEFAULT_PART_SIZE;
 	if (s->part_size < S3_MIN_PART_SIZE)
@@ -1654,6 +1685,10 @@ int store_s3_open(const char *bucket_and_prefix, int create,
 	log_debug("s3: opened %s at %s (%s-style, region %s)", s->base.url,
 		  s->endpoint, *s->path_base ? "path" : "virtual-host",
 		  s->region);
+	if (!s->verify_tls)
+		log_warn("s3: TLS certificate verification is off for %s "
+			 "(-o no_verify_tls): anyone on the way can read and "
+			 "change the traffic", s->endpoint);
 	s->opened = true;
 	*out = &s->base;
 	rc = 0;

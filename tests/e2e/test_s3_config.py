@@ -1,0 +1,251 @@
+"""How an S3 volume is reached: HTTPS and its certificates.  Against
+the radosgw of scripts/s3server.sh (skipped without it, like
+test_s3.py), reached through tests/helpers/s3_tls_proxy.py, TLS in front
+of radosgw on 127.0.0.1, with a CA and certificate the test makes with
+the openssl CLI.
+
+Every failure here must be one line that says what is wrong, and no
+message or log may hold the secret key or the session token.
+"""
+
+import contextlib
+import json
+import os
+import secrets
+import shutil
+import subprocess
+import sys
+import time
+
+import pytest
+
+import mfhelpers as h
+from mfhelpers import MIB, read_file, write_file
+
+HELPERS = h.REPO / "tests" / "helpers"
+EP = os.environ.get("METAFUSE_S3_ENDPOINT")
+BUCKET = os.environ.get("METAFUSE_S3_BUCKET")
+KEY_ID = os.environ.get("AWS_ACCESS_KEY_ID")
+SECRET = os.environ.get("AWS_SECRET_ACCESS_KEY")
+
+pytestmark = pytest.mark.skipif(
+    not (EP and BUCKET and KEY_ID and SECRET),
+    reason="no S3 server (scripts/s3server.sh start DIR; . DIR/env)")
+
+
+def location(tag):
+    return f"s3://{BUCKET}/cfg-{tag}-{secrets.token_hex(4)}"
+
+
+def clean_env(**extra):
+    """The environment without any AWS_ variable (and so without keys),
+    plus extra."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env.update(extra)
+    return env
+
+
+def keys_env(**extra):
+    return clean_env(AWS_ACCESS_KEY_ID=KEY_ID, AWS_SECRET_ACCESS_KEY=SECRET,
+                     **extra)
+
+
+def one_line_error(r):
+    lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+    assert r.returncode != 0, r.stdout + r.stderr
+    assert len(lines) == 1, r.stderr
+    return lines[0]
+
+
+def assert_no_secrets(texts, *more):
+    """None of texts holds the secret key or any of more (tokens)."""
+    for t in texts:
+        for s in (SECRET, *more):
+            assert s not in t, "a secret leaked into a message or a log"
+
+
+@contextlib.contextmanager
+def helper_process(args, workdir, name):
+    """Run a helper that writes its port to a file; yield the port."""
+    port_file = os.path.join(workdir, f"{name}.port")
+    log = open(os.path.join(workdir, f"{name}.log"), "wb")
+    p = subprocess.Popen([sys.executable, *map(str, args),
+                          "--port-file", port_file],
+                         stdout=log, stderr=log, stdin=subprocess.DEVNULL)
+    log.close()
+    try:
+        deadline = time.monotonic() + 20
+        while not os.path.exists(port_file):
+            assert p.poll() is None, f"{name} died"
+            assert time.monotonic() < deadline, f"no {name} port"
+            time.sleep(0.05)
+        with open(port_file) as f:
+            yield int(f.read())
+    finally:
+        p.terminate()
+        try:
+            p.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+
+
+# ---- HTTPS ---------------------------------------------------------------
+
+def openssl(*args, cwd):
+    r = h.run(["openssl", *args], cwd=cwd)
+    assert r.returncode == 0, r.stderr
+
+
+def make_ca(d, name):
+    """A self-signed CA in d: (certificate, key)."""
+    openssl("req", "-x509", "-newkey", "ec", "-pkeyopt",
+            "ec_paramgen_curve:prime256v1", "-nodes", "-days", "2",
+            "-subj", f"/CN={name}", "-keyout", f"{name}.key",
+            "-out", f"{name}.pem",
+            "-addext", "basicConstraints=critical,CA:TRUE",
+            "-addext", "keyUsage=critical,keyCertSign,cRLSign", cwd=d)
+    return os.path.join(d, f"{name}.pem"), os.path.join(d, f"{name}.key")
+
+
+@pytest.fixture(scope="module")
+def tls_files(tmp_path_factory):
+    """CA "test-ca", a server certificate it signed for 127.0.0.1 and
+    localhost, and an unrelated CA "other-ca"."""
+    if not shutil.which("openssl"):
+        pytest.skip("no openssl CLI (scripts/deps.sh installs it)")
+    d = str(tmp_path_factory.mktemp("tls"))
+    ca, ca_key = make_ca(d, "test-ca")
+    other, _ = make_ca(d, "other-ca")
+    with open(os.path.join(d, "server.ext"), "w") as f:
+        f.write("subjectAltName = IP:127.0.0.1, DNS:localhost\n"
+                "basicConstraints = CA:FALSE\n"
+                "keyUsage = critical, digitalSignature\n"
+                "extendedKeyUsage = serverAuth\n")
+    openssl("req", "-newkey", "ec", "-pkeyopt",
+            "ec_paramgen_curve:prime256v1", "-nodes", "-subj",
+            "/CN=localhost", "-keyout", "server.key", "-out", "server.csr",
+            cwd=d)
+    openssl("x509", "-req", "-in", "server.csr", "-CA", ca, "-CAkey",
+            ca_key, "-CAcreateserial", "-days", "2", "-extfile",
+            "server.ext", "-out", "server.pem", cwd=d)
+    return {"ca": ca, "other_ca": other,
+            "cert": os.path.join(d, "server.pem"),
+            "key": os.path.join(d, "server.key")}
+
+
+@pytest.fixture
+def tls_proxy(workdir, tls_files):
+    """https://127.0.0.1:PORT in front of radosgw; yields (url, a function
+    returning how many TLS connections were accepted)."""
+    stats = os.path.join(workdir, "tls.json")
+    with helper_process([HELPERS / "s3_tls_proxy.py", "--upstream", EP,
+                         "--cert", tls_files["cert"], "--key",
+                         tls_files["key"], "--stats", stats],
+                        workdir, "tls-proxy") as port:
+        def accepted():
+            if not os.path.exists(stats):
+                return 0
+            with open(stats) as f:
+                return json.load(f)["connections"]
+        yield f"https://127.0.0.1:{port}", accepted
+
+
+def test_https_untrusted_certificate_fails_at_once(mounts, tls_proxy,
+                                                   tls_files):
+    url, accepted = tls_proxy
+    # a volume to mount, made with the right CA
+    m = mounts(name="tls", mkfs=False, store=location("untrusted"),
+               opts={"endpoint": url}, env=keys_env())
+    r = m.cli("mkfs", "-o", f"endpoint={url},ca_bundle={tls_files['ca']}",
+              m.store)
+    assert r.returncode == 0, r.stderr
+    n = accepted()
+    assert n > 0
+
+    # with the system's CAs: refused before anything is sent
+    t0 = time.monotonic()
+    r = m.cli("mkfs", "-o", f"endpoint={url}", location("x"))
+    line = one_line_error(r)
+    assert time.monotonic() - t0 < 10, "not at once"
+    assert url in line and "TLS certificate" in line and \
+        "not trusted" in line, line
+    assert "ca_bundle" in line, "the message should say what to do"
+    assert accepted() == n
+    assert_no_secrets([r.stdout, r.stderr])
+
+    # mount: the same, and nothing is mounted
+    r = h.run([h.BIN, "mount", "-o", f"endpoint={url},cache_dir={m.cache}",
+               m.store, m.mnt], env=m.env)
+    line = one_line_error(r)
+    assert url in line and "not trusted" in line, line
+    assert not h.is_mounted(m.mnt)
+    assert_no_secrets([r.stdout, r.stderr, m.log_text()])
+
+    # a CA bundle without our CA does not help; a missing file is named
+    r = m.cli("mkfs", "-o",
+              f"endpoint={url},ca_bundle={tls_files['other_ca']}",
+              location("x"))
+    assert "not trusted" in one_line_error(r)
+    missing = os.path.join(m.root, "no-such-ca.pem")
+    r = m.cli("mkfs", "-o", f"endpoint={url},ca_bundle={missing}",
+              location("x"))
+    line = one_line_error(r)
+    assert missing in line and "No such file" in line, line
+    assert accepted() == n
+
+
+def test_https_with_ca_bundle(mounts, tls_proxy, tls_files, workdir):
+    url, accepted = tls_proxy
+    ca = tls_files["ca"]
+    m = mounts(name="tls", mkfs=False, store=location("ca"),
+               opts={"endpoint": url, "ca_bundle": ca}, env=keys_env())
+    r = m.cli("mkfs", "-o", f"endpoint={url},ca_bundle={ca}", m.store)
+    assert r.returncode == 0, r.stderr
+    assert not r.stderr.strip(), r.stderr
+    m.mount()
+    data = h.rand_bytes(3, 3 * MIB + 5)
+    write_file(m.path("f"), data)
+    write_file(m.path("small"), b"over TLS")
+    m.remount(wipe_cache=True)
+    assert read_file(m.path("f")) == data
+    assert read_file(m.path("small")) == b"over TLS"
+    m.umount()
+    assert accepted() > 0
+
+    # AWS_CA_BUNDLE, as the AWS CLI reads it
+    r = h.run([h.BIN, "mkfs", "-o", f"endpoint={url}", location("env")],
+              env=keys_env(AWS_CA_BUNDLE=ca))
+    assert r.returncode == 0, r.stderr
+    # ca_bundle in the profile of ~/.aws/config
+    home = os.path.join(workdir, "home")
+    os.makedirs(os.path.join(home, ".aws"))
+    with open(os.path.join(home, ".aws", "config"), "w") as f:
+        f.write(f"[default]\nca_bundle = {ca}\n")
+    r = h.run([h.BIN, "mkfs", "-o", f"endpoint={url}", location("cfg")],
+              env=keys_env(HOME=home))
+    assert r.returncode == 0, r.stderr
+    # and the option wins over both
+    r = h.run([h.BIN, "mkfs", "-o",
+               f"endpoint={url},ca_bundle={tls_files['other_ca']}",
+               location("x")], env=keys_env(HOME=home, AWS_CA_BUNDLE=ca))
+    assert "not trusted" in one_line_error(r)
+
+
+def test_https_no_verify_tls_works_and_says_so(mounts, tls_proxy):
+    url, accepted = tls_proxy
+    m = mounts(name="tls", mkfs=False, store=location("insecure"),
+               opts={"endpoint": url, "no_verify_tls": True},
+               env=keys_env())
+    r = m.cli("mkfs", "-o", f"endpoint={url},no_verify_tls", m.store)
+    assert r.returncode == 0, r.stderr
+    assert "verification is off" in r.stderr and url in r.stderr, r.stderr
+    m.mount()
+    write_file(m.path("f"), b"unverified")
+    m.remount(wipe_cache=True)
+    assert read_file(m.path("f")) == b"unverified"
+    # the daemon's own log says it too, every session
+    assert len(m.saved_logs) == 1
+    for log in (m.saved_logs[0], m.log_text()[len(m.saved_logs[0]):]):
+        assert "TLS certificate verification is off" in log
+    assert accepted() > 0
