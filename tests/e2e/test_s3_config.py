@@ -1,8 +1,15 @@
-"""How an S3 volume is reached: HTTPS and its certificates.  Against
-the radosgw of scripts/s3server.sh (skipped without it, like
-test_s3.py), reached through tests/helpers/s3_tls_proxy.py, TLS in front
-of radosgw on 127.0.0.1, with a CA and certificate the test makes with
-the openssl CLI.
+"""How an S3 volume is reached: HTTPS and its certificates, bucket
+addressing.  Against the radosgw of
+scripts/s3server.sh (skipped without it, like test_s3.py), reached
+through small proxies on 127.0.0.1 that let a test see what metafuse
+sent:
+
+  tests/helpers/s3_tls_proxy.py    TLS in front of radosgw, with a CA
+                                   and certificate the test makes with
+                                   the openssl CLI
+  tests/helpers/s3_fault_proxy.py  with --rate 0 --record: records the
+                                   method, path and headers of every
+                                   request (Host, Authorization, ...)
 
 Every failure here must be one line that says what is wrong, and no
 message or log may hold the secret key or the session token.
@@ -88,6 +95,41 @@ def helper_process(args, workdir, name):
         except subprocess.TimeoutExpired:
             p.kill()
             p.wait()
+
+
+class Recorder:
+    """The recording proxy: url to use as the endpoint (with host_name
+    instead of 127.0.0.1 when asked) and the requests it saw."""
+
+    def __init__(self, port, path):
+        self.port = port
+        self.path = path
+
+    def url(self, host_name="127.0.0.1"):
+        return f"http://{host_name}:{self.port}"
+
+    def requests(self):
+        out = []
+        if os.path.exists(self.path):
+            with open(self.path) as f:
+                for line in f:
+                    r = json.loads(line)
+                    r["h"] = {k.lower(): v for k, v in r["headers"]}
+                    out.append(r)
+        return out
+
+    def clear(self):
+        if os.path.exists(self.path):
+            os.unlink(self.path)
+
+
+@pytest.fixture
+def recorder(workdir):
+    path = os.path.join(workdir, "requests.jsonl")
+    with helper_process([HELPERS / "s3_fault_proxy.py", "--upstream", EP,
+                         "--rate", "0", "--record", path],
+                        workdir, "recorder") as port:
+        yield Recorder(port, path)
 
 
 # ---- HTTPS ---------------------------------------------------------------
@@ -249,3 +291,53 @@ def test_https_no_verify_tls_works_and_says_so(mounts, tls_proxy):
     for log in (m.saved_logs[0], m.log_text()[len(m.saved_logs[0]):]):
         assert "TLS certificate verification is off" in log
     assert accepted() > 0
+
+
+# ---- addressing ----------------------------------------------------------
+
+def roundtrip(m):
+    """Write a small tree, unmount, wipe the cache, remount, compare."""
+    m.mount()
+    os.makedirs(m.path("d", "e"))
+    write_file(m.path("big"), h.rand_bytes(11, 2 * MIB + 99))
+    for i in range(5):
+        write_file(m.path("d", "e", f"s{i}"), h.rand_bytes(20 + i, 5000 * i))
+    os.symlink("../big", m.path("d", "link"))
+    want = h.snapshot(m.mnt, root_attrs=False)
+    m.umount()
+    m.wipe_cache()
+    m.mount()
+    assert h.snapshot(m.mnt, root_attrs=False) == want
+    m.umount()
+
+
+def test_virtual_host_addressing(mounts, recorder):
+    """-o virtual_host: the bucket is in the Host header
+    (BUCKET.localhost:PORT; libcurl resolves *.localhost to loopback),
+    not in the path, and a volume round-trips."""
+    ep = recorder.url("localhost")
+    m = mounts(name="vh", mkfs=False, store=location("vhost"),
+               opts={"endpoint": ep, "virtual_host": True}, env=keys_env())
+    r = m.cli("mkfs", "-o", f"endpoint={ep},virtual_host", m.store)
+    assert r.returncode == 0, r.stderr
+    roundtrip(m)
+    reqs = recorder.requests()
+    assert len(reqs) > 20
+    for q in reqs:
+        assert q["h"]["host"] == f"{BUCKET}.localhost:{recorder.port}", q
+        assert not q["path"].startswith(f"/{BUCKET}"), q
+
+
+def test_localhost_is_path_style_by_default(mounts, recorder):
+    ep = recorder.url("localhost")
+    m = mounts(name="ps", mkfs=False, store=location("pstyle"),
+               opts={"endpoint": ep}, env=keys_env())
+    r = m.cli("mkfs", "-o", f"endpoint={ep}", m.store)
+    assert r.returncode == 0, r.stderr
+    roundtrip(m)
+    reqs = recorder.requests()
+    assert len(reqs) > 20
+    for q in reqs:
+        assert q["h"]["host"] == f"localhost:{recorder.port}", q
+        assert q["path"].startswith(f"/{BUCKET}/") or \
+            q["path"].startswith(f"/{BUCKET}?"), q
