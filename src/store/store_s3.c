@@ -1175,6 +1175,7 @@ struct s3_conf {
 	char *region;
 	char *endpoint;
 	char *ca_bundle;
+	bool profile_found; /* a file read had the profile's section */
 };
 
 static void conf_free(struct s3_conf *c)
@@ -1262,6 +1263,7 @@ static int conf_read_ini(const char *path, const char *section,
 			if (end)
 				*end = '\0';
 			in = !strcmp(trim(line + 1), section);
+			c->profile_found |= in;
 			continue;
 		}
 		if (!in || !(eq = strchr(line, '=')))
@@ -1296,13 +1298,16 @@ static const char *env(const char *name)
 }
 
 /* Everything in the order the AWS CLI uses: explicit options, then the
- * environment, then the shared files. */
+ * environment, then the shared files.  A profile named by AWS_PROFILE
+ * that no file has, when the keys had to come from the files, is an
+ * error of its own (-ENOENT), so a typo is not reported as "no
+ * credentials". */
 static int conf_load(const struct store_options *o, struct s3_conf *c,
 		     struct buf *err)
 {
 	const char *profile = env("AWS_PROFILE");
 	const char *home = env("HOME");
-	struct buf path = BUF_INIT, sect = BUF_INIT;
+	struct buf path = BUF_INIT, sect = BUF_INIT, searched = BUF_INIT;
 	int rc = 0;
 
 	if (!profile)
@@ -1312,8 +1317,11 @@ static int conf_load(const struct store_options *o, struct s3_conf *c,
 		rc = set_once(&c->region, o->region);
 	if (!rc)
 		rc = set_once(&c->ca_bundle, o->ca_bundle);
-	if (!rc && o->credentials)
+	if (!rc && o->credentials) {
 		rc = conf_read_ini(o->credentials, profile, true, c, err);
+		if (!rc)
+			rc = buf_appends(&searched, o->credentials);
+	}
 	if (rc)
 		goto out;
 	if (!c->access_key && env("AWS_ACCESS_KEY_ID") &&
@@ -1346,6 +1354,10 @@ static int conf_load(const struct store_options *o, struct s3_conf *c,
 		if (!rc && path.len)
 			rc = conf_read_ini(buf_str(&path), profile, false, c,
 					   err);
+		if (!rc && path.len)
+			rc = buf_appendf(&searched, "%s%s",
+					 searched.len ? ", " : "",
+					 buf_str(&path));
 	}
 	if (rc)
 		goto out;
@@ -1377,13 +1389,29 @@ static int conf_load(const struct store_options *o, struct s3_conf *c,
 			rc = set_once(&c->endpoint, keys.endpoint);
 		if (!rc)
 			rc = set_once(&c->ca_bundle, keys.ca_bundle);
+		if (!rc)
+			rc = buf_appendf(&searched, "%s%s",
+					 searched.len ? ", " : "",
+					 buf_str(&path));
+		c->profile_found |= keys.profile_found;
 		conf_free(&keys);
+	}
+	if (!rc && env("AWS_PROFILE") && !c->access_key &&
+	    !c->profile_found) {
+		buf_appendf(err, "AWS profile '%s' (AWS_PROFILE) not found in "
+				 "%s",
+			    profile,
+			    searched.len ? buf_str(&searched) : "any file "
+								"(HOME is "
+								"not set)");
+		rc = -ENOENT;
 	}
 	if (!rc)
 		rc = set_once(&c->region, "us-east-1");
 out:
 	buf_free(&path);
 	buf_free(&sect);
+	buf_free(&searched);
 	return rc;
 }
 

@@ -1,5 +1,5 @@
 """How an S3 volume is reached: HTTPS and its certificates, bucket
-addressing.  Against the radosgw of
+addressing, AWS profiles.  Against the radosgw of
 scripts/s3server.sh (skipped without it, like test_s3.py), reached
 through small proxies on 127.0.0.1 that let a test see what metafuse
 sent:
@@ -341,3 +341,86 @@ def test_localhost_is_path_style_by_default(mounts, recorder):
         assert q["h"]["host"] == f"localhost:{recorder.port}", q
         assert q["path"].startswith(f"/{BUCKET}/") or \
             q["path"].startswith(f"/{BUCKET}?"), q
+
+
+# ---- profiles ------------------------------------------------------------
+
+def write_aws_files(d, profile, endpoint, region="eu-test-1", token=None,
+                    cred_name="credentials", conf_name="config"):
+    """A credentials file with [profile] (and a [default] with keys that
+    do not work) and a config file with [profile NAME] (and a [default]
+    with an endpoint where nothing listens)."""
+    os.makedirs(d, exist_ok=True)
+    cred = os.path.join(d, cred_name)
+    with open(cred, "w") as f:
+        f.write("[default]\naws_access_key_id = AKIDDEFAULT\n"
+                "aws_secret_access_key = default-secret-not-used\n\n"
+                f"[{profile}]\naws_access_key_id = {KEY_ID}\n"
+                f"aws_secret_access_key = {SECRET}\n")
+        if token:
+            f.write(f"aws_session_token = {token}\n")
+    os.chmod(cred, 0o600)
+    conf = os.path.join(d, conf_name)
+    with open(conf, "w") as f:
+        f.write("[default]\nendpoint_url = http://127.0.0.1:1\n\n"
+                f"[profile {profile}]\nregion = {region}\n"
+                f"endpoint_url = {endpoint}\n")
+    return cred, conf
+
+
+def test_aws_profile_from_home(mounts, recorder, workdir):
+    """Only AWS_PROFILE is set: keys from ~/.aws/credentials [NAME],
+    region and endpoint_url from ~/.aws/config [profile NAME]."""
+    home = os.path.join(workdir, "home")
+    write_aws_files(os.path.join(home, ".aws"), "mfprof", recorder.url())
+    env = clean_env(HOME=home, AWS_PROFILE="mfprof")
+    m = mounts(name="prof", mkfs=False, store=location("profile"), env=env)
+    m.env.pop("AWS_ENDPOINT_URL", None)  # Mount adds the test server's
+    assert not [k for k in m.env if k.startswith("AWS_") and
+                k != "AWS_PROFILE"]
+    r = m.cli("mkfs", m.store)
+    assert r.returncode == 0, r.stderr
+    m.mount()
+    write_file(m.path("f"), h.rand_bytes(5, MIB + 3))
+    m.remount(wipe_cache=True)
+    assert read_file(m.path("f")) == h.rand_bytes(5, MIB + 3)
+    m.umount()
+    reqs = recorder.requests()
+    assert len(reqs) > 5
+    for q in reqs:
+        assert f"Credential={KEY_ID}/" in q["h"]["authorization"], q
+        assert "/eu-test-1/s3/aws4_request" in q["h"]["authorization"], q
+
+
+def test_aws_shared_files_from_environment(mounts, recorder, workdir):
+    """AWS_SHARED_CREDENTIALS_FILE and AWS_CONFIG_FILE replace the files
+    in ~/.aws (which here hold nothing usable)."""
+    home = os.path.join(workdir, "home")
+    write_aws_files(os.path.join(home, ".aws"), "other", "http://127.0.0.1:1")
+    cred, conf = write_aws_files(os.path.join(workdir, "elsewhere"),
+                                 "mfprof", recorder.url(),
+                                 cred_name="creds.ini",
+                                 conf_name="conf.ini")
+    env = clean_env(HOME=home, AWS_PROFILE="mfprof",
+                    AWS_SHARED_CREDENTIALS_FILE=cred, AWS_CONFIG_FILE=conf)
+    r = h.run([h.BIN, "mkfs", location("files")], env=env)
+    assert r.returncode == 0, r.stderr
+    assert recorder.requests()
+
+
+def test_unknown_profile_is_one_clear_line(mounts, workdir):
+    home = os.path.join(workdir, "home")
+    cred, conf = write_aws_files(os.path.join(home, ".aws"), "mfprof", EP)
+    m = mounts(name="prof", mkfs=False, store=location("noprof"),
+               opts={"endpoint": EP}, env=keys_env())
+    r = m.cli("mkfs", "-o", f"endpoint={EP}", m.store)
+    assert r.returncode == 0, r.stderr
+    env = clean_env(HOME=home, AWS_PROFILE="no-such-profile")
+    for args in (["mkfs", location("x")],
+                 ["mount", "-o", f"cache_dir={m.cache}", m.store, m.mnt]):
+        r = h.run([h.BIN, *args], env=env)
+        line = one_line_error(r)
+        assert "no-such-profile" in line and "not found" in line, line
+        assert cred in line and conf in line, line
+        assert_no_secrets([r.stdout, r.stderr])
+    assert not h.is_mounted(m.mnt)
