@@ -1536,6 +1536,17 @@ static int create_bucket(struct store_s3 *s, struct buf *err)
 	return rc;
 }
 
+/* The answer to a request that carried a session token blames the
+ * token: AWS's codes, and radosgw's InvalidArgument (it cannot decrypt a
+ * token it did not issue). */
+static bool token_refused(const struct s3_xfer *x)
+{
+	return !strcmp(x->code, "InvalidToken") ||
+	       !strcmp(x->code, "ExpiredToken") ||
+	       !strcmp(x->code, "TokenRefreshRequired") ||
+	       (x->status == 400 && !strcmp(x->code, "InvalidArgument"));
+}
+
 /* The access check of open: a one-key listing of our prefix. */
 static int check_access(struct store_s3 *s, int create, bool make_bucket,
 			struct buf *err)
@@ -1569,6 +1580,11 @@ static int check_access(struct store_s3 *s, int create, bool make_bucket,
 		buf_appendf(err, "bucket '%s' does not exist at %s%s: ",
 			    s->bucket, s->endpoint,
 			    create ? " (mkfs --create-bucket creates it)" : "");
+	} else if (s->token && token_refused(&x)) {
+		buf_appendf(err, "access to bucket '%s' at %s refused: the "
+				 "session token was not accepted (check "
+				 "AWS_SESSION_TOKEN or aws_session_token): ",
+			    s->bucket, s->endpoint);
 	} else if (rc == -EACCES) {
 		buf_appendf(err, "access to bucket '%s' at %s refused "
 				 "(check the credentials): ",

@@ -1,5 +1,5 @@
 """How an S3 volume is reached: HTTPS and its certificates, bucket
-addressing, AWS profiles.  Against the radosgw of
+addressing, AWS profiles, session tokens.  Against the radosgw of
 scripts/s3server.sh (skipped without it, like test_s3.py), reached
 through small proxies on 127.0.0.1 that let a test see what metafuse
 sent:
@@ -9,7 +9,9 @@ sent:
                                    the openssl CLI
   tests/helpers/s3_fault_proxy.py  with --rate 0 --record: records the
                                    method, path and headers of every
-                                   request (Host, Authorization, ...)
+                                   request (Host, Authorization, ...);
+                                   with --refuse-token, refuses session
+                                   tokens as AWS would
 
 Every failure here must be one line that says what is wrong, and no
 message or log may hold the secret key or the session token.
@@ -424,3 +426,92 @@ def test_unknown_profile_is_one_clear_line(mounts, workdir):
         assert cred in line and conf in line, line
         assert_no_secrets([r.stdout, r.stderr])
     assert not h.is_mounted(m.mnt)
+
+
+# ---- session tokens ------------------------------------------------------
+
+def signed_headers(q):
+    return q["h"]["authorization"].split("SignedHeaders=")[1] \
+        .split(",")[0].split(";")
+
+
+def test_session_token_is_sent_and_signed(mounts, recorder):
+    """With AWS_SESSION_TOKEN every request carries x-amz-security-token,
+    among the signed headers (radosgw, as s3server.sh runs it, ignores
+    the token, so the volume works)."""
+    token = "FQoGZXIvYXdzE" + secrets.token_hex(40)
+    ep = recorder.url()
+    m = mounts(name="tok", mkfs=False, store=location("token"),
+               opts={"endpoint": ep},
+               env=keys_env(AWS_SESSION_TOKEN=token))
+    r = h.run([h.BIN, "mkfs", "-o", f"endpoint={ep}", location("x")],
+              env=keys_env())
+    assert r.returncode == 0, r.stderr
+    for q in recorder.requests():
+        assert "x-amz-security-token" not in q["h"]
+    recorder.clear()
+
+    r = m.cli("mkfs", "-o", f"endpoint={ep}", m.store)
+    assert r.returncode == 0, r.stderr
+    m.mount()
+    write_file(m.path("f"), h.rand_bytes(9, 2 * MIB + 1))
+    m.remount(wipe_cache=True)
+    assert read_file(m.path("f")) == h.rand_bytes(9, 2 * MIB + 1)
+    m.umount()
+    reqs = recorder.requests()
+    assert {q["method"] for q in reqs} >= {"GET", "PUT", "DELETE"}
+    for q in reqs:
+        assert q["h"].get("x-amz-security-token") == token, q["h"].keys()
+        assert "x-amz-security-token" in signed_headers(q), q
+    assert_no_secrets([r.stdout, r.stderr, m.log_text()], token)
+
+
+@pytest.mark.parametrize("code", ["InvalidToken", "InvalidArgument"])
+def test_refused_session_token_is_one_clear_line(mounts, workdir, code):
+    """A server that refuses the token (AWS answers InvalidToken, radosgw
+    with its STS on InvalidArgument; played by the proxy): mkfs and mount
+    fail with one line that says the session token was not accepted and
+    names neither the token nor the secret."""
+    token = "FQoGZXIvYXdzE" + secrets.token_hex(40)
+    path = os.path.join(workdir, "requests.jsonl")
+    with helper_process([HELPERS / "s3_fault_proxy.py", "--upstream", EP,
+                         "--rate", "0", "--record", path,
+                         "--refuse-token", code], workdir,
+                        "refuser") as port:
+        rec = Recorder(port, path)
+        ep = rec.url()
+        m = mounts(name="tok", mkfs=False, store=location("refused"),
+                   opts={"endpoint": ep}, env=keys_env())
+        r = m.cli("mkfs", "-o", f"endpoint={ep}", m.store)
+        assert r.returncode == 0, r.stderr
+        before = len(rec.requests())
+
+        env = keys_env(AWS_SESSION_TOKEN=token)
+        r = h.run([h.BIN, "mkfs", "-o", f"endpoint={ep}", location("x")],
+                  env=env)
+        line = one_line_error(r)
+        assert "session token" in line and "not accepted" in line, line
+        assert BUCKET in line and ep in line and code in line, line
+        assert_no_secrets([r.stdout, r.stderr], token)
+        r = h.run([h.BIN, "mount", "-o",
+                   f"endpoint={ep},cache_dir={m.cache}", m.store, m.mnt],
+                  env=env)
+        line = one_line_error(r)
+        assert "session token" in line, line
+        assert not h.is_mounted(m.mnt)
+        assert_no_secrets([r.stdout, r.stderr, m.log_text()], token)
+
+        # the same token from the profile's aws_session_token
+        home = os.path.join(workdir, "home")
+        write_aws_files(os.path.join(home, ".aws"), "mfprof", ep,
+                        token=token)
+        r = h.run([h.BIN, "mkfs", location("x")],
+                  env=clean_env(HOME=home, AWS_PROFILE="mfprof"))
+        line = one_line_error(r)
+        assert "session token" in line, line
+        assert_no_secrets([r.stdout, r.stderr], token)
+        # and it was the token that was refused: sent, and signed
+        assert len(rec.requests()) >= before + 3
+        for q in rec.requests()[before:]:
+            assert q["h"].get("x-amz-security-token") == token
+            assert "x-amz-security-token" in signed_headers(q), q

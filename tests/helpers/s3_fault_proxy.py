@@ -23,7 +23,13 @@ after every request.  With --record FILE, every request's method, path
 and headers are appended to FILE as one JSON line (for tests that check
 what the client sent: Host, the signed headers; the file holds whatever
 the client sent, secrets in headers included, so it belongs in the
-test's private directory).  The chosen port is written to --port-file.
+test's private directory).  With --refuse-token CODE, a request that
+carries x-amz-security-token is answered 400 CODE without forwarding: a
+server refusing a session token (AWS says InvalidToken; radosgw, with
+its STS on, InvalidArgument), which radosgw as the tests run it does
+not do (it ignores tokens; with its STS on, a wrong secret is no longer
+reported as SignatureDoesNotMatch).  The chosen port is written to
+--port-file.
 Standard library only.
 """
 
@@ -185,8 +191,13 @@ class Handler(http.server.BaseHTTPRequestHandler):
         body = self._body()
         st.record(self)
         kind, r = st.pick()
+        refuse = st.args.refuse_token and \
+            "x-amz-security-token" in self.headers
         try:
-            if kind == "500":
+            if refuse:
+                self._answer(400, error_xml(st.args.refuse_token,
+                                            "refused by the proxy"))
+            elif kind == "500":
                 self._answer(500, error_xml("InternalError", "injected"))
             elif kind == "503":
                 self._answer(503, error_xml("SlowDown", "injected"))
@@ -229,6 +240,7 @@ def main():
     ap.add_argument("--stats")
     ap.add_argument("--down-file")
     ap.add_argument("--record")
+    ap.add_argument("--refuse-token", metavar="CODE")
     args = ap.parse_args()
     up = args.upstream.split("://", 1)[-1].rstrip("/")
     host, _, port = up.rpartition(":")
