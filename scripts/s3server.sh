@@ -189,6 +189,10 @@ keyring = /dev/null
 # tcp_nodelay: without it a response body waits ~40 ms for the
 # delayed ACK of its headers on every reused connection
 rgw frontends = beast endpoint=127.0.0.1:$rgw_port tcp_nodelay=1
+# virtual-host addressing for BUCKET.localhost (libcurl resolves every
+# *.localhost to loopback itself); requests to 127.0.0.1 or localhost
+# stay path-style
+rgw dns name = localhost
 rgw data = $DIR/rgw
 EOF
 	local ceph=(ceph -c "$conf" --connect-timeout 10)

@@ -122,7 +122,7 @@ static void list_valid_options(void)
 		"upload_threads=, inline_max=, ro, "
 		"debug, writeback_cache, default_permissions, endpoint=, "
 		"region=, path_style, virtual_host, credentials=, "
-		"no_verify_tls, connections=, part_size=");
+		"ca_bundle=, no_verify_tls, connections=, part_size=");
 	for (i = 0; i < ARRAY_SIZE(fuse_passthrough); i++)
 		fprintf(stderr, ", %s", fuse_passthrough[i]);
 	fprintf(stderr, "\n");
@@ -700,6 +700,10 @@ static int serve(struct mounted *mt, const char *mountpoint)
 	}
 	log_info("mounting %s at %s (cache %s)", mt->store->url, mountpoint,
 		 mt->cache_dir);
+	/* the store said so at open, but that went to the terminal */
+	if (o->store.o.no_verify_tls && !strncmp(mt->store->url, "s3://", 5))
+		log_warn("TLS certificate verification is off "
+			 "(-o no_verify_tls)");
 	rc = fs_run(mt->fs, mountpoint, buf_str(&o->fuse_opts), on_ready, mt);
 	if (rc && mt->ready_fd >= 0)
 		cli_error("cannot mount at %s (see messages above)",

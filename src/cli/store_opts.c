@@ -37,6 +37,8 @@ int cli_store_opt(struct cli_store_opts *so, const char *opt)
 		return set_str(&so->region, &so->o.region, val);
 	if (KEY("credentials"))
 		return set_str(&so->credentials, &so->o.credentials, val);
+	if (KEY("ca_bundle"))
+		return set_str(&so->ca_bundle, &so->o.ca_bundle, val);
 	if (KEY("path_style") && !val) {
 		so->o.addressing = STORE_S3_ADDR_PATH;
 		return 0;
@@ -104,7 +106,8 @@ static int parse_cb(const char *p, void *arg)
 	} else if (rc == -ENOENT) {
 		cli_error("unknown option '%s' (store options: "
 			  "endpoint=, region=, path_style, "
-			  "virtual_host, credentials=, no_verify_tls, "
+			  "virtual_host, credentials=, ca_bundle=, "
+			  "no_verify_tls, "
 			  "connections=, part_size=)", p);
 	} else if (rc) {
 		cli_error("invalid value in option '%s'", p);
@@ -125,5 +128,6 @@ void cli_store_opts_free(struct cli_store_opts *so)
 	free(so->endpoint);
 	free(so->region);
 	free(so->credentials);
+	free(so->ca_bundle);
 	memset(so, 0, sizeof(*so));
 }

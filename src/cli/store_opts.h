@@ -3,7 +3,8 @@
  * shared by mkfs, mount, fsck and gc:
  *
  *   endpoint=URL  region=NAME  path_style  virtual_host
- *   credentials=FILE  no_verify_tls  connections=N  part_size=SIZE
+ *   credentials=FILE  ca_bundle=FILE  no_verify_tls  connections=N
+ *   part_size=SIZE
  *
  * The strings of the resulting struct store_options point into the
  * struct cli_store_opts, which owns them until cli_store_opts_free().
@@ -20,6 +21,7 @@ struct cli_store_opts {
 	char *endpoint;
 	char *region;
 	char *credentials;
+	char *ca_bundle;
 };
 
 /*
@@ -55,7 +57,11 @@ void cli_store_opts_free(struct cli_store_opts *so);
 	"                         addresses and localhost)\n"                \
 	"  virtual_host           virtual-host addressing\n"                 \
 	"  credentials=FILE       AWS credentials file (mode 600)\n"         \
-	"  no_verify_tls          accept any TLS certificate\n"              \
+	"  ca_bundle=FILE         trust the CAs in this PEM file instead of " \
+	"the\n"                                                              \
+	"                         system's (default AWS_CA_BUNDLE, else the\n" \
+	"                         profile's ca_bundle)\n"                     \
+	"  no_verify_tls          accept any TLS certificate (insecure)\n"   \
 	"  connections=N          parallel connections (default 16)\n"       \
 	"  part_size=SIZE         multipart uploads above SIZE (default "     \
 	"16M)\n"

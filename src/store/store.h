@@ -133,8 +133,9 @@ enum store_s3_addressing {
  * Options of remote backends; a zeroed struct means "the defaults", which
  * come from the environment the way the AWS CLI finds them
  * (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY/AWS_SESSION_TOKEN, AWS_PROFILE
- * with ~/.aws/credentials and ~/.aws/config, AWS_REGION,
- * AWS_ENDPOINT_URL).  Strings are borrowed for the duration of the open.
+ * with ~/.aws/credentials and ~/.aws/config or AWS_SHARED_CREDENTIALS_FILE
+ * and AWS_CONFIG_FILE, AWS_REGION, AWS_ENDPOINT_URL, AWS_CA_BUNDLE).
+ * Strings are borrowed for the duration of the open.
  * The file backend ignores them.
  */
 struct store_options {
@@ -143,6 +144,9 @@ struct store_options {
 	enum store_s3_addressing addressing;
 	const char *credentials; /* an AWS credentials file (mode 0600) */
 	bool no_verify_tls;      /* accept any TLS certificate */
+	/* PEM file of the CAs to trust instead of the system's; NULL:
+	 * AWS_CA_BUNDLE, else the profile's ca_bundle, else the system's */
+	const char *ca_bundle;
 	bool create_bucket;      /* with create: make the bucket if missing */
 	unsigned connections;    /* 0: default (16) */
 	uint64_t part_size;      /* multipart above this; 0: 16 MiB */

@@ -90,6 +90,7 @@ struct store_s3 {
 	char *secret_key;  /* never logged */
 	char *token;       /* session token or NULL; never logged */
 	bool verify_tls;
+	char *ca_bundle;   /* CAs to trust instead of the system's, or NULL */
 	uint64_t part_size;
 	unsigned attempts;
 	bool opened; /* the access check passed */
@@ -487,6 +488,11 @@ static int attempt_once(struct store_s3 *s, struct s3_xfer *x,
 	curl_easy_setopt(c, CURLOPT_TCP_KEEPALIVE, 1L);
 	curl_easy_setopt(c, CURLOPT_SSL_VERIFYPEER, s->verify_tls ? 1L : 0L);
 	curl_easy_setopt(c, CURLOPT_SSL_VERIFYHOST, s->verify_tls ? 2L : 0L);
+	if (s->ca_bundle) {
+		/* the bundle replaces the system's CAs, as in the AWS CLI */
+		curl_easy_setopt(c, CURLOPT_CAINFO, s->ca_bundle);
+		curl_easy_setopt(c, CURLOPT_CAPATH, NULL);
+	}
 	curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
 	switch (x->method) {
 	case M_GET:
@@ -1411,6 +1417,7 @@ static void s3_close(struct store *st)
 	free(s->prefix);
 	free(s->endpoint);
 	free(s->region);
+	free(s->ca_bundle);
 	free(s->access_key);
 	wipe_free(s->secret_key);
 	wipe_free(s->token);
@@ -1426,6 +1433,8 @@ struct s3_conf {
 	char *token;
 	char *region;
 	char *endpoint;
+	char *ca_bundle;
+	bool profile_found; /* a file read had the profile's section */
 };
 
 static void conf_free(struct s3_conf *c)
@@ -1435,6 +1444,7 @@ static void conf_free(struct s3_conf *c)
 	wipe_free(c->token);
 	free(c->region);
 	free(c->endpoint);
+	free(c->ca_bundle);
 	memset(c, 0, sizeof(*c));
 }
 
@@ -1512,6 +1522,7 @@ static int conf_read_ini(const char *path, const char *section,
 			if (end)
 				*end = '\0';
 			in = !strcmp(trim(line + 1), section);
+			c->profile_found |= in;
 			continue;
 		}
 		if (!in || !(eq = strchr(line, '=')))
@@ -1529,6 +1540,8 @@ static int conf_read_ini(const char *path, const char *section,
 			rc = set_once(&c->region, v);
 		else if (!strcmp(k, "endpoint_url"))
 			rc = set_once(&c->endpoint, v);
+		else if (!strcmp(k, "ca_bundle"))
+			rc = set_once(&c->ca_bundle, v);
 	}
 	if (text.data)
 		sodium_memzero(text.data, text.len);
@@ -1544,13 +1557,16 @@ static const char *env(const char *name)
 }
 
 /* Everything in the order the AWS CLI uses: explicit options, then the
- * environment, then the shared files. */
+ * environment, then the shared files.  A profile named by AWS_PROFILE
+ * that no file has, when the keys had to come from the files, is an
+ * error of its own (-ENOENT), so a typo is not reported as "no
+ * credentials". */
 static int conf_load(const struct store_options *o, struct s3_conf *c,
 		     struct buf *err)
 {
 	const char *profile = env("AWS_PROFILE");
 	const char *home = env("HOME");
-	struct buf path = BUF_INIT, sect = BUF_INIT;
+	struct buf path = BUF_INIT, sect = BUF_INIT, searched = BUF_INIT;
 	int rc = 0;
 
 	if (!profile)
@@ -1558,8 +1574,13 @@ static int conf_load(const struct store_options *o, struct s3_conf *c,
 	rc = set_once(&c->endpoint, o->endpoint);
 	if (!rc)
 		rc = set_once(&c->region, o->region);
-	if (!rc && o->credentials)
+	if (!rc)
+		rc = set_once(&c->ca_bundle, o->ca_bundle);
+	if (!rc && o->credentials) {
 		rc = conf_read_ini(o->credentials, profile, true, c, err);
+		if (!rc)
+			rc = buf_appends(&searched, o->credentials);
+	}
 	if (rc)
 		goto out;
 	if (!c->access_key && env("AWS_ACCESS_KEY_ID") &&
@@ -1579,6 +1600,8 @@ static int conf_load(const struct store_options *o, struct s3_conf *c,
 		rc = set_once(&c->endpoint, env("AWS_ENDPOINT_URL_S3"));
 	if (!rc)
 		rc = set_once(&c->endpoint, env("AWS_ENDPOINT_URL"));
+	if (!rc)
+		rc = set_once(&c->ca_bundle, env("AWS_CA_BUNDLE"));
 	if (rc)
 		goto out;
 	if (!c->access_key) {
@@ -1590,6 +1613,10 @@ static int conf_load(const struct store_options *o, struct s3_conf *c,
 		if (!rc && path.len)
 			rc = conf_read_ini(buf_str(&path), profile, false, c,
 					   err);
+		if (!rc && path.len)
+			rc = buf_appendf(&searched, "%s%s",
+					 searched.len ? ", " : "",
+					 buf_str(&path));
 	}
 	if (rc)
 		goto out;
@@ -1619,13 +1646,31 @@ static int conf_load(const struct store_options *o, struct s3_conf *c,
 			rc = set_once(&c->region, keys.region);
 		if (!rc)
 			rc = set_once(&c->endpoint, keys.endpoint);
+		if (!rc)
+			rc = set_once(&c->ca_bundle, keys.ca_bundle);
+		if (!rc)
+			rc = buf_appendf(&searched, "%s%s",
+					 searched.len ? ", " : "",
+					 buf_str(&path));
+		c->profile_found |= keys.profile_found;
 		conf_free(&keys);
+	}
+	if (!rc && env("AWS_PROFILE") && !c->access_key &&
+	    !c->profile_found) {
+		buf_appendf(err, "AWS profile '%s' (AWS_PROFILE) not found in "
+				 "%s",
+			    profile,
+			    searched.len ? buf_str(&searched) : "any file "
+								"(HOME is "
+								"not set)");
+		rc = -ENOENT;
 	}
 	if (!rc)
 		rc = set_once(&c->region, "us-east-1");
 out:
 	buf_free(&path);
 	buf_free(&sect);
+	buf_free(&searched);
 	return rc;
 }
 
@@ -1750,6 +1795,17 @@ static int create_bucket(struct store_s3 *s, struct buf *err)
 	return rc;
 }
 
+/* The answer to a request that carried a session token blames the
+ * token: AWS's codes, and radosgw's InvalidArgument (it cannot decrypt a
+ * token it did not issue). */
+static bool token_refused(const struct s3_xfer *x)
+{
+	return !strcmp(x->code, "InvalidToken") ||
+	       !strcmp(x->code, "ExpiredToken") ||
+	       !strcmp(x->code, "TokenRefreshRequired") ||
+	       (x->status == 400 && !strcmp(x->code, "InvalidArgument"));
+}
+
 /* The access check of open: a one-key listing of our prefix. */
 static int check_access(struct store_s3 *s, int create, bool make_bucket,
 			struct buf *err)
@@ -1771,13 +1827,23 @@ static int check_access(struct store_s3 *s, int create, bool make_bucket,
 		rc = create_bucket(s, err);
 		goto out;
 	}
-	if (x.cc != CURLE_OK) {
+	if (x.cc == CURLE_PEER_FAILED_VERIFICATION) {
+		buf_appendf(err, "the TLS certificate of S3 endpoint %s is not "
+				 "trusted (give its CA with -o ca_bundle=FILE "
+				 "or AWS_CA_BUNDLE): ",
+			    s->endpoint);
+	} else if (x.cc != CURLE_OK) {
 		buf_appendf(err, "cannot reach S3 endpoint %s (bucket '%s'): ",
 			    s->endpoint, s->bucket);
 	} else if (rc == -ENOENT) {
 		buf_appendf(err, "bucket '%s' does not exist at %s%s: ",
 			    s->bucket, s->endpoint,
 			    create ? " (mkfs --create-bucket creates it)" : "");
+	} else if (s->token && token_refused(&x)) {
+		buf_appendf(err, "access to bucket '%s' at %s refused: the "
+				 "session token was not accepted (check "
+				 "AWS_SESSION_TOKEN or aws_session_token): ",
+			    s->bucket, s->endpoint);
 	} else if (rc == -EACCES) {
 		buf_appendf(err, "access to bucket '%s' at %s refused "
 				 "(check the credentials): ",
@@ -1896,6 +1962,15 @@ int store_s3_open(const char *bucket_and_prefix, int create,
 	if (rc)
 		goto out_free;
 	s->verify_tls = !o->no_verify_tls;
+	if (c.ca_bundle && access(c.ca_bundle, R_OK) < 0) {
+		int e = errno;
+
+		buf_appendf(err, "CA bundle %s: %s", c.ca_bundle, strerror(e));
+		rc = -e;
+		goto out_free;
+	}
+	s->ca_bundle = c.ca_bundle;
+	c.ca_bundle = NULL;
 	s->max_conns = o->connections ? o->connections : S3_DEFAULT_CONNECTIONS;
 	s->part_size = o->part_size ? o->part_size : S3_DEFAULT_PART_SIZE;
 	if (s->part_size < S3_MIN_PART_SIZE)
@@ -1913,6 +1988,10 @@ int store_s3_open(const char *bucket_and_prefix, int create,
 	log_debug("s3: opened %s at %s (%s-style, region %s)", s->base.url,
 		  s->endpoint, *s->path_base ? "path" : "virtual-host",
 		  s->region);
+	if (!s->verify_tls)
+		log_warn("s3: TLS certificate verification is off for %s "
+			 "(-o no_verify_tls): anyone on the way can read and "
+			 "change the traffic", s->endpoint);
 	s->opened = true;
 	*out = &s->base;
 	rc = 0;

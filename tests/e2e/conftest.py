@@ -51,7 +51,8 @@ def pytest_collection_modifyitems(config, items):
         if item.get_closest_marker("root") and os.geteuid() != 0:
             item.add_marker(skip_root)
         if s3 and (item.get_closest_marker("local_store") or
-                   item.module.__name__ in ("test_cli", "test_s3")):
+                   item.module.__name__ in ("test_cli", "test_s3",
+                                             "test_s3_config")):
             item.add_marker(skip_local)
 
 

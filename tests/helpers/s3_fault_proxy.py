@@ -19,7 +19,17 @@ While the file --down-file exists, every request is answered by closing
 the connection (an outage), counted as "down".
 
 Statistics (requests, faults per kind) are written as JSON to --stats
-after every request.  The chosen port is written to --port-file.
+after every request.  With --record FILE, every request's method, path
+and headers are appended to FILE as one JSON line (for tests that check
+what the client sent: Host, the signed headers; the file holds whatever
+the client sent, secrets in headers included, so it belongs in the
+test's private directory).  With --refuse-token CODE, a request that
+carries x-amz-security-token is answered 400 CODE without forwarding: a
+server refusing a session token (AWS says InvalidToken; radosgw, with
+its STS on, InvalidArgument), which radosgw as the tests run it does
+not do (it ignores tokens; with its STS on, a wrong secret is no longer
+reported as SignatureDoesNotMatch).  The chosen port is written to
+--port-file.
 Standard library only.
 """
 
@@ -65,6 +75,17 @@ class State:
             self.stats["faults"] += 1
             self.stats[kind] += 1
             return kind, self.rng.random()
+
+    def record(self, handler):
+        if not self.args.record:
+            return
+        line = json.dumps({
+            "method": handler.command, "path": handler.path,
+            "headers": [[k, v] for k, v in handler.headers.items()],
+        })
+        with self.lock:
+            with open(self.args.record, "a") as f:
+                f.write(line + "\n")
 
     def save(self):
         if not self.args.stats:
@@ -168,9 +189,15 @@ class Handler(http.server.BaseHTTPRequestHandler):
     def _handle(self):
         st = self.server.state
         body = self._body()
+        st.record(self)
         kind, r = st.pick()
+        refuse = st.args.refuse_token and \
+            "x-amz-security-token" in self.headers
         try:
-            if kind == "500":
+            if refuse:
+                self._answer(400, error_xml(st.args.refuse_token,
+                                            "refused by the proxy"))
+            elif kind == "500":
                 self._answer(500, error_xml("InternalError", "injected"))
             elif kind == "503":
                 self._answer(503, error_xml("SlowDown", "injected"))
@@ -212,6 +239,8 @@ def main():
     ap.add_argument("--port-file")
     ap.add_argument("--stats")
     ap.add_argument("--down-file")
+    ap.add_argument("--record")
+    ap.add_argument("--refuse-token", metavar="CODE")
     args = ap.parse_args()
     up = args.upstream.split("://", 1)[-1].rstrip("/")
     host, _, port = up.rpartition(":")

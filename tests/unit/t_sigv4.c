@@ -6,6 +6,12 @@
  * three stages - canonical request, string to sign, Authorization - so a
  * mistake shows where it happens.  The expected strings are the suite's.
  *
+ * The two cases of the suite's post-sts-token/ folder sign with
+ * temporary (STS) credentials, whose session token travels in
+ * X-Amz-Security-Token.  "before": the header is among the signed ones
+ * (what S3 requires, and what store_s3.c does).  "after": it is added
+ * once the request is signed, so what is signed is post-vanilla's request.
+ *
  * Part 2: the worked examples of the S3 documentation ("Signature
  * Calculations for the Authorization Header", bucket examplebucket,
  * 20130524T000000Z): a ranged GET and a ListObjects query, the two request
@@ -22,6 +28,14 @@
 #define EMPTY SIGV4_EMPTY_SHA256
 #define STS_HEAD "AWS4-HMAC-SHA256\n" DATE "\n20150830/us-east-1/service/aws4_request\n"
 #define AUTH_HEAD "AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20150830/us-east-1/service/aws4_request, "
+/* the example session token of the suite's post-sts-token cases */
+#define STS_TOKEN                                                            \
+	"AQoDYXdzEPT//////////wEXAMPLEtc764bNrC9SAPBSM22wDOk4x4HIZ8j4FZTwdQ" \
+	"WLWsKWHGBuFqwAeMicRXmxfpSPfIeoIYRqTflfKD8YUuwthAx7mSEI/qkPpKPi/kMc" \
+	"GdQrmGdeehM4IC1NtBmUpp2wUE8phUZampKsburEDy0KPkyQDYwT7WZ0wq5VSXDvp7" \
+	"5YU9HFvlRd8Tx6q6fE8YQcHNVXAkiY9q6d+xo0rKwT38xVqr7ZD0u0iPPkUL64lIZb" \
+	"qBAz+scqKmlzm8FDrypNC9Yjc8fPOLn9FX9KSYvKTr4rvx3iSIlTJabIQwj2ICCR/o" \
+	"LxBA=="
 
 struct vector {
 	const char *name;
@@ -158,6 +172,22 @@ static const struct vector suite[] = {
 	  "42a5e5bb34198acb3e84da4f085bb7927f2bc277ca766e6d19c73c2154021281",
 	  "SignedHeaders=content-type;host;x-amz-date, Signature="
 	  "ff11897932ad3f4e8b18135d722051e5ac45fc38421b1da7b9d196a0fe09473a" },
+	{ "post-sts-header-before", "POST", "/", { { 0 } }, 0,
+	  { HOST, XDATE, { "X-Amz-Security-Token", STS_TOKEN } }, 3, EMPTY,
+	  "POST\n/\n\nhost:example.amazonaws.com\nx-amz-date:" DATE
+	  "\nx-amz-security-token:" STS_TOKEN
+	  "\n\nhost;x-amz-date;x-amz-security-token\n" EMPTY,
+	  "c237e1b440d4c63c32ca95b5b99481081cb7b13c7e40434868e71567c1a882f6",
+	  "SignedHeaders=host;x-amz-date;x-amz-security-token, Signature="
+	  "85d96828115b5dc0cfc3bd16ad9e210dd772bbebba041836c64533a82be05ead" },
+	/* the token is added after signing: not among the headers signed */
+	{ "post-sts-header-after", "POST", "/", { { 0 } }, 0, { HOST, XDATE },
+	  2, EMPTY,
+	  "POST\n/\n\nhost:example.amazonaws.com\nx-amz-date:" DATE
+	  "\n\nhost;x-amz-date\n" EMPTY,
+	  "553f88c9e4d10fc9e109e2aeb65f030801b70c2f6468faca261d401ae622fc87",
+	  "SignedHeaders=host;x-amz-date, Signature="
+	  "5da7c1a2acd57cee7505fc6676e4e544621c30862966e37dddb68e92efbe5d6b" },
 };
 
 static void test_suite(void)
