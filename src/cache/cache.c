@@ -1115,15 +1115,17 @@ static void *upload_worker(void *arg)
 			e->urgent = false;
 		}
 		destroy = entry_unpin_locked(c, e);
-		pthread_cond_broadcast(&c->state_cond);
 		if (destroy || c->cached_bytes > c->cfg.cache_size) {
-			/* a block that became clean may be evicted now */
+			/* a block that became clean may be evicted now,
+			 * before a flush waiting for it is told: when a
+			 * flush returns, the cache is back within its size */
 			pthread_mutex_unlock(&c->lock);
 			if (destroy)
 				entry_destroy(c, e);
 			evict_some(c);
 			pthread_mutex_lock(&c->lock);
 		}
+		pthread_cond_broadcast(&c->state_cond);
 	}
 	pthread_mutex_unlock(&c->lock);
 	buf_free(&enc);
