@@ -194,6 +194,12 @@ rgw frontends = beast endpoint=127.0.0.1:$rgw_port tcp_nodelay=1
 # stay path-style
 rgw dns name = localhost
 rgw data = $DIR/rgw
+# deleted objects' tails (parts of multipart uploads, anything above 4 MiB)
+# are freed by radosgw's garbage collector, by default two hours later;
+# the OSD lives in RAM, so a benchmark that writes and deletes many GiB
+# would fill it and every write would hang
+rgw gc obj min wait = 10
+rgw gc processor period = 10
 EOF
 	local ceph=(ceph -c "$conf" --connect-timeout 10)
 
