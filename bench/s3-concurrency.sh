@@ -5,7 +5,8 @@
 # read-ahead fetches) and connections (the S3 backend's pool), interleaved
 # over ROUNDS rounds: SIZE_MB written sequentially with fsync at the end
 # (for metafuse: in the store), then read back cold (local cache wiped,
-# page cache dropped).  s3fs-fuse writes the same file in each round as
+# page cache dropped); a third field sets the volume's block size (mkfs
+# --block-size, default 1M).  s3fs-fuse writes the same file in each round as
 # the reference.  Prints every measurement, then the median per setting.
 # The defaults (upload_threads=4, connections=16) were chosen from this.
 #
@@ -13,7 +14,7 @@
 # METAFUSE_S3_BUCKET are set (with AWS_* keys), else starts one with
 # scripts/s3server.sh.  Needs root (drop_caches) and build/metafuse
 # (METAFUSE_BIN overrides).  SIZE_MB (512), ROUNDS (3) and SETTINGS
-# ("UPLOADS:CONNECTIONS ...") change the run.
+# ("UPLOADS:CONNECTIONS[:BLOCK] ...") change the run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${METAFUSE_BIN:-$PWD/build/metafuse}
@@ -75,12 +76,12 @@ for round in $(seq "$ROUNDS"); do
 				"$round" "$w"
 			continue
 		fi
-		up=${set%%:*}
-		conns=${set##*:}
-		store=s3://$BUCKET/conc-$up-$conns-$round-$$
+		IFS=: read -r up conns bs <<<"$set"
+		bs=${bs:-1M}
+		store=s3://$BUCKET/conc-$up-$conns-$bs-$round-$$
 		opts="cache_dir=$W/cache,upload_threads=$up,connections=$conns"
 		rm -rf "$W/cache"
-		"$BIN" mkfs "$store" >/dev/null
+		"$BIN" mkfs --block-size "$bs" "$store" >/dev/null
 		cold
 		"$BIN" mount -o "$opts" "$store" "$W/mnt"
 		t0=$(now)
@@ -98,8 +99,8 @@ for round in $(seq "$ROUNDS"); do
 		"$BIN" umount "$W/mnt"
 		echo "$set write $w" >>"$results"
 		echo "$set read $r" >>"$results"
-		printf 'round %s  uploads %-2s conns %-3s write %6.0f  read %6.0f MB/s\n' \
-			"$round" "$up" "$conns" "$w" "$r"
+		printf 'round %s  uploads %-2s conns %-3s block %-3s write %6.0f  read %6.0f MB/s\n' \
+			"$round" "$up" "$conns" "$bs" "$w" "$r"
 	done
 done
 
@@ -112,7 +113,7 @@ for line in open(sys.argv[1]):
     k, what, x = line.split()
     v.setdefault(k, {}).setdefault(what, []).append(float(x))
 ref = statistics.median(v.get("s3fs", {}).get("write", [0])) or None
-print(f"{'uploads:conns':<14} {'write':>7} {'read':>7} {'write/s3fs':>11}")
+print(f"{'setting':<14} {'write':>7} {'read':>7} {'write/s3fs':>11}")
 for k, d in v.items():
     w = statistics.median(d["write"])
     r = f"{statistics.median(d['read']):7.0f}" if "read" in d else "      -"

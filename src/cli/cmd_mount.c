@@ -693,10 +693,15 @@ static int serve(struct mounted *mt, const char *mountpoint)
 		mt->maint_running = true;
 
 	if (cli_registry_path(mountpoint, &reg) == 0) {
-		char line[64];
-		int n = snprintf(line, sizeof(line), "%d\n", (int)getpid());
+		struct buf line = BUF_INIT;
 
-		write_file_atomic(buf_str(&reg), line, (size_t)n, 0600);
+		/* read by `metafuse umount`: whom to wait for, where its
+		 * log is */
+		if (buf_appendf(&line, "%d\n%s\n", (int)getpid(),
+				mt->cache_dir) == 0)
+			write_file_atomic(buf_str(&reg), line.data, line.len,
+					  0600);
+		buf_free(&line);
 	}
 	log_info("mounting %s at %s (cache %s)", mt->store->url, mountpoint,
 		 mt->cache_dir);

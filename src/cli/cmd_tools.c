@@ -13,6 +13,7 @@
  */
 #include "util/compat.h"
 
+#include <fcntl.h>
 #include <limits.h>
 #include <signal.h>
 #include <sys/mount.h>
@@ -115,14 +116,64 @@ static const char umount_help[] =
 	"usage: metafuse umount MOUNTPOINT\n"
 	"\n"
 	"Unmounts, then waits until the daemon has uploaded everything and\n"
-	"exited.\n";
+	"exited, saying every few seconds how much is left.  Interrupting\n"
+	"the wait does not lose data: the daemon goes on uploading, and\n"
+	"what is left stays in the cache for the next mount.\n";
+
+/*
+ * The newest "KiB left to upload" figure and the newest warning or error
+ * in the daemon's log (its last 64 KiB), as one status line for umount.
+ */
+static void upload_status(const char *cache_dir, struct buf *out)
+{
+	struct buf path = BUF_INIT;
+	char tail[65536], *line, *save = NULL;
+	const char *left = NULL, *problem = NULL;
+	off_t size;
+	ssize_t n;
+	int fd;
+
+	buf_reset(out);
+	if (!cache_dir || buf_appendf(&path, "%s/metafuse.log", cache_dir))
+		goto out;
+	fd = open(buf_str(&path), O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		goto out;
+	size = lseek(fd, 0, SEEK_END);
+	n = size < 0 ? -1 :
+		       pread(fd, tail, sizeof(tail) - 1,
+			     size > (off_t)sizeof(tail) - 1 ?
+				     size - (off_t)sizeof(tail) + 1 : 0);
+	close(fd);
+	if (n <= 0)
+		goto out;
+	tail[n] = '\0';
+	for (line = strtok_r(tail, "\n", &save); line;
+	     line = strtok_r(NULL, "\n", &save)) {
+		const char *p = strstr(line, "unmount: ");
+
+		if (p && strstr(p, "left to upload"))
+			left = p + 9;
+		else if (strstr(line, "] warn: ") || strstr(line, "] error: "))
+			problem = strstr(line, ": ") + 2;
+	}
+	if (left)
+		buf_appends(out, left);
+	if (problem)
+		buf_appendf(out, "%s%s", left ? "; last problem: " :
+						 "last problem: ", problem);
+out:
+	buf_free(&path);
+}
 
 int cmd_umount(int argc, char **argv)
 {
 	char real[PATH_MAX];
-	struct buf reg = BUF_INIT, text = BUF_INIT;
+	struct buf reg = BUF_INIT, text = BUF_INIT, st = BUF_INIT;
+	const char *cache_dir = NULL;
 	pid_t pid = 0;
-	uint64_t start, last;
+	uint64_t start, last, every;
+	bool hinted = false;
 	int status = 1;
 
 	if (argc == 2 && (!strcmp(argv[1], "--help") ||
@@ -143,8 +194,17 @@ int cmd_umount(int argc, char **argv)
 		return 1;
 	}
 	if (cli_registry_path(real, &reg) == 0 &&
-	    read_file(buf_str(&reg), &text) == 0)
+	    read_file(buf_str(&reg), &text) == 0) {
+		char *nl = strchr(buf_str(&text), '\n');
+
 		pid = (pid_t)strtol(buf_str(&text), NULL, 10);
+		if (nl && nl[1]) {
+			cache_dir = nl + 1;
+			nl = strchr(cache_dir, '\n');
+			if (nl)
+				*nl = '\0';
+		}
+	}
 	if (geteuid() == 0) {
 		if (umount2(real, 0)) {
 			cli_error("cannot unmount %s: %s", real,
@@ -168,15 +228,28 @@ int cmd_umount(int argc, char **argv)
 		}
 	}
 	start = last = now_mono_ns();
+	/* a terminal hears every 2 s, a script's log every 10 s */
+	every = isatty(2) ? 2000000000ULL : 10000000000ULL;
 	while (proc_running(pid)) {
 		struct timespec ts = { 0, 50000000L };
 		uint64_t now = now_mono_ns();
 
-		if (isatty(2) && now - last > 2000000000ULL) {
+		if (now - last > every) {
+			upload_status(cache_dir, &st);
 			fprintf(stderr, "metafuse: waiting for the daemon "
 				"(pid %d) to finish uploading (%" PRIu64
-				" s)...\n", (int)pid,
-				(uint64_t)((now - start) / 1000000000ULL));
+				" s)%s%s\n", (int)pid,
+				(uint64_t)((now - start) / 1000000000ULL),
+				st.len ? ": " : "...", buf_str(&st));
+			if (!hinted && now - start > 30000000000ULL) {
+				fprintf(stderr, "metafuse: interrupting this "
+					"wait loses nothing: the daemon goes "
+					"on uploading, and what is left stays "
+					"in the cache%s%s for the next mount\n",
+					cache_dir ? " " : "",
+					cache_dir ? cache_dir : "");
+				hinted = true;
+			}
 			last = now;
 		}
 		nanosleep(&ts, NULL);
@@ -185,6 +258,7 @@ int cmd_umount(int argc, char **argv)
 out:
 	buf_free(&reg);
 	buf_free(&text);
+	buf_free(&st);
 	return status;
 }
 

@@ -11,6 +11,7 @@ byte.
 
 import errno
 import os
+import subprocess
 import time
 
 import mfhelpers as h
@@ -65,3 +66,44 @@ def test_store_outage_loses_nothing(mounts, workdir):
     assert read_file(m.path("dir", "moved")) == before
     assert read_file(m.path("dir", "small")) == b"written while down"
     assert not os.path.exists(m.path("before"))
+
+
+def test_umount_while_store_down_says_what_waits(mounts, workdir):
+    """`metafuse umount` with the store down: it says how much is left and
+    what the store answered, and interrupting it loses nothing (the daemon
+    goes on, and uploads once the store is back)."""
+    down = os.path.join(workdir, "store-down")
+    env = dict(os.environ, METAFUSE_TEST_STORE_DOWN_FILE=down)
+    m = mounts(opts={"writeback_delay": "0.2"}, env=env)
+    m.allow_errors(r"failed: Input/output error",
+                   r"cannot send the metadata", r"checkpoint failed",
+                   r"cannot write the final checkpoint")
+    open(down, "w").close()
+    data = h.rand_bytes(7, 3 * MIB + 5)
+    write_file(m.path("f"), data)
+    pid = m.pid
+    assert pid
+    p = subprocess.Popen([h.BIN, "umount", m.mnt], stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True, env=m.env)
+    try:
+        _, err = p.communicate(timeout=35)
+        raise AssertionError(f"umount returned with the store down: {err}")
+    except subprocess.TimeoutExpired:
+        p.terminate()               # what a user's Ctrl-C does
+        _, err = p.communicate()
+    assert not h.is_mounted(m.mnt)
+    assert "KiB left to upload" in err, err
+    assert "last problem:" in err, err
+    assert "interrupting this wait loses nothing" in err, err
+    assert h.pid_alive(pid), "the daemon gave up while data was left"
+
+    os.unlink(down)
+    deadline = time.monotonic() + 60
+    while h.pid_alive(pid):
+        assert time.monotonic() < deadline, "daemon never finished"
+        time.sleep(0.2)
+    m.pid = None
+    m.wipe_cache()
+    del m.env["METAFUSE_TEST_STORE_DOWN_FILE"]
+    m.mount()
+    assert read_file(m.path("f")) == data
