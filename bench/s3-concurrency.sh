@@ -21,28 +21,9 @@ BIN=${METAFUSE_BIN:-$PWD/build/metafuse}
 SIZE_MB=${SIZE_MB:-512}
 ROUNDS=${ROUNDS:-3}
 SETTINGS=${SETTINGS:-"2:16 4:16 8:16 16:16 4:4 16:32"}
-W=$(mktemp -d /tmp/mf-s3conc-XXXXXX)
-SRV=
-cleanup() {
-	fusermount3 -uz "$W/mnt" 2>/dev/null || true
-	if [ -n "$SRV" ]; then
-		bash scripts/s3server.sh stop "$SRV" || true
-		rm -rf "$SRV"
-	fi
-	rm -rf "$W"
-}
-trap cleanup EXIT
-
-if [ -z "${METAFUSE_S3_ENDPOINT:-}" ] || [ -z "${METAFUSE_S3_BUCKET:-}" ]; then
-	SRV=$(mktemp -d /tmp/mf-s3conc-srv-XXXXXX)
-	bash scripts/s3server.sh start "$SRV"
-	# shellcheck disable=SC1091
-	. "$SRV/env"
-fi
-# every tool below finds the endpoint here, never a public one
-export AWS_ENDPOINT_URL=$METAFUSE_S3_ENDPOINT
+# shellcheck source=bench/s3-server.sh
+. bench/s3-server.sh
 BUCKET=$METAFUSE_S3_BUCKET
-mkdir -p "$W/mnt"
 head -c $((SIZE_MB << 20)) /dev/urandom >"$W/src"
 printf '%s:%s\n' "$AWS_ACCESS_KEY_ID" "$AWS_SECRET_ACCESS_KEY" >"$W/passwd"
 chmod 600 "$W/passwd"

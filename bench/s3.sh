@@ -20,28 +20,11 @@ cd "$(dirname "$0")/.."
 BIN=${METAFUSE_BIN:-$PWD/build/metafuse}
 SIZE_MB=${SIZE_MB:-1024}
 FILES=${FILES:-1000}
-W=$(mktemp -d /tmp/mf-s3bench-XXXXXX)
-SRV=
-cleanup() {
-	fusermount3 -uz "$W/mnt" 2>/dev/null || true
-	if [ -n "$SRV" ]; then
-		bash scripts/s3server.sh stop "$SRV" || true
-		rm -rf "$SRV"
-	fi
-	rm -rf "$W"
-}
-trap cleanup EXIT
-
-if [ -z "${METAFUSE_S3_ENDPOINT:-}" ] || [ -z "${METAFUSE_S3_BUCKET:-}" ]; then
-	SRV=$(mktemp -d /tmp/mf-s3bench-srv-XXXXXX)
-	bash scripts/s3server.sh start "$SRV"
-	# shellcheck disable=SC1091
-	. "$SRV/env"
-fi
+# shellcheck source=bench/s3-server.sh
+. bench/s3-server.sh
 EP=$METAFUSE_S3_ENDPOINT
 STORE=s3://$METAFUSE_S3_BUCKET/bench-$(date +%s)-$$
 OPTS="endpoint=$EP,cache_dir=$W/cache,writeback_delay=1"
-mkdir -p "$W/mnt"
 
 now() { date +%s.%N; }
 mount_vol() { "$BIN" mount -o "$OPTS" "$STORE" "$W/mnt"; }

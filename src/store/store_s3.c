@@ -1167,8 +1167,9 @@ static int s3_del_many(struct store *st, const char *const *keys, size_t n,
 				valid[nv++] = keys[i];
 			}
 		}
+		/* one key: a DELETE is simpler than a batch of one */
 		rc = 1;
-		if (nv && !atomic_load(&s->no_batch_delete))
+		if (nv > 1 && !atomic_load(&s->no_batch_delete))
 			rc = s3_del_batch(s, valid, nv, vres);
 		for (j = 0; j < nv; j++)
 			results[idx[j]] = rc == 1 ? s3_del(st, valid[j]) :

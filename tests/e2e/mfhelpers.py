@@ -15,6 +15,7 @@ the os module lacks (renameat2, fallocate with a mode, utimensat with
 UTIME_OMIT, getxattr with a caller-sized buffer).
 """
 
+import contextlib
 import ctypes
 import ctypes.util
 import errno
@@ -27,6 +28,7 @@ import shutil
 import signal
 import stat
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -765,3 +767,29 @@ def diff_snapshots(a, b, name_a="a", name_b="b", limit=30):
             out.append("...")
             break
     return out
+
+
+@contextlib.contextmanager
+def helper_process(args, workdir, name):
+    """Run a helper that writes its port to a file; yield the port."""
+    port_file = os.path.join(workdir, f"{name}.port")
+    log = open(os.path.join(workdir, f"{name}.log"), "wb")
+    p = subprocess.Popen([sys.executable, *map(str, args),
+                          "--port-file", port_file],
+                         stdout=log, stderr=log, stdin=subprocess.DEVNULL)
+    log.close()
+    try:
+        deadline = time.monotonic() + 20
+        while not os.path.exists(port_file):
+            assert p.poll() is None, f"{name} died"
+            assert time.monotonic() < deadline, f"no {name} port"
+            time.sleep(0.05)
+        with open(port_file) as f:
+            yield int(f.read())
+    finally:
+        p.terminate()
+        try:
+            p.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()

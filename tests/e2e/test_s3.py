@@ -7,8 +7,6 @@ import json
 import os
 import random
 import secrets
-import subprocess
-import sys
 import time
 
 import pytest
@@ -181,35 +179,16 @@ def fault_proxy(workdir, request):
     """tests/helpers/s3_fault_proxy.py in front of the server, breaking
     20% of the requests (500, 503, lost answers, slow answers, dropped
     connections, bodies cut short); yields (url, stats file)."""
-    port_file = os.path.join(workdir, "proxy.port")
     stats = os.path.join(workdir, "proxy.json")
     rate = getattr(request, "param", 0.2)
     seed = int(os.environ.get("METAFUSE_SEED", "0") or 0) or \
         random.randrange(1, 1 << 30)
     print(f"fault proxy seed {seed}")
-    log = open(os.path.join(workdir, "proxy.log"), "wb")
-    p = subprocess.Popen([sys.executable, str(PROXY), "--upstream", EP,
-                          "--rate", str(rate), "--seed", str(seed),
-                          "--port-file", port_file, "--stats", stats,
-                          "--down-file", os.path.join(workdir, "down")],
-                         stdout=log, stderr=log, stdin=subprocess.DEVNULL)
-    log.close()
-    try:
-        deadline = time.monotonic() + 20
-        while not os.path.exists(port_file):
-            assert p.poll() is None, "the fault proxy died"
-            assert time.monotonic() < deadline, "no fault proxy port"
-            time.sleep(0.05)
-        with open(port_file) as f:
-            port = int(f.read())
+    with h.helper_process([PROXY, "--upstream", EP, "--rate", rate,
+                           "--seed", seed, "--stats", stats,
+                           "--down-file", os.path.join(workdir, "down")],
+                          workdir, "proxy") as port:
         yield f"http://127.0.0.1:{port}", stats
-    finally:
-        p.terminate()
-        try:
-            p.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            p.kill()
-            p.wait()
 
 
 def mixed_workload(root, ref, rng, steps):

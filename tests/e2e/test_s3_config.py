@@ -17,13 +17,10 @@ Every failure here must be one line that says what is wrong, and no
 message or log may hold the secret key or the session token.
 """
 
-import contextlib
 import json
 import os
 import secrets
 import shutil
-import subprocess
-import sys
 import time
 
 import pytest
@@ -73,30 +70,6 @@ def assert_no_secrets(texts, *more):
             assert s not in t, "a secret leaked into a message or a log"
 
 
-@contextlib.contextmanager
-def helper_process(args, workdir, name):
-    """Run a helper that writes its port to a file; yield the port."""
-    port_file = os.path.join(workdir, f"{name}.port")
-    log = open(os.path.join(workdir, f"{name}.log"), "wb")
-    p = subprocess.Popen([sys.executable, *map(str, args),
-                          "--port-file", port_file],
-                         stdout=log, stderr=log, stdin=subprocess.DEVNULL)
-    log.close()
-    try:
-        deadline = time.monotonic() + 20
-        while not os.path.exists(port_file):
-            assert p.poll() is None, f"{name} died"
-            assert time.monotonic() < deadline, f"no {name} port"
-            time.sleep(0.05)
-        with open(port_file) as f:
-            yield int(f.read())
-    finally:
-        p.terminate()
-        try:
-            p.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            p.kill()
-            p.wait()
 
 
 class Recorder:
@@ -128,7 +101,7 @@ class Recorder:
 @pytest.fixture
 def recorder(workdir):
     path = os.path.join(workdir, "requests.jsonl")
-    with helper_process([HELPERS / "s3_fault_proxy.py", "--upstream", EP,
+    with h.helper_process([HELPERS / "s3_fault_proxy.py", "--upstream", EP,
                          "--rate", "0", "--record", path],
                         workdir, "recorder") as port:
         yield Recorder(port, path)
@@ -183,7 +156,7 @@ def tls_proxy(workdir, tls_files):
     """https://127.0.0.1:PORT in front of radosgw; yields (url, a function
     returning how many TLS connections were accepted)."""
     stats = os.path.join(workdir, "tls.json")
-    with helper_process([HELPERS / "s3_tls_proxy.py", "--upstream", EP,
+    with h.helper_process([HELPERS / "s3_tls_proxy.py", "--upstream", EP,
                          "--cert", tls_files["cert"], "--key",
                          tls_files["key"], "--stats", stats],
                         workdir, "tls-proxy") as port:
@@ -474,7 +447,7 @@ def test_refused_session_token_is_one_clear_line(mounts, workdir, code):
     names neither the token nor the secret."""
     token = "FQoGZXIvYXdzE" + secrets.token_hex(40)
     path = os.path.join(workdir, "requests.jsonl")
-    with helper_process([HELPERS / "s3_fault_proxy.py", "--upstream", EP,
+    with h.helper_process([HELPERS / "s3_fault_proxy.py", "--upstream", EP,
                          "--rate", "0", "--record", path,
                          "--refuse-token", code], workdir,
                         "refuser") as port:
