@@ -7,6 +7,10 @@
 
 #include "util/compat.h"
 
+#include "blob/blob.h"
+#include "meta/meta.h"
+#include "meta/volume.h"
+#include "store/store.h"
 #include "util/buf.h"
 
 int cmd_mount(int argc, char **argv);
@@ -23,5 +27,28 @@ int cli_default_store(struct buf *out);
 int cli_registry_path(const char *real_mountpoint, struct buf *out);
 /* 1 if path (a real path) is a mount point, 0 if not. */
 int cli_is_mountpoint(const char *real_path);
+
+/*
+ * A volume opened without mounting it (fsck, gc; offline.c).  The
+ * functions print their errors (one line each).
+ */
+struct offline_vol {
+	struct store *s;
+	struct volume v;
+	struct blob_ctx bc;
+	struct meta *m;     /* after offline_restore */
+	char dir[40];       /* private directory holding the metadata */
+	uint64_t seq;       /* the checkpoint restored */
+	uint64_t applied;   /* journal entries replayed after it */
+};
+
+/* Open the store at loc and load its volume: 0, or -1 (printed). */
+int offline_open(struct offline_vol *ov, const char *loc,
+		 const struct store_options *o);
+/* Restore the newest checkpoint plus the journal into ov->dir: 0; 1 when
+ * the volume has no checkpoint yet (never mounted); -1 (printed). */
+int offline_restore(struct offline_vol *ov);
+/* Close what is open and remove the private directory. */
+void offline_close(struct offline_vol *ov);
 
 #endif

@@ -37,19 +37,16 @@ static const char gc_help[] =
 
 int cmd_gc(int argc, char **argv)
 {
-	struct buf err = BUF_INIT, db = BUF_INIT;
-	struct blob_ctx bc = { { 0 }, 3 };
-	char tmpl[] = "/tmp/metafuse-gc-XXXXXX";
+	struct buf err = BUF_INIT;
+	struct offline_vol ov = { 0 };
 	const char *loc = NULL;
 	struct cli_store_opts so = { 0 };
-	struct store *s = NULL;
-	struct meta *m = NULL;
+	struct store *s;
+	struct meta *m;
 	struct journal *j = NULL;
 	struct sweep_result r;
-	uint64_t seq = 0, applied = 0;
-	bool tmp_made = false, force = false;
+	bool force = false;
 	char owner[64] = "";
-	struct volume v;
 	int i, rc, status = 2;
 
 	for (i = 1; i < argc; i++) {
@@ -77,49 +74,31 @@ int cmd_gc(int argc, char **argv)
 			  "STORE");
 		goto out;
 	}
-	if (blob_global_init())
+	if (offline_open(&ov, loc, &so.o))
 		goto out;
-	if (store_open_opts(loc, 0, &so.o, &s, &err) ||
-	    volume_load(s, &v, &err)) {
-		cli_error("%s", buf_str(&err));
-		goto out;
-	}
-	memcpy(bc.hash_key, v.hash_key, BLOB_KEY_BYTES);
-	buf_reset(&err);
-	rc = volume_lease_take(s, 30, force, owner, sizeof(owner), &err);
+	rc = volume_lease_take(ov.s, 30, force, owner, sizeof(owner), &err);
 	if (rc) {
 		owner[0] = 0;
 		cli_error("%s", buf_str(&err));
 		goto out;
 	}
-	if (!mkdtemp(tmpl)) {
-		cli_error("mkdtemp: %s", strerror(errno));
-		goto out;
-	}
-	tmp_made = true;
-	buf_appendf(&db, "%s/meta.db", tmpl);
-	rc = checkpoint_restore(s, &bc, buf_str(&db), &seq);
-	if (rc == -ENOENT) {
+	rc = offline_restore(&ov);
+	if (rc == 1) {
 		printf("volume %s was never mounted: nothing to collect\n",
-		       s->url);
+		       ov.s->url);
 		status = 0;
 		goto out;
 	}
-	if (rc == 0)
-		rc = meta_open(buf_str(&db), v.block_size, 0, 0, &m);
-	if (rc == 0)
-		rc = journal_replay(s, &bc, m, &applied);
-	if (rc) {
-		cli_error("cannot read the metadata of %s: %s", s->url,
-			  strerror(-rc));
+	if (rc)
 		goto out;
-	}
+	m = ov.m;
+	s = ov.s;
 	/* dirty rows of a crashed mount name nothing in the store */
 	if (meta_blocks_forget_dirty(m) < 0) {
 		cli_error("cannot prepare the metadata of %s", s->url);
 		goto out;
 	}
-	rc = journal_open(m, s, &bc, tmpl, &j);
+	rc = journal_open(m, s, &ov.bc, ov.dir, &j);
 	if (rc == 0)
 		rc = store_sweep(m, s, true, &r);
 	if (rc) {
@@ -139,14 +118,10 @@ int cmd_gc(int argc, char **argv)
 	status = 0;
 out:
 	journal_close(j);
-	meta_close(m);
 	if (owner[0])
-		volume_lease_release(s, owner);
-	if (tmp_made)
-		rm_rf(tmpl);
-	store_close(s);
+		volume_lease_release(ov.s, owner);
+	offline_close(&ov);
 	cli_store_opts_free(&so);
 	buf_free(&err);
-	buf_free(&db);
 	return status;
 }

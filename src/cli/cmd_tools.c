@@ -339,17 +339,15 @@ static int object_cb(const char *hash, uint64_t refs, void *arg)
 
 int cmd_fsck(int argc, char **argv)
 {
-	struct buf err = BUF_INIT, db = BUF_INIT;
+	struct buf err = BUF_INIT;
 	struct fsck_ctx f = { 0 };
-	struct blob_ctx bc = { { 0 }, 3 };
+	struct offline_vol ov = { 0 };
 	const char *loc = NULL;
 	struct cli_store_opts so = { 0 };
-	char tmpl[] = "/tmp/metafuse-fsck-XXXXXX";
-	struct meta *m = NULL;
-	bool repair = false, tmp_made = false;
-	uint64_t problems = 0, seq = 0, applied = 0;
+	struct meta *m;
+	bool repair = false;
+	uint64_t problems = 0;
 	struct journal *jr = NULL;
-	struct volume v;
 	int i, rc, status = 2;
 
 	for (i = 1; i < argc; i++) {
@@ -379,45 +377,20 @@ int cmd_fsck(int argc, char **argv)
 			  "[-o OPT[,OPT...]] STORE");
 		goto out;
 	}
-	if (blob_global_init())
+	if (offline_open(&ov, loc, &so.o))
 		goto out;
-	if (store_open_opts(loc, 0, &so.o, &f.s, &err) ||
-	    volume_load(f.s, &v, &err)) {
-		cli_error("%s", buf_str(&err));
-		goto out;
-	}
-	memcpy(bc.hash_key, v.hash_key, BLOB_KEY_BYTES);
-	if (!mkdtemp(tmpl)) {
-		cli_error("mkdtemp: %s", strerror(errno));
-		goto out;
-	}
-	tmp_made = true;
-	buf_appendf(&db, "%s/meta.db", tmpl);
-	rc = checkpoint_restore(f.s, &bc, buf_str(&db), &seq);
-	if (rc == -ENOENT) {
+	f.s = ov.s;
+	rc = offline_restore(&ov);
+	if (rc == 1) {
 		printf("volume %s has no metadata checkpoint yet (never "
 		       "mounted): nothing to check\n", f.s->url);
 		status = 0;
 		goto out;
 	}
-	if (rc) {
-		cli_error("cannot read the newest checkpoint of %s: %s",
-			  f.s->url, strerror(-rc));
+	if (rc)
 		goto out;
-	}
-	rc = meta_open(buf_str(&db), v.block_size, 0, 0, &m);
-	if (rc) {
-		cli_error("the newest checkpoint of %s is not a valid "
-			  "database", f.s->url);
-		goto out;
-	}
-	rc = journal_replay(f.s, &bc, m, &applied);
-	if (rc) {
-		cli_error("cannot read the metadata journal of %s: %s",
-			  f.s->url, strerror(-rc));
-		goto out;
-	}
-	f.bc = &bc;
+	m = ov.m;
+	f.bc = &ov.bc;
 	rc = meta_fsck(m, repair, report_line, &problems);
 	if (rc < 0) {
 		cli_error("fsck failed: %s", strerror(-rc));
@@ -434,7 +407,7 @@ int cmd_fsck(int argc, char **argv)
 	problems += f.missing + f.damaged;
 	printf("checkpoint %" PRIu64 " + %" PRIu64 " journal entries: %"
 	       PRIu64 " object(s) %s (%" PRIu64 " MiB), %" PRIu64
-	       " problem(s)\n", seq, applied, f.checked,
+	       " problem(s)\n", ov.seq, ov.applied, f.checked,
 	       f.verify ? "verified" : "checked", f.bytes >> 20, problems);
 	if (repair && problems) {
 		char owner[64];
@@ -445,7 +418,7 @@ int cmd_fsck(int argc, char **argv)
 			cli_error("%s; not writing the repair", buf_str(&err));
 			goto out;
 		}
-		rc = journal_open(m, f.s, &bc, tmpl, &jr);
+		rc = journal_open(m, f.s, &ov.bc, ov.dir, &jr);
 		if (rc == 0)
 			rc = journal_checkpoint(jr);
 		volume_lease_release(f.s, owner);
@@ -459,14 +432,10 @@ int cmd_fsck(int argc, char **argv)
 	status = problems ? 1 : 0;
 out:
 	journal_close(jr);
-	meta_close(m);
 	buf_free(&f.obj);
 	buf_free(&f.plain);
-	if (tmp_made)
-		rm_rf(tmpl);
-	store_close(f.s);
+	offline_close(&ov);
 	cli_store_opts_free(&so);
 	buf_free(&err);
-	buf_free(&db);
 	return status;
 }

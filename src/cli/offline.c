@@ -1,0 +1,93 @@
+/*
+ * offline.c - a volume opened without mounting it, for the tools that
+ * work on the store directly (fsck, gc): the store, the volume's
+ * identity, and its metadata restored from the store (the newest
+ * checkpoint plus the journal after it) into a private directory that
+ * offline_close removes.
+ */
+#include "util/compat.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli/cli.h"
+#include "meta/journal.h"
+#include "util/util.h"
+
+int offline_open(struct offline_vol *ov, const char *loc,
+		 const struct store_options *o)
+{
+	struct buf err = BUF_INIT;
+	int rc = -1;
+
+	memset(ov, 0, sizeof(*ov));
+	ov->bc.zstd_level = 3;
+	if (blob_global_init())
+		goto out;
+	if (store_open_opts(loc, 0, o, &ov->s, &err) ||
+	    volume_load(ov->s, &ov->v, &err)) {
+		cli_error("%s", buf_str(&err));
+		goto out;
+	}
+	memcpy(ov->bc.hash_key, ov->v.hash_key, BLOB_KEY_BYTES);
+	rc = 0;
+out:
+	buf_free(&err);
+	return rc;
+}
+
+int offline_restore(struct offline_vol *ov)
+{
+	struct buf db = BUF_INIT;
+	int rc;
+
+	snprintf(ov->dir, sizeof(ov->dir), "/tmp/metafuse-offline-XXXXXX");
+	if (!mkdtemp(ov->dir)) {
+		cli_error("mkdtemp: %s", strerror(errno));
+		ov->dir[0] = '\0';
+		return -1;
+	}
+	if (buf_appendf(&db, "%s/meta.db", ov->dir)) {
+		cli_error("out of memory");
+		return -1;
+	}
+	rc = checkpoint_restore(ov->s, &ov->bc, buf_str(&db), &ov->seq);
+	if (rc == -ENOENT) {
+		rc = 1;
+		goto out;
+	}
+	if (rc) {
+		cli_error("cannot read the newest checkpoint of %s: %s",
+			  ov->s->url, strerror(-rc));
+		goto fail;
+	}
+	rc = meta_open(buf_str(&db), ov->v.block_size, 0, 0, &ov->m);
+	if (rc) {
+		cli_error("the newest checkpoint of %s is not a valid "
+			  "database", ov->s->url);
+		goto fail;
+	}
+	rc = journal_replay(ov->s, &ov->bc, ov->m, &ov->applied);
+	if (rc) {
+		cli_error("cannot read the metadata journal of %s: %s",
+			  ov->s->url, strerror(-rc));
+		goto fail;
+	}
+	goto out;
+fail:
+	rc = -1;
+out:
+	buf_free(&db);
+	return rc;
+}
+
+void offline_close(struct offline_vol *ov)
+{
+	meta_close(ov->m);
+	ov->m = NULL;
+	if (ov->dir[0])
+		rm_rf(ov->dir);
+	ov->dir[0] = '\0';
+	store_close(ov->s);
+	ov->s = NULL;
+}
