@@ -232,17 +232,54 @@ static bool local_holder_alive(long pid)
 	return strstr(comm, "metafuse") != NULL;
 }
 
+/*
+ * The store has no compare-and-swap, so two takers that both read "no
+ * live lease" both write one.  Each then pauses and reads the lease back:
+ * the later write is what both see, and the earlier writer gives up.
+ * This is safe whenever the pause is longer than the time the other
+ * taker spends between its read and its write: the pause is four times
+ * our own (the same store, the same kind of machine), at least 100 ms.
+ */
+static int lease_settle(struct store *s, const struct lease *mine,
+			uint64_t window_ns, struct buf *err)
+{
+	uint64_t pause = MF_MIN(MF_MAX(4 * window_ns, 100000000ULL),
+				2000000000ULL);
+	struct timespec ts = { (time_t)(pause / 1000000000ULL),
+			       (long)(pause % 1000000000ULL) };
+	struct lease back;
+	int rc;
+
+	while (nanosleep(&ts, &ts) && errno == EINTR)
+		;
+	rc = lease_read(s, &back);
+	if (rc) {
+		buf_appendf(err, "cannot read back the lease of %s: %s",
+			    s->url, strerror(-rc));
+		return rc;
+	}
+	if (strcmp(back.owner, mine->owner)) {
+		buf_appendf(err, "volume %s is already mounted by host %s, "
+			    "pid %ld, which took it at the same moment",
+			    s->url, back.host, back.pid);
+		return -EBUSY;
+	}
+	return 0;
+}
+
 int volume_lease_take(struct store *s, unsigned ttl_s, int force,
 		      char *owner_out, size_t owner_size, struct buf *err)
 {
 	struct lease old, l;
 	uint8_t tok[16];
 	char host[256];
+	uint64_t start;
 	int rc;
 
 	if (gethostname(host, sizeof(host)))
 		snprintf(host, sizeof(host), "unknown");
 	host[sizeof(host) - 1] = 0;
+	start = now_mono_ns();
 	rc = lease_read(s, &old);
 	if (rc == 0 && !force) {
 		bool same_host = !strcmp(old.host, host);
@@ -281,6 +318,9 @@ int volume_lease_take(struct store *s, unsigned ttl_s, int force,
 			    strerror(-rc));
 		return rc;
 	}
+	rc = lease_settle(s, &l, now_mono_ns() - start, err);
+	if (rc)
+		return rc;
 	snprintf(owner_out, owner_size, "%s", l.owner);
 	return 0;
 }

@@ -4,6 +4,7 @@ line on stderr and a non-zero exit, without losing anything."""
 import errno
 import os
 import re
+import shutil
 import subprocess
 import time
 
@@ -357,3 +358,35 @@ def test_mount_as_subprocess_with_closed_stdio(mounts):
     assert p.returncode == 0, err
     assert is_mounted(m.mnt)
     m.umount()
+
+
+def test_simultaneous_mounts_of_one_volume_one_wins(mounts):
+    """Two mounts of one volume started at the same instant: exactly one
+    gets it (the lease is read back after a settling pause), the other
+    fails with one line, round after round."""
+    m = mounts(mount=False)
+    for rnd in range(6):
+        procs, mnts = [], []
+        for k in range(2):
+            mnt = os.path.join(m.root, f"race-mnt{k}")
+            cache = os.path.join(m.root, f"race-cache{k}")
+            os.makedirs(mnt, exist_ok=True)
+            shutil.rmtree(cache, ignore_errors=True)
+            mnts.append(mnt)
+            procs.append(subprocess.Popen(
+                [h.BIN, "mount", "-o", f"cache_dir={cache}", m.store, mnt],
+                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                env=m.env))
+        results = [(p.wait(timeout=60), p.stderr.read()) for p in procs]
+        won = [mnt for mnt, (rc, _) in zip(mnts, results) if rc == 0]
+        try:
+            assert len(won) == 1, f"round {rnd}: {len(won)} mounts won " \
+                f"the volume: {results}"
+            loser = [err for rc, err in results if rc != 0][0]
+            assert "already mounted" in loser, loser
+            assert len(loser.strip().splitlines()) == 1, loser
+        finally:
+            for mnt in mnts:
+                if is_mounted(mnt):
+                    r = h.run([h.BIN, "umount", mnt])
+                    assert r.returncode == 0, r.stderr
