@@ -27,10 +27,21 @@
  *      changes recorded by a crashed predecessor but never cut are then
  *      in the store too, and the sequence of entries restarts from a
  *      state every later entry applies to.
+ *   6. A database larger than one part (8 MiB) is checkpointed in parts,
+ *      meta/ckpp-<seq>-<part>, each framed on its own, and the head
+ *      meta/ckpt-<seq> (a manifest: the number of parts and the size) is
+ *      put last: a checkpoint exists once its head does, and then all its
+ *      parts do.  Neither writing nor restoring holds more than a part or
+ *      two in memory.  Parts below the newest durable checkpoint are
+ *      trimmed with the heads; parts of a checkpoint whose head never
+ *      made it are overwritten or trimmed later.  A smaller database is
+ *      the head itself, framed whole, as it always was.
  */
 #include "util/compat.h"
 
+#include <fcntl.h>
 #include <pthread.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "meta/journal.h"
@@ -39,6 +50,10 @@
 
 #define JRNL_PREFIX "meta/jrnl-"
 #define CKPT_PREFIX "meta/ckpt-"
+#define PART_PREFIX "meta/ckpp-"
+#define CKPT_PART_SIZE (8u << 20)
+/* the first line of a parted checkpoint's head */
+#define MANIFEST_MAGIC "metafuse-checkpoint-parts\n"
 
 struct pending {
 	uint64_t seq;
@@ -56,6 +71,7 @@ struct journal {
 	size_t npend, cappend;
 	bool need_ckpt;
 	struct journal_stats st;
+	size_t part_size; /* checkpoint part size (tests make it small) */
 };
 
 static void jrnl_key(uint64_t seq, char *key, size_t size)
@@ -66,6 +82,12 @@ static void jrnl_key(uint64_t seq, char *key, size_t size)
 static void ckpt_key(uint64_t seq, char *key, size_t size)
 {
 	snprintf(key, size, CKPT_PREFIX "%016" PRIx64, seq);
+}
+
+static void part_key(uint64_t seq, uint64_t part, char *key, size_t size)
+{
+	snprintf(key, size, PART_PREFIX "%016" PRIx64 "-%08" PRIx64, seq,
+		 part);
 }
 
 static int parse_seq(const char *key, const char *prefix, uint64_t *seq)
@@ -96,6 +118,7 @@ int journal_open(struct meta *m, struct store *s, const struct blob_ctx *bc,
 	j->s = s;
 	j->bc = *bc;
 	j->bc.zstd_level = 3;
+	j->part_size = CKPT_PART_SIZE;
 	pthread_mutex_init(&j->lock, NULL);
 	rc = meta_journal_start(m);
 	if (rc) {
@@ -282,20 +305,142 @@ static int trim_seqs(struct store *s, const char *prefix, uint64_t limit,
 	return rc;
 }
 
-/* Delete checkpoints older than cseq and entries at or below jseq. */
+struct part_list {
+	uint64_t below; /* parts of checkpoints before this one */
+	struct buf keys; /* NUL-separated */
+	size_t n;
+};
+
+static int part_list_cb(const char *key, uint64_t size, void *arg)
+{
+	struct part_list *l = arg;
+	const char *p = key + strlen(PART_PREFIX);
+	char *end;
+	uint64_t seq = strtoull(p, &end, 16);
+
+	if (end != p + 16 || *end != '-' || seq >= l->below)
+		return 0;
+	l->n++;
+	return buf_append(&l->keys, key, strlen(key) + 1);
+}
+
+/* Delete the parts of checkpoints older than cseq. */
+static int trim_parts(struct store *s, uint64_t cseq)
+{
+	struct part_list l = { cseq, BUF_INIT, 0 };
+	const char **ptrs = NULL;
+	size_t i, off;
+	int rc = store_list(s, PART_PREFIX, part_list_cb, &l);
+
+	if (!rc && l.n) {
+		ptrs = calloc(l.n, sizeof(*ptrs));
+		rc = ptrs ? 0 : -ENOMEM;
+	}
+	for (i = 0, off = 0; !rc && i < l.n; i++) {
+		ptrs[i] = (const char *)l.keys.data + off;
+		off += strlen(ptrs[i]) + 1;
+	}
+	if (!rc)
+		rc = store_del_many(s, ptrs, l.n, NULL);
+	free(ptrs);
+	buf_free(&l.keys);
+	return rc;
+}
+
+/* Delete checkpoints older than cseq (heads, then parts) and entries at or
+ * below jseq. */
 static int trim(struct journal *j, uint64_t cseq, uint64_t jseq)
 {
 	int rc = trim_seqs(j->s, CKPT_PREFIX, cseq, false, ckpt_key);
 
+	if (!rc)
+		rc = trim_parts(j->s, cseq);
 	return rc ? rc : trim_seqs(j->s, JRNL_PREFIX, jseq, true, jrnl_key);
+}
+
+/* Frame data and put it under key; *stored += the object's size. */
+static int put_framed(struct journal *j, const char *key, const void *data,
+		      size_t len, struct buf *enc, uint64_t *stored)
+{
+	int rc;
+
+	buf_reset(enc);
+	rc = blob_encode(&j->bc, data, len, enc);
+	if (rc == 0)
+		rc = store_put(j->s, key, enc->data, enc->len);
+	if (rc == 0)
+		*stored += enc->len;
+	else
+		log_error("checkpoint %s: upload failed: %s", key,
+			  strerror(-rc));
+	return rc;
+}
+
+/* Put the database file at path as checkpoint cseq (invariant 6). */
+static int put_checkpoint(struct journal *j, uint64_t cseq, const char *path,
+			  uint64_t *size, uint64_t *stored)
+{
+	struct buf chunk = BUF_INIT, enc = BUF_INIT;
+	uint64_t nparts = 0, i;
+	char key[80];
+	struct stat st;
+	int fd, rc = 0;
+
+	*stored = 0;
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	if (fstat(fd, &st) < 0) {
+		rc = -errno;
+		goto out;
+	}
+	*size = (uint64_t)st.st_size;
+	if (*size > j->part_size)
+		nparts = (*size + j->part_size - 1) / j->part_size;
+	rc = buf_reserve(&chunk, nparts ? j->part_size : (size_t)*size);
+	for (i = 0; !rc && i < (nparts ? nparts : 1); i++) {
+		size_t want = nparts ? (size_t)MF_MIN((uint64_t)j->part_size,
+						      *size - i * j->part_size) :
+				       (size_t)*size;
+		ssize_t n = pread(fd, chunk.data, want,
+				  (off_t)(i * j->part_size));
+
+		if (n != (ssize_t)want) {
+			rc = n < 0 ? -errno : -EIO;
+			break;
+		}
+		if (nparts)
+			part_key(cseq, i, key, sizeof(key));
+		else
+			ckpt_key(cseq, key, sizeof(key));
+		rc = put_framed(j, key, chunk.data, want, &enc, stored);
+	}
+	if (!rc && nparts) {
+		buf_reset(&chunk);
+		rc = buf_appendf(&chunk, MANIFEST_MAGIC "parts=%" PRIu64
+				 "\nsize=%" PRIu64 "\n", nparts, *size);
+		ckpt_key(cseq, key, sizeof(key));
+		if (!rc)
+			rc = put_framed(j, key, chunk.data, chunk.len, &enc,
+					stored);
+	}
+out:
+	close(fd);
+	buf_free(&chunk);
+	buf_free(&enc);
+	return rc;
+}
+
+void journal_set_part_size(struct journal *j, size_t bytes)
+{
+	j->part_size = bytes ? bytes : CKPT_PART_SIZE;
 }
 
 int journal_checkpoint(struct journal *j)
 {
-	struct buf path = BUF_INIT, db = BUF_INIT, enc = BUF_INIT;
-	uint64_t cseq = 0, jseq = 0;
+	struct buf path = BUF_INIT;
+	uint64_t cseq = 0, jseq = 0, size = 0, stored = 0;
 	size_t covered;
-	char key[64];
 	int rc;
 
 	pthread_mutex_lock(&j->lock);
@@ -309,22 +454,12 @@ int journal_checkpoint(struct journal *j)
 		goto out;
 	/* the entries it covers are useful only if the checkpoint fails */
 	upload_pending(j);
-	rc = read_file(buf_str(&path), &db);
+	rc = put_checkpoint(j, cseq, buf_str(&path), &size, &stored);
 	unlink(buf_str(&path));
 	if (rc)
 		goto out;
-	rc = blob_encode(&j->bc, db.data, db.len, &enc);
-	if (rc)
-		goto out;
-	ckpt_key(cseq, key, sizeof(key));
-	rc = store_put(j->s, key, enc.data, enc.len);
-	if (rc) {
-		log_error("checkpoint %s: upload failed: %s", key,
-			  strerror(-rc));
-		goto out;
-	}
 	j->st.checkpoints++;
-	j->st.bytes += enc.len;
+	j->st.bytes += stored;
 	j->need_ckpt = false;
 	for (covered = 0; covered < j->npend; covered++)
 		if (j->pend[covered].seq > jseq)
@@ -335,13 +470,11 @@ int journal_checkpoint(struct journal *j)
 	rc = meta_config_set_u64(j->m, "durable_seq", cseq);
 	if (rc == 0)
 		rc = trim(j, cseq, jseq);
-	log_debug("checkpoint %" PRIu64 " (journal %" PRIu64 "): %zu bytes "
-		  "(%zu stored)", cseq, jseq, db.len, enc.len);
+	log_debug("checkpoint %" PRIu64 " (journal %" PRIu64 "): %" PRIu64
+		  " bytes (%" PRIu64 " stored)", cseq, jseq, size, stored);
 out:
 	pthread_mutex_unlock(&j->lock);
 	buf_free(&path);
-	buf_free(&db);
-	buf_free(&enc);
 	return rc;
 }
 
@@ -416,41 +549,130 @@ int checkpoint_latest(struct store *s, uint64_t *seq)
 	return rc;
 }
 
+/* Fetch and decode one framed object; errors are logged. */
+static int get_framed(struct store *s, const struct blob_ctx *bc,
+		      const char *key, struct buf *obj, struct buf *out)
+{
+	int rc;
+
+	buf_reset(obj);
+	buf_reset(out);
+	rc = store_get(s, key, 0, 0, obj);
+	if (rc) {
+		log_error("checkpoint %s: download failed: %s", key,
+			  strerror(-rc));
+		return rc;
+	}
+	rc = blob_decode(bc, obj->data, obj->len, out);
+	if (rc)
+		log_error("checkpoint %s is damaged", key);
+	return rc;
+}
+
+/* pwrite all of data at off; 0 or -1 with errno. */
+static int pwrite_all(int fd, const uint8_t *data, size_t len, off_t off)
+{
+	while (len) {
+		ssize_t n = pwrite(fd, data, len, off);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			if (n == 0)
+				errno = EIO;
+			return -1;
+		}
+		data += n;
+		len -= (size_t)n;
+		off += n;
+	}
+	return 0;
+}
+
+/* Write the parts a manifest names, in order, to fd (invariant 6). */
+static int restore_parts(struct store *s, const struct blob_ctx *bc,
+			 uint64_t seq, const struct buf *manifest, int fd)
+{
+	struct buf obj = BUF_INIT, part = BUF_INIT;
+	unsigned long long nparts = 0, size = 0, done = 0, i;
+	char key[80];
+	int rc = 0;
+
+	if (sscanf((const char *)manifest->data + strlen(MANIFEST_MAGIC),
+		   "parts=%llu\nsize=%llu", &nparts, &size) != 2 ||
+	    nparts == 0) {
+		ckpt_key(seq, key, sizeof(key));
+		log_error("checkpoint %s: a damaged list of parts", key);
+		return -EIO;
+	}
+	for (i = 0; !rc && i < nparts; i++) {
+		part_key(seq, i, key, sizeof(key));
+		rc = get_framed(s, bc, key, &obj, &part);
+		if (!rc && pwrite_all(fd, part.data, part.len, (off_t)done))
+			rc = -errno;
+		done += part.len;
+	}
+	if (!rc && done != size) {
+		ckpt_key(seq, key, sizeof(key));
+		log_error("checkpoint %s: its parts hold %llu bytes, not %llu",
+			  key, done, size);
+		rc = -EIO;
+	}
+	buf_free(&obj);
+	buf_free(&part);
+	return rc;
+}
+
 int checkpoint_restore(struct store *s, const struct blob_ctx *bc,
 		       const char *db_path, uint64_t *seq_out)
 {
-	struct buf obj = BUF_INIT, db = BUF_INIT, side = BUF_INIT;
+	struct buf obj = BUF_INIT, head = BUF_INIT, side = BUF_INIT;
 	char key[64];
 	uint64_t seq;
-	int rc;
+	int rc, fd = -1;
 
 	rc = checkpoint_latest(s, &seq);
 	if (rc)
 		return rc;
 	ckpt_key(seq, key, sizeof(key));
-	rc = store_get(s, key, 0, 0, &obj);
-	if (rc) {
-		log_error("checkpoint %s: download failed: %s", key,
-			  strerror(-rc));
+	rc = get_framed(s, bc, key, &obj, &head);
+	if (rc)
 		goto out;
-	}
-	rc = blob_decode(bc, obj.data, obj.len, &db);
-	if (rc) {
-		log_error("checkpoint %s is damaged", key);
-		goto out;
-	}
+	buf_free(&obj);
 	/* a stale WAL beside a new database would be replayed into it */
 	buf_appendf(&side, "%s-wal", db_path);
 	unlink(buf_str(&side));
 	buf_reset(&side);
 	buf_appendf(&side, "%s-shm", db_path);
 	unlink(buf_str(&side));
-	rc = write_file_atomic(db_path, db.data, db.len, 0600);
+	if (head.len < strlen(MANIFEST_MAGIC) ||
+	    memcmp(head.data, MANIFEST_MAGIC, strlen(MANIFEST_MAGIC))) {
+		/* the whole database in one object */
+		rc = write_file_atomic(db_path, head.data, head.len, 0600);
+		goto done;
+	}
+	buf_reset(&side);
+	buf_appendf(&side, "%s.restoring", db_path);
+	fd = open(buf_str(&side), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC,
+		  0600);
+	if (fd < 0) {
+		rc = -errno;
+		goto out;
+	}
+	rc = restore_parts(s, bc, seq, &head, fd);
+	if (!rc && fsync(fd) < 0)
+		rc = -errno;
+	close(fd);
+	if (!rc && rename(buf_str(&side), db_path) < 0)
+		rc = -errno;
+	if (rc)
+		unlink(buf_str(&side));
+done:
 	if (rc == 0)
 		*seq_out = seq;
 out:
 	buf_free(&obj);
-	buf_free(&db);
+	buf_free(&head);
 	buf_free(&side);
 	return rc;
 }

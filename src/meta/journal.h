@@ -37,6 +37,8 @@ int journal_sync(struct journal *j);
  */
 int journal_checkpoint(struct journal *j);
 void journal_get_stats(struct journal *j, struct journal_stats *out);
+/* Checkpoint part size in bytes (0: the default, 8 MiB); for tests. */
+void journal_set_part_size(struct journal *j, size_t bytes);
 
 /* Newest checkpoint sequence in the store; -ENOENT when there is none. */
 int checkpoint_latest(struct store *s, uint64_t *seq);

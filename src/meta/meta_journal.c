@@ -162,13 +162,18 @@ static int backup_to(struct meta *m, sqlite3 *src, const char *path)
 	return 0;
 }
 
+/* sqlite3session_changeset_strm's output: append to the buffer. */
+static int cs_out(void *arg, const void *data, int n)
+{
+	return buf_append(arg, data, (size_t)n) ? SQLITE_NOMEM : SQLITE_OK;
+}
+
 int meta_journal_cut(struct meta *m, struct buf *cs, uint64_t *jseq,
 		     const char *snap_path, uint64_t *ckpt_seq)
 {
 	sqlite3 *reader = NULL;
 	uint64_t j, c;
 	int rc, n = 0;
-	void *p = NULL;
 
 	if (snap_path && m->path) {
 		rc = sqlite3_open_v2(m->path, &reader, SQLITE_OPEN_READONLY |
@@ -185,16 +190,17 @@ int meta_journal_cut(struct meta *m, struct buf *cs, uint64_t *jseq,
 	if (rc)
 		goto out;
 	if (m->sess && !sqlite3session_isempty(m->sess)) {
-		int src = sqlite3session_changeset(m->sess, &n, &p);
+		/* streamed straight into cs: no second copy of a large
+		 * changeset in sqlite's memory */
+		size_t base = cs->len;
+		int src = sqlite3session_changeset_strm(m->sess, cs_out, cs);
 
 		if (src != SQLITE_OK) {
+			cs->len = base;
 			rc = meta_sql_err(m, src, "changeset");
 			goto out_unlock;
 		}
-		rc = buf_append(cs, p, (size_t)n);
-		sqlite3_free(p);
-		if (rc)
-			goto out_unlock;
+		n = cs->len > base;
 		/* a fresh recorder: the next cut starts from here */
 		sqlite3session_delete(m->sess);
 		m->sess = NULL;

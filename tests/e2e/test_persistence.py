@@ -323,3 +323,29 @@ def test_small_files_inline(mounts):
     assert h.read_file(m.path("hole")) == bytes(hole)
     r = m.cli("fsck", m.store)
     assert "0 problem" in r.stdout, r.stdout
+
+
+def test_large_metadata_checkpoint_in_parts(mounts):
+    """Metadata larger than a checkpoint part (8 MiB: here 3,000 inline
+    files of 4 KiB) goes to the store in parts under one head, and comes
+    back whole on a machine that has only the store."""
+    m = mounts()
+    os.mkdir(m.path("d"))
+    for i in range(3000):
+        write_file(m.path("d", f"f{i}"), h.rand_bytes(i, 4096))
+    m.umount()
+    keys = m.store_ls("meta/")
+    parts = [k for k in keys if k.startswith("meta/ckpp-")]
+    heads = [k for k in keys if k.startswith("meta/ckpt-")]
+    assert len(heads) == 1, keys
+    assert len(parts) >= 2, keys
+    # the parts all belong to the one checkpoint there is
+    assert {p[len("meta/ckpp-"):][:16] for p in parts} == \
+        {heads[0][len("meta/ckpt-"):]}, keys
+    m.wipe_cache()
+    m.mount()
+    for i in range(0, 3000, 7):
+        assert h.read_file(m.path("d", f"f{i}")) == h.rand_bytes(i, 4096), i
+    assert len(os.listdir(m.path("d"))) == 3000
+    r = m.cli("fsck", m.store)
+    assert "0 problem" in r.stdout, r.stdout

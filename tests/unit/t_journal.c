@@ -268,16 +268,17 @@ static void test_roundtrip(void)
  * consistent past state (never a newer or a torn one) and, after the next
  * successful sync, exactly the live state.
  */
-static void test_faults(void)
+static void test_faults(size_t part_size)
 {
 	int point, i;
 
-	for (point = 0; point < 12; point++) {
+	for (point = 0; point < 24; point++) {
 		struct buf before = BUF_INIT, got = BUF_INIT;
 		struct rig r;
 		int rc;
 
 		rig_open(&r, "store-fault");
+		journal_set_part_size(r.j, part_size);
 		CHECK_RC(journal_checkpoint(r.j), 0);
 		for (i = 0; i < 8; i++)
 			work(r.m, i);
@@ -342,6 +343,94 @@ static void test_pending_order(void)
 	rig_close(&r);
 }
 
+/* Bulk for the database: big xattrs on a few files. */
+static void bulk(struct meta *m, int n)
+{
+	struct timespec now = { 1700000000, 0 };
+	struct meta_attr a;
+	char name[32], val[3000];
+	int i;
+
+	for (i = 0; i < n; i++) {
+		snprintf(name, sizeof(name), "bulk%d", i);
+		if (meta_lookup(m, META_ROOT_INO, name, &a) == -ENOENT)
+			CHECK_RC(meta_mknod(m, META_ROOT_INO, name,
+					    S_IFREG | 0644, 0, 0, 0, NULL, &now,
+					    &a), 0);
+		memset(val, 'a' + i % 26, sizeof(val));
+		val[0] = (char)i;
+		CHECK_RC(meta_setxattr(m, a.ino, "user.bulk", val,
+				       sizeof(val), 0, &now), 0);
+	}
+}
+
+struct seq_count {
+	char seq[17];
+	uint64_t same, other;
+};
+
+static int parts_cb(const char *key, uint64_t size, void *arg)
+{
+	struct seq_count *c = arg;
+	const char *p = key + strlen("meta/ckpp-");
+
+	if (!strncmp(p, c->seq, 16))
+		c->same++;
+	else
+		c->other++;
+	return 0;
+}
+
+/*
+ * A database larger than a part goes up in parts under a manifest, comes
+ * back whole, and the parts of older checkpoints are trimmed; the old
+ * one-object form still restores.
+ */
+static void test_parted_checkpoint(void)
+{
+	struct seq_count c;
+	struct rig r;
+	uint64_t seq;
+
+	rig_open(&r, "store-parts");
+	CHECK_RC(journal_checkpoint(r.j), 0);   /* small: one object */
+	CHECK_EQ_U64(count_keys(r.s, "meta/ckpp-"), 0);
+	CHECK(same_as_live(&r, "one-object checkpoint"));
+	journal_set_part_size(r.j, 8192);
+	bulk(r.m, 40);
+	CHECK_RC(journal_sync(r.j), 0);
+	CHECK(same_as_live(&r, "one-object checkpoint + journal"));
+	CHECK_RC(journal_checkpoint(r.j), 0);
+	CHECK(count_keys(r.s, "meta/ckpp-") > 5);
+	CHECK_EQ_U64(count_keys(r.s, "meta/ckpt-"), 1);
+	CHECK(same_as_live(&r, "parted checkpoint"));
+	work(r.m, 1);
+	CHECK_RC(journal_sync(r.j), 0);
+	CHECK(same_as_live(&r, "parted checkpoint + journal"));
+	/* a newer checkpoint: only its own parts are left */
+	bulk(r.m, 60);
+	CHECK_RC(journal_checkpoint(r.j), 0);
+	CHECK_RC(checkpoint_latest(r.s, &seq), 0);
+	memset(&c, 0, sizeof(c));
+	snprintf(c.seq, sizeof(c.seq), "%016" PRIx64, seq);
+	store_list(r.s, "meta/ckpp-", parts_cb, &c);
+	CHECK(c.same > 5);
+	CHECK_EQ_U64(c.other, 0);
+	CHECK(same_as_live(&r, "second parted checkpoint"));
+	/* a part lost: the restore fails rather than build a torn database */
+	{
+		char key[80];
+		struct buf got = BUF_INIT;
+
+		snprintf(key, sizeof(key), "meta/ckpp-%016" PRIx64 "-%08x",
+			 seq, 2);
+		CHECK_RC(store_del(r.s, key), 0);
+		CHECK(restore(r.s, "restored.db", &got) < 0);
+		buf_free(&got);
+	}
+	rig_close(&r);
+}
+
 /* A gap or a damaged entry stops the replay at the state before it. */
 static void test_damaged_entry(void)
 {
@@ -382,7 +471,9 @@ int main(void)
 	if (blob_global_init())
 		return 1;
 	test_roundtrip();
-	test_faults();
+	test_faults(0);
+	test_faults(4096);
+	test_parted_checkpoint();
 	test_pending_order();
 	test_damaged_entry();
 	rm_rf(tmpdir);
