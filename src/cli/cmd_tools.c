@@ -241,7 +241,7 @@ int cmd_umount(int argc, char **argv)
 				" s)%s%s\n", (int)pid,
 				(uint64_t)((now - start) / 1000000000ULL),
 				st.len ? ": " : "...", buf_str(&st));
-			if (!hinted && now - start > 30000000000ULL) {
+			if (!hinted) {
 				fprintf(stderr, "metafuse: interrupting this "
 					"wait loses nothing: the daemon goes "
 					"on uploading, and what is left stays "

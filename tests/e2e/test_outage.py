@@ -86,7 +86,7 @@ def test_umount_while_store_down_says_what_waits(mounts, workdir):
     p = subprocess.Popen([h.BIN, "umount", m.mnt], stdout=subprocess.PIPE,
                          stderr=subprocess.PIPE, text=True, env=m.env)
     try:
-        _, err = p.communicate(timeout=35)
+        _, err = p.communicate(timeout=13)
         raise AssertionError(f"umount returned with the store down: {err}")
     except subprocess.TimeoutExpired:
         p.terminate()               # what a user's Ctrl-C does
