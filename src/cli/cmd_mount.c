@@ -241,6 +241,10 @@ struct mounted {
 	bool maint_stop; /* protected by maint_lock */
 };
 
+/* Metadata transactions after which the journal is cut before its
+ * interval is up (checked every second). */
+#define JOURNAL_EARLY_CHANGES 4096
+
 /* Objects looked at, and deleted in one store_del_many, at a time. */
 #define GC_BATCH 512
 
@@ -383,10 +387,15 @@ static void *maintenance(void *arg)
 		if (!mt->o->read_only && now >= next_report &&
 		    report_pending(mt, &errors_seen))
 			next_report = now + 10ULL * 1000000000ULL;
-		if (!mt->o->read_only && now >= next_jrnl) {
+		if (!mt->o->read_only) {
 			uint64_t change = meta_change_count(mt->meta);
 
-			if (change != last_change) {
+			/* a burst of changes is cut early, so that a journal
+			 * entry (held twice in memory while it is framed)
+			 * stays small whatever journal_interval is */
+			if (change - last_change >= JOURNAL_EARLY_CHANGES)
+				next_jrnl = now;
+			if (now >= next_jrnl && change != last_change) {
 				int rc = journal_sync(mt->journal);
 
 				if (rc)
@@ -396,7 +405,8 @@ static void *maintenance(void *arg)
 				else
 					last_change = change;
 			}
-			next_jrnl = now + mt->o->journal_interval_ns;
+			if (now >= next_jrnl)
+				next_jrnl = now + mt->o->journal_interval_ns;
 		}
 		if (!mt->o->read_only && now >= next_ckpt) {
 			uint64_t change = meta_change_count(mt->meta);

@@ -349,3 +349,24 @@ def test_large_metadata_checkpoint_in_parts(mounts):
     assert len(os.listdir(m.path("d"))) == 3000
     r = m.cli("fsck", m.store)
     assert "0 problem" in r.stdout, r.stdout
+
+
+def test_burst_of_changes_cuts_journal_early(mounts):
+    """A burst of metadata changes goes to the store before
+    journal_interval is up (the daemon cuts an entry every few thousand
+    changes), so an entry, held in memory while framed, stays small.
+    With an interval of an hour, any entry within 20 s is an early cut."""
+    m = mounts(opts={"journal_interval": "3600"})
+    before = [k for k in m.store_ls("meta/") if k.startswith("meta/jrnl-")]
+    os.mkdir(m.path("d"))
+    for i in range(4000):
+        write_file(m.path("d", f"f{i}"), b"x" * 100)
+    deadline = time.monotonic() + 20
+    while True:
+        now = [k for k in m.store_ls("meta/")
+               if k.startswith("meta/jrnl-")]
+        if len(now) > len(before):
+            break
+        assert time.monotonic() < deadline, \
+            f"journal entries {before} -> {now}: no early cut"
+        time.sleep(0.5)
