@@ -573,6 +573,15 @@ static int prepare_db(struct mounted *mt, const char *db_path)
 	return rc;
 }
 
+/* The store's newest checkpoint is the one this database last wrote. */
+static bool checkpoint_is_current(struct mounted *mt)
+{
+	uint64_t latest;
+
+	return checkpoint_latest(mt->store, &latest) == 0 &&
+	       latest == meta_config_get_u64(mt->meta, "durable_seq", 0);
+}
+
 static void progress_cb(uint64_t left, void *arg)
 {
 	log_info("unmount: %" PRIu64 " KiB left to upload", left >> 10);
@@ -647,18 +656,25 @@ static int serve(struct mounted *mt, const char *mountpoint)
 				  strerror(-rc));
 			goto out_meta;
 		}
-		rc = journal_checkpoint(mt->journal);
-		if (rc) {
-			cli_error("cannot write the metadata to %s: %s",
-				  mt->store->url, strerror(-rc));
-			goto out_meta;
-		}
 		buf_reset(&path);
 		buf_appendf(&path, "%s/running", mt->cache_dir);
 		crashed = access(buf_str(&path), F_OK) == 0;
 		if (crashed)
 			log_warn("the previous mount of this cache did not "
 				 "end cleanly; finishing its work");
+		/* after a clean unmount the store's newest checkpoint is
+		 * this database: writing it again would only cost */
+		if (!crashed && !mt->restored && checkpoint_is_current(mt)) {
+			journal_assume_checkpointed(mt->journal);
+			rc = 0;
+		} else {
+			rc = journal_checkpoint(mt->journal);
+		}
+		if (rc) {
+			cli_error("cannot write the metadata to %s: %s",
+				  mt->store->url, strerror(-rc));
+			goto out_meta;
+		}
 		if (crashed || mt->restored)
 			sweep_unknown_objects(mt);
 		write_file_atomic(buf_str(&path), "", 0, 0600);
@@ -737,7 +753,8 @@ static int serve(struct mounted *mt, const char *mountpoint)
 	if (!o->read_only)
 		fs_purge_orphans(mt->fs);
 	rc2 = cache_flush_all(mt->cache, progress_cb, NULL);
-	if (!rc2 && !o->read_only)
+	if (!rc2 && !o->read_only &&
+	    journal_changed_since_checkpoint(mt->journal))
 		rc2 = journal_checkpoint(mt->journal);
 	if (!rc2)
 		collect_garbage(mt);

@@ -72,6 +72,9 @@ struct journal {
 	bool need_ckpt;
 	struct journal_stats st;
 	size_t part_size; /* checkpoint part size (tests make it small) */
+	uint64_t entries_at_ckpt; /* st.entries at the last checkpoint */
+	bool ckpt_done; /* the store has a checkpoint of the state as of
+			 * entries_at_ckpt (written, or assumed at open) */
 };
 
 static void jrnl_key(uint64_t seq, char *key, size_t size)
@@ -431,6 +434,25 @@ out:
 	return rc;
 }
 
+bool journal_changed_since_checkpoint(struct journal *j)
+{
+	bool changed;
+
+	pthread_mutex_lock(&j->lock);
+	changed = !j->ckpt_done || j->need_ckpt || j->npend ||
+		  j->st.entries != j->entries_at_ckpt;
+	pthread_mutex_unlock(&j->lock);
+	return changed || meta_journal_has_changes(j->m);
+}
+
+void journal_assume_checkpointed(struct journal *j)
+{
+	pthread_mutex_lock(&j->lock);
+	j->ckpt_done = true;
+	j->entries_at_ckpt = j->st.entries;
+	pthread_mutex_unlock(&j->lock);
+}
+
 void journal_set_part_size(struct journal *j, size_t bytes)
 {
 	j->part_size = bytes ? bytes : CKPT_PART_SIZE;
@@ -461,6 +483,8 @@ int journal_checkpoint(struct journal *j)
 	j->st.checkpoints++;
 	j->st.bytes += stored;
 	j->need_ckpt = false;
+	j->entries_at_ckpt = j->st.entries;
+	j->ckpt_done = true;
 	for (covered = 0; covered < j->npend; covered++)
 		if (j->pend[covered].seq > jseq)
 			break;

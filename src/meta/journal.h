@@ -37,6 +37,12 @@ int journal_sync(struct journal *j);
  */
 int journal_checkpoint(struct journal *j);
 void journal_get_stats(struct journal *j, struct journal_stats *out);
+/* Whether anything changed since the last checkpoint: then the store's
+ * newest checkpoint alone is not the live state. */
+bool journal_changed_since_checkpoint(struct journal *j);
+/* The caller knows the store's newest checkpoint is the state at open
+ * (a clean previous unmount, nothing restored): no checkpoint needed. */
+void journal_assume_checkpointed(struct journal *j);
 /* Checkpoint part size in bytes (0: the default, 8 MiB); for tests. */
 void journal_set_part_size(struct journal *j, size_t bytes);
 

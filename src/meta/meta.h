@@ -332,6 +332,8 @@ int meta_journal_start(struct meta *m);
 int meta_journal_cut(struct meta *m, struct buf *cs, uint64_t *jseq,
 		     const char *snap_path, uint64_t *ckpt_seq);
 int meta_journal_apply(struct meta *m, const void *cs, size_t len);
+/* Whether changes were recorded since the last cut. */
+bool meta_journal_has_changes(struct meta *m);
 /* A counter bumped by every committed change; lets the checkpointer skip
  * idle periods. */
 uint64_t meta_change_count(struct meta *m);

@@ -162,6 +162,17 @@ static int backup_to(struct meta *m, sqlite3 *src, const char *path)
 	return 0;
 }
 
+bool meta_journal_has_changes(struct meta *m)
+{
+	bool changed = false;
+
+	if (meta_txn_begin(m, META_TXN_NONE) == 0) {
+		changed = m->sess && !sqlite3session_isempty(m->sess);
+		meta_txn_end(m, 0);
+	}
+	return changed;
+}
+
 /* sqlite3session_changeset_strm's output: append to the buffer. */
 static int cs_out(void *arg, const void *data, int n)
 {

@@ -370,3 +370,33 @@ def test_burst_of_changes_cuts_journal_early(mounts):
         assert time.monotonic() < deadline, \
             f"journal entries {before} -> {now}: no early cut"
         time.sleep(0.5)
+
+
+def test_unchanged_session_writes_no_checkpoint(mounts):
+    """A mount and unmount that change nothing leave the store's metadata
+    as it was (no checkpoint at mount, none at unmount: after a clean
+    unmount the newest checkpoint already is the database); a session
+    that changes something writes one, and it restores."""
+    m = mounts()
+    write_file(m.path("f"), b"first")
+    m.umount()
+    m.mount()
+    # the first reads set atimes (relatime): a change
+    h.read_file(m.path("f"))
+    os.listdir(m.path(""))
+    m.umount()
+    meta = m.store_ls("meta/")
+    for _ in range(2):
+        m.mount()
+        assert h.read_file(m.path("f")) == b"first"
+        os.listdir(m.path(""))
+        m.umount()
+        assert m.store_ls("meta/") == meta
+    m.mount()
+    write_file(m.path("g"), b"second")
+    m.umount()
+    assert m.store_ls("meta/") != meta
+    m.wipe_cache()
+    m.mount()
+    assert h.read_file(m.path("f")) == b"first"
+    assert h.read_file(m.path("g")) == b"second"
