@@ -357,6 +357,7 @@ static void *maintenance(void *arg)
 	uint64_t next_jrnl = now_mono_ns() + mt->o->journal_interval_ns;
 	uint64_t next_report = now_mono_ns(), errors_seen = 0;
 	uint64_t next_lease = now_mono_ns() + LEASE_TTL_S / 3 * 1000000000ULL;
+	bool jrnl_failing = false;
 
 	pthread_mutex_lock(&mt->maint_lock);
 	while (!mt->maint_stop) {
@@ -393,11 +394,14 @@ static void *maintenance(void *arg)
 			/* a burst of changes is cut early, so that a journal
 			 * entry (held twice in memory while it is framed)
 			 * stays small whatever journal_interval is */
-			if (change - last_change >= JOURNAL_EARLY_CHANGES)
+			if (change - last_change >= JOURNAL_EARLY_CHANGES &&
+			    !jrnl_failing)
 				next_jrnl = now;
 			if (now >= next_jrnl && change != last_change) {
 				int rc = journal_sync(mt->journal);
 
+				/* while the store fails, only every interval */
+				jrnl_failing = rc != 0;
 				if (rc)
 					log_error("journal: cannot send the "
 						  "metadata to the store: %s",
