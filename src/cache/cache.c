@@ -1567,14 +1567,55 @@ static int recover_dirty_cb(uint64_t ino, uint64_t idx, void *arg)
 }
 
 /*
+ * A file kept by a clean close (keep_clean()), named <ino>.<idx>.<gen>.<hash>:
+ * serve it again as a clean entry when the index still says block (ino,
+ * idx) is clean with that content, under its plain name again (so that a
+ * write and a crash later leave nothing that claims a content).  Called
+ * with no other thread running.  False: the caller deletes the file.
+ */
+static bool adopt_clean(struct cache *c, const char *name, uint64_t ino,
+			uint64_t idx, uint64_t gen, const char *hash)
+{
+	char have[BLOB_NAME_LEN + 1], from[PATH_MAX], to[PATH_MAX];
+	struct centry *e;
+
+	if (table_find(c, ino, idx))
+		return false; /* dirty, or a second file of the block */
+	if (c->ops->block_get(c->index_arg, ino, idx, have) ||
+	    strcmp(have, hash))
+		return false;
+	e = calloc(1, sizeof(*e));
+	if (!e)
+		return false;
+	e->ino = ino;
+	e->idx = idx;
+	e->gen = gen;
+	snprintf(from, sizeof(from), "%s/%s", c->blocks_dir, name);
+	entry_path(c, e, to, sizeof(to));
+	if (rename(from, to)) {
+		free(e);
+		return false;
+	}
+	e->has_file = true;
+	e->state = CE_CLEAN;
+	table_insert(c, e);
+	elist_add_tail(&c->lru, e);
+	c->cached_bytes += c->cfg.block_size;
+	if (gen >= c->next_gen)
+		c->next_gen = gen + 1;
+	return true;
+}
+
+/*
  * Match cache files left by an earlier run with the blocks the index says
- * are dirty; delete every other file.  Dirty blocks without a file are
- * lost: tell the index they are clean again (their last upload stands).
+ * are dirty, and adopt the clean files a clean close left (adopt_clean());
+ * delete every other file.  Dirty blocks without a file are lost: tell
+ * the index they are clean again (their last upload stands).
  */
 static int recover(struct cache *c)
 {
 	struct centry *lost = NULL, *e, *next;
-	uint64_t nlost = 0;
+	uint64_t nlost = 0, kept = 0;
 	struct dirent *de;
 	DIR *d;
 	size_t b;
@@ -1588,11 +1629,18 @@ static int recover(struct cache *c)
 		return -errno;
 	while ((de = readdir(d))) {
 		unsigned long long ino, idx, gen;
-		char path[PATH_MAX];
+		char path[PATH_MAX], hash[BLOB_NAME_LEN + 2];
 		int nch = 0;
 
 		if (de->d_name[0] == '.')
 			continue;
+		if (sscanf(de->d_name, "%llu.%llu.%llu.%65[0-9a-f]%n", &ino,
+			   &idx, &gen, hash, &nch) == 4 &&
+		    de->d_name[nch] == 0 && strlen(hash) == BLOB_NAME_LEN &&
+		    adopt_clean(c, de->d_name, ino, idx, gen, hash)) {
+			kept++;
+			continue;
+		}
 		if (sscanf(de->d_name, "%llu.%llu.%llu%n", &ino, &idx, &gen,
 			   &nch) == 3 && de->d_name[nch] == 0) {
 			e = table_find(c, ino, idx);
@@ -1644,6 +1692,10 @@ static int recover(struct cache *c)
 	if (c->dirty.n)
 		log_info("cache: %zu block(s) written before a restart are "
 			 "being uploaded", c->dirty.n);
+	if (kept)
+		log_info("cache: %" PRIu64 " clean block(s) kept from the "
+			 "last mount", kept);
+	evict_some(c); /* cache_size may be smaller than last time */
 	return 0;
 }
 
@@ -1727,6 +1779,52 @@ out_free:
 	return rc;
 }
 
+/*
+ * A clean close keeps the files of clean blocks for the next open, named
+ * after the content they hold (the hash of the object their block names
+ * in the index), so that a remount serves them without fetching them
+ * again.  The names come after the data is on disk (syncfs): a name is a
+ * claim on the content, and must stay true after a power loss.  A crash
+ * keeps nothing clean: a file without such a name may hold a write that
+ * never reached the index.
+ */
+static void keep_clean(struct cache *c)
+{
+	char hash[BLOB_NAME_LEN + 1], from[PATH_MAX], to[PATH_MAX + 80];
+	uint64_t kept = 0;
+	int dfd;
+	size_t b;
+
+	dfd = open(c->blocks_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dfd < 0)
+		return;
+	if (syncfs(dfd)) {
+		log_warn("cache: cannot sync %s: %s; no block kept",
+			 c->blocks_dir, strerror(errno));
+		close(dfd);
+		return;
+	}
+	close(dfd);
+	for (b = 0; b < c->nbuckets; b++) {
+		struct centry *e;
+
+		for (e = c->buckets[b]; e; e = e->hnext) {
+			if (e->state != CE_CLEAN || !e->has_file)
+				continue;
+			if (c->ops->block_get(c->index_arg, e->ino, e->idx,
+					      hash) || !hash[0])
+				continue;
+			entry_path(c, e, from, sizeof(from));
+			snprintf(to, sizeof(to), "%s.%s", from, hash);
+			if (rename(from, to) == 0)
+				kept++;
+		}
+	}
+	if (kept)
+		log_info("cache: %" PRIu64 " clean block(s) kept for the next "
+			 "mount", kept);
+}
+
 int cache_close(struct cache *c, int abandon)
 {
 	unsigned i;
@@ -1748,6 +1846,8 @@ int cache_close(struct cache *c, int abandon)
 	for (i = 0; i < c->nfetchers; i++)
 		pthread_join(c->fetchers[i], NULL);
 	free(c->fetchers);
+	if (!abandon && rc == 0 && c->nworkers && c->dirty.n == 0)
+		keep_clean(c);
 	for (b = 0; c->buckets && b < c->nbuckets; b++) {
 		struct centry *e, *next;
 
