@@ -433,6 +433,10 @@ int checkpoint_restore(struct store *s, const struct blob_ctx *bc,
 	buf_reset(&side);
 	buf_appendf(&side, "%s-shm", db_path);
 	unlink(buf_str(&side));
+	/* and batched write attributes of the old one (meta_pend.c) */
+	buf_reset(&side);
+	buf_appendf(&side, "%s-pending", db_path);
+	unlink(buf_str(&side));
 	rc = write_file_atomic(db_path, db.data, db.len, 0600);
 	if (rc == 0)
 		*seq_out = seq;
