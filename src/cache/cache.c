@@ -105,6 +105,9 @@ struct cache {
 	uint64_t next_gen;         /* protected by lock */
 	uint64_t cached_bytes, dirty_bytes; /* protected by lock */
 	uint64_t err_seq;          /* protected by lock */
+	/* free space of the cache disk when last asked, and since then the
+	 * most that writes may have taken (disk_free_guess()) */
+	uint64_t free_seen, free_seen_ns, free_taken; /* by lock */
 	unsigned flushers;         /* threads in cache_flush_all; by lock */
 	bool stopping;             /* protected by lock */
 	char (*claims)[BLOB_NAME_LEN + 1]; /* protected by lock */
@@ -712,6 +715,36 @@ static uint64_t disk_free(struct cache *c)
 }
 
 /*
+ * disk_free() for a write of need bytes, without a statvfs per write:
+ * within 50 ms of the last one, and while what it saw minus a whole
+ * block for every write since stays well above what the caller checks,
+ * the space cannot have dropped below it.  Near the reserve every call
+ * asks the disk, as before.
+ */
+static uint64_t disk_free_guess(struct cache *c, uint64_t need,
+				uint64_t reserve)
+{
+	uint64_t now = now_mono_ns(), f;
+
+	pthread_mutex_lock(&c->lock);
+	if (c->free_seen_ns && now - c->free_seen_ns < 50000000ULL &&
+	    c->free_seen > c->free_taken + need + 2 * reserve) {
+		c->free_taken += need;
+		f = c->free_seen - c->free_taken;
+		pthread_mutex_unlock(&c->lock);
+		return f;
+	}
+	pthread_mutex_unlock(&c->lock);
+	f = disk_free(c);
+	pthread_mutex_lock(&c->lock);
+	c->free_seen = f;
+	c->free_seen_ns = f == UINT64_MAX ? 0 : now;
+	c->free_taken = 0;
+	pthread_mutex_unlock(&c->lock);
+	return f;
+}
+
+/*
  * Wait until n more dirty blocks fit in the cache.  -ENOSPC after a long
  * wait (the store is not taking uploads), or at once when the cache's disk
  * is so full that the metadata database and the checkpoints (which live
@@ -725,7 +758,7 @@ static int wait_for_room(struct cache *c, uint64_t n)
 	uint64_t reserve = MF_MAX(4ULL * c->cfg.block_size, 8ULL << 20);
 	int rc = 0;
 
-	if (disk_free(c) < need + reserve) {
+	if (disk_free_guess(c, need, reserve) < need + reserve) {
 		evict_to(c, 0);
 		if (disk_free(c) < need + reserve) {
 			log_error("cache disk of %s is full: write refused",
