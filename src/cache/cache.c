@@ -1677,6 +1677,9 @@ static int recover(struct cache *c)
 		if (sscanf(de->d_name, "%llu.%llu.%llu%n", &ino, &idx, &gen,
 			   &nch) == 3 && de->d_name[nch] == 0) {
 			e = table_find(c, ino, idx);
+			if (e && e->has_file && e->gen == gen)
+				continue; /* adopted above, seen again under
+					   * its new name */
 			if (e && !e->has_file) {
 				e->gen = gen;
 				e->has_file = true;

@@ -571,6 +571,25 @@ static void test_clean_blocks_kept(void)
 	CHECK_EQ_U64(st.fetches, 0);
 	CHECK_EQ_U64(st.cached_bytes, 4 * BS);
 
+	/* many at once: files renamed while the directory is read */
+	{
+		uint8_t *many = malloc(48 * BS), *back = malloc(48 * BS);
+
+		fill(many, 48 * BS, 24);
+		CHECK_RC(cache_write(e.c, 12, 0, many, 48 * BS), 48 * BS);
+		CHECK_RC(cache_flush_all(e.c, NULL, NULL), 0);
+		CHECK_RC(cache_close(e.c, 0), 0);
+		CHECK_RC(env_open_cache(&e, 64 * BS,
+					3600ULL * 1000000000ULL), 0);
+		CHECK_RC(cache_read(e.c, 12, 0, 48 * BS, 48 * BS, back),
+			 48 * BS);
+		CHECK_MEM(back, many, 48 * BS);
+		cache_get_stats(e.c, &st);
+		CHECK_EQ_U64(st.fetches, 0);
+		free(many);
+		free(back);
+	}
+
 	/* block 1 now names other content (as after a restore) */
 	CHECK_RC(cache_close(e.c, 0), 0);
 	memcpy(fb_find(e.f, 10, 1, 0)->hash, fb_find(e.f, 11, 0, 0)->hash,
