@@ -33,6 +33,11 @@
  *      the windows that commit_lock closes).
  *   4. an entry's version counts the writes applied to its file;
  *      committed_version is the version last made durable.
+ *   5. nfds = the number of entries (in the table or not yet freed)
+ *      keeping a descriptor, at most maxfds; a kept descriptor is closed
+ *      only by entry_destroy() (or cache_close()), when nobody pins the
+ *      entry, so a thread that got it from entry_get_fd() may use it
+ *      until it unpins.
  *
  * Locks, in this order: commit_lock, then lock.  commit_lock is held
  * across the index transaction that records a write or an upload, so
@@ -48,6 +53,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <pthread.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <sys/types.h>
@@ -79,6 +85,10 @@ struct centry {
 	uint64_t backoff_ns;
 	int last_err;
 	uint64_t err_seq;
+	/* an open O_RDWR descriptor of the file, kept while the entry
+	 * lives (entry_fd()), or -1; set under lock, closed by
+	 * entry_destroy() */
+	int fd;
 };
 
 struct elist {
@@ -108,6 +118,7 @@ struct cache {
 	/* free space of the cache disk when last asked, and since then the
 	 * most that writes may have taken (disk_free_guess()) */
 	uint64_t free_seen, free_seen_ns, free_taken; /* by lock */
+	unsigned nfds, maxfds;     /* descriptors kept by entries; by lock */
 	unsigned flushers;         /* threads in cache_flush_all; by lock */
 	bool stopping;             /* protected by lock */
 	char (*claims)[BLOB_NAME_LEN + 1]; /* protected by lock */
@@ -264,7 +275,11 @@ static void entry_destroy(struct cache *c, struct centry *e)
 			log_warn("cache: cannot remove %s: %s", path,
 				 strerror(errno));
 	}
+	if (e->fd >= 0)
+		close(e->fd);
 	pthread_mutex_lock(&c->lock);
+	if (e->fd >= 0)
+		c->nfds--;
 	c->cached_bytes -= c->cfg.block_size;
 	pthread_cond_broadcast(&c->state_cond);
 	pthread_mutex_unlock(&c->lock);
@@ -375,6 +390,55 @@ static int entry_open(struct cache *c, struct centry *e, int flags)
 	return fd;
 }
 
+/*
+ * Keep fd (O_RDWR, of e's file) as e's descriptor when e has none and
+ * fewer than maxfds are kept; else close it.  Opening a cache file for
+ * every 4 KiB write or read cost more than the pwrite.
+ */
+static void entry_keep_fd(struct cache *c, struct centry *e, int fd)
+{
+	bool kept = false;
+
+	pthread_mutex_lock(&c->lock);
+	if (e->fd < 0 && c->nfds < c->maxfds) {
+		e->fd = fd;
+		c->nfds++;
+		kept = true;
+	}
+	pthread_mutex_unlock(&c->lock);
+	if (!kept)
+		close(fd);
+}
+
+/* A descriptor of e's file (pinned by the caller) for pread/pwrite and
+ * the like, into *fd; the caller calls entry_put_fd() when done. */
+static int entry_get_fd(struct cache *c, struct centry *e, int *fd)
+{
+	int rc;
+
+	pthread_mutex_lock(&c->lock);
+	*fd = e->fd;
+	pthread_mutex_unlock(&c->lock);
+	if (*fd >= 0)
+		return 0;
+	rc = entry_open(c, e, O_RDWR);
+	if (rc < 0)
+		return rc;
+	*fd = rc;
+	return 0;
+}
+
+static void entry_put_fd(struct cache *c, struct centry *e, int fd)
+{
+	bool own;
+
+	pthread_mutex_lock(&c->lock);
+	own = e->fd == fd;
+	pthread_mutex_unlock(&c->lock);
+	if (!own)
+		entry_keep_fd(c, e, fd);
+}
+
 /* Fill a new entry's file with the block's content from the store (or
  * nothing: a hole). */
 static int load_block(struct cache *c, struct centry *e)
@@ -428,7 +492,10 @@ out_free:
 	buf_free(&plain);
 	buf_free(&obj);
 out_close:
-	close(fd);
+	if (rc)
+		close(fd);
+	else
+		entry_keep_fd(c, e, fd);
 	return rc;
 }
 
@@ -500,6 +567,7 @@ static int entry_acquire(struct cache *c, uint64_t ino, uint64_t idx,
 	}
 	e->ino = ino;
 	e->idx = idx;
+	e->fd = -1;
 	e->gen = c->next_gen++;
 	e->state = CE_LOADING;
 	e->refs = 1;
@@ -513,7 +581,7 @@ static int entry_acquire(struct cache *c, uint64_t ino, uint64_t idx,
 		rc = entry_open(c, e, O_RDWR | O_CREAT | O_TRUNC);
 		if (rc >= 0) {
 			e->has_file = true;
-			close(rc);
+			entry_keep_fd(c, e, rc);
 			rc = 0;
 		}
 	}
@@ -684,12 +752,10 @@ ssize_t cache_read(struct cache *c, uint64_t ino, uint64_t off, size_t len,
 			break;
 		if (pos == off)
 			read_ahead(c, ino, idx, file_size);
-		fd = entry_open(c, e, O_RDONLY);
-		if (fd < 0) {
-			rc = fd;
-		} else {
+		rc = entry_get_fd(c, e, &fd);
+		if (rc == 0) {
 			rc = pread_zero(fd, dst, blen, (off_t)boff);
-			close(fd);
+			entry_put_fd(c, e, fd);
 		}
 		entry_release(c, e);
 		if (rc)
@@ -791,12 +857,12 @@ static int wait_for_room(struct cache *c, uint64_t n)
 static int write_entry(struct cache *c, struct centry *e, const void *data,
 		       size_t len, uint64_t boff)
 {
-	int fd = entry_open(c, e, O_WRONLY), rc;
+	int fd, rc = entry_get_fd(c, e, &fd);
 
-	if (fd < 0)
-		return fd;
+	if (rc)
+		return rc;
 	rc = pwrite_all(fd, data, len, (off_t)boff);
-	close(fd);
+	entry_put_fd(c, e, fd);
 	return rc;
 }
 
@@ -978,11 +1044,11 @@ static int upload_one(struct cache *c, struct centry *e, uint64_t v,
 	if (size > e->idx * bs)
 		blen = (size_t)MF_MIN(bs, size - e->idx * bs);
 	if (blen) {
-		fd = entry_open(c, e, O_RDONLY);
-		if (fd < 0)
-			return fd;
+		rc = entry_get_fd(c, e, &fd);
+		if (rc)
+			return rc;
 		rc = pread_zero(fd, block, blen, 0);
-		close(fd);
+		entry_put_fd(c, e, fd);
 		if (rc)
 			return rc;
 	}
@@ -1590,6 +1656,7 @@ static int recover_dirty_cb(uint64_t ino, uint64_t idx, void *arg)
 		return -ENOMEM;
 	e->ino = ino;
 	e->idx = idx;
+	e->fd = -1;
 	e->state = CE_DIRTY;
 	e->version = 1;
 	table_insert(c, e);
@@ -1623,6 +1690,7 @@ static bool adopt_clean(struct cache *c, const char *name, uint64_t ino,
 	e->ino = ino;
 	e->idx = idx;
 	e->gen = gen;
+	e->fd = -1;
 	snprintf(from, sizeof(from), "%s/%s", c->blocks_dir, name);
 	entry_path(c, e, to, sizeof(to));
 	if (rename(from, to)) {
@@ -1762,6 +1830,15 @@ int cache_open(const struct cache_config *cfg, struct store *store,
 	c->ops = ops;
 	c->index_arg = index_arg;
 	c->next_gen = 1;
+	{
+		/* a quarter of what the process may open, at most 1024 */
+		struct rlimit rl;
+
+		c->maxfds = 256;
+		if (getrlimit(RLIMIT_NOFILE, &rl) == 0 &&
+		    rl.rlim_cur != RLIM_INFINITY)
+			c->maxfds = (unsigned)MF_MIN(rl.rlim_cur / 4, 1024);
+	}
 	mutex_init(&c->commit_lock);
 	mutex_init(&c->lock);
 	pthread_cond_init(&c->state_cond, NULL);
@@ -1889,6 +1966,8 @@ int cache_close(struct cache *c, int abandon)
 
 		for (e = c->buckets[b]; e; e = next) {
 			next = e->hnext;
+			if (e->fd >= 0)
+				close(e->fd);
 			free(e);
 		}
 	}
