@@ -1667,6 +1667,51 @@ static int recover_dirty_cb(uint64_t ino, uint64_t idx, void *arg)
 }
 
 /*
+ * The marker of a clean close, blocks/kept: the boot id of the running
+ * kernel (its page cache is what the kept files hold, written to disk or
+ * not), or "synced" when there is no boot id and the files were synced.
+ */
+#define KEPT_NAME "kept"
+#define BOOT_ID_PATH "/proc/sys/kernel/random/boot_id"
+
+static void kept_path(const struct cache *c, char *path, size_t size)
+{
+	snprintf(path, size, "%s/%s", c->blocks_dir, KEPT_NAME);
+}
+
+/* The boot id, or "" when unknown. */
+static void boot_id(struct buf *out)
+{
+	buf_reset(out);
+	if (read_file(BOOT_ID_PATH, out) || out->len < 16)
+		buf_reset(out);
+	while (out->len && (out->data[out->len - 1] == '\n'))
+		out->data[--out->len] = 0;
+}
+
+/* Was the last close clean, and are its files to be believed?  Removes
+ * the marker: it speaks for the files of one close only. */
+static bool kept_trusted(struct cache *c)
+{
+	struct buf mark = BUF_INIT, boot = BUF_INIT;
+	char path[PATH_MAX];
+	bool ok;
+
+	kept_path(c, path, sizeof(path));
+	if (read_file(path, &mark)) {
+		buf_free(&mark);
+		return false;
+	}
+	unlink(path);
+	boot_id(&boot);
+	ok = !strcmp(buf_str(&mark), "synced") ||
+	     (boot.len && !strcmp(buf_str(&mark), buf_str(&boot)));
+	buf_free(&mark);
+	buf_free(&boot);
+	return ok;
+}
+
+/*
  * A file kept by a clean close (keep_clean()), named <ino>.<idx>.<gen>.<hash>:
  * serve it again as a clean entry when the index still says block (ino,
  * idx) is clean with that content, under its plain name again (so that a
@@ -1717,6 +1762,7 @@ static int recover(struct cache *c)
 {
 	struct centry *lost = NULL, *e, *next;
 	uint64_t nlost = 0, kept = 0;
+	bool trusted;
 	struct dirent *de;
 	DIR *d;
 	size_t b;
@@ -1725,6 +1771,7 @@ static int recover(struct cache *c)
 	rc = c->ops->dirty_blocks(c->index_arg, recover_dirty_cb, c);
 	if (rc)
 		return rc;
+	trusted = kept_trusted(c);
 	d = opendir(c->blocks_dir);
 	if (!d)
 		return -errno;
@@ -1735,7 +1782,8 @@ static int recover(struct cache *c)
 
 		if (de->d_name[0] == '.')
 			continue;
-		if (sscanf(de->d_name, "%llu.%llu.%llu.%65[0-9a-f]%n", &ino,
+		if (trusted &&
+		    sscanf(de->d_name, "%llu.%llu.%llu.%65[0-9a-f]%n", &ino,
 			   &idx, &gen, hash, &nch) == 4 &&
 		    de->d_name[nch] == 0 && strlen(hash) == BLOB_NAME_LEN &&
 		    adopt_clean(c, de->d_name, ino, idx, gen, hash)) {
@@ -1896,28 +1944,35 @@ out_free:
  * A clean close keeps the files of clean blocks for the next open, named
  * after the content they hold (the hash of the object their block names
  * in the index), so that a remount serves them without fetching them
- * again.  The names come after the data is on disk (syncfs): a name is a
- * claim on the content, and must stay true after a power loss.  A crash
- * keeps nothing clean: a file without such a name may hold a write that
- * never reached the index.
+ * again.  A name is a claim on the content: the next open believes it
+ * only while the kernel that holds the files' pages still runs (same
+ * boot id in the marker), since a power loss, the only way to lose
+ * written pages that were not synced, means a new boot; without a boot
+ * id the files are synced first.  A crash keeps nothing clean: a file
+ * without such a name may hold a write that never reached the index.
  */
 static void keep_clean(struct cache *c)
 {
 	char hash[BLOB_NAME_LEN + 1], from[PATH_MAX], to[PATH_MAX + 80];
+	struct buf mark = BUF_INIT;
 	uint64_t kept = 0;
-	int dfd;
 	size_t b;
 
-	dfd = open(c->blocks_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (dfd < 0)
-		return;
-	if (syncfs(dfd)) {
-		log_warn("cache: cannot sync %s: %s; no block kept",
-			 c->blocks_dir, strerror(errno));
+	boot_id(&mark);
+	if (!mark.len) {
+		int dfd = open(c->blocks_dir, O_RDONLY | O_DIRECTORY |
+			       O_CLOEXEC);
+
+		if (dfd < 0 || syncfs(dfd)) {
+			log_warn("cache: cannot sync %s: %s; no block kept",
+				 c->blocks_dir, strerror(errno));
+			if (dfd >= 0)
+				close(dfd);
+			return;
+		}
 		close(dfd);
-		return;
+		buf_appends(&mark, "synced");
 	}
-	close(dfd);
 	for (b = 0; b < c->nbuckets; b++) {
 		struct centry *e;
 
@@ -1933,9 +1988,15 @@ static void keep_clean(struct cache *c)
 				kept++;
 		}
 	}
-	if (kept)
-		log_info("cache: %" PRIu64 " clean block(s) kept for the next "
-			 "mount", kept);
+	if (kept) {
+		kept_path(c, from, sizeof(from));
+		if (write_file_atomic(from, mark.data, mark.len, 0600))
+			log_warn("cache: cannot write %s", from);
+		else
+			log_info("cache: %" PRIu64 " clean block(s) kept for "
+				 "the next mount", kept);
+	}
+	buf_free(&mark);
 }
 
 int cache_close(struct cache *c, int abandon)
