@@ -46,6 +46,10 @@
  *      the compiler keeps their order).  A crash in the middle of an
  *      update leaves part of a write whose reply was never sent.
  *
+ * Errors: a flush that fails (a full disk) keeps the records, dirty, in
+ * the file, and fails the transaction that needed it: nobody reads a
+ * size or time older than a write that was acknowledged.
+ *
  * Locking: every function is called with meta's lock held.
  */
 #include "util/compat.h"
