@@ -33,6 +33,11 @@
  *      the windows that commit_lock closes).
  *   4. an entry's version counts the writes applied to its file;
  *      committed_version is the version last made durable.
+ *   5. nfds = the number of entries (in the table or not yet freed)
+ *      keeping a descriptor, at most maxfds; a kept descriptor is closed
+ *      only by entry_destroy() (or cache_close()), when nobody pins the
+ *      entry, so a thread that got it from entry_get_fd() may use it
+ *      until it unpins.
  *
  * Locks, in this order: commit_lock, then lock.  commit_lock is held
  * across the index transaction that records a write or an upload, so
@@ -48,6 +53,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <pthread.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <sys/types.h>
@@ -79,6 +85,10 @@ struct centry {
 	uint64_t backoff_ns;
 	int last_err;
 	uint64_t err_seq;
+	/* an open O_RDWR descriptor of the file, kept while the entry
+	 * lives (entry_fd()), or -1; set under lock, closed by
+	 * entry_destroy() */
+	int fd;
 };
 
 struct elist {
@@ -105,6 +115,10 @@ struct cache {
 	uint64_t next_gen;         /* protected by lock */
 	uint64_t cached_bytes, dirty_bytes; /* protected by lock */
 	uint64_t err_seq;          /* protected by lock */
+	/* free space of the cache disk when last asked, and since then the
+	 * most that writes may have taken (disk_free_guess()) */
+	uint64_t free_seen, free_seen_ns, free_taken; /* by lock */
+	unsigned nfds, maxfds;     /* descriptors kept by entries; by lock */
 	unsigned flushers;         /* threads in cache_flush_all; by lock */
 	bool stopping;             /* protected by lock */
 	char (*claims)[BLOB_NAME_LEN + 1]; /* protected by lock */
@@ -261,7 +275,11 @@ static void entry_destroy(struct cache *c, struct centry *e)
 			log_warn("cache: cannot remove %s: %s", path,
 				 strerror(errno));
 	}
+	if (e->fd >= 0)
+		close(e->fd);
 	pthread_mutex_lock(&c->lock);
+	if (e->fd >= 0)
+		c->nfds--;
 	c->cached_bytes -= c->cfg.block_size;
 	pthread_cond_broadcast(&c->state_cond);
 	pthread_mutex_unlock(&c->lock);
@@ -372,6 +390,55 @@ static int entry_open(struct cache *c, struct centry *e, int flags)
 	return fd;
 }
 
+/*
+ * Keep fd (O_RDWR, of e's file) as e's descriptor when e has none and
+ * fewer than maxfds are kept; else close it.  Opening a cache file for
+ * every 4 KiB write or read cost more than the pwrite.
+ */
+static void entry_keep_fd(struct cache *c, struct centry *e, int fd)
+{
+	bool kept = false;
+
+	pthread_mutex_lock(&c->lock);
+	if (e->fd < 0 && c->nfds < c->maxfds) {
+		e->fd = fd;
+		c->nfds++;
+		kept = true;
+	}
+	pthread_mutex_unlock(&c->lock);
+	if (!kept)
+		close(fd);
+}
+
+/* A descriptor of e's file (pinned by the caller) for pread/pwrite and
+ * the like, into *fd; the caller calls entry_put_fd() when done. */
+static int entry_get_fd(struct cache *c, struct centry *e, int *fd)
+{
+	int rc;
+
+	pthread_mutex_lock(&c->lock);
+	*fd = e->fd;
+	pthread_mutex_unlock(&c->lock);
+	if (*fd >= 0)
+		return 0;
+	rc = entry_open(c, e, O_RDWR);
+	if (rc < 0)
+		return rc;
+	*fd = rc;
+	return 0;
+}
+
+static void entry_put_fd(struct cache *c, struct centry *e, int fd)
+{
+	bool own;
+
+	pthread_mutex_lock(&c->lock);
+	own = e->fd == fd;
+	pthread_mutex_unlock(&c->lock);
+	if (!own)
+		entry_keep_fd(c, e, fd);
+}
+
 /* Fill a new entry's file with the block's content from the store (or
  * nothing: a hole). */
 static int load_block(struct cache *c, struct centry *e)
@@ -425,7 +492,10 @@ out_free:
 	buf_free(&plain);
 	buf_free(&obj);
 out_close:
-	close(fd);
+	if (rc)
+		close(fd);
+	else
+		entry_keep_fd(c, e, fd);
 	return rc;
 }
 
@@ -497,6 +567,7 @@ static int entry_acquire(struct cache *c, uint64_t ino, uint64_t idx,
 	}
 	e->ino = ino;
 	e->idx = idx;
+	e->fd = -1;
 	e->gen = c->next_gen++;
 	e->state = CE_LOADING;
 	e->refs = 1;
@@ -510,7 +581,7 @@ static int entry_acquire(struct cache *c, uint64_t ino, uint64_t idx,
 		rc = entry_open(c, e, O_RDWR | O_CREAT | O_TRUNC);
 		if (rc >= 0) {
 			e->has_file = true;
-			close(rc);
+			entry_keep_fd(c, e, rc);
 			rc = 0;
 		}
 	}
@@ -681,12 +752,10 @@ ssize_t cache_read(struct cache *c, uint64_t ino, uint64_t off, size_t len,
 			break;
 		if (pos == off)
 			read_ahead(c, ino, idx, file_size);
-		fd = entry_open(c, e, O_RDONLY);
-		if (fd < 0) {
-			rc = fd;
-		} else {
+		rc = entry_get_fd(c, e, &fd);
+		if (rc == 0) {
 			rc = pread_zero(fd, dst, blen, (off_t)boff);
-			close(fd);
+			entry_put_fd(c, e, fd);
 		}
 		entry_release(c, e);
 		if (rc)
@@ -712,6 +781,36 @@ static uint64_t disk_free(struct cache *c)
 }
 
 /*
+ * disk_free() for a write of need bytes, without a statvfs per write:
+ * within 50 ms of the last one, and while what it saw minus a whole
+ * block for every write since stays well above what the caller checks,
+ * the space cannot have dropped below it.  Near the reserve every call
+ * asks the disk, as before.
+ */
+static uint64_t disk_free_guess(struct cache *c, uint64_t need,
+				uint64_t reserve)
+{
+	uint64_t now = now_mono_ns(), f;
+
+	pthread_mutex_lock(&c->lock);
+	if (c->free_seen_ns && now - c->free_seen_ns < 50000000ULL &&
+	    c->free_seen > c->free_taken + need + 2 * reserve) {
+		c->free_taken += need;
+		f = c->free_seen - c->free_taken;
+		pthread_mutex_unlock(&c->lock);
+		return f;
+	}
+	pthread_mutex_unlock(&c->lock);
+	f = disk_free(c);
+	pthread_mutex_lock(&c->lock);
+	c->free_seen = f;
+	c->free_seen_ns = f == UINT64_MAX ? 0 : now;
+	c->free_taken = 0;
+	pthread_mutex_unlock(&c->lock);
+	return f;
+}
+
+/*
  * Wait until n more dirty blocks fit in the cache.  -ENOSPC after a long
  * wait (the store is not taking uploads), or at once when the cache's disk
  * is so full that the metadata database and the checkpoints (which live
@@ -725,7 +824,7 @@ static int wait_for_room(struct cache *c, uint64_t n)
 	uint64_t reserve = MF_MAX(4ULL * c->cfg.block_size, 8ULL << 20);
 	int rc = 0;
 
-	if (disk_free(c) < need + reserve) {
+	if (disk_free_guess(c, need, reserve) < need + reserve) {
 		evict_to(c, 0);
 		if (disk_free(c) < need + reserve) {
 			log_error("cache disk of %s is full: write refused",
@@ -758,12 +857,12 @@ static int wait_for_room(struct cache *c, uint64_t n)
 static int write_entry(struct cache *c, struct centry *e, const void *data,
 		       size_t len, uint64_t boff)
 {
-	int fd = entry_open(c, e, O_WRONLY), rc;
+	int fd, rc = entry_get_fd(c, e, &fd);
 
-	if (fd < 0)
-		return fd;
+	if (rc)
+		return rc;
 	rc = pwrite_all(fd, data, len, (off_t)boff);
-	close(fd);
+	entry_put_fd(c, e, fd);
 	return rc;
 }
 
@@ -945,11 +1044,11 @@ static int upload_one(struct cache *c, struct centry *e, uint64_t v,
 	if (size > e->idx * bs)
 		blen = (size_t)MF_MIN(bs, size - e->idx * bs);
 	if (blen) {
-		fd = entry_open(c, e, O_RDONLY);
-		if (fd < 0)
-			return fd;
+		rc = entry_get_fd(c, e, &fd);
+		if (rc)
+			return rc;
 		rc = pread_zero(fd, block, blen, 0);
-		close(fd);
+		entry_put_fd(c, e, fd);
 		if (rc)
 			return rc;
 	}
@@ -1559,6 +1658,7 @@ static int recover_dirty_cb(uint64_t ino, uint64_t idx, void *arg)
 		return -ENOMEM;
 	e->ino = ino;
 	e->idx = idx;
+	e->fd = -1;
 	e->state = CE_DIRTY;
 	e->version = 1;
 	table_insert(c, e);
@@ -1569,14 +1669,102 @@ static int recover_dirty_cb(uint64_t ino, uint64_t idx, void *arg)
 }
 
 /*
+ * The marker of a clean close, blocks/kept: the boot id of the running
+ * kernel (its page cache is what the kept files hold, written to disk or
+ * not), or "synced" when there is no boot id and the files were synced.
+ */
+#define KEPT_NAME "kept"
+#define BOOT_ID_PATH "/proc/sys/kernel/random/boot_id"
+
+static void kept_path(const struct cache *c, char *path, size_t size)
+{
+	snprintf(path, size, "%s/%s", c->blocks_dir, KEPT_NAME);
+}
+
+/* The boot id, or "" when unknown. */
+static void boot_id(struct buf *out)
+{
+	buf_reset(out);
+	if (read_file(BOOT_ID_PATH, out) || out->len < 16)
+		buf_reset(out);
+	while (out->len && (out->data[out->len - 1] == '\n'))
+		out->data[--out->len] = 0;
+}
+
+/* Was the last close clean, and are its files to be believed?  Removes
+ * the marker: it speaks for the files of one close only. */
+static bool kept_trusted(struct cache *c)
+{
+	struct buf mark = BUF_INIT, boot = BUF_INIT;
+	char path[PATH_MAX];
+	bool ok;
+
+	kept_path(c, path, sizeof(path));
+	if (read_file(path, &mark)) {
+		buf_free(&mark);
+		return false;
+	}
+	unlink(path);
+	boot_id(&boot);
+	ok = !strcmp(buf_str(&mark), "synced") ||
+	     (boot.len && !strcmp(buf_str(&mark), buf_str(&boot)));
+	buf_free(&mark);
+	buf_free(&boot);
+	return ok;
+}
+
+/*
+ * A file kept by a clean close (keep_clean()), named <ino>.<idx>.<gen>.<hash>:
+ * serve it again as a clean entry when the index still says block (ino,
+ * idx) is clean with that content, under its plain name again (so that a
+ * write and a crash later leave nothing that claims a content).  Called
+ * with no other thread running.  False: the caller deletes the file.
+ */
+static bool adopt_clean(struct cache *c, const char *name, uint64_t ino,
+			uint64_t idx, uint64_t gen, const char *hash)
+{
+	char have[BLOB_NAME_LEN + 1], from[PATH_MAX], to[PATH_MAX];
+	struct centry *e;
+
+	if (table_find(c, ino, idx))
+		return false; /* dirty, or a second file of the block */
+	if (c->ops->block_get(c->index_arg, ino, idx, have) ||
+	    strcmp(have, hash))
+		return false;
+	e = calloc(1, sizeof(*e));
+	if (!e)
+		return false;
+	e->ino = ino;
+	e->idx = idx;
+	e->gen = gen;
+	e->fd = -1;
+	snprintf(from, sizeof(from), "%s/%s", c->blocks_dir, name);
+	entry_path(c, e, to, sizeof(to));
+	if (rename(from, to)) {
+		free(e);
+		return false;
+	}
+	e->has_file = true;
+	e->state = CE_CLEAN;
+	table_insert(c, e);
+	elist_add_tail(&c->lru, e);
+	c->cached_bytes += c->cfg.block_size;
+	if (gen >= c->next_gen)
+		c->next_gen = gen + 1;
+	return true;
+}
+
+/*
  * Match cache files left by an earlier run with the blocks the index says
- * are dirty; delete every other file.  Dirty blocks without a file are
- * lost: tell the index they are clean again (their last upload stands).
+ * are dirty, and adopt the clean files a clean close left (adopt_clean());
+ * delete every other file.  Dirty blocks without a file are lost: tell
+ * the index they are clean again (their last upload stands).
  */
 static int recover(struct cache *c)
 {
 	struct centry *lost = NULL, *e, *next;
-	uint64_t nlost = 0;
+	uint64_t nlost = 0, kept = 0;
+	bool trusted;
 	struct dirent *de;
 	DIR *d;
 	size_t b;
@@ -1585,19 +1773,31 @@ static int recover(struct cache *c)
 	rc = c->ops->dirty_blocks(c->index_arg, recover_dirty_cb, c);
 	if (rc)
 		return rc;
+	trusted = kept_trusted(c);
 	d = opendir(c->blocks_dir);
 	if (!d)
 		return -errno;
 	while ((de = readdir(d))) {
 		unsigned long long ino, idx, gen;
-		char path[PATH_MAX];
+		char path[PATH_MAX], hash[BLOB_NAME_LEN + 2];
 		int nch = 0;
 
 		if (de->d_name[0] == '.')
 			continue;
+		if (trusted &&
+		    sscanf(de->d_name, "%llu.%llu.%llu.%65[0-9a-f]%n", &ino,
+			   &idx, &gen, hash, &nch) == 4 &&
+		    de->d_name[nch] == 0 && strlen(hash) == BLOB_NAME_LEN &&
+		    adopt_clean(c, de->d_name, ino, idx, gen, hash)) {
+			kept++;
+			continue;
+		}
 		if (sscanf(de->d_name, "%llu.%llu.%llu%n", &ino, &idx, &gen,
 			   &nch) == 3 && de->d_name[nch] == 0) {
 			e = table_find(c, ino, idx);
+			if (e && e->has_file && e->gen == gen)
+				continue; /* adopted above, seen again under
+					   * its new name */
 			if (e && !e->has_file) {
 				e->gen = gen;
 				e->has_file = true;
@@ -1646,6 +1846,10 @@ static int recover(struct cache *c)
 	if (c->dirty.n)
 		log_info("cache: %zu block(s) written before a restart are "
 			 "being uploaded", c->dirty.n);
+	if (kept)
+		log_info("cache: %" PRIu64 " clean block(s) kept from the "
+			 "last mount", kept);
+	evict_some(c); /* cache_size may be smaller than last time */
 	return 0;
 }
 
@@ -1676,6 +1880,15 @@ int cache_open(const struct cache_config *cfg, struct store *store,
 	c->ops = ops;
 	c->index_arg = index_arg;
 	c->next_gen = 1;
+	{
+		/* a quarter of what the process may open, at most 1024 */
+		struct rlimit rl;
+
+		c->maxfds = 256;
+		if (getrlimit(RLIMIT_NOFILE, &rl) == 0 &&
+		    rl.rlim_cur != RLIM_INFINITY)
+			c->maxfds = (unsigned)MF_MIN(rl.rlim_cur / 4, 1024);
+	}
 	mutex_init(&c->commit_lock);
 	mutex_init(&c->lock);
 	pthread_cond_init(&c->state_cond, NULL);
@@ -1729,6 +1942,65 @@ out_free:
 	return rc;
 }
 
+/*
+ * A clean close keeps the files of clean blocks for the next open, named
+ * after the content they hold (the hash of the object their block names
+ * in the index), so that a remount serves them without fetching them
+ * again.  A name is a claim on the content: the next open believes it
+ * only while the kernel that holds the files' pages still runs (same
+ * boot id in the marker), since a power loss, the only way to lose
+ * written pages that were not synced, means a new boot; without a boot
+ * id the files are synced first.  A crash keeps nothing clean: a file
+ * without such a name may hold a write that never reached the index.
+ */
+static void keep_clean(struct cache *c)
+{
+	char hash[BLOB_NAME_LEN + 1], from[PATH_MAX], to[PATH_MAX + 80];
+	struct buf mark = BUF_INIT;
+	uint64_t kept = 0;
+	size_t b;
+
+	boot_id(&mark);
+	if (!mark.len) {
+		int dfd = open(c->blocks_dir, O_RDONLY | O_DIRECTORY |
+			       O_CLOEXEC);
+
+		if (dfd < 0 || syncfs(dfd)) {
+			log_warn("cache: cannot sync %s: %s; no block kept",
+				 c->blocks_dir, strerror(errno));
+			if (dfd >= 0)
+				close(dfd);
+			return;
+		}
+		close(dfd);
+		buf_appends(&mark, "synced");
+	}
+	for (b = 0; b < c->nbuckets; b++) {
+		struct centry *e;
+
+		for (e = c->buckets[b]; e; e = e->hnext) {
+			if (e->state != CE_CLEAN || !e->has_file)
+				continue;
+			if (c->ops->block_get(c->index_arg, e->ino, e->idx,
+					      hash) || !hash[0])
+				continue;
+			entry_path(c, e, from, sizeof(from));
+			snprintf(to, sizeof(to), "%s.%s", from, hash);
+			if (rename(from, to) == 0)
+				kept++;
+		}
+	}
+	if (kept) {
+		kept_path(c, from, sizeof(from));
+		if (write_file_atomic(from, mark.data, mark.len, 0600))
+			log_warn("cache: cannot write %s", from);
+		else
+			log_info("cache: %" PRIu64 " clean block(s) kept for "
+				 "the next mount", kept);
+	}
+	buf_free(&mark);
+}
+
 int cache_close(struct cache *c, int abandon)
 {
 	unsigned i;
@@ -1750,11 +2022,15 @@ int cache_close(struct cache *c, int abandon)
 	for (i = 0; i < c->nfetchers; i++)
 		pthread_join(c->fetchers[i], NULL);
 	free(c->fetchers);
+	if (!abandon && rc == 0 && c->nworkers && c->dirty.n == 0)
+		keep_clean(c);
 	for (b = 0; c->buckets && b < c->nbuckets; b++) {
 		struct centry *e, *next;
 
 		for (e = c->buckets[b]; e; e = next) {
 			next = e->hnext;
+			if (e->fd >= 0)
+				close(e->fd);
 			free(e);
 		}
 	}

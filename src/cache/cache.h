@@ -34,7 +34,8 @@ struct cache_index_ops {
 	 * (BLOB_NAME_LEN+1 bytes; "" when never uploaded). -ENOENT: hole. */
 	int (*block_get)(void *arg, uint64_t ino, uint64_t idx, char *hash);
 	/* A write of [.., end) to ino finished: size = max(size, end), mtime
-	 * and ctime = now, blocks idx[0..n) become dirty.  One transaction. */
+	 * and ctime = now, blocks idx[0..n) become dirty.  All or nothing,
+	 * and kept across a crash of the process once it returned. */
 	int (*write_done)(void *arg, uint64_t ino, uint64_t end,
 			  const uint64_t *idx, size_t n);
 	/* Current size of ino (-ENOENT when the inode is gone). */

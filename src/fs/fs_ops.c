@@ -44,12 +44,19 @@ struct fs_inode {
 };
 
 #define FS_BUCKETS 4096
+/* what the kernel asks for before every write (file_remove_privs) */
+#define XATTR_CAPS "security.capability"
 
 struct fs {
 	struct fs_config cfg;
 	uint32_t bs;
 	pthread_mutex_t lock;
 	struct fs_inode *table[FS_BUCKETS]; /* protected by lock */
+	/* no inode has a security.capability xattr (known at fs_new(),
+	 * false for good after a setxattr of it): the kernel asks for it
+	 * before every write, and gets ENODATA without a trip to meta;
+	 * protected by lock */
+	bool caps_unused;
 
 
 	struct fuse_session *se;
@@ -953,6 +960,11 @@ static void fs_op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
 		fuse_reply_err(req, E2BIG);
 		return;
 	}
+	if (!strcmp(name, XATTR_CAPS)) {
+		pthread_mutex_lock(&fs->lock);
+		fs->caps_unused = false;
+		pthread_mutex_unlock(&fs->lock);
+	}
 	rc = meta_setxattr(fs->cfg.meta, ino_of(ino), name, value, size,
 			   mflags, &now);
 	fuse_reply_err(req, -rc);
@@ -973,8 +985,20 @@ static void fs_op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
 {
 	struct fs *fs = fs_of(req);
 	struct buf v = BUF_INIT;
-	int rc = meta_getxattr(fs->cfg.meta, ino_of(ino), name, &v);
+	bool none = false;
+	int rc;
 
+	if (!strcmp(name, XATTR_CAPS)) {
+		pthread_mutex_lock(&fs->lock);
+		none = fs->caps_unused;
+		pthread_mutex_unlock(&fs->lock);
+	}
+	if (none) {
+		/* the kernel holds ino: it exists */
+		fuse_reply_err(req, ENODATA);
+		return;
+	}
+	rc = meta_getxattr(fs->cfg.meta, ino_of(ino), name, &v);
 	if (rc)
 		fuse_reply_err(req, -rc);
 	else
@@ -1090,6 +1114,7 @@ int fs_new(const struct fs_config *cfg, struct fs **out)
 		return -ENOMEM;
 	fs->cfg = *cfg;
 	fs->bs = meta_block_size(cfg->meta);
+	fs->caps_unused = meta_xattr_name_used(cfg->meta, XATTR_CAPS) == 0;
 	pthread_mutex_init(&fs->lock, NULL);
 	*out = fs;
 	return 0;

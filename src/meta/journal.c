@@ -669,6 +669,10 @@ int checkpoint_restore(struct store *s, const struct blob_ctx *bc,
 	buf_reset(&side);
 	buf_appendf(&side, "%s-shm", db_path);
 	unlink(buf_str(&side));
+	/* and batched write attributes of the old one (meta_pend.c) */
+	buf_reset(&side);
+	buf_appendf(&side, "%s-pending", db_path);
+	unlink(buf_str(&side));
 	if (head.len < strlen(MANIFEST_MAGIC) ||
 	    memcmp(head.data, MANIFEST_MAGIC, strlen(MANIFEST_MAGIC))) {
 		/* the whole database in one object */

@@ -5,7 +5,9 @@
  *   Every file-system operation that touches names, attributes, xattrs or
  *   the block map is one call here, and every call that writes is one
  *   SQLite transaction (BEGIN IMMEDIATE .. COMMIT, ROLLBACK on any error),
- *   so a crash leaves either the old or the new state, never a mix.
+ *   so a crash leaves either the old or the new state, never a mix.  The
+ *   exception is a write that dirties no new block: its size and times
+ *   wait in meta_pend.c for the next transaction (crash-safe there).
  *   SQLite result codes are turned into -errno here and nowhere else.
  *
  * Data model (the SQL is schema_sql below)
@@ -549,12 +551,28 @@ static bool no_busy_stmt(struct meta *m)
 }
 #endif
 
-int meta_txn_begin(struct meta *m, enum meta_txn kind)
+/* What a transaction does with batched write attributes (meta_pend.c,
+ * invariant 1). */
+enum pend_mode {
+	PEND_FORGET,	/* write them, forget them: any transaction */
+	PEND_KEEP,	/* write them, keep them: changes only the size and
+			 * times of an inode that has no record */
+	PEND_IGNORE,	/* neither: reads no size or time, changes nothing */
+};
+
+static int txn_begin(struct meta *m, enum meta_txn kind, enum pend_mode pm)
 {
 	int rc = meta_lock(m);
 
 	if (rc)
 		return rc;
+	if (pm != PEND_IGNORE)
+		rc = meta_pend_flush_locked(m, pm == PEND_FORGET);
+	if (rc) {
+		meta_unlock(m);
+		return rc;
+	}
+	m->note_ino = 0;
 	m->txn = kind;
 	if (kind == META_TXN_NONE)
 		return 0;
@@ -565,6 +583,11 @@ int meta_txn_begin(struct meta *m, enum meta_txn kind)
 		meta_unlock(m);
 	}
 	return rc;
+}
+
+int meta_txn_begin(struct meta *m, enum meta_txn kind)
+{
+	return txn_begin(m, kind, PEND_FORGET);
 }
 
 int meta_txn_end(struct meta *m, int rc)
@@ -580,6 +603,10 @@ int meta_txn_end(struct meta *m, int rc)
 				 sqlite3_total_changes64(m->db) !=
 					 m->txn_changes)
 				m->change_count++;
+			if (!crc && m->note_ino)
+				meta_pend_note_locked(m, m->note_ino,
+						      m->note_size,
+						      &m->note_time);
 		}
 		/* Some errors (FULL, NOMEM, IOERR) already rolled back. */
 		if (rc < 0 && !sqlite3_get_autocommit(m->db))
@@ -587,6 +614,7 @@ int meta_txn_end(struct meta *m, int rc)
 	}
 	assert(no_busy_stmt(m));
 	m->txn = META_TXN_NONE;
+	m->note_ino = 0;
 	meta_unlock(m);
 	return rc;
 }
@@ -853,10 +881,15 @@ int meta_open(const char *path, uint32_t block_size, uint32_t root_uid,
 			goto out_close_db;
 		}
 	}
+	rc = meta_pend_open(m);
+	if (rc)
+		goto out_close_db;
 	*out = m;
 	return 0;
 
 out_close_db:
+	meta_pend_close(m);
+	free(m->path);
 	for (int i = 0; i < ST_COUNT; i++)
 		sqlite3_finalize(m->st[i]);
 	sqlite3_close(m->db);
@@ -874,6 +907,12 @@ void meta_close(struct meta *m)
 
 	if (!m)
 		return;
+	/* what is left stays in the file for the next open otherwise */
+	if (meta_lock(m) == 0) {
+		meta_pend_flush_locked(m, true);
+		meta_unlock(m);
+	}
+	meta_pend_close(m);
 	meta_journal_stop(m);
 	for (i = 0; i < ST_COUNT; i++)
 		sqlite3_finalize(m->st[i]);
@@ -1792,11 +1831,33 @@ int meta_write_done(struct meta *m, uint64_t ino, uint64_t end,
 		    const struct timespec *now, const uint64_t *idx, size_t n)
 {
 	struct timespec t = ts_now(now);
-	int rc = meta_txn_begin(m, META_TXN_WRITE);
+	struct meta_attr a;
+	int rc;
 
+	/* no new dirty block: only size and times change (meta_pend.c) */
+	if (n == 0) {
+		bool done;
+
+		rc = meta_lock(m);
+		if (rc)
+			return rc;
+		done = meta_pend_write_locked(m, ino, end, &t);
+		meta_unlock(m);
+		if (done)
+			return 0;
+	}
+	rc = txn_begin(m, META_TXN_WRITE, PEND_KEEP);
 	if (rc)
 		return rc;
 	rc = write_done_locked(m, ino, end, &t, idx, n);
+	if (rc == 0)
+		rc = inode_get(m, ino, &a);
+	if (rc == 0) {
+		/* a file with data in blocks: later writes may batch */
+		m->note_ino = ino;
+		m->note_size = a.size;
+		m->note_time = t;
+	}
 	return meta_txn_end(m, rc);
 }
 
@@ -1868,7 +1929,16 @@ int meta_inline_write(struct meta *m, uint64_t ino, uint64_t off,
 	struct meta_attr a;
 	int rc, have;
 
-	rc = meta_txn_begin(m, META_TXN_WRITE);
+	/* a file known to keep its data in blocks (meta_pend.c) */
+	rc = meta_lock(m);
+	if (rc)
+		return rc;
+	have = meta_pend_known_locked(m, ino);
+	meta_unlock(m);
+	if (have)
+		return 0;
+	/* only ino changes: the other inodes' records stay true */
+	rc = txn_begin(m, META_TXN_WRITE, PEND_KEEP);
 	if (rc)
 		return rc;
 	have = inline_get_locked(m, ino, &d);
@@ -2336,10 +2406,34 @@ static int getxattr_locked(struct meta *m, uint64_t ino, const char *name,
 	return rc == 1 ? absent_or(m, ino, -ENODATA) : rc;
 }
 
+int meta_xattr_name_used(struct meta *m, const char *name)
+{
+	sqlite3_stmt *st;
+	size_t nlen;
+	int rc;
+
+	rc = xattr_name_len(name, &nlen);
+	if (rc)
+		return rc;
+	rc = meta_txn_begin(m, META_TXN_NONE);
+	if (rc)
+		return rc;
+	rc = meta_prepare(m, "SELECT 1 FROM xattr WHERE name = ?1 LIMIT 1",
+			  &st);
+	if (!rc) {
+		bind_blob(st, 1, name, nlen);
+		rc = meta_step(m, st);
+		sqlite3_finalize(st);
+	}
+	return meta_txn_end(m, rc);
+}
+
 int meta_getxattr(struct meta *m, uint64_t ino, const char *name,
 		  struct buf *out)
 {
-	int rc = meta_txn_begin(m, META_TXN_NONE);
+	/* asked before every write (security.capability): keep it from
+	 * ending the batching of writes */
+	int rc = txn_begin(m, META_TXN_NONE, PEND_IGNORE);
 
 	if (rc)
 		return rc;
@@ -2893,6 +2987,11 @@ int meta_snapshot(struct meta *m, const char *path)
 	if (errno != ENOENT)
 		return -errno;
 	if (m->path) {
+		/* batched write attributes go to the file first */
+		rc = meta_txn_begin(m, META_TXN_NONE);
+		if (rc)
+			return rc;
+		meta_txn_end(m, 0);
 		rc = sqlite3_open_v2(m->path, &db, SQLITE_OPEN_READONLY |
 				     SQLITE_OPEN_NOMUTEX, NULL);
 		if (rc == SQLITE_OK) {

@@ -186,7 +186,10 @@ int meta_setattr(struct meta *m, uint64_t ino, const struct meta_attr *in,
 
 /* After a write of [.., end): size = max(size, end); mtime = ctime = now.
  * Blocks idx[0..n) are marked dirty (rows created with hash NULL when
- * missing) in the same transaction. */
+ * missing) in the same transaction.  With n == 0, for a file a write
+ * already recorded, there may be no transaction: the size and times wait
+ * in a crash-safe record for the next transaction (meta_pend.c); every
+ * later call sees them. */
 int meta_write_done(struct meta *m, uint64_t ino, uint64_t end,
 		    const struct timespec *now, const uint64_t *idx, size_t n);
 
@@ -254,6 +257,9 @@ int meta_orphans(struct meta *m, int (*cb)(uint64_t ino, void *arg),
 int meta_setxattr(struct meta *m, uint64_t ino, const char *name,
 		  const void *value, size_t len, unsigned flags,
 		  const struct timespec *now);
+/* 1 if some inode has an xattr called name, 0 if none, or -errno (a
+ * scan of the xattr table). */
+int meta_xattr_name_used(struct meta *m, const char *name);
 /* Value appended to out; -ENODATA if absent. */
 int meta_getxattr(struct meta *m, uint64_t ino, const char *name,
 		  struct buf *out);

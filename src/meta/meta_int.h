@@ -42,6 +42,12 @@ struct meta {
 	uint64_t change_count;	/* committed changing writes; by lock */
 	sqlite3_session *sess;	/* the journal's change recorder, or NULL;
 				 * by lock (meta_journal.c) */
+	struct meta_pend *pend;	/* batched write attributes; by lock
+				 * (meta_pend.c) */
+	/* set by meta_write_done() for meta_txn_end() to note at commit;
+	 * by lock */
+	uint64_t note_ino, note_size;
+	struct timespec note_time;
 };
 
 /* Take the lock and open a transaction of the given kind. 0 or -errno;
@@ -61,6 +67,26 @@ int meta_mknod_locked(struct meta *m, uint64_t parent, const char *name,
 		      uint32_t mode, uint64_t rdev, uint32_t uid,
 		      uint32_t gid, const char *target,
 		      const struct timespec *now, struct meta_attr *out);
+
+/*
+ * Batched write attributes (meta_pend.c; the lock held for all but open
+ * and close).  meta_pend_open maps <path>-pending and applies what a
+ * crash left there; meta_pend_flush_locked writes the dirty records in a
+ * transaction of its own (no transaction may be open) and forgets them
+ * all when forget, else keeps them clean; meta_pend_known_locked: ino has
+ * a record (a regular file whose data is in blocks);
+ * meta_pend_write_locked: records a write of [.., end) at now without a
+ * transaction, false when ino has no record; meta_pend_note_locked:
+ * records ino's size and time just committed.
+ */
+int meta_pend_open(struct meta *m);
+void meta_pend_close(struct meta *m);
+int meta_pend_flush_locked(struct meta *m, bool forget);
+bool meta_pend_known_locked(struct meta *m, uint64_t ino);
+bool meta_pend_write_locked(struct meta *m, uint64_t ino, uint64_t end,
+			    const struct timespec *now);
+void meta_pend_note_locked(struct meta *m, uint64_t ino, uint64_t size,
+			   const struct timespec *now);
 
 /* Free the session (meta_close). */
 void meta_journal_stop(struct meta *m);

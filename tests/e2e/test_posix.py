@@ -882,6 +882,40 @@ def test_xattrs_trusted_and_security_namespaces(mnt):
     assert os.getxattr(p, "trusted.t") == b"T"
 
 
+
+def _caps_value():
+    """A valid security.capability (VFS_CAP_REVISION_2, effective,
+    CAP_NET_RAW permitted)."""
+    import struct
+    return struct.pack("<5I", 0x02000001, 1 << 13, 0, 0, 0)
+
+
+@pytest.mark.root
+def test_file_capability_is_dropped_by_a_write(mnt):
+    """The kernel asks for security.capability before every write and
+    removes it when there is one; metafuse answers the question without
+    its metadata while no file has one, and must stop as soon as one
+    does, and across a remount."""
+    p = mnt.path("cap")
+    write_file(p, b"x" * 100)
+    expect_errno(errno.ENODATA, os.getxattr, p, "security.capability")
+    caps = _caps_value()
+    try:
+        os.setxattr(p, "security.capability", caps)
+    except OSError as e:
+        pytest.skip(f"cannot set a file capability here: {e}")
+    assert os.getxattr(p, "security.capability") == caps
+    with open(p, "r+b") as f:
+        f.write(b"y")
+    expect_errno(errno.ENODATA, os.getxattr, p, "security.capability")
+    os.setxattr(p, "security.capability", caps)
+    mnt.remount()
+    assert os.getxattr(p, "security.capability") == caps
+    with open(p, "r+b") as f:
+        f.write(b"z")
+    expect_errno(errno.ENODATA, os.getxattr, p, "security.capability")
+    assert read_file(p) == b"z" + b"x" * 99
+
 # ---- fallocate ------------------------------------------------------------
 
 def test_fallocate(mnt):

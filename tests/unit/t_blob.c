@@ -128,6 +128,13 @@ static void test_round_trips(void)
 	ctx.zstd_level = 1000;
 	round_trip(big, 4096, 1);
 	ctx.zstd_level = 3;
+	/* random with a compressible region the samples see: compressed */
+	blob_random(big, MIB);
+	memset(big + MIB / 2, 'z', MIB / 4);
+	round_trip(big, MIB, 1);
+	/* only the samples are tried on random data: raw, and fast */
+	blob_random(big, MIB);
+	round_trip(big, 64 << 10, 0);
 	free(big);
 }
 

@@ -16,7 +16,9 @@
 #include "util/compat.h"
 
 #include <pthread.h>
+#include <signal.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <sqlite3.h>
@@ -65,6 +67,8 @@ static void rm_db(const char *path)
 	snprintf(p, sizeof(p), "%s-wal", path);
 	unlink(p);
 	snprintf(p, sizeof(p), "%s-shm", path);
+	unlink(p);
+	snprintf(p, sizeof(p), "%s-pending", path);
 	unlink(p);
 }
 
@@ -1149,7 +1153,11 @@ static void test_xattr(void)
 	f = mk(m, 1, "f", S_IFREG | 0644);
 	CHECK_RC(meta_getxattr(m, f, "user.a", &b), -ENODATA);
 	CHECK_RC(meta_getxattr(m, 99999, "user.a", &b), -ENOENT);
+	CHECK_RC(meta_xattr_name_used(m, "user.a"), 0);
+	CHECK_RC(meta_xattr_name_used(m, ""), -ERANGE);
 	CHECK_RC(meta_setxattr(m, f, "user.a", "v1", 2, 0, &t), 0);
+	CHECK_RC(meta_xattr_name_used(m, "user.a"), 1);
+	CHECK_RC(meta_xattr_name_used(m, "user.ab"), 0);
 	CHECK(ts_eq(ga(m, f).ctime, t));
 	CHECK_RC(meta_getxattr(m, f, "user.a", &b), 0);
 	CHECK(b.len == 2 && !memcmp(b.data, "v1", 2));
@@ -1770,6 +1778,182 @@ static void test_change_count(void)
 	meta_close(m);
 }
 
+/* ---- batched write attributes (meta_pend.c) ---- */
+
+/* Writes with no new dirty block change size and times without a
+ * transaction; every reader sees them at once. */
+static void test_batched_writes(void)
+{
+	struct meta *m = open_mem();
+	struct timespec t1 = ts(500, 1), t2 = ts(600, 2), t3 = ts(700, 3);
+	struct meta_attr a, in;
+	uint64_t idx0 = 0, f, g, cc;
+
+	if (!m)
+		return;
+	f = mk(m, 1, "f", S_IFREG | 0644);
+	g = mk(m, 1, "g", S_IFREG | 0644);
+	CHECK_RC(meta_write_done(m, f, 100, &t1, &idx0, 1), 0);
+	CHECK_RC(meta_write_done(m, g, 10, &t1, &idx0, 1), 0);
+	cc = meta_change_count(m);
+	CHECK_RC(meta_write_done(m, f, 300, &t2, NULL, 0), 0);
+	CHECK_RC(meta_write_done(m, g, 20, &t2, NULL, 0), 0);
+	/* the journal learns something changed */
+	CHECK(meta_change_count(m) > cc);
+	a = ga(m, f);
+	CHECK_EQ_U64(a.size, 300);
+	CHECK(ts_eq(a.mtime, t2) && ts_eq(a.ctime, t2));
+	CHECK_EQ_U64(ga(m, g).size, 20);
+	/* a write that ends before the end keeps the size */
+	CHECK_RC(meta_write_done(m, f, 50, &t3, NULL, 0), 0);
+	a = ga(m, f);
+	CHECK_EQ_U64(a.size, 300);
+	CHECK(ts_eq(a.mtime, t3));
+	/* a shrink between two writes is not undone by the second */
+	CHECK_RC(meta_write_done(m, f, 310, &t2, NULL, 0), 0);
+	memset(&in, 0, sizeof(in));
+	in.size = 40;
+	CHECK_RC(meta_setattr(m, f, &in, META_SET_SIZE, &t3, &a), 0);
+	CHECK_RC(meta_write_done(m, f, 45, &t1, NULL, 0), 0);
+	a = ga(m, f);
+	CHECK_EQ_U64(a.size, 45);
+	CHECK(ts_eq(a.mtime, t1));
+	/* a directory or a missing inode is still refused */
+	CHECK_RC(meta_write_done(m, 1, 1, &t1, NULL, 0), -EISDIR);
+	CHECK_RC(meta_write_done(m, 99999, 1, &t1, NULL, 0), -ENOENT);
+	/* a file in blocks is never taken for an inline one */
+	CHECK_RC(meta_inline_write(m, f, 0, "x", 1, 4096, &t1), 0);
+	CHECK_RC(meta_fsck(m, 0, NULL, NULL), 0);
+	meta_close(m);
+}
+
+/* A journal cut (what fsync sends) carries a batched write: applied to a
+ * copy taken at the previous cut, it gives the new size and times. */
+static void test_batched_writes_journal(void)
+{
+	char path[256], snap[256];
+	struct timespec t1 = ts(500, 1), t2 = ts(600, 2);
+	struct meta *m = NULL, *r = NULL;
+	struct buf cs = BUF_INIT;
+	struct meta_attr a;
+	uint64_t idx0 = 0, f, jseq = 0, cseq = 0;
+
+	db_path("pend-j.db", path, sizeof(path));
+	db_path("pend-j-snap.db", snap, sizeof(snap));
+	rm_db(path);
+	rm_db(snap);
+	CHECK_RC(meta_open(path, BS, 0, 0, &m), 0);
+	if (!m)
+		return;
+	CHECK_RC(meta_journal_start(m), 0);
+	f = mk(m, 1, "f", S_IFREG | 0644);
+	CHECK_RC(meta_write_done(m, f, 100, &t1, &idx0, 1), 0);
+	CHECK_RC(meta_journal_cut(m, &cs, &jseq, snap, &cseq), 0);
+	buf_reset(&cs);
+	CHECK_RC(meta_write_done(m, f, 300, &t2, NULL, 0), 0);
+	CHECK_RC(meta_journal_cut(m, &cs, &jseq, NULL, NULL), 0);
+	CHECK(cs.len > 0);
+	CHECK_RC(meta_open(snap, BS, 0, 0, &r), 0);
+	if (r) {
+		CHECK_EQ_U64(ga(r, f).size, 100);
+		CHECK_RC(meta_journal_apply(r, cs.data, cs.len), 0);
+		a = ga(r, f);
+		CHECK_EQ_U64(a.size, 300);
+		CHECK(ts_eq(a.mtime, t2) && ts_eq(a.ctime, t2));
+		meta_close(r);
+	}
+	buf_free(&cs);
+	meta_close(m);
+	rm_db(path);
+	rm_db(snap);
+}
+
+/* In a child: open path, write to ino f (a block, then batched writes),
+ * maybe shrink it, and die by SIGKILL without closing anything. */
+static void crash_child(const char *path, uint64_t f, bool shrink)
+{
+	struct timespec t1 = ts(500, 1), t2 = ts(600, 2), t3 = ts(700, 3);
+	struct meta *m = NULL;
+	struct meta_attr in, a;
+	uint64_t idx0 = 0;
+
+	if (meta_open(path, BS, 0, 0, &m))
+		_exit(2);
+	if (meta_write_done(m, f, 100, &t1, &idx0, 1) ||
+	    meta_write_done(m, f, 300, &t2, NULL, 0) ||
+	    meta_write_done(m, f, 200, &t3, NULL, 0))
+		_exit(3);
+	if (shrink) {
+		memset(&in, 0, sizeof(in));
+		in.size = 40;
+		in.mtime = t1;
+		if (meta_setattr(m, f, &in, META_SET_SIZE | META_SET_MTIME,
+				 &t1, &a))
+			_exit(4);
+	}
+	raise(SIGKILL);
+	_exit(5);
+}
+
+static int run_crash_child(const char *path, uint64_t f, bool shrink)
+{
+	int status = 0;
+	pid_t pid = fork();
+
+	if (pid == 0)
+		crash_child(path, f, shrink);
+	if (pid < 0 || waitpid(pid, &status, 0) != pid)
+		return -1;
+	return WIFSIGNALED(status) ? WTERMSIG(status) : -WEXITSTATUS(status);
+}
+
+/* Kill -9 loses no batched write, and brings back no value that a later
+ * transaction replaced. */
+static void test_batched_writes_crash(void)
+{
+	char path[256];
+	struct meta *m = NULL;
+	struct meta_attr a;
+	uint64_t f;
+
+	db_path("pend-c.db", path, sizeof(path));
+	rm_db(path);
+	CHECK_RC(meta_open(path, BS, 0, 0, &m), 0);
+	if (!m)
+		return;
+	f = mk(m, 1, "f", S_IFREG | 0644);
+	meta_close(m);
+
+	CHECK_RC(run_crash_child(path, f, false), SIGKILL);
+	m = NULL;
+	CHECK_RC(meta_open(path, BS, 0, 0, &m), 0);
+	if (!m)
+		return;
+	a = ga(m, f);
+	CHECK_EQ_U64(a.size, 300);
+	CHECK(ts_eq(a.mtime, ts(700, 3)) && ts_eq(a.ctime, ts(700, 3)));
+	CHECK_RC(meta_fsck(m, 0, NULL, NULL), 0);
+	meta_close(m);
+
+	CHECK_RC(run_crash_child(path, f, true), SIGKILL);
+	m = NULL;
+	CHECK_RC(meta_open(path, BS, 0, 0, &m), 0);
+	if (!m)
+		return;
+	a = ga(m, f);
+	CHECK_EQ_U64(a.size, 40);
+	CHECK(ts_eq(a.mtime, ts(500, 1)));
+	meta_close(m);
+	/* and once applied, not again */
+	m = NULL;
+	CHECK_RC(meta_open(path, BS, 0, 0, &m), 0);
+	if (m) {
+		CHECK_EQ_U64(ga(m, f).size, 40);
+		meta_close(m);
+	}
+	rm_db(path);
+}
+
 struct thr {
 	struct meta *m;
 	int id;
@@ -2209,6 +2393,9 @@ int main(void)
 	test_gc();
 	test_stats();
 	test_change_count();
+	test_batched_writes();
+	test_batched_writes_journal();
+	test_batched_writes_crash();
 	test_threads();
 	test_persistence();
 	test_fsck();
