@@ -19,8 +19,15 @@
  *                           entry (root: 1; NULL for non-directories);
  *                           target: a symlink's target (BLOB)
  *   dentry(id, parent, name, ino)
- *                           UNIQUE(parent, name), index (parent, id);
- *                           readdir cookie = id + 2
+ *                           indexes (parent, name) and (parent, id);
+ *                           readdir cookie = id + 2.  (parent, name) is
+ *                           unique by the code's checks, not by a
+ *                           constraint: a changeset in which two rows
+ *                           swap names (renames in a cycle between two
+ *                           journal cuts) must apply row by row, and a
+ *                           UNIQUE constraint refuses the first row of
+ *                           any order.  fsck checks it; older databases
+ *                           lose the constraint at open (drop_unique).
  *   xattr(ino, name, value) key (ino, name), WITHOUT ROWID
  *   block(ino, idx, hash, dirty)
  *                           key (ino, idx), WITHOUT ROWID; partial index
@@ -106,8 +113,7 @@ static const char schema_sql[] =
 	" id INTEGER PRIMARY KEY AUTOINCREMENT,"
 	" parent INTEGER NOT NULL,"
 	" name BLOB NOT NULL,"
-	" ino INTEGER NOT NULL,"
-	" UNIQUE (parent, name));"
+	" ino INTEGER NOT NULL);"
 	"CREATE INDEX IF NOT EXISTS dentry_parent_id ON dentry(parent, id);"
 	"CREATE TABLE IF NOT EXISTS xattr ("
 	" ino INTEGER NOT NULL,"
@@ -813,6 +819,51 @@ static int prepare_all(struct meta *m)
 	return 0;
 }
 
+/*
+ * Databases made before the schema lost UNIQUE(parent, name) on dentry
+ * (see the data model) get the table rebuilt without it, ids and the
+ * AUTOINCREMENT sequence kept.  Runs inside meta_open's transaction,
+ * before the journal records anything.
+ */
+static int drop_unique(struct meta *m)
+{
+	sqlite3_stmt *st = NULL;
+	bool old = false;
+	int rc = sqlite3_prepare_v2(m->db, "SELECT sql FROM sqlite_master"
+				    " WHERE type = 'table' AND name = 'dentry'",
+				    -1, &st, NULL);
+
+	if (rc != SQLITE_OK)
+		return meta_sql_err(m, rc, "dentry schema");
+	if (sqlite3_step(st) == SQLITE_ROW) {
+		const char *sql = (const char *)sqlite3_column_text(st, 0);
+
+		old = sql && strstr(sql, "UNIQUE");
+	}
+	sqlite3_finalize(st);
+	if (!old)
+		return 0;
+	log_info("meta: dropping the UNIQUE constraint of dentry (schema "
+		 "upgrade)");
+	return exec_sql(m,
+		"CREATE TEMP TABLE dentry_seq AS SELECT seq FROM"
+		" sqlite_sequence WHERE name = 'dentry';"
+		"CREATE TABLE dentry_new ("
+		" id INTEGER PRIMARY KEY AUTOINCREMENT,"
+		" parent INTEGER NOT NULL,"
+		" name BLOB NOT NULL,"
+		" ino INTEGER NOT NULL);"
+		"INSERT INTO dentry_new(id, parent, name, ino)"
+		" SELECT id, parent, name, ino FROM dentry;"
+		"DROP TABLE dentry;"
+		"ALTER TABLE dentry_new RENAME TO dentry;"
+		"UPDATE sqlite_sequence SET seq = max(seq,"
+		" (SELECT seq FROM temp.dentry_seq)) WHERE name = 'dentry'"
+		" AND EXISTS (SELECT 1 FROM temp.dentry_seq);"
+		"DROP TABLE temp.dentry_seq;"
+		"CREATE INDEX dentry_parent_id ON dentry(parent, id);");
+}
+
 int meta_open(const char *path, uint32_t block_size, uint32_t root_uid,
 	      uint32_t root_gid, struct meta **out)
 {
@@ -858,6 +909,11 @@ int meta_open(const char *path, uint32_t block_size, uint32_t root_uid,
 	rc = check_ours(m);
 	if (!rc)
 		rc = exec_sql(m, schema_sql);
+	if (!rc)
+		rc = drop_unique(m);
+	if (!rc)
+		rc = exec_sql(m, "CREATE INDEX IF NOT EXISTS dentry_name"
+				 " ON dentry(parent, name)");
 	/* The counters first (they count the root made by init_schema()),
 	 * then the statements, which init_schema() uses. */
 	if (!rc)

@@ -304,6 +304,15 @@ static int check_entries(struct fsck *f)
 {
 	int rc;
 
+	/* unique by the code's checks, not by the schema (meta.c) */
+	rc = drop_entries(f,
+		"SELECT d.id, d.parent, d.ino, d.name FROM dentry AS d"
+		" WHERE EXISTS (SELECT 1 FROM dentry AS o WHERE"
+		"  o.parent = d.parent AND o.name = d.name AND o.id < d.id)"
+		" ORDER BY d.id",
+		"repeats a name already in its directory");
+	if (rc)
+		return rc;
 	rc = drop_entries(f,
 		"SELECT d.id, d.parent, d.ino, d.name FROM dentry AS d"
 		" WHERE NOT EXISTS (SELECT 1 FROM inode WHERE ino = d.ino)"

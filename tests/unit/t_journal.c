@@ -431,6 +431,50 @@ static void test_parted_checkpoint(void)
 	rig_close(&r);
 }
 
+/*
+ * Renames in a cycle between two cuts (a->c, b->a, c->b: the two names
+ * swap rows) make a changeset whose rows each take the other's name: it
+ * must apply whatever order SQLite takes the rows in.
+ */
+static void test_rename_cycle(void)
+{
+	struct timespec now = { 1700000000, 0 };
+	struct meta_attr a;
+	uint64_t gone;
+	struct rig r;
+	int round;
+
+	rig_open(&r, "store-cycle");
+	CHECK_RC(journal_checkpoint(r.j), 0);
+	CHECK_RC(meta_mknod(r.m, META_ROOT_INO, "a", S_IFREG | 0644, 0, 0, 0,
+			    NULL, &now, &a), 0);
+	CHECK_RC(meta_mknod(r.m, META_ROOT_INO, "b", S_IFREG | 0644, 0, 0, 0,
+			    NULL, &now, &a), 0);
+	CHECK_RC(meta_mknod(r.m, META_ROOT_INO, "x", S_IFDIR | 0755, 0, 0, 0,
+			    NULL, &now, &a), 0);
+	CHECK_RC(journal_sync(r.j), 0);
+	for (round = 0; round < 3; round++) {
+		CHECK_RC(meta_rename(r.m, META_ROOT_INO, "a", META_ROOT_INO,
+				     "c", 0, &now, &gone), 0);
+		CHECK_RC(meta_rename(r.m, META_ROOT_INO, "b", META_ROOT_INO,
+				     "a", 0, &now, &gone), 0);
+		CHECK_RC(meta_rename(r.m, META_ROOT_INO, "c", META_ROOT_INO,
+				     "b", 0, &now, &gone), 0);
+		CHECK_RC(journal_sync(r.j), 0);
+		CHECK(same_as_live(&r, "after a rename cycle"));
+		/* and a cycle through another directory */
+		CHECK_RC(meta_rename(r.m, META_ROOT_INO, "a", a.ino, "a", 0,
+				     &now, &gone), 0);
+		CHECK_RC(meta_rename(r.m, META_ROOT_INO, "b", META_ROOT_INO,
+				     "a", 0, &now, &gone), 0);
+		CHECK_RC(meta_rename(r.m, a.ino, "a", META_ROOT_INO, "b", 0,
+				     &now, &gone), 0);
+		CHECK_RC(journal_sync(r.j), 0);
+		CHECK(same_as_live(&r, "after a cycle through a directory"));
+	}
+	rig_close(&r);
+}
+
 /* A gap or a damaged entry stops the replay at the state before it. */
 static void test_damaged_entry(void)
 {
@@ -474,6 +518,7 @@ int main(void)
 	test_faults(0);
 	test_faults(4096);
 	test_parted_checkpoint();
+	test_rename_cycle();
 	test_pending_order();
 	test_damaged_entry();
 	rm_rf(tmpdir);

@@ -2007,6 +2007,98 @@ static void test_threads(void)
 
 /* ---- persistence and snapshots (file database) ---- */
 
+/*
+ * A database made with UNIQUE(parent, name) on dentry (before the schema
+ * dropped it) is rebuilt without it at open: entries, ids and the
+ * AUTOINCREMENT sequence kept, and names that swap rows then work.
+ */
+static void test_dentry_unique_dropped(void)
+{
+	char path[256];
+	struct timespec t = ts(5, 0);
+	struct meta *m = NULL;
+	struct meta_attr a;
+	sqlite3 *db = NULL;
+	sqlite3_stmt *st = NULL;
+	struct rd r;
+	uint64_t d, f, last_cookie, gone;
+
+	db_path("unique.db", path, sizeof(path));
+	rm_db(path);
+	CHECK_RC(meta_open(path, BS, 0, 0, &m), 0);
+	if (!m)
+		return;
+	d = mk(m, 1, "d", S_IFDIR | 0755);
+	f = mk(m, d, "f", S_IFREG | 0644);
+	gone = mk(m, d, "g", S_IFREG | 0644);
+	CHECK_RC(meta_unlink(m, d, "g", &t, NULL), 0);
+	CHECK_RC(meta_inode_purge(m, gone), 0);
+	meta_close(m);
+	m = NULL;
+	/* make it look like an old database */
+	CHECK_RC(sqlite3_open(path, &db), SQLITE_OK);
+	CHECK_RC(sqlite3_exec(db,
+		"BEGIN;"
+		"CREATE TABLE old_d (id INTEGER PRIMARY KEY AUTOINCREMENT,"
+		" parent INTEGER NOT NULL, name BLOB NOT NULL,"
+		" ino INTEGER NOT NULL, UNIQUE (parent, name));"
+		"INSERT INTO old_d SELECT id, parent, name, ino FROM dentry;"
+		"CREATE TEMP TABLE s AS SELECT seq FROM sqlite_sequence"
+		" WHERE name = 'dentry';"
+		"DROP TABLE dentry;"
+		"ALTER TABLE old_d RENAME TO dentry;"
+		"UPDATE sqlite_sequence SET seq = (SELECT seq FROM temp.s)"
+		" WHERE name = 'dentry';"
+		"CREATE INDEX dentry_parent_id ON dentry(parent, id);"
+		"COMMIT;", NULL, NULL, NULL), SQLITE_OK);
+	sqlite3_close(db);
+
+	CHECK_RC(meta_open(path, BS, 0, 0, &m), 0);
+	if (!m)
+		return;
+	CHECK_RC(meta_lookup(m, d, "f", &a), 0);
+	CHECK_EQ_U64(a.ino, f);
+	rd_list(m, d, 0, 0, &r);
+	CHECK_EQ_U64(r.n, 1);
+	last_cookie = r.n ? r.e[0].cookie : 0;
+	/* no id comes back: the deleted "g" had the highest */
+	mk(m, d, "h", S_IFREG | 0644);
+	rd_list(m, d, 0, 0, &r);
+	CHECK_EQ_U64(r.n, 2);
+	CHECK(r.n == 2 && r.e[1].cookie > last_cookie + 1);
+	meta_close(m);
+	CHECK_RC(sqlite3_open(path, &db), SQLITE_OK);
+	CHECK_RC(sqlite3_prepare_v2(db, "SELECT sql FROM sqlite_master WHERE"
+				    " name = 'dentry'", -1, &st, NULL),
+		 SQLITE_OK);
+	CHECK_RC(sqlite3_step(st), SQLITE_ROW);
+	CHECK(!strstr((const char *)sqlite3_column_text(st, 0), "UNIQUE"));
+	sqlite3_finalize(st);
+	sqlite3_close(db);
+	/* the code keeps names unique; fsck finds and drops a repeat */
+	{
+		char sql[160];
+
+		snprintf(sql, sizeof(sql), "INSERT INTO dentry(parent, name,"
+			 " ino) VALUES (%llu, CAST('f' AS BLOB), %llu)",
+			 (unsigned long long)d, (unsigned long long)f);
+		CHECK_RC(raw_sql(path, sql), 0);
+	}
+	CHECK_RC(meta_open(path, BS, 0, 0, &m), 0);
+	if (m) {
+		CHECK(meta_fsck(m, 0, NULL, NULL) >= 1);
+		CHECK(meta_fsck(m, 1, NULL, NULL) >= 1);
+		CHECK_RC(meta_fsck(m, 0, NULL, NULL), 0);
+		CHECK_RC(meta_lookup(m, d, "f", &a), 0);
+		CHECK_EQ_U64(a.ino, f);
+		CHECK_EQ_U64(a.nlink, 1);
+		rd_list(m, d, 0, 0, &r);
+		CHECK_EQ_U64(r.n, 2);  /* f and h, f once */
+		meta_close(m);
+	}
+	rm_db(path);
+}
+
 static void test_persistence(void)
 {
 	char path[256], snap[256];
@@ -2397,6 +2489,7 @@ int main(void)
 	test_batched_writes_journal();
 	test_batched_writes_crash();
 	test_threads();
+	test_dentry_unique_dropped();
 	test_persistence();
 	test_fsck();
 	rmdir(tmpdir);
