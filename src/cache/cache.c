@@ -331,25 +331,6 @@ static bool cache_check(struct cache *c)
 
 /* ---- I/O on cache files ---- */
 
-static int pwrite_all(int fd, const void *buf, size_t len, off_t off)
-{
-	const uint8_t *p = buf;
-
-	while (len) {
-		ssize_t n = pwrite(fd, p, len, off);
-
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			return -errno;
-		}
-		p += n;
-		len -= (size_t)n;
-		off += n;
-	}
-	return 0;
-}
-
 /* Read up to len bytes at off; what the file lacks reads as zeros. */
 static int pread_zero(int fd, void *buf, size_t len, off_t off)
 {

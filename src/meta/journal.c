@@ -593,26 +593,6 @@ static int get_framed(struct store *s, const struct blob_ctx *bc,
 	return rc;
 }
 
-/* pwrite all of data at off; 0 or -1 with errno. */
-static int pwrite_all(int fd, const uint8_t *data, size_t len, off_t off)
-{
-	while (len) {
-		ssize_t n = pwrite(fd, data, len, off);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0) {
-			if (n == 0)
-				errno = EIO;
-			return -1;
-		}
-		data += n;
-		len -= (size_t)n;
-		off += n;
-	}
-	return 0;
-}
-
 /* Write the parts a manifest names, in order, to fd (invariant 6). */
 static int restore_parts(struct store *s, const struct blob_ctx *bc,
 			 uint64_t seq, const struct buf *manifest, int fd)
@@ -632,8 +612,8 @@ static int restore_parts(struct store *s, const struct blob_ctx *bc,
 	for (i = 0; !rc && i < nparts; i++) {
 		part_key(seq, i, key, sizeof(key));
 		rc = get_framed(s, bc, key, &obj, &part);
-		if (!rc && pwrite_all(fd, part.data, part.len, (off_t)done))
-			rc = -errno;
+		if (!rc)
+			rc = pwrite_all(fd, part.data, part.len, (off_t)done);
 		done += part.len;
 	}
 	if (!rc && done != size) {

@@ -37,6 +37,9 @@ int write_file_atomic(const char *path, const void *data, size_t len,
 		      unsigned mode);
 /* Read a whole file into out (appended). */
 int read_file(const char *path, struct buf *out);
+/* pwrite all len bytes at off (retrying short writes and EINTR): 0 or
+ * -errno. */
+int pwrite_all(int fd, const void *buf, size_t len, off_t off);
 /* 1 if process pid exists and has not exited (a zombie, not yet reaped
  * by its parent, has exited), else 0. */
 int proc_running(long pid);
