@@ -204,8 +204,14 @@ def sanitizer_env(env, log_dir):
 def sanitizer_reports(log_dir):
     """Contents of the sanitizer report files under log_dir."""
     out = []
-    for path in sorted(glob.glob(os.path.join(log_dir, "**", "sanitizer*"),
-                                 recursive=True)):
+    # os.walk, not a recursive glob: glob follows symlinks to directories,
+    # and the trees tests make have symlink cycles (the model test's
+    # reference tree), which made the walk exponential
+    found = []
+    for dirpath, _, files in os.walk(log_dir):
+        found += [os.path.join(dirpath, f) for f in files
+                  if f.startswith("sanitizer")]
+    for path in sorted(found):
         try:
             with open(path, errors="replace") as f:
                 text = f.read()
