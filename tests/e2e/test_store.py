@@ -365,8 +365,14 @@ def test_requests_do_not_start_threads(mounts):
         if i % 5 == 0:   # a thread that came and went shows up here
             seen |= set(os.listdir(f"/proc/{m.pid}/task"))
     os.close(fd)
-    assert len(seen - before) <= 2, \
-        f"{len(seen - before)} threads started for 500 writes"
+    after = set(os.listdir(f"/proc/{m.pid}/task"))
+    # The pool may still grow (a write waiting behind a journal upload
+    # to a slow store makes libfuse start one more worker, which lives
+    # on); what must not happen is a worker that comes and goes.
+    ended = seen - after
+    assert len(ended) <= 2, f"{len(ended)} threads came and went in 500 writes"
+    assert len(after - before) <= 8, \
+        f"{len(after - before)} threads started for 500 writes"
 
 
 @pytest.mark.local_store
