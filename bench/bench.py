@@ -27,12 +27,14 @@ Invariants:
 """
 
 import argparse
+import collections
 import csv
 import datetime
 import ipaddress
 import json
 import os
 import platform
+import re
 import resource
 import shutil
 import signal
@@ -206,6 +208,46 @@ class StoreWatch:
         self.proc.wait()
 
 
+# ---------------------------------------------------------------- trash
+
+# Deleting a target's old files right before it runs would bill it for the
+# harness's cleanup: on ext4 without a journal (this machine's disk), every
+# inode allocation skips the inodes freed in the last 60 s (300 s more while
+# their inode table block is dirty), so a metafuse run that creates 2,000
+# block files after the harness deleted the last run's 20,000 spent a third
+# of its CPU there.  Old files go to a trash directory instead, emptied at
+# the end of the run, or earlier when the disk runs short of space.
+TRASH_MIN_FREE = 20 * 1024 * MiB
+_trash = dict(dir=None, n=0)
+
+
+def trash_init(work):
+    _trash["dir"] = os.path.join(work, "trash")
+    empty_trash()
+    os.makedirs(_trash["dir"])
+
+
+def empty_trash():
+    if _trash["dir"] and os.path.exists(_trash["dir"]):
+        shutil.rmtree(_trash["dir"], ignore_errors=True)
+
+
+def discard(path):
+    """Moves path out of the way (deleted at the end of the run)."""
+    if not os.path.lexists(path):
+        return
+    if not _trash["dir"]:
+        shutil.rmtree(path, ignore_errors=True)
+        return
+    st = os.statvfs(_trash["dir"])
+    if st.f_bavail * st.f_frsize < TRASH_MIN_FREE:
+        log("note: the disk runs short of space; emptying the trash now")
+        empty_trash()
+        os.makedirs(_trash["dir"])
+    _trash["n"] += 1
+    os.rename(path, os.path.join(_trash["dir"], str(_trash["n"])))
+
+
 # ---------------------------------------------------------------- targets
 
 class Target:
@@ -222,8 +264,7 @@ class Target:
 
     def fresh(self):
         """Unmounted, empty state."""
-        if os.path.exists(self.dir):
-            shutil.rmtree(self.dir)
+        discard(self.dir)
         os.makedirs(self.mnt)
 
     def mount(self):
@@ -343,7 +384,7 @@ class Metafuse(Target):
         self.pid = None
 
     def wipe_cache(self):
-        shutil.rmtree(self.cache, ignore_errors=True)
+        discard(self.cache)
 
     def counters(self):
         if self.s3:
@@ -357,19 +398,67 @@ def free_port():
         return so.getsockname()[1]
 
 
+# The harness's own requests (rclone size, purge, mkdir) carry this user
+# agent, so that the server's access log can leave them out.
+HARNESS_UA = "metafuse-bench-harness"
+
+# radosgw's (beast) access line: '... beast: 0x..: ADDR - USER [TIME]
+# "METHOD TARGET HTTP/1.1" STATUS BYTES - "AGENT" - latency=...', BYTES
+# being the body bytes of the request plus those of the response.
+ACCESS_RE = re.compile(r' beast: \S+ \S+ - \S+ \[[^\]]*\] "(\w+) \S+ [^"]*" '
+                       r'\d+ (\d+) \S+ ("[^"]*"|-) ')
+
+
+class AccessLog:
+    """Requests the S3 server answered, from its access log (the targets
+    run one at a time, so a window of the log is one target's traffic)."""
+
+    def __init__(self, path):
+        self.path, self.pos, self.part = path, 0, b""
+        self.c = collections.Counter()
+
+    def snapshot(self):
+        time.sleep(0.3)  # the server writes its log from a thread
+        with open(self.path, "rb") as f:
+            f.seek(self.pos)
+            data = self.part + f.read()
+        self.pos += len(data) - len(self.part)
+        lines = data.split(b"\n")
+        self.part = lines.pop()
+        for line in lines:
+            m = ACCESS_RE.search(line.decode(errors="replace"))
+            if not m or m.group(3) == f'"{HARNESS_UA}"':
+                continue
+            method, nbytes = m.group(1).lower(), int(m.group(2))
+            self.c["requests"] += 1
+            self.c[method] += 1
+            if method in ("put", "post"):  # a PUT's or POST's answer has
+                self.c["bytes_put"] += nbytes  # no body (bar a few bytes)
+        return dict(self.c)
+
+
+def rclone_harness(cfg, *args):
+    return run(["rclone", "--user-agent", HARNESS_UA] + list(args),
+               check=False, env=cfg["env"])
+
+
 def s3_counters(cfg, prefix):
-    """Bytes stored under prefix (the server's data usage): rclone size."""
-    r = run(["rclone", "size", "--json", f"bench:{cfg['bucket']}/{prefix}"],
-            check=False, env=cfg["env"])
+    """Bytes stored under prefix (the server's data usage: rclone size)
+    and, with the server's access log, requests and bytes sent to it."""
+    out = {}
+    r = rclone_harness(cfg, "size", "--json",
+                       f"bench:{cfg['bucket']}/{prefix}")
     try:
-        return dict(stored=json.loads(r.stdout)["bytes"])
+        out["stored"] = json.loads(r.stdout)["bytes"]
     except (ValueError, KeyError):
-        return None
+        pass
+    if cfg.get("access"):
+        out.update(cfg["access"].snapshot())
+    return out or None
 
 
 def s3_purge(cfg, prefix):
-    run(["rclone", "purge", f"bench:{cfg['bucket']}/{prefix}"],
-        check=False, env=cfg["env"])
+    rclone_harness(cfg, "purge", f"bench:{cfg['bucket']}/{prefix}")
 
 
 class S3fs(Target):
@@ -460,7 +549,7 @@ class Rclone(Target):
         self._fuse_unmount()
 
     def wipe_cache(self):
-        shutil.rmtree(self.cache, ignore_errors=True)
+        discard(self.cache)
 
     def counters(self):
         return s3_counters(self.cfg, self.prefix)
@@ -712,7 +801,8 @@ METRICS = {
     "peak_rss_MiB": ("MiB", None),
     "store_put": ("requests", None), "store_get": ("requests", None),
     "store_delete": ("requests", None), "store_bytes_put": ("B", None),
-    "store_stored": ("B", None),
+    "store_stored": ("B", None), "store_requests": ("requests", None),
+    "store_head": ("requests", None), "store_post": ("requests", None),
 }
 
 # the headline figures, the ones the chart shows
@@ -952,6 +1042,7 @@ def machine_md(out, ctx):
                 if line.startswith("PRETTY_NAME="):
                     osr = line.split("=", 1)[1].strip().strip('"')
     fstype = cmd(["stat", "-f", "-c", "%T", ctx["work"]])
+    fstype += journal_note(ctx["work"])
     vers = []
     for p in ("fio", "s3fs", "rclone", "libfuse3-3", "gnuplot-nox"):
         v = cmd(["dpkg-query", "-W", "-f=${Version}", p])
@@ -1005,8 +1096,26 @@ def s3_config(args):
     })
     cfg = dict(endpoint=ep, key=key, secret=secret, bucket=bucket,
                prefix="bench", env=env)
-    run(["rclone", "mkdir", f"bench:{bucket}"], env=env, check=False)
+    log_path = os.environ.get("METAFUSE_S3_ACCESS_LOG")
+    if log_path and os.path.exists(log_path):
+        cfg["access"] = AccessLog(log_path)
+    rclone_harness(cfg, "mkdir", f"bench:{bucket}")
     return cfg, None
+
+
+def journal_note(path):
+    """', without a journal' for an ext4 without one (see the trash)."""
+    dev = os.stat(path).st_dev
+    link = f"/sys/dev/block/{os.major(dev)}:{os.minor(dev)}"
+    if not os.path.exists(link) or not os.path.isdir("/proc/fs/ext4"):
+        return ""
+    name = os.path.basename(os.path.realpath(link))
+    if not os.path.isdir(f"/proc/fs/ext4/{name}"):
+        return ""
+    jbd = os.listdir("/proc/fs/jbd2") if os.path.isdir("/proc/fs/jbd2") \
+        else []
+    return "" if any(j.startswith(name + "-") for j in jbd) \
+        else " (ext4 without a journal)"
 
 
 def main():
@@ -1060,6 +1169,7 @@ def main():
         workloads = [w for w in WORKLOADS if w[0] in keep]
 
     raise_nofile()
+    trash_init(a.work)
     rec = Recorder()
     failures = 0
     signal.signal(signal.SIGTERM, on_sigterm)
@@ -1086,6 +1196,7 @@ def main():
         for t in targets:
             cleanup_target(t)
             t.close()
+        empty_trash()
 
     with open(os.path.join(a.out, "runs.csv"), "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=["run", "target", "workload",
