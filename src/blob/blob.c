@@ -238,6 +238,18 @@ static int encode(const struct blob_ctx *ctx, const void *data, size_t len,
 	return 0;
 }
 
+size_t blob_encoded_max(const struct blob_ctx *ctx, size_t len)
+{
+	size_t bound = 0;
+
+	if (ctx && ctx->zstd_level != 0 && len > 0) {
+		bound = ZSTD_compressBound(len);
+		if (ZSTD_isError(bound))
+			bound = 0;
+	}
+	return BLOB_HEADER_SIZE + MF_MAX(len, bound);
+}
+
 int blob_encode(const struct blob_ctx *ctx, const void *data, size_t len,
 		struct buf *out)
 {

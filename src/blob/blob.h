@@ -58,6 +58,8 @@ void blob_name(const struct blob_ctx *ctx, const void *data, size_t len,
 /* key: BLOB_DATA_KEY_LEN+1 bytes, receives "data/ab/<name>". */
 void blob_data_key(const char *name, char *key);
 
+/* The most bytes blob_encode() appends for len bytes of data. */
+size_t blob_encoded_max(const struct blob_ctx *ctx, size_t len);
 /* Append the encoded object to out. 0 or -ENOMEM / -EIO. */
 int blob_encode(const struct blob_ctx *ctx, const void *data, size_t len,
 		struct buf *out);

@@ -1142,6 +1142,13 @@ static void *upload_worker(void *arg)
 	struct buf enc = BUF_INIT;
 	uint8_t *block = malloc(c->cfg.block_size);
 
+	/* page-aligned, so that a local store can write it with O_DIRECT */
+	if (block && buf_init_aligned(&enc, STORE_DIRECT_ALIGN,
+				      blob_encoded_max(c->blob,
+						       c->cfg.block_size))) {
+		free(block);
+		block = NULL;
+	}
 	if (!block) {
 		log_error("upload worker: out of memory");
 		return NULL;

@@ -36,6 +36,13 @@
 
 struct store;
 
+/*
+ * A put of data at an address aligned to this may skip the page cache
+ * (the local store writes large objects with O_DIRECT: they are not read
+ * back soon, the cache has the block).
+ */
+#define STORE_DIRECT_ALIGN 4096
+
 /* Called once per listed key; return non-zero to stop the listing. */
 typedef int (*store_list_cb)(const char *key, uint64_t size, void *arg);
 

@@ -70,6 +70,21 @@ int buf_appendf(struct buf *b, const char *fmt, ...)
 	return 0;
 }
 
+int buf_init_aligned(struct buf *b, size_t align, size_t cap)
+{
+	void *p;
+
+	if (b->cap || cap == SIZE_MAX)
+		return -EINVAL;
+	if (posix_memalign(&p, align, cap + 1))
+		return -ENOMEM;
+	b->data = p;
+	b->cap = cap + 1;
+	b->len = 0;
+	b->data[0] = 0;
+	return 0;
+}
+
 void buf_reset(struct buf *b)
 {
 	b->len = 0;

@@ -24,6 +24,13 @@ int buf_reserve(struct buf *b, size_t extra);
 int buf_append(struct buf *b, const void *data, size_t len);
 int buf_appends(struct buf *b, const char *s);
 int buf_appendf(struct buf *b, const char *fmt, ...) MF_PRINTF(2, 3);
+/*
+ * Give an empty, unallocated b room for cap bytes at an address aligned to
+ * align (a power of two, a multiple of sizeof(void *)), for O_DIRECT I/O.
+ * A later buf_reserve() beyond cap may move the data to an unaligned
+ * address.
+ */
+int buf_init_aligned(struct buf *b, size_t align, size_t cap);
 /* Set len to 0; keeps the allocation. */
 void buf_reset(struct buf *b);
 /* Free the memory and zero the struct. */

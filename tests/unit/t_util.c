@@ -240,6 +240,25 @@ static void test_files(const char *tmp)
 	buf_free(&data);
 }
 
+static void test_buf_aligned(void)
+{
+	struct buf b = BUF_INIT;
+	uint8_t *p;
+
+	CHECK_RC(buf_init_aligned(&b, 4096, 10000), 0);
+	CHECK(b.data && ((uintptr_t)b.data & 4095) == 0);
+	CHECK(b.len == 0 && b.cap == 10001 && b.data && b.data[0] == 0);
+	p = b.data;
+	CHECK_RC(buf_reserve(&b, 10000), 0); /* within cap: not moved */
+	CHECK(b.data == p);
+	CHECK_RC(buf_append(&b, "x", 1), 0);
+	CHECK_RC(buf_init_aligned(&b, 4096, 10), -EINVAL); /* not empty */
+	CHECK(b.data == p && b.len == 1);
+	CHECK_RC(buf_reserve(&b, 20000), 0); /* grows, keeps the bytes */
+	CHECK(b.len == 1 && b.data[0] == 'x');
+	buf_free(&b);
+}
+
 int main(void)
 {
 	char tmp[] = "/tmp/t_util.XXXXXX";
@@ -248,6 +267,7 @@ int main(void)
 	test_parse_seconds();
 	test_hex();
 	test_clocks();
+	test_buf_aligned();
 	if (!mkdtemp(tmp)) {
 		perror("mkdtemp");
 		return 1;
