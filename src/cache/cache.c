@@ -81,6 +81,11 @@ struct centry {
 	uint64_t version;          /* protected by lock */
 	uint64_t committed_version;
 	uint64_t dirty_since_ns;
+	/* [cov_lo, cov_hi): bytes of the block written, as one range, since
+	 * it became dirty (a write apart from the range is not counted);
+	 * protected by lock.  [0, block_size): written whole, see
+	 * pick_upload() */
+	uint32_t cov_lo, cov_hi;
 	uint64_t retry_at_ns;
 	uint64_t backoff_ns;
 	int last_err;
@@ -847,6 +852,25 @@ static int write_entry(struct cache *c, struct centry *e, const void *data,
 	return rc;
 }
 
+/*
+ * Record that [lo, hi) of e's block was written (fresh: e was clean, the
+ * range starts anew).  True when the block thereby became written whole.
+ */
+static bool cover(struct centry *e, bool fresh, uint32_t lo, uint32_t hi,
+		  uint64_t bs)
+{
+	bool was_whole = !fresh && e->cov_lo == 0 && e->cov_hi == bs;
+
+	if (fresh) {
+		e->cov_lo = lo;
+		e->cov_hi = hi;
+	} else if (lo <= e->cov_hi && hi >= e->cov_lo) {
+		e->cov_lo = MF_MIN(e->cov_lo, lo);
+		e->cov_hi = MF_MAX(e->cov_hi, hi);
+	}
+	return !was_whole && e->cov_lo == 0 && e->cov_hi == bs;
+}
+
 /* Write [off, off+len) into blocks; from_inline: the data of an inline
  * file moving to block 0 (the index drops it and marks block 0 dirty in
  * one transaction). */
@@ -859,6 +883,7 @@ static ssize_t write_blocks(struct cache *c, uint64_t ino, uint64_t off,
 	bool stack_was[8], *was_clean = stack_was;
 	const uint8_t *src = data;
 	size_t nmarked = 0, got = 0;
+	bool became_whole = false;
 	int rc = 0;
 
 	if (len == 0)
@@ -908,10 +933,16 @@ static ssize_t write_blocks(struct cache *c, uint64_t ino, uint64_t off,
 	pthread_mutex_lock(&c->commit_lock);
 	pthread_mutex_lock(&c->lock);
 	for (i = 0; i < got; i++) {
+		uint64_t pos = i == 0 ? off : (first + i) * bs;
+
 		ents[i]->version++;
 		was_clean[i] = ents[i]->state != CE_DIRTY;
 		if (was_clean[i])
 			marked[nmarked++] = ents[i]->idx;
+		if (cover(ents[i], was_clean[i], (uint32_t)(pos % bs),
+			  (uint32_t)(pos % bs + MF_MIN(bs - pos % bs,
+						       off + len - pos)), bs))
+			became_whole = true;
 	}
 	pthread_mutex_unlock(&c->lock);
 	if (rc == 0 && from_inline)
@@ -938,7 +969,7 @@ static ssize_t write_blocks(struct cache *c, uint64_t ino, uint64_t off,
 	}
 	/* workers sleeping with nothing to do learn when the new dirty
 	 * blocks fall due */
-	if (nmarked || c->dirty_bytes > c->cfg.max_dirty)
+	if (nmarked || became_whole || c->dirty_bytes > c->cfg.max_dirty)
 		pthread_cond_broadcast(&c->work_cond);
 	pthread_mutex_unlock(&c->lock);
 	pthread_mutex_unlock(&c->commit_lock);
@@ -1111,10 +1142,22 @@ out_unclaim:
 
 /* Called with lock held: the next entry a worker should upload, or NULL
  * with *wait_ns set to how long until one is due. */
+/*
+ * Once dirty data passes whole_after (the mount's: max_dirty / 32, 8 MiB
+ * by default), a block written whole goes up at once, not writeback_delay
+ * later: a sequential writer has moved past it, and uploading while the
+ * writer goes on overlaps the two, where waiting left up to max_dirty for
+ * the fsync or close to upload (1 GiB written with fsync: 1.75 s instead
+ * of 2.0 s).  Below it, a small file rewritten whole again and again still
+ * costs one upload per delay.
+ */
+
 static struct centry *pick_upload(struct cache *c, uint64_t *wait_ns)
 {
 	uint64_t now = now_mono_ns(), best_wait = UINT64_MAX;
+	uint64_t bs = c->cfg.block_size;
 	bool pressure = c->dirty_bytes > c->cfg.max_dirty || c->flushers;
+	bool early = c->dirty_bytes > c->cfg.whole_after;
 	struct centry *e;
 
 	for (e = c->dirty.head; e; e = e->next) {
@@ -1123,7 +1166,8 @@ static struct centry *pick_upload(struct cache *c, uint64_t *wait_ns)
 		if (e->uploading)
 			continue;
 		due = e->dirty_since_ns + c->cfg.writeback_delay_ns;
-		if (pressure || e->urgent)
+		if (pressure || e->urgent ||
+		    (early && e->cov_lo == 0 && e->cov_hi == bs))
 			due = 0;
 		if (e->retry_at_ns > due)
 			due = e->retry_at_ns;
@@ -1411,6 +1455,8 @@ static int mark_dirty_committing(struct cache *c, struct centry *e)
 	pthread_mutex_lock(&c->lock);
 	e->version++;
 	was_clean = e->state == CE_CLEAN;
+	if (was_clean) /* a punched range is no whole write */
+		e->cov_lo = e->cov_hi = 0;
 	pthread_mutex_unlock(&c->lock);
 	if (was_clean)
 		rc = c->ops->write_done(c->index_arg, e->ino, 0, &e->idx, 1);

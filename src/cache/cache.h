@@ -74,6 +74,10 @@ struct cache_config {
 	uint32_t block_size;
 	uint64_t cache_size;        /* bytes of cache files, dirty included */
 	uint64_t max_dirty;         /* upload at once past this */
+	/* past this much dirty data, a block written whole since it became
+	 * dirty is uploaded at once (UINT64_MAX: never early; the mount
+	 * uses max_dirty / 32, see pick_upload()) */
+	uint64_t whole_after;
 	uint64_t writeback_delay_ns;
 	unsigned upload_threads;    /* >= 1 */
 	/* files written while empty and never past this size stay inline

@@ -92,7 +92,8 @@ static const char mount_help[] =
 	"$XDG_CACHE_HOME/metafuse/VOLUME-ID)\n"
 	"  cache_size=SIZE        disk the cache may use (default 4G)\n"
 	"  max_dirty=SIZE         upload at once past this much unsent data "
-	"(default 256M)\n"
+	"(default 256M;\n"
+	"                         blocks written whole, past a 32nd of it)\n"
 	"  writeback_delay=SECS   upload written data after this delay "
 	"(default 5)\n"
 	"  journal_interval=SECS  how often changed metadata goes to the "
@@ -689,6 +690,7 @@ static int serve(struct mounted *mt, const char *mountpoint)
 	cc.block_size = mt->vol.block_size;
 	cc.cache_size = o->cache_size;
 	cc.max_dirty = o->max_dirty;
+	cc.whole_after = o->max_dirty / 32;
 	cc.writeback_delay_ns = o->writeback_delay_ns;
 	cc.upload_threads = o->upload_threads;
 	/* with the kernel's writeback cache, writes of one file can reach

@@ -349,6 +349,39 @@ def test_sequential_reader_is_read_ahead(mounts):
     assert read_file(m.path("big")) == data
 
 
+def test_sequential_write_uploads_as_it_goes(mounts):
+    """Blocks a sequential writer has written whole go up while it writes
+    (past a 32nd of max_dirty), not writeback_delay later or at fsync; a
+    file rewritten in place, in part, waits for the delay."""
+    m = mounts(opts={"writeback_delay": "3600", "max_dirty": "64M"})
+    data = h.rand_bytes(21, 24 * MIB)
+    fd = os.open(m.path("seq"), os.O_CREAT | os.O_WRONLY, 0o644)
+    try:
+        for off in range(0, len(data), 128 * 1024):
+            os.write(fd, data[off:off + 128 * 1024])
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and len(m.data_objects()) < 20:
+            time.sleep(0.1)
+        # 2 MiB (64M / 32) and the last, partly written block may wait
+        assert len(m.data_objects()) >= 20, \
+            f"{len(m.data_objects())} of 24 blocks uploaded without fsync"
+        os.fsync(fd)
+        before = len(m.data_objects())
+        for i in range(24):      # 4 KiB into each block: none is whole
+            os.pwrite(fd, b"z" * 4096, i * MIB + 8192)
+        time.sleep(1)
+        assert len(m.data_objects()) == before
+    finally:
+        os.close(fd)
+    m.umount()
+    m.wipe_cache()
+    m.mount()
+    want = bytearray(data)
+    for i in range(24):
+        want[i * MIB + 8192:i * MIB + 12288] = b"z" * 4096
+    assert read_file(m.path("seq")) == bytes(want)
+
+
 def test_requests_do_not_start_threads(mounts):
     """The daemon's FUSE workers live on: a thread made and ended around
     each request cost most of a small write's time (libfuse read our loop
@@ -417,7 +450,15 @@ def test_small_writeback_delay_uploads_without_fsync(mounts):
 def test_large_delay_holds_uploads_until_max_dirty(mounts):
     m = mounts(opts={"writeback_delay": "3600", "max_dirty": "8M"})
     before = len(m.data_objects())
-    write_file(m.path("small"), h.rand_bytes(7, 4 * MIB))
+    # 4 blocks dirty, none written whole (whole ones would go at once
+    # past a 32nd of max_dirty: test_sequential_write_uploads_as_it_goes)
+    small = bytearray(4 * MIB)
+    fd = os.open(m.path("small"), os.O_CREAT | os.O_WRONLY, 0o644)
+    for i in range(4):
+        piece = h.rand_bytes(70 + i, MIB - 4096)
+        os.pwrite(fd, piece, i * MIB + 4096)
+        small[i * MIB + 4096:(i + 1) * MIB] = piece
+    os.close(fd)
     time.sleep(2)
     assert len(m.data_objects()) == before, \
         "data uploaded before writeback_delay with dirty < max_dirty"
@@ -428,7 +469,7 @@ def test_large_delay_holds_uploads_until_max_dirty(mounts):
         f"dirty and max_dirty=8M"
     m.remount(wipe_cache=True)
     assert read_file(m.path("big")) == h.rand_bytes(8, 60 * MIB)
-    assert read_file(m.path("small")) == h.rand_bytes(7, 4 * MIB)
+    assert read_file(m.path("small")) == bytes(small)
 
 
 def test_cache_stays_within_cache_size(mounts):

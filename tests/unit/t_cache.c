@@ -244,19 +244,27 @@ struct env {
 	struct cache *c;
 };
 
-static int env_open_cache(struct env *e, uint64_t cache_size,
-			  uint64_t delay_ns)
+static int env_open_cache_whole(struct env *e, uint64_t cache_size,
+				uint64_t delay_ns, uint64_t whole_after)
 {
 	struct cache_config cfg = {
 		.dir = e->cdir,
 		.block_size = BS,
 		.cache_size = cache_size,
 		.max_dirty = cache_size,
+		.whole_after = whole_after,
 		.writeback_delay_ns = delay_ns,
 		.upload_threads = 2,
 	};
 
 	return cache_open(&cfg, e->store, &e->blob, &fake_ops, e->f, &e->c);
+}
+
+/* uploads only by the delay, pressure and flushes */
+static int env_open_cache(struct env *e, uint64_t cache_size,
+			  uint64_t delay_ns)
+{
+	return env_open_cache_whole(e, cache_size, delay_ns, UINT64_MAX);
 }
 
 static void env_init(struct env *e, uint64_t cache_size, uint64_t delay_ns)
@@ -365,6 +373,62 @@ static void test_delay_uploads(void)
 		usleep(10000);
 	CHECK_RC(count_objects(&e), 3);
 	CHECK(i > 0);
+	env_free(&e);
+	free(in);
+}
+
+static void write_pieces(struct env *e, uint64_t ino, uint64_t off,
+			 const uint8_t *in, size_t len)
+{
+	size_t done;
+
+	for (done = 0; done < len; done += 512)
+		CHECK_RC(cache_write(e->c, ino, off + done, in + done,
+				     MF_MIN(512, len - done)),
+			 (ssize_t)MF_MIN(512, len - done));
+}
+
+/* Past whole_after, a block written whole (in pieces, one range) goes up
+ * without waiting for the delay; one written in two ranges with a gap, or
+ * in part, waits.  At or below whole_after, nothing goes early. */
+static void test_whole_blocks_go_early(void)
+{
+	struct env e;
+	uint8_t *in = malloc(8 * BS);
+	int i;
+
+	fill(in, 8 * BS, 9);
+	env_init(&e, 64 * BS, 3600000000000ULL);
+	cache_close(e.c, 0);
+	CHECK_RC(env_open_cache_whole(&e, 64 * BS, 3600000000000ULL,
+				      2 * BS), 0);
+	/* two whole blocks: dirty == whole_after, not past it */
+	write_pieces(&e, 3, 0, in, 2 * BS);
+	usleep(200000);
+	CHECK_RC(count_objects(&e), 0);
+	/* block 1 of inode 4 backwards in pieces: one range, whole */
+	for (i = BS / 512 - 1; i >= 0; i--)
+		CHECK_RC(cache_write(e.c, 4, BS + (uint64_t)i * 512,
+				     in + 2 * BS + i * 512, 512), 512);
+	/* block 0 of inode 4 in two ranges with a gap filled last: the
+	 * range tracked is the first one and what touches it */
+	write_pieces(&e, 4, 0, in + 3 * BS, BS / 2);
+	write_pieces(&e, 4, BS / 2 + 1024, in + 3 * BS + BS / 2 + 1024,
+		     BS / 2 - 1024);
+	/* block 2 of inode 4 in part */
+	write_pieces(&e, 4, 2 * BS, in + 4 * BS, BS - 512);
+	for (i = 0; i < 500 && count_objects(&e) < 3; i++)
+		usleep(10000);
+	CHECK_RC(count_objects(&e), 3); /* inode 3's two, inode 4's block 1 */
+	usleep(200000);
+	CHECK_RC(count_objects(&e), 3);
+	CHECK(!fb_find(e.f, 3, 0, 0)->dirty && !fb_find(e.f, 3, 1, 0)->dirty);
+	CHECK(!fb_find(e.f, 4, 1, 0)->dirty);
+	CHECK(fb_find(e.f, 4, 0, 0)->dirty && fb_find(e.f, 4, 2, 0)->dirty);
+	/* once clean, a block rewritten in part starts a new range */
+	write_pieces(&e, 3, 0, in + 5 * BS, 512);
+	usleep(200000);
+	CHECK(fb_find(e.f, 3, 0, 0)->dirty);
 	env_free(&e);
 	free(in);
 }
@@ -772,6 +836,7 @@ int main(void)
 		return 1;
 	test_write_read();
 	test_delay_uploads();
+	test_whole_blocks_go_early();
 	test_evict_and_fetch();
 	test_truncate_and_punch();
 	test_damage_and_faults();
