@@ -1140,18 +1140,17 @@ out_unclaim:
 	return rc;
 }
 
-/* Called with lock held: the next entry a worker should upload, or NULL
- * with *wait_ns set to how long until one is due. */
 /*
+ * Called with lock held: the next entry a worker should upload, or NULL
+ * with *wait_ns set to how long until one is due.
+ *
  * Once dirty data passes whole_after (the mount's: max_dirty / 32, 8 MiB
  * by default), a block written whole goes up at once, not writeback_delay
  * later: a sequential writer has moved past it, and uploading while the
  * writer goes on overlaps the two, where waiting left up to max_dirty for
- * the fsync or close to upload (1 GiB written with fsync: 1.75 s instead
- * of 2.0 s).  Below it, a small file rewritten whole again and again still
- * costs one upload per delay.
+ * the fsync or close to upload.  Below it, a small file rewritten whole
+ * again and again still costs one upload per delay.
  */
-
 static struct centry *pick_upload(struct cache *c, uint64_t *wait_ns)
 {
 	uint64_t now = now_mono_ns(), best_wait = UINT64_MAX;
