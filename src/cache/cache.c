@@ -447,6 +447,14 @@ static int load_block(struct cache *c, struct centry *e)
 	if (!hash[0])
 		goto out_close;
 	blob_data_key(hash, key);
+	/* aligned, with room for the last block whole: a local store reads
+	 * it past the page cache (O_DIRECT) */
+	if (buf_init_aligned(&obj, STORE_DIRECT_ALIGN,
+			     blob_encoded_max(c->blob, c->cfg.block_size) +
+				     STORE_DIRECT_ALIGN)) {
+		rc = -ENOMEM;
+		goto out_close;
+	}
 	rc = store_get(c->store, key, 0, 0, &obj);
 	if (rc) {
 		log_error("block %" PRIu64 " of inode %" PRIu64
@@ -454,7 +462,7 @@ static int load_block(struct cache *c, struct centry *e)
 			  e->idx, e->ino, key, strerror(-rc));
 		if (rc == -ENOENT)
 			rc = -EIO;
-		goto out_close;
+		goto out_free;
 	}
 	rc = blob_decode_named(c->blob, hash, obj.data, obj.len, &plain);
 	if (rc) {

@@ -335,6 +335,31 @@ static bool is_missing(int err)
 	return err == ENOENT || err == ENOTDIR || err == ELOOP;
 }
 
+static size_t round_up_direct(size_t n)
+{
+	return (n + STORE_DIRECT_ALIGN - 1) & ~(size_t)(STORE_DIRECT_ALIGN - 1);
+}
+
+/*
+ * A whole large object read into an aligned buffer with room for its
+ * size rounded up (the last block comes whole) goes past the page cache
+ * too: the cache keeps what it fetched, and filling the page cache on the
+ * way cost a fifth of a cold read's CPU.  Sets O_DIRECT on fd when so.
+ */
+static bool direct_read_ok(struct store_file *fs, int fd, uint64_t off,
+			   size_t n, const struct buf *out)
+{
+	if (off != 0 || n < DIRECT_MIN || atomic_load(&fs->no_direct) ||
+	    ((uintptr_t)(out->data + out->len) & (STORE_DIRECT_ALIGN - 1)) ||
+	    out->cap - out->len - 1 < round_up_direct(n))
+		return false;
+	if (fcntl(fd, F_SETFL, O_RDONLY | O_DIRECT) < 0) {
+		atomic_store(&fs->no_direct, true);
+		return false;
+	}
+	return true;
+}
+
 static int file_get(struct store *s, const char *key, uint64_t off,
 		    size_t len, struct buf *out)
 {
@@ -342,6 +367,7 @@ static int file_get(struct store *s, const char *key, uint64_t off,
 	uint64_t avail;
 	struct stat st;
 	size_t n, got = 0;
+	bool direct;
 	int fd, rc = 0;
 
 	if (!store_key_valid(key))
@@ -372,10 +398,22 @@ static int file_get(struct store *s, const char *key, uint64_t off,
 	rc = buf_reserve(out, n);
 	if (rc)
 		goto out_close;
+	direct = direct_read_ok(fs, fd, off, n, out);
 	while (got < n) {
-		ssize_t r = pread(fd, out->data + out->len + got, n - got,
+		size_t want = direct ? round_up_direct(n) - got : n - got;
+		ssize_t r = pread(fd, out->data + out->len + got, want,
 				  (off_t)(off + got));
 
+		if (r < 0 && errno == EINVAL && direct) {
+			/* refused after all: the rest buffered */
+			atomic_store(&fs->no_direct, true);
+			direct = false;
+			if (fcntl(fd, F_SETFL, O_RDONLY) < 0) {
+				rc = map_errno(errno);
+				break;
+			}
+			continue;
+		}
 		if (r < 0) {
 			if (errno == EINTR)
 				continue;
