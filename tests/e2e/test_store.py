@@ -3,8 +3,10 @@ a full cache disk gives ENOSPC without losing data, deleted data is freed,
 identical blocks are stored once, a small write uploads one block, uploads
 follow writeback_delay and max_dirty, the cache stays within cache_size."""
 
+import ctypes
 import errno
 import hashlib
+import mmap
 import os
 import subprocess
 import time
@@ -380,6 +382,54 @@ def test_sequential_write_uploads_as_it_goes(mounts):
     for i in range(24):
         want[i * MIB + 8192:i * MIB + 12288] = b"z" * 4096
     assert read_file(m.path("seq")) == bytes(want)
+
+
+def resident_pages(path):
+    """Pages of the file at path in the page cache (mincore(2))."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.mmap.restype = ctypes.c_void_p
+    libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int,
+                          ctypes.c_int, ctypes.c_int, ctypes.c_long]
+    libc.mincore.argtypes = [ctypes.c_void_p, ctypes.c_size_t,
+                             ctypes.c_char_p]
+    libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
+    size = os.path.getsize(path)
+    pages = (size + mmap.PAGESIZE - 1) // mmap.PAGESIZE
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        addr = libc.mmap(None, size, mmap.PROT_READ, mmap.MAP_SHARED, fd, 0)
+        assert addr not in (None, ctypes.c_void_p(-1).value), "mmap failed"
+        vec = ctypes.create_string_buffer(pages)
+        try:
+            assert libc.mincore(addr, size, vec) == 0, "mincore failed"
+        finally:
+            libc.munmap(addr, size)
+        return sum(b & 1 for b in vec.raw)
+    finally:
+        os.close(fd)
+
+
+@pytest.mark.local_store
+def test_block_objects_bypass_the_page_cache(mounts):
+    """A local store writes uploaded blocks and reads fetched ones with
+    O_DIRECT: what the cache holds is not kept twice in memory.  Only the
+    buffered tail page of each object may be resident."""
+    m = mounts()
+    if h.run(["stat", "-f", "-c", "%T", m.store_dir]).stdout.strip() \
+            == "tmpfs":
+        pytest.skip("the store is on tmpfs, whose pages are always resident")
+    data = h.rand_bytes(31, 16 * MIB)
+    write_file(m.path("f"), data)
+    m.umount()
+    objs = [os.path.join(m.store_dir, k) for k in m.data_objects()]
+    assert len(objs) == 16
+    assert sum(resident_pages(p) for p in objs) <= len(objs), \
+        "uploaded blocks left in the page cache"
+    m.wipe_cache()
+    m.mount()
+    assert read_file(m.path("f")) == data      # every block fetched
+    assert sum(resident_pages(p) for p in objs) <= len(objs), \
+        "fetched blocks left in the page cache"
 
 
 def test_requests_do_not_start_threads(mounts):
