@@ -942,14 +942,14 @@ static ssize_t write_blocks(struct cache *c, uint64_t ino, uint64_t off,
 	pthread_mutex_lock(&c->lock);
 	for (i = 0; i < got; i++) {
 		uint64_t pos = i == 0 ? off : (first + i) * bs;
+		uint64_t boff = pos % bs, bend = MF_MIN(bs, boff + off + len - pos);
 
 		ents[i]->version++;
 		was_clean[i] = ents[i]->state != CE_DIRTY;
 		if (was_clean[i])
 			marked[nmarked++] = ents[i]->idx;
-		if (cover(ents[i], was_clean[i], (uint32_t)(pos % bs),
-			  (uint32_t)(pos % bs + MF_MIN(bs - pos % bs,
-						       off + len - pos)), bs))
+		if (cover(ents[i], was_clean[i], (uint32_t)boff,
+			  (uint32_t)bend, bs))
 			became_whole = true;
 	}
 	pthread_mutex_unlock(&c->lock);

@@ -286,32 +286,37 @@ def roundtrip(m):
     m.umount()
 
 
-def test_virtual_host_addressing(mounts, recorder):
-    """-o virtual_host: the bucket is in the Host header
-    (BUCKET.localhost:PORT; libcurl resolves *.localhost to loopback),
-    not in the path, and a volume round-trips."""
+def localhost_roundtrip(mounts, recorder, name, loc, virtual_host=False):
+    """mkfs and a round trip through the recorder at localhost:PORT;
+    returns the requests it saw (more than 20)."""
     ep = recorder.url("localhost")
-    m = mounts(name="vh", mkfs=False, store=location("vhost"),
-               opts={"endpoint": ep, "virtual_host": True}, env=keys_env())
-    r = m.cli("mkfs", "-o", f"endpoint={ep},virtual_host", m.store)
+    opts = {"endpoint": ep}
+    if virtual_host:
+        opts["virtual_host"] = True
+    m = mounts(name=name, mkfs=False, store=location(loc), opts=opts,
+               env=keys_env())
+    r = m.cli("mkfs", "-o", f"endpoint={ep}" +
+              (",virtual_host" if virtual_host else ""), m.store)
     assert r.returncode == 0, r.stderr
     roundtrip(m)
     reqs = recorder.requests()
     assert len(reqs) > 20
+    return reqs
+
+
+def test_virtual_host_addressing(mounts, recorder):
+    """-o virtual_host: the bucket is in the Host header
+    (BUCKET.localhost:PORT; libcurl resolves *.localhost to loopback),
+    not in the path, and a volume round-trips."""
+    reqs = localhost_roundtrip(mounts, recorder, "vh", "vhost",
+                               virtual_host=True)
     for q in reqs:
         assert q["h"]["host"] == f"{BUCKET}.localhost:{recorder.port}", q
         assert not q["path"].startswith(f"/{BUCKET}"), q
 
 
 def test_localhost_is_path_style_by_default(mounts, recorder):
-    ep = recorder.url("localhost")
-    m = mounts(name="ps", mkfs=False, store=location("pstyle"),
-               opts={"endpoint": ep}, env=keys_env())
-    r = m.cli("mkfs", "-o", f"endpoint={ep}", m.store)
-    assert r.returncode == 0, r.stderr
-    roundtrip(m)
-    reqs = recorder.requests()
-    assert len(reqs) > 20
+    reqs = localhost_roundtrip(mounts, recorder, "ps", "pstyle")
     for q in reqs:
         assert q["h"]["host"] == f"localhost:{recorder.port}", q
         assert q["path"].startswith(f"/{BUCKET}/") or \
