@@ -47,7 +47,9 @@ import time
 import urllib.parse
 
 MiB = 1 << 20
-BLOCK_SIZE = MiB  # metafuse volumes are made with this block size
+# metafuse volumes get mkfs's default block size (1 MiB in a directory,
+# 4 MiB in S3), read back from what mkfs prints
+MKFS_BLOCK_RE = re.compile(rb"\(block size (\d+)\)")
 
 # Option names of metafuse's S3 backend, kept in one place because they may
 # still change: {endpoint} is replaced by the endpoint URL.
@@ -359,11 +361,15 @@ class Metafuse(Target):
         else:
             self.url = os.path.join(self.dir, "store")
         env = self.s3cfg["env"] if self.s3 else None
-        cmd = [self.binary, "mkfs", "--block-size", str(BLOCK_SIZE)]
+        cmd = [self.binary, "mkfs"]
         if self.s3:
             cmd += ["-o", METAFUSE_S3_OPTS.format(
                 endpoint=self.s3cfg["endpoint"])]
-        run(cmd + [self.url], env=env)
+        r = run(cmd + [self.url], env=env)
+        m = MKFS_BLOCK_RE.search(r.stdout)
+        if not m:
+            raise RuntimeError(f"mkfs printed no block size: {r.stdout!r}")
+        self.block_size = int(m.group(1))
         if not self.s3:
             self.watch = StoreWatch(self.url)
 
@@ -672,8 +678,8 @@ def w_rand(s, sz, ctx):
         for line in f:
             p = line.split()  # v2: file write off len; v3: time first
             if len(p) >= 4 and p[-3] == "write":
-                blocks.add(int(p[-2]) // BLOCK_SIZE)
-    s.put("randwrite_bound_bytes", len(blocks) * BLOCK_SIZE)
+                blocks.add(int(p[-2]) // s.t.block_size)
+    s.put("randwrite_bound_bytes", len(blocks) * s.t.block_size)
     randread(s, n, ops)
 
 
@@ -1017,6 +1023,25 @@ plot {plots}
     os.unlink(dat)
 
 
+def first_touch_probe(work, mib=512):
+    """MB/s of writing mib MiB into the page cache of a new file, twice
+    (the file deleted in between).  On a VM whose host takes back free
+    guest memory (virtio-balloon free page reporting), the first pass runs
+    into memory the host must map again and can be several times slower:
+    whichever target first touches such memory pays for it."""
+    rates = []
+    chunk = bytes(MiB)
+    for _ in range(2):
+        path = os.path.join(work, "first-touch")
+        t0 = now()
+        with open(path, "wb") as f:
+            for _ in range(mib):
+                f.write(chunk)
+        rates.append(mib * MiB / 1e6 / (now() - t0))
+        os.unlink(path)
+    return rates
+
+
 def machine_md(out, ctx):
     def cmd(c):
         try:
@@ -1047,6 +1072,10 @@ def machine_md(out, ctx):
     for p in ("fio", "s3fs", "rclone", "libfuse3-3", "gnuplot-nox"):
         v = cmd(["dpkg-query", "-W", "-f=${Version}", p])
         vers.append(f"{p} {v or 'not installed'}")
+    balloon = ("virtio-balloon present; "
+               if os.path.isdir("/sys/bus/virtio/drivers/virtio_balloon")
+               else "")
+    touch = ctx.get("first_touch") or first_touch_probe(ctx["work"])
     text = f"""# Machine of this run
 
 - date (UTC): {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M}
@@ -1058,6 +1087,10 @@ def machine_md(out, ctx):
 - commit of the tree (metafuse and the harness): {ctx['commit']}
 - tarball: {ctx['tarball_name']}
 - packages: {', '.join(vers)}
+- memory: {balloon}writing 512 MiB into the page cache of a new file ran
+  at {touch[0]:,.0f} MB/s, then at {touch[1]:,.0f} MB/s once more (first
+  touch of memory the host had taken back is slow: a source of noise in
+  every write figure)
 - the machine is shared with other engineers' builds and tests; targets
   are interleaved so that drift hits all alike
 """
@@ -1151,6 +1184,9 @@ def main():
         if b"s3://" in h.stdout + h.stderr:
             targets.append(Metafuse(a.work, a.metafuse, "metafuse-s3",
                                     s3=cfg))
+            if a.metafuse_alt:
+                targets.append(Metafuse(a.work, a.metafuse_alt,
+                                        "metafuse-alt-s3", s3=cfg))
         else:
             why = ("metafuse-s3 skipped: this metafuse has no S3 backend "
                    "(its mount --help names no s3:// store)")
@@ -1204,6 +1240,11 @@ def main():
         w.writeheader()
         for r in rec.rows:
             w.writerow(dict(r, value=fmt_csv(r["value"])))
+    bsz = sorted({f"{t.name} {t.block_size // MiB} MiB" for t in targets
+                  if getattr(t, "block_size", None)})
+    if bsz:
+        notes.append("- Block sizes (mkfs's default for the store): "
+                     + ", ".join(bsz) + ".")
     notes.append(f"- Sizes: {describe_sizes(sz)}.")
     notes.append(f"- Tarball: {a.tarball_name}; extracted: "
                  f"{describe_tar(a.tarball, sz['tar_args'])}.")

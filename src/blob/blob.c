@@ -293,16 +293,23 @@ static int decode_zstd(const uint8_t *payload, size_t plen,
 	return 0;
 }
 
-/* Decode; a named object only when named_ok (its caller checks the
- * plaintext against the name). */
-static int decode(const void *obj, size_t len, bool named_ok,
-		  struct buf *out)
+/*
+ * Check the object and find its plaintext; a named object only when
+ * named_ok (its caller checks the plaintext against the name).  A raw
+ * payload is the plaintext: *plain points into obj.  A zstd payload is
+ * decompressed, appended to scratch, and *plain points there.  Nothing is
+ * appended unless every check passed.
+ */
+static int decode_view(const void *obj, size_t len, bool named_ok,
+		       struct buf *scratch, const uint8_t **plain,
+		       size_t *plain_n)
 {
 	const uint8_t *hdr = obj, *payload;
 	uint8_t sum[BLOB_SUM_BYTES];
 	uint64_t plain_len, payload_len;
-	size_t plen;
+	size_t plen, start = scratch->len;
 	bool named;
+	int rc;
 
 	if (!hdr || len < BLOB_HEADER_SIZE)
 		return -EIO;
@@ -322,11 +329,33 @@ static int decode(const void *obj, size_t len, bool named_ok,
 	if (sodium_memcmp(sum, hdr + BLOB_SUM_OFFSET, BLOB_SUM_BYTES) != 0)
 		return -EIO;
 
-	if (hdr[4] == BLOB_CODEC_ZSTD)
-		return decode_zstd(payload, plen, plain_len, out);
+	if (hdr[4] == BLOB_CODEC_ZSTD) {
+		rc = decode_zstd(payload, plen, plain_len, scratch);
+		if (rc)
+			return rc;
+		*plain = scratch->data + start;
+		*plain_n = scratch->len - start;
+		return 0;
+	}
 	if (plain_len != payload_len)
 		return -EIO;
-	return buf_append(out, payload, plen);
+	*plain = payload;
+	*plain_n = plen;
+	return 0;
+}
+
+/* Decode, appending the plaintext to out. */
+static int decode(const void *obj, size_t len, bool named_ok,
+		  struct buf *out)
+{
+	const uint8_t *plain;
+	size_t start = out->len, n;
+	int rc;
+
+	rc = decode_view(obj, len, named_ok, out, &plain, &n);
+	if (rc || out->len != start)
+		return rc; /* an error, or zstd: already in out */
+	return buf_append(out, plain, n);
 }
 
 int blob_decode(const struct blob_ctx *ctx, const void *obj, size_t len,
@@ -351,6 +380,29 @@ int blob_decode_named(const struct blob_ctx *ctx, const char *name,
 	if (sodium_memcmp(got, name, BLOB_NAME_LEN) != 0) {
 		out->len = start;
 		out->data[start] = 0;
+		return -EIO;
+	}
+	return 0;
+}
+
+int blob_decode_named_view(const struct blob_ctx *ctx, const char *name,
+			   const void *obj, size_t len, struct buf *scratch,
+			   const uint8_t **plain, size_t *plain_len)
+{
+	char got[BLOB_NAME_LEN + 1];
+	size_t start = scratch->len;
+	int rc;
+
+	if (!name || strnlen(name, BLOB_NAME_LEN + 1) != BLOB_NAME_LEN)
+		return -EIO;
+	rc = decode_view(obj, len, true, scratch, plain, plain_len);
+	if (rc)
+		return rc;
+	blob_name(ctx, *plain, *plain_len, got);
+	if (sodium_memcmp(got, name, BLOB_NAME_LEN) != 0) {
+		scratch->len = start;
+		if (scratch->data)
+			scratch->data[start] = 0;
 		return -EIO;
 	}
 	return 0;

@@ -77,6 +77,13 @@ int blob_decode(const struct blob_ctx *ctx, const void *obj, size_t len,
 int blob_decode_named(const struct blob_ctx *ctx, const char *name,
 		      const void *obj, size_t len, struct buf *out);
 
+/* The same without copying a raw payload: on success *plain points at the
+ * checked plaintext, inside obj (raw) or appended to scratch (zstd); on
+ * failure nothing is appended.  For block-sized objects, one copy fewer. */
+int blob_decode_named_view(const struct blob_ctx *ctx, const char *name,
+			   const void *obj, size_t len, struct buf *scratch,
+			   const uint8_t **plain, size_t *plain_len);
+
 /* Fill buf with len cryptographically random bytes. */
 void blob_random(void *buf, size_t len);
 

@@ -431,6 +431,8 @@ static int load_block(struct cache *c, struct centry *e)
 {
 	char hash[BLOB_NAME_LEN + 1], key[BLOB_DATA_KEY_LEN + 1];
 	struct buf obj = BUF_INIT, plain = BUF_INIT;
+	const uint8_t *p;
+	size_t plen;
 	int rc, fd;
 
 	rc = c->ops->block_get(c->index_arg, e->ino, e->idx, hash);
@@ -464,7 +466,9 @@ static int load_block(struct cache *c, struct centry *e)
 			rc = -EIO;
 		goto out_free;
 	}
-	rc = blob_decode_named(c->blob, hash, obj.data, obj.len, &plain);
+	/* a raw object's plaintext is written from obj itself */
+	rc = blob_decode_named_view(c->blob, hash, obj.data, obj.len, &plain,
+				    &p, &plen);
 	if (rc) {
 		log_error("block %" PRIu64 " of inode %" PRIu64
 			  ": object %s is damaged (checksum mismatch)",
@@ -472,12 +476,12 @@ static int load_block(struct cache *c, struct centry *e)
 		rc = -EIO;
 		goto out_free;
 	}
-	if (plain.len > c->cfg.block_size) {
+	if (plen > c->cfg.block_size) {
 		log_error("object %s is larger than a block", key);
 		rc = -EIO;
 		goto out_free;
 	}
-	rc = pwrite_all(fd, plain.data, plain.len, 0);
+	rc = pwrite_all(fd, p, plen, 0);
 	pthread_mutex_lock(&c->lock);
 	c->stats.fetches++;
 	c->stats.fetch_bytes += obj.len;
@@ -608,15 +612,18 @@ static bool inline_on(const struct cache *c)
 /*
  * A reader of block idx whose previous block is cached is probably
  * reading sequentially: queue the fetch of the blocks after idx (up to
- * PREFETCH_BYTES, within the file) that are not cached yet, for the
- * fetcher threads, so that the store's latency and the decoding of
- * several blocks overlap with the reader.
+ * PREFETCH_BYTES or two per fetcher, whichever is more, within the file)
+ * that are not cached yet, for the fetcher threads, so that the store's
+ * latency and the decoding of several blocks overlap with the reader.
  */
 static void read_ahead(struct cache *c, uint64_t ino, uint64_t idx,
 		       uint64_t file_size)
 {
 	uint64_t bs = c->cfg.block_size, last, i;
-	unsigned want = MF_MAX(2U, PREFETCH_BYTES / c->cfg.block_size), q;
+	/* enough blocks to keep every fetcher busy twice over, whatever
+	 * the block size */
+	unsigned want = MF_MAX(2U * c->nfetchers,
+			       PREFETCH_BYTES / c->cfg.block_size), q;
 	bool queued = false;
 
 	/* never more than a quarter of the cache: what is fetched ahead

@@ -816,7 +816,7 @@ static int open_default_store(struct store **st)
 	}
 	if (volume_load(*st, &v, &err) == -ENOENT) {
 		buf_reset(&err);
-		rc = volume_create(*st, 1U << 20, &v, &err);
+		rc = volume_create(*st, (*st)->block_size, &v, &err);
 		if (rc) {
 			cli_error("%s", buf_str(&err));
 			store_close(*st);

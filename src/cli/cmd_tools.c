@@ -39,12 +39,13 @@ static const char mkfs_help[] =
 	"Creates an empty volume in STORE (a directory, created if missing, "
 	"or\nfile:///path, or s3://BUCKET[/PREFIX] in an existing bucket; "
 	"--create-bucket\ncreates the bucket too).  SIZE is a power of two "
-	"from 4K to 64M (default 1M).\n"
+	"from 4K to 64M (default 1M\nin a directory, 4M in S3, where each "
+	"request costs a round trip and money).\n"
 	"\n" CLI_STORE_OPTS_HELP;
 
 int cmd_mkfs(int argc, char **argv)
 {
-	uint64_t bs = 1U << 20;
+	uint64_t bs = 0; /* 0: the store's own default */
 	const char *loc = NULL;
 	struct buf err = BUF_INIT;
 	struct cli_store_opts so = { 0 };
@@ -96,6 +97,8 @@ int cmd_mkfs(int argc, char **argv)
 		cli_error("%s", buf_str(&err));
 		goto out;
 	}
+	if (!bs)
+		bs = s->block_size;
 	if (volume_create(s, (uint32_t)bs, &v, &err)) {
 		cli_error("%s", buf_str(&err));
 		goto out;

@@ -73,7 +73,16 @@ struct store {
 	const struct store_ops *ops;
 	/* Human-readable location without secrets ("file:///srv/vol"). */
 	char *url;
+	/*
+	 * The block size a new volume in this store gets when mkfs is not
+	 * told one: STORE_BLOCK_LOCAL for a directory, STORE_BLOCK_REMOTE
+	 * for S3, where every request costs money and a round trip.
+	 */
+	uint32_t block_size;
 };
+
+#define STORE_BLOCK_LOCAL (1U << 20)
+#define STORE_BLOCK_REMOTE (4U << 20)
 
 static inline int store_put(struct store *s, const char *key,
 			    const void *data, size_t len)

@@ -222,6 +222,7 @@ int store_fault_wrap(struct store *inner, struct store **out)
 		goto out_free_url;
 	pthread_cond_init(&f->hold_cond, NULL);
 	f->base.ops = &store_fault_ops;
+	f->base.block_size = inner->block_size;
 	f->inner = inner;
 	*out = &f->base;
 	return 0;

@@ -701,6 +701,7 @@ int store_file_open(const char *root, int create, struct store **out)
 		goto out_free_fs;
 	fs->base.ops = &store_file_ops;
 	fs->base.url = (char *)buf_detach(&url, NULL);
+	fs->base.block_size = STORE_BLOCK_LOCAL;
 	fs->root_fd = fd;
 	atomic_init(&fs->tmp_seq, 0);
 	atomic_init(&fs->no_direct, false);

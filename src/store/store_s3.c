@@ -1903,6 +1903,7 @@ int store_s3_open(const char *bucket_and_prefix, int create,
 		goto out_dummy;
 	}
 	s->base.ops = &store_s3_ops;
+	s->base.block_size = STORE_BLOCK_REMOTE;
 	pthread_mutex_init(&s->pool_lock, NULL);
 	pthread_cond_init(&s->pool_cond, NULL);
 	s->bucket = strndup(bucket_and_prefix, blen);

@@ -11,7 +11,7 @@ import time
 import pytest
 
 import mfhelpers as h
-from mfhelpers import Mount, is_mounted, read_file, write_file
+from mfhelpers import MIB, Mount, is_mounted, read_file, write_file
 
 VALID_OPTIONS = ["cache_dir", "cache_size", "writeback_delay", "max_dirty",
                  "ro", "allow_other"]
@@ -57,6 +57,22 @@ def test_unknown_command_and_no_arguments(workdir):
     assert r.returncode != 0 and (r.stderr + r.stdout).strip()
     r = m.cli("mount", "--no-such-flag", m.store, m.mnt)
     assert r.returncode != 0 and r.stderr.strip()
+
+
+def test_mkfs_default_block_size_local(mounts):
+    """Untold, mkfs gives a directory store 1 MiB blocks (test_s3.py
+    checks S3's 4 MiB)."""
+    m = mounts(mkfs=False)
+    r = m.mkfs()
+    assert f"(block size {MIB})" in r.stdout, r.stdout
+    m.mount()
+    write_file(m.path("f"), h.rand_bytes(2, MIB + 1))
+    m.umount()
+    # one full block and one byte: two objects
+    assert len(m.data_objects()) == 2
+    m.mount()
+    assert read_file(m.path("f")) == h.rand_bytes(2, MIB + 1)
+    m.umount()
 
 
 def test_mkfs_file_url_and_block_size(mounts, workdir):

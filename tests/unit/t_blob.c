@@ -430,6 +430,70 @@ static void test_named(void)
 	buf_free(&out);
 }
 
+/*
+ * blob_decode_named_view(): a raw object's plaintext is found inside the
+ * object itself (no copy), a zstd one is appended to the scratch buffer;
+ * every check of blob_decode_named() holds, and a refused object leaves
+ * the scratch buffer as it was.
+ */
+static void test_named_view(void)
+{
+	uint8_t noise[5000], text[20000];
+	struct buf enc = BUF_INIT, scratch = BUF_INIT;
+	char name[BLOB_NAME_LEN + 1], wrong[BLOB_NAME_LEN + 1];
+	const uint8_t *p = NULL;
+	size_t i, n = 0;
+
+	blob_random(noise, sizeof(noise));
+	for (i = 0; i < sizeof(text); i++)
+		text[i] = (uint8_t)("abcabcabd"[i % 9]);
+
+	/* raw (incompressible): points into the object, scratch untouched */
+	blob_name(&ctx, noise, sizeof(noise), name);
+	CHECK_RC(blob_encode_named(&ctx, noise, sizeof(noise), &enc), 0);
+	buf_appends(&scratch, "keep");
+	CHECK_RC(blob_decode_named_view(&ctx, name, enc.data, enc.len,
+					&scratch, &p, &n), 0);
+	CHECK_EQ_U64(n, sizeof(noise));
+	CHECK(p >= enc.data && p + n <= enc.data + enc.len);
+	CHECK(!memcmp(p, noise, n));
+	CHECK(scratch.len == 4 && !strcmp(buf_str(&scratch), "keep"));
+
+	/* a wrong name, a damaged payload: -EIO, scratch as it was */
+	memcpy(wrong, name, sizeof(wrong));
+	wrong[7] = wrong[7] == '0' ? '1' : '0';
+	CHECK_RC(blob_decode_named_view(&ctx, wrong, enc.data, enc.len,
+					&scratch, &p, &n), -EIO);
+	enc.data[enc.len - 1] ^= 1;
+	CHECK_RC(blob_decode_named_view(&ctx, name, enc.data, enc.len,
+					&scratch, &p, &n), -EIO);
+	CHECK(scratch.len == 4 && !strcmp(buf_str(&scratch), "keep"));
+
+	/* zstd: appended to scratch, after what it held */
+	buf_reset(&enc);
+	blob_name(&ctx, text, sizeof(text), name);
+	CHECK_RC(blob_encode_named(&ctx, text, sizeof(text), &enc), 0);
+	CHECK(enc.len < sizeof(text) / 2); /* it did compress */
+	CHECK_RC(blob_decode_named_view(&ctx, name, enc.data, enc.len,
+					&scratch, &p, &n), 0);
+	CHECK_EQ_U64(n, sizeof(text));
+	CHECK_EQ_U64(scratch.len, 4 + sizeof(text));
+	CHECK(p == scratch.data + 4 && !memcmp(p, text, n));
+	CHECK(!memcmp(scratch.data, "keep", 4));
+	/* a zstd object under a wrong name appends nothing */
+	memcpy(wrong, name, sizeof(wrong));
+	wrong[0] = wrong[0] == '0' ? '1' : '0';
+	CHECK_RC(blob_decode_named_view(&ctx, wrong, enc.data, enc.len,
+					&scratch, &p, &n), -EIO);
+	CHECK_EQ_U64(scratch.len, 4 + sizeof(text));
+	/* and blob_decode(), which cannot check a name, refuses it */
+	buf_reset(&scratch);
+	CHECK_RC(blob_decode(&ctx, enc.data, enc.len, &scratch), -EIO);
+	CHECK_EQ_U64(scratch.len, 0);
+	buf_free(&enc);
+	buf_free(&scratch);
+}
+
 /* Data blocks are encoded named: the checksum skips the payload, which
  * only the name authenticates; only blob_decode_named() accepts them. */
 static void test_encode_named(void)
@@ -576,6 +640,7 @@ int main(void)
 	test_round_trips();
 	test_tamper();
 	test_named();
+	test_named_view();
 	test_encode_named();
 	test_name_backends_agree();
 	test_random();
