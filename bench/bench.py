@@ -922,8 +922,11 @@ def verdicts(med, mf, peers):
         a, b = v("rand", "store_bytes_put", m), v("rand",
                                                   "randwrite_bound_bytes", m)
         if a is not None and b:
+            over = (f", {(a - b) / 1024:,.1f} KiB over: the objects' "
+                    "headers and the metadata" if a > b else "")
             ck("random 4K write bytes to store <= blocks touched x block "
-               "size", a <= b, f"{a / MiB:.1f} MiB vs {b / MiB:.1f} MiB")
+               "size", a <= b,
+               f"{a / MiB:.1f} MiB vs {b / MiB:.1f} MiB{over}")
         a, b = v("small", "total_s", m), v("small", "total_s",
                                           "passthrough_ll")
         if a and b:
