@@ -427,10 +427,28 @@ static void entry_put_fd(struct cache *c, struct centry *e, int fd)
 
 /* Fill a new entry's file with the block's content from the store (or
  * nothing: a hole). */
-static int load_block(struct cache *c, struct centry *e)
+/*
+ * An aligned buffer with room for any object of a block and the
+ * alignment's slack (a local store reads into it with O_DIRECT).
+ */
+static int obj_buf_init(const struct cache *c, struct buf *b)
+{
+	return buf_init_aligned(b, STORE_DIRECT_ALIGN,
+				blob_encoded_max(c->blob, c->cfg.block_size) +
+					STORE_DIRECT_ALIGN);
+}
+
+/*
+ * Fill e's file from the store.  reuse, when not NULL, is the caller's
+ * buffer from obj_buf_init() (a fetcher keeps one for its life: block-
+ * sized buffers allocated per load by several threads leave the heap
+ * fragmented, 28 MiB per thread with 4 MiB blocks); else one is made
+ * for this load.
+ */
+static int load_block(struct cache *c, struct centry *e, struct buf *reuse)
 {
 	char hash[BLOB_NAME_LEN + 1], key[BLOB_DATA_KEY_LEN + 1];
-	struct buf obj = BUF_INIT, plain = BUF_INIT;
+	struct buf own = BUF_INIT, plain = BUF_INIT, *obj = reuse ? reuse : &own;
 	const uint8_t *p;
 	size_t plen;
 	int rc, fd;
@@ -449,15 +467,13 @@ static int load_block(struct cache *c, struct centry *e)
 	if (!hash[0])
 		goto out_close;
 	blob_data_key(hash, key);
-	/* aligned, with room for the last block whole: a local store reads
-	 * it past the page cache (O_DIRECT) */
-	if (buf_init_aligned(&obj, STORE_DIRECT_ALIGN,
-			     blob_encoded_max(c->blob, c->cfg.block_size) +
-				     STORE_DIRECT_ALIGN)) {
+	if (reuse) {
+		buf_reset(reuse);
+	} else if (obj_buf_init(c, &own)) {
 		rc = -ENOMEM;
 		goto out_close;
 	}
-	rc = store_get(c->store, key, 0, 0, &obj);
+	rc = store_get(c->store, key, 0, 0, obj);
 	if (rc) {
 		log_error("block %" PRIu64 " of inode %" PRIu64
 			  ": cannot get object %s: %s",
@@ -467,8 +483,8 @@ static int load_block(struct cache *c, struct centry *e)
 		goto out_free;
 	}
 	/* a raw object's plaintext is written from obj itself */
-	rc = blob_decode_named_view(c->blob, hash, obj.data, obj.len, &plain,
-				    &p, &plen);
+	rc = blob_decode_named_view(c->blob, hash, obj->data, obj->len,
+				    &plain, &p, &plen);
 	if (rc) {
 		log_error("block %" PRIu64 " of inode %" PRIu64
 			  ": object %s is damaged (checksum mismatch)",
@@ -484,11 +500,11 @@ static int load_block(struct cache *c, struct centry *e)
 	rc = pwrite_all(fd, p, plen, 0);
 	pthread_mutex_lock(&c->lock);
 	c->stats.fetches++;
-	c->stats.fetch_bytes += obj.len;
+	c->stats.fetch_bytes += obj->len;
 	pthread_mutex_unlock(&c->lock);
 out_free:
 	buf_free(&plain);
-	buf_free(&obj);
+	buf_free(&own);
 out_close:
 	if (rc)
 		close(fd);
@@ -533,10 +549,11 @@ static void evict_some(struct cache *c)
 /*
  * Pin the entry of (ino, idx), creating it when missing.  A new entry is
  * filled from the store when load, else starts empty (the caller is about
- * to overwrite the whole block).  *created tells which happened.
+ * to overwrite the whole block), through obj when not NULL (see
+ * load_block()).
  */
-static int entry_acquire(struct cache *c, uint64_t ino, uint64_t idx,
-			 bool load, struct centry **out)
+static int entry_acquire_buf(struct cache *c, uint64_t ino, uint64_t idx,
+			     bool load, struct buf *obj, struct centry **out)
 {
 	struct centry *e;
 	int rc;
@@ -574,7 +591,7 @@ static int entry_acquire(struct cache *c, uint64_t ino, uint64_t idx,
 	pthread_mutex_unlock(&c->lock);
 
 	if (load) {
-		rc = load_block(c, e);
+		rc = load_block(c, e, obj);
 	} else {
 		rc = entry_open(c, e, O_RDWR | O_CREAT | O_TRUNC);
 		if (rc >= 0) {
@@ -600,6 +617,12 @@ static int entry_acquire(struct cache *c, uint64_t ino, uint64_t idx,
 	evict_some(c);
 	*out = e;
 	return 0;
+}
+
+static int entry_acquire(struct cache *c, uint64_t ino, uint64_t idx,
+			 bool load, struct centry **out)
+{
+	return entry_acquire_buf(c, ino, idx, load, NULL, out);
 }
 
 /* ---- reads and writes ---- */
@@ -662,7 +685,12 @@ out:
 static void *fetcher(void *arg)
 {
 	struct cache *c = arg;
+	struct buf obj = BUF_INIT;
 
+	if (obj_buf_init(c, &obj)) {
+		log_error("fetcher: out of memory");
+		return NULL;
+	}
 	pthread_mutex_lock(&c->lock);
 	for (;;) {
 		char hash[BLOB_NAME_LEN + 1];
@@ -684,11 +712,12 @@ static void *fetcher(void *arg)
 		/* a hole or a block never uploaded: nothing to fetch */
 		rc = c->ops->block_get(c->index_arg, ino, idx, hash);
 		if (rc == 0 && hash[0] &&
-		    entry_acquire(c, ino, idx, true, &e) == 0)
+		    entry_acquire_buf(c, ino, idx, true, &obj, &e) == 0)
 			entry_release(c, e);
 		pthread_mutex_lock(&c->lock);
 	}
 	pthread_mutex_unlock(&c->lock);
+	buf_free(&obj);
 	return NULL;
 }
 

@@ -16,8 +16,12 @@ SIZE = int(os.environ.get("METAFUSE_MEMORY_TEST_SIZE", str(4096 * MIB)))
 
 @pytest.mark.slow
 @pytest.mark.timeout(1800)
-def test_4gib_file_keeps_daemon_memory_bounded(mounts):
-    m = mounts(mount=False)
+@pytest.mark.parametrize("block_size", [None, 4 * MIB],
+                         ids=["default-blocks", "4MiB-blocks"])
+def test_4gib_file_keeps_daemon_memory_bounded(mounts, block_size):
+    """With the default blocks, and with the 4 MiB of S3 volumes (every
+    buffer of a block four times larger)."""
+    m = mounts(mount=False, block_size=block_size)
     # -f under Popen: the test knows the daemon's pid
     m.mount(foreground=True, opts={"writeback_delay": "0.2",
                                    "cache_size": "512M", "max_dirty": "256M"})
