@@ -70,6 +70,8 @@ enum ce_state { CE_LOADING, CE_CLEAN, CE_DIRTY };
  * sequential reader is served. */
 #define PREFETCH_QUEUE 64
 #define PREFETCH_BYTES (8U << 20)
+/* the largest pwrite that fills a cache file from a fetched object */
+#define FILL_CHUNK ((size_t)1 << 20)
 
 struct centry {
 	uint64_t ino, idx, gen;
@@ -497,7 +499,12 @@ static int load_block(struct cache *c, struct centry *e, struct buf *reuse)
 		rc = -EIO;
 		goto out_free;
 	}
-	rc = pwrite_all(fd, p, plen, 0);
+	/* in pieces of at most FILL_CHUNK: one 4 MiB pwrite into a new file
+	 * made the kernel's copy into the page cache (large folios) 47% of
+	 * the daemon's CPU in a cold read, against 2% in 1 MiB pieces */
+	for (size_t done = 0; !rc && done < plen; done += FILL_CHUNK)
+		rc = pwrite_all(fd, p + done, MF_MIN(plen - done, FILL_CHUNK),
+				(off_t)done);
 	pthread_mutex_lock(&c->lock);
 	c->stats.fetches++;
 	c->stats.fetch_bytes += obj->len;
