@@ -65,15 +65,20 @@ rand_hex() {
 # wait_for SECONDS WHAT LOGFILE... -- COMMAND: retry COMMAND until it
 # succeeds; on timeout print the logs and die.
 wait_for() {
-	local secs=$1 what=$2 logs=() i
+	local secs=$1 what=$2 logs=()
 	shift 2
 	while [ "$1" != "--" ]; do
 		logs+=("$1")
 		shift
 	done
 	shift
-	for ((i = 0; i < secs * 4; i++)); do
-		if "$@" >/dev/null 2>&1; then
+	# a deadline, not a count of tries: a probe of a daemon that died
+	# can itself take its own timeout (ceph's --connect-timeout 10)
+	local deadline=$((SECONDS + secs))
+	while ((SECONDS < deadline)); do
+		if [ "$(type -t "$1")" = function ]; then
+			"$@" >/dev/null 2>&1 && return 0
+		elif timeout 15 "$@" >/dev/null 2>&1; then
 			return 0
 		fi
 		sleep 0.25
@@ -175,6 +180,11 @@ osd pool default pg num = 8
 osd pool default pgp num = 8
 osd pool default pg autoscale mode = off
 mon allow pool size one = true
+# the monitor refuses to start when its file system has less than 5% free
+# (a shared disk of a few hundred GiB full of build trees); its data here
+# is a few MiB and the OSD lives in RAM
+mon data avail crit = 1
+mon data avail warn = 2
 mon max pg per osd = 1000
 osd crush chooseleaf type = 0
 osd class update on start = false
