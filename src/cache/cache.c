@@ -427,8 +427,6 @@ static void entry_put_fd(struct cache *c, struct centry *e, int fd)
 		entry_keep_fd(c, e, fd);
 }
 
-/* Fill a new entry's file with the block's content from the store (or
- * nothing: a hole). */
 /*
  * An aligned buffer with room for any object of a block and the
  * alignment's slack (a local store reads into it with O_DIRECT).
@@ -441,7 +439,8 @@ static int obj_buf_init(const struct cache *c, struct buf *b)
 }
 
 /*
- * Fill e's file from the store.  reuse, when not NULL, is the caller's
+ * Fill a new entry's file with the block's content from the store (or
+ * nothing: a hole).  reuse, when not NULL, is the caller's
  * buffer from obj_buf_init() (a fetcher keeps one for its life: block-
  * sized buffers allocated per load by several threads leave the heap
  * fragmented, 28 MiB per thread with 4 MiB blocks); else one is made
@@ -692,12 +691,11 @@ out:
 static void *fetcher(void *arg)
 {
 	struct cache *c = arg;
-	struct buf obj = BUF_INIT;
+	struct buf obj = BUF_INIT, *reuse = &obj;
 
-	if (obj_buf_init(c, &obj)) {
-		log_error("fetcher: out of memory");
-		return NULL;
-	}
+	/* without its own buffer a fetcher still works, a buffer per load */
+	if (obj_buf_init(c, &obj))
+		reuse = NULL;
 	pthread_mutex_lock(&c->lock);
 	for (;;) {
 		char hash[BLOB_NAME_LEN + 1];
@@ -719,7 +717,7 @@ static void *fetcher(void *arg)
 		/* a hole or a block never uploaded: nothing to fetch */
 		rc = c->ops->block_get(c->index_arg, ino, idx, hash);
 		if (rc == 0 && hash[0] &&
-		    entry_acquire_buf(c, ino, idx, true, &obj, &e) == 0)
+		    entry_acquire_buf(c, ino, idx, true, reuse, &e) == 0)
 			entry_release(c, e);
 		pthread_mutex_lock(&c->lock);
 	}
