@@ -244,12 +244,15 @@ struct env {
 	struct cache *c;
 };
 
+/* the block size of the caches env_open_cache*() open */
+static uint32_t env_bs = BS;
+
 static int env_open_cache_whole(struct env *e, uint64_t cache_size,
 				uint64_t delay_ns, uint64_t whole_after)
 {
 	struct cache_config cfg = {
 		.dir = e->cdir,
-		.block_size = BS,
+		.block_size = env_bs,
 		.cache_size = cache_size,
 		.max_dirty = cache_size,
 		.whole_after = whole_after,
@@ -464,6 +467,54 @@ static void test_evict_and_fetch(void)
 	CHECK(st.evictions > 0);
 	CHECK(st.cached_bytes <= 8 * BS);
 	env_free(&e);
+	free(in);
+	free(out);
+}
+
+/*
+ * Read-ahead keeps every fetcher busy whatever the block size: with
+ * 4 MiB blocks (as on S3) and 2 fetchers, a sequential reader at block 1
+ * has blocks 2 to 5 fetched ahead (two per fetcher), not only the 8 MiB
+ * (two blocks) a fixed byte window would give.
+ */
+static void test_read_ahead_big_blocks(void)
+{
+	const uint32_t big = 4U << 20;
+	struct cache_stats st;
+	struct env e;
+	uint8_t *in = malloc(big), *out = malloc(big);
+	uint64_t last = 0;
+	int i;
+
+	env_bs = big;
+	env_init(&e, 64ULL * big, 3600000000000ULL);
+	for (i = 0; i < 12; i++) {
+		fill(in, big, (unsigned)i + 40);
+		CHECK_RC(cache_write(e.c, 5, (uint64_t)i * big, in, big), big);
+	}
+	CHECK_RC(cache_flush_all(e.c, NULL, NULL), 0);
+	CHECK_RC(cache_close(e.c, 0), 0);
+	rm_rf(e.cdir); /* cold: every block from the store */
+	CHECK_RC(env_open_cache(&e, 64ULL * big, 3600000000000ULL), 0);
+	for (i = 0; i < 2; i++) {
+		CHECK_RC(cache_read(e.c, 5, (uint64_t)i * big, big,
+				    12ULL * big, out), big);
+		fill(in, big, (unsigned)i + 40);
+		CHECK_MEM(out, in, big);
+	}
+	/* wait until the fetchers are done (no new fetch for 300 ms) */
+	for (i = 0; i < 100; i++) {
+		cache_get_stats(e.c, &st);
+		if (i % 6 == 5) {
+			if (st.fetches == last)
+				break;
+			last = st.fetches;
+		}
+		usleep(50000);
+	}
+	CHECK_EQ_U64(st.fetches, 6); /* blocks 0 and 1, then 2 to 5 */
+	env_free(&e);
+	env_bs = BS;
 	free(in);
 	free(out);
 }
@@ -838,6 +889,7 @@ int main(void)
 	test_delay_uploads();
 	test_whole_blocks_go_early();
 	test_evict_and_fetch();
+	test_read_ahead_big_blocks();
 	test_truncate_and_punch();
 	test_damage_and_faults();
 	test_dedup_and_recovery();
