@@ -367,22 +367,14 @@ int blob_decode(const struct blob_ctx *ctx, const void *obj, size_t len,
 int blob_decode_named(const struct blob_ctx *ctx, const char *name,
 		      const void *obj, size_t len, struct buf *out)
 {
-	char got[BLOB_NAME_LEN + 1];
-	size_t start = out->len;
+	const uint8_t *plain;
+	size_t start = out->len, n;
 	int rc;
 
-	if (!name || strnlen(name, BLOB_NAME_LEN + 1) != BLOB_NAME_LEN)
-		return -EIO;
-	rc = decode(obj, len, true, out);
-	if (rc)
-		return rc;
-	blob_name(ctx, out->data + start, out->len - start, got);
-	if (sodium_memcmp(got, name, BLOB_NAME_LEN) != 0) {
-		out->len = start;
-		out->data[start] = 0;
-		return -EIO;
-	}
-	return 0;
+	rc = blob_decode_named_view(ctx, name, obj, len, out, &plain, &n);
+	if (rc || out->len != start)
+		return rc; /* an error, or zstd: already in out */
+	return buf_append(out, plain, n);
 }
 
 int blob_decode_named_view(const struct blob_ctx *ctx, const char *name,
