@@ -13,6 +13,7 @@
 #include <sodium.h>
 
 #include "blob/blob.h"
+#include "blob/patch.h"
 #include "util/util.h"
 #include "check.h"
 
@@ -626,6 +627,101 @@ static void test_threads(void)
 	CHECK_EQ_U64(errors, 0);
 }
 
+/* Build a patch of ext[0..n) over below with its bytes from src. */
+static size_t make_patch(uint8_t *out, const char *below, uint32_t new_len,
+			 const struct patch_ext *ext, size_t n,
+			 const uint8_t *src)
+{
+	size_t pos = patch_data_off(n);
+
+	CHECK_RC(patch_write_header(out, below, new_len, ext, n), 0);
+	for (size_t i = 0; i < n; i++) {
+		memcpy(out + pos, src + ext[i].off, ext[i].len);
+		pos += ext[i].len;
+	}
+	return pos;
+}
+
+static void test_patch(void)
+{
+	static const char below[] =
+		"00112233445566778899aabbccddeeff"
+		"0123456789abcdef0123456789abcdef";
+	static const char other[] =
+		"10112233445566778899aabbccddeeff"
+		"0123456789abcdef0123456789abcdef";
+	const struct patch_ext ext[] = { { 0, 3 }, { 4096, 4096 },
+					 { 9000, 10 } };
+	uint8_t src[9010], p[9010 + 200], bad[sizeof(p)];
+	struct patch_iter it = { 0, 0 };
+	struct patch_view v;
+	struct patch_ext x;
+	const uint8_t *d;
+	size_t len, i;
+
+	for (i = 0; i < sizeof(src); i++)
+		src[i] = (uint8_t)(i * 7 + 1);
+	len = make_patch(p, below, 9010, ext, 3, src);
+	CHECK_EQ_U64(len, patch_size(3, 3 + 4096 + 10));
+	/* the layout of patch.h, byte by byte */
+	CHECK(!memcmp(p, "MFPATCH1", 8));
+	CHECK(p[8] == 0x00 && p[9] == 0x11 && p[39] == 0xef);
+	CHECK(p[40] == (9010 & 0xff) && p[41] == 9010 >> 8 && !p[42] &&
+	      !p[43]);
+	CHECK(p[44] == 3 && !p[45] && !p[46] && !p[47]);
+	CHECK(p[48 + 8] == 0 && p[48 + 9] == 0x10 && p[48 + 12] == 0 &&
+	      p[48 + 13] == 0x10); /* extent 1: 4096, 4096 */
+	CHECK(!memcmp(p + patch_data_off(3), src, 3));
+
+	CHECK_RC(patch_parse(p, len, below, 9010, &v), 0);
+	CHECK_EQ_U64(v.new_len, 9010);
+	CHECK_EQ_U64(v.n, 3);
+	for (i = 0; patch_next(&v, &it, &x, &d); i++) {
+		CHECK_EQ_U64(x.off, ext[i].off);
+		CHECK_EQ_U64(x.len, ext[i].len);
+		CHECK(!memcmp(d, src + x.off, x.len));
+	}
+	CHECK_EQ_U64(i, 3);
+	/* no extents: only a new length */
+	CHECK_EQ_U64(make_patch(bad, below, 5, NULL, 0, src),
+		     PATCH_HEADER_SIZE);
+	CHECK_RC(patch_parse(bad, PATCH_HEADER_SIZE, below, 5, &v), 0);
+	CHECK_EQ_U64(v.n, 0);
+
+	/* refused: another object below, a block too small for it, a bad
+	 * magic, short or long data, overlapping, empty or outlying
+	 * extents, a truncated table, a malformed name */
+	CHECK_RC(patch_parse(p, len, other, 9010, &v), -EIO);
+	CHECK_RC(patch_parse(p, len, below, 9009, &v), -EIO);
+	memcpy(bad, p, len);
+	bad[3] ^= 1;
+	CHECK_RC(patch_parse(bad, len, below, 9010, &v), -EIO);
+	CHECK_RC(patch_parse(p, len - 1, below, 9010, &v), -EIO);
+	memcpy(bad, p, len);
+	bad[len] = 0;
+	CHECK_RC(patch_parse(bad, len + 1, below, 9010, &v), -EIO);
+	{
+		const struct patch_ext over[] = { { 0, 10 }, { 9, 10 } };
+		const struct patch_ext empty[] = { { 0, 0 } };
+		const struct patch_ext past[] = { { 9000, 11 } };
+		size_t n;
+
+		n = make_patch(bad, below, 9010, over, 2, src);
+		CHECK_RC(patch_parse(bad, n, below, 9010, &v), -EIO);
+		n = make_patch(bad, below, 9010, empty, 1, src);
+		CHECK_RC(patch_parse(bad, n, below, 9010, &v), -EIO);
+		CHECK_RC(patch_write_header(bad, below, 9010, past, 1), 0);
+		n = patch_size(1, 11);
+		CHECK_RC(patch_parse(bad, n, below, 9010, &v), -EIO);
+	}
+	memcpy(bad, p, len);
+	bad[44] = 0xff; /* more extents than the object holds */
+	CHECK_RC(patch_parse(bad, len, below, 9010, &v), -EIO);
+	CHECK_RC(patch_parse(p, 20, below, 9010, &v), -EIO);
+	CHECK_RC(patch_write_header(bad, "00ff", 1, NULL, 0), -EINVAL);
+	CHECK_RC(patch_parse(p, len, "zz", 9010, &v), -EIO);
+}
+
 int main(void)
 {
 	size_t i;
@@ -645,5 +741,6 @@ int main(void)
 	test_name_backends_agree();
 	test_random();
 	test_threads();
+	test_patch();
 	return check_done("t_blob");
 }
