@@ -24,9 +24,19 @@
 #include "util/compat.h"
 
 #include "blob/blob.h"
+#include "blob/patch.h"
 #include "store/store.h"
 
 struct cache;
+
+/* A block's uploaded content: its base object and its patches
+ * (blob/patch.h), applied in order. */
+struct cache_chain {
+	char base[BLOB_NAME_LEN + 1]; /* "" when never uploaded */
+	unsigned n;
+	uint64_t patch_bytes;         /* stored bytes of the patches */
+	char patch[PATCH_CHAIN_MAX][BLOB_NAME_LEN + 1];
+};
 
 /* Callbacks into the block index (the metadata).  arg is index_arg. */
 struct cache_index_ops {
@@ -50,6 +60,20 @@ struct cache_index_ops {
 	/* An uploaded object that no block will reference (its block was
 	 * dropped meanwhile): record it for garbage collection.  Optional. */
 	int (*object_note)(void *arg, const char *hash, uint64_t size);
+	/*
+	 * Patches (optional: NULL, and blocks are always uploaded whole).
+	 * block_chain: like block_get, with the block's patches.
+	 * block_patch: like block_commit for a patch on the object below
+	 * (see meta_block_patch(): -EILSEQ when below is not the chain's
+	 * top).  block_reset: a dirty block whose cache file is lost keeps
+	 * its uploaded content (meta_block_reset()).
+	 */
+	int (*block_chain)(void *arg, uint64_t ino, uint64_t idx,
+			   struct cache_chain *out);
+	int (*block_patch)(void *arg, uint64_t ino, uint64_t idx,
+			   const char *below, const char *hash, uint64_t size,
+			   int still_dirty);
+	int (*block_reset)(void *arg, uint64_t ino, uint64_t idx);
 	/* Visit every block the index says is dirty (startup recovery). */
 	int (*dirty_blocks)(void *arg,
 			    int (*cb)(uint64_t ino, uint64_t idx, void *cbarg),
@@ -84,6 +108,10 @@ struct cache_config {
 	 * in the index (0: off).  Requires that the kernel serializes the
 	 * writes of a file (no writeback cache), and <= block_size. */
 	uint32_t inline_max;
+	/* a block written in a few places since its upload goes up as a
+	 * patch (blob/patch.h; needs the index's block_chain and
+	 * block_patch) */
+	bool patches;
 };
 
 struct cache_stats {
@@ -97,6 +125,7 @@ struct cache_stats {
 	uint64_t fetch_bytes;
 	uint64_t evictions;
 	uint64_t upload_errors;
+	uint64_t patches;        /* uploads that were patches */
 };
 
 /*

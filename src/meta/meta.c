@@ -32,6 +32,9 @@
  *   block(ino, idx, hash, dirty)
  *                           key (ino, idx), WITHOUT ROWID; partial index
  *                           on the dirty rows
+ *   patch(ino, idx, n, hash) key (ino, idx, n), WITHOUT ROWID: the
+ *                           patches of a block (blob/patch.h), applied
+ *                           over its hash in order of n (1, 2, ..)
  *   object(hash, refcount, size, freed_epoch)
  *                           key hash, WITHOUT ROWID; partial index
  *                           (freed_epoch, hash) on refcount = 0 rows
@@ -128,6 +131,12 @@ static const char schema_sql[] =
 	" PRIMARY KEY (ino, idx)) WITHOUT ROWID;"
 	"CREATE INDEX IF NOT EXISTS block_dirty ON block(ino, idx)"
 	" WHERE dirty = 1;"
+	"CREATE TABLE IF NOT EXISTS patch ("
+	" ino INTEGER NOT NULL,"
+	" idx INTEGER NOT NULL,"
+	" n INTEGER NOT NULL,"
+	" hash TEXT NOT NULL,"
+	" PRIMARY KEY (ino, idx, n)) WITHOUT ROWID;"
 	"CREATE TABLE IF NOT EXISTS inline_data ("
 	" ino INTEGER PRIMARY KEY,"
 	" data BLOB NOT NULL);"
@@ -241,6 +250,10 @@ enum stmt_id {
 	ST_BLOCK_DELETE,
 	ST_BLOCK_UNREF_RANGE,
 	ST_BLOCK_DELETE_RANGE,
+	ST_PATCH_LIST,
+	ST_PATCH_INSERT,
+	ST_PATCH_UNREF_RANGE,
+	ST_PATCH_DELETE_RANGE,
 	ST_BLOCKS_DIRTY,
 	ST_DIRTY_COUNT,
 	ST_FORGET_NBLOCKS,
@@ -348,6 +361,22 @@ static const char *const stmt_sql[ST_COUNT] = {
 		" AND hash IS NOT NULL GROUP BY hash) AS c"
 		" WHERE object.hash = c.hash",
 	[ST_BLOCK_DELETE_RANGE] = "DELETE FROM block WHERE ino = ?1"
+				  " AND idx BETWEEN ?2 AND ?3",
+	[ST_PATCH_LIST] = "SELECT p.hash, coalesce(o.size, 0) FROM patch AS p"
+			 " LEFT JOIN object AS o ON o.hash = p.hash"
+			 " WHERE p.ino = ?1 AND p.idx = ?2 ORDER BY p.n",
+	[ST_PATCH_INSERT] = "INSERT INTO patch(ino, idx, n, hash)"
+			   " VALUES (?1, ?2, ?3, ?4)",
+	[ST_PATCH_UNREF_RANGE] =
+		"UPDATE object SET refcount = max(refcount - c.n, 0),"
+		" freed_epoch = CASE WHEN refcount <= c.n"
+		" THEN " META_CKPT_SEQ_SQL
+		" ELSE freed_epoch END"
+		" FROM (SELECT hash, count(*) AS n FROM patch"
+		" WHERE ino = ?1 AND idx BETWEEN ?2 AND ?3"
+		" GROUP BY hash) AS c"
+		" WHERE object.hash = c.hash",
+	[ST_PATCH_DELETE_RANGE] = "DELETE FROM patch WHERE ino = ?1"
 				  " AND idx BETWEEN ?2 AND ?3",
 	[ST_BLOCKS_DIRTY] = "SELECT ino, idx FROM block WHERE dirty = 1"
 			    " AND (ino, idx) > (?1, ?2)"
@@ -1225,9 +1254,30 @@ static uint64_t blocks_for(const struct meta *m, uint64_t size)
 	return size / m->block_size + (size % m->block_size != 0);
 }
 
+/* Remove the patch rows of blocks [first, last] of ino (last <=
+ * INT64_MAX), decrementing the refcounts of the objects they name. */
+static int patches_drop(struct meta *m, uint64_t ino, uint64_t first,
+			uint64_t last)
+{
+	sqlite3_stmt *st = m->st[ST_PATCH_UNREF_RANGE];
+	int rc;
+
+	bind_u64(st, 1, ino);
+	bind_u64(st, 2, first);
+	bind_u64(st, 3, last);
+	rc = run(m, st);
+	if (rc)
+		return rc;
+	st = m->st[ST_PATCH_DELETE_RANGE];
+	bind_u64(st, 1, ino);
+	bind_u64(st, 2, first);
+	bind_u64(st, 3, last);
+	return run(m, st);
+}
+
 /*
- * Remove block rows [first, last] of ino, decrementing the refcounts of
- * the objects they name (one UPDATE .. FROM for the whole range) and
+ * Remove block rows [first, last] of ino and their patches, decrementing
+ * the refcounts of the objects they name (one UPDATE .. FROM for the whole range) and
  * ino's nblocks.
  */
 static int blocks_drop(struct meta *m, uint64_t ino, uint64_t first,
@@ -1242,6 +1292,9 @@ static int blocks_drop(struct meta *m, uint64_t ino, uint64_t first,
 	last = MF_MIN(last, (uint64_t)INT64_MAX);
 	if (first > last)
 		return 0;
+	rc = patches_drop(m, ino, first, last);
+	if (rc)
+		return rc;
 	st = m->st[ST_BLOCK_UNREF_RANGE];
 	bind_u64(st, 1, ino);
 	bind_u64(st, 2, first);
@@ -2636,6 +2689,10 @@ static int block_commit_locked(struct meta *m, uint64_t ino, uint64_t idx,
 		rc = object_stmt(m, ST_OBJECT_UNREF, old, 0);
 		if (rc)
 			return rc;
+		/* the new content is whole: the old one's patches go */
+		rc = patches_drop(m, ino, idx, idx);
+		if (rc)
+			return rc;
 	}
 	if (!hash && !still_dirty) {
 		st = m->st[ST_BLOCK_DELETE];
@@ -2672,6 +2729,142 @@ int meta_block_commit(struct meta *m, uint64_t ino, uint64_t idx,
 	rc = block_commit_locked(m, ino, idx, hash, size, still_dirty);
 	rc = meta_txn_end(m, rc);
 	return rc == 1 ? -ESTALE : rc;
+}
+
+static int chain_locked(struct meta *m, uint64_t ino, uint64_t idx,
+			struct meta_chain *out)
+{
+	sqlite3_stmt *st = m->st[ST_PATCH_LIST];
+	int rc;
+
+	out->n = 0;
+	out->patch_bytes = 0;
+	rc = block_get_locked(m, ino, idx, out->base, &out->dirty);
+	if (rc)
+		return rc;
+	bind_u64(st, 1, ino);
+	bind_u64(st, 2, idx);
+	while ((rc = meta_step(m, st)) > 0) {
+		if (out->n == PATCH_CHAIN_MAX || !out->base[0]) {
+			log_error("meta: block %" PRIu64 " of inode %" PRIu64
+				  " has %s patches", idx, ino,
+				  out->base[0] ? "too many" : "orphan");
+			rc = -EIO;
+			break;
+		}
+		col_hash(st, 0, out->patch[out->n++]);
+		out->patch_bytes += col_u64(st, 1);
+	}
+	sqlite3_reset(st);
+	return rc;
+}
+
+int meta_block_chain(struct meta *m, uint64_t ino, uint64_t idx,
+		     struct meta_chain *out)
+{
+	int rc = meta_txn_begin(m, META_TXN_NONE);
+
+	if (rc)
+		return rc;
+	return meta_txn_end(m, chain_locked(m, ino, idx, out));
+}
+
+static bool name_ok(const char *hash)
+{
+	return hash && strnlen(hash, META_HASH_LEN + 1) == META_HASH_LEN;
+}
+
+/* 0 when committed, 1 when stale, 2 when below is not the chain's top
+ * (the object row is made sure of in both cases, and the transaction
+ * must still commit), or -errno. */
+static int block_patch_locked(struct meta *m, uint64_t ino, uint64_t idx,
+			      const char *below, const char *hash,
+			      uint64_t size, int still_dirty)
+{
+	struct meta_chain *ch = malloc(sizeof(*ch));
+	sqlite3_stmt *st;
+	const char *top;
+	int rc;
+
+	if (!ch)
+		return -ENOMEM;
+	rc = chain_locked(m, ino, idx, ch);
+	if (rc && rc != -ENOENT)
+		goto out;
+	if (rc == -ENOENT || !ch->dirty) {
+		rc = object_stmt(m, ST_OBJECT_ENSURE, hash, size);
+		rc = rc ? rc : 1;
+		goto out;
+	}
+	top = ch->n ? ch->patch[ch->n - 1] : ch->base;
+	if (!ch->base[0] || strcmp(top, below) || ch->n == PATCH_CHAIN_MAX) {
+		rc = object_stmt(m, ST_OBJECT_ENSURE, hash, size);
+		rc = rc ? rc : 2;
+		goto out;
+	}
+	rc = object_stmt(m, ST_OBJECT_REF, hash, size);
+	if (rc)
+		goto out;
+	st = m->st[ST_PATCH_INSERT];
+	bind_u64(st, 1, ino);
+	bind_u64(st, 2, idx);
+	bind_i64(st, 3, (int64_t)ch->n + 1);
+	bind_text(st, 4, hash);
+	rc = run(m, st);
+	if (rc)
+		goto out;
+	st = m->st[ST_BLOCK_SET];
+	bind_u64(st, 1, ino);
+	bind_u64(st, 2, idx);
+	bind_text(st, 3, ch->base);
+	bind_i64(st, 4, still_dirty ? 1 : 0);
+	rc = run(m, st);
+out:
+	free(ch);
+	return rc;
+}
+
+int meta_block_patch(struct meta *m, uint64_t ino, uint64_t idx,
+		     const char *below, const char *hash, uint64_t size,
+		     int still_dirty)
+{
+	int rc;
+
+	if (!name_ok(below) || !name_ok(hash))
+		return -EINVAL;
+	rc = meta_txn_begin(m, META_TXN_WRITE);
+	if (rc)
+		return rc;
+	rc = block_patch_locked(m, ino, idx, below, hash, size, still_dirty);
+	rc = meta_txn_end(m, rc);
+	return rc == 1 ? -ESTALE : rc == 2 ? -EILSEQ : rc;
+}
+
+int meta_block_reset(struct meta *m, uint64_t ino, uint64_t idx)
+{
+	char hash[META_HASH_LEN + 1];
+	sqlite3_stmt *st;
+	int dirty, rc = meta_txn_begin(m, META_TXN_WRITE);
+
+	if (rc)
+		return rc;
+	rc = block_get_locked(m, ino, idx, hash, &dirty);
+	if (rc == 0 && dirty && !hash[0]) {
+		st = m->st[ST_BLOCK_DELETE];
+		bind_u64(st, 1, ino);
+		bind_u64(st, 2, idx);
+		rc = run(m, st);
+		if (rc == 0)
+			rc = nblocks_add(m, ino, -1);
+	} else if (rc == 0 && dirty) {
+		st = m->st[ST_BLOCK_SET];
+		bind_u64(st, 1, ino);
+		bind_u64(st, 2, idx);
+		bind_text(st, 3, hash);
+		bind_i64(st, 4, 0);
+		rc = run(m, st);
+	}
+	return meta_txn_end(m, rc);
 }
 
 int meta_object_note(struct meta *m, const char *hash, uint64_t size)

@@ -20,8 +20,12 @@
  *            object in the store holding its last uploaded content (NULL:
  *            none yet).  dirty = 1: the local cache holds newer content
  *            than hash.  A block without a row is a hole (zeros).
+ *   patch   (ino, idx, n, hash): the patches of block (ino, idx), applied
+ *            over its hash in order of n (blob/patch.h); at most
+ *            PATCH_CHAIN_MAX, and only on a block with a hash.
  *   object  (hash, refcount, size, freed_epoch): one row per data object
- *            the volume knows.  refcount = number of block rows naming it.
+ *            the volume knows.  refcount = number of block and patch rows
+ *            naming it.
  *            When it drops to 0, freed_epoch = the checkpoint sequence
  *            current at that moment; such an object may be deleted from
  *            the store once a checkpoint with a higher sequence is durable
@@ -36,9 +40,10 @@
  *   2. every dentry names an existing inode; every inode with nlink > 0
  *      is reachable; inodes with nlink = 0 are orphans kept only while
  *      open or looked up, and purged with meta_inode_purge().
- *   3. object.refcount = number of block rows with that hash.
+ *   3. object.refcount = number of block and patch rows with that hash.
  *   4. inode.nblocks = number of block rows of that inode.
  *   5. no block row has idx >= ceil(size / block_size).
+ *   6. every patch row has a block row with a hash.
  *
  * Errors: 0 or -errno.  SQLite failures are logged here and returned as
  * -EIO (SQLITE_FULL as -ENOSPC, SQLITE_NOMEM as -ENOMEM).
@@ -51,6 +56,7 @@
 #include <sys/types.h>
 #include <time.h>
 
+#include "blob/patch.h"
 #include "util/buf.h"
 
 #define META_ROOT_INO 1
@@ -285,6 +291,33 @@ int meta_block_get(struct meta *m, uint64_t ino, uint64_t idx, char *hash,
  */
 int meta_block_commit(struct meta *m, uint64_t ino, uint64_t idx,
 		      const char *hash, uint64_t size, int still_dirty);
+/* A block with its patches (blob/patch.h): its content is the object
+ * base with patch[0..n) applied in order. */
+struct meta_chain {
+	char base[META_HASH_LEN + 1]; /* "" when never uploaded */
+	int dirty;
+	unsigned n;
+	uint64_t patch_bytes; /* stored bytes of the patches */
+	char patch[PATCH_CHAIN_MAX][META_HASH_LEN + 1];
+};
+/* -ENOENT when the block has no row (a hole); -EIO when it has more than
+ * PATCH_CHAIN_MAX patches. */
+int meta_block_chain(struct meta *m, uint64_t ino, uint64_t idx,
+		     struct meta_chain *out);
+/*
+ * Record the upload of a patch of block (ino, idx), written on the object
+ * below: like meta_block_commit(), but the patch is appended to the
+ * block's chain (its object referenced) instead of replacing the block's
+ * content.  -ESTALE as there; -EILSEQ when below is not the top of the
+ * block's chain (the block is then left alone, the object recorded for
+ * garbage collection: upload the block whole).
+ */
+int meta_block_patch(struct meta *m, uint64_t ino, uint64_t idx,
+		     const char *below, const char *hash, uint64_t size,
+		     int still_dirty);
+/* A dirty block whose written data is lost keeps its last uploaded
+ * content: it becomes clean (a row without hash is removed). */
+int meta_block_reset(struct meta *m, uint64_t ino, uint64_t idx);
 /* Record an uploaded object no block references (refcount 0, so garbage
  * once a newer checkpoint is durable); an existing row is kept. */
 int meta_object_note(struct meta *m, const char *hash, uint64_t size);

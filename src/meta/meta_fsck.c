@@ -32,8 +32,12 @@
  *    7. block rows of missing or non-regular inodes         -> deleted
  *    8. block rows past EOF (invariant 5)                   -> deleted
  *    9. nblocks (invariant 4)
- *   10. refcounts (invariant 3), freed_epoch, object rows missing for a
- *       name some block holds
+ *   10. patch rows without a block row with a hash (invariant 6), and
+ *       blocks with more than PATCH_CHAIN_MAX patches      -> deleted
+ *       (such a block then reads as its base: wrong, but no worse than
+ *       unreadable, and reported)
+ *   11. refcounts (invariant 3), freed_epoch, object rows missing for a
+ *       name some block or patch holds
  *
  * Invariants of this file
  *   1. Without repair, nothing but the TEMP tables is written: the run is
@@ -782,6 +786,41 @@ static int check_block_eof(struct fsck *f)
 	return rc;
 }
 
+/* ---- 10: patch rows ---- */
+
+static int check_patches(struct fsck *f)
+{
+	struct rows rs = { 0 };
+	struct fargs x = { .c = PATCH_CHAIN_MAX };
+	size_t i;
+	int rc;
+
+	rc = fcollect(f,
+		"SELECT ino, idx, n, CASE WHEN orphan THEN"
+		" 'but no uploaded block to apply them to'"
+		" ELSE 'more than a chain may have' END FROM"
+		" (SELECT p.ino AS ino, p.idx AS idx, count(*) AS n,"
+		" NOT EXISTS (SELECT 1 FROM block AS b WHERE b.ino = p.ino"
+		" AND b.idx = p.idx AND b.hash IS NOT NULL) AS orphan"
+		" FROM patch AS p GROUP BY p.ino, p.idx)"
+		" WHERE orphan OR n > :c", &x, &rs);
+	for (i = 0; !rc && i < rs.n; i++) {
+		const struct row *r = &rs.r[i];
+
+		rc = problem(f, "block %lld of inode %lld has %lld patch rows"
+			     " %s", (long long)r->v[1], (long long)r->v[0],
+			     (long long)r->v[2], r->text);
+		if (!rc && f->repair) {
+			struct fargs y = { .a = r->v[0], .b = r->v[1] };
+
+			rc = fexec(f, "DELETE FROM patch WHERE ino = :a"
+				      " AND idx = :b", &y);
+		}
+	}
+	rows_free(&rs);
+	return rc;
+}
+
 static int check_nblocks(struct fsck *f)
 {
 	struct rows rs = { 0 };
@@ -824,8 +863,9 @@ static int check_refcounts(struct fsck *f)
 	rc = fcollect(f,
 		"SELECT o.refcount, coalesce(c.n, 0),"
 		" coalesce(o.freed_epoch, -1), o.hash FROM object AS o"
-		" LEFT JOIN (SELECT hash, count(*) AS n FROM block"
-		" WHERE hash IS NOT NULL GROUP BY hash) AS c"
+		" LEFT JOIN (SELECT hash, count(*) AS n FROM"
+		" (SELECT hash FROM block WHERE hash IS NOT NULL"
+		" UNION ALL SELECT hash FROM patch) GROUP BY hash) AS c"
 		" ON c.hash = o.hash"
 		" WHERE o.refcount != coalesce(c.n, 0)"
 		" OR (o.refcount = 0 AND o.freed_epoch IS NULL)"
@@ -836,7 +876,7 @@ static int check_refcounts(struct fsck *f)
 
 		if (r->v[0] != r->v[1])
 			rc = problem(f, "object %s has refcount %lld, but %lld"
-				     " block rows name it",
+				     " block and patch rows name it",
 				     printable(r, hash), (long long)r->v[0],
 				     (long long)r->v[1]);
 		else if (r->v[0] == 0)
@@ -863,14 +903,17 @@ static int check_refcounts(struct fsck *f)
 		return rc;
 
 	rc = fcollect(f,
-		"SELECT count(*), 0, 0, b.hash FROM block AS b"
-		" WHERE b.hash IS NOT NULL AND NOT EXISTS"
+		"SELECT count(*), 0, 0, b.hash FROM"
+		" (SELECT hash FROM block WHERE hash IS NOT NULL"
+		" UNION ALL SELECT hash FROM patch) AS b"
+		" WHERE NOT EXISTS"
 		" (SELECT 1 FROM object WHERE hash = b.hash)"
 		" GROUP BY b.hash", NULL, &rs);
 	for (i = 0; !rc && i < rs.n; i++) {
 		const struct row *r = &rs.r[i];
 
-		rc = problem(f, "object %s is named by %lld block rows but"
+		rc = problem(f, "object %s is named by %lld block or patch"
+			     " rows but"
 			     " has no object row", printable(r, hash),
 			     (long long)r->v[0]);
 		if (!rc && f->repair) {
@@ -913,6 +956,8 @@ static int fsck_locked(struct fsck *f)
 		rc = check_block_eof(f);
 	if (!rc)
 		rc = check_nblocks(f);
+	if (!rc)
+		rc = check_patches(f);
 	if (!rc)
 		rc = check_refcounts(f);
 	if (!rc)

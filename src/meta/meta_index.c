@@ -53,6 +53,38 @@ static int ix_block_commit(void *arg, uint64_t ino, uint64_t idx,
 	return meta_block_commit(arg, ino, idx, hash, size, still_dirty);
 }
 
+static int ix_block_chain(void *arg, uint64_t ino, uint64_t idx,
+			  struct cache_chain *out)
+{
+	struct meta_chain *ch = malloc(sizeof(*ch));
+	int rc;
+
+	if (!ch)
+		return -ENOMEM;
+	rc = meta_block_chain(arg, ino, idx, ch);
+	if (rc == 0) {
+		memcpy(out->base, ch->base, sizeof(out->base));
+		out->n = ch->n;
+		out->patch_bytes = ch->patch_bytes;
+		memcpy(out->patch, ch->patch, ch->n * sizeof(out->patch[0]));
+	}
+	free(ch);
+	return rc;
+}
+
+static int ix_block_patch(void *arg, uint64_t ino, uint64_t idx,
+			  const char *below, const char *hash, uint64_t size,
+			  int still_dirty)
+{
+	return meta_block_patch(arg, ino, idx, below, hash, size,
+				still_dirty);
+}
+
+static int ix_block_reset(void *arg, uint64_t ino, uint64_t idx)
+{
+	return meta_block_reset(arg, ino, idx);
+}
+
 static int ix_object_note(void *arg, const char *hash, uint64_t size)
 {
 	return meta_object_note(arg, hash, size);
@@ -95,6 +127,9 @@ const struct cache_index_ops meta_index_ops = {
 	.file_size = ix_file_size,
 	.object_known = ix_object_known,
 	.block_commit = ix_block_commit,
+	.block_chain = ix_block_chain,
+	.block_patch = ix_block_patch,
+	.block_reset = ix_block_reset,
 	.dirty_blocks = ix_dirty_blocks,
 	.object_note = ix_object_note,
 	.inline_write = ix_inline_write,

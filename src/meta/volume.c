@@ -96,10 +96,10 @@ int volume_load(struct store *s, struct volume *out, struct buf *err)
 	    kv_get((char *)text.data, "format", v, sizeof(v)))
 		goto out_damaged;
 	out->format = (uint32_t)strtoul(v, NULL, 10);
-	if (out->format != VOLUME_FORMAT) {
+	if (out->format < VOLUME_FORMAT_MIN || out->format > VOLUME_FORMAT) {
 		buf_appendf(err, "volume %s has format %u; this metafuse "
-			    "reads format %u", s->url, out->format,
-			    VOLUME_FORMAT);
+			    "reads formats %u to %u", s->url, out->format,
+			    VOLUME_FORMAT_MIN, VOLUME_FORMAT);
 		rc = -EPROTONOSUPPORT;
 		goto out;
 	}

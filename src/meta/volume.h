@@ -23,7 +23,14 @@
 #include "meta/meta.h"
 #include "store/store.h"
 
-#define VOLUME_FORMAT 1
+/*
+ * Format 2: blocks may have patches (blob/patch.h), which a reader of
+ * format 1 would not apply.  A format 1 volume is still read and written,
+ * without patches, so that older binaries can go on reading it.
+ */
+#define VOLUME_FORMAT 2
+#define VOLUME_FORMAT_MIN 1
+#define VOLUME_FORMAT_PATCHES 2
 #define VOLUME_ID_HEX 32
 
 struct volume {

@@ -1497,6 +1497,100 @@ static int gc_forget_cb(const char *hash, void *arg)
 }
 
 /* Inline data: the contract of meta_inline_*() in meta.h. */
+/* Patches: a chain on a block's base, replaced whole, dropped with the
+ * block; refcounts follow every step. */
+static void test_patches(void)
+{
+	struct meta *m = open_mem();
+	struct timespec t = ts(1, 0);
+	char h1[65], p1[65], p2[65], p3[65], many[PATCH_CHAIN_MAX + 1][65];
+	uint64_t idx[2] = { 0, 1 }, f, ino = 0;
+	struct meta_chain *ch = malloc(sizeof(*ch));
+	struct meta_attr in, a;
+	unsigned i;
+
+	if (!m || !ch)
+		goto out;
+	hash_of('1', h1);
+	hash_of('a', p1);
+	hash_of('b', p2);
+	hash_of('c', p3);
+	f = mk(m, 1, "f", S_IFREG | 0644);
+	CHECK_RC(meta_write_done(m, f, 2 * BS, &t, idx, 2), 0);
+	/* a block without uploaded content takes no patch */
+	CHECK_RC(meta_block_patch(m, f, 0, h1, p1, 10, 0), -EILSEQ);
+	CHECK_EQ_U64(refcount_of(m, p1), 0);
+	CHECK_RC(meta_block_commit(m, f, 0, h1, 100, 0), 0);
+	/* a clean block takes none either: the upload is stale */
+	CHECK_RC(meta_block_patch(m, f, 0, h1, p1, 10, 0), -ESTALE);
+
+	CHECK_RC(meta_write_done(m, f, 0, &t, idx, 1), 0);
+	CHECK_RC(meta_block_patch(m, f, 0, h1, p1, 10, 1), 0);
+	CHECK_RC(meta_block_chain(m, f, 0, ch), 0);
+	CHECK(!strcmp(ch->base, h1) && ch->n == 1 && ch->dirty == 1);
+	CHECK(!strcmp(ch->patch[0], p1) && ch->patch_bytes == 10);
+	CHECK_EQ_U64(refcount_of(m, p1), 1);
+	/* the next patch sits on p1, not on the base */
+	CHECK_RC(meta_block_patch(m, f, 0, h1, p2, 20, 0), -EILSEQ);
+	CHECK_EQ_U64(refcount_of(m, p2), 0);
+	CHECK_RC(meta_block_patch(m, f, 0, p1, p2, 20, 0), 0);
+	CHECK_RC(meta_block_chain(m, f, 0, ch), 0);
+	CHECK(ch->n == 2 && !strcmp(ch->patch[1], p2) && ch->dirty == 0);
+	CHECK_EQ_U64(ch->patch_bytes, 30);
+	CHECK_RC(meta_fsck(m, 0, NULL, NULL), 0);
+
+	/* a lost dirty block keeps base and patches */
+	CHECK_RC(meta_write_done(m, f, 0, &t, idx, 1), 0);
+	CHECK_RC(meta_block_reset(m, f, 0), 0);
+	CHECK_RC(meta_block_chain(m, f, 0, ch), 0);
+	CHECK(ch->n == 2 && ch->dirty == 0 && !strcmp(ch->base, h1));
+	/* a whole upload replaces the chain: its objects become garbage */
+	CHECK_RC(meta_write_done(m, f, 0, &t, idx, 1), 0);
+	CHECK_RC(meta_block_commit(m, f, 0, p3, 100, 0), 0);
+	CHECK_RC(meta_block_chain(m, f, 0, ch), 0);
+	CHECK(ch->n == 0 && !strcmp(ch->base, p3));
+	CHECK_EQ_U64(refcount_of(m, h1), 0);
+	CHECK_EQ_U64(refcount_of(m, p1), 0);
+	CHECK_EQ_U64(refcount_of(m, p2), 0);
+	CHECK_RC(meta_fsck(m, 0, NULL, NULL), 0);
+
+	/* a chain holds at most PATCH_CHAIN_MAX patches */
+	for (i = 0; i <= PATCH_CHAIN_MAX; i++) {
+		snprintf(many[i], sizeof(many[i]), "%064x", i + 1);
+		CHECK_RC(meta_write_done(m, f, 0, &t, idx, 1), 0);
+		CHECK_RC(meta_block_patch(m, f, 0, i ? many[i - 1] : p3,
+					  many[i], 1, 0),
+			 i < PATCH_CHAIN_MAX ? 0 : -EILSEQ);
+	}
+	CHECK_RC(meta_block_chain(m, f, 0, ch), 0);
+	CHECK_EQ_U64(ch->n, PATCH_CHAIN_MAX);
+	CHECK_RC(meta_fsck(m, 0, NULL, NULL), 0);
+
+	/* a truncate that drops the block drops its patches */
+	CHECK_RC(meta_block_commit(m, f, 1, h1, 100, 0), 0);
+	memset(&in, 0, sizeof(in));
+	in.size = 0;
+	CHECK_RC(meta_setattr(m, f, &in, META_SET_SIZE, &t, &a), 0);
+	CHECK_EQ_U64(refcount_of(m, many[0]), 0);
+	CHECK_EQ_U64(refcount_of(m, p3), 0);
+	CHECK_RC(meta_block_chain(m, f, 0, ch), -ENOENT);
+	/* and so does deleting the file */
+	CHECK_RC(meta_write_done(m, f, BS, &t, idx, 1), 0);
+	CHECK_RC(meta_block_commit(m, f, 0, h1, 100, 0), 0);
+	CHECK_RC(meta_write_done(m, f, BS, &t, idx, 1), 0);
+	CHECK_RC(meta_block_patch(m, f, 0, h1, p1, 10, 0), 0);
+	CHECK_EQ_U64(refcount_of(m, p1), 1);
+	CHECK_RC(meta_unlink(m, 1, "f", &t, &ino), 0);
+	CHECK_RC(meta_inode_purge(m, f), 0);
+	CHECK_EQ_U64(refcount_of(m, p1), 0);
+	CHECK_EQ_U64(refcount_of(m, h1), 0);
+	CHECK_RC(meta_fsck(m, 0, NULL, NULL), 0);
+out:
+	free(ch);
+	if (m)
+		meta_close(m);
+}
+
 static void test_inline(void)
 {
 	struct meta *m = open_mem();
@@ -2217,6 +2311,7 @@ enum { INO_A = 2, INO_F, INO_B, INO_G, INO_X, INO_Y, INO_S, INO_O };
 #define H2 "2222222222222222222222222222222222222222222222222222222222222222"
 #define H3 "3333333333333333333333333333333333333333333333333333333333333333"
 #define H4 "4444444444444444444444444444444444444444444444444444444444444444"
+#define H5 "5555555555555555555555555555555555555555555555555555555555555555"
 
 static bool build_tree(struct meta *m)
 {
@@ -2237,6 +2332,9 @@ static bool build_tree(struct meta *m)
 	CHECK_RC(meta_write_done(m, INO_F, 2 * BS, &t, idx, 2), 0);
 	CHECK_RC(meta_block_commit(m, INO_F, 0, H1, 10, 0), 0);
 	CHECK_RC(meta_block_commit(m, INO_F, 1, H2, 10, 0), 0);
+	/* block 1 of f is H2 with patch H5 */
+	CHECK_RC(meta_write_done(m, INO_F, 2 * BS, &t, idx + 1, 1), 0);
+	CHECK_RC(meta_block_patch(m, INO_F, 1, H2, H5, 10, 0), 0);
 	CHECK_RC(meta_write_done(m, INO_O, 5, &t, idx, 1), 0);
 	CHECK_RC(meta_block_commit(m, INO_O, 0, H3, 10, 0), 0);
 	CHECK_RC(meta_unlink(m, 1, "o", &t, NULL), 0);
@@ -2303,6 +2401,21 @@ static const struct scenario scenarios[] = {
 	  " (99999, 0, '" H1 "', 0), (99999, 1, NULL, 1)", 1 },
 	{ "blocks of a directory", "INSERT INTO block VALUES"
 	  " (2, 0, '" H2 "', 0)", 1 },
+	{ "patch refcount", "UPDATE object SET refcount = 2 WHERE hash = '"
+	  H5 "'", 1 },
+	{ "patch without object row", "DELETE FROM object WHERE hash = '"
+	  H5 "'", 1 },
+	{ "patch without its block", "INSERT INTO patch VALUES"
+	  " (3, 0, 1, '" H4 "'), (3, 0, 2, '" H4 "')", 1 },
+	{ "patches of a block without hash", "INSERT INTO block VALUES"
+	  " (3, 2, NULL, 1); UPDATE inode SET size = 3 * 4096,"
+	  " nblocks = 3 WHERE ino = 3;"
+	  " INSERT INTO patch VALUES (3, 2, 1, '" H4 "')", 1 },
+	{ "chain too long", "WITH RECURSIVE c(n) AS (SELECT 2 UNION ALL"
+	  " SELECT n + 1 FROM c WHERE n < 17) INSERT INTO patch"
+	  " SELECT 3, 1, n, '" H4 "' FROM c", 2 }, /* + H5's refcount */
+	{ "patches past EOF", "UPDATE inode SET size = 4096"
+	  " WHERE ino = 3", -1 },
 	{ "linked inode with nlink 0",
 	  "UPDATE inode SET nlink = 0 WHERE ino = 5", 1 },
 	{ "root missing", "DELETE FROM inode WHERE ino = 1", -1 },
@@ -2480,6 +2593,7 @@ int main(void)
 	test_readdir();
 	test_xattr();
 	test_blocks();
+	test_patches();
 	test_inline();
 	test_inline_fsck();
 	test_gc();
