@@ -38,6 +38,9 @@
  *      only by entry_destroy() (or cache_close()), when nobody pins the
  *      entry, so a thread that got it from entry_get_fd() may use it
  *      until it unpins.
+ *   6. dmap_ok: the entry's file is its uploaded content (base and
+ *      patches) changed only in the pages set in dmap, or, while an
+ *      upload runs, in those pages and the ones it took over (dmap_take).
  *
  * Locks, in this order: commit_lock, then lock.  commit_lock is held
  * across the index transaction that records a write or an upload, so
@@ -72,6 +75,16 @@ enum ce_state { CE_LOADING, CE_CLEAN, CE_DIRTY };
 #define PREFETCH_BYTES (8U << 20)
 /* the largest pwrite that fills a cache file from a fetched object */
 #define FILL_CHUNK ((size_t)1 << 20)
+/*
+ * Patches: the unit in which written bytes are tracked (a page), and when
+ * a dirty block goes up as a patch instead of whole: while its chain has
+ * fewer than PATCH_MAX patches and all of them, this one included, hold
+ * at most a quarter of a block (so a cold read of a block fetches at
+ * most 1.25 block's worth of objects).
+ */
+#define DMAP_PAGE 4096U
+#define PATCH_MAX 8
+#define PATCH_SHARE 4
 
 struct centry {
 	uint64_t ino, idx, gen;
@@ -88,6 +101,13 @@ struct centry {
 	 * protected by lock.  [0, block_size): written whole, see
 	 * pick_upload() */
 	uint32_t cov_lo, cov_hi;
+	/* pages of the block written since its content was last the one
+	 * uploaded (a bit per DMAP_PAGE; NULL: none yet), what a patch
+	 * would hold; dmap_ok false: unknown (after a crash, a truncate or
+	 * a punch), upload whole.  Protected by lock; see pick_upload()'s
+	 * caller for how an upload takes them over */
+	uint64_t *dmap;
+	bool dmap_ok;
 	uint64_t retry_at_ns;
 	uint64_t backoff_ns;
 	int last_err;
@@ -290,6 +310,7 @@ static void entry_destroy(struct cache *c, struct centry *e)
 	c->cached_bytes -= c->cfg.block_size;
 	pthread_cond_broadcast(&c->state_cond);
 	pthread_mutex_unlock(&c->lock);
+	free(e->dmap);
 	free(e);
 }
 
@@ -438,77 +459,152 @@ static int obj_buf_init(const struct cache *c, struct buf *b)
 					STORE_DIRECT_ALIGN);
 }
 
-/*
- * Fill a new entry's file with the block's content from the store (or
- * nothing: a hole).  reuse, when not NULL, is the caller's
- * buffer from obj_buf_init() (a fetcher keeps one for its life: block-
- * sized buffers allocated per load by several threads leave the heap
- * fragmented, 28 MiB per thread with 4 MiB blocks); else one is made
- * for this load.
- */
-static int load_block(struct cache *c, struct centry *e, struct buf *reuse)
+/* The block's chain from the index (its base only, without patches). */
+static int chain_get(struct cache *c, uint64_t ino, uint64_t idx,
+		     struct cache_chain *ch)
 {
-	char hash[BLOB_NAME_LEN + 1], key[BLOB_DATA_KEY_LEN + 1];
-	struct buf own = BUF_INIT, plain = BUF_INIT, *obj = reuse ? reuse : &own;
-	const uint8_t *p;
-	size_t plen;
-	int rc, fd;
+	ch->n = 0;
+	ch->patch_bytes = 0;
+	if (c->ops->block_chain)
+		return c->ops->block_chain(c->index_arg, ino, idx, ch);
+	return c->ops->block_get(c->index_arg, ino, idx, ch->base);
+}
 
-	rc = c->ops->block_get(c->index_arg, e->ino, e->idx, hash);
-	if (rc == -ENOENT) {
-		hash[0] = 0;
-		rc = 0;
-	}
-	if (rc)
-		return rc;
-	fd = entry_open(c, e, O_RDWR | O_CREAT | O_TRUNC);
-	if (fd < 0)
-		return fd;
-	e->has_file = true;
-	if (!hash[0])
-		goto out_close;
-	blob_data_key(hash, key);
-	if (reuse) {
-		buf_reset(reuse);
-	} else if (obj_buf_init(c, &own)) {
-		rc = -ENOMEM;
-		goto out_close;
-	}
+/* The name of a block's uploaded content: its last patch, or its base
+ * ("" when never uploaded).  A patch names the object below it, so this
+ * names the whole chain. */
+static int content_name(struct cache *c, uint64_t ino, uint64_t idx,
+			char *name)
+{
+	struct cache_chain ch;
+	int rc = chain_get(c, ino, idx, &ch);
+
+	if (rc == 0)
+		memcpy(name, ch.n ? ch.patch[ch.n - 1] : ch.base,
+		       BLOB_NAME_LEN + 1);
+	return rc;
+}
+
+/* Get object name (of block idx of ino, for messages) into obj and
+ * decode it: *p, *plen the checked plaintext (in obj or plain). */
+static int fetch_object(struct cache *c, const struct centry *e,
+			const char *name, struct buf *obj, struct buf *plain,
+			const uint8_t **p, size_t *plen)
+{
+	char key[BLOB_DATA_KEY_LEN + 1];
+	int rc;
+
+	blob_data_key(name, key);
+	buf_reset(obj);
+	buf_reset(plain);
 	rc = store_get(c->store, key, 0, 0, obj);
 	if (rc) {
 		log_error("block %" PRIu64 " of inode %" PRIu64
 			  ": cannot get object %s: %s",
 			  e->idx, e->ino, key, strerror(-rc));
-		if (rc == -ENOENT)
-			rc = -EIO;
-		goto out_free;
+		return rc == -ENOENT ? -EIO : rc;
 	}
 	/* a raw object's plaintext is written from obj itself */
-	rc = blob_decode_named_view(c->blob, hash, obj->data, obj->len,
-				    &plain, &p, &plen);
+	rc = blob_decode_named_view(c->blob, name, obj->data, obj->len, plain,
+				    p, plen);
 	if (rc) {
 		log_error("block %" PRIu64 " of inode %" PRIu64
 			  ": object %s is damaged (checksum mismatch)",
 			  e->idx, e->ino, key);
-		rc = -EIO;
-		goto out_free;
+		return -EIO;
 	}
-	if (plen > c->cfg.block_size) {
+	if (*plen > c->cfg.block_size) {
 		log_error("object %s is larger than a block", key);
-		rc = -EIO;
-		goto out_free;
+		return -EIO;
 	}
+	pthread_mutex_lock(&c->lock);
+	c->stats.fetches++;
+	c->stats.fetch_bytes += obj->len;
+	pthread_mutex_unlock(&c->lock);
+	return 0;
+}
+
+/* Apply patch i of chain ch, plaintext p of plen bytes, to the file fd
+ * holding *len bytes of the block. */
+static int apply_patch(struct cache *c, const struct centry *e, int fd,
+		       const struct cache_chain *ch, unsigned i,
+		       const uint8_t *p, size_t plen, size_t *len)
+{
+	const char *below = i ? ch->patch[i - 1] : ch->base;
+	struct patch_iter it = { 0, 0 };
+	struct patch_view v;
+	struct patch_ext x;
+	const uint8_t *d;
+	int rc;
+
+	if (patch_parse(p, plen, below, c->cfg.block_size, &v)) {
+		log_error("block %" PRIu64 " of inode %" PRIu64 ": object %s "
+			  "is not a patch on %s", e->idx, e->ino,
+			  ch->patch[i], below);
+		return -EIO;
+	}
+	if (v.new_len != *len && ftruncate(fd, (off_t)v.new_len))
+		return -errno;
+	*len = v.new_len;
+	while (patch_next(&v, &it, &x, &d)) {
+		rc = pwrite_all(fd, d, x.len, (off_t)x.off);
+		if (rc)
+			return rc;
+	}
+	return 0;
+}
+
+/*
+ * Fill a new entry's file with the block's content from the store (or
+ * nothing: a hole): its base object, then its patches in order.  reuse,
+ * when not NULL, is the caller's buffer from obj_buf_init() (a fetcher
+ * keeps one for its life: block-sized buffers allocated per load by
+ * several threads leave the heap fragmented, 28 MiB per thread with
+ * 4 MiB blocks); else one is made for this load.
+ */
+static int load_block(struct cache *c, struct centry *e, struct buf *reuse)
+{
+	struct buf own = BUF_INIT, plain = BUF_INIT, *obj = reuse ? reuse : &own;
+	struct cache_chain *ch = malloc(sizeof(*ch));
+	const uint8_t *p = NULL;
+	size_t plen = 0, len;
+	int rc, fd;
+
+	if (!ch)
+		return -ENOMEM;
+	rc = chain_get(c, e->ino, e->idx, ch);
+	if (rc == -ENOENT) {
+		ch->base[0] = 0;
+		ch->n = 0;
+		rc = 0;
+	}
+	if (rc)
+		goto out_chain;
+	fd = entry_open(c, e, O_RDWR | O_CREAT | O_TRUNC);
+	if (fd < 0) {
+		rc = fd;
+		goto out_chain;
+	}
+	e->has_file = true;
+	if (!ch->base[0])
+		goto out_close;
+	if (!reuse && obj_buf_init(c, &own)) {
+		rc = -ENOMEM;
+		goto out_close;
+	}
+	rc = fetch_object(c, e, ch->base, obj, &plain, &p, &plen);
 	/* in pieces of at most FILL_CHUNK: one 4 MiB pwrite into a new file
 	 * made the kernel's copy into the page cache (large folios) 47% of
 	 * the daemon's CPU in a cold read, against 2% in 1 MiB pieces */
 	for (size_t done = 0; !rc && done < plen; done += FILL_CHUNK)
 		rc = pwrite_all(fd, p + done, MF_MIN(plen - done, FILL_CHUNK),
 				(off_t)done);
-	pthread_mutex_lock(&c->lock);
-	c->stats.fetches++;
-	c->stats.fetch_bytes += obj->len;
-	pthread_mutex_unlock(&c->lock);
-out_free:
+	len = plen;
+	for (unsigned i = 0; !rc && i < ch->n; i++) {
+		rc = fetch_object(c, e, ch->patch[i], obj, &plain, &p, &plen);
+		if (!rc)
+			rc = apply_patch(c, e, fd, ch, i, p, plen, &len);
+	}
 	buf_free(&plain);
 	buf_free(&own);
 out_close:
@@ -516,6 +612,8 @@ out_close:
 		close(fd);
 	else
 		entry_keep_fd(c, e, fd);
+out_chain:
+	free(ch);
 	return rc;
 }
 
@@ -616,6 +714,8 @@ static int entry_acquire_buf(struct cache *c, uint64_t ino, uint64_t idx,
 		return rc;
 	}
 	e->state = CE_CLEAN;
+	/* its file is the uploaded content, or will be written whole */
+	e->dmap_ok = true;
 	elist_add_tail(&c->lru, e);
 	pthread_cond_broadcast(&c->state_cond);
 	assert_locked_check(c);
@@ -905,6 +1005,36 @@ static int write_entry(struct cache *c, struct centry *e, const void *data,
  * Record that [lo, hi) of e's block was written (fresh: e was clean, the
  * range starts anew).  True when the block thereby became written whole.
  */
+static size_t dmap_words(const struct cache *c)
+{
+	return (c->cfg.block_size / DMAP_PAGE + 63) / 64;
+}
+
+/* Record that [lo, hi) of e's block was written (fresh: e was clean, its
+ * file the uploaded content).  Called with lock held. */
+static void dmap_mark(struct cache *c, struct centry *e, bool fresh,
+		      uint32_t lo, uint32_t hi)
+{
+	uint32_t pg;
+
+	if (fresh) {
+		e->dmap_ok = true;
+		if (e->dmap)
+			memset(e->dmap, 0, dmap_words(c) * sizeof(*e->dmap));
+	}
+	if (!e->dmap_ok || hi <= lo)
+		return;
+	if (!e->dmap) {
+		e->dmap = calloc(dmap_words(c), sizeof(*e->dmap));
+		if (!e->dmap) {
+			e->dmap_ok = false; /* uploaded whole */
+			return;
+		}
+	}
+	for (pg = lo / DMAP_PAGE; pg <= (hi - 1) / DMAP_PAGE; pg++)
+		e->dmap[pg / 64] |= (uint64_t)1 << (pg % 64);
+}
+
 static bool cover(struct centry *e, bool fresh, uint32_t lo, uint32_t hi,
 		  uint64_t bs)
 {
@@ -992,6 +1122,8 @@ static ssize_t write_blocks(struct cache *c, uint64_t ino, uint64_t off,
 		if (cover(ents[i], was_clean[i], (uint32_t)boff,
 			  (uint32_t)bend, bs))
 			became_whole = true;
+		dmap_mark(c, ents[i], was_clean[i], (uint32_t)boff,
+			  (uint32_t)bend);
 	}
 	pthread_mutex_unlock(&c->lock);
 	if (rc == 0 && from_inline)
@@ -1082,18 +1214,89 @@ static bool all_zero(const uint8_t *p, size_t n)
 	return true;
 }
 
+/* What an upload worker keeps for its life. */
+struct uploader {
+	uint8_t *block;          /* a block, or a patch (at most a block) */
+	struct buf enc;          /* the encoded object */
+	struct cache_chain chain;
+	uint64_t *snap;          /* the entry's dmap, taken over */
+	bool snap_ok;
+	struct patch_ext *ext;   /* room for a patch's extents */
+};
+
 /*
- * Upload the content of e as of version v and record it in the index.
- * Called by a worker that set e->uploading and pinned e.
+ * Build in u->block a patch of e's pages in u->snap over the chain's top,
+ * for a block of blen bytes.  Returns its size, or 0 when the block
+ * should go up whole (no chain to patch, too many patches, too much
+ * patched).
+ */
+static size_t build_patch(struct cache *c, struct centry *e, int fd,
+			  size_t blen, struct uploader *u, int *rc)
+{
+	struct cache_chain *ch = &u->chain;
+	uint32_t bs = c->cfg.block_size, npages = bs / DMAP_PAGE, pg;
+	size_t n = 0, data = 0, pos;
+	uint64_t limit = bs / PATCH_SHARE;
+
+	*rc = 0;
+	if (!u->snap_ok || !c->cfg.patches || !c->ops->block_chain ||
+	    !c->ops->block_patch)
+		return 0;
+	/* too many pages written for a patch (a sequential writer): no need
+	 * to ask the index */
+	for (pg = 0; pg < (npages + 63) / 64; pg++)
+		data += (size_t)__builtin_popcountll(u->snap[pg]) * DMAP_PAGE;
+	if (data > limit)
+		return 0;
+	data = 0;
+	/* a block gone from the index meanwhile goes the whole way, which
+	 * handles that */
+	if (c->ops->block_chain(c->index_arg, e->ino, e->idx, ch) ||
+	    !ch->base[0] || ch->n >= PATCH_MAX || ch->patch_bytes >= limit)
+		return 0;
+	for (pg = 0; pg < npages; pg++) {
+		uint32_t off = pg * DMAP_PAGE, len;
+
+		if (!(u->snap[pg / 64] >> (pg % 64) & 1) || off >= blen)
+			continue;
+		len = (uint32_t)MF_MIN(DMAP_PAGE, blen - off);
+		if (n && u->ext[n - 1].off + u->ext[n - 1].len == off) {
+			u->ext[n - 1].len += len;
+		} else {
+			u->ext[n].off = off;
+			u->ext[n++].len = len;
+		}
+		data += len;
+		if (ch->patch_bytes + patch_size(n, data) > limit)
+			return 0;
+	}
+	pos = patch_data_off(n);
+	*rc = patch_write_header(u->block, ch->n ? ch->patch[ch->n - 1] :
+				 ch->base, (uint32_t)blen, u->ext, n);
+	for (size_t i = 0; !*rc && i < n; i++) {
+		*rc = pread_zero(fd, u->block + pos, u->ext[i].len,
+				 (off_t)u->ext[i].off);
+		pos += u->ext[i].len;
+	}
+	return *rc ? 0 : pos;
+}
+
+/*
+ * Upload the content of e as of version v and record it in the index:
+ * the pages written since the last upload as a patch (build_patch()), or
+ * the whole block.  Called by a worker that set e->uploading, pinned e
+ * and took over its dmap into u.
  */
 static int upload_one(struct cache *c, struct centry *e, uint64_t v,
-		      uint8_t *block, struct buf *enc)
+		      struct uploader *u)
 {
 	char hash[BLOB_NAME_LEN + 1], key[BLOB_DATA_KEY_LEN + 1];
 	uint64_t bs = c->cfg.block_size, size, obj_size = 0;
-	size_t blen = 0;
+	uint8_t *block = u->block;
+	struct buf *enc = &u->enc;
+	size_t blen = 0, plen = 0;
 	bool claimed = false, dedup = false, still, current;
-	int rc, fd;
+	int rc, fd = -1;
 
 	rc = c->ops->file_size(c->index_arg, e->ino, &size);
 	if (rc == -ENOENT) {
@@ -1108,20 +1311,24 @@ static int upload_one(struct cache *c, struct centry *e, uint64_t v,
 		rc = entry_get_fd(c, e, &fd);
 		if (rc)
 			return rc;
-		rc = pread_zero(fd, block, blen, 0);
+		plen = build_patch(c, e, fd, blen, u, &rc);
+		if (!rc && !plen)
+			rc = pread_zero(fd, block, blen, 0);
 		entry_put_fd(c, e, fd);
 		if (rc)
 			return rc;
 	}
-	if (blen && !all_zero(block, blen)) {
-		blob_name(c->blob, block, blen, hash);
+	if (plen || (blen && !all_zero(block, blen))) {
+		size_t len = plen ? plen : blen;
+
+		blob_name(c->blob, block, len, hash);
 		cache_claim(c, hash);
 		claimed = true;
 		if (c->ops->object_known(c->index_arg, hash) == 1) {
 			dedup = true;
 		} else {
 			buf_reset(enc);
-			rc = blob_encode_named(c->blob, block, blen, enc);
+			rc = blob_encode_named(c->blob, block, len, enc);
 			if (rc)
 				goto out_unclaim;
 			blob_data_key(hash, key);
@@ -1141,7 +1348,17 @@ static int upload_one(struct cache *c, struct centry *e, uint64_t v,
 	still = e->version != v;
 	current = e->in_table;
 	pthread_mutex_unlock(&c->lock);
-	if (current) {
+	if (current && plen) {
+		struct cache_chain *ch = &u->chain;
+
+		rc = c->ops->block_patch(c->index_arg, e->ino, e->idx,
+					 ch->n ? ch->patch[ch->n - 1] :
+					 ch->base, hash, obj_size, still);
+		if (rc == -EILSEQ)
+			log_warn("block %" PRIu64 " of inode %" PRIu64
+				 " changed in the index while its patch went"
+				 " up; it is uploaded whole", e->idx, e->ino);
+	} else if (current) {
 		rc = c->ops->block_commit(c->index_arg, e->ino, e->idx,
 					  claimed ? hash : NULL, obj_size,
 					  still);
@@ -1166,6 +1383,8 @@ static int upload_one(struct cache *c, struct centry *e, uint64_t v,
 		c->stats.upload_bytes += obj_size;
 		if (dedup)
 			c->stats.dedup_hits++;
+		if (plen)
+			c->stats.patches++;
 	}
 	if (rc == -ESTALE && e->in_table) {
 		/* the index no longer has this block (file truncated or
@@ -1228,20 +1447,79 @@ static struct centry *pick_upload(struct cache *c, uint64_t *wait_ns)
 	return NULL;
 }
 
+static void uploader_free(struct uploader *u)
+{
+	buf_free(&u->enc);
+	free(u->block);
+	free(u->snap);
+	free(u->ext);
+}
+
+static int uploader_init(struct cache *c, struct uploader *u)
+{
+	size_t npages = c->cfg.block_size / DMAP_PAGE;
+
+	memset(u, 0, sizeof(*u));
+	u->enc = (struct buf)BUF_INIT;
+	u->block = malloc(c->cfg.block_size);
+	u->snap = calloc(dmap_words(c), sizeof(*u->snap));
+	u->ext = calloc(npages, sizeof(*u->ext));
+	/* page-aligned, so that a local store can write it with O_DIRECT */
+	if (!u->block || !u->snap || !u->ext ||
+	    buf_init_aligned(&u->enc, STORE_DIRECT_ALIGN,
+			     blob_encoded_max(c->blob, c->cfg.block_size))) {
+		uploader_free(u);
+		return -ENOMEM;
+	}
+	return 0;
+}
+
+/*
+ * With lock held: the upload of e takes over the pages written so far
+ * (writes from now on mark a fresh map, relative to what this upload
+ * commits), or gives them back when it failed.
+ */
+static void dmap_take(struct cache *c, struct centry *e, struct uploader *u)
+{
+	size_t words = dmap_words(c);
+
+	u->snap_ok = e->dmap_ok;
+	if (e->dmap) {
+		memcpy(u->snap, e->dmap, words * sizeof(*u->snap));
+		memset(e->dmap, 0, words * sizeof(*e->dmap));
+	} else {
+		memset(u->snap, 0, words * sizeof(*u->snap));
+	}
+	e->dmap_ok = true;
+}
+
+static void dmap_give_back(struct cache *c, struct centry *e,
+			   const struct uploader *u, int rc)
+{
+	size_t words = dmap_words(c), i;
+
+	if (!u->snap_ok || rc == -EILSEQ) {
+		e->dmap_ok = false;
+		return;
+	}
+	if (!e->dmap_ok)
+		return;
+	if (!e->dmap)
+		e->dmap = calloc(words, sizeof(*e->dmap));
+	if (!e->dmap) {
+		e->dmap_ok = false;
+		return;
+	}
+	for (i = 0; i < words; i++)
+		e->dmap[i] |= u->snap[i];
+}
+
 static void *upload_worker(void *arg)
 {
 	struct cache *c = arg;
-	struct buf enc = BUF_INIT;
-	uint8_t *block = malloc(c->cfg.block_size);
+	struct uploader u;
 
-	/* page-aligned, so that a local store can write it with O_DIRECT */
-	if (block && buf_init_aligned(&enc, STORE_DIRECT_ALIGN,
-				      blob_encoded_max(c->blob,
-						       c->cfg.block_size))) {
-		free(block);
-		block = NULL;
-	}
-	if (!block) {
+	if (uploader_init(c, &u)) {
 		log_error("upload worker: out of memory");
 		return NULL;
 	}
@@ -1273,13 +1551,25 @@ static void *upload_worker(void *arg)
 		e->uploading = true;
 		e->refs++;
 		v = e->version;
+		/* taken now, not after the upload: a flush that comes while
+		 * it runs (for a write after v) marks the entry urgent
+		 * again, and clearing that afterwards left the flush
+		 * waiting for writeback_delay */
+		e->urgent = false;
+		dmap_take(c, e, &u);
 		pthread_mutex_unlock(&c->lock);
 
-		rc = upload_one(c, e, v, block, &enc);
+		rc = upload_one(c, e, v, &u);
+		if (rc == -EILSEQ) {
+			/* the chain changed under the patch: go whole */
+			u.snap_ok = false;
+			rc = upload_one(c, e, v, &u);
+		}
 
 		pthread_mutex_lock(&c->lock);
 		e->uploading = false;
 		if (rc) {
+			dmap_give_back(c, e, &u, rc);
 			c->stats.upload_errors++;
 			e->last_err = rc;
 			e->err_seq = ++c->err_seq;
@@ -1291,7 +1581,6 @@ static void *upload_worker(void *arg)
 		} else {
 			e->backoff_ns = 0;
 			e->retry_at_ns = 0;
-			e->urgent = false;
 		}
 		destroy = entry_unpin_locked(c, e);
 		if (destroy || c->cached_bytes > c->cfg.cache_size) {
@@ -1307,8 +1596,7 @@ static void *upload_worker(void *arg)
 		pthread_cond_broadcast(&c->state_cond);
 	}
 	pthread_mutex_unlock(&c->lock);
-	buf_free(&enc);
-	free(block);
+	uploader_free(&u);
 	return NULL;
 }
 
@@ -1505,6 +1793,9 @@ static int mark_dirty_committing(struct cache *c, struct centry *e)
 	was_clean = e->state == CE_CLEAN;
 	if (was_clean) /* a punched range is no whole write */
 		e->cov_lo = e->cov_hi = 0;
+	/* nor a patch: a cut block may also be extended again later, so
+	 * its next upload is whole */
+	e->dmap_ok = false;
 	pthread_mutex_unlock(&c->lock);
 	if (was_clean)
 		rc = c->ops->write_done(c->index_arg, e->ino, 0, &e->idx, 1);
@@ -1810,8 +2101,7 @@ static bool adopt_clean(struct cache *c, const char *name, uint64_t ino,
 
 	if (table_find(c, ino, idx))
 		return false; /* dirty, or a second file of the block */
-	if (c->ops->block_get(c->index_arg, ino, idx, have) ||
-	    strcmp(have, hash))
+	if (content_name(c, ino, idx, have) || strcmp(have, hash))
 		return false;
 	e = calloc(1, sizeof(*e));
 	if (!e)
@@ -1828,6 +2118,7 @@ static bool adopt_clean(struct cache *c, const char *name, uint64_t ino,
 	}
 	e->has_file = true;
 	e->state = CE_CLEAN;
+	e->dmap_ok = true;
 	table_insert(c, e);
 	elist_add_tail(&c->lru, e);
 	c->cached_bytes += c->cfg.block_size;
@@ -1910,11 +2201,16 @@ static int recover(struct cache *c)
 
 		next = e->hnext;
 		nlost++;
+		if (c->ops->block_reset) {
+			rc = c->ops->block_reset(c->index_arg, e->ino, e->idx);
+			goto reset_done;
+		}
 		rc = c->ops->block_get(c->index_arg, e->ino, e->idx, hash);
 		if (rc == 0)
 			rc = c->ops->block_commit(c->index_arg, e->ino,
 						  e->idx,
 						  hash[0] ? hash : NULL, 0, 0);
+reset_done:
 		if (rc && rc != -ENOENT && rc != -ESTALE)
 			log_warn("cache: cannot reset block %llu of inode "
 				 "%llu: %s", (unsigned long long)e->idx,
@@ -2063,8 +2359,8 @@ static void keep_clean(struct cache *c)
 		for (e = c->buckets[b]; e; e = e->hnext) {
 			if (e->state != CE_CLEAN || !e->has_file)
 				continue;
-			if (c->ops->block_get(c->index_arg, e->ino, e->idx,
-					      hash) || !hash[0])
+			if (content_name(c, e->ino, e->idx, hash) ||
+			    !hash[0])
 				continue;
 			entry_path(c, e, from, sizeof(from));
 			snprintf(to, sizeof(to), "%s.%s", from, hash);
@@ -2113,6 +2409,7 @@ int cache_close(struct cache *c, int abandon)
 			next = e->hnext;
 			if (e->fd >= 0)
 				close(e->fd);
+			free(e->dmap);
 			free(e);
 		}
 	}

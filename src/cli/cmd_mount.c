@@ -696,6 +696,7 @@ static int serve(struct mounted *mt, const char *mountpoint)
 	/* with the kernel's writeback cache, writes of one file can reach
 	 * us concurrently: no inline data then */
 	cc.inline_max = o->writeback_cache ? 0 : (uint32_t)o->inline_max;
+	cc.patches = mt->vol.format >= VOLUME_FORMAT_PATCHES;
 	rc = cache_open(&cc, mt->store, &mt->blob, &meta_index_ops, mt->meta,
 			&mt->cache);
 	if (rc) {

@@ -23,6 +23,8 @@ struct fblock {
 	char hash[BLOB_NAME_LEN + 1];
 	int dirty;
 	int used;
+	unsigned npatch;
+	char patch[PATCH_CHAIN_MAX][BLOB_NAME_LEN + 1];
 };
 
 struct fobj {
@@ -35,7 +37,7 @@ struct fake {
 	struct fblock b[MAXB];
 	struct fobj o[MAXB];
 	uint64_t size[64];
-	int commits, estale;
+	int commits, estale, patches;
 };
 
 static struct fblock *fb_find(struct fake *f, uint64_t ino, uint64_t idx,
@@ -155,6 +157,7 @@ static int fk_block_commit(void *arg, uint64_t ino, uint64_t idx,
 		memcpy(b->hash, hash, BLOB_NAME_LEN + 1);
 	else
 		b->hash[0] = 0;
+	b->npatch = 0; /* (their refs are not counted here) */
 	b->dirty = still_dirty;
 	if (!hash && !still_dirty)
 		b->used = 0;
@@ -176,6 +179,65 @@ static int fk_dirty_blocks(void *arg,
 			rc = cb(f->b[i].ino, f->b[i].idx, cbarg);
 	return rc;
 }
+
+static int fk_block_chain(void *arg, uint64_t ino, uint64_t idx,
+			  struct cache_chain *out)
+{
+	struct fake *f = arg;
+	struct fblock *b;
+	int rc = 0;
+
+	pthread_mutex_lock(&f->lock);
+	b = fb_find(f, ino, idx, 0);
+	if (!b) {
+		rc = -ENOENT;
+	} else {
+		memcpy(out->base, b->hash, BLOB_NAME_LEN + 1);
+		out->n = b->npatch;
+		out->patch_bytes = 0;
+		memcpy(out->patch, b->patch, sizeof(b->patch));
+	}
+	pthread_mutex_unlock(&f->lock);
+	return rc;
+}
+
+static int fk_block_patch(void *arg, uint64_t ino, uint64_t idx,
+			  const char *below, const char *hash, uint64_t size,
+			  int still_dirty)
+{
+	struct fake *f = arg;
+	struct fblock *b;
+	int rc = 0;
+
+	pthread_mutex_lock(&f->lock);
+	b = fb_find(f, ino, idx, 0);
+	fo_find(f, hash, 1);
+	if (!b || !b->dirty) {
+		f->estale++;
+		rc = -ESTALE;
+	} else if (!b->hash[0] || b->npatch == PATCH_CHAIN_MAX ||
+		   strcmp(below, b->npatch ? b->patch[b->npatch - 1] :
+			  b->hash)) {
+		rc = -EILSEQ;
+	} else {
+		memcpy(b->patch[b->npatch++], hash, BLOB_NAME_LEN + 1);
+		b->dirty = still_dirty;
+		f->patches++;
+	}
+	pthread_mutex_unlock(&f->lock);
+	return rc;
+}
+
+static const struct cache_index_ops fake_patch_ops = {
+	.block_get = fk_block_get,
+	.write_done = fk_write_done,
+	.file_size = fk_file_size,
+	.object_known = fk_object_known,
+	.block_commit = fk_block_commit,
+	.block_chain = fk_block_chain,
+	.block_patch = fk_block_patch,
+	.dirty_blocks = fk_dirty_blocks,
+};
 
 static const struct cache_index_ops fake_ops = {
 	.block_get = fk_block_get,
@@ -244,8 +306,10 @@ struct env {
 	struct cache *c;
 };
 
-/* the block size of the caches env_open_cache*() open */
+/* the block size of the caches env_open_cache*() open, and whether they
+ * upload patches */
 static uint32_t env_bs = BS;
+static bool env_patches;
 
 static int env_open_cache_whole(struct env *e, uint64_t cache_size,
 				uint64_t delay_ns, uint64_t whole_after)
@@ -258,9 +322,12 @@ static int env_open_cache_whole(struct env *e, uint64_t cache_size,
 		.whole_after = whole_after,
 		.writeback_delay_ns = delay_ns,
 		.upload_threads = 2,
+		.patches = env_patches,
 	};
 
-	return cache_open(&cfg, e->store, &e->blob, &fake_ops, e->f, &e->c);
+	return cache_open(&cfg, e->store, &e->blob,
+			  env_patches ? &fake_patch_ops : &fake_ops, e->f,
+			  &e->c);
 }
 
 /* uploads only by the delay, pressure and flushes */
@@ -881,6 +948,149 @@ static void test_stale_upload_after_punch(void)
 	free(out);
 }
 
+/* Close the cache and open it again with an empty directory: every
+ * block is fetched again. */
+static void reopen_cold(struct env *e)
+{
+	CHECK_RC(cache_close(e->c, 0), 0);
+	e->c = NULL;
+	rm_rf(e->cdir);
+	CHECK_RC(env_open_cache(e, 64 * env_bs, 3600ULL * 1000000000ULL), 0);
+}
+
+static void check_file(struct env *e, uint64_t ino, const uint8_t *want,
+		       size_t len)
+{
+	uint8_t *got = malloc(len + 1);
+
+	CHECK_RC(cache_read(e->c, ino, 0, len + 1, len, got), (ssize_t)len);
+	CHECK_MEM(got, want, len);
+	free(got);
+}
+
+/*
+ * A block written in a few pages since its upload goes up as a patch of
+ * those pages, read back cold as base plus patches; whole again after a
+ * truncate, a failed upload keeps its pages, a long chain is replaced.
+ */
+static void test_patches(void)
+{
+	struct cache_stats st0, st;
+	const uint32_t bs = 64 * 1024;
+	size_t len = 4 * bs;
+	uint8_t *model = malloc(6 * bs), *in = malloc(bs);
+	struct trunc_arg ta;
+	struct env e;
+	int i;
+
+	env_bs = bs;
+	env_patches = true;
+	env_init(&e, 64 * bs, 3600ULL * 1000000000ULL);
+	fill(model, len, 3);
+	CHECK_RC(cache_write(e.c, 1, 0, model, len), (ssize_t)len);
+	CHECK_RC(cache_flush_inode(e.c, 1), 0);
+	cache_get_stats(e.c, &st0);
+	CHECK_EQ_U64(st0.patches, 0);
+
+	/* two pages of block 1 (one write crossing into a third) */
+	fill(in, 200, 4);
+	memcpy(model + bs + 5000, in, 100);
+	CHECK_RC(cache_write(e.c, 1, bs + 5000, in, 100), 100);
+	memcpy(model + bs + 40000, in + 100, 100);
+	CHECK_RC(cache_write(e.c, 1, bs + 40000, in + 100, 100), 100);
+	memcpy(model + bs + 8190, in, 10);
+	CHECK_RC(cache_write(e.c, 1, bs + 8190, in, 10), 10);
+	CHECK_RC(cache_flush_inode(e.c, 1), 0);
+	cache_get_stats(e.c, &st);
+	CHECK_EQ_U64(st.patches, 1);
+	CHECK_EQ_U64(st.uploads, st0.uploads + 1);
+	/* pages 1, 2 and 9: 3 pages, not a block */
+	CHECK(st.upload_bytes - st0.upload_bytes <= 3 * 4096 + 200);
+	CHECK_EQ_U64(fb_find(e.f, 1, 1, 0)->npatch, 1);
+	reopen_cold(&e);
+	check_file(&e, 1, model, len);
+
+	/* (stats count from each open) past the end of the last block,
+	 * which grows: a patch */
+	fill(in, 300, 5);
+	memcpy(model + len + 1000, in, 300);
+	memset(model + len, 0, 1000);
+	CHECK_RC(cache_write(e.c, 1, len + 1000, in, 300), 300);
+	len += 1300;
+	CHECK_RC(cache_flush_inode(e.c, 1), 0);
+	cache_get_stats(e.c, &st);
+	CHECK_EQ_U64(st.patches, 0); /* block 4 is new: whole */
+	memcpy(model + 3 * bs + 7, in, 50);
+	CHECK_RC(cache_write(e.c, 1, 3 * bs + 7, in, 50), 50);
+	memcpy(model + len - 20, in, 40);
+	CHECK_RC(cache_write(e.c, 1, len - 20, in, 40), 40);
+	len += 20;
+	CHECK_RC(cache_flush_inode(e.c, 1), 0);
+	cache_get_stats(e.c, &st);
+	CHECK_EQ_U64(st.patches, 2);
+	reopen_cold(&e);
+	check_file(&e, 1, model, len);
+
+	/* a truncate into block 2: its next upload is whole */
+	ta.f = e.f;
+	ta.ino = 1;
+	ta.size = 2 * bs + 100;
+	CHECK_RC(cache_truncate(e.c, 1, len, ta.size, fk_truncate, &ta), 0);
+	len = ta.size;
+	CHECK_RC(cache_write(e.c, 1, 2 * bs + 50, in, 10), 10);
+	memcpy(model + 2 * bs + 50, in, 10);
+	CHECK_RC(cache_flush_inode(e.c, 1), 0);
+	cache_get_stats(e.c, &st);
+	CHECK_EQ_U64(st.patches, 0);
+	CHECK_EQ_U64(st.uploads, 1);
+	reopen_cold(&e);
+	check_file(&e, 1, model, len);
+
+	/* a failed patch upload gives its pages back to the next one */
+	store_fault_arm(e.store, STORE_OP_PUT, 0, -1, EIO);
+	CHECK_RC(cache_write(e.c, 1, 3, in, 5), 5);
+	memcpy(model + 3, in, 5);
+	CHECK(cache_flush_inode(e.c, 1) < 0);
+	store_fault_arm(e.store, STORE_OP_PUT, 0, 0, 0);
+	CHECK_RC(cache_write(e.c, 1, 30000, in, 5), 5);
+	memcpy(model + 30000, in, 5);
+	CHECK_RC(cache_flush_inode(e.c, 1), 0);
+	cache_get_stats(e.c, &st);
+	CHECK_EQ_U64(st.patches, 1);
+	reopen_cold(&e);
+	check_file(&e, 1, model, len);
+
+	/* patch after patch: the chain stays short */
+	for (i = 0; i < 12; i++) {
+		fill(in, 64, 10 + (unsigned)i);
+		CHECK_RC(cache_write(e.c, 1, (uint64_t)i * 4096 + 1, in, 64),
+			 64);
+		memcpy(model + i * 4096 + 1, in, 64);
+		CHECK_RC(cache_flush_inode(e.c, 1), 0);
+		CHECK(fb_find(e.f, 1, 0, 0)->npatch <= 8);
+	}
+	cache_get_stats(e.c, &st);
+	/* 7 on the one there, one whole, 4 on that */
+	CHECK_EQ_U64(st.patches, 11);
+	reopen_cold(&e);
+	check_file(&e, 1, model, len);
+	env_free(&e);
+
+	/* off: whole uploads only */
+	env_patches = false;
+	env_init(&e, 64 * bs, 3600ULL * 1000000000ULL);
+	CHECK_RC(cache_write(e.c, 2, 0, model, 2 * bs), (ssize_t)(2 * bs));
+	CHECK_RC(cache_flush_inode(e.c, 2), 0);
+	CHECK_RC(cache_write(e.c, 2, 10, in, 10), 10);
+	CHECK_RC(cache_flush_inode(e.c, 2), 0);
+	cache_get_stats(e.c, &st);
+	CHECK_EQ_U64(st.patches, 0);
+	env_free(&e);
+	env_bs = BS;
+	free(model);
+	free(in);
+}
+
 int main(void)
 {
 	if (blob_global_init())
@@ -896,5 +1106,6 @@ int main(void)
 	test_clean_blocks_kept();
 	test_concurrency();
 	test_stale_upload_after_punch();
+	test_patches();
 	return check_done("t_cache");
 }

@@ -1,0 +1,169 @@
+"""Patches: a block written in a few places since its upload goes to the
+store as a patch of the pages written, not whole (blob/patch.h).  These
+tests check from outside that few bytes go up, that a cold mount reads
+back exactly what was written (base object plus patches), that a long
+chain is replaced by a whole upload whose garbage is freed, and that
+fsck sees a consistent volume."""
+
+import os
+import random
+
+import mfhelpers as h
+from mfhelpers import MIB, read_file, write_file
+
+BS = MIB
+PAGE = 4096
+
+
+def pwrite(path, off, data):
+    fd = os.open(path, os.O_WRONLY)
+    try:
+        assert os.pwrite(fd, data, off) == len(data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def random_writes(path, model, seed, n, size=PAGE):
+    """n writes of size bytes at random offsets of path and of model (a
+    bytearray), one fsync at the end."""
+    rnd = random.Random(seed)
+    fd = os.open(path, os.O_WRONLY)
+    try:
+        for _ in range(n):
+            off = rnd.randrange(0, len(model) - size)
+            data = rnd.randbytes(size)
+            assert os.pwrite(fd, data, off) == size
+            model[off:off + size] = data
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def fsck_ok(m):
+    r = m.cli("fsck", m.store)
+    assert r.returncode == 0, f"fsck: {r.stdout}{r.stderr}"
+
+
+def test_random_writes_go_up_as_patches(mounts):
+    m = mounts(block_size=BS)
+    model = bytearray(h.rand_bytes(11, 16 * BS))
+    write_file(m.path("f"), bytes(model))
+    m.umount()
+    before = m.data_objects()
+    assert len(before) == 16
+
+    m.mount()
+    random_writes(m.path("f"), model, seed=5, n=64)
+    m.umount()
+    after = m.data_objects()
+    new = {k: v for k, v in after.items() if k not in before}
+    # every base object stays (its block is patched, not replaced)
+    assert set(before) <= set(after)
+    # one patch per block touched, holding the pages written: 64 writes
+    # of 4 KiB touch at most 128 pages; whole blocks would be 16 MiB
+    assert 0 < len(new) <= 16
+    assert sum(new.values()) < 128 * PAGE + len(new) * 4096, new
+
+    m.wipe_cache()
+    m.mount()
+    assert read_file(m.path("f")) == bytes(model)
+    m.umount()
+    fsck_ok(m)
+
+
+def test_patch_chain_is_replaced_whole_and_freed(mounts):
+    """Patch after patch on one block: after a few the block goes up whole
+    again, and the old base and patches are deleted from the store."""
+    m = mounts(block_size=BS)
+    model = bytearray(h.rand_bytes(12, BS))
+    write_file(m.path("f"), bytes(model))
+    for i in range(12):
+        data = h.rand_bytes(100 + i, 100)
+        off = (i * 37 * PAGE + 123) % (BS - 100)
+        pwrite(m.path("f"), off, data)
+        model[off:off + 100] = data
+    m.umount()
+    objs = m.data_objects()
+    # a chain is at most 8 patches long: of the 12 uploads after the
+    # first whole one, the 9th is whole again and the last 2 or 3 are
+    # patches on it; the base and 8 patches it replaced are freed
+    # (without that: 13 objects or more; without patches: 1)
+    assert 3 <= len(objs) <= 4, sorted(objs.values())
+    m.wipe_cache()
+    m.mount()
+    assert read_file(m.path("f")) == bytes(model)
+    m.umount()
+    fsck_ok(m)
+
+
+def test_patches_with_growth_truncate_and_holes(mounts):
+    """Patches of a block whose length changes: a write past the end of a
+    short last block, a shrink and regrowth (the next upload is whole),
+    and a sparse region; read back cold, byte for byte."""
+    m = mounts(block_size=BS)
+    f = m.path("f")
+    model = bytearray(h.rand_bytes(13, 2 * BS + BS // 3))
+    write_file(f, bytes(model))
+    m.umount()
+    m.mount()
+    # into the short last block and past its end
+    end = len(model)
+    tail = h.rand_bytes(14, 5000)
+    pwrite(f, end + 7000, tail)
+    model += bytes(7000) + tail
+    mid = h.rand_bytes(15, 3000)
+    pwrite(f, BS + 10, mid)
+    model[BS + 10:BS + 10 + 3000] = mid
+    m.umount()
+    m.wipe_cache()
+    m.mount()
+    assert read_file(f) == bytes(model)
+    # shrink into block 1, grow again, then patch it
+    os.truncate(f, BS + BS // 2)
+    del model[BS + BS // 2:]
+    os.truncate(f, 3 * BS)
+    model += bytes(3 * BS - len(model))
+    fd = os.open(f, os.O_WRONLY)
+    os.fsync(fd)
+    os.close(fd)
+    more = h.rand_bytes(16, 2000)
+    pwrite(f, BS + BS // 2 + 100, more)
+    model[BS + BS // 2 + 100:BS + BS // 2 + 2100] = more
+    m.umount()
+    m.wipe_cache()
+    m.mount()
+    assert read_file(f) == bytes(model)
+    m.umount()
+    fsck_ok(m)
+
+
+def test_patched_blocks_survive_kill(mounts):
+    """Random writes after a patch went up, then kill -9: the next mount
+    uploads the dirty blocks (whole, the pages written are not known any
+    more) and everything reads back."""
+    m = mounts(block_size=BS)
+    model = bytearray(h.rand_bytes(17, 8 * BS))
+    write_file(m.path("f"), bytes(model))
+    m.umount()
+    m.mount()
+    random_writes(m.path("f"), model, seed=6, n=20)
+    random_writes(m.path("f"), model, seed=7, n=20)
+    rnd = random.Random(8)
+    fd = os.open(m.path("f"), os.O_WRONLY)
+    for _ in range(10):
+        off = rnd.randrange(0, len(model) - PAGE)
+        data = rnd.randbytes(PAGE)
+        os.pwrite(fd, data, off)
+        model[off:off + PAGE] = data
+    os.close(fd)
+    m.kill()
+    h.force_unmount(m.mnt)
+    m.mount()
+    assert read_file(m.path("f")) == bytes(model)
+    m.umount()
+    m.wipe_cache()
+    m.mount()
+    assert read_file(m.path("f")) == bytes(model)
+    m.umount()
+    fsck_ok(m)
