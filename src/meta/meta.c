@@ -1254,37 +1254,37 @@ static uint64_t blocks_for(const struct meta *m, uint64_t size)
 	return size / m->block_size + (size % m->block_size != 0);
 }
 
-/* Remove the patch rows of blocks [first, last] of ino (last <=
- * INT64_MAX), decrementing the refcounts of the objects they name. */
-static int patches_drop(struct meta *m, uint64_t ino, uint64_t first,
-			uint64_t last)
+/* Run statement id, a range [first, last] of blocks of ino. */
+static int range_run(struct meta *m, int id, uint64_t ino, uint64_t first,
+		     uint64_t last)
 {
-	sqlite3_stmt *st = m->st[ST_PATCH_UNREF_RANGE];
-	int rc;
+	sqlite3_stmt *st = m->st[id];
 
-	bind_u64(st, 1, ino);
-	bind_u64(st, 2, first);
-	bind_u64(st, 3, last);
-	rc = run(m, st);
-	if (rc)
-		return rc;
-	st = m->st[ST_PATCH_DELETE_RANGE];
 	bind_u64(st, 1, ino);
 	bind_u64(st, 2, first);
 	bind_u64(st, 3, last);
 	return run(m, st);
 }
 
+/* Remove the patch rows of blocks [first, last] of ino (last <=
+ * INT64_MAX), decrementing the refcounts of the objects they name. */
+static int patches_drop(struct meta *m, uint64_t ino, uint64_t first,
+			uint64_t last)
+{
+	int rc = range_run(m, ST_PATCH_UNREF_RANGE, ino, first, last);
+
+	return rc ? rc : range_run(m, ST_PATCH_DELETE_RANGE, ino, first,
+				   last);
+}
+
 /*
  * Remove block rows [first, last] of ino and their patches, decrementing
- * the refcounts of the objects they name (one UPDATE .. FROM for the whole range) and
- * ino's nblocks.
+ * the refcounts of the objects they name (one UPDATE .. FROM for the
+ * whole range) and ino's nblocks.
  */
 static int blocks_drop(struct meta *m, uint64_t ino, uint64_t first,
 		       uint64_t last)
 {
-	sqlite3_stmt *st;
-	int64_t n;
 	int rc;
 
 	if (first > INT64_MAX)
@@ -1293,24 +1293,13 @@ static int blocks_drop(struct meta *m, uint64_t ino, uint64_t first,
 	if (first > last)
 		return 0;
 	rc = patches_drop(m, ino, first, last);
+	if (!rc)
+		rc = range_run(m, ST_BLOCK_UNREF_RANGE, ino, first, last);
+	if (!rc)
+		rc = range_run(m, ST_BLOCK_DELETE_RANGE, ino, first, last);
 	if (rc)
 		return rc;
-	st = m->st[ST_BLOCK_UNREF_RANGE];
-	bind_u64(st, 1, ino);
-	bind_u64(st, 2, first);
-	bind_u64(st, 3, last);
-	rc = run(m, st);
-	if (rc)
-		return rc;
-	st = m->st[ST_BLOCK_DELETE_RANGE];
-	bind_u64(st, 1, ino);
-	bind_u64(st, 2, first);
-	bind_u64(st, 3, last);
-	rc = run(m, st);
-	if (rc)
-		return rc;
-	n = sqlite3_changes64(m->db);
-	return nblocks_add(m, ino, -n);
+	return nblocks_add(m, ino, -sqlite3_changes64(m->db));
 }
 
 /* ---- namespace ---- */
