@@ -554,9 +554,78 @@ static int apply_patch(struct cache *c, const struct centry *e, int fd,
 	return 0;
 }
 
+/* One patch of a chain, fetched by a thread of its own. */
+struct chain_get {
+	struct cache *c;
+	const struct centry *e;
+	const char *name;
+	struct buf obj, plain;
+	const uint8_t *p;
+	size_t plen;
+	int rc;
+	pthread_t thread;
+	bool threaded;
+};
+
+static void *chain_get_run(void *arg)
+{
+	struct chain_get *g = arg;
+
+	g->rc = fetch_object(g->c, g->e, g->name, &g->obj, &g->plain, &g->p,
+			     &g->plen);
+	return NULL;
+}
+
+/* Start fetching the patches of ch, each in a thread (on a real service
+ * a chain fetched one object after the other costs a round trip per
+ * patch); together they hold at most a quarter of a block.  NULL: out of
+ * memory. */
+static struct chain_get *chain_get_start(struct cache *c,
+					 const struct centry *e,
+					 const struct cache_chain *ch)
+{
+	struct chain_get *g = calloc(ch->n, sizeof(*g));
+
+	for (unsigned i = 0; g && i < ch->n; i++) {
+		g[i].c = c;
+		g[i].e = e;
+		g[i].name = ch->patch[i];
+		g[i].obj = (struct buf)BUF_INIT;
+		g[i].plain = (struct buf)BUF_INIT;
+		g[i].threaded = pthread_create(&g[i].thread, NULL,
+					       chain_get_run, &g[i]) == 0;
+	}
+	return g;
+}
+
+/* Wait for patch i (fetching it here when its thread did not start). */
+static int chain_get_wait(struct chain_get *g)
+{
+	if (g->threaded) {
+		pthread_join(g->thread, NULL);
+		g->threaded = false;
+	} else {
+		chain_get_run(g);
+	}
+	return g->rc;
+}
+
+/* Wait for all, free all. */
+static void chain_get_free(struct chain_get *g, unsigned n)
+{
+	for (unsigned i = 0; g && i < n; i++) {
+		if (g[i].threaded)
+			pthread_join(g[i].thread, NULL);
+		buf_free(&g[i].obj);
+		buf_free(&g[i].plain);
+	}
+	free(g);
+}
+
 /*
  * Fill a new entry's file with the block's content from the store (or
- * nothing: a hole): its base object, then its patches in order.  reuse,
+ * nothing: a hole): its base object, then its patches in order, fetched
+ * while the base is.  reuse,
  * when not NULL, is the caller's buffer from obj_buf_init() (a fetcher
  * keeps one for its life: block-sized buffers allocated per load by
  * several threads leave the heap fragmented, 28 MiB per thread with
@@ -566,6 +635,7 @@ static int load_block(struct cache *c, struct centry *e, struct buf *reuse)
 {
 	struct buf own = BUF_INIT, plain = BUF_INIT, *obj = reuse ? reuse : &own;
 	struct cache_chain *ch = malloc(sizeof(*ch));
+	struct chain_get *patches = NULL;
 	const uint8_t *p = NULL;
 	size_t plen = 0, len;
 	int rc, fd;
@@ -592,6 +662,10 @@ static int load_block(struct cache *c, struct centry *e, struct buf *reuse)
 		rc = -ENOMEM;
 		goto out_close;
 	}
+	if (ch->n && !(patches = chain_get_start(c, e, ch))) {
+		rc = -ENOMEM;
+		goto out_free;
+	}
 	rc = fetch_object(c, e, ch->base, obj, &plain, &p, &plen);
 	/* in pieces of at most FILL_CHUNK: one 4 MiB pwrite into a new file
 	 * made the kernel's copy into the page cache (large folios) 47% of
@@ -601,10 +675,13 @@ static int load_block(struct cache *c, struct centry *e, struct buf *reuse)
 				(off_t)done);
 	len = plen;
 	for (unsigned i = 0; !rc && i < ch->n; i++) {
-		rc = fetch_object(c, e, ch->patch[i], obj, &plain, &p, &plen);
+		rc = chain_get_wait(&patches[i]);
 		if (!rc)
-			rc = apply_patch(c, e, fd, ch, i, p, plen, &len);
+			rc = apply_patch(c, e, fd, ch, i, patches[i].p,
+					 patches[i].plen, &len);
 	}
+	chain_get_free(patches, ch->n);
+out_free:
 	buf_free(&plain);
 	buf_free(&own);
 out_close:

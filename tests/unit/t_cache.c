@@ -1074,6 +1074,21 @@ static void test_patches(void)
 	CHECK_EQ_U64(st.patches, 11);
 	reopen_cold(&e);
 	check_file(&e, 1, model, len);
+
+	/* a patch missing from the store: its block reads as EIO, never as
+	 * its base; the others are fine */
+	{
+		struct fblock *b = fb_find(e.f, 1, 0, 0);
+		char key[BLOB_DATA_KEY_LEN + 1];
+
+		CHECK(b->npatch == 4);
+		blob_data_key(b->patch[1], key);
+		CHECK_RC(store_del(e.store, key), 0);
+		reopen_cold(&e);
+		CHECK_RC(cache_read(e.c, 1, 0, 10, len, in), -EIO);
+		CHECK_RC(cache_read(e.c, 1, bs, 10, len, in), 10);
+		CHECK_MEM(in, model + bs, 10);
+	}
 	env_free(&e);
 
 	/* off: whole uploads only */
