@@ -104,8 +104,8 @@ struct centry {
 	/* pages of the block written since its content was last the one
 	 * uploaded (a bit per DMAP_PAGE; NULL: none yet), what a patch
 	 * would hold; dmap_ok false: unknown (after a crash, a truncate or
-	 * a punch), upload whole.  Protected by lock; see pick_upload()'s
-	 * caller for how an upload takes them over */
+	 * a punch), upload whole.  Protected by lock; see dmap_take() for
+	 * how an upload takes them over */
 	uint64_t *dmap;
 	bool dmap_ok;
 	uint64_t retry_at_ns;
@@ -459,7 +459,8 @@ static int obj_buf_init(const struct cache *c, struct buf *b)
 					STORE_DIRECT_ALIGN);
 }
 
-/* The block's chain from the index (its base only, without patches). */
+/* The block's chain from the index (only its base when the index does
+ * not keep patches). */
 static int chain_get(struct cache *c, uint64_t ino, uint64_t idx,
 		     struct cache_chain *ch)
 {
