@@ -1476,6 +1476,9 @@ static int upload_one(struct cache *c, struct centry *e, uint64_t v,
 		elist_del(&c->dirty, e);
 		c->dirty_bytes -= bs;
 		e->state = CE_CLEAN;
+		/* a flush that came during the upload marked it urgent;
+		 * kept, that flag sent the block's next write up at once */
+		e->urgent = false;
 		elist_add_tail(&c->lru, e);
 	}
 	pthread_mutex_unlock(&c->lock);

@@ -948,6 +948,43 @@ static void test_stale_upload_after_punch(void)
 	free(out);
 }
 
+/*
+ * A flush that comes while the block's upload is in flight marks the
+ * entry urgent; once that upload made it clean, the flag must go too.
+ * Kept, it sent the block's next write up at once, not writeback_delay
+ * later (seen in the e2e suite under ASan).
+ */
+static void test_flush_during_upload(void)
+{
+	struct env e;
+	uint8_t *a = malloc(BS);
+	struct flush_arg fa;
+	pthread_t t1, t2;
+	int before;
+
+	env_init(&e, 64 * BS, 3600ULL * 1000000000ULL);
+	fill(a, BS, 3);
+	CHECK_RC(cache_write(e.c, 6, 0, a, BS), BS);
+	store_fault_hold_puts(e.store, 1);
+	fa.c = e.c;
+	fa.ino = 6;
+	pthread_create(&t1, NULL, flush_thread, &fa);
+	store_fault_wait_held(e.store, 1);   /* the upload is in flight */
+	pthread_create(&t2, NULL, flush_thread, &fa);
+	usleep(100000);                      /* t2 has marked it urgent */
+	store_fault_hold_puts(e.store, 0);
+	pthread_join(t1, NULL);
+	pthread_join(t2, NULL);
+	before = count_objects(&e);
+	CHECK_RC(cache_write(e.c, 6, 100, "zzzz", 4), 4);
+	usleep(300000);
+	CHECK_RC(count_objects(&e), before);
+	CHECK_RC(cache_flush_inode(e.c, 6), 0);
+	CHECK_RC(count_objects(&e), before + 1);
+	env_free(&e);
+	free(a);
+}
+
 /* Close the cache and open it again with an empty directory: every
  * block is fetched again. */
 static void reopen_cold(struct env *e)
@@ -1121,6 +1158,7 @@ int main(void)
 	test_clean_blocks_kept();
 	test_concurrency();
 	test_stale_upload_after_punch();
+	test_flush_during_upload();
 	test_patches();
 	return check_done("t_cache");
 }
