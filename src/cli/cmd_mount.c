@@ -123,7 +123,8 @@ static void list_valid_options(void)
 		"upload_threads=, inline_max=, ro, "
 		"debug, writeback_cache, default_permissions, endpoint=, "
 		"region=, path_style, virtual_host, credentials=, "
-		"ca_bundle=, no_verify_tls, connections=, part_size=");
+		"ca_bundle=, no_verify_tls, sign_payload, connections=, "
+		"part_size=");
 	for (i = 0; i < ARRAY_SIZE(fuse_passthrough); i++)
 		fprintf(stderr, ", %s", fuse_passthrough[i]);
 	fprintf(stderr, "\n");

@@ -51,6 +51,10 @@ int cli_store_opt(struct cli_store_opts *so, const char *opt)
 		so->o.no_verify_tls = true;
 		return 0;
 	}
+	if (KEY("sign_payload") && !val) {
+		so->o.sign_payload = true;
+		return 0;
+	}
 	if (KEY("connections") && val) {
 		char *end;
 		unsigned long n = strtoul(val, &end, 10);
@@ -107,7 +111,7 @@ static int parse_cb(const char *p, void *arg)
 		cli_error("unknown option '%s' (store options: "
 			  "endpoint=, region=, path_style, "
 			  "virtual_host, credentials=, ca_bundle=, "
-			  "no_verify_tls, "
+			  "no_verify_tls, sign_payload, "
 			  "connections=, part_size=)", p);
 	} else if (rc) {
 		cli_error("invalid value in option '%s'", p);

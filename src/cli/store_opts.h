@@ -62,6 +62,11 @@ void cli_store_opts_free(struct cli_store_opts *so);
 	"                         system's (default AWS_CA_BUNDLE, else the\n" \
 	"                         profile's ca_bundle)\n"                     \
 	"  no_verify_tls          accept any TLS certificate (insecure)\n"   \
+	"  sign_payload           hash every request body into its "         \
+	"signature\n"                                                        \
+	"                         (default: only over plain HTTP to a "      \
+	"host\n"                                                             \
+	"                         that is not loopback)\n"                   \
 	"  connections=N          parallel connections (default 16)\n"       \
 	"  part_size=SIZE         multipart uploads above SIZE (default "     \
 	"16M)\n"

@@ -160,6 +160,9 @@ struct store_options {
 	enum store_s3_addressing addressing;
 	const char *credentials; /* an AWS credentials file (mode 0600) */
 	bool no_verify_tls;      /* accept any TLS certificate */
+	/* hash every request body into its signature, also over verified
+	 * HTTPS and to a loopback endpoint (where it is UNSIGNED-PAYLOAD) */
+	bool sign_payload;
 	/* PEM file of the CAs to trust instead of the system's; NULL:
 	 * AWS_CA_BUNDLE, else the profile's ca_bundle, else the system's */
 	const char *ca_bundle;

@@ -9,10 +9,14 @@
  * Content-MD5 as S3 requires), ListObjectsV2 with continuation tokens.
  * Every request is signed with SigV4 (sigv4.c).  Over plain HTTP, or
  * HTTPS without certificate checks, x-amz-content-sha256 is the SHA-256
- * of the body, so S3 checks the payload too; over verified HTTPS it is
+ * of the body, so S3 checks the payload too.  Over verified HTTPS it is
  * UNSIGNED-PAYLOAD: TLS already guarantees the body, and hashing it again
- * was about a tenth of the daemon's CPU on a sequential write.  XML (listings,
- * errors, multipart) is parsed with libxml2.
+ * was about a tenth of the daemon's CPU on a sequential write.  So it is
+ * to a loopback endpoint (localhost, 127.0.0.0/8, [::1]): the body never
+ * crosses a wire that could damage or alter it, and the hash cost the
+ * server as much CPU again to check, on the same machine.  The option
+ * sign_payload hashes every body regardless.  XML (listings, errors,
+ * multipart) is parsed with libxml2.
  *
  * Connections: a pool of at most `connections` curl easy handles.  A
  * handle keeps its connection alive between requests (curl_easy_reset
@@ -44,8 +48,10 @@
  */
 #include "util/compat.h"
 
+#include <arpa/inet.h>
 #include <assert.h>
 #include <ctype.h>
+#include <netinet/in.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <sys/stat.h>
@@ -93,7 +99,10 @@ struct store_s3 {
 	char *secret_key;  /* never logged */
 	char *token;       /* session token or NULL; never logged */
 	bool verify_tls;
-	bool unsigned_payload; /* verified HTTPS: the body is not hashed */
+	bool loopback;         /* the endpoint is localhost or 127/8, ::1 */
+	/* verified HTTPS or loopback (and no sign_payload): the body is not
+	 * hashed into the signature */
+	bool unsigned_payload;
 	char *ca_bundle;   /* CAs to trust instead of the system's, or NULL */
 	uint64_t part_size;
 	unsigned attempts;
@@ -1714,6 +1723,31 @@ static bool host_is_local_or_ip(const char *host, size_t n)
 	return digits_dots;
 }
 
+/* host (without port) is localhost or a loopback address literal:
+ * 127.0.0.0/8 or [::1].  Traffic to it never leaves the machine. */
+static bool host_is_loopback(const char *host, size_t n)
+{
+	char lit[INET6_ADDRSTRLEN];
+	struct in6_addr a6;
+	struct in_addr a4;
+
+	if (n == 9 && !strncasecmp(host, "localhost", 9))
+		return true;
+	if (n >= 2 && host[0] == '[' && host[n - 1] == ']' &&
+	    n - 2 < sizeof(lit)) {
+		memcpy(lit, host + 1, n - 2);
+		lit[n - 2] = 0;
+		return inet_pton(AF_INET6, lit, &a6) == 1 &&
+		       IN6_IS_ADDR_LOOPBACK(&a6);
+	}
+	if (n >= sizeof(lit))
+		return false;
+	memcpy(lit, host, n);
+	lit[n] = 0;
+	return inet_pton(AF_INET, lit, &a4) == 1 &&
+	       (ntohl(a4.s_addr) >> 24) == 127;
+}
+
 /* Split endpoint "scheme://hostport[/]" and fill origin/host/path_base. */
 static int setup_endpoint(struct store_s3 *s, const char *endpoint,
 			  enum store_s3_addressing addr, struct buf *err)
@@ -1746,6 +1780,7 @@ static int setup_endpoint(struct store_s3 *s, const char *endpoint,
 		namelen = colon ? (size_t)(colon - hp) + 1 : hlen;
 	else
 		namelen = colon ? (size_t)(colon - hp) : hlen;
+	s->loopback = host_is_loopback(hp, namelen);
 	path_style = addr == STORE_S3_ADDR_PATH ||
 		     (addr == STORE_S3_ADDR_AUTO &&
 		      (host_is_local_or_ip(hp, namelen) ||
@@ -1971,8 +2006,10 @@ int store_s3_open(const char *bucket_and_prefix, int create,
 	if (rc)
 		goto out_free;
 	s->verify_tls = !o->no_verify_tls;
-	s->unsigned_payload = s->verify_tls &&
-			      !strncasecmp(s->origin, "https://", 8);
+	s->unsigned_payload = !o->sign_payload &&
+			      (s->loopback ||
+			       (s->verify_tls &&
+				!strncasecmp(s->origin, "https://", 8)));
 	if (c.ca_bundle && access(c.ca_bundle, R_OK) < 0) {
 		int e = errno;
 

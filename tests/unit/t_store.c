@@ -12,11 +12,14 @@
  */
 #include "util/compat.h"
 
+#include <arpa/inet.h>
 #include <dirent.h>
 #include <fcntl.h>
 #include <linux/magic.h>
+#include <netinet/in.h>
 #include <pthread.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/vfs.h>
 #include <unistd.h>
@@ -1241,6 +1244,116 @@ static void test_s3_refusals(const char *ep, const char *bucket,
 	buf_free(&path);
 }
 
+/*
+ * A one-thread HTTP listener on 127.0.0.1 that answers every request 403
+ * and keeps the x-amz-content-sha256 header of the first one: what the
+ * S3 backend put in its signature.
+ */
+struct hdr_listener {
+	int fd;
+	int port;
+	char sha[80];
+	pthread_t thread;
+};
+
+static void *hdr_listen_thread(void *arg)
+{
+	static const char reply[] = "HTTP/1.1 403 Forbidden\r\n"
+				    "Content-Length: 0\r\n"
+				    "Connection: close\r\n\r\n";
+	struct hdr_listener *l = arg;
+	int c;
+
+	while ((c = accept(l->fd, NULL, NULL)) >= 0) {
+		char req[8192];
+		size_t n = 0;
+		ssize_t r;
+		const char *h;
+
+		while (n < sizeof(req) - 1 &&
+		       (r = read(c, req + n, sizeof(req) - 1 - n)) > 0) {
+			n += (size_t)r;
+			req[n] = 0;
+			if (strstr(req, "\r\n\r\n"))
+				break;
+		}
+		req[n] = 0;
+		h = strcasestr(req, "\r\nx-amz-content-sha256:");
+		if (h && !l->sha[0])
+			sscanf(h + 23, " %79[^\r\n]", l->sha);
+		if (write(c, reply, sizeof(reply) - 1) < 0)
+			perror("write");
+		close(c);
+	}
+	return NULL;
+}
+
+static int hdr_listen(struct hdr_listener *l)
+{
+	struct sockaddr_in a = { .sin_family = AF_INET };
+	socklen_t alen = sizeof(a);
+
+	memset(l, 0, sizeof(*l));
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	l->fd = socket(AF_INET, SOCK_STREAM, 0);
+	if (l->fd < 0 || bind(l->fd, (struct sockaddr *)&a, sizeof(a)) ||
+	    listen(l->fd, 8) ||
+	    getsockname(l->fd, (struct sockaddr *)&a, &alen))
+		return -1;
+	l->port = ntohs(a.sin_port);
+	return pthread_create(&l->thread, NULL, hdr_listen_thread, l);
+}
+
+static void hdr_unlisten(struct hdr_listener *l)
+{
+	shutdown(l->fd, SHUT_RDWR);
+	pthread_join(l->thread, NULL);
+	close(l->fd);
+}
+
+/* What the signature covers: a loopback endpoint gets UNSIGNED-PAYLOAD
+ * (no wire to damage the body), sign_payload the body's SHA-256. */
+static void test_s3_payload_signing(void)
+{
+	static const char *const hosts[] = { "127.0.0.1", "localhost" };
+	static const char empty_sha[] = "e3b0c44298fc1c149afbf4c8996fb924"
+					"27ae41e4649b934ca495991b7852b855";
+	struct store_options o = { .attempts = 1 };
+	struct buf err = BUF_INIT, ep = BUF_INIT;
+	struct hdr_listener l;
+	struct store *s = NULL;
+	size_t i;
+	int sign;
+
+	setenv("AWS_ACCESS_KEY_ID", "AKIDLISTENERTEST", 1);
+	setenv("AWS_SECRET_ACCESS_KEY", "listener-secret", 1);
+	for (sign = 0; sign < 2; sign++) {
+		for (i = 0; i < ARRAY_SIZE(hosts); i++) {
+			if (hdr_listen(&l)) {
+				CHECK(!"listener");
+				return;
+			}
+			buf_reset(&ep);
+			buf_appendf(&ep, "http://%s:%d", hosts[i], l.port);
+			o.endpoint = buf_str(&ep);
+			o.sign_payload = sign;
+			CHECK_RC(s3_open("mf-listener", NULL, &o, &s, &err),
+				 -EACCES);
+			hdr_unlisten(&l);
+			CHECK(!strcmp(l.sha, sign ? empty_sha :
+					     "UNSIGNED-PAYLOAD"));
+			if (strcmp(l.sha, sign ? empty_sha :
+					  "UNSIGNED-PAYLOAD"))
+				printf("%s sign_payload=%d: '%s'\n", hosts[i],
+				       sign, l.sha);
+		}
+	}
+	unsetenv("AWS_ACCESS_KEY_ID");
+	unsetenv("AWS_SECRET_ACCESS_KEY");
+	buf_free(&err);
+	buf_free(&ep);
+}
+
 static int test_s3(const char *tmp)
 {
 	const char *ep = getenv("METAFUSE_S3_ENDPOINT");
@@ -1249,6 +1362,7 @@ static int test_s3(const char *tmp)
 	struct buf err = BUF_INIT, prefix = BUF_INIT;
 	struct store *s = NULL;
 	uint64_t seed = now_mono_ns() ^ (uint64_t)getpid();
+	int sign;
 
 	if (!ep || !bucket || !getenv("AWS_ACCESS_KEY_ID") || !s3_secret()) {
 		printf("t_store: SKIP: the S3 conformance run needs "
@@ -1263,10 +1377,15 @@ static int test_s3(const char *tmp)
 	o.endpoint = ep;
 	o.part_size = 5u << 20;
 	o.connections = 3; /* fewer than the contract's threads: they wait */
-	CHECK_RC(s3_open(bucket, buf_str(&prefix), &o, &s, &err), 0);
-	if (!s) {
-		fprintf(stderr, "%s\n", buf_str(&err));
-	} else {
+	/* twice: bodies unsigned (a loopback server), then hashed into
+	 * every signature, which the server checks */
+	for (sign = 0; sign < 2; sign++) {
+		o.sign_payload = sign;
+		CHECK_RC(s3_open(bucket, buf_str(&prefix), &o, &s, &err), 0);
+		if (!s) {
+			fprintf(stderr, "%s\n", buf_str(&err));
+			continue;
+		}
 		CHECK(!strcmp(s->ops->name, "s3"));
 		CHECK(!strncmp(s->url, "s3://", 5));
 		run_contract(s);
@@ -1295,6 +1414,7 @@ int main(int argc, char **argv)
 	test_key_valid();
 	test_file_backend(tmp);
 	test_fault(tmp);
+	test_s3_payload_signing();
 	/* more backends: open one and call run_contract() on it here */
 	rm_rf(tmp);
 	return check_done("t_store");
