@@ -255,6 +255,7 @@ enum stmt_id {
 	ST_PATCH_UNREF_RANGE,
 	ST_PATCH_DELETE_RANGE,
 	ST_BLOCKS_DIRTY,
+	ST_BLOCKS_PATCHED,
 	ST_DIRTY_COUNT,
 	ST_FORGET_NBLOCKS,
 	ST_FORGET_DELETE,
@@ -381,6 +382,9 @@ static const char *const stmt_sql[ST_COUNT] = {
 	[ST_BLOCKS_DIRTY] = "SELECT ino, idx FROM block WHERE dirty = 1"
 			    " AND (ino, idx) > (?1, ?2)"
 			    " ORDER BY ino, idx LIMIT ?3",
+	[ST_BLOCKS_PATCHED] = "SELECT DISTINCT ino, idx FROM patch"
+			      " WHERE (ino, idx) > (?1, ?2)"
+			      " ORDER BY ino, idx LIMIT ?3",
 	[ST_DIRTY_COUNT] = "SELECT count(*) FROM block WHERE dirty = 1",
 	[ST_FORGET_NBLOCKS] =
 		"UPDATE inode SET nblocks = nblocks - c.n"
@@ -2883,10 +2887,12 @@ struct block_key {
 	uint64_t idx;
 };
 
-static int dirty_batch(struct meta *m, const struct block_key *after,
-		       struct block_key *keys, size_t *n)
+/* The next (at most ID_BATCH) blocks after *after that statement id
+ * lists (ST_BLOCKS_DIRTY, ST_BLOCKS_PATCHED). */
+static int key_batch(struct meta *m, int id, const struct block_key *after,
+		     struct block_key *keys, size_t *n)
 {
-	sqlite3_stmt *st = m->st[ST_BLOCKS_DIRTY];
+	sqlite3_stmt *st = m->st[id];
 	int rc;
 
 	*n = 0;
@@ -2902,9 +2908,11 @@ static int dirty_batch(struct meta *m, const struct block_key *after,
 	return rc;
 }
 
-int meta_blocks_dirty(struct meta *m,
-		      int (*cb)(uint64_t ino, uint64_t idx, void *arg),
-		      void *arg)
+/* Visit the blocks statement id lists, a batch per transaction, so that
+ * cb may use the index. */
+static int blocks_each(struct meta *m, int id,
+		       int (*cb)(uint64_t ino, uint64_t idx, void *arg),
+		       void *arg)
 {
 	struct block_key keys[ID_BATCH], after = { 0, 0 };
 	size_t n, i;
@@ -2914,7 +2922,7 @@ int meta_blocks_dirty(struct meta *m,
 		rc = meta_txn_begin(m, META_TXN_NONE);
 		if (rc)
 			return rc;
-		rc = meta_txn_end(m, dirty_batch(m, &after, keys, &n));
+		rc = meta_txn_end(m, key_batch(m, id, &after, keys, &n));
 		if (rc)
 			return rc;
 		for (i = 0; i < n; i++) {
@@ -2926,6 +2934,20 @@ int meta_blocks_dirty(struct meta *m,
 			return 0;
 		after = keys[n - 1];
 	}
+}
+
+int meta_blocks_dirty(struct meta *m,
+		      int (*cb)(uint64_t ino, uint64_t idx, void *arg),
+		      void *arg)
+{
+	return blocks_each(m, ST_BLOCKS_DIRTY, cb, arg);
+}
+
+int meta_blocks_patched(struct meta *m,
+			int (*cb)(uint64_t ino, uint64_t idx, void *arg),
+			void *arg)
+{
+	return blocks_each(m, ST_BLOCKS_PATCHED, cb, arg);
 }
 
 static int64_t count_locked(struct meta *m, int id)

@@ -328,6 +328,11 @@ int meta_block_drop(struct meta *m, uint64_t ino, uint64_t first,
 int meta_blocks_dirty(struct meta *m,
 		      int (*cb)(uint64_t ino, uint64_t idx, void *arg),
 		      void *arg);
+/* Visit every block that has patches (fsck --verify-data follows their
+ * chains: meta_block_chain()). */
+int meta_blocks_patched(struct meta *m,
+			int (*cb)(uint64_t ino, uint64_t idx, void *arg),
+			void *arg);
 /* The local cache is gone: rows with NULL hash are deleted, all others
  * become clean.  Returns the number of dirty blocks that were lost (>= 0)
  * or -errno. */
