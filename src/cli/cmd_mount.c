@@ -13,11 +13,13 @@
  *   restore, delete objects no metadata names (uploaded by a mount that
  *   died before naming them) -> open the cache (upload workers start) ->
  *   mount and answer -> tell the parent "ready" -> serve.
- * On unmount: stop maintenance, upload everything, checkpoint, collect
- * garbage, release the lease, remove the "running" marker.
+ * On unmount: stop maintenance, upload everything, checkpoint (when one
+ * is due, journal.c; else send the journal), collect garbage, release the
+ * lease, remove the "running" marker.
  *
  * The maintenance thread sends the journal when the metadata changed
- * (every journal_interval), checkpoints (every checkpoint_interval),
+ * (every journal_interval), checkpoints when one is due (looked at every
+ * checkpoint_interval; otherwise it sends the journal then too),
  * deletes garbage objects no durable checkpoint names, and renews the
  * lease.
  */
@@ -417,7 +419,8 @@ static void *maintenance(void *arg)
 		if (!mt->o->read_only && now >= next_ckpt) {
 			uint64_t change = meta_change_count(mt->meta);
 
-			if (change != ckpt_change) {
+			if (change != ckpt_change &&
+			    journal_checkpoint_due(mt->journal)) {
 				int rc = journal_checkpoint(mt->journal);
 
 				if (rc)
@@ -425,6 +428,19 @@ static void *maintenance(void *arg)
 						  strerror(-rc));
 				/* the checkpoint itself changes config */
 				ckpt_change = meta_change_count(mt->meta);
+			} else if (change != last_change && !jrnl_failing) {
+				/* no checkpoint worth its cost (journal.c):
+				 * the journal takes the changes to the store
+				 * at least this often */
+				int rc = journal_sync(mt->journal);
+
+				jrnl_failing = rc != 0;
+				if (rc)
+					log_error("journal: cannot send the "
+						  "metadata to the store: %s",
+						  strerror(-rc));
+				else
+					last_change = change;
 			}
 			collect_garbage(mt);
 			next_ckpt = now + mt->o->checkpoint_interval_ns;
@@ -761,9 +777,13 @@ static int serve(struct mounted *mt, const char *mountpoint)
 	if (!o->read_only)
 		fs_purge_orphans(mt->fs);
 	rc2 = cache_flush_all(mt->cache, progress_cb, NULL);
+	/* everything to the store: a checkpoint when one is worth its cost
+	 * (journal.c), else the journal */
 	if (!rc2 && !o->read_only &&
 	    journal_changed_since_checkpoint(mt->journal))
-		rc2 = journal_checkpoint(mt->journal);
+		rc2 = journal_checkpoint_due(mt->journal) ?
+			      journal_checkpoint(mt->journal) :
+			      journal_sync(mt->journal);
 	if (!rc2)
 		collect_garbage(mt);
 	if (rc2)

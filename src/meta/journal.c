@@ -36,6 +36,21 @@
  *      trimmed with the heads; parts of a checkpoint whose head never
  *      made it are overwritten or trimmed later.  A smaller database is
  *      the head itself, framed whole, as it always was.
+ *
+ * When to checkpoint (journal_checkpoint_due(), asked by the mount every
+ * checkpoint_interval and at unmount): a checkpoint uploads the whole
+ * database, so writing one whenever anything changed cost a volume with a
+ * large database and a trickle of changes that whole size every interval
+ * and every unmount.  Instead the journal since the last checkpoint may
+ * grow to the database's own size (or JOURNAL_CKPT_ENTRIES entries, each
+ * one GET for a restore), so checkpoints cost at most about what the
+ * journal did, and a restore fetches at most about twice the database.
+ * A checkpoint is also due while objects freed since the last one wait
+ * for it to be deleted from the store (deleted data is freed at the next
+ * interval or unmount), and when a failed cut requires one (invariant 4).
+ * The journal's bytes and entries since the last checkpoint are kept in
+ * the database's config (jrnl_since_bytes, jrnl_since_entries), so the
+ * count goes on across mounts.
  */
 #include "util/compat.h"
 
@@ -54,6 +69,10 @@
 #define CKPT_PART_SIZE (8u << 20)
 /* the first line of a parted checkpoint's head */
 #define MANIFEST_MAGIC "metafuse-checkpoint-parts\n"
+/* a checkpoint is due after this many journal entries */
+#define JOURNAL_CKPT_ENTRIES 1000
+/* ... or once they hold as many bytes as the database, at least these */
+#define JOURNAL_CKPT_MIN_BYTES (256u << 10)
 
 struct pending {
 	uint64_t seq;
@@ -73,6 +92,9 @@ struct journal {
 	struct journal_stats st;
 	size_t part_size; /* checkpoint part size (tests make it small) */
 	uint64_t entries_at_ckpt; /* st.entries at the last checkpoint */
+	/* journal entries in the store after the newest checkpoint, and
+	 * their stored bytes (config jrnl_since_*) */
+	uint64_t since_entries, since_bytes;
 	bool ckpt_done; /* the store has a checkpoint of the state as of
 			 * entries_at_ckpt (written, or assumed at open) */
 };
@@ -122,6 +144,8 @@ int journal_open(struct meta *m, struct store *s, const struct blob_ctx *bc,
 	j->bc = *bc;
 	j->bc.zstd_level = 3;
 	j->part_size = CKPT_PART_SIZE;
+	j->since_entries = meta_config_get_u64(m, "jrnl_since_entries", 0);
+	j->since_bytes = meta_config_get_u64(m, "jrnl_since_bytes", 0);
 	pthread_mutex_init(&j->lock, NULL);
 	rc = meta_journal_start(m);
 	if (rc) {
@@ -177,6 +201,20 @@ static void drop_pending(struct journal *j, size_t n)
 	j->npend -= n;
 }
 
+/* Keep the journal's size since the last checkpoint in the config.  A
+ * failure only makes the next checkpoint come later or sooner: logged. */
+static void save_since(struct journal *j)
+{
+	int rc = meta_config_set_u64(j->m, "jrnl_since_entries",
+				     j->since_entries);
+
+	if (rc == 0)
+		rc = meta_config_set_u64(j->m, "jrnl_since_bytes",
+					 j->since_bytes);
+	if (rc)
+		log_warn("journal: cannot record its size: %s", strerror(-rc));
+}
+
 /* Upload pending entries in order; stops at the first failure. */
 static int upload_pending(struct journal *j)
 {
@@ -201,10 +239,14 @@ static int upload_pending(struct journal *j)
 		}
 		j->st.entries++;
 		j->st.bytes += enc.len;
+		j->since_entries++;
+		j->since_bytes += enc.len;
 		done++;
 	}
 	drop_pending(j, done);
 	buf_free(&enc);
+	if (done)
+		save_since(j);
 	return rc;
 }
 
@@ -445,6 +487,24 @@ bool journal_changed_since_checkpoint(struct journal *j)
 	return changed || meta_journal_has_changes(j->m);
 }
 
+bool journal_checkpoint_due(struct journal *j)
+{
+	uint64_t durable = meta_config_get_u64(j->m, "durable_seq", 0);
+	uint64_t waiting = 0, garbage = 0, db = 0;
+	bool due;
+
+	pthread_mutex_lock(&j->lock);
+	due = j->need_ckpt || !j->ckpt_done ||
+	      j->since_entries >= JOURNAL_CKPT_ENTRIES;
+	if (!due && j->since_bytes >= JOURNAL_CKPT_MIN_BYTES)
+		due = meta_db_bytes(j->m, &db) || j->since_bytes >= db;
+	pthread_mutex_unlock(&j->lock);
+	if (!due)
+		due = meta_gc_waiting(j->m, durable, &waiting, &garbage) ||
+		      waiting > 0;
+	return due;
+}
+
 void journal_assume_checkpointed(struct journal *j)
 {
 	pthread_mutex_lock(&j->lock);
@@ -485,6 +545,8 @@ int journal_checkpoint(struct journal *j)
 	j->need_ckpt = false;
 	j->entries_at_ckpt = j->st.entries;
 	j->ckpt_done = true;
+	j->since_entries = j->since_bytes = 0;
+	save_since(j);
 	for (covered = 0; covered < j->npend; covered++)
 		if (j->pend[covered].seq > jseq)
 			break;

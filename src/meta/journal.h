@@ -40,6 +40,10 @@ void journal_get_stats(struct journal *j, struct journal_stats *out);
 /* Whether anything changed since the last checkpoint: then the store's
  * newest checkpoint alone is not the live state. */
 bool journal_changed_since_checkpoint(struct journal *j);
+/* Whether a checkpoint is worth its cost now (the policy is at the top of
+ * journal.c): when not, journal_sync() is enough.  When the database
+ * cannot tell, true. */
+bool journal_checkpoint_due(struct journal *j);
 /* The caller knows the store's newest checkpoint is the state at open
  * (a clean previous unmount, nothing restored): no checkpoint needed. */
 void journal_assume_checkpointed(struct journal *j);

@@ -265,6 +265,8 @@ enum stmt_id {
 	ST_OBJECT_UNREF,
 	ST_OBJECT_ENSURE,
 	ST_GC_LIST,
+	ST_GC_WAITING,
+	ST_DB_BYTES,
 	ST_GC_FORGET,
 	ST_OBJECTS,
 	ST_STATS,
@@ -412,6 +414,12 @@ static const char *const stmt_sql[ST_COUNT] = {
 		       " WHERE refcount = 0 AND freed_epoch < ?1"
 		       " AND (freed_epoch, hash) > (?2, ?3)"
 		       " ORDER BY freed_epoch, hash LIMIT ?4",
+	[ST_GC_WAITING] = "SELECT count(*), coalesce(sum(size), 0) FROM object"
+			  " WHERE refcount = 0 AND freed_epoch >= ?1",
+	[ST_DB_BYTES] = "SELECT (p.page_count - f.freelist_count) * s.page_size"
+			" FROM pragma_page_count() AS p,"
+			" pragma_freelist_count() AS f,"
+			" pragma_page_size() AS s",
 	[ST_GC_FORGET] = "DELETE FROM object WHERE hash = ?1"
 			 " AND refcount = 0",
 	[ST_OBJECTS] = "SELECT hash, refcount FROM object WHERE refcount > 0"
@@ -3043,6 +3051,48 @@ static int gc_batch(struct meta *m, int64_t below, int64_t after_epoch,
 	}
 	sqlite3_reset(st);
 	return rc;
+}
+
+int meta_gc_waiting(struct meta *m, uint64_t durable_seq, uint64_t *count,
+		    uint64_t *bytes)
+{
+	sqlite3_stmt *st = m->st[ST_GC_WAITING];
+	int rc = meta_txn_begin(m, META_TXN_NONE);
+
+	if (rc)
+		return rc;
+	*count = *bytes = 0;
+	bind_i64(st, 1, durable_seq > INT64_MAX ? INT64_MAX :
+						 (int64_t)durable_seq);
+	rc = meta_step(m, st);
+	if (rc > 0) {
+		*count = col_u64(st, 0);
+		*bytes = col_u64(st, 1);
+		rc = 0;
+	} else if (rc == 0) {
+		rc = -EIO;
+	}
+	sqlite3_reset(st);
+	return meta_txn_end(m, rc);
+}
+
+int meta_db_bytes(struct meta *m, uint64_t *bytes)
+{
+	sqlite3_stmt *st = m->st[ST_DB_BYTES];
+	int rc = meta_txn_begin(m, META_TXN_NONE);
+
+	if (rc)
+		return rc;
+	*bytes = 0;
+	rc = meta_step(m, st);
+	if (rc > 0) {
+		*bytes = col_u64(st, 0);
+		rc = 0;
+	} else if (rc == 0) {
+		rc = -EIO;
+	}
+	sqlite3_reset(st);
+	return meta_txn_end(m, rc);
 }
 
 int meta_gc_list(struct meta *m, uint64_t durable_seq, size_t limit,

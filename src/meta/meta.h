@@ -344,6 +344,14 @@ int meta_object_get(struct meta *m, const char *hash, uint64_t *refcount);
 /* Up to limit hashes with refcount 0 and freed_epoch < durable_seq. */
 int meta_gc_list(struct meta *m, uint64_t durable_seq, size_t limit,
 		 int (*cb)(const char *hash, void *arg), void *arg);
+/* Garbage that waits for a checkpoint newer than durable_seq before
+ * meta_gc_list() gives it: objects with refcount 0 and freed_epoch >=
+ * durable_seq, their number and stored bytes. */
+int meta_gc_waiting(struct meta *m, uint64_t durable_seq, uint64_t *count,
+		    uint64_t *bytes);
+/* Bytes of the database's pages in use (free pages left out): about what
+ * a checkpoint copies, before compression. */
+int meta_db_bytes(struct meta *m, uint64_t *bytes);
 /* Forget an object deleted from the store: removes its row if refcount
  * is still 0.  Returns 1 if removed, 0 if it was referenced again. */
 int meta_gc_forget(struct meta *m, const char *hash);

@@ -328,11 +328,17 @@ def test_small_files_inline(mounts):
 def test_large_metadata_checkpoint_in_parts(mounts):
     """Metadata larger than a checkpoint part (8 MiB: here 3,000 inline
     files of 4 KiB) goes to the store in parts under one head, and comes
-    back whole on a machine that has only the store."""
+    back whole on a machine that has only the store.  (The checkpoint is
+    the one a mount after a crash writes: an unmount may send the journal
+    instead.)"""
     m = mounts()
     os.mkdir(m.path("d"))
     for i in range(3000):
         write_file(m.path("d", f"f{i}"), h.rand_bytes(i, 4096))
+    m.allow_errors(".*")
+    m.kill()
+    h.force_unmount(m.mnt)
+    m.mount()
     m.umount()
     keys = m.store_ls("meta/")
     parts = [k for k in keys if k.startswith("meta/ckpp-")]
@@ -370,6 +376,54 @@ def test_burst_of_changes_cuts_journal_early(mounts):
         assert time.monotonic() < deadline, \
             f"journal entries {before} -> {now}: no early cut"
         time.sleep(0.5)
+
+
+def test_small_sessions_send_journal_not_checkpoints(mounts):
+    """A checkpoint is the whole database: a session that changes little
+    of it sends journal entries, not a checkpoint, however many sessions
+    follow one another; a fresh machine restores the checkpoint and every
+    entry after it.  Deleting data makes a checkpoint due, so that the
+    unmount frees the objects."""
+    m = mounts(opts={"writeback_delay": "0.1"})
+    os.mkdir(m.path("d"))
+    for i in range(400):      # inline files: a database of about 1 MiB
+        write_file(m.path("d", f"f{i}"), b"%d " % i * 600)
+    m.umount()
+
+    def heads():
+        return {k for k in m.store_ls("meta/") if k.startswith("meta/ckpt-")}
+
+    def entries():
+        return {k for k in m.store_ls("meta/") if k.startswith("meta/jrnl-")}
+
+    ckpts, jrnl = heads(), entries()
+    for s in range(3):
+        m.mount()
+        write_file(m.path(f"s{s}"), b"session %d" % s)
+        os.rename(m.path("d", f"f{s}"), m.path(f"moved{s}"))
+        m.umount()
+        assert heads() == ckpts, f"session {s} wrote a checkpoint"
+        assert entries() > jrnl, f"session {s} sent no journal entry"
+        jrnl = entries()
+    m.mount()
+    write_file(m.path("big"), h.rand_bytes(30, 2 * MIB))
+    m.umount()
+    objects = m.data_objects()
+    assert len(objects) == 2 and heads() == ckpts
+
+    m.wipe_cache()            # a machine with only the store
+    m.mount()
+    for s in range(3):
+        assert h.read_file(m.path(f"s{s}")) == b"session %d" % s
+        assert h.read_file(m.path(f"moved{s}")) == b"%d " % s * 600
+    assert h.read_file(m.path("d", "f399")) == b"399 " * 600
+    assert len(os.listdir(m.path("d"))) == 397
+    os.unlink(m.path("big"))
+    m.umount()
+    assert heads() != ckpts, "deleting data wrote no checkpoint"
+    assert not m.data_objects(), "the deleted file's objects were kept"
+    r = m.cli("fsck", m.store)
+    assert "0 problem" in r.stdout, r.stdout
 
 
 def test_unchanged_session_writes_no_checkpoint(mounts):

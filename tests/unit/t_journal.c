@@ -501,6 +501,98 @@ static void test_damaged_entry(void)
 	rig_close(&r);
 }
 
+/*
+ * When a checkpoint is due (journal.c): not for a journal smaller than the
+ * database, even across a reopen (its size is kept in the config); once
+ * the journal outgrows the database, or holds 1,000 entries; while freed
+ * objects wait for one; never again right after one.
+ */
+static void test_checkpoint_due(void)
+{
+	struct timespec now = { 1700000000, 0 };
+	char hash[META_HASH_LEN + 1], name[32];
+	struct meta_attr a;
+	uint64_t db = 0, gone;
+	struct rig r;
+	int i;
+
+	rig_open(&r, "store-due");
+	CHECK_RC(journal_checkpoint(r.j), 0);
+	CHECK(!journal_checkpoint_due(r.j));
+	/* a database of 400 files with 2 KiB of xattr each, checkpointed */
+	for (i = 0; i < 400; i++) {
+		char big[2048];
+
+		memset(big, 'a' + i % 26, sizeof(big));
+		snprintf(name, sizeof(name), "big%d", i);
+		CHECK_RC(meta_mknod(r.m, META_ROOT_INO, name, S_IFREG | 0644,
+				    0, 0, 0, NULL, &now, &a), 0);
+		CHECK_RC(meta_setxattr(r.m, a.ino, "user.x", big, sizeof(big),
+				       0, &now), 0);
+	}
+	CHECK_RC(journal_checkpoint(r.j), 0);
+	CHECK_RC(meta_db_bytes(r.m, &db), 0);
+	CHECK(db > (600u << 10));
+	/* small changes: entries, no checkpoint, also after a reopen */
+	for (i = 0; i < 20; i++) {
+		snprintf(name, sizeof(name), "small%d", i);
+		CHECK_RC(meta_mknod(r.m, META_ROOT_INO, name, S_IFREG | 0644,
+				    0, 0, 0, NULL, &now, &a), 0);
+		CHECK_RC(journal_sync(r.j), 0);
+	}
+	CHECK(!journal_checkpoint_due(r.j));
+	journal_close(r.j);
+	CHECK_RC(journal_open(r.m, r.s, &bc, tmpdir, &r.j), 0);
+	journal_assume_checkpointed(r.j);
+	CHECK(!journal_checkpoint_due(r.j));
+	CHECK(same_as_live(&r, "checkpoint + 20 entries"));
+	/* rewriting every xattr with incompressible bytes, twice: a
+	 * journal larger than the database */
+	for (i = 0; i < 800; i++) {
+		uint8_t big[2048];
+
+		blob_random(big, sizeof(big));
+		snprintf(name, sizeof(name), "big%d", i % 400);
+		CHECK_RC(meta_lookup(r.m, META_ROOT_INO, name, &a), 0);
+		CHECK_RC(meta_setxattr(r.m, a.ino, "user.x", big, sizeof(big),
+				       0, &now), 0);
+		if (i % 50 == 49)
+			CHECK_RC(journal_sync(r.j), 0);
+	}
+	CHECK(journal_checkpoint_due(r.j));
+	CHECK_RC(journal_checkpoint(r.j), 0);
+	CHECK(!journal_checkpoint_due(r.j));
+	/* an object freed: due until a checkpoint lets it be deleted */
+	memset(hash, 'e', META_HASH_LEN);
+	hash[0] = '1'; /* no other row names it */
+	hash[META_HASH_LEN] = 0;
+	CHECK_RC(meta_mknod(r.m, META_ROOT_INO, "obj", S_IFREG | 0644, 0, 0,
+			    0, NULL, &now, &a), 0);
+	CHECK_RC(meta_write_done(r.m, a.ino, 1000, &now, &(uint64_t){ 0 }, 1),
+		 0);
+	CHECK_RC(meta_block_commit(r.m, a.ino, 0, hash, 1000, 0), 0);
+	CHECK_RC(journal_sync(r.j), 0);
+	CHECK(!journal_checkpoint_due(r.j));
+	CHECK_RC(meta_unlink(r.m, META_ROOT_INO, "obj", &now, &gone), 0);
+	CHECK_RC(meta_inode_purge(r.m, gone), 0);
+	CHECK_RC(journal_sync(r.j), 0);
+	CHECK(journal_checkpoint_due(r.j));
+	CHECK_RC(journal_checkpoint(r.j), 0);
+	CHECK(!journal_checkpoint_due(r.j));
+	/* 1,000 entries, however small */
+	for (i = 0; i < 1000; i++) {
+		snprintf(name, sizeof(name), "n%d", i);
+		meta_mknod(r.m, META_ROOT_INO, name, S_IFREG | 0644, 0, 0, 0,
+			   NULL, &now, &a);
+		journal_sync(r.j);
+		if (journal_checkpoint_due(r.j))
+			break;
+	}
+	CHECK_EQ_U64((uint64_t)i, 999);
+	CHECK(same_as_live(&r, "1,000 entries"));
+	rig_close(&r);
+}
+
 int main(void)
 {
 	if (getenv("T_JOURNAL_VERBOSE"))
@@ -521,6 +613,7 @@ int main(void)
 	test_rename_cycle();
 	test_pending_order();
 	test_damaged_entry();
+	test_checkpoint_due();
 	rm_rf(tmpdir);
 	return check_done("t_journal");
 }
