@@ -352,6 +352,21 @@ static bool report_pending(struct mounted *mt, uint64_t *errors_seen)
 	return true;
 }
 
+/* Send the journal; on success the metadata as of change count change is
+ * in the store. */
+static void send_journal(struct mounted *mt, uint64_t change,
+			 uint64_t *last_change, bool *failing)
+{
+	int rc = journal_sync(mt->journal);
+
+	*failing = rc != 0;
+	if (rc)
+		log_error("journal: cannot send the metadata to the store: %s",
+			  strerror(-rc));
+	else
+		*last_change = change;
+}
+
 static void *maintenance(void *arg)
 {
 	struct mounted *mt = arg;
@@ -401,18 +416,10 @@ static void *maintenance(void *arg)
 			if (change - last_change >= JOURNAL_EARLY_CHANGES &&
 			    !jrnl_failing)
 				next_jrnl = now;
-			if (now >= next_jrnl && change != last_change) {
-				int rc = journal_sync(mt->journal);
-
-				/* while the store fails, only every interval */
-				jrnl_failing = rc != 0;
-				if (rc)
-					log_error("journal: cannot send the "
-						  "metadata to the store: %s",
-						  strerror(-rc));
-				else
-					last_change = change;
-			}
+			/* while the store fails, only every interval */
+			if (now >= next_jrnl && change != last_change)
+				send_journal(mt, change, &last_change,
+					     &jrnl_failing);
 			if (now >= next_jrnl)
 				next_jrnl = now + mt->o->journal_interval_ns;
 		}
@@ -432,15 +439,8 @@ static void *maintenance(void *arg)
 				/* no checkpoint worth its cost (journal.c):
 				 * the journal takes the changes to the store
 				 * at least this often */
-				int rc = journal_sync(mt->journal);
-
-				jrnl_failing = rc != 0;
-				if (rc)
-					log_error("journal: cannot send the "
-						  "metadata to the store: %s",
-						  strerror(-rc));
-				else
-					last_change = change;
+				send_journal(mt, change, &last_change,
+					     &jrnl_failing);
 			}
 			collect_garbage(mt);
 			next_ckpt = now + mt->o->checkpoint_interval_ns;

@@ -3053,21 +3053,23 @@ static int gc_batch(struct meta *m, int64_t below, int64_t after_epoch,
 	return rc;
 }
 
-int meta_gc_waiting(struct meta *m, uint64_t durable_seq, uint64_t *count,
-		    uint64_t *bytes)
+/* The one row statement id gives (bound to arg when it takes one):
+ * columns 0 and 1 (when b is not NULL). */
+static int one_row(struct meta *m, int id, const int64_t *arg, uint64_t *a,
+		   uint64_t *b)
 {
-	sqlite3_stmt *st = m->st[ST_GC_WAITING];
+	sqlite3_stmt *st = m->st[id];
 	int rc = meta_txn_begin(m, META_TXN_NONE);
 
 	if (rc)
 		return rc;
-	*count = *bytes = 0;
-	bind_i64(st, 1, durable_seq > INT64_MAX ? INT64_MAX :
-						 (int64_t)durable_seq);
+	if (arg)
+		bind_i64(st, 1, *arg);
 	rc = meta_step(m, st);
 	if (rc > 0) {
-		*count = col_u64(st, 0);
-		*bytes = col_u64(st, 1);
+		*a = col_u64(st, 0);
+		if (b)
+			*b = col_u64(st, 1);
 		rc = 0;
 	} else if (rc == 0) {
 		rc = -EIO;
@@ -3076,23 +3078,18 @@ int meta_gc_waiting(struct meta *m, uint64_t durable_seq, uint64_t *count,
 	return meta_txn_end(m, rc);
 }
 
+int meta_gc_waiting(struct meta *m, uint64_t durable_seq, uint64_t *count,
+		    uint64_t *bytes)
+{
+	int64_t epoch = durable_seq > INT64_MAX ? INT64_MAX :
+						  (int64_t)durable_seq;
+
+	return one_row(m, ST_GC_WAITING, &epoch, count, bytes);
+}
+
 int meta_db_bytes(struct meta *m, uint64_t *bytes)
 {
-	sqlite3_stmt *st = m->st[ST_DB_BYTES];
-	int rc = meta_txn_begin(m, META_TXN_NONE);
-
-	if (rc)
-		return rc;
-	*bytes = 0;
-	rc = meta_step(m, st);
-	if (rc > 0) {
-		*bytes = col_u64(st, 0);
-		rc = 0;
-	} else if (rc == 0) {
-		rc = -EIO;
-	}
-	sqlite3_reset(st);
-	return meta_txn_end(m, rc);
+	return one_row(m, ST_DB_BYTES, NULL, bytes, NULL);
 }
 
 int meta_gc_list(struct meta *m, uint64_t durable_seq, size_t limit,
