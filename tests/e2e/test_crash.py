@@ -190,9 +190,14 @@ def crash_loop(mounts, wipe, iters):
                 if rel in w.uncertain:
                     continue
                 if got.get(rel) != want:
+                    g = got.get(rel)
+                    at = None if g is None else next(
+                        (i for i, (x, y) in enumerate(zip(g, want))
+                         if x != y), min(len(g), len(want)))
                     fail(f"kill {it} (after {ops} ops): fsync'ed {rel} "
                          f"lost: want {len(want)} bytes, got "
-                         f"{None if rel not in got else len(got[rel])}")
+                         f"{None if g is None else len(g)}, first "
+                         f"difference at byte {at}")
         else:
             for rel in set(w.shadow) | set(got):
                 if rel in w.uncertain:
