@@ -362,8 +362,10 @@ static int chain_cb(uint64_t ino, uint64_t idx, void *arg)
 	if (!ch)
 		return -ENOMEM;
 	rc = meta_block_chain(f->m, ino, idx, ch);
-	if (rc == -ENOENT || (rc == 0 && !ch->base[0]))
-		rc = 0; /* no base: fsck's own checks report that */
+	/* no base, or a chain too long to read (-EIO): fsck's own checks
+	 * (check_patches) report those */
+	if (rc == -ENOENT || rc == -EIO || (rc == 0 && !ch->base[0]))
+		rc = 0;
 	else if (rc == 0)
 		for (k = 0; k < ch->n; k++) {
 			const char *below = k ? ch->patch[k - 1] : ch->base;
