@@ -226,3 +226,23 @@ def test_fsck_verify_data_follows_patch_chains(mounts):
     with open(f, "rb") as fh:
         h.expect_errno(errno.EIO, fh.read)
     m.umount()
+
+    # a chain longer than any may be (16): reported by the metadata
+    # check, and --verify-data goes on past it (it used to stop)
+    db = sqlite3.connect(os.path.join(m.cache, "meta.db"))
+    with db:
+        (top,) = db.execute("SELECT hash FROM patch WHERE ino = ? AND"
+                            " idx = 0 AND n = 2", (ino,)).fetchone()
+        for n in range(3, 18):
+            db.execute("INSERT INTO patch(ino, idx, n, hash)"
+                       " VALUES (?, 0, ?, ?)", (ino, n, top))
+    db.close()
+    m.mount()
+    m.kill()
+    h.force_unmount(m.mnt)
+    m.mount()
+    m.umount()
+    r = m.cli("fsck", "--verify-data", m.store)
+    assert r.returncode == 1, f"fsck: {r.stdout}{r.stderr}"
+    assert "17 patch rows more than a chain may have" in r.stdout, r.stdout
+    assert "cannot check" not in r.stderr, r.stderr
