@@ -41,6 +41,17 @@ def random_writes(path, model, seed, n, size=PAGE):
         os.close(fd)
 
 
+def checkpoint_local_db(m):
+    """Put the cache's database, as it is, to the store as a checkpoint:
+    the mount after a crash writes one (an unmount may send only the
+    journal, which records nothing done behind the daemon's back)."""
+    m.mount()
+    m.kill()
+    h.force_unmount(m.mnt)
+    m.mount()
+    m.umount()
+
+
 def fsck_ok(m):
     r = m.cli("fsck", m.store)
     assert r.returncode == 0, f"fsck: {r.stdout}{r.stderr}"
@@ -204,13 +215,7 @@ def test_fsck_verify_data_follows_patch_chains(mounts):
         db.execute("UPDATE patch SET n = 2 WHERE ino = ? AND idx = 0"
                    " AND n = 9", (ino,))
     db.close()
-    # a mount after a crash checkpoints the whole database, swap
-    # included (an unmount may send only the journal)
-    m.mount()
-    m.kill()
-    h.force_unmount(m.mnt)
-    m.mount()
-    m.umount()
+    checkpoint_local_db(m)
 
     r = m.cli("fsck", m.store)  # the metadata alone looks fine
     assert r.returncode == 0, f"fsck: {r.stdout}{r.stderr}"
@@ -237,11 +242,7 @@ def test_fsck_verify_data_follows_patch_chains(mounts):
             db.execute("INSERT INTO patch(ino, idx, n, hash)"
                        " VALUES (?, 0, ?, ?)", (ino, n, top))
     db.close()
-    m.mount()
-    m.kill()
-    h.force_unmount(m.mnt)
-    m.mount()
-    m.umount()
+    checkpoint_local_db(m)
     r = m.cli("fsck", "--verify-data", m.store)
     assert r.returncode == 1, f"fsck: {r.stdout}{r.stderr}"
     assert "17 patch rows more than a chain may have" in r.stdout, r.stdout
