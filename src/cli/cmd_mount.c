@@ -381,10 +381,18 @@ static void *maintenance(void *arg)
 	pthread_mutex_lock(&mt->maint_lock);
 	while (!mt->maint_stop) {
 		struct timespec ts;
-		uint64_t now;
+		uint64_t now, wait = 1000000000ULL;
 
+		/* a second, or less when the journal is due sooner (a
+		 * journal_interval under a second is kept) */
+		now = now_mono_ns();
+		if (next_jrnl > now && next_jrnl - now < wait)
+			wait = next_jrnl - now;
 		clock_gettime(CLOCK_REALTIME, &ts);
-		ts.tv_sec += 1;
+		ts.tv_nsec += (long)(wait % 1000000000ULL);
+		ts.tv_sec += (time_t)(wait / 1000000000ULL + ts.tv_nsec /
+				      1000000000L);
+		ts.tv_nsec %= 1000000000L;
 		pthread_cond_timedwait(&mt->maint_cond, &mt->maint_lock, &ts);
 		if (mt->maint_stop)
 			break;

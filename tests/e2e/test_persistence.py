@@ -378,6 +378,30 @@ def test_burst_of_changes_cuts_journal_early(mounts):
         time.sleep(0.5)
 
 
+def test_journal_interval_under_a_second(mounts):
+    """A journal_interval under a second is kept: changes 0.3 s apart
+    each go to the store in their own entry.  (The maintenance thread
+    used to look once a second, whatever the option said.)"""
+    m = mounts(opts={"journal_interval": "0.2"})
+
+    def entries():
+        return [k for k in m.store_ls("meta/") if k.startswith("meta/jrnl-")]
+
+    before = len(entries())
+    for i in range(10):
+        os.mkdir(m.path(f"d{i}"))
+        time.sleep(0.3)
+    n = len(entries()) - before
+    assert n >= 7, (f"10 changes 0.3 s apart with journal_interval=0.2: "
+                    f"{n} journal entries")
+    time.sleep(1)             # the last one too
+    m.kill()                  # nothing more than what is in the store
+    h.force_unmount(m.mnt)
+    m.wipe_cache()
+    m.mount()
+    assert sorted(os.listdir(m.mnt)) == sorted(f"d{i}" for i in range(10))
+
+
 def test_small_sessions_send_journal_not_checkpoints(mounts):
     """A checkpoint is the whole database: a session that changes little
     of it sends journal entries, not a checkpoint, however many sessions
