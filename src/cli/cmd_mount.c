@@ -945,18 +945,8 @@ int cmd_mount(int argc, char **argv)
 	} else if (open_default_store(&mt.store)) {
 		goto out;
 	}
-	if (getenv("METAFUSE_TEST_STORE_DOWN_FILE")) {
-		/* for the test suite: a store that fails while a file exists */
-		struct store *w;
-
-		if (store_fault_wrap(mt.store, &w) ||
-		    store_fault_down_while(
-			    w, getenv("METAFUSE_TEST_STORE_DOWN_FILE"))) {
-			cli_error("cannot set up the test fault wrapper");
-			goto out_store;
-		}
-		mt.store = w;
-	}
+	if (cli_test_store_wrap(&mt.store))
+		goto out_store;
 	if (blob_global_init()) {
 		cli_error("cannot initialise libsodium");
 		goto out_store;

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "cli/cli.h"
+#include "cli/store_opts.h"
 #include "meta/journal.h"
 #include "util/util.h"
 
@@ -24,8 +25,13 @@ int offline_open(struct offline_vol *ov, const char *loc,
 	ov->bc.zstd_level = 3;
 	if (blob_global_init())
 		goto out;
-	if (store_open_opts(loc, 0, o, &ov->s, &err) ||
-	    volume_load(ov->s, &ov->v, &err)) {
+	if (store_open_opts(loc, 0, o, &ov->s, &err)) {
+		cli_error("%s", buf_str(&err));
+		goto out;
+	}
+	if (cli_test_store_wrap(&ov->s))
+		goto out;
+	if (volume_load(ov->s, &ov->v, &err)) {
 		cli_error("%s", buf_str(&err));
 		goto out;
 	}

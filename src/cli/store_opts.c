@@ -135,3 +135,25 @@ void cli_store_opts_free(struct cli_store_opts *so)
 	free(so->ca_bundle);
 	memset(so, 0, sizeof(*so));
 }
+
+int cli_test_store_wrap(struct store **s)
+{
+	const char *down = getenv("METAFUSE_TEST_STORE_DOWN_FILE");
+	const char *delay = getenv("METAFUSE_TEST_STORE_READ_DELAY_US");
+	struct store *w;
+
+	if (!down && !delay)
+		return 0;
+	if (store_fault_wrap(*s, &w)) {
+		cli_error("cannot set up the test fault wrapper");
+		return -1;
+	}
+	*s = w; /* the caller closes it, and with it the store */
+	if (down && store_fault_down_while(w, down)) {
+		cli_error("cannot set up the test fault wrapper");
+		return -1;
+	}
+	if (delay)
+		store_fault_read_delay(w, (unsigned)strtoul(delay, NULL, 10));
+	return 0;
+}

@@ -71,4 +71,13 @@ void cli_store_opts_free(struct cli_store_opts *so);
 	"  part_size=SIZE         multipart uploads above SIZE (default "     \
 	"16M)\n"
 
+/*
+ * For the test suite and bench/: wrap *s in the fault wrapper when the
+ * environment asks for it, METAFUSE_TEST_STORE_DOWN_FILE=PATH (every call
+ * fails while PATH exists) or METAFUSE_TEST_STORE_READ_DELAY_US=N (every
+ * get, head and list first waits N microseconds, as on a distant
+ * service).  0, or -1 with a message.
+ */
+int cli_test_store_wrap(struct store **s);
+
 #endif

@@ -288,6 +288,7 @@ int journal_sync(struct journal *j)
 struct seq_list {
 	const char *prefix;
 	uint64_t *v;
+	uint64_t *size; /* each object's size, as listed */
 	size_t n, cap;
 };
 
@@ -305,10 +306,21 @@ static int seq_list_cb(const char *key, uint64_t size, void *arg)
 		if (!p)
 			return -ENOMEM;
 		l->v = p;
+		p = realloc(l->size, ncap * sizeof(*p));
+		if (!p)
+			return -ENOMEM;
+		l->size = p;
 		l->cap = ncap;
 	}
+	l->size[l->n] = size;
 	l->v[l->n++] = seq;
 	return 0;
+}
+
+static void seq_list_free(struct seq_list *l)
+{
+	free(l->v);
+	free(l->size);
 }
 
 /* Sequence numbers under prefix, ascending (keys list in order). */
@@ -317,6 +329,7 @@ static int list_seqs(struct store *s, const char *prefix,
 {
 	l->prefix = prefix;
 	l->v = NULL;
+	l->size = NULL;
 	l->n = l->cap = 0;
 	return store_list(s, prefix, seq_list_cb, l);
 }
@@ -346,7 +359,7 @@ static int trim_seqs(struct store *s, const char *prefix, uint64_t limit,
 		rc = store_del_many(s, ptrs, n, NULL);
 	free(keys);
 	free(ptrs);
-	free(l.v);
+	seq_list_free(&l);
 	return rc;
 }
 
@@ -572,33 +585,63 @@ void journal_get_stats(struct journal *j, struct journal_stats *out)
 	pthread_mutex_unlock(&j->lock);
 }
 
+/*
+ * Fetched ahead of the one applied: a restore may replay a thousand
+ * entries (JOURNAL_CKPT_ENTRIES), a round trip each (bench/distant.sh:
+ * 233 entries at 20 ms a get, 5.2 s one after the other).  What waits
+ * unread is bounded by RESTORE_AHEAD entries and RESTORE_AHEAD_BYTES, or
+ * RESTORE_AHEAD_PARTS parts of a checkpoint (CKPT_PART_SIZE each).
+ */
+#define RESTORE_AHEAD 16u
+#define RESTORE_AHEAD_BYTES (64u << 20)
+#define RESTORE_AHEAD_PARTS 4u
+
 int journal_replay(struct store *s, const struct blob_ctx *bc,
 		   struct meta *m, uint64_t *applied)
 {
 	uint64_t next = meta_config_get_u64(m, "jrnl_seq", 0) + 1;
 	struct buf obj = BUF_INIT, cs = BUF_INIT;
+	struct store_ahead *ahead = NULL;
 	struct seq_list l;
-	char key[64];
-	size_t i;
+	char (*keys)[64] = NULL;
+	const char **ptrs = NULL;
+	size_t i, first, n = 0;
 	int rc;
 
 	*applied = 0;
 	rc = list_seqs(s, JRNL_PREFIX, &l);
-	for (i = 0; rc == 0 && i < l.n; i++) {
-		if (l.v[i] < next)
-			continue;
-		jrnl_key(l.v[i], key, sizeof(key));
-		if (l.v[i] > next) {
-			log_warn("journal: %s follows a gap (next would be %"
-				 PRIu64 "); the entries from it on are "
-				 "ignored", key, next);
-			break;
-		}
-		buf_reset(&obj);
+	for (first = 0; rc == 0 && first < l.n && l.v[first] < next; first++)
+		;
+	/* the entries to apply: from next on, up to a gap */
+	while (rc == 0 && first + n < l.n && l.v[first + n] == next + n)
+		n++;
+	if (rc == 0 && first + n < l.n) {
+		char key[64];
+
+		jrnl_key(l.v[first + n], key, sizeof(key));
+		log_warn("journal: %s follows a gap (next would be %" PRIu64
+			 "); the entries from it on are ignored", key,
+			 next + n);
+	}
+	if (rc == 0 && n) {
+		keys = calloc(n, sizeof(*keys));
+		ptrs = calloc(n, sizeof(*ptrs));
+		if (!keys || !ptrs)
+			rc = -ENOMEM;
+	}
+	for (i = 0; rc == 0 && i < n; i++) {
+		jrnl_key(l.v[first + i], keys[i], sizeof(keys[i]));
+		ptrs[i] = keys[i];
+	}
+	if (rc == 0 && n)
+		rc = store_ahead_start(s, ptrs, l.size + first, n,
+				       RESTORE_AHEAD, RESTORE_AHEAD_BYTES,
+				       &ahead);
+	for (i = 0; rc == 0 && i < n; i++) {
 		buf_reset(&cs);
-		rc = store_get(s, key, 0, 0, &obj);
+		rc = store_ahead_next(ahead, &obj);
 		if (rc) {
-			log_error("journal %s: download failed: %s", key,
+			log_error("journal %s: download failed: %s", keys[i],
 				  strerror(-rc));
 			break;
 		}
@@ -607,7 +650,8 @@ int journal_replay(struct store *s, const struct blob_ctx *bc,
 			/* the state so far is consistent; what follows
 			 * cannot be had */
 			log_error("journal %s is damaged; the volume is "
-				  "restored as of the entry before it", key);
+				  "restored as of the entry before it",
+				  keys[i]);
 			break;
 		}
 		rc = meta_config_set_u64(m, "jrnl_seq", next);
@@ -616,7 +660,10 @@ int journal_replay(struct store *s, const struct blob_ctx *bc,
 		next++;
 		(*applied)++;
 	}
-	free(l.v);
+	store_ahead_end(ahead);
+	seq_list_free(&l);
+	free(keys);
+	free(ptrs);
 	buf_free(&obj);
 	buf_free(&cs);
 	return rc;
@@ -631,7 +678,7 @@ int checkpoint_latest(struct store *s, uint64_t *seq)
 		rc = -ENOENT;
 	if (rc == 0)
 		*seq = l.v[l.n - 1];
-	free(l.v);
+	seq_list_free(&l);
 	return rc;
 }
 
@@ -655,35 +702,60 @@ static int get_framed(struct store *s, const struct blob_ctx *bc,
 	return rc;
 }
 
-/* Write the parts a manifest names, in order, to fd (invariant 6). */
+/* Write the parts a manifest names, in order, to fd (invariant 6); they
+ * are fetched ahead of the one written. */
 static int restore_parts(struct store *s, const struct blob_ctx *bc,
 			 uint64_t seq, const struct buf *manifest, int fd)
 {
 	struct buf obj = BUF_INIT, part = BUF_INIT;
 	unsigned long long nparts = 0, size = 0, done = 0, i;
-	char key[80];
+	struct store_ahead *ahead = NULL;
+	char (*keys)[80] = NULL, key[80];
+	const char **ptrs = NULL;
 	int rc = 0;
 
 	if (sscanf((const char *)manifest->data + strlen(MANIFEST_MAGIC),
 		   "parts=%llu\nsize=%llu", &nparts, &size) != 2 ||
-	    nparts == 0) {
+	    nparts == 0 || nparts > SIZE_MAX / sizeof(*keys)) {
 		ckpt_key(seq, key, sizeof(key));
 		log_error("checkpoint %s: a damaged list of parts", key);
 		return -EIO;
 	}
+	keys = calloc(nparts, sizeof(*keys));
+	ptrs = calloc(nparts, sizeof(*ptrs));
+	if (!keys || !ptrs)
+		rc = -ENOMEM;
 	for (i = 0; !rc && i < nparts; i++) {
-		part_key(seq, i, key, sizeof(key));
-		rc = get_framed(s, bc, key, &obj, &part);
+		part_key(seq, i, keys[i], sizeof(keys[i]));
+		ptrs[i] = keys[i];
+	}
+	if (!rc)
+		rc = store_ahead_start(s, ptrs, NULL, nparts,
+				       RESTORE_AHEAD_PARTS, 0, &ahead);
+	for (i = 0; !rc && i < nparts; i++) {
+		buf_reset(&part);
+		rc = store_ahead_next(ahead, &obj);
+		if (rc) {
+			log_error("checkpoint %s: download failed: %s",
+				  keys[i], strerror(-rc));
+			break;
+		}
+		rc = blob_decode(bc, obj.data, obj.len, &part);
+		if (rc)
+			log_error("checkpoint %s is damaged", keys[i]);
 		if (!rc)
 			rc = pwrite_all(fd, part.data, part.len, (off_t)done);
 		done += part.len;
 	}
+	store_ahead_end(ahead);
 	if (!rc && done != size) {
 		ckpt_key(seq, key, sizeof(key));
 		log_error("checkpoint %s: its parts hold %llu bytes, not %llu",
 			  key, done, size);
 		rc = -EIO;
 	}
+	free(keys);
+	free(ptrs);
 	buf_free(&obj);
 	buf_free(&part);
 	return rc;

@@ -120,6 +120,24 @@ static inline int store_head(struct store *s, const char *key, uint64_t *size)
 	return s->ops->head(s, key, size);
 }
 
+/*
+ * Read n objects in order while up to window threads fetch the following
+ * ones (store_ahead.c): a restore reads hundreds of small objects, and
+ * one at a time each costs a round trip.  keys (and sizes, when not NULL:
+ * the objects' sizes from a listing) are borrowed until the end.  At most
+ * window objects wait unread, and when sizes are known at most budget
+ * bytes of them (one object always goes ahead, whatever its size).
+ * store_ahead_next() puts the next object in out (replacing what out held)
+ * and returns its get's result; past the last, -ENOENT.
+ * store_ahead_end() may come at any point; NULL is a no-op.
+ */
+struct store_ahead;
+int store_ahead_start(struct store *s, const char *const *keys,
+		      const uint64_t *sizes, size_t n, unsigned window,
+		      uint64_t budget, struct store_ahead **out);
+int store_ahead_next(struct store_ahead *a, struct buf *out);
+void store_ahead_end(struct store_ahead *a);
+
 /* close(NULL) is a no-op. */
 void store_close(struct store *s);
 
@@ -206,6 +224,7 @@ struct store_fault_counts {
 	uint64_t bytes_put;
 	uint64_t bytes_got;
 	uint64_t failed;
+	uint64_t gets_max_in_flight; /* most gets at once in the inner store */
 };
 
 int store_fault_wrap(struct store *inner, struct store **out);
@@ -228,5 +247,8 @@ int store_fault_down_while(struct store *s, const char *path);
  * of the data returned (on/off). */
 void store_fault_corrupt_reads(struct store *s, int on);
 void store_fault_get_counts(struct store *s, struct store_fault_counts *out);
+/* Every get, head and list waits usec first (0: none), as a request to a
+ * distant service would. */
+void store_fault_read_delay(struct store *s, unsigned usec);
 
 #endif

@@ -19,6 +19,10 @@
  *      failed go on to the inner store in one del_many.
  *   5. bytes_put and bytes_got count successful transfers only (bytes_got
  *      counts what get appended).
+ *   6. read_delay_us, when set, is slept by every get, head and list
+ *      that reaches the inner store, as a round trip to a distant service
+ *      would take (a list once, whatever its length);
+ *      gets_max_in_flight is the most gets inside the inner store at once.
  */
 #include "util/compat.h"
 
@@ -45,6 +49,8 @@ struct store_fault {
 	bool hold;        /* puts wait while set; protected by lock */
 	unsigned held;    /* puts waiting; protected by lock */
 	pthread_cond_t hold_cond;
+	unsigned read_delay_us; /* protected by lock */
+	unsigned gets_in_flight; /* protected by lock */
 	struct store_fault_counts counts; /* protected by lock */
 };
 
@@ -84,6 +90,18 @@ static int fault_enter(struct store_fault *f, enum fault_op_index op)
 	return rc;
 }
 
+/* Invariant 6, for heads and lists (gets count themselves). */
+static void read_delay(struct store_fault *f)
+{
+	unsigned delay;
+
+	pthread_mutex_lock(&f->lock);
+	delay = f->read_delay_us;
+	pthread_mutex_unlock(&f->lock);
+	if (delay)
+		usleep(delay);
+}
+
 static int fault_put(struct store *s, const char *key, const void *data,
 		     size_t len)
 {
@@ -116,11 +134,22 @@ static int fault_get(struct store *s, const char *key, uint64_t off,
 	struct store_fault *f = fault_from_store(s);
 	size_t start = out->len, n;
 	bool corrupt;
+	unsigned delay;
 	int rc = fault_enter(f, OP_GET);
 
 	if (rc)
 		return rc;
+	pthread_mutex_lock(&f->lock);
+	delay = f->read_delay_us;
+	if (++f->gets_in_flight > f->counts.gets_max_in_flight)
+		f->counts.gets_max_in_flight = f->gets_in_flight;
+	pthread_mutex_unlock(&f->lock);
+	if (delay)
+		usleep(delay);
 	rc = store_get(f->inner, key, off, len, out);
+	pthread_mutex_lock(&f->lock);
+	f->gets_in_flight--;
+	pthread_mutex_unlock(&f->lock);
 	if (rc)
 		return rc;
 	n = out->len - start;
@@ -180,7 +209,10 @@ static int fault_list(struct store *s, const char *prefix, store_list_cb cb,
 	struct store_fault *f = fault_from_store(s);
 	int rc = fault_enter(f, OP_LIST);
 
-	return rc ? rc : store_list(f->inner, prefix, cb, arg);
+	if (rc)
+		return rc;
+	read_delay(f);
+	return store_list(f->inner, prefix, cb, arg);
 }
 
 static int fault_head(struct store *s, const char *key, uint64_t *size)
@@ -188,7 +220,10 @@ static int fault_head(struct store *s, const char *key, uint64_t *size)
 	struct store_fault *f = fault_from_store(s);
 	int rc = fault_enter(f, OP_HEAD);
 
-	return rc ? rc : store_head(f->inner, key, size);
+	if (rc)
+		return rc;
+	read_delay(f);
+	return store_head(f->inner, key, size);
 }
 
 static void fault_close(struct store *s)
@@ -307,3 +342,12 @@ static const struct store_ops store_fault_ops = {
 	.head = fault_head,
 	.close = fault_close,
 };
+
+void store_fault_read_delay(struct store *s, unsigned usec)
+{
+	struct store_fault *f = fault_from_store(s);
+
+	pthread_mutex_lock(&f->lock);
+	f->read_delay_us = usec;
+	pthread_mutex_unlock(&f->lock);
+}

@@ -593,6 +593,48 @@ static void test_checkpoint_due(void)
 	rig_close(&r);
 }
 
+/*
+ * A restore fetches the journal's entries and the checkpoint's parts
+ * ahead of the one it applies (store_ahead): with a round trip per get,
+ * several are in flight at once, and the result is the live state.  A get
+ * that fails in the middle fails the restore; once the store answers
+ * again, it restores the whole.
+ */
+static void test_restore_ahead(void)
+{
+	struct store_fault_counts c;
+	struct buf got = BUF_INIT;
+	struct rig r;
+	int i;
+
+	rig_open(&r, "store-ahead");
+	journal_set_part_size(r.j, 8192);
+	bulk(r.m, 40);
+	CHECK_RC(journal_checkpoint(r.j), 0);
+	CHECK(count_keys(r.s, "meta/ckpp-") > 5);
+	for (i = 0; i < 60; i++) {
+		work(r.m, i);
+		CHECK_RC(journal_sync(r.j), 0);
+	}
+	CHECK_EQ_U64(count_keys(r.s, "meta/jrnl-"), 60);
+	store_fault_get_counts(r.s, &c);
+	CHECK(c.gets_max_in_flight <= 1);
+	store_fault_read_delay(r.s, 2000);
+	CHECK(same_as_live(&r, "restore fetched ahead"));
+	store_fault_get_counts(r.s, &c);
+	CHECK(c.gets_max_in_flight >= 2);
+	/* the restore gets the manifest, its parts, then the entries: the
+	 * 11th entry's get fails */
+	store_fault_arm(r.s, STORE_OP_GET,
+			1 + count_keys(r.s, "meta/ckpp-") + 10, 1, EIO);
+	CHECK_RC(restore(r.s, "restored.db", &got), -EIO);
+	store_fault_arm(r.s, STORE_OP_ALL, 0, 0, 0);
+	CHECK(same_as_live(&r, "restore after a failed get"));
+	store_fault_read_delay(r.s, 0);
+	buf_free(&got);
+	rig_close(&r);
+}
+
 int main(void)
 {
 	if (getenv("T_JOURNAL_VERBOSE"))
@@ -610,6 +652,7 @@ int main(void)
 	test_faults(0);
 	test_faults(4096);
 	test_parted_checkpoint();
+	test_restore_ahead();
 	test_rename_cycle();
 	test_pending_order();
 	test_damaged_entry();
