@@ -282,6 +282,22 @@ static const char fsck_help[] =
 	"Exit status: 0 clean, 1 problems found, 2 error.\n"
 	"\n" CLI_STORE_OPTS_HELP;
 
+/*
+ * The store's data objects, from one listing (a request per 1,000 keys on
+ * S3, where a HEAD per referenced object cost a round trip each): binary
+ * names, sorted, with their sizes.
+ */
+struct listed {
+	uint8_t name[BLOB_HASH_BYTES];
+	uint64_t size;
+};
+
+/* Referenced objects whose content --verify-data fetches together, up to
+ * FSCK_AHEAD at a time and FSCK_AHEAD_BYTES waiting (store_ahead). */
+#define FSCK_BATCH 1024u
+#define FSCK_AHEAD 8u
+#define FSCK_AHEAD_BYTES (64u << 20)
+
 struct fsck_ctx {
 	struct store *s;
 	struct meta *m;
@@ -289,6 +305,14 @@ struct fsck_ctx {
 	uint32_t block_size;
 	bool verify;
 	struct buf obj, plain;
+	struct listed *have; /* the listing, sorted by name */
+	size_t nhave, cap;
+	/* --verify-data: names of the batch, its keys and sizes */
+	char (*bname)[BLOB_NAME_LEN + 1];
+	char (*bkey)[BLOB_DATA_KEY_LEN + 1];
+	const char **bptr;
+	uint64_t *bsize;
+	size_t nbatch;
 	uint64_t checked, missing, damaged, total, bytes, broken;
 	uint64_t last_ns;
 };
@@ -301,47 +325,126 @@ static void report_line(const char *line, void *arg)
 	printf("%s\n", line);
 }
 
-static int object_cb(const char *hash, uint64_t refs, void *arg)
+static int listed_cmp(const void *a, const void *b)
+{
+	return memcmp(a, b, BLOB_HASH_BYTES);
+}
+
+static int list_data_cb(const char *key, uint64_t size, void *arg)
 {
 	struct fsck_ctx *f = arg;
-	char key[BLOB_DATA_KEY_LEN + 1];
-	uint64_t size;
-	int rc;
+	const char *name = strrchr(key, '/');
 
-	if (refs == 0)
+	name = name ? name + 1 : key;
+	if (strlen(name) != BLOB_NAME_LEN)
+		return 0; /* not an object of ours: gc's business */
+	if (f->nhave == f->cap) {
+		size_t ncap = f->cap ? f->cap * 2 : 1024;
+		struct listed *p = realloc(f->have, ncap * sizeof(*p));
+
+		if (!p)
+			return -ENOMEM;
+		f->have = p;
+		f->cap = ncap;
+	}
+	if (hex_decode(name, f->have[f->nhave].name, BLOB_HASH_BYTES))
 		return 0;
-	blob_data_key(hash, key);
-	if (f->verify) {
-		buf_reset(&f->obj);
-		buf_reset(&f->plain);
-		rc = store_get(f->s, key, 0, 0, &f->obj);
-		size = f->obj.len;
-		if (rc == 0 && blob_decode_named(f->bc, hash, f->obj.data,
-						 f->obj.len, &f->plain)) {
-			printf("object %s is damaged (checksum or name does "
-			       "not match its content)\n", key);
-			f->damaged++;
-		}
-	} else {
-		rc = store_head(f->s, key, &size);
-	}
-	if (rc == -ENOENT) {
-		printf("object %s is referenced but missing from the store\n",
-		       key);
-		f->missing++;
-	} else if (rc) {
-		return rc;
-	} else {
-		f->bytes += size;
-	}
-	f->checked++;
+	f->have[f->nhave++].size = size;
+	return 0;
+}
+
+static int list_data(struct fsck_ctx *f)
+{
+	int rc = store_list(f->s, "data/", list_data_cb, f);
+
+	if (rc == 0)
+		qsort(f->have, f->nhave, sizeof(*f->have), listed_cmp);
+	return rc;
+}
+
+static void progress(struct fsck_ctx *f)
+{
 	if (isatty(2) && now_mono_ns() - f->last_ns > 500000000ULL) {
 		fprintf(stderr, "\r%s objects: %" PRIu64 " (%" PRIu64
 			" MiB)", f->verify ? "verifying" : "checking",
 			f->checked, f->bytes >> 20);
 		f->last_ns = now_mono_ns();
 	}
-	return 0;
+}
+
+static void report_missing(struct fsck_ctx *f, const char *key)
+{
+	printf("object %s is referenced but missing from the store\n", key);
+	f->missing++;
+}
+
+/* Fetch the batch's objects (ahead of the one checked) and check each
+ * against its name. */
+static int verify_batch(struct fsck_ctx *f)
+{
+	struct store_ahead *a = NULL;
+	size_t i;
+	int rc;
+
+	if (f->nbatch == 0)
+		return 0;
+	rc = store_ahead_start(f->s, f->bptr, f->bsize, f->nbatch,
+			       FSCK_AHEAD, FSCK_AHEAD_BYTES, &a);
+	for (i = 0; rc == 0 && i < f->nbatch; i++) {
+		buf_reset(&f->plain);
+		rc = store_ahead_next(a, &f->obj);
+		if (rc == -ENOENT) { /* gone since the listing */
+			report_missing(f, f->bkey[i]);
+			rc = 0;
+			continue;
+		}
+		if (rc)
+			break;
+		if (blob_decode_named(f->bc, f->bname[i], f->obj.data,
+				      f->obj.len, &f->plain)) {
+			printf("object %s is damaged (checksum or name does "
+			       "not match its content)\n", f->bkey[i]);
+			f->damaged++;
+		}
+		f->bytes += f->obj.len;
+		f->checked++;
+		progress(f);
+	}
+	store_ahead_end(a);
+	f->nbatch = 0;
+	return rc;
+}
+
+static int object_cb(const char *hash, uint64_t refs, void *arg)
+{
+	struct fsck_ctx *f = arg;
+	char key[BLOB_DATA_KEY_LEN + 1];
+	const struct listed *l = NULL;
+	uint8_t bin[BLOB_HASH_BYTES];
+
+	if (refs == 0)
+		return 0;
+	blob_data_key(hash, key);
+	if (strlen(hash) == BLOB_NAME_LEN &&
+	    hex_decode(hash, bin, sizeof(bin)) == 0)
+		l = bsearch(bin, f->have, f->nhave, sizeof(*f->have),
+			    listed_cmp);
+	if (!l) {
+		report_missing(f, key);
+		f->checked++;
+		return 0;
+	}
+	if (!f->verify) {
+		f->bytes += l->size;
+		f->checked++;
+		progress(f);
+		return 0;
+	}
+	snprintf(f->bname[f->nbatch], sizeof(f->bname[0]), "%s", hash);
+	memcpy(f->bkey[f->nbatch], key, sizeof(key));
+	f->bptr[f->nbatch] = f->bkey[f->nbatch];
+	f->bsize[f->nbatch] = l->size;
+	return ++f->nbatch == FSCK_BATCH ? verify_batch(f) : 0;
 }
 
 /*
@@ -457,7 +560,17 @@ int cmd_fsck(int argc, char **argv)
 		cli_error("fsck failed: %s", strerror(-rc));
 		goto out;
 	}
-	rc = meta_objects(m, object_cb, &f);
+	f.bname = calloc(FSCK_BATCH, sizeof(*f.bname));
+	f.bkey = calloc(FSCK_BATCH, sizeof(*f.bkey));
+	f.bptr = calloc(FSCK_BATCH, sizeof(*f.bptr));
+	f.bsize = calloc(FSCK_BATCH, sizeof(*f.bsize));
+	rc = f.bname && f.bkey && f.bptr && f.bsize ? 0 : -ENOMEM;
+	if (rc == 0)
+		rc = list_data(&f);
+	if (rc == 0)
+		rc = meta_objects(m, object_cb, &f);
+	if (rc == 0)
+		rc = verify_batch(&f);
 	if (isatty(2) && f.checked)
 		fprintf(stderr, "\r");
 	if (rc == 0 && f.verify) {
@@ -500,6 +613,11 @@ out:
 	journal_close(jr);
 	buf_free(&f.obj);
 	buf_free(&f.plain);
+	free(f.have);
+	free(f.bname);
+	free(f.bkey);
+	free(f.bptr);
+	free(f.bsize);
 	offline_close(&ov);
 	cli_store_opts_free(&so);
 	buf_free(&err);

@@ -84,6 +84,44 @@ def test_fsck_verify_data_finds_a_damaged_object(mounts):
     assert os.path.basename(key) in r.stdout and "damaged" in r.stdout
 
 
+def test_fsck_checks_many_objects(mounts):
+    """fsck checks a volume of more objects than it verifies in one go
+    (it lists the store once, then fetches objects in batches of 1,024,
+    several at a time): each referenced object is counted once, and a
+    missing object is named whether it falls in the first batch or a
+    later one, as is a damaged one."""
+    m = mounts(block_size=64 * 1024, opts={"writeback_delay": "0.1"})
+    write_file(m.path("a"), h.rand_bytes(81, 80 * MIB))  # 1,280 blocks
+    m.umount()
+    keys = sorted(m.data_objects())
+    assert len(keys) == 1280
+    r = m.cli("fsck", "--verify-data", m.store)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "1280 object(s) verified (80 MiB)" in r.stdout, r.stdout
+    gone = [keys[3], keys[1200]]
+    damaged = keys[1100]
+    for k in gone:
+        os.unlink(os.path.join(m.store_dir, k))
+    path = os.path.join(m.store_dir, damaged)
+    with open(path, "r+b") as f:
+        f.seek(1000)
+        b = f.read(1)
+        f.seek(1000)
+        f.write(bytes([b[0] ^ 1]))
+    r = m.cli("fsck", m.store)
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert r.stdout.count("missing from the store") == 2, r.stdout
+    assert all(k in r.stdout for k in gone), r.stdout
+    assert "damaged" not in r.stdout, r.stdout
+    assert "1280 object(s) checked" in r.stdout, r.stdout
+    r = m.cli("fsck", "--verify-data", m.store)
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert r.stdout.count("missing from the store") == 2, r.stdout
+    assert r.stdout.count("is damaged") == 1 and damaged in r.stdout, \
+        r.stdout
+    assert "1280 object(s) verified" in r.stdout, r.stdout
+
+
 def test_gc_command(mounts):
     """`metafuse gc` on an unmounted volume: deletes strays and objects
     with no reference left, keeps what files use, refuses a mounted
