@@ -13,7 +13,7 @@ from mfhelpers import MIB, read_file, write_file
 
 def test_dedup_never_reuses_a_collected_object(mounts):
     m = mounts(opts={"writeback_delay": "0.1"})
-    data = h.rand_bytes(77, 3 * MIB)
+    data = h.rand_bytes(77, 3 * h.DEFAULT_BLOCK_SIZE)   # 3 blocks
     write_file(m.path("a"), data)
     m.umount()
     objects_with_a = m.data_objects()

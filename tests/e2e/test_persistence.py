@@ -430,7 +430,7 @@ def test_small_sessions_send_journal_not_checkpoints(mounts):
         assert entries() > jrnl, f"session {s} sent no journal entry"
         jrnl = entries()
     m.mount()
-    write_file(m.path("big"), h.rand_bytes(30, 2 * MIB))
+    write_file(m.path("big"), h.rand_bytes(30, 2 * h.DEFAULT_BLOCK_SIZE))
     m.umount()
     objects = m.data_objects()
     assert len(objects) == 2 and heads() == ckpts

@@ -665,7 +665,7 @@ def test_fsync_fdatasync(mounts):
     m = mounts(opts={"writeback_delay": "3600"})
     before = set(m.data_objects())
     p = m.path("f")
-    data = h.rand_bytes(5, 3 * MIB + 1)
+    data = h.rand_bytes(5, 3 * h.DEFAULT_BLOCK_SIZE + 1)   # 4 blocks
     fd = os.open(p, os.O_CREAT | os.O_WRONLY, 0o644)
     os.write(fd, data)
     os.fsync(fd)

@@ -201,14 +201,16 @@ def test_cache_disk_full_recovers_after_upload(mounts, workdir):
     blocks are evicted."""
     tmpfs = os.path.join(workdir, "tmpfs")
     os.mkdir(tmpfs)
-    r = h.run(["mount", "-t", "tmpfs", "-o", "size=32m", "tmpfs", tmpfs])
+    # sizes in blocks (1 MiB locally, 4 MiB on S3)
+    r = h.run(["mount", "-t", "tmpfs", "-o", f"size={32 * BS}", "tmpfs",
+               tmpfs])
     if r.returncode != 0:
         pytest.skip(f"cannot mount tmpfs: {r.stderr}")
     try:
         m = mounts(mount=False, cache=os.path.join(tmpfs, "cache"))
-        m.mount(opts={"writeback_delay": "0.1", "max_dirty": "8M",
-                      "cache_size": "16M"})
-        data = h.rand_bytes(2, 96 * MIB)
+        m.mount(opts={"writeback_delay": "0.1", "max_dirty": str(8 * BS),
+                      "cache_size": str(16 * BS)})
+        data = h.rand_bytes(2, 96 * BS)
         write_file(m.path("big"), data)
         assert h.file_sha256(m.path("big")) == \
             hashlib.sha256(data).hexdigest()
@@ -332,14 +334,14 @@ def test_sequential_reader_is_read_ahead(mounts):
     them are fetched without being asked for (read-ahead); a single
     random read (above) fetches only what it needs."""
     m = mounts()
-    data = h.rand_bytes(6, 16 * MIB)
+    data = h.rand_bytes(6, 16 * BS)
     write_file(m.path("big"), data)
     m.umount()
     m.wipe_cache()
     m.mount()
     fd = os.open(m.path("big"), os.O_RDONLY)
     assert os.pread(fd, 4096, 0) == data[:4096]
-    assert os.pread(fd, 4096, MIB) == data[MIB:MIB + 4096]
+    assert os.pread(fd, 4096, BS) == data[BS:BS + 4096]
     os.close(fd)
     cached = 0
     for _ in range(100):   # the fetchers run in the background
@@ -355,8 +357,8 @@ def test_sequential_write_uploads_as_it_goes(mounts):
     """Blocks a sequential writer has written whole go up while it writes
     (past a 32nd of max_dirty), not writeback_delay later or at fsync; a
     file rewritten in place, in part, waits for the delay."""
-    m = mounts(opts={"writeback_delay": "3600", "max_dirty": "64M"})
-    data = h.rand_bytes(21, 24 * MIB)
+    m = mounts(opts={"writeback_delay": "3600", "max_dirty": str(64 * BS)})
+    data = h.rand_bytes(21, 24 * BS)
     fd = os.open(m.path("seq"), os.O_CREAT | os.O_WRONLY, 0o644)
     try:
         for off in range(0, len(data), 128 * 1024):
@@ -364,13 +366,14 @@ def test_sequential_write_uploads_as_it_goes(mounts):
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline and len(m.data_objects()) < 20:
             time.sleep(0.1)
-        # 2 MiB (64M / 32) and the last, partly written block may wait
+        # 2 blocks (max_dirty / 32) and the last, partly written one
+        # may wait
         assert len(m.data_objects()) >= 20, \
             f"{len(m.data_objects())} of 24 blocks uploaded without fsync"
         os.fsync(fd)
         before = len(m.data_objects())
         for i in range(24):      # 4 KiB into each block: none is whole
-            os.pwrite(fd, b"z" * 4096, i * MIB + 8192)
+            os.pwrite(fd, b"z" * 4096, i * BS + 8192)
         time.sleep(1)
         assert len(m.data_objects()) == before
     finally:
@@ -380,7 +383,7 @@ def test_sequential_write_uploads_as_it_goes(mounts):
     m.mount()
     want = bytearray(data)
     for i in range(24):
-        want[i * MIB + 8192:i * MIB + 12288] = b"z" * 4096
+        want[i * BS + 8192:i * BS + 12288] = b"z" * 4096
     assert read_file(m.path("seq")) == bytes(want)
 
 
@@ -491,34 +494,34 @@ def test_directory_rename_touches_no_data_object(mounts):
 def test_small_writeback_delay_uploads_without_fsync(mounts):
     m = mounts(opts={"writeback_delay": "0.2"})
     before = len(m.data_objects())
-    write_file(m.path("f"), h.rand_bytes(6, 10 * MIB))
+    write_file(m.path("f"), h.rand_bytes(6, 10 * BS))
     assert wait_until(lambda: len(m.data_objects()) >= before + 10, 20), \
         f"only {len(m.data_objects()) - before} of 10 blocks uploaded " \
         f"after 20 s with writeback_delay=0.2"
 
 
 def test_large_delay_holds_uploads_until_max_dirty(mounts):
-    m = mounts(opts={"writeback_delay": "3600", "max_dirty": "8M"})
+    m = mounts(opts={"writeback_delay": "3600", "max_dirty": str(8 * BS)})
     before = len(m.data_objects())
     # 4 blocks dirty, none written whole (whole ones would go at once
     # past a 32nd of max_dirty: test_sequential_write_uploads_as_it_goes)
-    small = bytearray(4 * MIB)
+    small = bytearray(4 * BS)
     fd = os.open(m.path("small"), os.O_CREAT | os.O_WRONLY, 0o644)
     for i in range(4):
-        piece = h.rand_bytes(70 + i, MIB - 4096)
-        os.pwrite(fd, piece, i * MIB + 4096)
-        small[i * MIB + 4096:(i + 1) * MIB] = piece
+        piece = h.rand_bytes(70 + i, BS - 4096)
+        os.pwrite(fd, piece, i * BS + 4096)
+        small[i * BS + 4096:(i + 1) * BS] = piece
     os.close(fd)
     time.sleep(2)
     assert len(m.data_objects()) == before, \
         "data uploaded before writeback_delay with dirty < max_dirty"
-    write_file(m.path("big"), h.rand_bytes(8, 60 * MIB))
+    write_file(m.path("big"), h.rand_bytes(8, 60 * BS))
     # dirty data must come down to about max_dirty
     assert wait_until(lambda: len(m.data_objects()) >= before + 56, 60), \
-        f"{len(m.data_objects()) - before} blocks uploaded with 64 MiB " \
-        f"dirty and max_dirty=8M"
+        f"{len(m.data_objects()) - before} blocks uploaded with 64 " \
+        f"blocks dirty and max_dirty of 8"
     m.remount(wipe_cache=True)
-    assert read_file(m.path("big")) == h.rand_bytes(8, 60 * MIB)
+    assert read_file(m.path("big")) == h.rand_bytes(8, 60 * BS)
     assert read_file(m.path("small")) == bytes(small)
 
 
