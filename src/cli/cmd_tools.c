@@ -357,7 +357,8 @@ static int list_data(struct fsck_ctx *f)
 {
 	int rc = store_list(f->s, "data/", list_data_cb, f);
 
-	if (rc == 0)
+	/* qsort and bsearch want a base even for no elements */
+	if (rc == 0 && f->nhave)
 		qsort(f->have, f->nhave, sizeof(*f->have), listed_cmp);
 	return rc;
 }
@@ -425,7 +426,7 @@ static int object_cb(const char *hash, uint64_t refs, void *arg)
 	if (refs == 0)
 		return 0;
 	blob_data_key(hash, key);
-	if (strlen(hash) == BLOB_NAME_LEN &&
+	if (f->nhave && strlen(hash) == BLOB_NAME_LEN &&
 	    hex_decode(hash, bin, sizeof(bin)) == 0)
 		l = bsearch(bin, f->have, f->nhave, sizeof(*f->have),
 			    listed_cmp);
