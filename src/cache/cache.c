@@ -43,9 +43,11 @@
  *      upload runs, in those pages and the ones it took over (dmap_take).
  *
  * Locks, in this order: commit_lock, then lock.  commit_lock is held
- * across the index transaction that records a write or an upload, so
- * "this block is dirty" in memory and in the index change together and a
- * write that races with an upload is never marked clean.  lock protects
+ * across the index transaction that records a write or an upload, and
+ * while an upload takes the version it uploads, so "this block is dirty"
+ * in memory and in the index change together, a write that races with an
+ * upload is never marked clean, and the file size an upload reads covers
+ * every write its version counts.  lock protects
  * every field below marked so and is never held across I/O or an index
  * call.
  */
@@ -1631,6 +1633,17 @@ static void *upload_worker(void *arg)
 		}
 		e->uploading = true;
 		e->refs++;
+		/*
+		 * The version is taken under commit_lock: a write counts
+		 * itself in it, then records the file's new size in the
+		 * index, both under commit_lock.  Taken between the two,
+		 * upload_one() read the old size, cut the block there, and
+		 * the commit, its version covering the write, marked it
+		 * clean: the grown part never went up.
+		 */
+		pthread_mutex_unlock(&c->lock);
+		pthread_mutex_lock(&c->commit_lock);
+		pthread_mutex_lock(&c->lock);
 		v = e->version;
 		/* taken now, not after the upload: a flush that comes while
 		 * it runs (for a write after v) marks the entry urgent
@@ -1639,6 +1652,7 @@ static void *upload_worker(void *arg)
 		e->urgent = false;
 		dmap_take(c, e, &u);
 		pthread_mutex_unlock(&c->lock);
+		pthread_mutex_unlock(&c->commit_lock);
 
 		rc = upload_one(c, e, v, &u);
 		if (rc == -EILSEQ) {
