@@ -307,8 +307,7 @@ struct fsck_ctx {
 	struct buf obj, plain;
 	struct listed *have; /* the listing, sorted by name */
 	size_t nhave, cap;
-	/* --verify-data: names of the batch, its keys and sizes */
-	char (*bname)[BLOB_NAME_LEN + 1];
+	/* --verify-data: the batch's keys ("data/ab/" + name) and sizes */
 	char (*bkey)[BLOB_DATA_KEY_LEN + 1];
 	const char **bptr;
 	uint64_t *bsize;
@@ -401,7 +400,8 @@ static int verify_batch(struct fsck_ctx *f)
 		}
 		if (rc)
 			break;
-		if (blob_decode_named(f->bc, f->bname[i], f->obj.data,
+		if (blob_decode_named(f->bc, f->bkey[i] + BLOB_DATA_KEY_LEN -
+					      BLOB_NAME_LEN, f->obj.data,
 				      f->obj.len, &f->plain)) {
 			printf("object %s is damaged (checksum or name does "
 			       "not match its content)\n", f->bkey[i]);
@@ -441,7 +441,6 @@ static int object_cb(const char *hash, uint64_t refs, void *arg)
 		progress(f);
 		return 0;
 	}
-	snprintf(f->bname[f->nbatch], sizeof(f->bname[0]), "%s", hash);
 	memcpy(f->bkey[f->nbatch], key, sizeof(key));
 	f->bptr[f->nbatch] = f->bkey[f->nbatch];
 	f->bsize[f->nbatch] = l->size;
@@ -561,11 +560,10 @@ int cmd_fsck(int argc, char **argv)
 		cli_error("fsck failed: %s", strerror(-rc));
 		goto out;
 	}
-	f.bname = calloc(FSCK_BATCH, sizeof(*f.bname));
 	f.bkey = calloc(FSCK_BATCH, sizeof(*f.bkey));
 	f.bptr = calloc(FSCK_BATCH, sizeof(*f.bptr));
 	f.bsize = calloc(FSCK_BATCH, sizeof(*f.bsize));
-	rc = f.bname && f.bkey && f.bptr && f.bsize ? 0 : -ENOMEM;
+	rc = f.bkey && f.bptr && f.bsize ? 0 : -ENOMEM;
 	if (rc == 0)
 		rc = list_data(&f);
 	if (rc == 0)
@@ -615,7 +613,6 @@ out:
 	buf_free(&f.obj);
 	buf_free(&f.plain);
 	free(f.have);
-	free(f.bname);
 	free(f.bkey);
 	free(f.bptr);
 	free(f.bsize);
