@@ -6,7 +6,9 @@
  *   by one cache file dir/blocks/<ino>.<idx>.<gen> holding the block's
  *   bytes (shorter than a block: the rest is zeros).  gen is unique per
  *   entry, so an entry dropped while its file is still in use never
- *   shares a file with its successor.  Every entry is accounted as one
+ *   shares a file with its successor; gens only grow within a run and
+ *   start above every file recover() keeps, so after a crash the newest
+ *   file of a block is its successor's.  Every entry is accounted as one
  *   whole block of disk.
  *
  * States of an entry (the state field, plus flags):
@@ -2266,7 +2268,20 @@ static int recover(struct cache *c)
 			if (e && e->has_file && e->gen == gen)
 				continue; /* adopted above, seen again under
 					   * its new name */
-			if (e && !e->has_file) {
+			if (e && e->state == CE_DIRTY &&
+			    (!e->has_file || gen > e->gen)) {
+				/*
+				 * The newest file of the block is its data.
+				 * An older one outlives its entry while an
+				 * upload of it runs after a truncate or punch
+				 * dropped it; the block's next write made a
+				 * new file (a higher gen), and a crash then
+				 * left both.
+				 */
+				if (e->has_file) {
+					entry_path(c, e, path, sizeof(path));
+					unlink(path);
+				}
 				e->gen = gen;
 				e->has_file = true;
 				if (gen >= c->next_gen)

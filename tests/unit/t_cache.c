@@ -5,6 +5,7 @@
  */
 #include "util/compat.h"
 
+#include <dirent.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <unistd.h>
@@ -1017,6 +1018,97 @@ static void check_file(struct env *e, uint64_t ino, const uint8_t *want,
 	free(got);
 }
 
+/* Copy the files of directory from (no subdirectories) into to. */
+static void copy_flat_dir(const char *from, const char *to)
+{
+	char src[512], dst[512];
+	struct dirent *de;
+	DIR *d = opendir(from);
+
+	CHECK(d != NULL);
+	if (!d)
+		return;
+	CHECK_RC(mkdir_p(to, 0700), 0);
+	while ((de = readdir(d))) {
+		struct buf b = BUF_INIT;
+
+		if (de->d_name[0] == '.')
+			continue;
+		snprintf(src, sizeof(src), "%s/%s", from, de->d_name);
+		snprintf(dst, sizeof(dst), "%s/%s", to, de->d_name);
+		CHECK_RC(read_file(src, &b), 0);
+		CHECK_RC(write_file_atomic(dst, b.data, b.len, 0600), 0);
+		buf_free(&b);
+	}
+	closedir(d);
+}
+
+/*
+ * A crash while a block punched during its upload has been written
+ * again: the cache directory holds the dropped entry's file (kept until
+ * its upload ends) beside the new one, and the index says the block is
+ * dirty.  The next open must serve the new file, whatever order the
+ * directory lists them in.  It took the first one listed: a crash loop
+ * on S3 read back old bytes of a file whose size was right.  The crash
+ * is simulated by copying the cache directory and the index while the
+ * upload is held, and opening the copy; eight blocks, so that without
+ * the fix some stale file is listed first.
+ */
+static void test_crash_with_stale_file(void)
+{
+	struct env e;
+	uint8_t *a = malloc(BS), *b = malloc(BS), *out = malloc(BS);
+	char blocks[256], snap[256];
+	struct fblock (*fb)[MAXB] = malloc(sizeof(*fb));
+	struct trunc_arg ta;
+	struct flush_arg fa;
+	uint64_t ino;
+	pthread_t t;
+
+	env_init(&e, 64 * BS, 3600ULL * 1000000000ULL);
+	snprintf(blocks, sizeof(blocks), "%s/blocks", e.cdir);
+	snprintf(snap, sizeof(snap), "%s/snap", e.dir);
+	for (ino = 20; ino < 28; ino++) {
+		ta = (struct trunc_arg){ e.f, ino, BS };
+		fill(a, BS, (unsigned)ino);
+		fill(b, BS, (unsigned)ino + 100);
+		CHECK_RC(cache_write(e.c, ino, 0, a, BS), BS);
+		store_fault_hold_puts(e.store, 1);
+		fa = (struct flush_arg){ e.c, ino };
+		pthread_create(&t, NULL, flush_thread, &fa);
+		store_fault_wait_held(e.store, 1);
+		CHECK_RC(cache_punch(e.c, ino, 0, BS, BS, fk_drop, &ta), 0);
+		CHECK_RC(cache_write(e.c, ino, 0, b, BS), BS);
+		/* the crash */
+		copy_flat_dir(blocks, snap);
+		pthread_mutex_lock(&e.f->lock);
+		memcpy(*fb, e.f->b, sizeof(*fb));
+		pthread_mutex_unlock(&e.f->lock);
+		store_fault_hold_puts(e.store, 0);
+		pthread_join(t, NULL);
+		cache_close(e.c, 1);
+		e.c = NULL;
+		rm_rf(blocks);
+		CHECK_RC(rename(snap, blocks), 0);
+		memcpy(e.f->b, *fb, sizeof(*fb));
+		CHECK(fb_find(e.f, ino, 0, 0) && fb_find(e.f, ino, 0, 0)->dirty);
+		CHECK_RC(env_open_cache(&e, 64 * BS, 3600ULL * 1000000000ULL),
+			 0);
+		CHECK_RC(cache_read(e.c, ino, 0, BS, BS, out), BS);
+		CHECK_MEM(out, b, BS);
+		/* and that is what goes up */
+		CHECK_RC(cache_flush_inode(e.c, ino), 0);
+		reopen_cold(&e);
+		CHECK_RC(cache_read(e.c, ino, 0, BS, BS, out), BS);
+		CHECK_MEM(out, b, BS);
+	}
+	env_free(&e);
+	free(fb);
+	free(a);
+	free(b);
+	free(out);
+}
+
 /*
  * An upload that starts while a write that grows the file has counted
  * itself in the block's version but not yet recorded the new size in the
@@ -1235,6 +1327,7 @@ int main(void)
 	test_truncate_and_punch();
 	test_damage_and_faults();
 	test_dedup_and_recovery();
+	test_crash_with_stale_file();
 	test_clean_blocks_kept();
 	test_concurrency();
 	test_stale_upload_after_punch();
