@@ -789,11 +789,25 @@ static int entry_acquire_buf(struct cache *c, uint64_t ino, uint64_t idx,
 
 	pthread_mutex_lock(&c->lock);
 	if (rc) {
-		table_remove(c, e);
+		if (e->in_table)
+			table_remove(c, e);
 		pthread_cond_broadcast(&c->state_cond);
 		pthread_mutex_unlock(&c->lock);
 		entry_release(c, e);
 		return rc;
+	}
+	if (!e->in_table) {
+		/*
+		 * Dropped while it loaded (a truncate, punch or delete of
+		 * the block): what it loaded may be the content the drop
+		 * removed, so it never joins the cache, where a read after
+		 * the file grew again would have found it.  The caller, who
+		 * raced with the drop, still gets it; it goes when unpinned.
+		 */
+		pthread_cond_broadcast(&c->state_cond);
+		pthread_mutex_unlock(&c->lock);
+		*out = e;
+		return 0;
 	}
 	e->state = CE_CLEAN;
 	/* its file is the uploaded content, or will be written whole */
@@ -1808,7 +1822,7 @@ static struct centry *drop_range_locked(struct cache *c, uint64_t ino,
 			for (e = c->buckets[b]; e; e = next) {
 				next = e->hnext;
 				if (e->ino != ino || e->idx < first ||
-				    e->idx > last || e->state == CE_LOADING)
+				    e->idx > last)
 					continue;
 				table_remove(c, e);
 				if (e->refs == 0 && !e->uploading) {
@@ -1821,7 +1835,7 @@ static struct centry *drop_range_locked(struct cache *c, uint64_t ino,
 	}
 	for (i = first; i <= last; i++) {
 		e = table_find(c, ino, i);
-		if (!e || e->state == CE_LOADING)
+		if (!e)
 			continue;
 		table_remove(c, e);
 		if (e->refs == 0 && !e->uploading) {

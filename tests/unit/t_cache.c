@@ -1110,6 +1110,60 @@ static void test_crash_with_stale_file(void)
 }
 
 /*
+ * A block dropped by a truncate while a read loads it from the store:
+ * the loaded content must not stay in the cache.  It did (a loading
+ * entry was skipped by the drop), so once the file grew again the block
+ * read back its old bytes instead of zeros.
+ */
+struct read_arg {
+	struct cache *c;
+	uint64_t ino, off, size;
+	uint8_t *out;
+	ssize_t rc;
+};
+
+static void *read_thread(void *arg)
+{
+	struct read_arg *ra = arg;
+
+	ra->rc = cache_read(ra->c, ra->ino, ra->off, BS, ra->size, ra->out);
+	return NULL;
+}
+
+static void test_truncate_during_load(void)
+{
+	struct env e;
+	uint8_t *a = malloc(2 * BS), *out = malloc(BS), *zero = calloc(1, BS);
+	struct trunc_arg ta;
+	struct read_arg ra;
+	pthread_t t;
+
+	env_init(&e, 64 * BS, 3600ULL * 1000000000ULL);
+	fill(a, 2 * BS, 12);
+	CHECK_RC(cache_write(e.c, 12, 0, a, 2 * BS), 2 * BS);
+	CHECK_RC(cache_flush_inode(e.c, 12), 0);
+	reopen_cold(&e);
+	store_fault_read_delay(e.store, 300000);
+	ra = (struct read_arg){ e.c, 12, BS, 2 * BS, out, 0 };
+	pthread_create(&t, NULL, read_thread, &ra);
+	usleep(100000);            /* the read is in its get */
+	ta = (struct trunc_arg){ e.f, 12, 0 };
+	CHECK_RC(cache_truncate(e.c, 12, 2 * BS, 0, fk_truncate, &ta), 0);
+	pthread_join(t, NULL);
+	CHECK_RC(ra.rc, BS);       /* raced with the truncate: either */
+	store_fault_read_delay(e.store, 0);
+	ta.size = 2 * BS;
+	CHECK_RC(cache_truncate(e.c, 12, 0, 2 * BS, fk_truncate, &ta), 0);
+	memset(out, 0xaa, BS);
+	CHECK_RC(cache_read(e.c, 12, BS, BS, 2 * BS, out), BS);
+	CHECK_MEM(out, zero, BS);
+	env_free(&e);
+	free(a);
+	free(out);
+	free(zero);
+}
+
+/*
  * An upload that starts while a write that grows the file has counted
  * itself in the block's version but not yet recorded the new size in the
  * index: the upload must not read the old size.  It did: it sent the
@@ -1328,6 +1382,7 @@ int main(void)
 	test_damage_and_faults();
 	test_dedup_and_recovery();
 	test_crash_with_stale_file();
+	test_truncate_during_load();
 	test_clean_blocks_kept();
 	test_concurrency();
 	test_stale_upload_after_punch();
