@@ -12,7 +12,11 @@
 # For each: wall seconds, MB/s, and the CPU seconds (user + system) spent
 # meanwhile by the client, by radosgw and by the OSD, from /proc.  On a
 # machine where the server shares the cores, the server's own CPU per GiB
-# bounds every client: the ceiling row shows that bound.
+# bounds every client: the ceiling row shows that bound, and floor_s is
+# the row's server CPU spread over all cores (a client that used no CPU
+# at all could not be faster).  Each run ends with a verdict: whether
+# twice s3fs's speed (half its time) is above the floor of the run's
+# cheapest row, i.e. whether any client could reach it on this machine.
 #
 # Uses the server of the environment when METAFUSE_S3_ENDPOINT and
 # METAFUSE_S3_BUCKET are set (with AWS_* keys), else starts one with
@@ -53,6 +57,7 @@ secs() { echo "scale=2; $1 / $TICK" | bc -l; }
 measure() {
 	local label=$1 client=$2 c0 r0 o0 t0 t1
 	shift 2
+	settle
 	sync
 	echo 3 >/proc/sys/vm/drop_caches
 	c0=$(cpu "$client")
@@ -61,12 +66,19 @@ measure() {
 	t0=$(date +%s.%N)
 	"$@" >/dev/null
 	t1=$(date +%s.%N)
-	printf '%-9s %6s %8.2f %8.0f %8s %8s %8s\n' "$label" "$run" \
-		"$(echo "$t1 - $t0" | bc -l)" \
-		"$(echo "1073.741824 / ($t1 - $t0)" | bc -l)" \
+	local wall srv
+	wall=$(echo "$t1 - $t0" | bc -l)
+	srv=$(secs $(($(cpu radosgw) - r0 + $(cpu ceph-osd) - o0)))
+	printf '%-9s %6s %8.2f %8.0f %8s %8s %8s %8.2f\n' "$label" "$run" \
+		"$wall" "$(echo "1073.741824 / $wall" | bc -l)" \
 		"$(secs $(($(cpu "$client") - c0)))" \
 		"$(secs $(($(cpu radosgw) - r0)))" \
-		"$(secs $(($(cpu ceph-osd) - o0)))"
+		"$(secs $(($(cpu ceph-osd) - o0)))" \
+		"$(echo "$srv / $NCPU" | bc -l)"
+	last_wall=$wall
+	if [ -z "$min_srv" ] || [ "$(echo "$srv < $min_srv" | bc -l)" = 1 ]; then
+		min_srv=$srv
+	fi
 }
 
 # purge PREFIX: delete every object under it (the OSD keeps them in RAM)
@@ -78,11 +90,15 @@ purge() {
 
 dd_in() { dd if="$W/src" of="$1" bs=1M conv=fsync status=none; }
 
-printf '%-9s %6s %8s %8s %8s %8s %8s\n' target run seconds MB/s \
-	client_s rgw_s osd_s
+NCPU=$(nproc)
+printf '%-9s %6s %8s %8s %8s %8s %8s %8s\n' target run seconds MB/s \
+	client_s rgw_s osd_s floor_s
+verdicts=()
 for ((run = 1; run <= RUNS; run++)); do
+	min_srv=
 	measure ceiling store_tool "$TOOL" "s3://$B" putrate \
 		"ceiling-$$-$run" 256 4M 4
+	purge "ceiling-$$-$run"
 	store=s3://$B/ceiling-mf-$$-$run
 	"$BIN" mkfs -o "endpoint=$EP" "$store" >/dev/null
 	rm -rf "$W/cache"
@@ -97,6 +113,18 @@ for ((run = 1; run <= RUNS; run++)); do
 		sleep 0.1
 	done
 	measure s3fs s3fs dd_in "$W/mnt/big"
+	# twice s3fs's speed is half its time; the least CPU the server
+	# spent on a GiB in this run, spread over every core, is less time
+	# than any client can take
+	verdicts+=("$(printf 'run %s: 2x s3fs means %.2f s; the server alone needs %.2f s of %s cores: %s' \
+		"$run" "$(echo "$last_wall / 2" | bc -l)" \
+		"$(echo "$min_srv / $NCPU" | bc -l)" "$NCPU" \
+		"$(if [ "$(echo "$last_wall / 2 < $min_srv / $NCPU" | bc -l)" = 1 ]; then
+			echo "out of reach for any client"
+		else
+			echo "possible in principle"
+		fi)")")
 	rm -f "$W/mnt/big"
 	fusermount3 -u "$W/mnt"
 done
+printf '%s\n' "${verdicts[@]}"

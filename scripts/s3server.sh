@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# s3server.sh start|stop|env DIR - a one-node Ceph cluster with radosgw on
+# s3server.sh start|stop|env|gc DIR - a one-node Ceph cluster with radosgw on
 # 127.0.0.1, the S3 server the tests run against (it verifies SigV4
 # signatures, which the easy emulators do not).
 #
@@ -13,13 +13,17 @@
 #   stop DIR   stop exactly the daemons this script started in DIR (their
 #              pid files), wait until they are gone, and remove DIR's state.
 #   env DIR    print DIR/env (fails when the server is not running).
+#   gc DIR     run radosgw's garbage collector now, over everything it has
+#              queued: the data of deleted objects is otherwise freed in
+#              the background up to 20 s later (rgw gc settings below),
+#              on the CPU of whatever is measured then (bench/).
 #
 # Every step that waits gives up after about 60 s and prints the tail of
 # the daemon's log.  See /work/shared/CEPH-NOTES.md for why each setting.
 set -euo pipefail
 
 usage() {
-	echo "usage: $0 start|stop|env DIR" >&2
+	echo "usage: $0 start|stop|env|gc DIR" >&2
 	exit 2
 }
 (($# == 2)) || usage
@@ -294,6 +298,14 @@ env)
 		die "no server running in $DIR"
 	fi
 	cat "$DIR/env"
+	;;
+gc)
+	alive rgw || die "no server running in $DIR"
+	# its own admin socket name: radosgw holds client.rgw.a's
+	radosgw-admin -c "$DIR/ceph.conf" -n client.rgw.a \
+		--admin-socket="$DIR/run/gc.asok" gc process --include-all \
+		>"$DIR/log/gc.out" 2>&1 ||
+		{ log_tail "$DIR/log/gc.out"; die "radosgw-admin gc process failed"; }
 	;;
 *) usage ;;
 esac
