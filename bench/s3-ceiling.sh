@@ -66,15 +66,15 @@ measure() {
 	t0=$(date +%s.%N)
 	"$@" >/dev/null
 	t1=$(date +%s.%N)
-	local wall srv
+	local wall srv r o
 	wall=$(echo "$t1 - $t0" | bc -l)
-	srv=$(secs $(($(cpu radosgw) - r0 + $(cpu ceph-osd) - o0)))
+	r=$(($(cpu radosgw) - r0))
+	o=$(($(cpu ceph-osd) - o0))
+	srv=$(secs $((r + o)))
 	printf '%-9s %6s %8.2f %8.0f %8s %8s %8s %8.2f\n' "$label" "$run" \
 		"$wall" "$(echo "1073.741824 / $wall" | bc -l)" \
-		"$(secs $(($(cpu "$client") - c0)))" \
-		"$(secs $(($(cpu radosgw) - r0)))" \
-		"$(secs $(($(cpu ceph-osd) - o0)))" \
-		"$(echo "$srv / $NCPU" | bc -l)"
+		"$(secs $(($(cpu "$client") - c0)))" "$(secs "$r")" \
+		"$(secs "$o")" "$(echo "$srv / $NCPU" | bc -l)"
 	last_wall=$wall
 	if [ -z "$min_srv" ] || [ "$(echo "$srv < $min_srv" | bc -l)" = 1 ]; then
 		min_srv=$srv

@@ -3,8 +3,9 @@
 # one of the environment when METAFUSE_S3_ENDPOINT and METAFUSE_S3_BUCKET
 # are set (with AWS_* keys), else a radosgw of scripts/s3server.sh,
 # stopped at exit (METAFUSE_S3_SERVER_DIR names the directory of the
-# environment's server, if it is one of that script's, for settle()).  Exports AWS_ENDPOINT_URL, so that every tool finds
-# this server and never a public one.  Run from the repository's top.
+# environment's server, if it is one of that script's, for settle()).
+# Exports AWS_ENDPOINT_URL, so that every tool finds this server and
+# never a public one.  Run from the repository's top.
 W=$(mktemp -d /tmp/mf-s3bench-XXXXXX)
 SRV=
 cleanup() {
