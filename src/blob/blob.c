@@ -185,6 +185,23 @@ static bool looks_incompressible(const uint8_t *data, size_t len, int level)
 	return no;
 }
 
+/* Write the header at hdr for a payload of plen bytes right after it. */
+static void finish(uint8_t *hdr, uint8_t codec, uint8_t flags, size_t len,
+		   size_t plen, struct buf *out)
+{
+	memcpy(hdr, BLOB_MAGIC, 4);
+	hdr[4] = codec;
+	hdr[5] = flags;
+	hdr[6] = 0;
+	hdr[7] = 0;
+	put_le64(hdr + 8, len);
+	put_le64(hdr + 16, plen);
+	blob_checksum(hdr, hdr + BLOB_HEADER_SIZE,
+		      flags & BLOB_F_NAMED ? 0 : plen, hdr + BLOB_SUM_OFFSET);
+	out->len += BLOB_HEADER_SIZE + plen;
+	out->data[out->len] = 0;
+}
+
 static int encode(const struct blob_ctx *ctx, const void *data, size_t len,
 		  uint8_t flags, struct buf *out)
 {
@@ -223,18 +240,42 @@ static int encode(const struct blob_ctx *ctx, const void *data, size_t len,
 	}
 	if (codec == BLOB_CODEC_RAW && len)
 		memcpy(hdr + BLOB_HEADER_SIZE, data, len);
+	finish(hdr, codec, flags, len, plen, out);
+	return 0;
+}
 
-	memcpy(hdr, BLOB_MAGIC, 4);
-	hdr[4] = codec;
-	hdr[5] = flags;
-	hdr[6] = 0;
-	hdr[7] = 0;
-	put_le64(hdr + 8, len);
-	put_le64(hdr + 16, plen);
-	blob_checksum(hdr, hdr + BLOB_HEADER_SIZE,
-		      flags & BLOB_F_NAMED ? 0 : plen, hdr + BLOB_SUM_OFFSET);
-	out->len += BLOB_HEADER_SIZE + plen;
-	out->data[out->len] = 0;
+/*
+ * blob_encode_named() of a plaintext that already sits where its payload
+ * goes, so that a raw one (most big blocks) is never copied: the 4 MiB
+ * memmove per block was 7% of the daemon's CPU in a sequential S3 write.
+ * A payload that compresses by more than scratch_len allows is stored raw.
+ */
+int blob_encode_named_in_place(const struct blob_ctx *ctx, struct buf *out,
+			       size_t len, void *scratch, size_t scratch_len)
+{
+	uint8_t codec = BLOB_CODEC_RAW, *hdr, *payload;
+	size_t plen = len, r;
+	int level;
+
+	if (len > SIZE_MAX - BLOB_HEADER_SIZE - 1 - out->len ||
+	    out->len + BLOB_HEADER_SIZE + len + 1 > out->cap)
+		return -EINVAL;
+	hdr = out->data + out->len;
+	payload = hdr + BLOB_HEADER_SIZE;
+	if (ctx && ctx->zstd_level != 0 && len > 0) {
+		level = MF_MAX(ZSTD_minCLevel(),
+			       MF_MIN(ctx->zstd_level, ZSTD_maxCLevel()));
+		if (!looks_incompressible(payload, len, level)) {
+			r = ZSTD_compress(scratch, MF_MIN(scratch_len, len),
+					  payload, len, level);
+			if (!ZSTD_isError(r) && r < len) {
+				memcpy(payload, scratch, r);
+				codec = BLOB_CODEC_ZSTD;
+				plen = r;
+			}
+		}
+	}
+	finish(hdr, codec, BLOB_F_NAMED, len, plen, out);
 	return 0;
 }
 

@@ -68,6 +68,12 @@ int blob_encode(const struct blob_ctx *ctx, const void *data, size_t len,
  * only blob_decode_named() decodes it. */
 int blob_encode_named(const struct blob_ctx *ctx, const void *data,
 		      size_t len, struct buf *out);
+/* The same for len bytes of plaintext already at out->data + out->len +
+ * BLOB_HEADER_SIZE (out's capacity reserved for blob_encoded_max()): a
+ * raw payload stays where it is; compression goes through scratch.
+ * -EINVAL when out has no room. */
+int blob_encode_named_in_place(const struct blob_ctx *ctx, struct buf *out,
+			       size_t len, void *scratch, size_t scratch_len);
 /* Append the decoded plaintext to out. -EIO on any damage, and for a
  * named object (use blob_decode_named). */
 int blob_decode(const struct blob_ctx *ctx, const void *obj, size_t len,

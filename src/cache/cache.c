@@ -1391,6 +1391,7 @@ static int upload_one(struct cache *c, struct centry *e, uint64_t v,
 	uint8_t *block = u->block;
 	struct buf *enc = &u->enc;
 	size_t blen = 0, plen = 0;
+	bool whole = false;
 	bool claimed = false, dedup = false, still, current;
 	int rc, fd = -1;
 
@@ -1408,8 +1409,13 @@ static int upload_one(struct cache *c, struct centry *e, uint64_t v,
 		if (rc)
 			return rc;
 		plen = build_patch(c, e, fd, blen, u, &rc);
-		if (!rc && !plen)
+		if (!rc && !plen) {
+			/* read where the object's payload goes */
+			buf_reset(enc);
+			block = enc->data + BLOB_HEADER_SIZE;
+			whole = true;
 			rc = pread_zero(fd, block, blen, 0);
+		}
 		entry_put_fd(c, e, fd);
 		if (rc)
 			return rc;
@@ -1423,8 +1429,14 @@ static int upload_one(struct cache *c, struct centry *e, uint64_t v,
 		if (c->ops->object_known(c->index_arg, hash) == 1) {
 			dedup = true;
 		} else {
-			buf_reset(enc);
-			rc = blob_encode_named(c->blob, block, len, enc);
+			if (whole) {
+				rc = blob_encode_named_in_place(
+					c->blob, enc, len, u->block, bs);
+			} else {
+				buf_reset(enc);
+				rc = blob_encode_named(c->blob, block, len,
+						       enc);
+			}
 			if (rc)
 				goto out_unclaim;
 			blob_data_key(hash, key);

@@ -495,6 +495,75 @@ static void test_named_view(void)
 	buf_free(&scratch);
 }
 
+/*
+ * blob_encode_named_in_place() writes the same object as
+ * blob_encode_named() when the plaintext already sits after the header:
+ * raw (noise, and a compressible input whose scratch is too small to
+ * compress into) and zstd (text), empty and with something in out before.
+ */
+static void test_encode_in_place(void)
+{
+	static uint8_t noise[200000], text[200000], scratch[200000];
+	const struct { const uint8_t *d; size_t n, scratch; } cs[] = {
+		{ noise, sizeof(noise), sizeof(scratch) },
+		{ text, sizeof(text), sizeof(scratch) },
+		{ text, 1000, sizeof(scratch) },
+		{ text, sizeof(text), 10 },
+		{ noise, 0, sizeof(scratch) },
+	};
+	struct buf want = BUF_INIT, got = BUF_INIT, out = BUF_INIT;
+	char name[BLOB_NAME_LEN + 1];
+	size_t i, pre;
+
+	blob_random(noise, sizeof(noise));
+	for (i = 0; i < sizeof(text); i++)
+		text[i] = (uint8_t)("in place, "[i % 10] + i / 5000);
+	for (i = 0; i < ARRAY_SIZE(cs); i++) {
+		for (pre = 0; pre <= 3; pre += 3) {
+			buf_reset(&want);
+			buf_reset(&got);
+			buf_append(&want, "abc", pre);
+			buf_append(&got, "abc", pre);
+			CHECK_RC(blob_encode_named(&ctx, cs[i].d, cs[i].n,
+						   &want), 0);
+			CHECK_RC(buf_reserve(&got, blob_encoded_max(
+							   &ctx, cs[i].n)), 0);
+			memcpy(got.data + pre + BLOB_HEADER_SIZE, cs[i].d,
+			       cs[i].n);
+			CHECK_RC(blob_encode_named_in_place(&ctx, &got, cs[i].n,
+							    scratch,
+							    cs[i].scratch), 0);
+			if (cs[i].scratch < cs[i].n && cs[i].d == text) {
+				/* no room to compress: stored raw */
+				CHECK_EQ_U64(got.len,
+					     pre + BLOB_HEADER_SIZE + cs[i].n);
+				CHECK(want.len < got.len);
+			} else {
+				CHECK_EQ_U64(got.len, want.len);
+				CHECK(!memcmp(got.data, want.data, want.len));
+			}
+			blob_name(&ctx, cs[i].d, cs[i].n, name);
+			buf_reset(&out);
+			CHECK_RC(blob_decode_named(&ctx, name, got.data + pre,
+						   got.len - pre, &out), 0);
+			CHECK(out.len == cs[i].n &&
+			      (!cs[i].n || !memcmp(out.data, cs[i].d,
+						   cs[i].n)));
+		}
+	}
+	CHECK(want.len < sizeof(text) / 2); /* the text did compress */
+	/* no room in out for the payload: refused, out untouched */
+	buf_free(&got);
+	buf_append(&got, "x", 1);
+	pre = got.len;
+	CHECK_RC(blob_encode_named_in_place(&ctx, &got, got.cap, scratch,
+					    sizeof(scratch)), -EINVAL);
+	CHECK_EQ_U64(got.len, pre);
+	buf_free(&want);
+	buf_free(&got);
+	buf_free(&out);
+}
+
 /* Data blocks are encoded named: the checksum skips the payload, which
  * only the name authenticates; only blob_decode_named() accepts them. */
 static void test_encode_named(void)
@@ -738,6 +807,7 @@ int main(void)
 	test_named();
 	test_named_view();
 	test_encode_named();
+	test_encode_in_place();
 	test_name_backends_agree();
 	test_random();
 	test_threads();
