@@ -22,8 +22,9 @@
  * mismatch is -EIO (never wrong bytes).  All functions are thread-safe and
  * pure (no I/O).
  *
- * Data block names are a keyed BLAKE2b-256 of the plaintext (key: the
- * volume's 32-byte secret hash key), in hex: identical blocks share one
+ * Data block names are a keyed hash of the plaintext (key: the volume's
+ * 32-byte secret hash key), in hex: BLAKE2b-256 keyed, or HMAC-SHA-256
+ * (the volume's choice at mkfs, enum blob_names): identical blocks share one
  * object, and a name reveals nothing about content to anyone without the
  * key.  A data block is encoded named: reading it recomputes the name
  * from the plaintext, which checks the payload, so its checksum skips the
@@ -43,9 +44,16 @@
 #define BLOB_KEY_BYTES 32
 #define BLOB_DATA_KEY_LEN (5 + 3 + BLOB_NAME_LEN) /* "data/ab/" + name */
 
+/* How a volume names its data blocks, fixed at mkfs (volume.h). */
+enum blob_names {
+	BLOB_NAMES_BLAKE2B = 0, /* keyed BLAKE2b-256: formats 1 and 2 */
+	BLOB_NAMES_SHA256 = 1,  /* HMAC-SHA-256: format 3 */
+};
+
 struct blob_ctx {
 	uint8_t hash_key[BLOB_KEY_BYTES];
 	int zstd_level; /* 0 = no compression attempted */
+	enum blob_names names;
 };
 
 /* Must be called once before any other blob function (sodium_init).
@@ -55,6 +63,16 @@ int blob_global_init(void);
 /* name: BLOB_NAME_LEN+1 bytes, receives the hex keyed hash of data. */
 void blob_name(const struct blob_ctx *ctx, const void *data, size_t len,
 	       char *name);
+/* blob_name() through OpenSSL (sodium false; libsodium when OpenSSL
+ * cannot) or through libsodium: the same names (for tests). */
+void blob_name_backend(const struct blob_ctx *ctx, const void *data,
+		       size_t len, char *name, bool sodium);
+/* "blake2b" or "hmac-sha256", and back (also "sha256"); -EINVAL. */
+const char *blob_names_label(enum blob_names names);
+int blob_names_parse(const char *s, enum blob_names *out);
+/* What mkfs picks: HMAC-SHA-256 where the CPU has SHA-256 instructions
+ * (x86's SHA extensions, ARMv8's SHA2), BLAKE2b elsewhere. */
+enum blob_names blob_names_default(void);
 /* key: BLOB_DATA_KEY_LEN+1 bytes, receives "data/ab/<name>". */
 void blob_data_key(const char *name, char *key);
 

@@ -846,7 +846,8 @@ static int open_default_store(struct store **st)
 	}
 	if (volume_load(*st, &v, &err) == -ENOENT) {
 		buf_reset(&err);
-		rc = volume_create(*st, (*st)->block_size, &v, &err);
+		rc = volume_create(*st, (*st)->block_size,
+				   blob_names_default(), &v, &err);
 		if (rc) {
 			cli_error("%s", buf_str(&err));
 			store_close(*st);
@@ -957,6 +958,7 @@ int cmd_mount(int argc, char **argv)
 		goto out_store;
 	}
 	memcpy(mt.blob.hash_key, mt.vol.hash_key, BLOB_KEY_BYTES);
+	mt.blob.names = mt.vol.names;
 	mt.blob.zstd_level = 1;
 	if (o.cache_dir) {
 		rc = buf_appends(&cdir, o.cache_dir);

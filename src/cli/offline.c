@@ -36,6 +36,7 @@ int offline_open(struct offline_vol *ov, const char *loc,
 		goto out;
 	}
 	memcpy(ov->bc.hash_key, ov->v.hash_key, BLOB_KEY_BYTES);
+	ov->bc.names = ov->v.names;
 	rc = 0;
 out:
 	buf_free(&err);

@@ -6,7 +6,8 @@
  *
  * Invariants
  *   1. The descriptor is written once, by mkfs, and never changes: the
- *      block size and hash key of a volume are fixed for its life.
+ *      block size, hash key and block names of a volume are fixed for
+ *      its life.
  *   2. A lease names its holder by host, pid and a random owner token;
  *      only the token decides whether a renewal is still ours.
  */
@@ -112,6 +113,12 @@ int volume_load(struct store *s, struct volume *out, struct buf *err)
 	    kv_get((char *)text.data, "hash_key", v, sizeof(v)) ||
 	    hex_decode(v, out->hash_key, BLOB_KEY_BYTES))
 		goto out_damaged;
+	/* names: given exactly from format 3 on, BLAKE2b before */
+	out->names = BLOB_NAMES_BLAKE2B;
+	if (out->format >= VOLUME_FORMAT_NAMES &&
+	    (kv_get((char *)text.data, "names", v, sizeof(v)) ||
+	     blob_names_parse(v, &out->names)))
+		goto out_damaged;
 	rc = 0;
 	goto out;
 out_damaged:
@@ -121,8 +128,8 @@ out:
 	return rc;
 }
 
-int volume_create(struct store *s, uint32_t block_size, struct volume *out,
-		  struct buf *err)
+int volume_create(struct store *s, uint32_t block_size,
+		  enum blob_names names, struct volume *out, struct buf *err)
 {
 	struct buf text = BUF_INIT;
 	uint8_t id[VOLUME_ID_HEX / 2];
@@ -142,8 +149,11 @@ int volume_create(struct store *s, uint32_t block_size, struct volume *out,
 		return rc;
 	}
 	memset(out, 0, sizeof(*out));
-	out->format = VOLUME_FORMAT;
+	/* the oldest format that holds the volume: older binaries read it */
+	out->format = names == BLOB_NAMES_BLAKE2B ? VOLUME_FORMAT_PATCHES :
+						    VOLUME_FORMAT_NAMES;
 	out->block_size = block_size;
+	out->names = names;
 	blob_random(id, sizeof(id));
 	hex_encode(id, sizeof(id), out->id);
 	blob_random(out->hash_key, sizeof(out->hash_key));
@@ -153,6 +163,9 @@ int volume_create(struct store *s, uint32_t block_size, struct volume *out,
 			 "hash_key=%s\ncreated=%lld\n",
 			 out->format, out->id, out->block_size, keyhex,
 			 (long long)time(NULL));
+	if (rc == 0 && out->format >= VOLUME_FORMAT_NAMES)
+		rc = buf_appendf(&text, "names=%s\n",
+				 blob_names_label(names));
 	if (rc == 0)
 		rc = put_framed(s, "volume", &text);
 	if (rc)

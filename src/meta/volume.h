@@ -4,7 +4,8 @@
  * and metadata checkpoints.
  *
  * Store layout
- *   volume                  descriptor: format, id, block size, hash key
+ *   volume                  descriptor: format, id, block size, hash key,
+ *                           block names (format 3)
  *                           (blob-framed text, written once by mkfs)
  *   lease                   who has the volume mounted, until when
  *                           (rewritten while mounted: the one mutable
@@ -28,9 +29,16 @@
  * format 1 would not apply.  A format 1 volume is still read and written,
  * without patches, so that older binaries can go on reading it.
  */
-#define VOLUME_FORMAT 2
+#define VOLUME_FORMAT 3
 #define VOLUME_FORMAT_MIN 1
 #define VOLUME_FORMAT_PATCHES 2
+/*
+ * Format 3: data blocks are named by HMAC-SHA-256 (line "names=hmac-sha256"
+ * in the descriptor) instead of keyed BLAKE2b, which a reader of format 2
+ * would take for damage.  mkfs writes format 2 for BLAKE2b names, so that
+ * such a volume stays readable by older binaries.
+ */
+#define VOLUME_FORMAT_NAMES 3
 #define VOLUME_ID_HEX 32
 
 struct volume {
@@ -38,12 +46,13 @@ struct volume {
 	uint32_t block_size;
 	char id[VOLUME_ID_HEX + 1];
 	uint8_t hash_key[BLOB_KEY_BYTES];
+	enum blob_names names;
 };
 
 /* mkfs: -EEXIST (with a message in err) if the store already holds a
  * volume. */
-int volume_create(struct store *s, uint32_t block_size, struct volume *out,
-		  struct buf *err);
+int volume_create(struct store *s, uint32_t block_size,
+		  enum blob_names names, struct volume *out, struct buf *err);
 /* -ENOENT: not a volume; -EIO: damaged descriptor; -EPROTONOSUPPORT:
  * newer format.  err gets one line. */
 int volume_load(struct store *s, struct volume *out, struct buf *err);

@@ -94,6 +94,57 @@ def test_mkfs_file_url_and_block_size(mounts, workdir):
         one_line_error(r)
 
 
+@pytest.mark.parametrize("names", ["blake2b", "hmac-sha256"])
+def test_mkfs_block_names(mounts, names):
+    """Either kind of block names keeps data across remounts, stores
+    identical blocks once, patches a block and passes fsck --verify-data;
+    mkfs says which it chose, and only hmac-sha256 needs format 3."""
+    m = mounts(mkfs=False)
+    r = m.cli("mkfs", "--names", names, "--block-size",
+              str(h.DEFAULT_BLOCK_SIZE), m.store)
+    assert r.returncode == 0, r.stderr
+    fmt = 3 if names == "hmac-sha256" else 2
+    assert f"block names: {names} (volume format {fmt})" in r.stdout
+    bs = h.DEFAULT_BLOCK_SIZE
+    a = h.rand_bytes(5, 2 * bs + 5)
+    m.mount()
+    write_file(m.path("a"), a)
+    write_file(m.path("b"), a)
+    m.umount()
+    assert len(m.data_objects()) == 3  # two whole blocks and 5 bytes, once
+    m.mount()
+    with open(m.path("a"), "r+b") as f:  # one page: goes up as a patch
+        f.seek(bs + 4096)
+        f.write(b"x" * 4096)
+    m.umount()
+    m.wipe_cache()
+    m.mount()
+    assert read_file(m.path("a")) == (a[:bs + 4096] + b"x" * 4096 +
+                                      a[bs + 8192:])
+    assert read_file(m.path("b")) == a
+    m.umount()
+    r = m.cli("fsck", "--verify-data", m.store)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "verified" in r.stdout
+
+
+def test_mkfs_default_names_follow_the_cpu(mounts):
+    """Untold, mkfs names blocks by HMAC-SHA-256 where the CPU has SHA-256
+    instructions (x86: the sha_ni flag), by BLAKE2b elsewhere."""
+    with open("/proc/cpuinfo") as f:
+        flags = f.read()
+    if not re.search(r"^flags\s*:.*\b(sha_ni|sha)\b", flags, re.M) and \
+            not re.search(r"^Features\s*:.*\bsha2\b", flags, re.M):
+        want = "blake2b"
+    else:
+        want = "hmac-sha256"
+    m = mounts(mkfs=False)
+    r = m.mkfs()
+    assert f"block names: {want} " in r.stdout, r.stdout
+    for bad in ("md5", "", "BLAKE2B"):
+        one_line_error(m.cli("mkfs", "--names", bad, m.store + "-x"))
+
+
 def test_mkfs_refuses_existing_volume(mounts):
     m = mounts()
     write_file(m.path("keep"), b"precious")

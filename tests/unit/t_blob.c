@@ -617,12 +617,14 @@ static void test_encode_named(void)
  * boundaries of BLAKE2b are 128 bytes). */
 static void test_name_backends_agree(void)
 {
-	static const size_t lens[] = { 0, 1, 127, 128, 129, 255, 256, 4096,
-				       65537, 1 << 20 };
+	static const size_t lens[] = { 0, 1, 63, 64, 65, 127, 128, 129, 255,
+				       256, 4096, 65537, 1 << 20 };
 	uint8_t *data = malloc(1 << 20), h[32];
 	char name[BLOB_NAME_LEN + 1], want[BLOB_NAME_LEN + 1];
+	struct blob_ctx sha = ctx;
 	size_t i;
 
+	sha.names = BLOB_NAMES_SHA256;
 	for (i = 0; i < (1 << 20); i++)
 		data[i] = (uint8_t)(i * 31 + (i >> 9));
 	for (i = 0; i < ARRAY_SIZE(lens); i++) {
@@ -631,8 +633,66 @@ static void test_name_backends_agree(void)
 				   BLOB_KEY_BYTES);
 		hex_encode(h, sizeof(h), want);
 		CHECK(!strcmp(name, want));
+		blob_name_backend(&ctx, data, lens[i], name, true);
+		CHECK(!strcmp(name, want));
+
+		/* HMAC-SHA-256: OpenSSL and libsodium agree */
+		blob_name(&sha, data, lens[i], want);
+		blob_name_backend(&sha, data, lens[i], name, true);
+		CHECK(!strcmp(name, want));
+		blob_name(&ctx, data, lens[i], name);
+		CHECK(strcmp(name, want) != 0);
 	}
 	free(data);
+}
+
+/* HMAC-SHA-256 names (format 3): RFC 2104 over the volume key, checked
+ * against Python's hmac module; decoding checks them like BLAKE2b's. */
+static void test_names_sha256(void)
+{
+	static const char fox[] = "The quick brown fox jumps over the lazy dog";
+	struct blob_ctx sha = ctx;
+	char name[BLOB_NAME_LEN + 1];
+	struct buf enc = BUF_INIT, out = BUF_INIT;
+	enum blob_names n;
+
+	sha.names = BLOB_NAMES_SHA256;
+	blob_name(&sha, fox, strlen(fox), name);
+	CHECK(!strcmp(name, "f87ad256151fc7b4c5dffa4adb3ebe911a8eeb8a8ebdee3c"
+			    "2a4a8e5f5ec02c32"));
+	blob_name(&sha, NULL, 0, name);
+	CHECK(!strcmp(name, "d38b42096d80f45f826b44a9d5607de72496a415d3f4a1a8"
+			    "c88e3bb9da8dc1cb"));
+	blob_name_backend(&sha, NULL, 0, name, true);
+	CHECK(!strcmp(name, "d38b42096d80f45f826b44a9d5607de72496a415d3f4a1a8"
+			    "c88e3bb9da8dc1cb"));
+
+	/* an object named one way does not decode under the other */
+	blob_name(&sha, fox, strlen(fox), name);
+	CHECK_RC(blob_encode_named(&sha, fox, strlen(fox), &enc), 0);
+	CHECK_RC(blob_decode_named(&sha, name, enc.data, enc.len, &out), 0);
+	CHECK(out.len == strlen(fox) && !memcmp(out.data, fox, out.len));
+	buf_reset(&out);
+	CHECK_RC(blob_decode_named(&ctx, name, enc.data, enc.len, &out), -EIO);
+	CHECK_EQ_U64(out.len, 0);
+
+	/* labels and parsing */
+	CHECK(!strcmp(blob_names_label(BLOB_NAMES_SHA256), "hmac-sha256"));
+	CHECK(!strcmp(blob_names_label(BLOB_NAMES_BLAKE2B), "blake2b"));
+	CHECK_RC(blob_names_parse("hmac-sha256", &n), 0);
+	CHECK(n == BLOB_NAMES_SHA256);
+	CHECK_RC(blob_names_parse("sha256", &n), 0);
+	CHECK(n == BLOB_NAMES_SHA256);
+	CHECK_RC(blob_names_parse("blake2b", &n), 0);
+	CHECK(n == BLOB_NAMES_BLAKE2B);
+	CHECK_RC(blob_names_parse("md5", &n), -EINVAL);
+	CHECK_RC(blob_names_parse("", &n), -EINVAL);
+	/* the machine's default is one of the two, and stable */
+	n = blob_names_default();
+	CHECK(n == BLOB_NAMES_SHA256 || n == BLOB_NAMES_BLAKE2B);
+	CHECK(blob_names_default() == n);
+	buf_free(&enc);
+	buf_free(&out);
 }
 
 static void test_random(void)
@@ -809,6 +869,7 @@ int main(void)
 	test_encode_named();
 	test_encode_in_place();
 	test_name_backends_agree();
+	test_names_sha256();
 	test_random();
 	test_threads();
 	test_patch();

@@ -21,6 +21,7 @@
 
 #include "meta/journal.h"
 #include "meta/meta.h"
+#include "meta/volume.h"
 #include "store/store.h"
 #include "util/buf.h"
 #include "util/log.h"
@@ -635,6 +636,89 @@ static void test_restore_ahead(void)
 	rig_close(&r);
 }
 
+/*
+ * The descriptor keeps the block names mkfs chose: BLAKE2b in format 2
+ * (older binaries read it), HMAC-SHA-256 in format 3 with a names line;
+ * a format 3 descriptor without a known names line is damaged, and a
+ * format 2 one is BLAKE2b whatever it says.
+ */
+static void put_descriptor(struct store *s, const char *text)
+{
+	static const struct blob_ctx plain;
+	struct buf enc = BUF_INIT;
+
+	CHECK_RC(blob_encode(&plain, text, strlen(text), &enc), 0);
+	CHECK_RC(store_put(s, "volume", enc.data, enc.len), 0);
+	buf_free(&enc);
+}
+
+static void test_volume_names(void)
+{
+	static const char key[] = "hash_key=000102030405060708090a0b0c0d0e0f"
+				  "101112131415161718191a1b1c1d1e1f\n";
+	struct buf loc = BUF_INIT, err = BUF_INIT, text = BUF_INIT;
+	struct volume v, w;
+	struct store *s;
+
+	for (int k = 0; k < 2; k++) {
+		enum blob_names n = k ? BLOB_NAMES_SHA256 : BLOB_NAMES_BLAKE2B;
+
+		buf_reset(&loc);
+		buf_appendf(&loc, "%s/vol-names-%d", tmpdir, k);
+		CHECK_RC(store_open(buf_str(&loc), 1, &s, &err), 0);
+		CHECK_RC(volume_create(s, 65536, n, &v, &err), 0);
+		CHECK_RC(volume_load(s, &w, &err), 0);
+		CHECK(w.names == n && v.names == n);
+		CHECK_EQ_U64(w.format, k ? 3 : 2);
+		CHECK_EQ_U64(w.block_size, 65536);
+		CHECK(!memcmp(v.hash_key, w.hash_key, BLOB_KEY_BYTES));
+		/* written once: a second mkfs is refused */
+		CHECK_RC(volume_create(s, 65536, n, &v, &err), -EEXIST);
+		store_close(s);
+	}
+
+	buf_reset(&loc);
+	buf_appendf(&loc, "%s/vol-names-hand", tmpdir);
+	CHECK_RC(store_open(buf_str(&loc), 1, &s, &err), 0);
+	const char *cases[][2] = {
+		/* format, names line, then expected: "b", "s" or "damaged" */
+		{ "format=3\n", "damaged" },
+		{ "format=3\nnames=md5\n", "damaged" },
+		{ "format=3\nnames=hmac-sha256\n", "s" },
+		{ "format=3\nnames=blake2b\n", "b" },
+		{ "format=2\nnames=hmac-sha256\n", "b" },
+		{ "format=1\n", "b" },
+	};
+	for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
+		int rc;
+
+		buf_reset(&text);
+		buf_appendf(&text, "metafuse-volume\n%sid=%032d\n"
+			    "block_size=4096\n%s", cases[i][0], 0, key);
+		put_descriptor(s, buf_str(&text));
+		buf_reset(&err);
+		rc = volume_load(s, &w, &err);
+		if (!strcmp(cases[i][1], "damaged")) {
+			CHECK_RC(rc, -EIO);
+			CHECK(strstr(buf_str(&err), "damaged") != NULL);
+		} else {
+			CHECK_RC(rc, 0);
+			CHECK(w.names == (cases[i][1][0] == 's' ?
+						  BLOB_NAMES_SHA256 :
+						  BLOB_NAMES_BLAKE2B));
+		}
+	}
+	/* a format from the future is refused by number */
+	put_descriptor(s, "metafuse-volume\nformat=4\n");
+	buf_reset(&err);
+	CHECK_RC(volume_load(s, &w, &err), -EPROTONOSUPPORT);
+	CHECK(strstr(buf_str(&err), "format 4") != NULL);
+	store_close(s);
+	buf_free(&loc);
+	buf_free(&err);
+	buf_free(&text);
+}
+
 int main(void)
 {
 	if (getenv("T_JOURNAL_VERBOSE"))
@@ -657,6 +741,7 @@ int main(void)
 	test_pending_order();
 	test_damaged_entry();
 	test_checkpoint_due();
+	test_volume_names();
 	rm_rf(tmpdir);
 	return check_done("t_journal");
 }
