@@ -520,6 +520,11 @@ static int attempt_once(struct store_s3 *s, struct s3_xfer *x,
 	case M_PUT:
 	case M_POST:
 		curl_easy_setopt(c, CURLOPT_UPLOAD, 1L);
+		/* curl's default 64 KiB chunks cost a read callback, a
+		 * poll and a send each: 512 KiB ones took 7% off the
+		 * daemon's CPU in a sequential write to a loopback radosgw
+		 * (5 alternating runs).  Only handles that upload get one. */
+		curl_easy_setopt(c, CURLOPT_UPLOAD_BUFFERSIZE, 512L << 10);
 		curl_easy_setopt(c, CURLOPT_READFUNCTION, on_read);
 		curl_easy_setopt(c, CURLOPT_READDATA, x);
 		curl_easy_setopt(c, CURLOPT_SEEKFUNCTION, on_seek);
