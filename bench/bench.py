@@ -1123,6 +1123,9 @@ def machine_md(out, ctx):
                if os.path.isdir("/sys/bus/virtio/drivers/virtio_balloon")
                else "")
     touch = ctx.get("first_touch") or first_touch_probe(ctx["work"])
+    reporting = os.environ.get("METAFUSE_BENCH_PAGE_REPORTING")
+    if reporting:
+        balloon += f"free page reporting {reporting}; "
     text = f"""# Machine of this run
 
 - date (UTC): {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M}
@@ -1146,6 +1149,16 @@ def machine_md(out, ctx):
 
 
 # ------------------------------------------------------------------- main
+
+def settle():
+    """Before a target's workload: write back the dirty pages of earlier
+    targets (discard() moves their directories to the trash, so what they
+    wrote last, a cache filled by a cold read say, stays dirty), which the
+    kernel otherwise flushes 30 s later on the CPU and disk of whichever
+    target runs then; then settle_s3()."""
+    os.sync()
+    settle_s3()
+
 
 def settle_s3():
     """Free now the data of the S3 objects deleted so far (the last
@@ -1288,7 +1301,7 @@ def main():
                     t0 = now()
                     try:
                         t.fresh()
-                        settle_s3()
+                        settle()
                         fn(s, sz, ctx)
                         s.finish()
                     except Exception as e:  # record and go on
