@@ -292,6 +292,14 @@ class Mount:
             raise MountError(f"mkfs failed ({r.returncode}): {r.stderr}")
         return r
 
+    def fsck_verified(self):
+        """fsck --verify-data of the (unmounted) volume, which must find
+        every object sound; returns its report."""
+        r = self.cli("fsck", "--verify-data", self.store)
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert "verified" in r.stdout, r.stdout
+        return r.stdout
+
     def mount(self, foreground=False, opts=None, timeout=60, store=True):
         """Mount; with foreground=True run `mount -f` under Popen (the test
         gets the daemon pid in self.pid), else the daemonizing form, which

@@ -123,9 +123,7 @@ def test_mkfs_block_names(mounts, names):
                                       a[bs + 8192:])
     assert read_file(m.path("b")) == a
     m.umount()
-    r = m.cli("fsck", "--verify-data", m.store)
-    assert r.returncode == 0, r.stdout + r.stderr
-    assert "verified" in r.stdout
+    m.fsck_verified()
 
 
 def test_mkfs_default_names_follow_the_cpu(mounts):

@@ -61,9 +61,7 @@ def test_crash_leftovers_are_collected(mounts):
         assert named <= set(m.data_objects())
         assert read_file(m.path("a")) == data
     m.umount()
-    r = m.cli("fsck", "--verify-data", m.store)
-    assert r.returncode == 0, r.stdout + r.stderr
-    assert "verified" in r.stdout
+    m.fsck_verified()
 
 
 def test_fsck_verify_data_finds_a_damaged_object(mounts):
@@ -95,9 +93,8 @@ def test_fsck_checks_many_objects(mounts):
     m.umount()
     keys = sorted(m.data_objects())
     assert len(keys) == 1280
-    r = m.cli("fsck", "--verify-data", m.store)
-    assert r.returncode == 0, r.stdout + r.stderr
-    assert "1280 object(s) verified (80 MiB)" in r.stdout, r.stdout
+    out = m.fsck_verified()
+    assert "1280 object(s) verified (80 MiB)" in out, out
     gone = [keys[3], keys[1200]]
     damaged = keys[1100]
     for k in gone:
