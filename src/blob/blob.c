@@ -283,13 +283,34 @@ static void finish(uint8_t *hdr, uint8_t codec, uint8_t flags, size_t len,
 	out->data[out->len] = 0;
 }
 
+/*
+ * Compress len bytes of src into dst (cap bytes) at the context's level:
+ * the compressed size when it is smaller than len, else 0 (store raw).
+ * Compression is an optimisation: on any failure the input goes raw.
+ */
+static size_t compress_smaller(const struct blob_ctx *ctx, void *dst,
+			       size_t cap, const void *src, size_t len)
+{
+	int level = MF_MAX(ZSTD_minCLevel(),
+			   MF_MIN(ctx->zstd_level, ZSTD_maxCLevel()));
+	size_t r;
+
+	if (looks_incompressible(src, len, level))
+		return 0;
+	r = ZSTD_compress(dst, cap, src, len, level);
+	if (ZSTD_isError(r)) {
+		log_debug("zstd compress: %s", ZSTD_getErrorName(r));
+		return 0;
+	}
+	return r < len ? r : 0;
+}
+
 static int encode(const struct blob_ctx *ctx, const void *data, size_t len,
 		  uint8_t flags, struct buf *out)
 {
-	size_t bound = 0, plen = len, r;
-	uint8_t codec = BLOB_CODEC_RAW;
+	size_t bound = 0, plen = 0;
 	uint8_t *hdr;
-	int rc, level;
+	int rc;
 
 	if (ctx && ctx->zstd_level != 0 && len > 0) {
 		bound = ZSTD_compressBound(len);
@@ -302,26 +323,16 @@ static int encode(const struct blob_ctx *ctx, const void *data, size_t len,
 	if (rc)
 		return rc;
 	hdr = out->data + out->len;
-
-	if (bound) {
-		level = MF_MAX(ZSTD_minCLevel(),
-			       MF_MIN(ctx->zstd_level, ZSTD_maxCLevel()));
-		if (looks_incompressible(data, len, level))
-			r = len; /* raw */
-		else
-			r = ZSTD_compress(hdr + BLOB_HEADER_SIZE, bound, data,
-					  len, level);
-		/* compression is an optimisation: on failure store raw */
-		if (ZSTD_isError(r))
-			log_debug("zstd compress: %s", ZSTD_getErrorName(r));
-		else if (r < len) {
-			codec = BLOB_CODEC_ZSTD;
-			plen = r;
-		}
+	if (bound)
+		plen = compress_smaller(ctx, hdr + BLOB_HEADER_SIZE, bound, data,
+					len);
+	if (plen) {
+		finish(hdr, BLOB_CODEC_ZSTD, flags, len, plen, out);
+		return 0;
 	}
-	if (codec == BLOB_CODEC_RAW && len)
+	if (len)
 		memcpy(hdr + BLOB_HEADER_SIZE, data, len);
-	finish(hdr, codec, flags, len, plen, out);
+	finish(hdr, BLOB_CODEC_RAW, flags, len, len, out);
 	return 0;
 }
 
@@ -334,29 +345,23 @@ static int encode(const struct blob_ctx *ctx, const void *data, size_t len,
 int blob_encode_named_in_place(const struct blob_ctx *ctx, struct buf *out,
 			       size_t len, void *scratch, size_t scratch_len)
 {
-	uint8_t codec = BLOB_CODEC_RAW, *hdr, *payload;
-	size_t plen = len, r;
-	int level;
+	uint8_t *hdr, *payload;
+	size_t plen = 0;
 
 	if (len > SIZE_MAX - BLOB_HEADER_SIZE - 1 - out->len ||
 	    out->len + BLOB_HEADER_SIZE + len + 1 > out->cap)
 		return -EINVAL;
 	hdr = out->data + out->len;
 	payload = hdr + BLOB_HEADER_SIZE;
-	if (ctx && ctx->zstd_level != 0 && len > 0) {
-		level = MF_MAX(ZSTD_minCLevel(),
-			       MF_MIN(ctx->zstd_level, ZSTD_maxCLevel()));
-		if (!looks_incompressible(payload, len, level)) {
-			r = ZSTD_compress(scratch, MF_MIN(scratch_len, len),
-					  payload, len, level);
-			if (!ZSTD_isError(r) && r < len) {
-				memcpy(payload, scratch, r);
-				codec = BLOB_CODEC_ZSTD;
-				plen = r;
-			}
-		}
+	if (ctx && ctx->zstd_level != 0 && len > 0)
+		plen = compress_smaller(ctx, scratch, MF_MIN(scratch_len, len),
+					payload, len);
+	if (plen) {
+		memcpy(payload, scratch, plen);
+		finish(hdr, BLOB_CODEC_ZSTD, BLOB_F_NAMED, len, plen, out);
+	} else {
+		finish(hdr, BLOB_CODEC_RAW, BLOB_F_NAMED, len, len, out);
 	}
-	finish(hdr, codec, BLOB_F_NAMED, len, plen, out);
 	return 0;
 }
 
