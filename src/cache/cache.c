@@ -1146,6 +1146,16 @@ static bool cover(struct centry *e, bool fresh, uint32_t lo, uint32_t hi,
 	return !was_whole && e->cov_lo == 0 && e->cov_hi == bs;
 }
 
+/* Whether a truncate, punch or delete took one of ents out of the table
+ * (it may have done so while the entry loaded).  Called with lock held. */
+static bool any_dropped(struct centry *const *ents, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (!ents[i]->in_table)
+			return true;
+	return false;
+}
+
 /* Write [off, off+len) into blocks; from_inline: the data of an inline
  * file moving to block 0 (the index drops it and marks block 0 dirty in
  * one transaction). */
@@ -1179,6 +1189,7 @@ static ssize_t write_blocks(struct cache *c, uint64_t ino, uint64_t off,
 	if (rc)
 		goto out_free;
 
+again:
 	for (i = 0; i < n; i++) {
 		uint64_t pos = i == 0 ? off : (first + i) * bs;
 		uint64_t boff = pos % bs;
@@ -1207,6 +1218,21 @@ static ssize_t write_blocks(struct cache *c, uint64_t ino, uint64_t off,
 
 	pthread_mutex_lock(&c->commit_lock);
 	pthread_mutex_lock(&c->lock);
+	if (rc == 0 && any_dropped(ents, got)) {
+		/*
+		 * A truncate or punch dropped one of the blocks after this
+		 * write pinned it: its bytes went into a file nobody keeps.
+		 * The drop came first, so write again into what the file
+		 * holds now (every drop holds commit_lock: once it is held,
+		 * the entries stay).
+		 */
+		pthread_mutex_unlock(&c->lock);
+		pthread_mutex_unlock(&c->commit_lock);
+		for (i = 0; i < got; i++)
+			entry_release(c, ents[i]);
+		got = 0;
+		goto again;
+	}
 	for (i = 0; i < got; i++) {
 		uint64_t pos = i == 0 ? off : (first + i) * bs;
 		uint64_t boff = pos % bs, bend = MF_MIN(bs, boff + off + len - pos);

@@ -1232,6 +1232,51 @@ static void test_upload_during_growing_write(void)
 
 
 /*
+ * A write whose block a truncate drops while the write loads it: the
+ * truncate came first, so the write's bytes must be there afterwards, in
+ * the cache and in the store.  They were not: the write went into the
+ * dropped entry's file, which nobody keeps, while the index recorded the
+ * block as written, so it read back as zeros.
+ */
+static void test_write_during_truncate(void)
+{
+	struct env e;
+	uint8_t *a = malloc(2 * BS), *out = malloc(BS), *want = calloc(1, BS);
+	struct trunc_arg ta;
+	struct write_arg wa;
+	pthread_t t;
+
+	env_init(&e, 64 * BS, 3600ULL * 1000000000ULL);
+	fill(a, 2 * BS, 13);
+	CHECK_RC(cache_write(e.c, 13, 0, a, 2 * BS), 2 * BS);
+	CHECK_RC(cache_flush_inode(e.c, 13), 0);
+	reopen_cold(&e);
+	store_fault_read_delay(e.store, 300000);
+	/* 1,000 bytes into block 1, which is not cached: it is loaded */
+	wa = (struct write_arg){ e.c, 13, BS + 100, a + 7, 1000 };
+	pthread_create(&t, NULL, write_thread, &wa);
+	usleep(100000);            /* the write is in its get */
+	ta = (struct trunc_arg){ e.f, 13, 0 };
+	CHECK_RC(cache_truncate(e.c, 13, 2 * BS, 0, fk_truncate, &ta), 0);
+	pthread_join(t, NULL);
+	store_fault_read_delay(e.store, 0);
+	CHECK_EQ_U64(e.f->size[13], BS + 1100);
+	memcpy(want + 100, a + 7, 1000);
+	memset(out, 0xaa, BS);
+	CHECK_RC(cache_read(e.c, 13, BS, BS, BS + 1100, out), 1100);
+	CHECK_MEM(out, want, 1100);
+	CHECK_RC(cache_flush_inode(e.c, 13), 0);
+	reopen_cold(&e);
+	memset(out, 0xaa, BS);
+	CHECK_RC(cache_read(e.c, 13, BS, BS, BS + 1100, out), 1100);
+	CHECK_MEM(out, want, 1100);
+	env_free(&e);
+	free(a);
+	free(out);
+	free(want);
+}
+
+/*
  * A block written in a few pages since its upload goes up as a patch of
  * those pages, read back cold as base plus patches; whole again after a
  * truncate, a failed upload keeps its pages, a long chain is replaced.
@@ -1388,6 +1433,7 @@ int main(void)
 	test_stale_upload_after_punch();
 	test_flush_during_upload();
 	test_upload_during_growing_write();
+	test_write_during_truncate();
 	test_patches();
 	return check_done("t_cache");
 }
