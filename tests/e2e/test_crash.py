@@ -17,6 +17,8 @@ METAFUSE_CRASH_ITERS=N sets the number of kills per run.
 import errno
 import os
 import random
+import re
+import shutil
 import threading
 
 import pytest
@@ -26,6 +28,8 @@ import mfhelpers as h
 BLOCK = 64 * 1024
 DIRS = ["", "d1", "d2", "d1/sub"]
 NAMES = ["a", "b", "c", "d", "e"]
+# what a restore logs when the journal in the store is not whole
+JOURNAL_BROKEN = re.compile(r"follows a gap|is damaged|does not apply")
 
 
 class Workload:
@@ -38,6 +42,8 @@ class Workload:
         self.shadow = {}       # rel path -> bytearray (what was written)
         self.durable = {}      # rel path -> bytes at its last fsync
         self.uncertain = set()  # paths the interrupted op touched
+        self.history = []      # (kill round, op, paths, details)
+        self.round = 0
 
     def p(self, rel):
         return os.path.join(self.mnt, rel)
@@ -66,6 +72,7 @@ class Workload:
             try:
                 if kind == "truncate":
                     size = rng.randrange(0, 6 * BLOCK)
+                    self.note(kind, rel, f"{len(data)} -> {size}")
                     os.ftruncate(fd, size)
                     if size < len(data):
                         del data[size:]
@@ -76,6 +83,8 @@ class Workload:
                         0, 6 * BLOCK)])
                     size = rng.choice([1, 4096, rng.randrange(1, 3 * BLOCK)])
                     buf = h.rand_bytes(rng.randrange(1 << 30), size)
+                    self.note(kind, rel, f"[{off}, {off + size}) of "
+                              f"{len(data)}")
                     n = os.pwrite(fd, buf, off)
                     assert n == size
                     if off > len(data):
@@ -85,6 +94,7 @@ class Workload:
                 self.durable.pop(rel, None)
                 if kind == "fsync_write":
                     os.fsync(fd)
+                    self.note("fsynced", rel)
                     self.durable[rel] = bytes(data)
             finally:
                 os.close(fd)
@@ -94,6 +104,7 @@ class Workload:
             if a == b or a not in self.shadow:
                 return
             self.uncertain = {a, b}
+            self.note(kind, f"{a} -> {b}")
             os.rename(self.p(a), self.p(b))
             self.shadow[b] = self.shadow.pop(a)
             self.durable.pop(a, None)
@@ -103,10 +114,20 @@ class Workload:
             if a not in self.shadow:
                 return
             self.uncertain = {a}
+            self.note(kind, a)
             os.unlink(self.p(a))
             del self.shadow[a]
             self.durable.pop(a, None)
         self.uncertain = set()
+
+    def note(self, kind, what, detail=""):
+        self.history.append((self.round, kind, what, detail))
+
+    def told(self, rel):
+        """What was done to the path rel, for a failure message."""
+        return "\n".join(f"  round {r}: {k} {w} {d}"
+                         for r, k, w, d in self.history
+                         if rel in w.split(" -> "))
 
     def files_on_mount(self):
         out = {}
@@ -180,11 +201,20 @@ def crash_loop(mounts, wipe, iters):
         h.force_unmount(m.mnt)
         if wipe:
             m.wipe_cache()
+        if os.environ.get("METAFUSE_CRASH_KEEP") and m.is_local:
+            # the store as this remount finds it, to look at afterwards
+            shutil.copytree(m.store, f"{m.root}/store-{it}")
         try:
             m.mount()
         except h.MountError as e:
             fail(f"kill {it}: remount failed: {e}")
         got = w.files_on_mount()
+        # a kill may cut an entry short, never lose one or break the chain
+        bad = [ln for ln in m.log_text().splitlines()
+               if JOURNAL_BROKEN.search(ln)]
+        if bad:
+            fail(f"kill {it}: the metadata came back broken:\n"
+                 + "\n".join(bad))
         if wipe:
             for rel, want in w.durable.items():
                 if rel in w.uncertain:
@@ -197,7 +227,8 @@ def crash_loop(mounts, wipe, iters):
                     fail(f"kill {it} (after {ops} ops): fsync'ed {rel} "
                          f"lost: want {len(want)} bytes, got "
                          f"{None if g is None else len(g)}, first "
-                         f"difference at byte {at}")
+                         f"difference at byte {at}; what was done to "
+                         f"it:\n{w.told(rel)}")
         else:
             for rel in set(w.shadow) | set(got):
                 if rel in w.uncertain:
@@ -212,6 +243,7 @@ def crash_loop(mounts, wipe, iters):
         w.shadow = {k: bytearray(v) for k, v in got.items()}
         w.durable = {}
         w.uncertain = set()
+        w.round = it + 1
         w.setup()
     m.umount()
     r = m.cli("fsck", m.store)
