@@ -468,6 +468,7 @@ static int obj_buf_init(const struct cache *c, struct buf *b)
 static int chain_get(struct cache *c, uint64_t ino, uint64_t idx,
 		     struct cache_chain *ch)
 {
+	ch->dirty = 0;
 	ch->n = 0;
 	ch->patch_bytes = 0;
 	if (c->ops->block_chain)
@@ -655,6 +656,20 @@ static int load_block(struct cache *c, struct centry *e, struct buf *reuse)
 	}
 	if (rc)
 		goto out_chain;
+	if (ch->dirty) {
+		bool live;
+
+		pthread_mutex_lock(&c->lock);
+		live = e->in_table;
+		pthread_mutex_unlock(&c->lock);
+		/* a dirty block is in the cache until its upload: only a
+		 * drop (and a newer entry's write) may race with this one */
+		if (live)
+			log_error("block %" PRIu64 " of inode %" PRIu64
+				  ": the index says it was written, but the "
+				  "cache does not hold it (a bug); it reads "
+				  "as last uploaded", e->idx, e->ino);
+	}
 	fd = entry_open(c, e, O_RDWR | O_CREAT | O_TRUNC);
 	if (fd < 0) {
 		rc = fd;
@@ -1521,8 +1536,15 @@ static int upload_one(struct cache *c, struct centry *e, uint64_t v,
 			c->stats.patches++;
 	}
 	if (rc == -ESTALE && e->in_table) {
-		/* the index no longer has this block (file truncated or
-		 * deleted): the cached copy has nothing to be uploaded to */
+		/*
+		 * The index has no changes of this block to record: every
+		 * drop takes the entry out first, under commit_lock, so the
+		 * cache and the index disagree.  What the cache holds
+		 * cannot be recorded anywhere.
+		 */
+		log_error("block %" PRIu64 " of inode %" PRIu64 " is not "
+			  "written in the index while the cache holds "
+			  "changes (a bug); they are dropped", e->idx, e->ino);
 		table_remove(c, e);
 		rc = 0;
 	} else if (rc == -ESTALE) {

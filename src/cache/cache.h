@@ -33,6 +33,7 @@ struct cache;
  * (blob/patch.h), applied in order. */
 struct cache_chain {
 	char base[BLOB_NAME_LEN + 1]; /* "" when never uploaded */
+	int dirty;                    /* written since that upload */
 	unsigned n;
 	uint64_t patch_bytes;         /* stored bytes of the patches */
 	char patch[PATCH_CHAIN_MAX][BLOB_NAME_LEN + 1];

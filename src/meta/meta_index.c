@@ -64,6 +64,7 @@ static int ix_block_chain(void *arg, uint64_t ino, uint64_t idx,
 	rc = meta_block_chain(arg, ino, idx, ch);
 	if (rc == 0) {
 		memcpy(out->base, ch->base, sizeof(out->base));
+		out->dirty = ch->dirty;
 		out->n = ch->n;
 		out->patch_bytes = ch->patch_bytes;
 		memcpy(out->patch, ch->patch, ch->n * sizeof(out->patch[0]));

@@ -204,6 +204,7 @@ static int fk_block_chain(void *arg, uint64_t ino, uint64_t idx,
 		rc = -ENOENT;
 	} else {
 		memcpy(out->base, b->hash, BLOB_NAME_LEN + 1);
+		out->dirty = b->dirty;
 		out->n = b->npatch;
 		out->patch_bytes = 0;
 		memcpy(out->patch, b->patch, sizeof(b->patch));
