@@ -79,6 +79,9 @@ struct cache_index_ops {
 	int (*dirty_blocks)(void *arg,
 			    int (*cb)(uint64_t ino, uint64_t idx, void *cbarg),
 			    void *cbarg);
+	/* How many blocks of ino the index says are dirty (optional; a
+	 * self-check: each must be in the cache, dirty). */
+	int (*dirty_count)(void *arg, uint64_t ino, uint64_t *n);
 	/*
 	 * Inline data (optional; NULL or inline_max 0: never).  Small files
 	 * live in the index, not in blocks; see meta_inline_*() for the

@@ -257,6 +257,7 @@ enum stmt_id {
 	ST_BLOCKS_DIRTY,
 	ST_BLOCKS_PATCHED,
 	ST_DIRTY_COUNT,
+	ST_INODE_DIRTY_COUNT,
 	ST_FORGET_NBLOCKS,
 	ST_FORGET_DELETE,
 	ST_FORGET_CLEAN,
@@ -388,6 +389,8 @@ static const char *const stmt_sql[ST_COUNT] = {
 			      " WHERE (ino, idx) > (?1, ?2)"
 			      " ORDER BY ino, idx LIMIT ?3",
 	[ST_DIRTY_COUNT] = "SELECT count(*) FROM block WHERE dirty = 1",
+	[ST_INODE_DIRTY_COUNT] = "SELECT count(*) FROM block"
+				 " WHERE ino = ?1 AND dirty = 1",
 	[ST_FORGET_NBLOCKS] =
 		"UPDATE inode SET nblocks = nblocks - c.n"
 		" FROM (SELECT ino, count(*) AS n FROM block"
@@ -2969,6 +2972,20 @@ static int64_t count_locked(struct meta *m, int id)
 		v = sqlite3_column_int64(st, 0);
 	sqlite3_reset(st);
 	return rc < 0 ? rc : v;
+}
+
+int meta_inode_dirty_count(struct meta *m, uint64_t ino, uint64_t *n)
+{
+	int64_t v;
+	int rc = meta_txn_begin(m, META_TXN_NONE);
+
+	if (rc)
+		return rc;
+	bind_u64(m->st[ST_INODE_DIRTY_COUNT], 1, ino);
+	v = count_locked(m, ST_INODE_DIRTY_COUNT);
+	if (v >= 0)
+		*n = (uint64_t)v;
+	return meta_txn_end(m, v < 0 ? (int)v : 0);
 }
 
 static int64_t forget_dirty_locked(struct meta *m)

@@ -328,6 +328,9 @@ int meta_block_drop(struct meta *m, uint64_t ino, uint64_t first,
 int meta_blocks_dirty(struct meta *m,
 		      int (*cb)(uint64_t ino, uint64_t idx, void *arg),
 		      void *arg);
+/* How many blocks of ino are dirty (the cache's self-check after a
+ * flush: each is in the cache, dirty). */
+int meta_inode_dirty_count(struct meta *m, uint64_t ino, uint64_t *n);
 /* Visit every block that has patches (fsck --verify-data follows their
  * chains: meta_block_chain()). */
 int meta_blocks_patched(struct meta *m,

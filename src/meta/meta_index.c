@@ -91,6 +91,11 @@ static int ix_object_note(void *arg, const char *hash, uint64_t size)
 	return meta_object_note(arg, hash, size);
 }
 
+static int ix_dirty_count(void *arg, uint64_t ino, uint64_t *n)
+{
+	return meta_inode_dirty_count(arg, ino, n);
+}
+
 static int ix_dirty_blocks(void *arg,
 			   int (*cb)(uint64_t ino, uint64_t idx, void *cbarg),
 			   void *cbarg)
@@ -132,6 +137,7 @@ const struct cache_index_ops meta_index_ops = {
 	.block_patch = ix_block_patch,
 	.block_reset = ix_block_reset,
 	.dirty_blocks = ix_dirty_blocks,
+	.dirty_count = ix_dirty_count,
 	.object_note = ix_object_note,
 	.inline_write = ix_inline_write,
 	.inline_read = ix_inline_read,
