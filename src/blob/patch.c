@@ -56,11 +56,13 @@ int patch_parse(const uint8_t *p, size_t len, const char *below,
 	uint64_t end = 0, total = 0;
 	size_t n, i;
 
-	if (len < PATCH_HEADER_SIZE || memcmp(p, patch_magic, 8) ||
-	    strlen(below) != BLOB_NAME_LEN ||
-	    hex_decode(below, want, sizeof(want)) ||
-	    memcmp(p + 8, want, sizeof(want)))
+	if (len < PATCH_HEADER_SIZE || memcmp(p, patch_magic, 8))
 		return -EIO;
+	if (below && (strlen(below) != BLOB_NAME_LEN ||
+		      hex_decode(below, want, sizeof(want)) ||
+		      memcmp(p + 8, want, sizeof(want))))
+		return -EIO;
+	v->below = p + 8;
 	v->new_len = get_le32(p + 40);
 	n = get_le32(p + 44);
 	if (v->new_len > max_len ||

@@ -52,15 +52,17 @@ int patch_write_header(uint8_t *p, const char *below, uint32_t new_len,
 		       const struct patch_ext *ext, size_t n);
 
 struct patch_view {
+	const uint8_t *below; /* the name of the object below, binary */
 	uint32_t new_len;
 	size_t n;
 	const uint8_t *table; /* n extents */
 	const uint8_t *data;  /* their bytes */
 };
 
-/* Check a patch of len bytes: magic, that it sits on below, that its
- * extents are ordered, inside new_len <= max_len and add up to its data.
- * 0 or -EIO. */
+/* Check a patch of len bytes: magic, that it sits on below (any object
+ * when below is NULL: the caller compares v->below), that its extents
+ * are ordered, inside new_len <= max_len and add up to its data.  0 or
+ * -EIO. */
 int patch_parse(const uint8_t *p, size_t len, const char *below,
 		uint32_t max_len, struct patch_view *v);
 struct patch_iter {

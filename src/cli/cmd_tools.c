@@ -313,6 +313,14 @@ struct listed {
 #define FSCK_AHEAD 8u
 #define FSCK_AHEAD_BYTES (64u << 20)
 
+/* --verify-data: what a verified object said of itself, for the chain
+ * check (only patches and damaged objects are noted) */
+struct seen {
+	uint8_t name[BLOB_HASH_BYTES];
+	uint8_t below[BLOB_HASH_BYTES]; /* a patch's object below */
+	char kind; /* 'p' patch, 'x' not a valid patch, 'd' damaged */
+};
+
 struct fsck_ctx {
 	struct store *s;
 	struct meta *m;
@@ -329,6 +337,8 @@ struct fsck_ctx {
 	size_t nbatch;
 	uint64_t checked, missing, damaged, total, bytes, broken;
 	uint64_t last_ns;
+	struct seen *seen; /* sorted by name before the chain check */
+	size_t nseen, capseen;
 };
 
 static void report_line(const char *line, void *arg)
@@ -387,6 +397,43 @@ static void progress(struct fsck_ctx *f)
 	}
 }
 
+/* Note what object name (hex) is: damaged ('d'), or a patch by its
+ * plaintext's magic, on which object ('p'), or malformed ('x'). */
+static int note_seen(struct fsck_ctx *f, const char *name, bool damaged)
+{
+	static const char magic[8] = "MFPATCH1";
+	struct patch_view v;
+	struct seen *s;
+
+	if (!damaged && (f->plain.len < sizeof(magic) ||
+			 memcmp(f->plain.data, magic, sizeof(magic))))
+		return 0; /* a block: the chain check needs nothing of it */
+	if (f->nseen == f->capseen) {
+		size_t ncap = f->capseen ? f->capseen * 2 : 256;
+		struct seen *p = realloc(f->seen, ncap * sizeof(*p));
+
+		if (!p)
+			return -ENOMEM;
+		f->seen = p;
+		f->capseen = ncap;
+	}
+	s = &f->seen[f->nseen];
+	if (hex_decode(name, s->name, sizeof(s->name)))
+		return 0;
+	memset(s->below, 0, sizeof(s->below));
+	if (damaged) {
+		s->kind = 'd';
+	} else if (patch_parse(f->plain.data, f->plain.len, NULL,
+			       f->block_size, &v)) {
+		s->kind = 'x';
+	} else {
+		s->kind = 'p';
+		memcpy(s->below, v.below, sizeof(s->below));
+	}
+	f->nseen++;
+	return 0;
+}
+
 static void report_missing(struct fsck_ctx *f, const char *key)
 {
 	printf("object %s is referenced but missing from the store\n", key);
@@ -398,6 +445,8 @@ static void report_missing(struct fsck_ctx *f, const char *key)
 static int verify_batch(struct fsck_ctx *f)
 {
 	struct store_ahead *a = NULL;
+	const char *name;
+	bool damaged;
 	size_t i;
 	int rc;
 
@@ -415,13 +464,15 @@ static int verify_batch(struct fsck_ctx *f)
 		}
 		if (rc)
 			break;
-		if (blob_decode_named(f->bc, f->bkey[i] + BLOB_DATA_KEY_LEN -
-					      BLOB_NAME_LEN, f->obj.data,
-				      f->obj.len, &f->plain)) {
+		name = f->bkey[i] + BLOB_DATA_KEY_LEN - BLOB_NAME_LEN;
+		damaged = blob_decode_named(f->bc, name, f->obj.data,
+					    f->obj.len, &f->plain) != 0;
+		if (damaged) {
 			printf("object %s is damaged (checksum or name does "
 			       "not match its content)\n", f->bkey[i]);
 			f->damaged++;
 		}
+		rc = note_seen(f, name, damaged);
 		f->bytes += f->obj.len;
 		f->checked++;
 		progress(f);
@@ -462,18 +513,24 @@ static int object_cb(const char *hash, uint64_t refs, void *arg)
 	return ++f->nbatch == FSCK_BATCH ? verify_batch(f) : 0;
 }
 
+static int seen_cmp(const void *a, const void *b)
+{
+	return memcmp(a, b, BLOB_HASH_BYTES);
+}
+
 /*
  * With --verify-data: that each patch of a block's chain sits on the
- * object below it (blob/patch.h), as its reader will require.  Every
- * object's own content was checked against its name already; a patch
- * missing or damaged was reported then and is passed over here.
+ * object below it (blob/patch.h), as its reader will require, from what
+ * verifying each object noted of it (note_seen()): no object is fetched
+ * twice.  A patch missing or damaged was reported then and is passed over
+ * here.
  */
 static int chain_cb(uint64_t ino, uint64_t idx, void *arg)
 {
 	struct fsck_ctx *f = arg;
-	char key[BLOB_DATA_KEY_LEN + 1];
 	struct meta_chain *ch = malloc(sizeof(*ch));
-	struct patch_view v;
+	uint8_t name[BLOB_HASH_BYTES], below[BLOB_HASH_BYTES];
+	const struct seen *s;
 	unsigned k;
 	int rc;
 
@@ -486,28 +543,30 @@ static int chain_cb(uint64_t ino, uint64_t idx, void *arg)
 		rc = 0;
 	else if (rc == 0)
 		for (k = 0; k < ch->n; k++) {
-			const char *below = k ? ch->patch[k - 1] : ch->base;
+			const char *bname = k ? ch->patch[k - 1] : ch->base;
 
-			blob_data_key(ch->patch[k], key);
-			buf_reset(&f->obj);
-			buf_reset(&f->plain);
-			rc = store_get(f->s, key, 0, 0, &f->obj);
-			if (rc == -ENOENT) {
-				rc = 0;
-				break;
-			}
-			if (rc)
-				break;
-			if (blob_decode_named(f->bc, ch->patch[k], f->obj.data,
-					      f->obj.len, &f->plain))
-				break;
-			if (patch_parse(f->plain.data, f->plain.len, below,
-					f->block_size, &v)) {
+			if (hex_decode(ch->patch[k], name, sizeof(name)) ||
+			    hex_decode(bname, below, sizeof(below)))
+				break; /* not a name: fsck said so */
+			s = f->nseen ? bsearch(name, f->seen, f->nseen,
+					       sizeof(*f->seen), seen_cmp) :
+				       NULL;
+			if (s && s->kind == 'd')
+				break; /* damaged: reported */
+			if (!s && (!f->nhave ||
+				   !bsearch(name, f->have, f->nhave,
+					    sizeof(*f->have), listed_cmp)))
+				break; /* missing: reported */
+			if (!s || s->kind != 'p' ||
+			    memcmp(s->below, below, sizeof(below))) {
+				char key[BLOB_DATA_KEY_LEN + 1];
+
+				blob_data_key(ch->patch[k], key);
 				printf("block %" PRIu64 " of inode %" PRIu64
 				       ": patch %u of %u (%s) does not sit on "
 				       "the object below it (%s): the block "
 				       "cannot be read (not repairable)\n",
-				       idx, ino, k + 1, ch->n, key, below);
+				       idx, ino, k + 1, ch->n, key, bname);
 				f->broken++;
 				break;
 			}
@@ -575,6 +634,7 @@ int cmd_fsck(int argc, char **argv)
 		cli_error("fsck failed: %s", strerror(-rc));
 		goto out;
 	}
+	f.block_size = ov.v.block_size;
 	f.bkey = calloc(FSCK_BATCH, sizeof(*f.bkey));
 	f.bptr = calloc(FSCK_BATCH, sizeof(*f.bptr));
 	f.bsize = calloc(FSCK_BATCH, sizeof(*f.bsize));
@@ -589,7 +649,8 @@ int cmd_fsck(int argc, char **argv)
 		fprintf(stderr, "\r");
 	if (rc == 0 && f.verify) {
 		f.m = m;
-		f.block_size = ov.v.block_size;
+		if (f.nseen)
+			qsort(f.seen, f.nseen, sizeof(*f.seen), seen_cmp);
 		rc = meta_blocks_patched(m, chain_cb, &f);
 	}
 	if (rc) {
@@ -628,6 +689,7 @@ out:
 	buf_free(&f.obj);
 	buf_free(&f.plain);
 	free(f.have);
+	free(f.seen);
 	free(f.bkey);
 	free(f.bptr);
 	free(f.bsize);

@@ -95,6 +95,7 @@ void offline_close(struct offline_vol *ov)
 	if (ov->dir[0])
 		rm_rf(ov->dir);
 	ov->dir[0] = '\0';
+	cli_test_store_report(ov->s);
 	store_close(ov->s);
 	ov->s = NULL;
 }

@@ -142,7 +142,7 @@ int cli_test_store_wrap(struct store **s)
 	const char *delay = getenv("METAFUSE_TEST_STORE_READ_DELAY_US");
 	struct store *w;
 
-	if (!down && !delay)
+	if (!down && !delay && !getenv("METAFUSE_TEST_STORE_COUNTS"))
 		return 0;
 	if (store_fault_wrap(*s, &w)) {
 		cli_error("cannot set up the test fault wrapper");
@@ -156,4 +156,16 @@ int cli_test_store_wrap(struct store **s)
 	if (delay)
 		store_fault_read_delay(w, (unsigned)strtoul(delay, NULL, 10));
 	return 0;
+}
+
+void cli_test_store_report(struct store *s)
+{
+	struct store_fault_counts n;
+
+	if (!s || !getenv("METAFUSE_TEST_STORE_COUNTS"))
+		return;
+	store_fault_get_counts(s, &n);
+	fprintf(stderr, "store calls: %" PRIu64 " get, %" PRIu64 " put, %"
+		PRIu64 " del, %" PRIu64 " list, %" PRIu64 " head\n",
+		n.calls[1], n.calls[0], n.calls[2], n.calls[3], n.calls[4]);
 }

@@ -74,10 +74,14 @@ void cli_store_opts_free(struct cli_store_opts *so);
 /*
  * For the test suite and bench/: wrap *s in the fault wrapper when the
  * environment asks for it, METAFUSE_TEST_STORE_DOWN_FILE=PATH (every call
- * fails while PATH exists) or METAFUSE_TEST_STORE_READ_DELAY_US=N (every
+ * fails while PATH exists), METAFUSE_TEST_STORE_READ_DELAY_US=N (every
  * get, head and list first waits N microseconds, as on a distant
- * service).  0, or -1 with a message.
+ * service) or METAFUSE_TEST_STORE_COUNTS=1 (cli_test_store_report()
+ * prints the calls made).  0, or -1 with a message.
  */
 int cli_test_store_wrap(struct store **s);
+/* With METAFUSE_TEST_STORE_COUNTS=1, one line on stderr before s closes:
+ * "store calls: N get, N put, N del, N list, N head". */
+void cli_test_store_report(struct store *s);
 
 #endif

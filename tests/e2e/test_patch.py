@@ -8,6 +8,7 @@ fsck sees a consistent volume."""
 import errno
 import os
 import random
+import re
 
 import mfhelpers as h
 from mfhelpers import MIB, read_file, write_file
@@ -181,6 +182,13 @@ def test_patched_blocks_survive_kill(mounts):
     fsck_ok(m)
 
 
+def store_gets(stderr):
+    """The gets a command made (METAFUSE_TEST_STORE_COUNTS=1)."""
+    m = re.search(r"store calls: (\d+) get", stderr)
+    assert m, stderr
+    return int(m.group(1))
+
+
 def test_fsck_verify_data_follows_patch_chains(mounts):
     """Every object can be intact and a chain still broken: metadata
     that lists a block's patches in the wrong order (here swapped behind
@@ -202,6 +210,17 @@ def test_fsck_verify_data_follows_patch_chains(mounts):
     m.umount()
     r = m.cli("fsck", "--verify-data", m.store)
     assert r.returncode == 0, f"fsck: {r.stdout}{r.stderr}"
+    # each object is fetched once, patches too (they were fetched again
+    # to follow the chains): the gets beyond a plain fsck's are one per
+    # object verified
+    env = dict(m.env, METAFUSE_TEST_STORE_COUNTS="1")
+    r = h.run([h.BIN, "fsck", "--verify-data", m.store], env=env)
+    plain = h.run([h.BIN, "fsck", m.store], env=env)
+    verified = int(re.search(r"(\d+) object\(s\) verified",
+                             r.stdout).group(1))
+    assert verified == 3, r.stdout  # the base and two patches
+    assert store_gets(r.stderr) - store_gets(plain.stderr) == verified, \
+        r.stderr + plain.stderr
 
     db = sqlite3.connect(os.path.join(m.cache, "meta.db"))
     rows = db.execute("SELECT n FROM patch WHERE ino = ? AND idx = 0",
