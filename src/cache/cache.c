@@ -635,9 +635,11 @@ static void chain_get_free(struct chain_get *g, unsigned n)
  * when not NULL, is the caller's buffer from obj_buf_init() (a fetcher
  * keeps one for its life: block-sized buffers allocated per load by
  * several threads leave the heap fragmented, 28 MiB per thread with
- * 4 MiB blocks); else one is made for this load.
+ * 4 MiB blocks); else one is made for this load.  *dirty: whether the
+ * index says the block was written since that content went up.
  */
-static int load_block(struct cache *c, struct centry *e, struct buf *reuse)
+static int load_block(struct cache *c, struct centry *e, struct buf *reuse,
+		      bool *dirty)
 {
 	struct buf own = BUF_INIT, plain = BUF_INIT, *obj = reuse ? reuse : &own;
 	struct cache_chain *ch = malloc(sizeof(*ch));
@@ -656,20 +658,7 @@ static int load_block(struct cache *c, struct centry *e, struct buf *reuse)
 	}
 	if (rc)
 		goto out_chain;
-	if (ch->dirty) {
-		bool live;
-
-		pthread_mutex_lock(&c->lock);
-		live = e->in_table;
-		pthread_mutex_unlock(&c->lock);
-		/* a dirty block is in the cache until its upload: only a
-		 * drop (and a newer entry's write) may race with this one */
-		if (live)
-			log_error("block %" PRIu64 " of inode %" PRIu64
-				  ": the index says it was written, but the "
-				  "cache does not hold it (a bug); it reads "
-				  "as last uploaded", e->idx, e->ino);
-	}
+	*dirty = ch->dirty != 0;
 	fd = entry_open(c, e, O_RDWR | O_CREAT | O_TRUNC);
 	if (fd < 0) {
 		rc = fd;
@@ -792,7 +781,18 @@ static int entry_acquire_buf(struct cache *c, uint64_t ino, uint64_t idx,
 	pthread_mutex_unlock(&c->lock);
 
 	if (load) {
-		rc = load_block(c, e, obj);
+		bool dirty = false;
+
+		rc = load_block(c, e, obj, &dirty);
+		pthread_mutex_lock(&c->lock);
+		/* a dirty block is in the cache until its upload: only a
+		 * drop (and a newer entry's write) may race with this load */
+		if (rc == 0 && dirty && e->in_table)
+			log_error("block %" PRIu64 " of inode %" PRIu64
+				  ": the index says it was written, but the "
+				  "cache does not hold it (a bug); it reads "
+				  "as last uploaded", idx, ino);
+		pthread_mutex_unlock(&c->lock);
 	} else {
 		rc = entry_open(c, e, O_RDWR | O_CREAT | O_TRUNC);
 		if (rc >= 0) {
@@ -2336,10 +2336,49 @@ static bool adopt_clean(struct cache *c, const char *name, uint64_t ino,
  * delete every other file.  Dirty blocks without a file are lost: tell
  * the index they are clean again (their last upload stands).
  */
+/*
+ * A dirty block of recover() whose file is gone (a crash took the cache
+ * directory or the file) keeps its last uploaded content, unless that
+ * content reaches past the file's end: a truncate cut the block, and the
+ * crash came before the cut went up (meta_blocks_forget_dirty() keeps
+ * such blocks dirty).  The bytes past the end would come back if the
+ * file grew, where zeros belong: fetch the block, cut it at the end, and
+ * keep it dirty, to go up whole.  0 when done, 1 when e is no such
+ * block, or -errno.  Called before the cache serves anything.
+ */
+static int refill_tail(struct cache *c, struct centry *e)
+{
+	uint64_t size, bs = c->cfg.block_size;
+	bool dirty = false;
+	char path[PATH_MAX];
+	int rc;
+
+	rc = c->ops->file_size(c->index_arg, e->ino, &size);
+	if (rc)
+		return rc == -ENOENT ? 1 : rc;
+	if (size >= (e->idx + 1) * bs)
+		return 1;
+	e->gen = c->next_gen++;
+	rc = load_block(c, e, NULL, &dirty);
+	if (rc == 0)
+		rc = zero_in_block(c, e, size > e->idx * bs ?
+				   size - e->idx * bs : 0, bs);
+	if (rc) {
+		if (e->has_file) {
+			entry_path(c, e, path, sizeof(path));
+			unlink(path);
+			e->has_file = false;
+		}
+		return rc;
+	}
+	e->dmap_ok = false; /* its next upload is whole */
+	return 0;
+}
+
 static int recover(struct cache *c)
 {
 	struct centry *lost = NULL, *e, *next;
-	uint64_t nlost = 0, kept = 0;
+	uint64_t nlost = 0, kept = 0, nrefilled = 0;
 	bool trusted;
 	struct dirent *de;
 	DIR *d;
@@ -2406,6 +2445,18 @@ static int recover(struct cache *c)
 			next = e->hnext;
 			if (e->has_file)
 				continue;
+			rc = refill_tail(c, e);
+			if (rc == 0) {
+				nrefilled++;
+				continue;
+			}
+			if (rc < 0)
+				log_warn("cache: block %" PRIu64 " of inode "
+					 "%" PRIu64 " reaches past the file's "
+					 "end and cannot be cut there (%s): "
+					 "if the file grows, old bytes may "
+					 "show", e->idx, e->ino,
+					 strerror(-rc));
 			table_remove(c, e);
 			c->cached_bytes -= c->cfg.block_size;
 			e->hnext = lost;
@@ -2437,6 +2488,10 @@ reset_done:
 		log_warn("cache: %" PRIu64 " block(s) written before a crash "
 			 "were not in the cache directory any more; those "
 			 "blocks keep their last uploaded content", nlost);
+	if (nrefilled)
+		log_info("cache: %" PRIu64 " block(s) cut by a truncate "
+			 "before a crash are cut again and uploaded",
+			 nrefilled);
 	if (c->dirty.n)
 		log_info("cache: %zu block(s) written before a restart are "
 			 "being uploaded", c->dirty.n);

@@ -398,7 +398,11 @@ static const char *const stmt_sql[ST_COUNT] = {
 		" WHERE inode.ino = c.ino",
 	[ST_FORGET_DELETE] = "DELETE FROM block WHERE dirty = 1"
 			     " AND hash IS NULL",
-	[ST_FORGET_CLEAN] = "UPDATE block SET dirty = 0 WHERE dirty = 1",
+	/* a block reaching past its file's end stays dirty: its content
+	 * may predate a truncate (the cache cuts it again, cache.c) */
+	[ST_FORGET_CLEAN] = "UPDATE block SET dirty = 0 WHERE dirty = 1"
+			    " AND (idx + 1) * ?1 <= (SELECT size FROM inode"
+			    " WHERE inode.ino = block.ino)",
 	[ST_OBJECT_GET] = "SELECT refcount FROM object WHERE hash = ?1",
 	[ST_OBJECT_REF] = "INSERT INTO object(hash, refcount, size,"
 			  " freed_epoch) VALUES (?1, 1, ?2, NULL)"
@@ -2999,8 +3003,10 @@ static int64_t forget_dirty_locked(struct meta *m)
 	rc = run(m, m->st[ST_FORGET_NBLOCKS]);
 	if (!rc)
 		rc = run(m, m->st[ST_FORGET_DELETE]);
-	if (!rc)
+	if (!rc) {
+		bind_u64(m->st[ST_FORGET_CLEAN], 1, m->block_size);
 		rc = run(m, m->st[ST_FORGET_CLEAN]);
+	}
 	return rc ? rc : lost;
 }
 

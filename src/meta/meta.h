@@ -336,9 +336,11 @@ int meta_inode_dirty_count(struct meta *m, uint64_t ino, uint64_t *n);
 int meta_blocks_patched(struct meta *m,
 			int (*cb)(uint64_t ino, uint64_t idx, void *arg),
 			void *arg);
-/* The local cache is gone: rows with NULL hash are deleted, all others
- * become clean.  Returns the number of dirty blocks that were lost (>= 0)
- * or -errno. */
+/* The local cache is gone: rows with NULL hash are deleted, the others
+ * become clean, except those of a block that reaches past its file's end:
+ * their last upload may predate a truncate that cut them, so they stay
+ * dirty, and the cache fetches them and cuts them again when it opens.
+ * Returns the number of dirty blocks that were lost (>= 0) or -errno. */
 int64_t meta_blocks_forget_dirty(struct meta *m);
 
 /* ---- objects and garbage ---- */

@@ -257,3 +257,54 @@ def crash_loop(mounts, wipe, iters):
     want = {k: bytes(v) for k, v in w.shadow.items()}
     if got != want:
         fail("after the final unmount and cache wipe the files differ")
+
+
+def write_fsync(path, data):
+    h.write_file(path, data)
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+@pytest.mark.parametrize("lose", ["cache", "blocks"])
+def test_cut_block_lost_then_grown(mounts, lose):
+    """A truncate cuts a block and the journal records it, then a crash
+    loses the cut before its upload: the whole cache directory, or just
+    the block files.  The block's last upload still holds the bytes past
+    the new end; when the file grows they must read as zeros, before and
+    after the next crash.  They came back (the crash loop found it as an
+    fsync'ed file with the right size and wrong bytes from the old end
+    on)."""
+    m = mounts(block_size=BLOCK, opts={"writeback_delay": "600"})
+    m.allow_errors(".*")  # a killed daemon's log may say anything
+    f, g = m.path("f"), m.path("g")
+    data = h.rand_bytes(40, 2 * BLOCK)
+    write_fsync(f, data)                   # in the store
+    os.truncate(f, BLOCK + 100)            # block 1 cut, not uploaded
+    write_fsync(g, b"x" * 5000)            # the journal goes up
+    m.kill()
+    h.force_unmount(m.mnt)
+    if lose == "cache":
+        m.wipe_cache()
+    else:
+        shutil.rmtree(os.path.join(m.cache, "blocks"))
+    m.mount()
+    assert h.read_file(f) == data[:BLOCK + 100]
+    tail = h.rand_bytes(41, 10)
+    fd = os.open(f, os.O_WRONLY)
+    try:
+        os.pwrite(fd, tail, BLOCK + 1000)  # past the end, in block 1
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    want = data[:BLOCK + 100] + bytes(900) + tail
+    assert h.read_file(f) == want
+    m.kill()
+    h.force_unmount(m.mnt)
+    m.wipe_cache()
+    m.mount()
+    assert h.read_file(f) == want
+    m.umount()
+    m.fsck_verified()

@@ -1294,6 +1294,53 @@ static void test_write_during_truncate(void)
 }
 
 
+
+/*
+ * A truncate cuts block 1, and the cache directory is lost before the cut
+ * goes up: the block's last upload still holds the bytes past the new
+ * end.  When the file grows again they must read as zeros.  They came
+ * back (the block kept its last uploaded content, whole), and a write
+ * past the end then went up as a patch on them.  Now the reopened cache
+ * fetches such a block, cuts it at the file's end and uploads it whole.
+ */
+static void test_cut_block_lost(void)
+{
+	struct env e;
+	uint8_t *a = malloc(2 * BS), *out = malloc(BS), *want = calloc(1, BS);
+	char blocks[256];
+	struct trunc_arg ta;
+
+	env_init(&e, 64 * BS, 3600ULL * 1000000000ULL);
+	snprintf(blocks, sizeof(blocks), "%s/blocks", e.cdir);
+	fill(a, 2 * BS, 31);
+	CHECK_RC(cache_write(e.c, 31, 0, a, 2 * BS), 2 * BS);
+	CHECK_RC(cache_flush_inode(e.c, 31), 0);
+	ta = (struct trunc_arg){ e.f, 31, BS + 100 };
+	CHECK_RC(cache_truncate(e.c, 31, 2 * BS, BS + 100, fk_truncate, &ta),
+		 0);
+	CHECK(fb_find(e.f, 31, 1, 0) && fb_find(e.f, 31, 1, 0)->dirty);
+	/* the crash, and the cache directory's blocks with it */
+	cache_close(e.c, 1);
+	e.c = NULL;
+	rm_rf(blocks);
+	CHECK_RC(env_open_cache(&e, 64 * BS, 3600ULL * 1000000000ULL), 0);
+	/* the file grows: a write past its end, in block 1 */
+	CHECK_RC(cache_write(e.c, 31, BS + 1000, a + 7, 10), 10);
+	memcpy(want, a + BS, 100);
+	memcpy(want + 1000, a + 7, 10);
+	memset(out, 0xaa, BS);
+	CHECK_RC(cache_read(e.c, 31, BS, BS, BS + 1010, out), 1010);
+	CHECK_MEM(out, want, 1010);
+	CHECK_RC(cache_flush_inode(e.c, 31), 0);
+	reopen_cold(&e);
+	memset(out, 0xaa, BS);
+	CHECK_RC(cache_read(e.c, 31, BS, BS, BS + 1010, out), 1010);
+	CHECK_MEM(out, want, 1010);
+	env_free(&e);
+	free(a);
+	free(out);
+	free(want);
+}
 /*
  * The flush's self-check: a block the index holds dirty while the cache
  * has no dirty entry for it would never be uploaded nor waited for by
@@ -1495,6 +1542,7 @@ int main(void)
 	test_upload_during_growing_write();
 	test_write_during_truncate();
 	test_flush_self_check();
+	test_cut_block_lost();
 	test_patches();
 	return check_done("t_cache");
 }

@@ -1499,6 +1499,52 @@ static int gc_forget_cb(const char *hash, void *arg)
 /* Inline data: the contract of meta_inline_*() in meta.h. */
 /* Patches: a chain on a block's base, replaced whole, dropped with the
  * block; refcounts follow every step. */
+/*
+ * The cache is lost after a truncate cut a block and before the cut went
+ * up: the block's last upload reaches past the file's end, and those
+ * bytes would come back if the file grew.  Forgetting dirty blocks keeps
+ * such a block dirty (the cache cuts it again); the others become clean.
+ */
+static void test_forget_dirty_tail(void)
+{
+	struct meta *m = open_mem();
+	struct timespec t = ts(1, 0);
+	uint64_t idx[3] = { 0, 1, 2 }, f, g;
+	char h1[65], hash[65];
+	struct meta_attr in;
+	int dirty;
+
+	if (!m)
+		return;
+	hash_of('1', h1);
+	f = mk(m, 1, "f", S_IFREG | 0644);
+	g = mk(m, 1, "g", S_IFREG | 0644);
+	CHECK_RC(meta_write_done(m, f, 3 * BS, &t, idx, 3), 0);
+	CHECK_RC(meta_write_done(m, g, 2 * BS, &t, idx, 2), 0);
+	for (int i = 0; i < 3; i++)
+		CHECK_RC(meta_block_commit(m, f, (uint64_t)i, h1, 100, 0), 0);
+	for (int i = 0; i < 2; i++)
+		CHECK_RC(meta_block_commit(m, g, (uint64_t)i, h1, 100, 0), 0);
+	/* f cut inside block 1 (the cache marks the tail dirty), g
+	 * written in both blocks; then the cache is lost */
+	CHECK_RC(meta_write_done(m, f, 0, &t, idx + 1, 1), 0);
+	memset(&in, 0, sizeof(in));
+	in.size = BS + 10;
+	CHECK_RC(meta_setattr(m, f, &in, META_SET_SIZE, &t, NULL), 0);
+	CHECK_RC(meta_write_done(m, g, 0, &t, idx, 2), 0);
+	CHECK_EQ_U64(meta_blocks_forget_dirty(m), 3);
+	CHECK_RC(meta_block_get(m, f, 0, hash, &dirty), 0);
+	CHECK(dirty == 0 && !strcmp(hash, h1));
+	CHECK_RC(meta_block_get(m, f, 1, hash, &dirty), 0);
+	CHECK(dirty == 1 && !strcmp(hash, h1)); /* past the end: kept */
+	CHECK_RC(meta_block_get(m, f, 2, hash, &dirty), -ENOENT);
+	CHECK_RC(meta_block_get(m, g, 0, hash, &dirty), 0);
+	CHECK(dirty == 0);
+	CHECK_RC(meta_block_get(m, g, 1, hash, &dirty), 0);
+	CHECK(dirty == 0); /* a whole block: its content is as good */
+	meta_close(m);
+}
+
 static void test_patches(void)
 {
 	struct meta *m = open_mem();
@@ -2593,6 +2639,7 @@ int main(void)
 	test_readdir();
 	test_xattr();
 	test_blocks();
+	test_forget_dirty_tail();
 	test_patches();
 	test_inline();
 	test_inline_fsck();
