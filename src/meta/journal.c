@@ -205,12 +205,11 @@ static void drop_pending(struct journal *j, size_t n)
  * failure only makes the next checkpoint come later or sooner: logged. */
 static void save_since(struct journal *j)
 {
-	int rc = meta_config_set_u64(j->m, "jrnl_since_entries",
-				     j->since_entries);
+	static const char *const keys[] = { "jrnl_since_entries",
+					    "jrnl_since_bytes" };
+	uint64_t values[] = { j->since_entries, j->since_bytes };
+	int rc = meta_config_set_u64s(j->m, keys, values, 2);
 
-	if (rc == 0)
-		rc = meta_config_set_u64(j->m, "jrnl_since_bytes",
-					 j->since_bytes);
 	if (rc)
 		log_warn("journal: cannot record its size: %s", strerror(-rc));
 }

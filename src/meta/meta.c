@@ -1085,10 +1085,28 @@ out_free_val:
 
 int meta_config_set_u64(struct meta *m, const char *key, uint64_t value)
 {
-	char num[24];
+	return meta_config_set_u64s(m, &key, &value, 1);
+}
 
-	snprintf(num, sizeof(num), "%" PRIu64, value);
-	return meta_config_set(m, key, num);
+int meta_config_set_u64s(struct meta *m, const char *const *keys,
+			 const uint64_t *values, size_t n)
+{
+	char num[24];
+	size_t i;
+	int rc;
+
+	for (i = 0; i < n; i++)
+		if (!keys[i] || !strcmp(keys[i], "format") ||
+		    !strcmp(keys[i], "block_size"))
+			return keys[i] ? -EPERM : -EINVAL;
+	rc = meta_txn_begin(m, META_TXN_WRITE);
+	if (rc)
+		return rc;
+	for (i = 0; rc == 0 && i < n; i++) {
+		snprintf(num, sizeof(num), "%" PRIu64, values[i]);
+		rc = config_set_locked(m, keys[i], num);
+	}
+	return meta_txn_end(m, rc);
 }
 
 /* ---- namespace helpers (lock held) ---- */

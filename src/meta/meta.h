@@ -118,6 +118,9 @@ int meta_config_set(struct meta *m, const char *key, const char *value);
 /* Same for integer values; missing key yields def. */
 uint64_t meta_config_get_u64(struct meta *m, const char *key, uint64_t def);
 int meta_config_set_u64(struct meta *m, const char *key, uint64_t value);
+/* n integer values in one transaction. */
+int meta_config_set_u64s(struct meta *m, const char *const *keys,
+			 const uint64_t *values, size_t n);
 
 /* ---- namespace ---- */
 int meta_getattr(struct meta *m, uint64_t ino, struct meta_attr *out);

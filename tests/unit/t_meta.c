@@ -324,6 +324,19 @@ static void test_config(void)
 	CHECK_EQ_U64(meta_change_count(m), cc);
 	CHECK_RC(meta_config_set(m, "k", "v"), 0);
 	CHECK_EQ_U64(meta_change_count(m), cc + 1);
+
+	/* several in one transaction; a forbidden key sets none */
+	{
+		const char *keys[] = { "a", "b" }, *bad[] = { "c", "format" };
+		uint64_t vals[] = { 7, 8 };
+
+		CHECK_RC(meta_config_set_u64s(m, keys, vals, 2), 0);
+		CHECK_EQ_U64(meta_change_count(m), cc + 2);
+		CHECK_EQ_U64(meta_config_get_u64(m, "a", 0), 7);
+		CHECK_EQ_U64(meta_config_get_u64(m, "b", 0), 8);
+		CHECK_RC(meta_config_set_u64s(m, bad, vals, 2), -EPERM);
+		CHECK_EQ_U64(meta_config_get_u64(m, "c", 0), 0);
+	}
 	buf_free(&b);
 	meta_close(m);
 }
