@@ -2331,12 +2331,6 @@ static bool adopt_clean(struct cache *c, const char *name, uint64_t ino,
 }
 
 /*
- * Match cache files left by an earlier run with the blocks the index says
- * are dirty, and adopt the clean files a clean close left (adopt_clean());
- * delete every other file.  Dirty blocks without a file are lost: tell
- * the index they are clean again (their last upload stands).
- */
-/*
  * A dirty block of recover() whose file is gone (a crash took the cache
  * directory or the file) keeps its last uploaded content, unless that
  * content reaches past the file's end: a truncate cut the block, and the
@@ -2375,6 +2369,13 @@ static int refill_tail(struct cache *c, struct centry *e)
 	return 0;
 }
 
+/*
+ * Match cache files left by an earlier run with the blocks the index says
+ * are dirty, and adopt the clean files a clean close left (adopt_clean());
+ * delete every other file.  Dirty blocks without a file are lost: tell
+ * the index they are clean again (their last upload stands), unless
+ * refill_tail() can cut them at their file's end.
+ */
 static int recover(struct cache *c)
 {
 	struct centry *lost = NULL, *e, *next;
