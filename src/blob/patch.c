@@ -49,6 +49,12 @@ int patch_write_header(uint8_t *p, const char *below, uint32_t new_len,
 	return 0;
 }
 
+bool patch_has_magic(const uint8_t *p, size_t len)
+{
+	return len >= sizeof(patch_magic) &&
+	       !memcmp(p, patch_magic, sizeof(patch_magic));
+}
+
 int patch_parse(const uint8_t *p, size_t len, const char *below,
 		uint32_t max_len, struct patch_view *v)
 {

@@ -65,6 +65,9 @@ struct patch_view {
  * -EIO. */
 int patch_parse(const uint8_t *p, size_t len, const char *below,
 		uint32_t max_len, struct patch_view *v);
+/* Whether p begins with a patch's magic (what a patch must; its name
+ * says nothing of what an object is). */
+bool patch_has_magic(const uint8_t *p, size_t len);
 struct patch_iter {
 	size_t i, pos; /* zero to start */
 };

@@ -401,12 +401,10 @@ static void progress(struct fsck_ctx *f)
  * plaintext's magic, on which object ('p'), or malformed ('x'). */
 static int note_seen(struct fsck_ctx *f, const char *name, bool damaged)
 {
-	static const char magic[8] = "MFPATCH1";
 	struct patch_view v;
 	struct seen *s;
 
-	if (!damaged && (f->plain.len < sizeof(magic) ||
-			 memcmp(f->plain.data, magic, sizeof(magic))))
+	if (!damaged && !patch_has_magic(f->plain.data, f->plain.len))
 		return 0; /* a block: the chain check needs nothing of it */
 	if (f->nseen == f->capseen) {
 		size_t ncap = f->capseen ? f->capseen * 2 : 256;

@@ -811,6 +811,13 @@ static void test_patch(void)
 		CHECK(!memcmp(d, src + x.off, x.len));
 	}
 	CHECK_EQ_U64(i, 3);
+	/* on any object (fsck): it says which */
+	CHECK(patch_has_magic(p, len) && !patch_has_magic(p, 7));
+	CHECK(!patch_has_magic(src, len));
+	memset(&v, 0, sizeof(v));
+	CHECK_RC(patch_parse(p, len, NULL, 9010, &v), 0);
+	CHECK(v.below == p + 8 && v.new_len == 9010 && v.n == 3);
+	CHECK_RC(patch_parse(p, len, NULL, 9009, &v), -EIO);
 	/* no extents: only a new length */
 	CHECK_EQ_U64(make_patch(bad, below, 5, NULL, 0, src),
 		     PATCH_HEADER_SIZE);
