@@ -1248,6 +1248,26 @@ static void test_upload_during_growing_write(void)
 }
 
 
+/* Block idx of ino (size bytes in all) reads as the n bytes of want,
+ * from the cache, then from the store once flushed and cold. */
+static void read_back_block(struct env *e, uint64_t ino, uint64_t idx,
+			    uint64_t size, const uint8_t *want, size_t n)
+{
+	uint8_t *out = malloc(BS);
+
+	for (int cold = 0; cold < 2; cold++) {
+		if (cold) {
+			CHECK_RC(cache_flush_inode(e->c, ino), 0);
+			reopen_cold(e);
+		}
+		memset(out, 0xaa, BS);
+		CHECK_RC(cache_read(e->c, ino, idx * BS, BS, size, out),
+			 (ssize_t)n);
+		CHECK_MEM(out, want, n);
+	}
+	free(out);
+}
+
 /*
  * A write whose block a truncate drops while the write loads it: the
  * truncate came first, so the write's bytes must be there afterwards, in
@@ -1258,7 +1278,7 @@ static void test_upload_during_growing_write(void)
 static void test_write_during_truncate(void)
 {
 	struct env e;
-	uint8_t *a = malloc(2 * BS), *out = malloc(BS), *want = calloc(1, BS);
+	uint8_t *a = malloc(2 * BS), *want = calloc(1, BS);
 	struct trunc_arg ta;
 	struct write_arg wa;
 	pthread_t t;
@@ -1279,21 +1299,11 @@ static void test_write_during_truncate(void)
 	store_fault_read_delay(e.store, 0);
 	CHECK_EQ_U64(e.f->size[13], BS + 1100);
 	memcpy(want + 100, a + 7, 1000);
-	memset(out, 0xaa, BS);
-	CHECK_RC(cache_read(e.c, 13, BS, BS, BS + 1100, out), 1100);
-	CHECK_MEM(out, want, 1100);
-	CHECK_RC(cache_flush_inode(e.c, 13), 0);
-	reopen_cold(&e);
-	memset(out, 0xaa, BS);
-	CHECK_RC(cache_read(e.c, 13, BS, BS, BS + 1100, out), 1100);
-	CHECK_MEM(out, want, 1100);
+	read_back_block(&e, 13, 1, BS + 1100, want, 1100);
 	env_free(&e);
 	free(a);
-	free(out);
 	free(want);
 }
-
-
 
 /*
  * A truncate cuts block 1, and the cache directory is lost before the cut
@@ -1306,7 +1316,7 @@ static void test_write_during_truncate(void)
 static void test_cut_block_lost(void)
 {
 	struct env e;
-	uint8_t *a = malloc(2 * BS), *out = malloc(BS), *want = calloc(1, BS);
+	uint8_t *a = malloc(2 * BS), *want = calloc(1, BS);
 	char blocks[256];
 	struct trunc_arg ta;
 
@@ -1328,19 +1338,12 @@ static void test_cut_block_lost(void)
 	CHECK_RC(cache_write(e.c, 31, BS + 1000, a + 7, 10), 10);
 	memcpy(want, a + BS, 100);
 	memcpy(want + 1000, a + 7, 10);
-	memset(out, 0xaa, BS);
-	CHECK_RC(cache_read(e.c, 31, BS, BS, BS + 1010, out), 1010);
-	CHECK_MEM(out, want, 1010);
-	CHECK_RC(cache_flush_inode(e.c, 31), 0);
-	reopen_cold(&e);
-	memset(out, 0xaa, BS);
-	CHECK_RC(cache_read(e.c, 31, BS, BS, BS + 1010, out), 1010);
-	CHECK_MEM(out, want, 1010);
+	read_back_block(&e, 31, 1, BS + 1010, want, 1010);
 	env_free(&e);
 	free(a);
-	free(out);
 	free(want);
 }
+
 /*
  * The flush's self-check: a block the index holds dirty while the cache
  * has no dirty entry for it would never be uploaded nor waited for by
