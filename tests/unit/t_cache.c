@@ -1147,6 +1147,19 @@ static void *read_thread(void *arg)
 	return NULL;
 }
 
+/* A new env with ino's two blocks (a, 2 * BS bytes, filled here) in the
+ * store only, and every read from the store slow (300 ms), so that a
+ * test can race with a load. */
+static void cold_file_slow_store(struct env *e, uint64_t ino, uint8_t *a)
+{
+	env_init(e, 64 * BS, 3600ULL * 1000000000ULL);
+	fill(a, 2 * BS, (unsigned)ino);
+	CHECK_RC(cache_write(e->c, ino, 0, a, 2 * BS), 2 * BS);
+	CHECK_RC(cache_flush_inode(e->c, ino), 0);
+	reopen_cold(e);
+	store_fault_read_delay(e->store, 300000);
+}
+
 static void test_truncate_during_load(void)
 {
 	struct env e;
@@ -1155,12 +1168,7 @@ static void test_truncate_during_load(void)
 	struct read_arg ra;
 	pthread_t t;
 
-	env_init(&e, 64 * BS, 3600ULL * 1000000000ULL);
-	fill(a, 2 * BS, 12);
-	CHECK_RC(cache_write(e.c, 12, 0, a, 2 * BS), 2 * BS);
-	CHECK_RC(cache_flush_inode(e.c, 12), 0);
-	reopen_cold(&e);
-	store_fault_read_delay(e.store, 300000);
+	cold_file_slow_store(&e, 12, a);
 	ra = (struct read_arg){ e.c, 12, BS, 2 * BS, out, 0 };
 	pthread_create(&t, NULL, read_thread, &ra);
 	usleep(100000);            /* the read is in its get */
@@ -1283,12 +1291,7 @@ static void test_write_during_truncate(void)
 	struct write_arg wa;
 	pthread_t t;
 
-	env_init(&e, 64 * BS, 3600ULL * 1000000000ULL);
-	fill(a, 2 * BS, 13);
-	CHECK_RC(cache_write(e.c, 13, 0, a, 2 * BS), 2 * BS);
-	CHECK_RC(cache_flush_inode(e.c, 13), 0);
-	reopen_cold(&e);
-	store_fault_read_delay(e.store, 300000);
+	cold_file_slow_store(&e, 13, a);
 	/* 1,000 bytes into block 1, which is not cached: it is loaded */
 	wa = (struct write_arg){ e.c, 13, BS + 100, a + 7, 1000 };
 	pthread_create(&t, NULL, write_thread, &wa);
