@@ -99,6 +99,10 @@ struct centry {
 	int refs;                  /* pins; protected by lock */
 	uint64_t version;          /* protected by lock */
 	uint64_t committed_version;
+	/* the version a truncate or punch left (0: none): the journal's
+	 * barrier waits until it is in the index, see
+	 * cache_cut_barrier(); protected by lock */
+	uint64_t cut_version;
 	uint64_t dirty_since_ns;
 	/* [cov_lo, cov_hi): bytes of the block written, as one range, since
 	 * it became dirty (a write apart from the range is not counted);
@@ -151,6 +155,10 @@ struct cache {
 	uint64_t free_seen, free_seen_ns, free_taken; /* by lock */
 	unsigned nfds, maxfds;     /* descriptors kept by entries; by lock */
 	unsigned flushers;         /* threads in cache_flush_all; by lock */
+	/* the journal's barrier is up (new cuts wait), and the truncates
+	 * and punches past it; by lock */
+	bool barrier;
+	unsigned cutting;
 	bool stopping;             /* protected by lock */
 	char (*claims)[BLOB_NAME_LEN + 1]; /* protected by lock */
 	size_t nclaims, capclaims;
@@ -1806,62 +1814,130 @@ struct flush_target {
 	uint64_t version;
 };
 
+struct flush_set {
+	struct flush_target *t;
+	size_t n, cap;
+};
+
+/* Called with lock held: pin e and hurry its upload; the flush waits
+ * until the index has version of it. */
+static int flush_add(struct cache *c, struct flush_set *s, struct centry *e,
+		     uint64_t version)
+{
+	if (s->n == s->cap) {
+		size_t ncap = s->cap ? s->cap * 2 : 16;
+		struct flush_target *nt = realloc(s->t, ncap * sizeof(*nt));
+
+		if (!nt)
+			return -ENOMEM;
+		s->t = nt;
+		s->cap = ncap;
+	}
+	e->refs++;
+	e->urgent = true;
+	e->retry_at_ns = 0;
+	s->t[s->n].e = e;
+	s->t[s->n].version = version;
+	s->n++;
+	return 0;
+}
+
+/* Called with lock held: wait until every target is in the index (or
+ * gone); the error of an upload that failed since err_seq start_seq. */
+static int flush_wait(struct cache *c, struct flush_set *s,
+		      uint64_t start_seq)
+{
+	size_t i;
+
+	if (s->n)
+		pthread_cond_broadcast(&c->work_cond);
+	for (i = 0; i < s->n;) {
+		struct centry *e = s->t[i].e;
+
+		if (!e->in_table || e->committed_version >= s->t[i].version) {
+			i++;
+			continue;
+		}
+		if (e->err_seq > start_seq)
+			return e->last_err ? e->last_err : -EIO;
+		pthread_cond_wait(&c->state_cond, &c->lock);
+	}
+	return 0;
+}
+
+/* Called with lock held (dropped meanwhile): unpin the targets. */
+static void flush_release(struct cache *c, struct flush_set *s)
+{
+	size_t i;
+
+	for (i = 0; i < s->n; i++) {
+		if (entry_unpin_locked(c, s->t[i].e)) {
+			pthread_mutex_unlock(&c->lock);
+			entry_destroy(c, s->t[i].e);
+			pthread_mutex_lock(&c->lock);
+		}
+	}
+	free(s->t);
+	s->t = NULL;
+	s->n = s->cap = 0;
+}
+
 int cache_flush_inode(struct cache *c, uint64_t ino)
 {
-	struct flush_target *t = NULL;
-	size_t n = 0, cap = 0, i;
+	struct flush_set s = { 0 };
 	uint64_t start_seq;
 	struct centry *e;
 	int rc = 0;
 
 	pthread_mutex_lock(&c->lock);
 	start_seq = c->err_seq;
-	for (e = c->dirty.head; e; e = e->next) {
-		if (e->ino != ino)
-			continue;
-		if (n == cap) {
-			size_t ncap = cap ? cap * 2 : 16;
-			struct flush_target *nt = realloc(t, ncap * sizeof(*t));
-
-			if (!nt) {
-				rc = -ENOMEM;
-				goto out_unpin;
-			}
-			t = nt;
-			cap = ncap;
-		}
-		e->refs++;
-		e->urgent = true;
-		e->retry_at_ns = 0;
-		t[n].e = e;
-		t[n].version = e->version;
-		n++;
-	}
-	pthread_cond_broadcast(&c->work_cond);
-	for (i = 0; i < n;) {
-		e = t[i].e;
-		if (!e->in_table || e->committed_version >= t[i].version) {
-			i++;
-			continue;
-		}
-		if (e->err_seq > start_seq) {
-			rc = e->last_err ? e->last_err : -EIO;
-			break;
-		}
-		pthread_cond_wait(&c->state_cond, &c->lock);
-	}
-out_unpin:
-	for (i = 0; i < n; i++) {
-		if (entry_unpin_locked(c, t[i].e)) {
-			pthread_mutex_unlock(&c->lock);
-			entry_destroy(c, t[i].e);
-			pthread_mutex_lock(&c->lock);
-		}
-	}
+	for (e = c->dirty.head; e && !rc; e = e->next)
+		if (e->ino == ino)
+			rc = flush_add(c, &s, e, e->version);
+	if (!rc)
+		rc = flush_wait(c, &s, start_seq);
+	flush_release(c, &s);
 	pthread_mutex_unlock(&c->lock);
-	free(t);
 	if (rc == 0)
 		check_dirty(c, ino);
+	return rc;
+}
+
+int cache_cut_barrier(struct cache *c, int (*fn)(void *), void *arg)
+{
+	struct flush_set s = { 0 };
+	uint64_t start_seq;
+	struct centry *e;
+	int rc = 0;
+
+	pthread_mutex_lock(&c->lock);
+	while (c->barrier)
+		pthread_cond_wait(&c->state_cond, &c->lock);
+	c->barrier = true;
+	while (c->cutting)
+		pthread_cond_wait(&c->state_cond, &c->lock);
+	start_seq = c->err_seq;
+	/* a cut block is dirty until the index has its cut */
+	for (e = c->dirty.head; e && !rc; e = e->next)
+		if (e->committed_version < e->cut_version)
+			rc = flush_add(c, &s, e, e->cut_version);
+	if (!rc)
+		rc = flush_wait(c, &s, start_seq);
+	flush_release(c, &s);
+	pthread_mutex_unlock(&c->lock);
+	/*
+	 * A block the store refuses, it refuses the journal too; one that
+	 * cannot be read from the cache disk is lost whatever comes next.
+	 * Neither may hold the metadata back.
+	 */
+	if (rc)
+		log_debug("journal barrier: a cut block is not in the store "
+			  "(%s); sending the metadata anyway", strerror(-rc));
+	rc = fn(arg);
+	pthread_mutex_lock(&c->lock);
+	c->barrier = false;
+	pthread_cond_broadcast(&c->state_cond);
+	pthread_mutex_unlock(&c->lock);
 	return rc;
 }
 
@@ -1985,7 +2061,7 @@ out_close:
 }
 
 /* Called with commit_lock held: mark e dirty in the index and in memory
- * after its file changed. */
+ * after a truncate or punch zeroed part of its file. */
 static int mark_dirty_committing(struct cache *c, struct centry *e)
 {
 	bool was_clean;
@@ -1993,6 +2069,7 @@ static int mark_dirty_committing(struct cache *c, struct centry *e)
 
 	pthread_mutex_lock(&c->lock);
 	e->version++;
+	e->cut_version = e->version;
 	was_clean = e->state == CE_CLEAN;
 	if (was_clean) /* a punched range is no whole write */
 		e->cov_lo = e->cov_hi = 0;
@@ -2042,8 +2119,28 @@ static int acquire_if_exists(struct cache *c, uint64_t ino, uint64_t idx,
 	return entry_acquire(c, ino, idx, true, out);
 }
 
-int cache_truncate(struct cache *c, uint64_t ino, uint64_t old_size,
-		   uint64_t new_size, int (*apply)(void *), void *apply_arg)
+/* A truncate or punch waits while the journal's barrier is up, and the
+ * barrier waits for those past it (cache_cut_barrier()). */
+static void cut_enter(struct cache *c)
+{
+	pthread_mutex_lock(&c->lock);
+	while (c->barrier)
+		pthread_cond_wait(&c->state_cond, &c->lock);
+	c->cutting++;
+	pthread_mutex_unlock(&c->lock);
+}
+
+static void cut_leave(struct cache *c)
+{
+	pthread_mutex_lock(&c->lock);
+	if (--c->cutting == 0)
+		pthread_cond_broadcast(&c->state_cond);
+	pthread_mutex_unlock(&c->lock);
+}
+
+static int truncate_blocks(struct cache *c, uint64_t ino, uint64_t old_size,
+			   uint64_t new_size, int (*apply)(void *),
+			   void *apply_arg)
 {
 	uint64_t bs = c->cfg.block_size;
 	struct centry *tail = NULL, *dead = NULL;
@@ -2087,10 +2184,21 @@ out_unlock:
 	return rc;
 }
 
-int cache_punch(struct cache *c, uint64_t ino, uint64_t off, uint64_t len,
-		uint64_t file_size,
-		int (*apply)(void *, uint64_t first, uint64_t last),
-		void *apply_arg)
+int cache_truncate(struct cache *c, uint64_t ino, uint64_t old_size,
+		   uint64_t new_size, int (*apply)(void *), void *apply_arg)
+{
+	int rc;
+
+	cut_enter(c);
+	rc = truncate_blocks(c, ino, old_size, new_size, apply, apply_arg);
+	cut_leave(c);
+	return rc;
+}
+
+static int punch_blocks(struct cache *c, uint64_t ino, uint64_t off,
+			uint64_t len, uint64_t file_size,
+			int (*apply)(void *, uint64_t first, uint64_t last),
+			void *apply_arg)
 {
 	uint64_t bs = c->cfg.block_size, end, hb, tb, first_whole, end_whole;
 	struct centry *head = NULL, *tail = NULL, *dead = NULL;
@@ -2148,6 +2256,19 @@ out_release:
 	if (tail)
 		entry_release(c, tail);
 	destroy_chain(c, dead);
+	return rc;
+}
+
+int cache_punch(struct cache *c, uint64_t ino, uint64_t off, uint64_t len,
+		uint64_t file_size,
+		int (*apply)(void *, uint64_t first, uint64_t last),
+		void *apply_arg)
+{
+	int rc;
+
+	cut_enter(c);
+	rc = punch_blocks(c, ino, off, len, file_size, apply, apply_arg);
+	cut_leave(c);
 	return rc;
 }
 

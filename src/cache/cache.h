@@ -176,6 +176,16 @@ void cache_forget_inode(struct cache *c, uint64_t ino);
 /* Upload every block of ino dirty now and wait for it. -EIO (or the
  * store's error) when an upload failed since the call. */
 int cache_flush_inode(struct cache *c, uint64_t ino);
+/*
+ * The journal's barrier (journal_set_gate()): upload every block that a
+ * truncate or punch cut since its last upload, wait until the index
+ * names the cut content, then return fn(arg), with truncates and punches
+ * held back meanwhile.  A journal entry or checkpoint cut by fn thus
+ * never records a cut whose block the store has only as it was before:
+ * after a lost cache, that block's bytes past the cut would come back
+ * once the file grows past them.  Upload errors do not hold fn back.
+ */
+int cache_cut_barrier(struct cache *c, int (*fn)(void *), void *arg);
 /* Upload everything dirty now and wait. progress (may be NULL) is called
  * about once a second with the dirty bytes left. */
 int cache_flush_all(struct cache *c,

@@ -352,6 +352,12 @@ static bool report_pending(struct mounted *mt, uint64_t *errors_seen)
 	return true;
 }
 
+/* The journal's cuts wait for the blocks that truncates cut. */
+static int cut_gate(void *cache, int (*cut)(void *), void *cut_arg)
+{
+	return cache_cut_barrier(cache, cut, cut_arg);
+}
+
 /* Send the journal; on success the metadata as of change count change is
  * in the store. */
 static void send_journal(struct mounted *mt, uint64_t change,
@@ -729,6 +735,8 @@ static int serve(struct mounted *mt, const char *mountpoint)
 			  strerror(-rc));
 		goto out_meta;
 	}
+	if (mt->journal)
+		journal_set_gate(mt->journal, cut_gate, mt->cache);
 	memset(&fc, 0, sizeof(fc));
 	fc.meta = mt->meta;
 	fc.cache = mt->cache;
@@ -802,6 +810,8 @@ static int serve(struct mounted *mt, const char *mountpoint)
 		unlink(buf_str(&reg));
 	fs_free(mt->fs);
 out_cache:
+	if (mt->journal)
+		journal_set_gate(mt->journal, NULL, NULL);
 	rc2 = cache_close(mt->cache, 0);
 	if (!rc)
 		rc = rc2;

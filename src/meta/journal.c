@@ -97,6 +97,8 @@ struct journal {
 	uint64_t since_entries, since_bytes;
 	bool ckpt_done; /* the store has a checkpoint of the state as of
 			 * entries_at_ckpt (written, or assumed at open) */
+	int (*gate)(void *, int (*)(void *), void *); /* journal_set_gate() */
+	void *gate_arg;
 };
 
 static void jrnl_key(uint64_t seq, char *key, size_t size)
@@ -249,22 +251,35 @@ static int upload_pending(struct journal *j)
 	return rc;
 }
 
+struct cut_args {
+	struct journal *j;
+	const char *snap;
+	uint64_t *cseq, jseq;
+	struct buf cs;
+};
+
+static int cut_now(void *arg)
+{
+	struct cut_args *a = arg;
+
+	return meta_journal_cut(a->j->m, &a->cs, &a->jseq, a->snap, a->cseq);
+}
+
 static int cut(struct journal *j, const char *snap, uint64_t *cseq,
 	       uint64_t *jseq_out)
 {
-	struct buf cs = BUF_INIT;
-	uint64_t jseq = 0;
-	int rc = meta_journal_cut(j->m, &cs, &jseq, snap, cseq);
+	struct cut_args a = { j, snap, cseq, 0, BUF_INIT };
+	int rc = j->gate ? j->gate(j->gate_arg, cut_now, &a) : cut_now(&a);
 
-	if (rc && cs.len)
+	if (rc && a.cs.len)
 		j->need_ckpt = true; /* the changes left the recorder */
-	if (rc == 0 && cs.len)
-		rc = push_pending(j, jseq, &cs);
+	if (rc == 0 && a.cs.len)
+		rc = push_pending(j, a.jseq, &a.cs);
 	if (rc)
 		j->need_ckpt = true;
-	buf_free(&cs);
+	buf_free(&a.cs);
 	if (jseq_out)
-		*jseq_out = jseq;
+		*jseq_out = a.jseq;
 	return rc;
 }
 
@@ -522,6 +537,17 @@ void journal_assume_checkpointed(struct journal *j)
 	pthread_mutex_lock(&j->lock);
 	j->ckpt_done = true;
 	j->entries_at_ckpt = j->st.entries;
+	pthread_mutex_unlock(&j->lock);
+}
+
+void journal_set_gate(struct journal *j,
+		      int (*gate)(void *arg, int (*cut)(void *),
+				  void *cut_arg),
+		      void *arg)
+{
+	pthread_mutex_lock(&j->lock);
+	j->gate = gate;
+	j->gate_arg = arg;
 	pthread_mutex_unlock(&j->lock);
 }
 

@@ -47,6 +47,16 @@ bool journal_checkpoint_due(struct journal *j);
 /* The caller knows the store's newest checkpoint is the state at open
  * (a clean previous unmount, nothing restored): no checkpoint needed. */
 void journal_assume_checkpointed(struct journal *j);
+/*
+ * Every cut of the journal (an entry, or a checkpoint's snapshot) then
+ * runs as gate(arg, cut, cut_arg), which calls cut(cut_arg) and returns
+ * what it returns; the mount passes the cache's barrier
+ * (cache_cut_barrier()).  NULL: cut directly (before the cache closes).
+ */
+void journal_set_gate(struct journal *j,
+		      int (*gate)(void *arg, int (*cut)(void *),
+				  void *cut_arg),
+		      void *arg);
 /* Checkpoint part size in bytes (0: the default, 8 MiB); for tests. */
 void journal_set_part_size(struct journal *j, size_t bytes);
 

@@ -308,3 +308,45 @@ def test_cut_block_lost_then_grown(mounts, lose):
     assert h.read_file(f) == want
     m.umount()
     m.fsck_verified()
+
+
+@pytest.mark.parametrize("how", ["truncate", "punch"])
+def test_cut_block_lost_inside_grown_file(mounts, how):
+    """A truncate (or a hole punched) cuts a block, the file grows past
+    it, and the journal goes up before the cut block does; then a crash
+    loses the cache.  Within the file's new size nothing tells the cut
+    block's old bytes apart, so they came back where zeros belong.  The
+    journal now sends no change before the blocks cut by it are in the
+    store: the cut bytes read as zeros (or the file as it was before)."""
+    m = mounts(block_size=BLOCK, opts={"writeback_delay": "600"})
+    m.allow_errors(".*")  # a killed daemon's log may say anything
+    f, g = m.path("f"), m.path("g")
+    data = h.rand_bytes(42, 3 * BLOCK)
+    write_fsync(f, data)                   # in the store
+    fd = os.open(f, os.O_WRONLY)
+    try:
+        if how == "truncate":
+            os.truncate(f, BLOCK + 100)    # block 1 cut
+            cut = bytearray(data[:BLOCK + 100]) + bytes(3 * BLOCK - 100)
+        else:
+            h.fallocate(fd, h.FALLOC_FL_PUNCH_HOLE | h.FALLOC_FL_KEEP_SIZE,
+                        BLOCK + 100, 1000)
+            cut = bytearray(data) + bytes(BLOCK)
+            cut[BLOCK + 100:BLOCK + 1100] = bytes(1000)
+        os.pwrite(fd, b"end", 4 * BLOCK - 3)  # grows past block 1
+    finally:
+        os.close(fd)
+    cut[4 * BLOCK - 3:] = b"end"
+    write_fsync(g, b"x" * 5000)            # the journal goes up
+    m.kill()
+    h.force_unmount(m.mnt)
+    m.wipe_cache()
+    m.mount()
+    got = h.read_file(f)
+    assert len(got) == 4 * BLOCK       # the journal has the new size
+    assert got[BLOCK:2 * BLOCK] == bytes(cut[BLOCK:2 * BLOCK])
+    assert got[:3 * BLOCK] == bytes(cut[:3 * BLOCK])
+    # the write past the end was not fsync'ed: its bytes or zeros
+    assert got[3 * BLOCK:] in (bytes(cut[3 * BLOCK:]), bytes(BLOCK))
+    m.umount()
+    m.fsck_verified()

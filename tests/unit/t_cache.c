@@ -7,6 +7,7 @@
 
 #include <dirent.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <unistd.h>
 
@@ -1347,6 +1348,150 @@ static void test_cut_block_lost(void)
 	free(want);
 }
 
+static uint64_t put_calls(struct env *e)
+{
+	struct store_fault_counts n;
+
+	store_fault_get_counts(e->store, &n);
+	return n.calls[__builtin_ctz(STORE_OP_PUT)];
+}
+
+/* What the journal's cut saw, called by cache_cut_barrier(). */
+struct probe {
+	struct env *e;
+	uint64_t ino, idx;
+	char hash[BLOB_NAME_LEN + 1];
+	int dirty;
+	int calls;
+	atomic_int *truncated; /* set by a truncate racing the barrier */
+	int truncated_seen;
+};
+
+static int probe_cut(void *arg)
+{
+	struct probe *p = arg;
+	struct fblock *b;
+
+	pthread_mutex_lock(&p->e->f->lock);
+	b = fb_find(p->e->f, p->ino, p->idx, 0);
+	snprintf(p->hash, sizeof(p->hash), "%s", b ? b->hash : "");
+	p->dirty = b ? b->dirty : -1;
+	pthread_mutex_unlock(&p->e->f->lock);
+	p->truncated_seen = p->truncated ? atomic_load(p->truncated) : 0;
+	p->calls++;
+	return 7;
+}
+
+struct barrier_arg {
+	struct cache *c;
+	struct probe *p;
+	int rc;
+};
+
+static void *barrier_thread(void *arg)
+{
+	struct barrier_arg *ba = arg;
+
+	ba->rc = cache_cut_barrier(ba->c, probe_cut, ba->p);
+	return NULL;
+}
+
+struct cut_arg {
+	struct cache *c;
+	struct trunc_arg ta;
+	uint64_t old_size;
+	atomic_int done;
+};
+
+static void *truncate_thread(void *arg)
+{
+	struct cut_arg *ca = arg;
+
+	cache_truncate(ca->c, ca->ta.ino, ca->old_size, ca->ta.size,
+		       fk_truncate, &ca->ta);
+	atomic_store(&ca->done, 1);
+	return NULL;
+}
+
+/*
+ * The journal's barrier: a truncate cuts block 1 of an uploaded file; a
+ * journal cut must not record that before the index names the cut block
+ * (after a lost cache, the block's old upload would show its bytes past
+ * the cut once the file grew over them).  The barrier uploads it first,
+ * holds back a truncate that comes meanwhile, and does not hold the cut
+ * back when the store refuses the block.
+ */
+static void test_cut_barrier(void)
+{
+	struct env e;
+	uint8_t *a = malloc(2 * BS), *cut = calloc(1, BS);
+	char want[BLOB_NAME_LEN + 1];
+	struct probe p = { .e = &e, .ino = 32, .idx = 1 };
+	struct barrier_arg ba = { .p = &p };
+	struct cut_arg ca;
+	struct trunc_arg ta;
+	uint64_t puts0;
+	pthread_t tb, tt;
+	int i;
+
+	env_init(&e, 64 * BS, 3600ULL * 1000000000ULL);
+	fill(a, 2 * BS, 32);
+	CHECK_RC(cache_write(e.c, 32, 0, a, 2 * BS), 2 * BS);
+	CHECK_RC(cache_flush_inode(e.c, 32), 0);
+	ta = (struct trunc_arg){ e.f, 32, BS + 100 };
+	CHECK_RC(cache_truncate(e.c, 32, 2 * BS, BS + 100, fk_truncate, &ta),
+		 0);
+	CHECK(fb_find(e.f, 32, 1, 0)->dirty);
+	/* the cut goes up before the journal's cut, which runs once */
+	CHECK_RC(cache_cut_barrier(e.c, probe_cut, &p), 7);
+	memcpy(cut, a + BS, 100);
+	blob_name(&e.blob, cut, 100, want);
+	CHECK_EQ_U64(p.calls, 1);
+	CHECK_EQ_U64(p.dirty, 0);
+	CHECK(!strcmp(p.hash, want));
+	/* nothing cut since: the barrier uploads nothing */
+	CHECK_RC(cache_write(e.c, 32, 0, "new", 3), 3);
+	CHECK_RC(cache_cut_barrier(e.c, probe_cut, &p), 7);
+	CHECK_EQ_U64(p.dirty, 0);  /* block 1 */
+	CHECK(fb_find(e.f, 32, 0, 0)->dirty);
+
+	/* a truncate while the barrier waits for an upload waits too */
+	ta.size = BS + 50;
+	CHECK_RC(cache_truncate(e.c, 32, BS + 100, BS + 50, fk_truncate, &ta),
+		 0);
+	store_fault_hold_puts(e.store, 1);
+	ba.c = e.c;
+	puts0 = put_calls(&e);
+	pthread_create(&tb, NULL, barrier_thread, &ba);
+	/* its upload is held (bounded: a barrier that uploads nothing
+	 * must fail the checks below, not hang) */
+	for (i = 0; i < 500 && put_calls(&e) == puts0; i++)
+		usleep(10000);
+	ca = (struct cut_arg){ e.c, { e.f, 32, BS + 10 }, BS + 50, 0 };
+	p.truncated = &ca.done;
+	pthread_create(&tt, NULL, truncate_thread, &ca);
+	usleep(100000);
+	CHECK_EQ_U64(atomic_load(&ca.done), 0);
+	store_fault_hold_puts(e.store, 0);
+	pthread_join(tb, NULL);
+	pthread_join(tt, NULL);
+	CHECK_RC(ba.rc, 7);
+	CHECK_EQ_U64(p.truncated_seen, 0);
+	CHECK_EQ_U64(atomic_load(&ca.done), 1);
+	p.truncated = NULL;
+
+	/* the store refuses the cut block: the journal's cut still runs */
+	store_fault_arm(e.store, STORE_OP_PUT, 0, -1, EIO);
+	p.calls = 0;
+	CHECK_RC(cache_cut_barrier(e.c, probe_cut, &p), 7);
+	CHECK_EQ_U64(p.calls, 1);
+	CHECK_EQ_U64(p.dirty, 1);
+	store_fault_arm(e.store, STORE_OP_PUT, 0, 0, 0);
+	env_free(&e);
+	free(a);
+	free(cut);
+}
+
 /*
  * The flush's self-check: a block the index holds dirty while the cache
  * has no dirty entry for it would never be uploaded nor waited for by
@@ -1549,6 +1694,7 @@ int main(void)
 	test_write_during_truncate();
 	test_flush_self_check();
 	test_cut_block_lost();
+	test_cut_barrier();
 	test_patches();
 	return check_done("t_cache");
 }
