@@ -1309,6 +1309,22 @@ static void test_write_during_truncate(void)
 	free(want);
 }
 
+/* A fresh env (uploads only when flushed) with a file ino of two blocks
+ * a (filled here) in the store, then cut to BS + 100: block 1 dirty. */
+static void uploaded_then_cut(struct env *e, uint64_t ino, uint8_t *a)
+{
+	struct trunc_arg ta = { NULL, ino, BS + 100 };
+
+	env_init(e, 64 * BS, 3600ULL * 1000000000ULL);
+	ta.f = e->f;
+	fill(a, 2 * BS, (unsigned)ino);
+	CHECK_RC(cache_write(e->c, ino, 0, a, 2 * BS), 2 * BS);
+	CHECK_RC(cache_flush_inode(e->c, ino), 0);
+	CHECK_RC(cache_truncate(e->c, ino, 2 * BS, BS + 100, fk_truncate, &ta),
+		 0);
+	CHECK(fb_find(e->f, ino, 1, 0) && fb_find(e->f, ino, 1, 0)->dirty);
+}
+
 /*
  * A truncate cuts block 1, and the cache directory is lost before the cut
  * goes up: the block's last upload still holds the bytes past the new
@@ -1322,17 +1338,9 @@ static void test_cut_block_lost(void)
 	struct env e;
 	uint8_t *a = malloc(2 * BS), *want = calloc(1, BS);
 	char blocks[256];
-	struct trunc_arg ta;
 
-	env_init(&e, 64 * BS, 3600ULL * 1000000000ULL);
+	uploaded_then_cut(&e, 31, a);
 	snprintf(blocks, sizeof(blocks), "%s/blocks", e.cdir);
-	fill(a, 2 * BS, 31);
-	CHECK_RC(cache_write(e.c, 31, 0, a, 2 * BS), 2 * BS);
-	CHECK_RC(cache_flush_inode(e.c, 31), 0);
-	ta = (struct trunc_arg){ e.f, 31, BS + 100 };
-	CHECK_RC(cache_truncate(e.c, 31, 2 * BS, BS + 100, fk_truncate, &ta),
-		 0);
-	CHECK(fb_find(e.f, 31, 1, 0) && fb_find(e.f, 31, 1, 0)->dirty);
 	/* the crash, and the cache directory's blocks with it */
 	cache_close(e.c, 1);
 	e.c = NULL;
@@ -1434,14 +1442,8 @@ static void test_cut_barrier(void)
 	pthread_t tb, tt;
 	int i;
 
-	env_init(&e, 64 * BS, 3600ULL * 1000000000ULL);
-	fill(a, 2 * BS, 32);
-	CHECK_RC(cache_write(e.c, 32, 0, a, 2 * BS), 2 * BS);
-	CHECK_RC(cache_flush_inode(e.c, 32), 0);
+	uploaded_then_cut(&e, 32, a);
 	ta = (struct trunc_arg){ e.f, 32, BS + 100 };
-	CHECK_RC(cache_truncate(e.c, 32, 2 * BS, BS + 100, fk_truncate, &ta),
-		 0);
-	CHECK(fb_find(e.f, 32, 1, 0)->dirty);
 	/* the cut goes up before the journal's cut, which runs once */
 	CHECK_RC(cache_cut_barrier(e.c, probe_cut, &p), 7);
 	memcpy(cut, a + BS, 100);
