@@ -12,8 +12,9 @@
  *
  * Invariants
  *   1. An inode with nlink 0 stays in the metadata while it is in the
- *      table; it is purged exactly once, by whoever takes its last
- *      reference (maybe_purge()).
+ *      table; whoever takes its last reference (maybe_purge()) drops its
+ *      cached blocks and hands it to the purge thread, which purges
+ *      batches of such inodes, a transaction each (see struct purger).
  *   2. Handlers hold fs->lock only around table updates, never across a
  *      meta or cache call or a fuse_reply_*.
  */
@@ -58,6 +59,15 @@ struct fs {
 	 * protected by lock */
 	bool caps_unused;
 
+	struct purger {
+		pthread_mutex_t lock;
+		pthread_cond_t cond;
+		uint64_t *q;       /* inodes to purge; by lock */
+		size_t n, cap;     /* by lock */
+		bool stop;         /* by lock */
+		bool running;      /* the thread runs (else purge at once) */
+		pthread_t thread;
+	} purge;
 
 	struct fuse_session *se;
 };
@@ -111,6 +121,131 @@ static void purge_if_unlinked(struct fs *fs, uint64_t ino)
 			  strerror(-rc));
 }
 
+/*
+ * Deleted files are purged by one thread, in a transaction per batch
+ * (PURGE_BATCH at most).  Purged in the FORGET that let each go, a
+ * deleted file cost a second transaction besides its unlink, and the
+ * two contended for meta's lock: 10,000 unlinks of 4 KiB files ran at
+ * about 3,000/s, and at about 6,000/s with no purge at all.  Nothing is
+ * lost by the wait: a crash leaves the queued inodes as orphans (nlink
+ * 0), which the next mount purges (fs_purge_orphans()).
+ */
+#define PURGE_BATCH 256
+#define PURGE_GATHER_NS 20000000L
+
+static void *purge_main(void *arg)
+{
+	struct fs *fs = arg;
+	struct purger *p = &fs->purge;
+
+	pthread_mutex_lock(&p->lock);
+	for (;;) {
+		uint64_t *q;
+		size_t n, i;
+
+		while (!p->n && !p->stop)
+			pthread_cond_wait(&p->cond, &p->lock);
+		if (!p->n)
+			break;
+		/* a batch is the point: let deletes gather a moment */
+		if (!p->stop && p->n < PURGE_BATCH) {
+			struct timespec ts;
+
+			clock_gettime(CLOCK_REALTIME, &ts);
+			ts.tv_nsec += PURGE_GATHER_NS;
+			if (ts.tv_nsec >= 1000000000L) {
+				ts.tv_sec++;
+				ts.tv_nsec -= 1000000000L;
+			}
+			while (!p->stop && p->n < PURGE_BATCH &&
+			       pthread_cond_timedwait(&p->cond, &p->lock,
+						      &ts) == 0)
+				;
+		}
+		q = p->q;
+		n = p->n;
+		p->q = NULL;
+		p->n = p->cap = 0;
+		pthread_mutex_unlock(&p->lock);
+		for (i = 0; i < n; i += PURGE_BATCH) {
+			size_t k = MF_MIN(PURGE_BATCH, n - i);
+			int rc = meta_inodes_purge(fs->cfg.meta, q + i, k);
+
+			if (rc)
+				log_error("cannot free %zu deleted file(s): %s "
+					  "(the next mount frees them)", k,
+					  strerror(-rc));
+		}
+		free(q);
+		pthread_mutex_lock(&p->lock);
+	}
+	pthread_mutex_unlock(&p->lock);
+	return NULL;
+}
+
+static void purge_start(struct fs *fs)
+{
+	struct purger *p = &fs->purge;
+
+	pthread_mutex_init(&p->lock, NULL);
+	pthread_cond_init(&p->cond, NULL);
+	if (!fs->cfg.read_only &&
+	    pthread_create(&p->thread, NULL, purge_main, fs) == 0)
+		p->running = true;
+}
+
+/* Purge what is queued and end the thread: purges happen at once after. */
+static void purge_stop(struct fs *fs)
+{
+	struct purger *p = &fs->purge;
+
+	if (!p->running)
+		return;
+	pthread_mutex_lock(&p->lock);
+	p->stop = true;
+	pthread_cond_signal(&p->cond);
+	pthread_mutex_unlock(&p->lock);
+	pthread_join(p->thread, NULL);
+	p->running = false;
+}
+
+/* ino lost its last reference: if it has no link left, drop its cached
+ * blocks now (none goes up) and have it purged. */
+static void release_unlinked(struct fs *fs, uint64_t ino)
+{
+	struct purger *p = &fs->purge;
+	struct meta_attr a;
+	bool queued = false;
+
+	if (!p->running) {
+		purge_if_unlinked(fs, ino);
+		return;
+	}
+	if (meta_getattr(fs->cfg.meta, ino, &a) || a.nlink > 0)
+		return;
+	cache_forget_inode(fs->cfg.cache, ino);
+	pthread_mutex_lock(&p->lock);
+	if (p->n == p->cap) {
+		size_t ncap = p->cap ? p->cap * 2 : 64;
+		uint64_t *nq = realloc(p->q, ncap * sizeof(*nq));
+
+		if (nq) {
+			p->q = nq;
+			p->cap = ncap;
+		}
+	}
+	if (p->n < p->cap) {
+		p->q[p->n++] = ino;
+		/* the first starts the gathering, a full batch ends it */
+		if (p->n == 1 || p->n == PURGE_BATCH)
+			pthread_cond_signal(&p->cond);
+		queued = true;
+	}
+	pthread_mutex_unlock(&p->lock);
+	if (!queued)
+		purge_if_unlinked(fs, ino);
+}
+
 /* Drop lookups/opens; the last reference of an unlinked inode purges. */
 static void inode_unref(struct fs *fs, uint64_t ino, uint64_t lookups,
 			uint64_t opens)
@@ -133,7 +268,7 @@ static void inode_unref(struct fs *fs, uint64_t ino, uint64_t lookups,
 	if (last) {
 		free(n);
 		if (ino != META_ROOT_INO && !fs->cfg.read_only)
-			purge_if_unlinked(fs, ino);
+			release_unlinked(fs, ino);
 	}
 }
 
@@ -149,7 +284,7 @@ static void maybe_purge(struct fs *fs, uint64_t ino)
 	known = *slot_of(fs, ino) != NULL;
 	pthread_mutex_unlock(&fs->lock);
 	if (!known)
-		purge_if_unlinked(fs, ino);
+		release_unlinked(fs, ino);
 }
 
 static void inode_set_atime_done(struct fs *fs, uint64_t ino, bool done)
@@ -1100,8 +1235,8 @@ int fs_purge_orphans(struct fs *fs)
 	for (i = 0; rc == 0 && i < list[0]; i++)
 		purge_if_unlinked(fs, list[2 + i]);
 	if (list[0])
-		log_info("freed %" PRIu64 " file(s) deleted while open "
-			 "before a crash", list[0]);
+		log_info("freed %" PRIu64 " file(s) deleted before a crash "
+			 "(open then, or not yet freed)", list[0]);
 	free(list);
 	return rc;
 }
@@ -1116,6 +1251,7 @@ int fs_new(const struct fs_config *cfg, struct fs **out)
 	fs->bs = meta_block_size(cfg->meta);
 	fs->caps_unused = meta_xattr_name_used(cfg->meta, XATTR_CAPS) == 0;
 	pthread_mutex_init(&fs->lock, NULL);
+	purge_start(fs);
 	*out = fs;
 	return 0;
 }
@@ -1126,6 +1262,9 @@ void fs_free(struct fs *fs)
 
 	if (!fs)
 		return;
+	purge_stop(fs);
+	pthread_mutex_destroy(&fs->purge.lock);
+	pthread_cond_destroy(&fs->purge.cond);
 	for (i = 0; i < FS_BUCKETS; i++) {
 		while (fs->table[i]) {
 			struct fs_inode *n = fs->table[i];
@@ -1198,6 +1337,9 @@ int fs_run(struct fs *fs, const char *mountpoint, const char *fuse_opts,
 	fuse_loop_cfg_set_max_threads(lc, 16);
 	rc = fuse_session_loop_mt(fs->se, lc);
 	fuse_loop_cfg_destroy(lc);
+	/* no FORGET comes any more: what is queued goes now, before the
+	 * unmount's last uploads */
+	purge_stop(fs);
 	rc = rc < 0 ? rc : 0;
 	fuse_session_unmount(fs->se);
 out_signals:

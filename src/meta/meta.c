@@ -2391,6 +2391,21 @@ int meta_inode_purge(struct meta *m, uint64_t ino)
 	return meta_txn_end(m, purge_locked(m, ino));
 }
 
+int meta_inodes_purge(struct meta *m, const uint64_t *inos, size_t n)
+{
+	size_t i;
+	int rc = meta_txn_begin(m, META_TXN_WRITE);
+
+	if (rc)
+		return rc;
+	for (i = 0; i < n && !rc; i++) {
+		rc = purge_locked(m, inos[i]);
+		if (rc == -EBUSY || rc == -ENOENT)
+			rc = 0;
+	}
+	return meta_txn_end(m, rc);
+}
+
 static int orphans_batch(struct meta *m, uint64_t after, uint64_t *inos,
 			 size_t *n)
 {

@@ -258,6 +258,9 @@ int meta_parent(struct meta *m, uint64_t dir, uint64_t *parent);
 /* Remove an inode with nlink 0 and everything it owns (blocks, xattrs),
  * decrementing object refcounts.  -EBUSY if nlink > 0; -ENOENT if gone. */
 int meta_inode_purge(struct meta *m, uint64_t ino);
+/* The same for each of inos, in one transaction; one with nlink > 0 or
+ * gone is left as it is.  An error undoes them all. */
+int meta_inodes_purge(struct meta *m, const uint64_t *inos, size_t n);
 /* Visit every inode with nlink 0 (left by a crash). */
 int meta_orphans(struct meta *m, int (*cb)(uint64_t ino, void *arg),
 		 void *arg);

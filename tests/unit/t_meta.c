@@ -574,6 +574,24 @@ static void test_link_unlink(void)
 	CHECK_RC(meta_inode_purge(m, f), 0);
 	CHECK_RC(meta_getattr(m, f, &a), -ENOENT);
 	CHECK_RC(meta_inode_purge(m, f), -ENOENT);
+	/* in a batch: the unlinked go, the linked and the gone are left */
+	{
+		uint64_t g1 = mk(m, d, "g1", S_IFREG | 0644);
+		uint64_t g2 = mk(m, d, "g2", S_IFREG | 0644);
+		uint64_t batch[4];
+
+		CHECK_RC(meta_unlink(m, d, "g1", &t3, &ino), 0);
+		CHECK_RC(meta_unlink(m, d, "g2", &t3, &ino), 0);
+		batch[0] = g1;
+		batch[1] = d;
+		batch[2] = 99999;
+		batch[3] = g2;
+		CHECK_RC(meta_inodes_purge(m, batch, 4), 0);
+		CHECK_RC(meta_getattr(m, g1, &a), -ENOENT);
+		CHECK_RC(meta_getattr(m, g2, &a), -ENOENT);
+		CHECK_RC(meta_getattr(m, d, &a), 0);
+		CHECK_RC(meta_inodes_purge(m, batch, 0), 0);
+	}
 
 	/* rmdir */
 	mk(m, sub, "x", S_IFREG | 0644);
