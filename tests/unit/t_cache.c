@@ -66,6 +66,20 @@ static struct fblock *fb_find(struct fake *f, uint64_t ino, uint64_t idx,
 	return &f->b[freei];
 }
 
+/* Whether the block is dirty in the index (-1: no such block), read
+ * under the index's lock: workers commit meanwhile. */
+static int fb_dirty(struct fake *f, uint64_t ino, uint64_t idx)
+{
+	struct fblock *b;
+	int d;
+
+	pthread_mutex_lock(&f->lock);
+	b = fb_find(f, ino, idx, 0);
+	d = b ? b->dirty : -1;
+	pthread_mutex_unlock(&f->lock);
+	return d;
+}
+
 static struct fobj *fo_find(struct fake *f, const char *hash, int create)
 {
 	int i, freei = -1;
@@ -523,9 +537,9 @@ static void test_whole_blocks_go_early(void)
 	CHECK_RC(count_objects(&e), 3); /* inode 3's two, inode 4's block 1 */
 	usleep(200000);
 	CHECK_RC(count_objects(&e), 3);
-	CHECK(!fb_find(e.f, 3, 0, 0)->dirty && !fb_find(e.f, 3, 1, 0)->dirty);
-	CHECK(!fb_find(e.f, 4, 1, 0)->dirty);
-	CHECK(fb_find(e.f, 4, 0, 0)->dirty && fb_find(e.f, 4, 2, 0)->dirty);
+	CHECK(!fb_dirty(e.f, 3, 0) && !fb_dirty(e.f, 3, 1));
+	CHECK(!fb_dirty(e.f, 4, 1));
+	CHECK(fb_dirty(e.f, 4, 0) && fb_dirty(e.f, 4, 2));
 	/* once clean, a block rewritten in part starts a new range */
 	write_pieces(&e, 3, 0, in + 5 * BS, 512);
 	usleep(200000);
