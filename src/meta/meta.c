@@ -2556,26 +2556,54 @@ static int getxattr_locked(struct meta *m, uint64_t ino, const char *name,
 	return rc == 1 ? absent_or(m, ino, -ENODATA) : rc;
 }
 
-int meta_xattr_name_used(struct meta *m, const char *name)
+int meta_xattr_names_used(struct meta *m, const char *const *names,
+			  size_t n, bool *used)
 {
-	sqlite3_stmt *st;
-	size_t nlen;
-	int rc;
+	struct buf sql = BUF_INIT;
+	sqlite3_stmt *st = NULL;
+	size_t i, nlen;
+	int rc = 0;
 
-	rc = xattr_name_len(name, &nlen);
+	if (n == 0 || n > 16)
+		return -EINVAL;
+	for (i = 0; i < n && !rc; i++) {
+		used[i] = false;
+		rc = xattr_name_len(names[i], &nlen);
+	}
 	if (rc)
 		return rc;
+	/* one scan of the table for all of them */
+	rc = buf_appendf(&sql, "SELECT name FROM xattr WHERE name IN (");
+	for (i = 0; i < n && !rc; i++)
+		rc = buf_appendf(&sql, "%s?%zu", i ? "," : "", i + 1);
+	if (!rc)
+		rc = buf_appendf(&sql, ") GROUP BY name");
+	if (rc) {
+		buf_free(&sql);
+		return -ENOMEM;
+	}
 	rc = meta_txn_begin(m, META_TXN_NONE);
 	if (rc)
-		return rc;
-	rc = meta_prepare(m, "SELECT 1 FROM xattr WHERE name = ?1 LIMIT 1",
-			  &st);
+		goto out;
+	rc = meta_prepare(m, buf_str(&sql), &st);
 	if (!rc) {
-		bind_blob(st, 1, name, nlen);
-		rc = meta_step(m, st);
+		for (i = 0; i < n; i++)
+			bind_blob(st, (int)i + 1, names[i], strlen(names[i]));
+		while ((rc = meta_step(m, st)) > 0) {
+			const void *name = sqlite3_column_blob(st, 0);
+			size_t len = (size_t)sqlite3_column_bytes(st, 0);
+
+			for (i = 0; i < n; i++)
+				if (strlen(names[i]) == len &&
+				    !memcmp(names[i], name, len))
+					used[i] = true;
+		}
 		sqlite3_finalize(st);
 	}
-	return meta_txn_end(m, rc);
+	rc = meta_txn_end(m, rc);
+out:
+	buf_free(&sql);
+	return rc;
 }
 
 int meta_getxattr(struct meta *m, uint64_t ino, const char *name,

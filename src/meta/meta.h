@@ -269,9 +269,10 @@ int meta_orphans(struct meta *m, int (*cb)(uint64_t ino, void *arg),
 int meta_setxattr(struct meta *m, uint64_t ino, const char *name,
 		  const void *value, size_t len, unsigned flags,
 		  const struct timespec *now);
-/* 1 if some inode has an xattr called name, 0 if none, or -errno (a
- * scan of the xattr table). */
-int meta_xattr_name_used(struct meta *m, const char *name);
+/* used[i]: whether some inode has an xattr called names[i] (n at most
+ * 16; one scan of the xattr table).  0 or -errno. */
+int meta_xattr_names_used(struct meta *m, const char *const *names,
+			  size_t n, bool *used);
 /* Value appended to out; -ENODATA if absent. */
 int meta_getxattr(struct meta *m, uint64_t ino, const char *name,
 		  struct buf *out);

@@ -883,6 +883,35 @@ def test_xattrs_trusted_and_security_namespaces(mnt):
 
 
 
+@pytest.mark.parametrize("name", ["security.selinux",
+                                  "system.posix_acl_access"])
+def test_rare_xattr_answered_then_set(mnt, name):
+    """`ls -l` asks for these of every file; metafuse says ENODATA
+    without its metadata while no file has one, and must stop as soon as
+    one does, and across a remount."""
+    p, q = mnt.path("f"), mnt.path("g")
+    write_file(p, b"x")
+    write_file(q, b"y")
+    expect_errno(errno.ENODATA, os.getxattr, p, name)
+    if name == "system.posix_acl_access":
+        # a valid ACL: user::rw-, group::r--, other::r--
+        import struct
+        value = struct.pack("<I", 2) + b"".join(
+            struct.pack("<HHI", tag, perm, 0xFFFFFFFF)
+            for tag, perm in ((0x01, 6), (0x04, 4), (0x20, 4)))
+    else:
+        value = b"system_u:object_r:etc_t:s0\0"
+    try:
+        os.setxattr(p, name, value)
+    except OSError as e:
+        pytest.skip(f"cannot set {name} here: {e}")
+    assert os.getxattr(p, name) == value
+    expect_errno(errno.ENODATA, os.getxattr, q, name)
+    mnt.remount()
+    assert os.getxattr(p, name) == value
+    expect_errno(errno.ENODATA, os.getxattr, q, name)
+
+
 def _caps_value():
     """A valid security.capability (VFS_CAP_REVISION_2, effective,
     CAP_NET_RAW permitted)."""

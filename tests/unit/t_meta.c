@@ -1178,17 +1178,22 @@ static void test_xattr(void)
 	char name[300];
 	struct buf b = BUF_INIT;
 	uint64_t f, cc;
+	static const char *const names[] = { "user.ab", "user.a", "user." };
+	static const char *const bad[] = { "user.a", "" };
+	bool used[3];
 
 	if (!m)
 		return;
 	f = mk(m, 1, "f", S_IFREG | 0644);
 	CHECK_RC(meta_getxattr(m, f, "user.a", &b), -ENODATA);
 	CHECK_RC(meta_getxattr(m, 99999, "user.a", &b), -ENOENT);
-	CHECK_RC(meta_xattr_name_used(m, "user.a"), 0);
-	CHECK_RC(meta_xattr_name_used(m, ""), -ERANGE);
+	CHECK_RC(meta_xattr_names_used(m, names, 3, used), 0);
+	CHECK(!used[0] && !used[1] && !used[2]);
+	CHECK_RC(meta_xattr_names_used(m, bad, 2, used), -ERANGE);
+	CHECK_RC(meta_xattr_names_used(m, names, 0, used), -EINVAL);
 	CHECK_RC(meta_setxattr(m, f, "user.a", "v1", 2, 0, &t), 0);
-	CHECK_RC(meta_xattr_name_used(m, "user.a"), 1);
-	CHECK_RC(meta_xattr_name_used(m, "user.ab"), 0);
+	CHECK_RC(meta_xattr_names_used(m, names, 3, used), 0);
+	CHECK(!used[0] && used[1] && !used[2]);
 	CHECK(ts_eq(ga(m, f).ctime, t));
 	CHECK_RC(meta_getxattr(m, f, "user.a", &b), 0);
 	CHECK(b.len == 2 && !memcmp(b.data, "v1", 2));
