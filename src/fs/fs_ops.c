@@ -50,9 +50,8 @@ struct fs_inode {
  * xattrs asked for over and over that few volumes have: the kernel asks
  * for security.capability before every write (file_remove_privs), and
  * `ls -l` for security.selinux and system.posix_acl_access of every
- * file (two of its three requests per file: 15,000 files/s, 60% of it
- * waiting for those ENODATA).  While no inode has one, the answer needs
- * no trip to meta.
+ * file (77% of its system-call time on 10,000 files went to those two
+ * failing).  While no inode has one, the answer needs no trip to meta.
  */
 static const char *const rare_xattrs[] = {
 	"security.capability",
@@ -89,6 +88,7 @@ struct fs {
 		size_t n, cap;     /* by lock */
 		bool stop;         /* by lock */
 		bool running;      /* the thread runs (else purge at once) */
+		uint64_t gather_ns; /* how long a batch may gather */
 		pthread_t thread;
 	} purge;
 
@@ -154,7 +154,7 @@ static void purge_if_unlinked(struct fs *fs, uint64_t ino)
  * 0), which the next mount purges (fs_purge_orphans()).
  */
 #define PURGE_BATCH 256
-#define PURGE_GATHER_NS 20000000L
+#define PURGE_GATHER_NS 20000000ULL
 
 static void *purge_main(void *arg)
 {
@@ -175,7 +175,8 @@ static void *purge_main(void *arg)
 			struct timespec ts;
 
 			clock_gettime(CLOCK_REALTIME, &ts);
-			ts.tv_nsec += PURGE_GATHER_NS;
+			ts.tv_sec += (time_t)(p->gather_ns / 1000000000ULL);
+			ts.tv_nsec += (long)(p->gather_ns % 1000000000ULL);
 			if (ts.tv_nsec >= 1000000000L) {
 				ts.tv_sec++;
 				ts.tv_nsec -= 1000000000L;
@@ -190,6 +191,11 @@ static void *purge_main(void *arg)
 		p->q = NULL;
 		p->n = p->cap = 0;
 		pthread_mutex_unlock(&p->lock);
+		/* the cached blocks first, as purge_if_unlinked() does: a
+		 * crash before the purge finds the deleted files' dirty
+		 * blocks where it expects them */
+		for (i = 0; i < n; i++)
+			cache_forget_inode(fs->cfg.cache, q[i]);
 		for (i = 0; i < n; i += PURGE_BATCH) {
 			size_t k = MF_MIN(PURGE_BATCH, n - i);
 			int rc = meta_inodes_purge(fs->cfg.meta, q + i, k);
@@ -209,7 +215,12 @@ static void *purge_main(void *arg)
 static void purge_start(struct fs *fs)
 {
 	struct purger *p = &fs->purge;
+	/* tests widen the window in which a crash finds files deleted
+	 * but not purged */
+	const char *ms = getenv("METAFUSE_TEST_PURGE_GATHER_MS");
 
+	p->gather_ns = ms ? strtoull(ms, NULL, 10) * 1000000ULL :
+			    PURGE_GATHER_NS;
 	pthread_mutex_init(&p->lock, NULL);
 	pthread_cond_init(&p->cond, NULL);
 	if (!fs->cfg.read_only &&
@@ -232,8 +243,8 @@ static void purge_stop(struct fs *fs)
 	p->running = false;
 }
 
-/* ino lost its last reference: if it has no link left, drop its cached
- * blocks now (none goes up) and have it purged. */
+/* ino lost its last reference: if it has no link left, have it purged
+ * (its cached blocks dropped, then its metadata). */
 static void release_unlinked(struct fs *fs, uint64_t ino)
 {
 	struct purger *p = &fs->purge;
@@ -246,7 +257,6 @@ static void release_unlinked(struct fs *fs, uint64_t ino)
 	}
 	if (meta_getattr(fs->cfg.meta, ino, &a) || a.nlink > 0)
 		return;
-	cache_forget_inode(fs->cfg.cache, ino);
 	pthread_mutex_lock(&p->lock);
 	if (p->n == p->cap) {
 		size_t ncap = p->cap ? p->cap * 2 : 64;

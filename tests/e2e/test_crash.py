@@ -16,6 +16,7 @@ METAFUSE_CRASH_ITERS=N sets the number of kills per run.
 
 import errno
 import os
+import time
 import random
 import re
 import shutil
@@ -348,5 +349,34 @@ def test_cut_block_lost_inside_grown_file(mounts, how):
     assert got[:3 * BLOCK] == bytes(cut[:3 * BLOCK])
     # the write past the end was not fsync'ed: its bytes or zeros
     assert got[3 * BLOCK:] in (bytes(cut[3 * BLOCK:]), bytes(BLOCK))
+    m.umount()
+    m.fsck_verified()
+
+
+def test_crash_between_delete_and_purge(mounts):
+    """A deleted file is purged by a thread a moment later, in a batch.
+    A crash in between leaves it an orphan with its dirty blocks in the
+    cache: the next mount must purge it quietly, as a file deleted while
+    open, and not take its blocks for written data the crash lost."""
+    m = mounts(block_size=BLOCK, opts={"writeback_delay": "600"})
+    m.allow_errors(".*")  # a killed daemon's log may say anything
+    m.env["METAFUSE_TEST_PURGE_GATHER_MS"] = "60000"
+    m.umount()
+    m.mount()
+    f, g = m.path("f"), m.path("g")
+    h.write_file(f, h.rand_bytes(43, 3 * BLOCK + 100))  # dirty, not sent
+    write_fsync(g, b"kept")
+    os.unlink(f)
+    time.sleep(0.5)  # the kernel's FORGET of f, which queues it
+    m.kill()
+    h.force_unmount(m.mnt)
+    del m.env["METAFUSE_TEST_PURGE_GATHER_MS"]
+    before = len(m.log_text())
+    m.mount()
+    tail = m.log_text()[before:]
+    assert "not in the cache directory" not in tail, tail
+    assert "deleted before a crash" in tail, tail
+    assert not os.path.exists(f)
+    assert h.read_file(g) == b"kept"
     m.umount()
     m.fsck_verified()
