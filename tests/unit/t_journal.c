@@ -263,6 +263,60 @@ static void test_roundtrip(void)
 	rig_close(&r);
 }
 
+/* A gate that records its calls and the store's entries at each, and
+ * refuses when told to (without cutting). */
+struct gate_rec {
+	struct rig *r;
+	int calls, refuse;
+	uint64_t entries_seen;
+};
+
+static int test_gate(void *arg, int (*cut)(void *), void *cut_arg)
+{
+	struct gate_rec *g = arg;
+
+	g->calls++;
+	g->entries_seen = count_keys(g->r->s, "meta/jrnl-");
+	if (g->refuse)
+		return -EIO;
+	return cut(cut_arg);
+}
+
+/*
+ * Every cut goes through the gate (the mount's is the cache's barrier):
+ * entries and checkpoints alike, before anything of that cut goes up; a
+ * gate that refuses leaves the changes for the next cut.
+ */
+static void test_gate_runs_every_cut(void)
+{
+	struct rig r;
+	struct gate_rec g = { .r = &r };
+
+	rig_open(&r, "store-gate");
+	CHECK_RC(journal_checkpoint(r.j), 0);
+	journal_set_gate(r.j, test_gate, &g);
+	work(r.m, 0);
+	CHECK_RC(journal_sync(r.j), 0);
+	CHECK_EQ_U64(g.calls, 1);
+	CHECK_EQ_U64(g.entries_seen, 0);
+	CHECK_EQ_U64(count_keys(r.s, "meta/jrnl-"), 1);
+	work(r.m, 1);
+	g.refuse = 1;
+	CHECK_RC(journal_sync(r.j), -EIO);
+	CHECK_EQ_U64(g.calls, 2);
+	CHECK_EQ_U64(count_keys(r.s, "meta/jrnl-"), 1);
+	g.refuse = 0;
+	CHECK_RC(journal_checkpoint(r.j), 0);
+	CHECK_EQ_U64(g.calls, 3);
+	CHECK(same_as_live(&r, "after a refused gate"));
+	journal_set_gate(r.j, NULL, NULL);
+	work(r.m, 2);
+	CHECK_RC(journal_sync(r.j), 0);
+	CHECK_EQ_U64(g.calls, 3);
+	CHECK(same_as_live(&r, "without the gate"));
+	rig_close(&r);
+}
+
 /*
  * Every store call of a sync or a checkpoint fails once, at each point in
  * turn; then the store comes back.  Whatever failed, the store holds a
@@ -733,6 +787,7 @@ int main(void)
 	if (blob_global_init())
 		return 1;
 	test_roundtrip();
+	test_gate_runs_every_cut();
 	test_faults(0);
 	test_faults(4096);
 	test_parted_checkpoint();
