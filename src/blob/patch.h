@@ -68,6 +68,16 @@ int patch_parse(const uint8_t *p, size_t len, const char *below,
 /* Whether p begins with a patch's magic (what a patch must; its name
  * says nothing of what an object is). */
 bool patch_has_magic(const uint8_t *p, size_t len);
+/* A block's uploaded content, as the metadata records it and the cache
+ * loads it: its base object with patch[0..n) applied in order. */
+struct patch_chain {
+	char base[BLOB_NAME_LEN + 1]; /* "" when never uploaded */
+	int dirty;                    /* written since that upload */
+	unsigned n;
+	uint64_t patch_bytes;         /* stored bytes of the patches */
+	char patch[PATCH_CHAIN_MAX][BLOB_NAME_LEN + 1];
+};
+
 struct patch_iter {
 	size_t i, pos; /* zero to start */
 };

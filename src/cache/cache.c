@@ -474,7 +474,7 @@ static int obj_buf_init(const struct cache *c, struct buf *b)
 /* The block's chain from the index (only its base when the index does
  * not keep patches). */
 static int chain_get(struct cache *c, uint64_t ino, uint64_t idx,
-		     struct cache_chain *ch)
+		     struct patch_chain *ch)
 {
 	ch->dirty = 0;
 	ch->n = 0;
@@ -490,7 +490,7 @@ static int chain_get(struct cache *c, uint64_t ino, uint64_t idx,
 static int content_name(struct cache *c, uint64_t ino, uint64_t idx,
 			char *name)
 {
-	struct cache_chain ch;
+	struct patch_chain ch;
 	int rc = chain_get(c, ino, idx, &ch);
 
 	if (rc == 0)
@@ -541,7 +541,7 @@ static int fetch_object(struct cache *c, const struct centry *e,
 /* Apply patch i of chain ch, plaintext p of plen bytes, to the file fd
  * holding *len bytes of the block. */
 static int apply_patch(struct cache *c, const struct centry *e, int fd,
-		       const struct cache_chain *ch, unsigned i,
+		       const struct patch_chain *ch, unsigned i,
 		       const uint8_t *p, size_t plen, size_t *len)
 {
 	const char *below = i ? ch->patch[i - 1] : ch->base;
@@ -596,7 +596,7 @@ static void *chain_get_run(void *arg)
  * memory. */
 static struct chain_get *chain_get_start(struct cache *c,
 					 const struct centry *e,
-					 const struct cache_chain *ch)
+					 const struct patch_chain *ch)
 {
 	struct chain_get *g = calloc(ch->n, sizeof(*g));
 
@@ -650,7 +650,7 @@ static int load_block(struct cache *c, struct centry *e, struct buf *reuse,
 		      bool *dirty)
 {
 	struct buf own = BUF_INIT, plain = BUF_INIT, *obj = reuse ? reuse : &own;
-	struct cache_chain *ch = malloc(sizeof(*ch));
+	struct patch_chain *ch = malloc(sizeof(*ch));
 	struct chain_get *patches = NULL;
 	const uint8_t *p = NULL;
 	size_t plen = 0, len;
@@ -1363,7 +1363,7 @@ static bool all_zero(const uint8_t *p, size_t n)
 struct uploader {
 	uint8_t *block;          /* a block, or a patch (at most a block) */
 	struct buf enc;          /* the encoded object */
-	struct cache_chain chain;
+	struct patch_chain chain;
 	uint64_t *snap;          /* the entry's dmap, taken over */
 	bool snap_ok;
 	struct patch_ext *ext;   /* room for a patch's extents */
@@ -1378,7 +1378,7 @@ struct uploader {
 static size_t build_patch(struct cache *c, struct centry *e, int fd,
 			  size_t blen, struct uploader *u, int *rc)
 {
-	struct cache_chain *ch = &u->chain;
+	struct patch_chain *ch = &u->chain;
 	uint32_t bs = c->cfg.block_size, npages = bs / DMAP_PAGE, pg;
 	size_t n = 0, data = 0, pos;
 	uint64_t limit = bs / PATCH_SHARE;
@@ -1506,7 +1506,7 @@ static int upload_one(struct cache *c, struct centry *e, uint64_t v,
 	current = e->in_table;
 	pthread_mutex_unlock(&c->lock);
 	if (current && plen) {
-		struct cache_chain *ch = &u->chain;
+		struct patch_chain *ch = &u->chain;
 
 		rc = c->ops->block_patch(c->index_arg, e->ino, e->idx,
 					 ch->n ? ch->patch[ch->n - 1] :

@@ -29,16 +29,6 @@
 
 struct cache;
 
-/* A block's uploaded content: its base object and its patches
- * (blob/patch.h), applied in order. */
-struct cache_chain {
-	char base[BLOB_NAME_LEN + 1]; /* "" when never uploaded */
-	int dirty;                    /* written since that upload */
-	unsigned n;
-	uint64_t patch_bytes;         /* stored bytes of the patches */
-	char patch[PATCH_CHAIN_MAX][BLOB_NAME_LEN + 1];
-};
-
 /* Callbacks into the block index (the metadata).  arg is index_arg. */
 struct cache_index_ops {
 	/* Hash of the last uploaded content of block (ino, idx) into hash
@@ -70,7 +60,7 @@ struct cache_index_ops {
 	 * its uploaded content (meta_block_reset()).
 	 */
 	int (*block_chain)(void *arg, uint64_t ino, uint64_t idx,
-			   struct cache_chain *out);
+			   struct patch_chain *out);
 	int (*block_patch)(void *arg, uint64_t ino, uint64_t idx,
 			   const char *below, const char *hash, uint64_t size,
 			   int still_dirty);

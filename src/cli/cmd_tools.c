@@ -526,7 +526,7 @@ static int seen_cmp(const void *a, const void *b)
 static int chain_cb(uint64_t ino, uint64_t idx, void *arg)
 {
 	struct fsck_ctx *f = arg;
-	struct meta_chain *ch = malloc(sizeof(*ch));
+	struct patch_chain *ch = malloc(sizeof(*ch));
 	uint8_t name[BLOB_HASH_BYTES], below[BLOB_HASH_BYTES];
 	const struct seen *s;
 	unsigned k;

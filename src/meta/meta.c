@@ -2801,7 +2801,7 @@ int meta_block_commit(struct meta *m, uint64_t ino, uint64_t idx,
 }
 
 static int chain_locked(struct meta *m, uint64_t ino, uint64_t idx,
-			struct meta_chain *out)
+			struct patch_chain *out)
 {
 	sqlite3_stmt *st = m->st[ST_PATCH_LIST];
 	int rc;
@@ -2829,7 +2829,7 @@ static int chain_locked(struct meta *m, uint64_t ino, uint64_t idx,
 }
 
 int meta_block_chain(struct meta *m, uint64_t ino, uint64_t idx,
-		     struct meta_chain *out)
+		     struct patch_chain *out)
 {
 	int rc = meta_txn_begin(m, META_TXN_NONE);
 
@@ -2850,7 +2850,7 @@ static int block_patch_locked(struct meta *m, uint64_t ino, uint64_t idx,
 			      const char *below, const char *hash,
 			      uint64_t size, int still_dirty)
 {
-	struct meta_chain *ch = malloc(sizeof(*ch));
+	struct patch_chain *ch = malloc(sizeof(*ch));
 	sqlite3_stmt *st;
 	const char *top;
 	int rc;

@@ -298,19 +298,11 @@ int meta_block_get(struct meta *m, uint64_t ino, uint64_t idx, char *hash,
  */
 int meta_block_commit(struct meta *m, uint64_t ino, uint64_t idx,
 		      const char *hash, uint64_t size, int still_dirty);
-/* A block with its patches (blob/patch.h): its content is the object
- * base with patch[0..n) applied in order. */
-struct meta_chain {
-	char base[META_HASH_LEN + 1]; /* "" when never uploaded */
-	int dirty;
-	unsigned n;
-	uint64_t patch_bytes; /* stored bytes of the patches */
-	char patch[PATCH_CHAIN_MAX][META_HASH_LEN + 1];
-};
+/* A block with its patches: struct patch_chain (blob/patch.h). */
 /* -ENOENT when the block has no row (a hole); -EIO when it has more than
  * PATCH_CHAIN_MAX patches. */
 int meta_block_chain(struct meta *m, uint64_t ino, uint64_t idx,
-		     struct meta_chain *out);
+		     struct patch_chain *out);
 /*
  * Record the upload of a patch of block (ino, idx), written on the object
  * below: like meta_block_commit(), but the patch is appended to the

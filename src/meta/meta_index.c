@@ -9,6 +9,9 @@
 #include "meta/meta_index.h"
 #include "util/util.h"
 
+/* the metadata's hex hashes are the blob layer's names */
+_Static_assert(META_HASH_LEN == BLOB_NAME_LEN, "one name length");
+
 static int ix_block_get(void *arg, uint64_t ino, uint64_t idx, char *hash)
 {
 	int dirty;
@@ -54,23 +57,9 @@ static int ix_block_commit(void *arg, uint64_t ino, uint64_t idx,
 }
 
 static int ix_block_chain(void *arg, uint64_t ino, uint64_t idx,
-			  struct cache_chain *out)
+			  struct patch_chain *out)
 {
-	struct meta_chain *ch = malloc(sizeof(*ch));
-	int rc;
-
-	if (!ch)
-		return -ENOMEM;
-	rc = meta_block_chain(arg, ino, idx, ch);
-	if (rc == 0) {
-		memcpy(out->base, ch->base, sizeof(out->base));
-		out->dirty = ch->dirty;
-		out->n = ch->n;
-		out->patch_bytes = ch->patch_bytes;
-		memcpy(out->patch, ch->patch, ch->n * sizeof(out->patch[0]));
-	}
-	free(ch);
-	return rc;
+	return meta_block_chain(arg, ino, idx, out);
 }
 
 static int ix_block_patch(void *arg, uint64_t ino, uint64_t idx,

@@ -208,7 +208,7 @@ static int fk_dirty_blocks(void *arg,
 }
 
 static int fk_block_chain(void *arg, uint64_t ino, uint64_t idx,
-			  struct cache_chain *out)
+			  struct patch_chain *out)
 {
 	struct fake *f = arg;
 	struct fblock *b;

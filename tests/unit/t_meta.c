@@ -1587,7 +1587,7 @@ static void test_patches(void)
 	struct timespec t = ts(1, 0);
 	char h1[65], p1[65], p2[65], p3[65], many[PATCH_CHAIN_MAX + 1][65];
 	uint64_t idx[2] = { 0, 1 }, f, ino = 0;
-	struct meta_chain *ch = malloc(sizeof(*ch));
+	struct patch_chain *ch = malloc(sizeof(*ch));
 	struct meta_attr in, a;
 	unsigned i;
 
