@@ -9,9 +9,9 @@
 
 #include "blob/blob.h"
 #include "meta/meta.h"
-#include "meta/volume.h"
 #include "store/store.h"
 #include "util/buf.h"
+#include "volume/volume.h"
 
 int cmd_mount(int argc, char **argv);
 int cmd_mkfs(int argc, char **argv);

@@ -17,11 +17,12 @@
 #include "blob/blob.h"
 #include "cli/cli.h"
 #include "cli/store_opts.h"
-#include "meta/journal.h"
 #include "meta/meta.h"
-#include "meta/volume.h"
 #include "store/store.h"
 #include "util/util.h"
+#include "volume/journal.h"
+#include "volume/sweep.h"
+#include "volume/volume.h"
 
 static const char gc_help[] =
 	"usage: metafuse gc [--force] [-o OPT[,OPT...]] STORE\n"

@@ -42,13 +42,14 @@
 #include "cli/cli.h"
 #include "cli/store_opts.h"
 #include "fs/fs.h"
-#include "meta/journal.h"
 #include "meta/meta.h"
 #include "meta/meta_index.h"
-#include "meta/volume.h"
 #include "store/store.h"
 #include "util/log.h"
 #include "util/util.h"
+#include "volume/journal.h"
+#include "volume/sweep.h"
+#include "volume/volume.h"
 
 #define LEASE_TTL_S 30
 

@@ -25,11 +25,11 @@
 #include "blob/patch.h"
 #include "cli/cli.h"
 #include "cli/store_opts.h"
-#include "meta/journal.h"
 #include "meta/meta.h"
-#include "meta/volume.h"
 #include "store/store.h"
 #include "util/util.h"
+#include "volume/journal.h"
+#include "volume/volume.h"
 
 /* ---- mkfs ---- */
 

@@ -12,8 +12,8 @@
 
 #include "cli/cli.h"
 #include "cli/store_opts.h"
-#include "meta/journal.h"
 #include "util/util.h"
+#include "volume/journal.h"
 
 int offline_open(struct offline_vol *ov, const char *loc,
 		 const struct store_options *o)

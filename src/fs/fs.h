@@ -13,9 +13,9 @@
 
 #include "blob/blob.h"
 #include "cache/cache.h"
-#include "meta/journal.h"
 #include "meta/meta.h"
 #include "store/store.h"
+#include "volume/journal.h"
 
 struct fs;
 

@@ -32,9 +32,9 @@
 #include <unistd.h>
 
 #include "fs/fs.h"
-#include "meta/volume.h"
 #include "util/log.h"
 #include "util/util.h"
+#include "volume/volume.h"
 
 struct fs_inode {
 	uint64_t ino;

@@ -14,8 +14,8 @@
 
 #include "blob/blob.h"
 #include "blob/patch.h"
-#include "util/util.h"
 #include "check.h"
+#include "util/util.h"
 
 #define MIB (1u << 20)
 

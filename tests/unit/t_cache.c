@@ -12,9 +12,9 @@
 #include <unistd.h>
 
 #include "cache/cache.h"
+#include "check.h"
 #include "util/log.h"
 #include "util/util.h"
-#include "check.h"
 
 #define BS 4096
 #define MAXB 4096

@@ -1,6 +1,6 @@
 /*
  * t_journal.c - unit tests of the metadata journal and checkpoints
- * (src/meta/journal.h, meta_journal_* in src/meta/meta.h).
+ * (src/volume/journal.h, meta_journal_* in src/meta/meta.h).
  *
  * Purpose: the state a restore builds from the store (newest checkpoint
  * plus journal) is exactly the state of the live database at the last
@@ -19,13 +19,13 @@
 
 #include <sqlite3.h>
 
-#include "meta/journal.h"
 #include "meta/meta.h"
-#include "meta/volume.h"
 #include "store/store.h"
 #include "util/buf.h"
 #include "util/log.h"
 #include "util/util.h"
+#include "volume/journal.h"
+#include "volume/volume.h"
 
 #include "check.h"
 

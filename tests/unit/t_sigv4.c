@@ -19,8 +19,8 @@
  */
 #include "util/compat.h"
 
-#include "store/sigv4.h"
 #include "check.h"
+#include "store/sigv4.h"
 
 #define DATE "20150830T123600Z"
 #define HOST { "Host", "example.amazonaws.com" }

@@ -24,9 +24,9 @@
 #include <sys/vfs.h>
 #include <unistd.h>
 
+#include "check.h"
 #include "store/store.h"
 #include "util/util.h"
-#include "check.h"
 
 #define KEY_MAX 512
 #define N_THREADS 4

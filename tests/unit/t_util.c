@@ -11,8 +11,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "util/util.h"
 #include "check.h"
+#include "util/util.h"
 
 static void test_parse_size(void)
 {

@@ -17,9 +17,9 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "meta/volume.h"
 #include "util/log.h"
 #include "util/util.h"
+#include "volume/volume.h"
 
 static const struct blob_ctx plain_ctx; /* no key needed for framing */
 

@@ -1,11 +1,11 @@
 /*
  * sweep.c - delete the data objects in the store that the metadata does
- * not need (see journal.h: store_sweep).
+ * not need (see sweep.h).
  */
 #include "util/compat.h"
 
-#include "meta/journal.h"
 #include "util/log.h"
+#include "volume/sweep.h"
 
 /* keys handed to one store_del_many (one S3 DeleteObjects request) */
 #define SWEEP_BATCH 1000

@@ -59,9 +59,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "meta/journal.h"
 #include "util/log.h"
 #include "util/util.h"
+#include "volume/journal.h"
 
 #define JRNL_PREFIX "meta/jrnl-"
 #define CKPT_PREFIX "meta/ckpt-"

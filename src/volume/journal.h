@@ -74,19 +74,4 @@ int checkpoint_restore(struct store *s, const struct blob_ctx *bc,
 int journal_replay(struct store *s, const struct blob_ctx *bc,
 		   struct meta *m, uint64_t *applied);
 
-/*
- * Delete the data objects the metadata m does not know (uploaded by a
- * mount that crashed before recording them, or recorded only in metadata
- * that never reached the store); with unreferenced, also those with no
- * reference left (forgotten from m, so write a checkpoint afterwards).
- * Only safe while nothing uploads: before a mount's cache starts, or
- * offline with the lease held.  res->bytes counts what was to be deleted;
- * returns the first deletion error (the others are logged) or 0.
- */
-struct sweep_result {
-	uint64_t seen, deleted, bytes;
-};
-int store_sweep(struct meta *m, struct store *s, bool unreferenced,
-		struct sweep_result *res);
-
 #endif
