@@ -1,8 +1,9 @@
 /*
  * journal.c - the metadata in the store: checkpoints plus a journal.
  *
- * Between checkpoints (full copies of the database, checkpoint.c names
- * them), every change goes to the store as a journal entry: the SQLite
+ * Between checkpoints (full copies of the database, meta/ckpt-<seq>,
+ * written by journal_checkpoint() and read back by checkpoint_restore()
+ * below), every change goes to the store as a journal entry: the SQLite
  * changeset of everything that changed since the previous entry, framed
  * by the blob codec (compressed, checksummed), stored as
  * meta/jrnl-<seq in 16 hex digits>.  The state of the volume in the store

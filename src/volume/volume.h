@@ -1,19 +1,20 @@
 /*
- * volume.h - the objects that make a store a metafuse volume, other than
- * data blocks: the volume descriptor, the lease of the mounting process,
- * and metadata checkpoints.
+ * volume.h - the objects that make a store a metafuse volume: the volume
+ * descriptor and the lease of the mounting process.  The metadata's
+ * objects (checkpoints and journal entries) are journal.h's; data blocks
+ * and patches are blob.h's and patch.h's.
  *
  * Store layout
  *   volume                  descriptor: format, id, block size, hash key,
  *                           block names (format 3)
  *                           (blob-framed text, written once by mkfs)
  *   lease                   who has the volume mounted, until when
- *                           (rewritten while mounted: the one mutable
- *                           object besides nothing else)
- *   meta/ckpt-<16 hex seq>  a full copy of the metadata database (SQLite
- *                           file, zstd-compressed, blob-framed); only the
- *                           newest is kept once a newer one is durable
- *   data/<2 hex>/<64 hex>   data blocks (see blob.h)
+ *                           (rewritten while mounted: the only object of
+ *                           a volume ever rewritten in place)
+ *   meta/ckpt-<16 hex seq>  checkpoints, meta/ckpp-<seq>-<part> their
+ *                           parts, and meta/jrnl-<16 hex seq> journal
+ *                           entries (see journal.c)
+ *   data/<2 hex>/<64 hex>   data blocks and patches (see blob.h, patch.h)
  */
 #ifndef METAFUSE_VOLUME_H
 #define METAFUSE_VOLUME_H
@@ -21,7 +22,6 @@
 #include "util/compat.h"
 
 #include "blob/blob.h"
-#include "meta/meta.h"
 #include "store/store.h"
 
 /*

@@ -198,175 +198,230 @@ static void flip_every_bit(const uint8_t *obj, size_t len)
 	free(copy);
 }
 
-static void test_tamper(void)
-{
-	static const char text[] = "tamper tamper tamper tamper tamper tamper "
-				   "tamper tamper tamper tamper";
-	struct buf raw = BUF_INIT, z = BUF_INIT, dec = BUF_INIT;
-	struct blob_ctx level0 = ctx;
+/* Two objects to damage, one stored raw and one zstd-compressed, and a
+ * scratch copy with room to spare. */
+struct tamper {
+	struct buf raw, z;
 	uint8_t *copy;
+};
+
+static const char tamper_text[] = "tamper tamper tamper tamper tamper "
+				  "tamper tamper tamper tamper tamper";
+
+static void tamper_init(struct tamper *t)
+{
+	struct blob_ctx level0 = ctx;
+
+	memset(t, 0, sizeof(*t));
+	level0.zstd_level = 0;
+	CHECK_RC(blob_encode(&level0, "small raw object", 16, &t->raw), 0);
+	CHECK_RC(blob_encode(&ctx, tamper_text, strlen(tamper_text), &t->z),
+		 0);
+	CHECK(t->raw.data[4] == 0 && t->z.data[4] == 1);
+	t->copy = malloc(t->z.len + 64);
+	CHECK(t->copy != NULL);
+}
+
+static void tamper_free(struct tamper *t)
+{
+	free(t->copy);
+	buf_free(&t->raw);
+	buf_free(&t->z);
+}
+
+/* Copy o into t->copy, set the 8-byte field at off, reseal, and check
+ * that it does not decode. */
+static void tamper_field(struct tamper *t, const struct buf *o, size_t off,
+			 uint64_t v)
+{
+	memcpy(t->copy, o->data, o->len);
+	put_le64(t->copy + off, v);
+	reseal(t->copy, o->len);
+	CHECK(decode_fails(t->copy, o->len));
+}
+
+/* every bit flipped, every length cut, a byte added, nothing at all */
+static void test_tamper_bits_and_cuts(void)
+{
+	struct tamper t;
 	size_t i;
 
-	level0.zstd_level = 0;
-	CHECK_RC(blob_encode(&level0, "small raw object", 16, &raw), 0);
-	CHECK_RC(blob_encode(&ctx, text, strlen(text), &z), 0);
-	CHECK(raw.data[4] == 0 && z.data[4] == 1);
-
-	flip_every_bit(raw.data, raw.len);
-	flip_every_bit(z.data, z.len);
-
-	/* truncated, extended, absent */
-	for (i = 0; i < z.len; i++)
-		CHECK(decode_fails(z.data, i));
-	for (i = 0; i < raw.len; i++)
-		CHECK(decode_fails(raw.data, i));
-	buf_append(&z, "", 1);
-	CHECK(decode_fails(z.data, z.len));
-	z.len--;
+	tamper_init(&t);
+	flip_every_bit(t.raw.data, t.raw.len);
+	flip_every_bit(t.z.data, t.z.len);
+	for (i = 0; i < t.z.len; i++)
+		CHECK(decode_fails(t.z.data, i));
+	for (i = 0; i < t.raw.len; i++)
+		CHECK(decode_fails(t.raw.data, i));
+	buf_append(&t.z, "", 1);
+	CHECK(decode_fails(t.z.data, t.z.len));
+	t.z.len--;
 	CHECK(decode_fails(NULL, 0));
 	CHECK(decode_fails(NULL, 100));
+	tamper_free(&t);
+}
 
-	copy = malloc(z.len + 64);
+/* wrong magic (with and without a forged checksum), unknown codec, flags
+ * and reserved bytes (all resealed) */
+static void test_tamper_header(void)
+{
+	struct tamper t;
+	uint8_t *copy;
+	size_t i, len;
 
-	/* wrong magic, with and without a forged checksum */
-	memcpy(copy, z.data, z.len);
+	tamper_init(&t);
+	copy = t.copy;
+	len = t.z.len;
+	memcpy(copy, t.z.data, len);
 	memcpy(copy, "MFB2", 4);
-	CHECK(decode_fails(copy, z.len));
-	reseal(copy, z.len);
-	CHECK(decode_fails(copy, z.len));
+	CHECK(decode_fails(copy, len));
+	reseal(copy, len);
+	CHECK(decode_fails(copy, len));
 	memcpy(copy, "mfb1", 4);
-	reseal(copy, z.len);
-	CHECK(decode_fails(copy, z.len));
+	reseal(copy, len);
+	CHECK(decode_fails(copy, len));
 
-	/* unknown codec, flags, reserved bytes (all resealed) */
 	for (i = 4; i < 8; i++) {
-		memcpy(copy, z.data, z.len);
+		memcpy(copy, t.z.data, len);
 		copy[i] = i == 4 ? 2 : 1;
-		reseal(copy, z.len);
-		CHECK(decode_fails(copy, z.len));
+		reseal(copy, len);
+		CHECK(decode_fails(copy, len));
 	}
-	memcpy(copy, z.data, z.len);
+	memcpy(copy, t.z.data, len);
 	copy[4] = 0xff;
-	reseal(copy, z.len);
-	CHECK(decode_fails(copy, z.len));
+	reseal(copy, len);
+	CHECK(decode_fails(copy, len));
+	tamper_free(&t);
+}
 
-	/* plain_len lying: zstd */
-	{
-		const uint64_t tl = sizeof(text) - 1;
-		const uint64_t lies[] = {
-			0, 1, tl - 1, tl + 1, 1000, (uint64_t)1 << 32,
-			(uint64_t)1 << 63, UINT64_MAX,
-		};
+/* plain_len (zstd and raw) and payload_len lying, resealed */
+static void test_tamper_lengths(void)
+{
+	const uint64_t tl = sizeof(tamper_text) - 1;
+	const uint64_t plain_lies[] = {
+		0, 1, tl - 1, tl + 1, 1000, (uint64_t)1 << 32,
+		(uint64_t)1 << 63, UINT64_MAX,
+	};
+	struct tamper t;
+	uint64_t plen;
+	size_t i;
 
-		for (i = 0; i < ARRAY_SIZE(lies); i++) {
-			memcpy(copy, z.data, z.len);
-			put_le64(copy + 8, lies[i]);
-			reseal(copy, z.len);
-			CHECK(decode_fails(copy, z.len));
-		}
-		/* ... and raw */
-		for (i = 0; i < ARRAY_SIZE(lies); i++) {
-			if (lies[i] == 16)
-				continue;
-			memcpy(copy, raw.data, raw.len);
-			put_le64(copy + 8, lies[i]);
-			reseal(copy, raw.len);
-			CHECK(decode_fails(copy, raw.len));
-		}
-	}
-	/* payload_len lying */
+	tamper_init(&t);
+	for (i = 0; i < ARRAY_SIZE(plain_lies); i++)
+		tamper_field(&t, &t.z, 8, plain_lies[i]);
+	for (i = 0; i < ARRAY_SIZE(plain_lies); i++)
+		if (plain_lies[i] != 16)
+			tamper_field(&t, &t.raw, 8, plain_lies[i]);
+
+	plen = t.z.len - BLOB_HEADER_SIZE;
 	{
-		uint64_t plen = z.len - BLOB_HEADER_SIZE;
-		const uint64_t lies[] = {
+		const uint64_t payload_lies[] = {
 			0, plen - 1, plen + 1, plen + 64, UINT64_MAX,
 			UINT64_MAX - 39,
 		};
 
-		for (i = 0; i < ARRAY_SIZE(lies); i++) {
-			memcpy(copy, z.data, z.len);
-			put_le64(copy + 16, lies[i]);
-			reseal(copy, z.len);
-			CHECK(decode_fails(copy, z.len));
-		}
+		for (i = 0; i < ARRAY_SIZE(payload_lies); i++)
+			tamper_field(&t, &t.z, 16, payload_lies[i]);
 	}
-	/* codec swapped: zstd payload called raw, raw payload called zstd */
-	memcpy(copy, z.data, z.len);
+	tamper_free(&t);
+}
+
+/* a tiny forged frame claiming a huge size */
+static void tamper_huge_frame(void)
+{
+	struct buf big = BUF_INIT;
+	uint8_t *zeros = calloc(1, 4 * MIB);
+
+	CHECK(zeros != NULL);
+	CHECK_RC(blob_encode(&ctx, zeros, 4 * MIB, &big), 0);
+	CHECK(big.data[4] == 1 && big.len < 4096);
+	put_le64(big.data + 8, (uint64_t)1 << 40);
+	reseal(big.data, big.len);
+	CHECK(decode_fails(big.data, big.len));
+	put_le64(big.data + 8, 4 * MIB - 1);
+	reseal(big.data, big.len);
+	CHECK(decode_fails(big.data, big.len));
+	buf_free(&big);
+	free(zeros);
+}
+
+/* the payload: codecs swapped, zstd over garbage or a damaged frame, a
+ * frame claiming a huge size */
+static void test_tamper_payload(void)
+{
+	struct buf dec = BUF_INIT;
+	struct tamper t;
+	uint8_t *copy;
+	size_t i;
+
+	tamper_init(&t);
+	copy = t.copy;
+	/* zstd payload called raw, raw payload called zstd */
+	memcpy(copy, t.z.data, t.z.len);
 	copy[4] = 0;
-	reseal(copy, z.len);
-	CHECK(decode_fails(copy, z.len));
-	memcpy(copy, raw.data, raw.len);
+	reseal(copy, t.z.len);
+	CHECK(decode_fails(copy, t.z.len));
+	memcpy(copy, t.raw.data, t.raw.len);
 	copy[4] = 1;
-	reseal(copy, raw.len);
-	CHECK(decode_fails(copy, raw.len));
-	/* zstd codec over garbage, and over a damaged frame */
-	memcpy(copy, z.data, BLOB_HEADER_SIZE);
-	blob_random(copy + BLOB_HEADER_SIZE, z.len - BLOB_HEADER_SIZE);
-	reseal(copy, z.len);
-	CHECK(decode_fails(copy, z.len));
-	for (i = BLOB_HEADER_SIZE; i < z.len; i++) {
-		memcpy(copy, z.data, z.len);
+	reseal(copy, t.raw.len);
+	CHECK(decode_fails(copy, t.raw.len));
+
+	memcpy(copy, t.z.data, BLOB_HEADER_SIZE);
+	blob_random(copy + BLOB_HEADER_SIZE, t.z.len - BLOB_HEADER_SIZE);
+	reseal(copy, t.z.len);
+	CHECK(decode_fails(copy, t.z.len));
+	for (i = BLOB_HEADER_SIZE; i < t.z.len; i++) {
+		memcpy(copy, t.z.data, t.z.len);
 		copy[i] ^= 0x5a;
-		reseal(copy, z.len);
+		reseal(copy, t.z.len);
 		/* may still decode to the right length by chance: no crash,
 		 * and then it must be exactly plain_len bytes */
 		buf_reset(&dec);
-		if (blob_decode(&ctx, copy, z.len, &dec) == 0)
-			CHECK_EQ_U64(dec.len, strlen(text));
+		if (blob_decode(&ctx, copy, t.z.len, &dec) == 0)
+			CHECK_EQ_U64(dec.len, strlen(tamper_text));
 	}
-	/* a tiny forged frame claiming a huge size */
-	{
-		struct buf big = BUF_INIT;
-		uint8_t *zeros = calloc(1, 4 * MIB);
-
-		CHECK_RC(blob_encode(&ctx, zeros, 4 * MIB, &big), 0);
-		CHECK(big.data[4] == 1 && big.len < 4096);
-		put_le64(big.data + 8, (uint64_t)1 << 40);
-		reseal(big.data, big.len);
-		CHECK(decode_fails(big.data, big.len));
-		put_le64(big.data + 8, 4 * MIB - 1);
-		reseal(big.data, big.len);
-		CHECK(decode_fails(big.data, big.len));
-		buf_free(&big);
-		free(zeros);
-	}
-
-	/* random multi-byte damage, sometimes forged: never a crash, and
-	 * never a success unless the checksum was forged */
-	{
-		const struct buf *src[] = { &raw, &z };
-		uint32_t r;
-		int n, k, forged, bad = 0;
-
-		for (n = 0; n < 20000; n++) {
-			const struct buf *o = src[n & 1];
-			int rc;
-
-			memcpy(copy, o->data, o->len);
-			randombytes_buf(&r, sizeof(r));
-			for (k = 0; k <= (int)(r % 4); k++) {
-				size_t at = randombytes_uniform(
-					(uint32_t)o->len);
-
-				copy[at] ^= (uint8_t)(1 +
-					randombytes_uniform(255));
-			}
-			forged = (r >> 8) & 1;
-			if (forged)
-				reseal(copy, o->len);
-			buf_reset(&dec);
-			rc = blob_decode(&ctx, copy, o->len, &dec);
-			if (rc != 0 && rc != -EIO)
-				bad++;
-			if (rc == 0 && !forged && memcmp(copy, o->data, o->len))
-				bad++;
-		}
-		CHECK_EQ_U64(bad, 0);
-	}
-
-	free(copy);
-	buf_free(&raw);
-	buf_free(&z);
+	tamper_huge_frame();
 	buf_free(&dec);
+	tamper_free(&t);
+}
+
+/* random multi-byte damage, sometimes forged: never a crash, and never a
+ * success unless the checksum was forged */
+static void test_tamper_random(void)
+{
+	struct buf dec = BUF_INIT;
+	struct tamper t;
+	const struct buf *src[2];
+	uint32_t r;
+	int n, k, forged, bad = 0;
+
+	tamper_init(&t);
+	src[0] = &t.raw;
+	src[1] = &t.z;
+	for (n = 0; n < 20000; n++) {
+		const struct buf *o = src[n & 1];
+		int rc;
+
+		memcpy(t.copy, o->data, o->len);
+		randombytes_buf(&r, sizeof(r));
+		for (k = 0; k <= (int)(r % 4); k++) {
+			size_t at = randombytes_uniform((uint32_t)o->len);
+
+			t.copy[at] ^= (uint8_t)(1 + randombytes_uniform(255));
+		}
+		forged = (r >> 8) & 1;
+		if (forged)
+			reseal(t.copy, o->len);
+		buf_reset(&dec);
+		rc = blob_decode(&ctx, t.copy, o->len, &dec);
+		if (rc != 0 && rc != -EIO)
+			bad++;
+		if (rc == 0 && !forged && memcmp(t.copy, o->data, o->len))
+			bad++;
+	}
+	CHECK_EQ_U64(bad, 0);
+	buf_free(&dec);
+	tamper_free(&t);
 }
 
 static void test_named(void)
@@ -870,7 +925,11 @@ int main(void)
 
 	test_golden();
 	test_round_trips();
-	test_tamper();
+	test_tamper_bits_and_cuts();
+	test_tamper_header();
+	test_tamper_lengths();
+	test_tamper_payload();
+	test_tamper_random();
 	test_named();
 	test_named_view();
 	test_encode_named();
