@@ -2,50 +2,62 @@
  * meta_fsck.c - check, and optionally repair, the invariants of meta.h.
  *
  * Purpose
- *   meta_fsck() finds every violation of invariants 1-5 of meta.h (plus
- *   the internal ones meta.c relies on: one entry per directory,
- *   inode.parent, freed_epoch) and reports each as one line of text.
- *   With repair it fixes them in the same transaction.
+ *   meta_fsck() finds every violation of invariants 1-6 of meta.h (plus
+ *   the internal ones the rest of src/meta/ relies on: names unique in a
+ *   directory, one entry per directory, inode.parent, inline data only on
+ *   a regular file without block rows, freed_epoch) and reports each as
+ *   one line of text.  With repair it fixes them in the same transaction.
  *
  * Data model
- *   Besides the tables of meta.c, two TEMP tables live for one run:
+ *   Besides the tables meta.h describes, two TEMP tables live for one run:
  *     fsck_reach(ino)             directories reachable from the root
  *     fsck_links(ino, n, parent)  entries per inode, and the parent of
  *                                 one of them (the only one, for
- *                                 directories, once step 3 has run)
+ *                                 directories, once check 4 has run)
+ *   The checks are the rows of checks[], walked in order by
+ *   fsck_locked().  Most are a query that returns one row per problem,
+ *   a function that reports a row, and the SQL that repairs it (see
+ *   struct fsck_check); the ones that need C logic (0 and 5) are
+ *   functions, called from their row.
  *
  * Method: the checks run in an order where each repair only helps the
  * later ones.
  *    0. the root exists, is a directory, and has a link count >= 2
- *    1. entries naming missing inodes                      -> deleted
- *    2. entries in missing or non-directory parents        -> deleted
- *    3. entries naming the root, extra entries of a directory -> deleted
+ *    1. entries repeating a name of their directory        -> deleted
+ *    2. entries naming missing inodes                      -> deleted
+ *    3. entries in missing or non-directory parents        -> deleted
+ *    4. entries naming the root, extra entries of a directory -> deleted
  *       (the entry matching inode.parent is kept, else the oldest)
- *    4. reachability: a recursive CTE from the root fills fsck_reach; an
+ *    5. reachability: a recursive CTE from the root fills fsck_reach; an
  *       unreachable directory still in use is followed up its entries to
  *       the top of its detached tree (or into its cycle), and that top is
  *       linked, or moved, into /lost+found as "#<ino>"; its subtree then
  *       joins fsck_reach.  Non-directories with nlink > 0 and no entry
- *       are linked there too.
- *    5. inode.parent of every directory
- *    6. link counts (invariant 1)
- *    7. block rows of missing or non-regular inodes         -> deleted
- *    8. block rows past EOF (invariant 5)                   -> deleted
- *    9. nblocks (invariant 4)
- *   10. patch rows without a block row with a hash (invariant 6), and
+ *       are linked there too.  fsck_links is then filled again.
+ *    6. inode.parent of every directory
+ *    7. link counts (invariant 1)
+ *    8. block rows of missing or non-regular inodes         -> deleted
+ *    9. inline data of missing or non-regular inodes, or beside block
+ *       rows (the blocks were written later)                -> deleted
+ *   10. block rows past EOF (invariant 5)                   -> deleted
+ *   11. nblocks (invariant 4)
+ *   12. patch rows without a block row with a hash (invariant 6), and
  *       blocks with more than PATCH_CHAIN_MAX patches      -> deleted
  *       (such a block then reads as its base: wrong, but no worse than
  *       unreadable, and reported)
- *   11. refcounts (invariant 3), freed_epoch, object rows missing for a
- *       name some block or patch holds
+ *   13. refcounts (invariant 3) and freed_epoch
+ *   14. object rows missing for a name some block or patch holds -> made
  *
  * Invariants of this file
  *   1. Without repair, nothing but the TEMP tables is written: the run is
  *      a deferred (read) transaction.
  *   2. Report lines are collected while the lock is held and handed to
  *      report() only after it is released.
- *   3. A problem is counted once, where it is first seen; a repair that
- *      moves a directory fixes the link counts it changes itself.
+ *   3. With repair, a problem is counted once, where it is first seen: its
+ *      repair hides it from the later checks (without repair, one problem
+ *      may be counted by several checks).  A repair that moves a directory
+ *      fixes the link counts it changes itself.
+ *   4. A check's rows are all collected before the first is repaired.
  */
 #include "util/compat.h"
 
@@ -69,7 +81,8 @@ struct fsck {
 	struct timespec now;
 };
 
-/* Named parameters of the statements below; unused ones are ignored. */
+/* Named parameters of the statements below, besides :bs (the block size)
+ * and :chain_max (PATCH_CHAIN_MAX); unused ones are ignored. */
 struct fargs {
 	int64_t a, b, c;
 	const char *name;	/* :name, a BLOB */
@@ -87,6 +100,23 @@ struct row {
 struct rows {
 	struct row *r;
 	size_t n, cap;
+};
+
+/*
+ * One check, a row of checks[]: either run, a check in C that does it
+ * all, or the three parts check_rows() puts together.
+ */
+struct fsck_check {
+	const char *name;	/* for the reader; the list above says more */
+	int (*run)(struct fsck *f);
+	/* a query with one struct row per problem */
+	const char *find;
+	/* adds the line of a row; why: this check's words, if any */
+	int (*report)(struct fsck *f, const struct row *r, const char *why);
+	const char *why;
+	/* run for each row, with repair only: :a, :b, :c are the row's
+	 * integers, :name (a BLOB) and :hash (TEXT) its text */
+	const char *repair;
 };
 
 static void rows_free(struct rows *rs)
@@ -138,6 +168,7 @@ static void bind_args(struct fsck *f, sqlite3_stmt *st, const struct fargs *x)
 	int i;
 
 	bind_one_i64(st, ":bs", f->m->block_size);
+	bind_one_i64(st, ":chain_max", PATCH_CHAIN_MAX);
 	if (!x)
 		return;
 	bind_one_i64(st, ":a", x->a);
@@ -230,6 +261,7 @@ static int fcollect(struct fsck *f, const char *sql, const struct fargs *x,
 	return rc;
 }
 
+
 /* ---- 0: the root ---- */
 
 static int check_root(struct fsck *f)
@@ -241,7 +273,7 @@ static int check_root(struct fsck *f)
 		" :b, :c, :b, :c, :b, :c, 1, NULL)";
 	struct fargs x = { .a = S_IFDIR | 0755, .b = f->now.tv_sec,
 			   .c = f->now.tv_nsec };
-	int64_t mode;
+	int64_t mode = 0;
 	int rc;
 
 	rc = fone(f, "SELECT mode FROM inode WHERE ino = 1", NULL, &mode);
@@ -274,79 +306,7 @@ static int check_root(struct fsck *f)
 	return rc;
 }
 
-/* ---- 1-3: bad entries ---- */
-
-/* Report the entries (id, parent, ino, name) sql returns, delete them. */
-static int drop_entries(struct fsck *f, const char *sql, const char *why)
-{
-	struct rows rs = { 0 };
-	char name[META_NAME_MAX + 1];
-	struct fargs x = { 0 };
-	size_t i;
-	int rc;
-
-	rc = fcollect(f, sql, NULL, &rs);
-	for (i = 0; !rc && i < rs.n; i++) {
-		const struct row *r = &rs.r[i];
-
-		rc = problem(f, "entry \"%s\" (id %lld) in directory %lld,"
-			     " inode %lld: %s", printable(r, name),
-			     (long long)r->v[0], (long long)r->v[1],
-			     (long long)r->v[2],
-			     r->v[2] == META_ROOT_INO ?
-				     "names the root directory" : why);
-		if (!rc && f->repair) {
-			x.a = r->v[0];
-			rc = fexec(f, "DELETE FROM dentry WHERE id = :a", &x);
-		}
-	}
-	rows_free(&rs);
-	return rc;
-}
-
-static int check_entries(struct fsck *f)
-{
-	int rc;
-
-	/* unique by the code's checks, not by the schema (meta.c) */
-	rc = drop_entries(f,
-		"SELECT d.id, d.parent, d.ino, d.name FROM dentry AS d"
-		" WHERE EXISTS (SELECT 1 FROM dentry AS o WHERE"
-		"  o.parent = d.parent AND o.name = d.name AND o.id < d.id)"
-		" ORDER BY d.id",
-		"repeats a name already in its directory");
-	if (rc)
-		return rc;
-	rc = drop_entries(f,
-		"SELECT d.id, d.parent, d.ino, d.name FROM dentry AS d"
-		" WHERE NOT EXISTS (SELECT 1 FROM inode WHERE ino = d.ino)"
-		" ORDER BY d.id",
-		"names a missing inode");
-	if (rc)
-		return rc;
-	rc = drop_entries(f,
-		"SELECT d.id, d.parent, d.ino, d.name FROM dentry AS d"
-		" LEFT JOIN inode AS p ON p.ino = d.parent"
-		" WHERE p.ino IS NULL OR NOT " IS_DIR_SQL("p.mode")
-		" ORDER BY d.id",
-		"parent is missing or not a directory");
-	if (rc)
-		return rc;
-	return drop_entries(f,
-		"WITH k AS (SELECT d.ino AS ino,"
-		"  CASE WHEN d.ino = 1 THEN 0 ELSE coalesce("
-		"   min(CASE WHEN d.parent = i.parent THEN d.id END),"
-		"   min(d.id)) END AS keep"
-		"  FROM dentry AS d JOIN inode AS i ON i.ino = d.ino"
-		"  WHERE " IS_DIR_SQL("i.mode")
-		"  GROUP BY d.ino HAVING count(*) > 1 OR d.ino = 1)"
-		" SELECT d.id, d.parent, d.ino, d.name FROM dentry AS d"
-		" JOIN k ON k.ino = d.ino WHERE d.id != k.keep"
-		" ORDER BY d.id",
-		"a second entry of a directory");
-}
-
-/* ---- 4: reachability ---- */
+/* ---- 5: reachability ---- */
 
 static int links_fill(struct fsck *f)
 {
@@ -379,7 +339,7 @@ static int lost_found(struct fsck *f)
 	static const char lf_name[] = "lost+found";
 	struct fargs x = { .name = lf_name, .name_len = strlen(lf_name) };
 	struct meta_attr a;
-	int64_t ino;
+	int64_t ino = 0;
 	int rc;
 
 	if (f->lf)
@@ -611,318 +571,290 @@ static int check_reach(struct fsck *f)
 		rc = check_reach_dirs(f);
 	if (!rc)
 		rc = check_reach_files(f);
-	return rc;
-}
-
-/* ---- 5, 6: directory parents and link counts ---- */
-
-static int check_parents(struct fsck *f)
-{
-	struct rows rs = { 0 };
-	struct fargs x = { 0 };
-	size_t i;
-	int rc;
-
-	rc = links_fill(f);
+	/* for the checks after this one: lf_link() added entries */
 	if (!rc)
-		rc = fcollect(f,
-			"SELECT i.ino, coalesce(i.parent, -1), l.parent"
-			" FROM inode AS i JOIN temp.fsck_links AS l"
-			" ON l.ino = i.ino WHERE " IS_DIR_SQL("i.mode")
-			" AND i.parent IS NOT l.parent"
-			" UNION ALL SELECT ino, coalesce(parent, -1), 1"
-			" FROM inode WHERE ino = 1 AND parent IS NOT 1",
-			NULL, &rs);
-	for (i = 0; !rc && i < rs.n; i++) {
-		const struct row *r = &rs.r[i];
-
-		rc = problem(f, "directory %lld records parent %lld, but its"
-			     " entry is in %lld", (long long)r->v[0],
-			     (long long)r->v[1], (long long)r->v[2]);
-		if (!rc && f->repair) {
-			x.a = r->v[0];
-			x.b = r->v[2];
-			rc = fexec(f, "UPDATE inode SET parent = :b"
-				      " WHERE ino = :a", &x);
-		}
-	}
-	rows_free(&rs);
+		rc = links_fill(f);
 	return rc;
 }
 
-static int check_nlink(struct fsck *f)
+/*
+ * ---- 1-4, 6-14: the reports of the checks of the table ----
+ *
+ * Each adds the line of one row its check's query returned (the comment
+ * names the row's columns); why: the check's words, when it has some.
+ */
+
+/* 1-4: a row (id, parent, ino, name) of dentry */
+static int report_entry(struct fsck *f, const struct row *r, const char *why)
 {
-	struct rows rs = { 0 };
-	struct fargs x = { 0 };
-	size_t i;
-	int rc;
+	char name[META_NAME_MAX + 1];
 
-	/* Orphans (no entry, not the root) are left alone: nlink 0 is
-	 * right for them, and nlink > 0 was an unreachable inode. */
-	rc = fcollect(f,
-		"SELECT ino, nlink, want FROM (SELECT i.ino, i.nlink,"
-		" CASE WHEN " IS_DIR_SQL("i.mode") " THEN 2 + (SELECT"
-		"  count(*) FROM dentry AS d JOIN inode AS c"
-		"  ON c.ino = d.ino WHERE d.parent = i.ino"
-		"  AND " IS_DIR_SQL("c.mode") ")"
-		" ELSE l.n END AS want"
-		" FROM inode AS i LEFT JOIN temp.fsck_links AS l"
-		" ON l.ino = i.ino WHERE l.ino IS NOT NULL OR i.ino = 1)"
-		" WHERE nlink != want ORDER BY ino", NULL, &rs);
-	for (i = 0; !rc && i < rs.n; i++) {
-		const struct row *r = &rs.r[i];
-
-		rc = problem(f, "inode %lld has nlink %lld, should be %lld",
-			     (long long)r->v[0], (long long)r->v[1],
-			     (long long)r->v[2]);
-		if (!rc && f->repair) {
-			x.a = r->v[0];
-			x.b = r->v[2];
-			rc = fexec(f, "UPDATE inode SET nlink = :b"
-				      " WHERE ino = :a", &x);
-		}
-	}
-	rows_free(&rs);
-	return rc;
+	return problem(f, "entry \"%s\" (id %lld) in directory %lld,"
+		       " inode %lld: %s", printable(r, name),
+		       (long long)r->v[0], (long long)r->v[1],
+		       (long long)r->v[2], r->v[2] == META_ROOT_INO ?
+				"names the root directory" : why);
 }
 
-/* ---- 7-9: block rows ---- */
-
-static int check_block_owners(struct fsck *f)
+/* 6: (ino, recorded parent or -1, parent of its entry) */
+static int report_parent(struct fsck *f, const struct row *r,
+			 const char *why)
 {
-	struct rows rs = { 0 };
-	struct fargs x = { 0 };
-	size_t i;
-	int rc;
-
-	rc = fcollect(f,
-		"SELECT b.ino, count(*), i.ino IS NULL FROM block AS b"
-		" LEFT JOIN inode AS i ON i.ino = b.ino"
-		" WHERE i.ino IS NULL OR NOT " IS_REG_SQL("i.mode")
-		" GROUP BY b.ino", NULL, &rs);
-	for (i = 0; !rc && i < rs.n; i++) {
-		const struct row *r = &rs.r[i];
-
-		rc = problem(f, "%lld block rows belong to %s inode %lld",
-			     (long long)r->v[1],
-			     r->v[2] ? "missing" : "non-regular",
-			     (long long)r->v[0]);
-		if (!rc && f->repair) {
-			x.a = r->v[0];
-			rc = fexec(f, "DELETE FROM block WHERE ino = :a", &x);
-		}
-	}
-	rows_free(&rs);
-	return rc;
+	return problem(f, "directory %lld records parent %lld, but its"
+		       " entry is in %lld", (long long)r->v[0],
+		       (long long)r->v[1], (long long)r->v[2]);
 }
 
-/* Inline data belongs to an existing regular file without blocks. */
-static int check_inline(struct fsck *f)
+/* 7, 11: (ino, the value of column why, the right value) */
+static int report_count(struct fsck *f, const struct row *r, const char *why)
 {
-	struct rows rs = { 0 };
-	struct fargs x = { 0 };
-	size_t i;
-	int rc;
-
-	rc = fcollect(f,
-		"SELECT d.ino, i.ino IS NULL,"
-		" (SELECT count(*) FROM block AS b WHERE b.ino = d.ino)"
-		" FROM inline_data AS d LEFT JOIN inode AS i ON i.ino = d.ino"
-		" WHERE i.ino IS NULL OR NOT " IS_REG_SQL("i.mode")
-		" OR EXISTS (SELECT 1 FROM block AS b WHERE b.ino = d.ino)",
-		NULL, &rs);
-	for (i = 0; !rc && i < rs.n; i++) {
-		const struct row *r = &rs.r[i];
-
-		if (r->v[2])
-			rc = problem(f, "inode %lld has both inline data and "
-				     "%lld block rows", (long long)r->v[0],
-				     (long long)r->v[2]);
-		else
-			rc = problem(f, "inline data belongs to %s inode %lld",
-				     r->v[1] ? "missing" : "non-regular",
-				     (long long)r->v[0]);
-		/* blocks win: they were written after the inline data */
-		if (!rc && f->repair) {
-			x.a = r->v[0];
-			rc = fexec(f, "DELETE FROM inline_data WHERE ino = :a",
-				   &x);
-		}
-	}
-	rows_free(&rs);
-	return rc;
+	return problem(f, "inode %lld has %s %lld, should be %lld",
+		       (long long)r->v[0], why, (long long)r->v[1],
+		       (long long)r->v[2]);
 }
 
-static int check_block_eof(struct fsck *f)
+/* 8: (ino, block rows, inode missing) */
+static int report_block_owner(struct fsck *f, const struct row *r,
+			      const char *why)
 {
-	struct rows rs = { 0 };
-	struct fargs x = { 0 };
-	size_t i;
-	int rc;
-
-	rc = fcollect(f,
-		"SELECT ino, n, size FROM (SELECT b.ino AS ino,"
-		" count(*) AS n, i.size AS size FROM block AS b"
-		" JOIN inode AS i ON i.ino = b.ino"
-		" WHERE " IS_REG_SQL("i.mode")
-		" AND b.idx >= i.size / :bs + (i.size % :bs != 0)"
-		" GROUP BY b.ino)", NULL, &rs);
-	for (i = 0; !rc && i < rs.n; i++) {
-		const struct row *r = &rs.r[i];
-		uint64_t size = (uint64_t)r->v[2];
-
-		rc = problem(f, "inode %lld (size %lld) has %lld block rows"
-			     " past its end", (long long)r->v[0],
-			     (long long)r->v[2], (long long)r->v[1]);
-		if (!rc && f->repair) {
-			x.a = r->v[0];
-			x.b = (int64_t)(size / f->m->block_size +
-					(size % f->m->block_size != 0));
-			rc = fexec(f, "DELETE FROM block WHERE ino = :a"
-				      " AND idx >= :b", &x);
-		}
-	}
-	rows_free(&rs);
-	return rc;
+	return problem(f, "%lld block rows belong to %s inode %lld",
+		       (long long)r->v[1], r->v[2] ? "missing" : "non-regular",
+		       (long long)r->v[0]);
 }
 
-/* ---- 10: patch rows ---- */
-
-static int check_patches(struct fsck *f)
+/* 9: (ino, inode missing, block rows) */
+static int report_inline(struct fsck *f, const struct row *r,
+			 const char *why)
 {
-	struct rows rs = { 0 };
-	struct fargs x = { .c = PATCH_CHAIN_MAX };
-	size_t i;
-	int rc;
-
-	rc = fcollect(f,
-		"SELECT ino, idx, n, CASE WHEN orphan THEN"
-		" 'but no uploaded block to apply them to'"
-		" ELSE 'more than a chain may have' END FROM"
-		" (SELECT p.ino AS ino, p.idx AS idx, count(*) AS n,"
-		" NOT EXISTS (SELECT 1 FROM block AS b WHERE b.ino = p.ino"
-		" AND b.idx = p.idx AND b.hash IS NOT NULL) AS orphan"
-		" FROM patch AS p GROUP BY p.ino, p.idx)"
-		" WHERE orphan OR n > :c", &x, &rs);
-	for (i = 0; !rc && i < rs.n; i++) {
-		const struct row *r = &rs.r[i];
-
-		rc = problem(f, "block %lld of inode %lld has %lld patch rows"
-			     " %s", (long long)r->v[1], (long long)r->v[0],
-			     (long long)r->v[2], r->text);
-		if (!rc && f->repair) {
-			struct fargs y = { .a = r->v[0], .b = r->v[1] };
-
-			rc = fexec(f, "DELETE FROM patch WHERE ino = :a"
-				      " AND idx = :b", &y);
-		}
-	}
-	rows_free(&rs);
-	return rc;
+	if (r->v[2])
+		return problem(f, "inode %lld has both inline data and "
+			       "%lld block rows", (long long)r->v[0],
+			       (long long)r->v[2]);
+	return problem(f, "inline data belongs to %s inode %lld",
+		       r->v[1] ? "missing" : "non-regular",
+		       (long long)r->v[0]);
 }
 
-static int check_nblocks(struct fsck *f)
+/* 10: (ino, block rows past the end, size) */
+static int report_block_eof(struct fsck *f, const struct row *r,
+			    const char *why)
 {
-	struct rows rs = { 0 };
-	struct fargs x = { 0 };
-	size_t i;
-	int rc;
-
-	rc = fcollect(f,
-		"SELECT i.ino, i.nblocks, coalesce(c.n, 0) FROM inode AS i"
-		" LEFT JOIN (SELECT ino, count(*) AS n FROM block"
-		" GROUP BY ino) AS c ON c.ino = i.ino"
-		" WHERE i.nblocks != coalesce(c.n, 0)", NULL, &rs);
-	for (i = 0; !rc && i < rs.n; i++) {
-		const struct row *r = &rs.r[i];
-
-		rc = problem(f, "inode %lld has nblocks %lld, should be %lld",
-			     (long long)r->v[0], (long long)r->v[1],
-			     (long long)r->v[2]);
-		if (!rc && f->repair) {
-			x.a = r->v[0];
-			x.b = r->v[2];
-			rc = fexec(f, "UPDATE inode SET nblocks = :b"
-				      " WHERE ino = :a", &x);
-		}
-	}
-	rows_free(&rs);
-	return rc;
+	return problem(f, "inode %lld (size %lld) has %lld block rows"
+		       " past its end", (long long)r->v[0],
+		       (long long)r->v[2], (long long)r->v[1]);
 }
 
-/* ---- 10: objects ---- */
-
-static int check_refcounts(struct fsck *f)
+/* 12: (ino, idx, patch rows, what is wrong with them) */
+static int report_patches(struct fsck *f, const struct row *r,
+			  const char *why)
 {
-	struct rows rs = { 0 };
+	return problem(f, "block %lld of inode %lld has %lld patch rows %s",
+		       (long long)r->v[1], (long long)r->v[0],
+		       (long long)r->v[2], r->text);
+}
+
+/* 13: (refcount, block and patch rows, freed_epoch or -1, hash) */
+static int report_refcount(struct fsck *f, const struct row *r,
+			   const char *why)
+{
 	char hash[META_NAME_MAX + 1];
-	struct fargs x = { 0 };
+
+	if (r->v[0] != r->v[1])
+		return problem(f, "object %s has refcount %lld, but %lld"
+			       " block and patch rows name it",
+			       printable(r, hash), (long long)r->v[0],
+			       (long long)r->v[1]);
+	if (r->v[0] == 0)
+		return problem(f, "object %s is unreferenced but has no"
+			       " freed epoch", printable(r, hash));
+	return problem(f, "object %s (refcount %lld) has freed epoch %lld",
+		       printable(r, hash), (long long)r->v[0],
+		       (long long)r->v[2]);
+}
+
+/* 14: (block and patch rows, 0, 0, hash) */
+static int report_no_object(struct fsck *f, const struct row *r,
+			    const char *why)
+{
+	char hash[META_NAME_MAX + 1];
+
+	return problem(f, "object %s is named by %lld block or patch rows"
+		       " but has no object row", printable(r, hash),
+		       (long long)r->v[0]);
+}
+
+/* ---- the checks, in the order of the list above ---- */
+
+static const char drop_entry[] = "DELETE FROM dentry WHERE id = :a";
+
+static const struct fsck_check checks[] = {
+	/* 0 */
+	{ .name = "root", .run = check_root },
+	/* 1: unique by the code's checks, not by the schema (meta.c) */
+	{ .name = "repeated names",
+	  .find = "SELECT d.id, d.parent, d.ino, d.name FROM dentry AS d"
+		  " WHERE EXISTS (SELECT 1 FROM dentry AS o WHERE"
+		  "  o.parent = d.parent AND o.name = d.name AND o.id < d.id)"
+		  " ORDER BY d.id",
+	  .report = report_entry,
+	  .why = "repeats a name already in its directory",
+	  .repair = drop_entry },
+	/* 2 */
+	{ .name = "dangling entries",
+	  .find = "SELECT d.id, d.parent, d.ino, d.name FROM dentry AS d"
+		  " WHERE NOT EXISTS (SELECT 1 FROM inode WHERE ino = d.ino)"
+		  " ORDER BY d.id",
+	  .report = report_entry,
+	  .why = "names a missing inode",
+	  .repair = drop_entry },
+	/* 3 */
+	{ .name = "entries in no directory",
+	  .find = "SELECT d.id, d.parent, d.ino, d.name FROM dentry AS d"
+		  " LEFT JOIN inode AS p ON p.ino = d.parent"
+		  " WHERE p.ino IS NULL OR NOT " IS_DIR_SQL("p.mode")
+		  " ORDER BY d.id",
+	  .report = report_entry,
+	  .why = "parent is missing or not a directory",
+	  .repair = drop_entry },
+	/* 4 */
+	{ .name = "extra entries of a directory",
+	  .find = "WITH k AS (SELECT d.ino AS ino,"
+		  "  CASE WHEN d.ino = 1 THEN 0 ELSE coalesce("
+		  "   min(CASE WHEN d.parent = i.parent THEN d.id END),"
+		  "   min(d.id)) END AS keep"
+		  "  FROM dentry AS d JOIN inode AS i ON i.ino = d.ino"
+		  "  WHERE " IS_DIR_SQL("i.mode")
+		  "  GROUP BY d.ino HAVING count(*) > 1 OR d.ino = 1)"
+		  " SELECT d.id, d.parent, d.ino, d.name FROM dentry AS d"
+		  " JOIN k ON k.ino = d.ino WHERE d.id != k.keep"
+		  " ORDER BY d.id",
+	  .report = report_entry,
+	  .why = "a second entry of a directory",
+	  .repair = drop_entry },
+	/* 5 */
+	{ .name = "reachability", .run = check_reach },
+	/* 6 */
+	{ .name = "directory parents",
+	  .find = "SELECT i.ino, coalesce(i.parent, -1), l.parent"
+		  " FROM inode AS i JOIN temp.fsck_links AS l"
+		  " ON l.ino = i.ino WHERE " IS_DIR_SQL("i.mode")
+		  " AND i.parent IS NOT l.parent"
+		  " UNION ALL SELECT ino, coalesce(parent, -1), 1"
+		  " FROM inode WHERE ino = 1 AND parent IS NOT 1",
+	  .report = report_parent,
+	  .repair = "UPDATE inode SET parent = :c WHERE ino = :a" },
+	/* 7: orphans (no entry, not the root) are left alone: nlink 0 is
+	 * right for them, and nlink > 0 was an unreachable inode (5) */
+	{ .name = "link counts",
+	  .find = "SELECT ino, nlink, want FROM (SELECT i.ino, i.nlink,"
+		  " CASE WHEN " IS_DIR_SQL("i.mode") " THEN 2 + (SELECT"
+		  "  count(*) FROM dentry AS d JOIN inode AS c"
+		  "  ON c.ino = d.ino WHERE d.parent = i.ino"
+		  "  AND " IS_DIR_SQL("c.mode") ")"
+		  " ELSE l.n END AS want"
+		  " FROM inode AS i LEFT JOIN temp.fsck_links AS l"
+		  " ON l.ino = i.ino WHERE l.ino IS NOT NULL OR i.ino = 1)"
+		  " WHERE nlink != want ORDER BY ino",
+	  .report = report_count,
+	  .why = "nlink",
+	  .repair = "UPDATE inode SET nlink = :c WHERE ino = :a" },
+	/* 8 */
+	{ .name = "block owners",
+	  .find = "SELECT b.ino, count(*), i.ino IS NULL FROM block AS b"
+		  " LEFT JOIN inode AS i ON i.ino = b.ino"
+		  " WHERE i.ino IS NULL OR NOT " IS_REG_SQL("i.mode")
+		  " GROUP BY b.ino",
+	  .report = report_block_owner,
+	  .repair = "DELETE FROM block WHERE ino = :a" },
+	/* 9: blocks win: they were written after the inline data */
+	{ .name = "inline data",
+	  .find = "SELECT d.ino, i.ino IS NULL,"
+		  " (SELECT count(*) FROM block AS b WHERE b.ino = d.ino)"
+		  " FROM inline_data AS d LEFT JOIN inode AS i"
+		  " ON i.ino = d.ino"
+		  " WHERE i.ino IS NULL OR NOT " IS_REG_SQL("i.mode")
+		  " OR EXISTS (SELECT 1 FROM block AS b WHERE b.ino = d.ino)",
+	  .report = report_inline,
+	  .repair = "DELETE FROM inline_data WHERE ino = :a" },
+	/* 10 */
+	{ .name = "blocks past EOF",
+	  .find = "SELECT ino, n, size FROM (SELECT b.ino AS ino,"
+		  " count(*) AS n, i.size AS size FROM block AS b"
+		  " JOIN inode AS i ON i.ino = b.ino"
+		  " WHERE " IS_REG_SQL("i.mode")
+		  " AND b.idx >= i.size / :bs + (i.size % :bs != 0)"
+		  " GROUP BY b.ino)",
+	  .report = report_block_eof,
+	  .repair = "DELETE FROM block WHERE ino = :a"
+		    " AND idx >= :c / :bs + (:c % :bs != 0)" },
+	/* 11 */
+	{ .name = "nblocks",
+	  .find = "SELECT i.ino, i.nblocks, coalesce(c.n, 0) FROM inode AS i"
+		  " LEFT JOIN (SELECT ino, count(*) AS n FROM block"
+		  " GROUP BY ino) AS c ON c.ino = i.ino"
+		  " WHERE i.nblocks != coalesce(c.n, 0)",
+	  .report = report_count,
+	  .why = "nblocks",
+	  .repair = "UPDATE inode SET nblocks = :c WHERE ino = :a" },
+	/* 12 */
+	{ .name = "patch rows",
+	  .find = "SELECT ino, idx, n, CASE WHEN orphan THEN"
+		  " 'but no uploaded block to apply them to'"
+		  " ELSE 'more than a chain may have' END FROM"
+		  " (SELECT p.ino AS ino, p.idx AS idx, count(*) AS n,"
+		  " NOT EXISTS (SELECT 1 FROM block AS b WHERE b.ino = p.ino"
+		  " AND b.idx = p.idx AND b.hash IS NOT NULL) AS orphan"
+		  " FROM patch AS p GROUP BY p.ino, p.idx)"
+		  " WHERE orphan OR n > :chain_max",
+	  .report = report_patches,
+	  .repair = "DELETE FROM patch WHERE ino = :a AND idx = :b" },
+	/* 13 */
+	{ .name = "refcounts",
+	  .find = "SELECT o.refcount, coalesce(c.n, 0),"
+		  " coalesce(o.freed_epoch, -1), o.hash FROM object AS o"
+		  " LEFT JOIN (SELECT hash, count(*) AS n FROM"
+		  " (SELECT hash FROM block WHERE hash IS NOT NULL"
+		  " UNION ALL SELECT hash FROM patch) GROUP BY hash) AS c"
+		  " ON c.hash = o.hash"
+		  " WHERE o.refcount != coalesce(c.n, 0)"
+		  " OR (o.refcount = 0 AND o.freed_epoch IS NULL)"
+		  " OR (o.refcount > 0 AND o.freed_epoch IS NOT NULL)",
+	  .report = report_refcount,
+	  .repair = "UPDATE object SET refcount = :b,"
+		    " freed_epoch = CASE WHEN :b > 0 THEN NULL"
+		    " WHEN refcount > 0 OR freed_epoch IS NULL"
+		    " THEN " META_CKPT_SEQ_SQL
+		    " ELSE freed_epoch END WHERE hash = :hash" },
+	/* 14 */
+	{ .name = "missing object rows",
+	  .find = "SELECT count(*), 0, 0, b.hash FROM"
+		  " (SELECT hash FROM block WHERE hash IS NOT NULL"
+		  " UNION ALL SELECT hash FROM patch) AS b"
+		  " WHERE NOT EXISTS"
+		  " (SELECT 1 FROM object WHERE hash = b.hash)"
+		  " GROUP BY b.hash",
+	  .report = report_no_object,
+	  .repair = "INSERT INTO object(hash, refcount, size, freed_epoch)"
+		    " VALUES (:hash, :a, 0, NULL)" },
+};
+
+/* A check of the table: report each row its query finds, and repair it. */
+static int check_rows(struct fsck *f, const struct fsck_check *c)
+{
+	struct rows rs = { 0 };
 	size_t i;
 	int rc;
 
-	rc = fcollect(f,
-		"SELECT o.refcount, coalesce(c.n, 0),"
-		" coalesce(o.freed_epoch, -1), o.hash FROM object AS o"
-		" LEFT JOIN (SELECT hash, count(*) AS n FROM"
-		" (SELECT hash FROM block WHERE hash IS NOT NULL"
-		" UNION ALL SELECT hash FROM patch) GROUP BY hash) AS c"
-		" ON c.hash = o.hash"
-		" WHERE o.refcount != coalesce(c.n, 0)"
-		" OR (o.refcount = 0 AND o.freed_epoch IS NULL)"
-		" OR (o.refcount > 0 AND o.freed_epoch IS NOT NULL)",
-		NULL, &rs);
+	rc = fcollect(f, c->find, NULL, &rs);
 	for (i = 0; !rc && i < rs.n; i++) {
 		const struct row *r = &rs.r[i];
+		struct fargs x = { .a = r->v[0], .b = r->v[1], .c = r->v[2],
+				   .name = r->text, .name_len = r->len,
+				   .hash = r->text };
 
-		if (r->v[0] != r->v[1])
-			rc = problem(f, "object %s has refcount %lld, but %lld"
-				     " block and patch rows name it",
-				     printable(r, hash), (long long)r->v[0],
-				     (long long)r->v[1]);
-		else if (r->v[0] == 0)
-			rc = problem(f, "object %s is unreferenced but has no"
-				     " freed epoch", printable(r, hash));
-		else
-			rc = problem(f, "object %s (refcount %lld) has freed"
-				     " epoch %lld", printable(r, hash),
-				     (long long)r->v[0], (long long)r->v[2]);
-		if (!rc && f->repair) {
-			x.b = r->v[1];
-			x.hash = r->text;
-			rc = fexec(f,
-				"UPDATE object SET refcount = :b,"
-				" freed_epoch = CASE WHEN :b > 0 THEN NULL"
-				" WHEN refcount > 0 OR freed_epoch IS NULL"
-				" THEN " META_CKPT_SEQ_SQL
-				" ELSE freed_epoch END WHERE hash = :hash",
-				&x);
-		}
-	}
-	rows_free(&rs);
-	if (rc)
-		return rc;
-
-	rc = fcollect(f,
-		"SELECT count(*), 0, 0, b.hash FROM"
-		" (SELECT hash FROM block WHERE hash IS NOT NULL"
-		" UNION ALL SELECT hash FROM patch) AS b"
-		" WHERE NOT EXISTS"
-		" (SELECT 1 FROM object WHERE hash = b.hash)"
-		" GROUP BY b.hash", NULL, &rs);
-	for (i = 0; !rc && i < rs.n; i++) {
-		const struct row *r = &rs.r[i];
-
-		rc = problem(f, "object %s is named by %lld block or patch"
-			     " rows but"
-			     " has no object row", printable(r, hash),
-			     (long long)r->v[0]);
-		if (!rc && f->repair) {
-			x.a = r->v[0];
-			x.hash = r->text;
-			rc = fexec(f, "INSERT INTO object(hash, refcount, size,"
-				      " freed_epoch) VALUES (:hash, :a, 0,"
-				      " NULL)", &x);
-		}
+		rc = c->report(f, r, c->why);
+		if (!rc && f->repair)
+			rc = fexec(f, c->repair, &x);
 	}
 	rows_free(&rs);
 	return rc;
@@ -930,6 +862,7 @@ static int check_refcounts(struct fsck *f)
 
 static int fsck_locked(struct fsck *f)
 {
+	const struct fsck_check *c;
 	int rc;
 
 	rc = fexec(f, "CREATE TEMP TABLE IF NOT EXISTS fsck_reach"
@@ -938,28 +871,8 @@ static int fsck_locked(struct fsck *f)
 		rc = fexec(f, "CREATE TEMP TABLE IF NOT EXISTS fsck_links"
 			      " (ino INTEGER PRIMARY KEY, n INTEGER NOT NULL,"
 			      " parent INTEGER)", NULL);
-	if (!rc)
-		rc = check_root(f);
-	if (!rc)
-		rc = check_entries(f);
-	if (!rc)
-		rc = check_reach(f);
-	if (!rc)
-		rc = check_parents(f);
-	if (!rc)
-		rc = check_nlink(f);
-	if (!rc)
-		rc = check_block_owners(f);
-	if (!rc)
-		rc = check_inline(f);
-	if (!rc)
-		rc = check_block_eof(f);
-	if (!rc)
-		rc = check_nblocks(f);
-	if (!rc)
-		rc = check_patches(f);
-	if (!rc)
-		rc = check_refcounts(f);
+	for (c = checks; !rc && c < checks + ARRAY_SIZE(checks); c++)
+		rc = c->run ? c->run(f) : check_rows(f, c);
 	if (!rc)
 		rc = fexec(f, "DROP TABLE temp.fsck_reach", NULL);
 	if (!rc)
