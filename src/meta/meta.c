@@ -726,15 +726,13 @@ static int drop_unique(struct meta *m)
 		"CREATE INDEX dentry_parent_id ON dentry(parent, id);");
 }
 
-int meta_open(const char *path, uint32_t block_size, uint32_t root_uid,
-	      uint32_t root_gid, struct meta **out)
+/* A struct meta with its statement table and its lock, nothing open. */
+static int meta_alloc(struct meta **out)
 {
 	pthread_mutexattr_t ma;
-	const char *fname;
 	struct meta *m;
 	int rc;
 
-	*out = NULL;
 	m = calloc(1, sizeof(*m));
 	if (!m)
 		return -ENOMEM;
@@ -753,21 +751,29 @@ int meta_open(const char *path, uint32_t block_size, uint32_t root_uid,
 	pthread_mutexattr_destroy(&ma);
 	if (rc)
 		goto out_free_st;
+	*out = m;
+	return 0;
 
-	rc = sqlite3_open_v2(path, &m->db,
-			     SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
-				     SQLITE_OPEN_NOMUTEX,
-			     NULL);
-	if (rc != SQLITE_OK) {
-		rc = meta_sql_err(m, rc, path);
-		goto out_close_db;
-	}
-	rc = setup_connection(m);
+out_free_st:
+	free(m->st);
+out_free_m:
+	free(m);
+	return rc;
+}
+
+/*
+ * In one transaction: refuse a database that is not ours, create or
+ * upgrade the schema, count the stats, prepare the statements, create the
+ * root or check the format and block size.  A failure rolls it all
+ * back.
+ */
+static int load_schema(struct meta *m, uint32_t block_size, uint32_t uid,
+		       uint32_t gid)
+{
+	int rc = exec_sql(m, "BEGIN IMMEDIATE");
+
 	if (rc)
-		goto out_close_db;
-	rc = exec_sql(m, "BEGIN IMMEDIATE");
-	if (rc)
-		goto out_close_db;
+		return rc;
 	rc = check_ours(m);
 	if (!rc)
 		rc = exec_sql(m, schema_sql);
@@ -783,14 +789,38 @@ int meta_open(const char *path, uint32_t block_size, uint32_t root_uid,
 	if (!rc)
 		rc = prepare_all(m);
 	if (!rc)
-		rc = init_schema(m, block_size, root_uid, root_gid);
+		rc = init_schema(m, block_size, uid, gid);
 	if (!rc)
 		rc = exec_sql(m, "COMMIT");
-	if (rc) {
-		if (!sqlite3_get_autocommit(m->db))
-			exec_sql(m, "ROLLBACK");
+	if (rc && !sqlite3_get_autocommit(m->db))
+		exec_sql(m, "ROLLBACK");
+	return rc;
+}
+
+int meta_open(const char *path, uint32_t block_size, uint32_t root_uid,
+	      uint32_t root_gid, struct meta **out)
+{
+	const char *fname;
+	struct meta *m;
+	int rc;
+
+	*out = NULL;
+	rc = meta_alloc(&m);
+	if (rc)
+		return rc;
+	rc = sqlite3_open_v2(path, &m->db,
+			     SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
+				     SQLITE_OPEN_NOMUTEX,
+			     NULL);
+	if (rc != SQLITE_OK) {
+		rc = meta_sql_err(m, rc, path);
 		goto out_close_db;
 	}
+	rc = setup_connection(m);
+	if (!rc)
+		rc = load_schema(m, block_size, root_uid, root_gid);
+	if (rc)
+		goto out_close_db;
 	fname = sqlite3_db_filename(m->db, "main");
 	if (fname && *fname) {
 		m->path = strdup(fname);
@@ -812,9 +842,7 @@ out_close_db:
 		sqlite3_finalize(m->st[i]);
 	sqlite3_close(m->db);
 	pthread_mutex_destroy(&m->lock);
-out_free_st:
 	free(m->st);
-out_free_m:
 	free(m);
 	return rc;
 }

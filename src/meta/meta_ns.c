@@ -289,6 +289,55 @@ static bool valid_type(uint32_t type)
 	}
 }
 
+/* A symlink's target: its length into *tlen (0 for other types), or
+ * -EINVAL, -ENOENT (empty), -ENAMETOOLONG. */
+static int target_len(uint32_t type, const char *target, size_t *tlen)
+{
+	*tlen = 0;
+	if (type != S_IFLNK)
+		return 0;
+	if (!target)
+		return -EINVAL;
+	*tlen = strnlen(target, META_SYMLINK_MAX + 1);
+	if (*tlen == 0)
+		return -ENOENT;
+	if (*tlen > META_SYMLINK_MAX)
+		return -ENAMETOOLONG;
+	return 0;
+}
+
+/* Insert the inode a describes (a->ino is set from the new row); parent
+ * is recorded for a directory, target for a symlink. */
+static int inode_insert(struct meta *m, struct meta_attr *a,
+			uint64_t parent, const char *target, size_t tlen,
+			const struct timespec *now)
+{
+	sqlite3_stmt *st = m->st[ST_INODE_INSERT];
+	uint32_t type = a->mode & S_IFMT;
+	int rc;
+
+	bind_i64(st, 1, a->mode);
+	bind_i64(st, 2, a->uid);
+	bind_i64(st, 3, a->gid);
+	bind_i64(st, 4, a->nlink);
+	bind_u64(st, 5, a->size);
+	bind_u64(st, 6, a->rdev);
+	bind_time(st, 7, now);
+	if (type == S_IFDIR)
+		bind_u64(st, 9, parent);
+	else
+		bind_null(st, 9);
+	if (type == S_IFLNK)
+		bind_blob(st, 10, target, tlen);
+	else
+		bind_null(st, 10);
+	rc = meta_run(m, st);
+	if (rc)
+		return rc;
+	a->ino = (uint64_t)sqlite3_last_insert_rowid(m->db);
+	return 0;
+}
+
 int meta_mknod_locked(struct meta *m, uint64_t parent, const char *name,
 		      uint32_t mode, uint64_t rdev, uint32_t uid,
 		      uint32_t gid, const char *target,
@@ -296,24 +345,16 @@ int meta_mknod_locked(struct meta *m, uint64_t parent, const char *name,
 {
 	uint32_t type = mode & S_IFMT;
 	struct meta_attr pa, a;
-	size_t len, tlen = 0;
-	sqlite3_stmt *st;
+	size_t len, tlen;
 	int rc;
 
 	if (!valid_type(type))
 		return -EINVAL;
 	rc = new_name_len(name, &len);
+	if (!rc)
+		rc = target_len(type, target, &tlen);
 	if (rc)
 		return rc;
-	if (type == S_IFLNK) {
-		if (!target)
-			return -EINVAL;
-		tlen = strnlen(target, META_SYMLINK_MAX + 1);
-		if (tlen == 0)
-			return -ENOENT;
-		if (tlen > META_SYMLINK_MAX)
-			return -ENAMETOOLONG;
-	}
 	rc = dir_get(m, parent, &pa, true);
 	if (rc)
 		return rc;
@@ -336,28 +377,9 @@ int meta_mknod_locked(struct meta *m, uint64_t parent, const char *name,
 	a.size = tlen;
 	a.rdev = (type == S_IFCHR || type == S_IFBLK) ? rdev : 0;
 	a.atime = a.mtime = a.ctime = *now;
-
-	st = m->st[ST_INODE_INSERT];
-	bind_i64(st, 1, a.mode);
-	bind_i64(st, 2, a.uid);
-	bind_i64(st, 3, a.gid);
-	bind_i64(st, 4, a.nlink);
-	bind_u64(st, 5, a.size);
-	bind_u64(st, 6, a.rdev);
-	bind_time(st, 7, now);
-	if (type == S_IFDIR)
-		bind_u64(st, 9, parent);
-	else
-		bind_null(st, 9);
-	if (type == S_IFLNK)
-		bind_blob(st, 10, target, tlen);
-	else
-		bind_null(st, 10);
-	rc = meta_run(m, st);
-	if (rc)
-		return rc;
-	a.ino = (uint64_t)sqlite3_last_insert_rowid(m->db);
-	rc = dentry_insert(m, parent, name, len, a.ino);
+	rc = inode_insert(m, &a, parent, target, tlen, now);
+	if (!rc)
+		rc = dentry_insert(m, parent, name, len, a.ino);
 	if (!rc)
 		rc = dir_touch(m, parent, type == S_IFDIR, now);
 	if (!rc && out)
@@ -602,6 +624,64 @@ static int rename_replace(struct meta *m, struct rename_side *s,
 	return rc;
 }
 
+/*
+ * The errors of rename(2) once both sides are found (d->a only when
+ * have_dst): a directory moved into its own subtree, a type mismatch, a
+ * non-empty target directory, a full link count.  npa: the attributes of
+ * the new parent.
+ */
+static int rename_check(struct meta *m, const struct rename_side *s,
+			const struct rename_side *d, bool have_dst,
+			unsigned flags, const struct meta_attr *npa)
+{
+	bool sdir = S_ISDIR(s->a.mode);
+	bool ddir = have_dst && S_ISDIR(d->a.mode);
+	int rc;
+
+	if (s->dir != d->dir) {
+		if (sdir) {
+			rc = check_not_ancestor(m, s->a.ino, d->dir);
+			if (rc)
+				return rc;
+		}
+		if (ddir && (flags & META_RENAME_EXCHANGE)) {
+			rc = check_not_ancestor(m, d->a.ino, s->dir);
+			if (rc)
+				return rc;
+		}
+	}
+	if (have_dst && !(flags & META_RENAME_EXCHANGE)) {
+		if (sdir && !ddir)
+			return -ENOTDIR;
+		if (!sdir && ddir)
+			return -EISDIR;
+		if (ddir) {
+			rc = dir_has_entries(m, d->a.ino);
+			if (rc)
+				return rc < 0 ? rc : -ENOTEMPTY;
+		}
+	}
+	if (sdir && !ddir && s->dir != d->dir &&
+	    npa->nlink >= META_LINK_MAX)
+		return -EMLINK;
+	return 0;
+}
+
+/* Both parents' mtime and ctime, and the link counts the move changed. */
+static int rename_touch(struct meta *m, const struct rename_side *s,
+			const struct rename_side *d,
+			const struct timespec *now)
+{
+	int rc;
+
+	if (s->dir == d->dir)
+		return dir_touch(m, s->dir, s->delta + d->delta, now);
+	rc = dir_touch(m, s->dir, s->delta, now);
+	if (!rc)
+		rc = dir_touch(m, d->dir, d->delta, now);
+	return rc;
+}
+
 static int rename_locked(struct meta *m, uint64_t parent, const char *name,
 			 uint64_t newparent, const char *newname,
 			 unsigned flags, const struct timespec *now,
@@ -610,8 +690,8 @@ static int rename_locked(struct meta *m, uint64_t parent, const char *name,
 	const unsigned both = META_RENAME_NOREPLACE | META_RENAME_EXCHANGE;
 	struct rename_side s = { .dir = parent }, d = { .dir = newparent };
 	struct meta_attr npa;
-	bool have_dst, sdir, ddir;
 	size_t len, newlen;
+	bool have_dst;
 	int rc;
 
 	if ((flags & ~both) || (flags & both) == both)
@@ -639,49 +719,16 @@ static int rename_locked(struct meta *m, uint64_t parent, const char *name,
 		return -ENOENT;
 	if (have_dst && d.a.ino == s.a.ino)
 		return 0;
-	sdir = S_ISDIR(s.a.mode);
-	ddir = have_dst && S_ISDIR(d.a.mode);
-
-	if (parent != newparent) {
-		if (sdir) {
-			rc = check_not_ancestor(m, s.a.ino, newparent);
-			if (rc)
-				return rc;
-		}
-		if (ddir && (flags & META_RENAME_EXCHANGE)) {
-			rc = check_not_ancestor(m, d.a.ino, parent);
-			if (rc)
-				return rc;
-		}
-	}
-	if (have_dst && !(flags & META_RENAME_EXCHANGE)) {
-		if (sdir && !ddir)
-			return -ENOTDIR;
-		if (!sdir && ddir)
-			return -EISDIR;
-		if (ddir) {
-			rc = dir_has_entries(m, d.a.ino);
-			if (rc)
-				return rc < 0 ? rc : -ENOTEMPTY;
-		}
-	}
-	if (sdir && !ddir && parent != newparent &&
-	    npa.nlink >= META_LINK_MAX)
-		return -EMLINK;
+	rc = rename_check(m, &s, &d, have_dst, flags, &npa);
+	if (rc)
+		return rc;
 
 	if (flags & META_RENAME_EXCHANGE)
 		rc = rename_exchange(m, &s, &d, now);
 	else
 		rc = rename_replace(m, &s, &d, have_dst, newname, newlen, now,
 				    replaced);
-	if (rc)
-		return rc;
-	if (parent == newparent)
-		return dir_touch(m, parent, s.delta + d.delta, now);
-	rc = dir_touch(m, parent, s.delta, now);
-	if (!rc)
-		rc = dir_touch(m, newparent, d.delta, now);
-	return rc;
+	return rc ? rc : rename_touch(m, &s, &d, now);
 }
 
 int meta_rename(struct meta *m, uint64_t parent, const char *name,
