@@ -41,6 +41,8 @@
  *   patch(ino, idx, n, hash) key (ino, idx, n), WITHOUT ROWID: the
  *                           patches of a block (blob/patch.h), applied
  *                           over its hash in order of n (1, 2, ..)
+ *   inline_data(ino, data)  the content of a small regular file, kept
+ *                           here instead of blocks (meta_inline_write())
  *   object(hash, refcount, size, freed_epoch)
  *                           key hash, WITHOUT ROWID; partial index
  *                           (freed_epoch, hash) on refcount = 0 rows
@@ -50,7 +52,7 @@
  *   An existing database without our "format" key is refused, never
  *   extended (check_ours()).
  *
- * Invariants (besides 1-5 of meta.h, which meta_fsck() checks)
+ * Invariants (besides 1-7 of meta.h, which meta_fsck() checks)
  *   1. Inode numbers and dentry ids are never reused (AUTOINCREMENT): an
  *      inode number the kernel still holds, or a readdir cookie, never
  *      comes to mean something else.
@@ -68,10 +70,11 @@
  *   m->lock serialises every use of the connection, which is opened with
  *   SQLITE_OPEN_NOMUTEX.  Read-only functions take the lock without an
  *   explicit BEGIN: with one connection, nothing else can write between
- *   their statements.  Callbacks (readdir, orphans, dirty blocks, gc list,
- *   objects) are called with the lock released: rows are fetched in
- *   batches, and the walk resumes after the last key seen, so a callback
- *   may call back into meta (for example, purge the orphan it is given).
+ *   their statements.  Callbacks (readdir, orphans, dirty or patched
+ *   blocks, gc list, objects) are called with the lock released: rows are
+ *   fetched in batches, and the walk resumes after the last key seen, so
+ *   a callback may call back into meta (for example, purge the orphan it
+ *   is given).
  *   meta_snapshot() of a file database reads through a second read-only
  *   connection and does not take the lock at all.
  */
@@ -327,7 +330,8 @@ static const char *const stmt_sql[ST_COUNT] = {
 	[ST_FORGET_DELETE] = "DELETE FROM block WHERE dirty = 1"
 			     " AND hash IS NULL",
 	/* a block reaching past its file's end stays dirty: its content
-	 * may predate a truncate (the cache cuts it again, cache.c) */
+	 * may predate a truncate (the cache cuts it again as it opens:
+	 * refill_tail() in cache/) */
 	[ST_FORGET_CLEAN] = "UPDATE block SET dirty = 0 WHERE dirty = 1"
 			    " AND (idx + 1) * ?1 <= (SELECT size FROM inode"
 			    " WHERE inode.ino = block.ino)",

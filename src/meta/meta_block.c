@@ -150,7 +150,7 @@ static int write_done_locked(struct meta *m, uint64_t ino, uint64_t end,
 	nblk = meta_blocks_for(m, a.size);
 	for (i = 0; i < n; i++)
 		if (idx[i] >= nblk)
-			return -EINVAL; /* would break invariant 5 */
+			return -EINVAL; /* would break meta.h's invariant 5 */
 	st = m->st[ST_INODE_WRITE];
 	bind_u64(st, 1, ino);
 	bind_u64(st, 2, a.size);

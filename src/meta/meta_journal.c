@@ -3,15 +3,31 @@
  * change to the volume's tables with the session extension, cut the
  * record into changesets, and apply changesets at restore.
  *
- * A cut happens with m->lock held, so it falls between two operations:
- * every changeset takes the database from one consistent state to the
- * next.  The config table is not recorded: it holds this copy's own
- * bookkeeping (sequence numbers), which a restore sets itself.
+ * Purpose
+ *   volume/journal.c puts each changeset in the store as a journal entry
+ *   between checkpoints, and applies them in order at restore; this file
+ *   makes and applies them, and takes the checkpoint's copy of the
+ *   database at a cut.
  *
- * A cut that also takes a snapshot starts the snapshot's read transaction
- * (on a second, read-only connection) before it lets go of the lock, so
- * the snapshot is exactly the state at the cut, while the copy itself
- * runs without blocking file-system operations.
+ * Data model
+ *   m->sess             the session: every change to the tables of
+ *                       "main" since the last cut, config left out
+ *   config "jrnl_seq"   sequence number of the last changeset cut
+ *   config "ckpt_seq"   sequence number of the last checkpoint started
+ *
+ * Invariants
+ *   1. A cut happens with m->lock held, so it falls between two
+ *      operations: every changeset takes the database from one
+ *      consistent state to the next.
+ *   2. The config table is not recorded: it holds this copy's own
+ *      bookkeeping (sequence numbers), which a restore sets itself.
+ *   3. A cut that also takes a snapshot starts the snapshot's read
+ *      transaction (on a second, read-only connection) before it lets go
+ *      of the lock, so the snapshot is exactly the state at the cut,
+ *      while the copy itself runs without blocking file-system
+ *      operations.
+ *   4. A changeset applies whole, in one transaction, or not at all: any
+ *      conflict aborts it.
  */
 #include "util/compat.h"
 
