@@ -20,12 +20,76 @@
 
 /* ---- namespace ---- */
 
+/* The errors of mknod: existing names, missing or non-directory parents,
+ * bad types and names; any bytes but '/' and NUL make a name. */
+static void mknod_errors(struct meta *m, uint64_t dir, uint64_t file)
+{
+	struct timespec t1 = ts(1000, 123456789);
+	struct meta_attr a;
+	char name[300];
+
+	CHECK_RC(meta_mknod(m, dir, "f", S_IFREG | 0644, 0, 0, 0, NULL, &t1,
+			    &a), -EEXIST);
+	CHECK_RC(meta_mknod(m, dir, "f", S_IFDIR | 0755, 0, 0, 0, NULL, &t1,
+			    &a), -EEXIST);
+	CHECK_RC(meta_mknod(m, file, "x", S_IFREG | 0644, 0, 0, 0, NULL, &t1,
+			    &a), -ENOTDIR);
+	CHECK_RC(meta_mknod(m, 99999, "x", S_IFREG | 0644, 0, 0, 0, NULL, &t1,
+			    &a), -ENOENT);
+	CHECK_RC(meta_mknod(m, dir, "x", 0644, 0, 0, 0, NULL, &t1, &a),
+		 -EINVAL);
+	CHECK_RC(meta_mknod(m, dir, "", S_IFREG | 0644, 0, 0, 0, NULL, &t1,
+			    &a), -EINVAL);
+	CHECK_RC(meta_mknod(m, dir, ".", S_IFREG | 0644, 0, 0, 0, NULL, &t1,
+			    &a), -EINVAL);
+	CHECK_RC(meta_mknod(m, dir, "..", S_IFDIR | 0644, 0, 0, 0, NULL, &t1,
+			    &a), -EINVAL);
+	CHECK_RC(meta_mknod(m, dir, "a/b", S_IFREG | 0644, 0, 0, 0, NULL, &t1,
+			    &a), -EINVAL);
+	memset(name, 'n', sizeof(name));
+	name[256] = 0;
+	CHECK_RC(meta_mknod(m, dir, name, S_IFREG | 0644, 0, 0, 0, NULL, &t1,
+			    &a), -ENAMETOOLONG);
+	CHECK_RC(meta_lookup(m, dir, name, &a), -ENAMETOOLONG);
+	name[255] = 0;
+	CHECK_RC(meta_mknod(m, dir, name, S_IFREG | 0644, 0, 0, 0, NULL, &t1,
+			    &a), 0);
+	CHECK_EQ_U64(lk(m, dir, name), a.ino);
+
+	/* any bytes but '/' and NUL make a name */
+	CHECK_RC(meta_mknod(m, dir, "\xff\x01 \xc3\xa9", S_IFREG | 0644, 0, 0,
+			    0, NULL, &t1, &a), 0);
+	CHECK_EQ_U64(lk(m, dir, "\xff\x01 \xc3\xa9"), a.ino);
+}
+
+/* The errors of lookup, "." and "..", and of getattr and parent. */
+static void mknod_lookup(struct meta *m, uint64_t dir, uint64_t file)
+{
+	struct meta_attr a;
+	uint64_t ino;
+
+	CHECK_RC(meta_lookup(m, dir, "nope", &a), -ENOENT);
+	CHECK_RC(meta_lookup(m, file, "x", &a), -ENOTDIR);
+	CHECK_RC(meta_lookup(m, 99999, "x", &a), -ENOENT);
+	CHECK_RC(meta_lookup(m, dir, "", &a), -EINVAL);
+	CHECK_RC(meta_lookup(m, dir, ".", &a), 0);
+	CHECK_EQ_U64(a.ino, dir);
+	CHECK_RC(meta_lookup(m, dir, "..", &a), 0);
+	CHECK_EQ_U64(a.ino, 1);
+	CHECK_RC(meta_lookup(m, 1, "..", &a), 0);
+	CHECK_EQ_U64(a.ino, 1);
+	CHECK_RC(meta_lookup(m, file, "..", &a), -ENOTDIR);
+	CHECK_RC(meta_getattr(m, 99999, &a), -ENOENT);
+	CHECK_RC(meta_parent(m, file, &ino), -ENOTDIR);
+	CHECK_RC(meta_parent(m, 99999, &ino), -ENOENT);
+}
+
 static void test_mknod(void)
 {
 	struct meta *m = open_mem();
 	struct timespec t1 = ts(1000, 123456789);
 	struct meta_attr a, p;
-	char name[300], target[5000];
+	char target[5000];
 	struct buf b = BUF_INIT;
 	uint64_t dir, file, ino;
 
@@ -97,55 +161,8 @@ static void test_mknod(void)
 	CHECK_RC(meta_readlink(m, a.ino, &b), 0);
 	CHECK_EQ_U64(b.len, 4095);
 
-	/* errors */
-	CHECK_RC(meta_mknod(m, dir, "f", S_IFREG | 0644, 0, 0, 0, NULL, &t1,
-			    &a), -EEXIST);
-	CHECK_RC(meta_mknod(m, dir, "f", S_IFDIR | 0755, 0, 0, 0, NULL, &t1,
-			    &a), -EEXIST);
-	CHECK_RC(meta_mknod(m, file, "x", S_IFREG | 0644, 0, 0, 0, NULL, &t1,
-			    &a), -ENOTDIR);
-	CHECK_RC(meta_mknod(m, 99999, "x", S_IFREG | 0644, 0, 0, 0, NULL, &t1,
-			    &a), -ENOENT);
-	CHECK_RC(meta_mknod(m, dir, "x", 0644, 0, 0, 0, NULL, &t1, &a),
-		 -EINVAL);
-	CHECK_RC(meta_mknod(m, dir, "", S_IFREG | 0644, 0, 0, 0, NULL, &t1,
-			    &a), -EINVAL);
-	CHECK_RC(meta_mknod(m, dir, ".", S_IFREG | 0644, 0, 0, 0, NULL, &t1,
-			    &a), -EINVAL);
-	CHECK_RC(meta_mknod(m, dir, "..", S_IFDIR | 0644, 0, 0, 0, NULL, &t1,
-			    &a), -EINVAL);
-	CHECK_RC(meta_mknod(m, dir, "a/b", S_IFREG | 0644, 0, 0, 0, NULL, &t1,
-			    &a), -EINVAL);
-	memset(name, 'n', sizeof(name));
-	name[256] = 0;
-	CHECK_RC(meta_mknod(m, dir, name, S_IFREG | 0644, 0, 0, 0, NULL, &t1,
-			    &a), -ENAMETOOLONG);
-	CHECK_RC(meta_lookup(m, dir, name, &a), -ENAMETOOLONG);
-	name[255] = 0;
-	CHECK_RC(meta_mknod(m, dir, name, S_IFREG | 0644, 0, 0, 0, NULL, &t1,
-			    &a), 0);
-	CHECK_EQ_U64(lk(m, dir, name), a.ino);
-
-	/* any bytes but '/' and NUL make a name */
-	CHECK_RC(meta_mknod(m, dir, "\xff\x01 \xc3\xa9", S_IFREG | 0644, 0, 0,
-			    0, NULL, &t1, &a), 0);
-	CHECK_EQ_U64(lk(m, dir, "\xff\x01 \xc3\xa9"), a.ino);
-
-	/* lookup */
-	CHECK_RC(meta_lookup(m, dir, "nope", &a), -ENOENT);
-	CHECK_RC(meta_lookup(m, file, "x", &a), -ENOTDIR);
-	CHECK_RC(meta_lookup(m, 99999, "x", &a), -ENOENT);
-	CHECK_RC(meta_lookup(m, dir, "", &a), -EINVAL);
-	CHECK_RC(meta_lookup(m, dir, ".", &a), 0);
-	CHECK_EQ_U64(a.ino, dir);
-	CHECK_RC(meta_lookup(m, dir, "..", &a), 0);
-	CHECK_EQ_U64(a.ino, 1);
-	CHECK_RC(meta_lookup(m, 1, "..", &a), 0);
-	CHECK_EQ_U64(a.ino, 1);
-	CHECK_RC(meta_lookup(m, file, "..", &a), -ENOTDIR);
-	CHECK_RC(meta_getattr(m, 99999, &a), -ENOENT);
-	CHECK_RC(meta_parent(m, file, &ino), -ENOTDIR);
-	CHECK_RC(meta_parent(m, 99999, &ino), -ENOENT);
+	mknod_errors(m, dir, file);
+	mknod_lookup(m, dir, file);
 
 	/* a removed directory takes no new entries */
 	ino = mk(m, 1, "gone", S_IFDIR | 0755);
@@ -357,21 +374,26 @@ static void test_orphans(void)
 
 /* ---- rename ---- */
 
-static void test_rename(void)
+/* The volume the rename steps share: each starts where the one before
+ * left it. */
+struct rename_fx {
+	struct meta *m;
+	struct timespec t;
+	uint64_t p1, p2;
+	uint64_t f;		/* a file, two names once rename_same() ran */
+	uint64_t d, sub, deep;	/* d/sub/deep */
+	uint64_t full;		/* a directory that is not empty */
+};
+
+/* A plain move within a directory: the entry keeps its cookie. */
+static void rename_in_dir(struct rename_fx *x)
 {
-	struct meta *m = open_mem();
-	struct timespec t = ts(7000, 77);
-	struct meta_attr a;
-	uint64_t p1, p2, f, g, d, e, full, sub, deep, rep, h;
+	struct meta *m = x->m;
+	struct timespec t = x->t;
+	uint64_t p1 = x->p1, f, rep;
 	struct rd r1, r2;
 
-	if (!m)
-		return;
-	p1 = mk(m, 1, "p1", S_IFDIR | 0755);
-	p2 = mk(m, 1, "p2", S_IFDIR | 0755);
-
-	/* plain move within a directory, the entry keeps its cookie */
-	f = mk(m, p1, "f", S_IFREG | 0644);
+	f = x->f = mk(m, p1, "f", S_IFREG | 0644);
 	rd_list(m, p1, 0, 0, &r1);
 	rep = 99;
 	CHECK_RC(meta_rename(m, p1, "f", p1, "f1", 0, &t, &rep), 0);
@@ -383,8 +405,15 @@ static void test_rename(void)
 	rd_list(m, p1, 0, 0, &r2);
 	CHECK(r1.n == 1 && r2.n == 1 && r1.e[0].cookie == r2.e[0].cookie);
 	CHECK(!strcmp(r2.e[0].name, "f1"));
+}
 
-	/* file -> existing file: replaced, victim loses a link */
+/* A file onto an existing file: replaced, the victim loses a link. */
+static void rename_replace_file(struct rename_fx *x)
+{
+	struct meta *m = x->m;
+	struct timespec t = x->t;
+	uint64_t p1 = x->p1, p2 = x->p2, f = x->f, g, rep;
+
 	g = mk(m, p2, "g", S_IFREG | 0644);
 	CHECK_RC(meta_rename(m, p1, "f1", p2, "g", 0, &t, &rep), 0);
 	CHECK_EQ_U64(rep, g);
@@ -400,8 +429,15 @@ static void test_rename(void)
 	CHECK_EQ_U64(rep, g);
 	CHECK_EQ_U64(nlink_of(m, g), 1);
 	CHECK_EQ_U64(lk(m, p2, "g2"), f);
+}
 
-	/* same inode on both sides: nothing happens */
+/* The same inode on both sides: nothing happens. */
+static void rename_same(struct rename_fx *x)
+{
+	struct meta *m = x->m;
+	struct timespec t = x->t;
+	uint64_t p2 = x->p2, f = x->f, rep;
+
 	CHECK_RC(meta_link(m, f, p2, "hard", &t, NULL), 0);
 	CHECK_EQ_U64(nlink_of(m, f), 2);
 	CHECK_RC(meta_rename(m, p2, "g2", p2, "hard", 0, &t, &rep), 0);
@@ -414,11 +450,20 @@ static void test_rename(void)
 	/* ... but NOREPLACE still sees an existing name (as Linux) */
 	CHECK_RC(meta_rename(m, p2, "g2", p2, "hard", META_RENAME_NOREPLACE,
 			     &t, &rep), -EEXIST);
+}
 
-	/* directory across parents: link counts and parent column */
-	d = mk(m, p1, "d", S_IFDIR | 0755);
-	sub = mk(m, d, "sub", S_IFDIR | 0755);
-	deep = mk(m, sub, "deep", S_IFDIR | 0755);
+/* A directory across parents: link counts and the parent column; never
+ * into its own subtree. */
+static void rename_dir(struct rename_fx *x)
+{
+	struct meta *m = x->m;
+	struct timespec t = x->t;
+	uint64_t p1 = x->p1, p2 = x->p2, d, sub, deep, rep;
+	struct meta_attr a;
+
+	d = x->d = mk(m, p1, "d", S_IFDIR | 0755);
+	sub = x->sub = mk(m, d, "sub", S_IFDIR | 0755);
+	deep = x->deep = mk(m, sub, "deep", S_IFDIR | 0755);
 	CHECK_EQ_U64(nlink_of(m, p1), 3);
 	CHECK_EQ_U64(nlink_of(m, p2), 2);
 	CHECK_RC(meta_rename(m, p1, "d", p2, "d", 0, &t, &rep), 0);
@@ -438,6 +483,15 @@ static void test_rename(void)
 	CHECK_RC(meta_rename(m, sub, "deep", 1, "deep", 0, &t, &rep), 0);
 	CHECK_EQ_U64(parent_of(m, deep), 1);
 	CHECK_RC(meta_rename(m, 1, "deep", sub, "deep", 0, &t, &rep), 0);
+}
+
+/* A directory onto an empty directory (other parent, same parent); onto
+ * a non-empty one; a file onto a directory and the other way. */
+static void rename_onto_dir(struct rename_fx *x)
+{
+	struct meta *m = x->m;
+	struct timespec t = x->t;
+	uint64_t p1 = x->p1, p2 = x->p2, d = x->d, e, rep;
 
 	/* dir -> empty dir (other parent) */
 	e = mk(m, p1, "empty", S_IFDIR | 0755);
@@ -459,7 +513,7 @@ static void test_rename(void)
 	CHECK_RC(meta_inode_purge(m, e), 0);
 
 	/* dir -> non-empty dir, file -> dir, dir -> file */
-	full = e = mk(m, p2, "full", S_IFDIR | 0755);
+	e = x->full = mk(m, p2, "full", S_IFDIR | 0755);
 	mk(m, e, "x", S_IFREG | 0644);
 	CHECK_RC(meta_rename(m, p1, "e2", p2, "full", 0, &t, &rep),
 		 -ENOTEMPTY);
@@ -469,8 +523,17 @@ static void test_rename(void)
 		 -ENOTDIR);
 	CHECK_EQ_U64(rep, 0);
 	CHECK_EQ_U64(lk(m, p1, "e2"), d);
+}
 
-	/* other errors */
+/* Missing names and parents, bad names and flags, a removed directory;
+ * NOREPLACE. */
+static void rename_errors(struct rename_fx *x)
+{
+	struct meta *m = x->m;
+	struct timespec t = x->t;
+	uint64_t p1 = x->p1, p2 = x->p2, f = x->f, e, rep;
+	char longname[300];
+
 	CHECK_RC(meta_rename(m, p1, "nope", p2, "x", 0, &t, &rep), -ENOENT);
 	CHECK_RC(meta_rename(m, f, "x", p2, "x", 0, &t, &rep), -ENOTDIR);
 	CHECK_RC(meta_rename(m, 99999, "x", p2, "x", 0, &t, &rep), -ENOENT);
@@ -484,16 +547,12 @@ static void test_rename(void)
 			     &rep), -EINVAL);
 	CHECK_RC(meta_rename(m, p2, "hard", p2, "x", 1u << 5, &t, &rep),
 		 -EINVAL);
-	{
-		char longname[300];
-
-		memset(longname, 'z', 256);
-		longname[256] = 0;
-		CHECK_RC(meta_rename(m, p2, "hard", p2, longname, 0, &t,
-				     &rep), -ENAMETOOLONG);
-		CHECK_RC(meta_rename(m, p2, longname, p2, "x", 0, &t, &rep),
-			 -ENAMETOOLONG);
-	}
+	memset(longname, 'z', 256);
+	longname[256] = 0;
+	CHECK_RC(meta_rename(m, p2, "hard", p2, longname, 0, &t, &rep),
+		 -ENAMETOOLONG);
+	CHECK_RC(meta_rename(m, p2, longname, p2, "x", 0, &t, &rep),
+		 -ENAMETOOLONG);
 	/* a removed directory takes no entries */
 	e = mk(m, 1, "removed", S_IFDIR | 0755);
 	CHECK_RC(meta_rmdir(m, 1, "removed", &t, NULL), 0);
@@ -505,8 +564,18 @@ static void test_rename(void)
 	CHECK_RC(meta_rename(m, p2, "hard", p2, "hard2",
 			     META_RENAME_NOREPLACE, &t, &rep), 0);
 	CHECK_EQ_U64(lk(m, p2, "hard2"), f);
+}
 
-	/* EXCHANGE */
+/* EXCHANGE: a file with a directory both ways, two directories across
+ * parents, within one directory; never into one's own subtree. */
+static void rename_exchange(struct rename_fx *x)
+{
+	struct meta *m = x->m;
+	struct timespec t = x->t;
+	uint64_t p1 = x->p1, p2 = x->p2, d = x->d, sub = x->sub;
+	uint64_t full = x->full, f, h, rep;
+	struct meta_attr a;
+
 	CHECK_RC(meta_rename(m, p2, "hard2", p2, "none",
 			     META_RENAME_EXCHANGE, &t, &rep), -ENOENT);
 	/* file in p2 <-> directory d (with children) in p1 */
@@ -554,7 +623,24 @@ static void test_rename(void)
 			     &rep), 0);
 	CHECK_EQ_U64(lk(m, p1, "e2"), f);
 	CHECK_EQ_U64(nlink_of(m, p1), 3);
-	meta_close(m);
+}
+
+static void test_rename(void)
+{
+	struct rename_fx x = { .m = open_mem(), .t = ts(7000, 77) };
+
+	if (!x.m)
+		return;
+	x.p1 = mk(x.m, 1, "p1", S_IFDIR | 0755);
+	x.p2 = mk(x.m, 1, "p2", S_IFDIR | 0755);
+	rename_in_dir(&x);
+	rename_replace_file(&x);
+	rename_same(&x);
+	rename_dir(&x);
+	rename_onto_dir(&x);
+	rename_errors(&x);
+	rename_exchange(&x);
+	meta_close(x.m);
 }
 
 /* A directory of many entries moves in one step, children untouched. */

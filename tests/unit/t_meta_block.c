@@ -43,28 +43,27 @@ static int dirty_cb(uint64_t ino, uint64_t idx, void *arg)
 	return l->stop_at && l->n == l->stop_at ? 7 : 0;
 }
 
-static void test_blocks(void)
-{
-	struct meta *m = open_mem();
-	struct timespec t = ts(1, 0);
-	char h1[65], h2[65], h3[65], h4[65], hash[65], longh[80];
-	uint64_t idx[3] = { 0, 1, 2 }, f, g, d;
-	struct dirty_list *dl;
-	struct meta_attr in, a;
-	struct meta_stats st;
-	int dirty;
+/* The volume the block steps share: each starts where the one before
+ * left it. */
+struct blocks_fx {
+	struct meta *m;
+	struct timespec t;
+	char h1[65], h2[65], h3[65], h4[65];
+	uint64_t idx[3];
+	uint64_t f, g;		/* regular files in the root */
+	uint64_t d;		/* a directory */
+};
 
-	if (!m)
-		return;
-	hash_of('1', h1);
-	hash_of('2', h2);
-	hash_of('3', h3);
-	hash_of('4', h4);
-	f = mk(m, 1, "f", S_IFREG | 0644);
-	d = mk(m, 1, "d", S_IFDIR | 0755);
-	CHECK_RC(meta_write_done(m, f, 3 * BS, &t, idx, 3), 0);
-	CHECK_RC(meta_stats(m, &st), 0);
-	CHECK(st.blocks == 3 && st.dirty_blocks == 3 && st.objects == 0);
+/* Commits: a clean block references its object; two blocks share one;
+ * a block written again during its upload stays dirty. */
+static void blocks_commit(struct blocks_fx *x)
+{
+	struct meta *m = x->m;
+	const char *h1 = x->h1, *h2 = x->h2;
+	uint64_t f = x->f;
+	struct meta_stats st;
+	char hash[65];
+	int dirty;
 
 	/* commit: clean, referenced */
 	CHECK_RC(meta_block_commit(m, f, 0, h1, 100, 0), 0);
@@ -85,8 +84,17 @@ static void test_blocks(void)
 	/* the same hash again on a dirty block: counts stay right */
 	CHECK_RC(meta_block_commit(m, f, 2, h2, 200, 0), 0);
 	CHECK_EQ_U64(refcount_of(m, h2), 1);
+}
 
-	/* stale: not dirty (or gone) -> -ESTALE, object known with 0 refs */
+/* Stale: not dirty (or gone) -> -ESTALE, object known with 0 refs. */
+static void blocks_stale(struct blocks_fx *x)
+{
+	struct meta *m = x->m;
+	const char *h1 = x->h1, *h3 = x->h3, *h4 = x->h4;
+	uint64_t f = x->f;
+	char hash[65];
+	int dirty;
+
 	CHECK_RC(meta_block_commit(m, f, 0, h3, 300, 0), -ESTALE);
 	CHECK_EQ_U64(refcount_of(m, h3), 0);
 	CHECK_EQ_U64(refcount_of(m, h1), 2);
@@ -99,6 +107,18 @@ static void test_blocks(void)
 	/* an existing referenced object is left alone by a stale commit */
 	CHECK_RC(meta_block_commit(m, f, 9, h1, 1, 0), -ESTALE);
 	CHECK_EQ_U64(refcount_of(m, h1), 2);
+}
+
+/* A block rewritten: other content, all zeros (a hole), no content yet
+ * while still dirty. */
+static void blocks_rewrite(struct blocks_fx *x)
+{
+	struct meta *m = x->m;
+	struct timespec t = x->t;
+	const char *h1 = x->h1, *h2 = x->h2;
+	uint64_t *idx = x->idx, f = x->f;
+	char hash[65];
+	int dirty;
 
 	/* rewrite block 0 with other content */
 	CHECK_RC(meta_write_done(m, f, 0, &t, idx, 1), 0);
@@ -121,15 +141,34 @@ static void test_blocks(void)
 	CHECK_EQ_U64(refcount_of(m, h2), 1);
 	CHECK_RC(meta_block_commit(m, f, 0, h2, 200, 0), 0);
 	CHECK_EQ_U64(refcount_of(m, h2), 2);
+}
 
-	/* bad names */
+/* Bad object names: too long, empty, short (then merely stale). */
+static void blocks_bad_names(struct blocks_fx *x)
+{
+	struct meta *m = x->m;
+	uint64_t f = x->f;
+	char longh[80];
+
 	memset(longh, 'a', 65);
 	longh[65] = 0;
 	CHECK_RC(meta_block_commit(m, f, 0, longh, 1, 0), -EINVAL);
 	CHECK_RC(meta_block_commit(m, f, 0, "", 1, 0), -EINVAL);
 	CHECK_RC(meta_block_commit(m, f, 0, "abc", 1, 0), -ESTALE);
+}
 
-	/* truncate: rows wholly past the end go, refcounts follow */
+/* Truncate: rows wholly past the end go, refcounts follow; growing drops
+ * nothing. */
+static void blocks_truncate(struct blocks_fx *x)
+{
+	struct meta *m = x->m;
+	struct timespec t = x->t;
+	const char *h1 = x->h1, *h2 = x->h2, *h3 = x->h3;
+	uint64_t *idx = x->idx, f = x->f;
+	struct meta_attr in, a;
+	char hash[65];
+	int dirty;
+
 	CHECK_RC(meta_write_done(m, f, 0, &t, idx + 2, 1), 0); /* dirty 2 */
 	memset(&in, 0, sizeof(in));
 	in.size = BS + 1; /* keeps blocks 0 and 1 */
@@ -155,20 +194,25 @@ static void test_blocks(void)
 	CHECK_RC(meta_setattr(m, f, &in, META_SET_SIZE, &t, &a), 0);
 	CHECK_EQ_U64(a.nblocks, 1);
 	CHECK_EQ_U64(refcount_of(m, h1), 1);
+}
 
-	/* hole punching */
-	g = mk(m, 1, "g", S_IFREG | 0644);
-	{
-		uint64_t many[10];
-		int i;
+/* Hole punching: ranges of rows go, refcounts follow. */
+static void blocks_punch(struct blocks_fx *x)
+{
+	struct meta *m = x->m;
+	struct timespec t = x->t;
+	const char *h3 = x->h3, *h4 = x->h4;
+	uint64_t many[10], g;
+	char hash[65];
+	int dirty, i;
 
-		for (i = 0; i < 10; i++)
-			many[i] = (uint64_t)i;
-		CHECK_RC(meta_write_done(m, g, 10 * BS, &t, many, 10), 0);
-		for (i = 0; i < 10; i++)
-			CHECK_RC(meta_block_commit(m, g, (uint64_t)i,
-						   i % 2 ? h3 : h4, 10, 0), 0);
-	}
+	g = x->g = mk(m, 1, "g", S_IFREG | 0644);
+	for (i = 0; i < 10; i++)
+		many[i] = (uint64_t)i;
+	CHECK_RC(meta_write_done(m, g, 10 * BS, &t, many, 10), 0);
+	for (i = 0; i < 10; i++)
+		CHECK_RC(meta_block_commit(m, g, (uint64_t)i,
+					   i % 2 ? h3 : h4, 10, 0), 0);
 	CHECK_EQ_U64(refcount_of(m, h3), 5);
 	CHECK_EQ_U64(refcount_of(m, h4), 5);
 	CHECK_RC(meta_block_drop(m, g, 2, 5), 0);
@@ -182,58 +226,103 @@ static void test_blocks(void)
 	CHECK_RC(meta_block_drop(m, g, 5, 2), 0); /* empty range */
 	CHECK_RC(meta_block_drop(m, 99999, 0, 10), 0);
 	CHECK_EQ_U64(ga(m, g).nblocks, 4);
+}
 
-	/* dirty blocks: order, batches, stop, re-entrancy */
+/* Dirty blocks: order, batches, stop, re-entrancy; then the cache is
+ * lost and dirty rows without a hash go. */
+static void blocks_dirty(struct blocks_fx *x, struct dirty_list *dl)
+{
+	struct meta *m = x->m;
+	struct timespec t = x->t;
+	const char *h3 = x->h3, *h4 = x->h4;
+	uint64_t many[700], g = x->g, h;
+	char hash[65];
+	int dirty;
+	size_t i;
+
+	h = mk(m, x->d, "h", S_IFREG | 0644);
+	for (i = 0; i < 700; i++)
+		many[i] = i;
+	CHECK_RC(meta_write_done(m, h, 700 * BS, &t, many, 700), 0);
+	CHECK_RC(meta_write_done(m, g, 0, &t, many + 7, 1), 0);
+	dl->m = m;
+	CHECK_RC(meta_blocks_dirty(m, dirty_cb, dl), 0);
+	CHECK_EQ_U64(dl->n, 701);
+	CHECK(dl->ino[0] == g && dl->idx[0] == 7);
+	for (i = 1; i < 701 && i < 1024; i++)
+		CHECK(dl->ino[i] == h && dl->idx[i] == i - 1);
+	memset(dl, 0, sizeof(*dl));
+	dl->m = m;
+	dl->stop_at = 300;
+	CHECK_RC(meta_blocks_dirty(m, dirty_cb, dl), 7);
+	CHECK_EQ_U64(dl->n, 300);
+
+	/* the cache is lost: dirty rows without a hash go */
+	CHECK_RC(meta_write_done(m, g, 0, &t, many, 1), 0);
+	CHECK_EQ_U64(meta_blocks_forget_dirty(m), 702);
+	CHECK_EQ_U64(ga(m, h).nblocks, 0);
+	CHECK_EQ_U64(ga(m, g).nblocks, 4);
+	CHECK_RC(meta_block_get(m, g, 0, hash, &dirty), 0);
+	CHECK(dirty == 0 && !strcmp(hash, h4));
+	CHECK_RC(meta_block_get(m, g, 7, hash, &dirty), 0);
+	CHECK(dirty == 0 && !strcmp(hash, h3));
+	CHECK_EQ_U64(meta_blocks_forget_dirty(m), 0);
+	memset(dl, 0, sizeof(*dl));
+	dl->m = m;
+	CHECK_RC(meta_blocks_dirty(m, dirty_cb, dl), 0);
+	CHECK_EQ_U64(dl->n, 0);
+}
+
+/* A purge releases the blocks' objects. */
+static void blocks_purge(struct blocks_fx *x)
+{
+	struct meta *m = x->m;
+	struct timespec t = x->t;
+	uint64_t f = x->f, g = x->g;
+	char hash[65];
+	int dirty;
+
+	CHECK_RC(meta_unlink(m, 1, "g", &t, NULL), 0);
+	CHECK_RC(meta_inode_purge(m, g), 0);
+	CHECK_EQ_U64(refcount_of(m, x->h3), 0);
+	CHECK_EQ_U64(refcount_of(m, x->h4), 0);
+	CHECK_RC(meta_block_get(m, g, 0, hash, &dirty), -ENOENT);
+	CHECK_RC(meta_object_get(m, "nope", &f), -ENOENT);
+}
+
+static void test_blocks(void)
+{
+	struct blocks_fx x = { .m = open_mem(), .t = ts(1, 0),
+			       .idx = { 0, 1, 2 } };
+	struct dirty_list *dl;
+	struct meta_stats st;
+
+	if (!x.m)
+		return;
+	hash_of('1', x.h1);
+	hash_of('2', x.h2);
+	hash_of('3', x.h3);
+	hash_of('4', x.h4);
+	x.f = mk(x.m, 1, "f", S_IFREG | 0644);
+	x.d = mk(x.m, 1, "d", S_IFDIR | 0755);
+	CHECK_RC(meta_write_done(x.m, x.f, 3 * BS, &x.t, x.idx, 3), 0);
+	CHECK_RC(meta_stats(x.m, &st), 0);
+	CHECK(st.blocks == 3 && st.dirty_blocks == 3 && st.objects == 0);
+	blocks_commit(&x);
+	blocks_stale(&x);
+	blocks_rewrite(&x);
+	blocks_bad_names(&x);
+	blocks_truncate(&x);
+	blocks_punch(&x);
 	dl = calloc(1, sizeof(*dl));
 	if (dl) {
-		uint64_t many[700];
-		uint64_t h;
-		size_t i;
-
-		h = mk(m, d, "h", S_IFREG | 0644);
-		for (i = 0; i < 700; i++)
-			many[i] = i;
-		CHECK_RC(meta_write_done(m, h, 700 * BS, &t, many, 700), 0);
-		CHECK_RC(meta_write_done(m, g, 0, &t, many + 7, 1), 0);
-		dl->m = m;
-		CHECK_RC(meta_blocks_dirty(m, dirty_cb, dl), 0);
-		CHECK_EQ_U64(dl->n, 701);
-		CHECK(dl->ino[0] == g && dl->idx[0] == 7);
-		for (i = 1; i < 701 && i < 1024; i++)
-			CHECK(dl->ino[i] == h && dl->idx[i] == i - 1);
-		memset(dl, 0, sizeof(*dl));
-		dl->m = m;
-		dl->stop_at = 300;
-		CHECK_RC(meta_blocks_dirty(m, dirty_cb, dl), 7);
-		CHECK_EQ_U64(dl->n, 300);
-
-		/* the cache is lost: dirty rows without a hash go */
-		CHECK_RC(meta_write_done(m, g, 0, &t, many, 1), 0);
-		CHECK_EQ_U64(meta_blocks_forget_dirty(m), 702);
-		CHECK_EQ_U64(ga(m, h).nblocks, 0);
-		CHECK_EQ_U64(ga(m, g).nblocks, 4);
-		CHECK_RC(meta_block_get(m, g, 0, hash, &dirty), 0);
-		CHECK(dirty == 0 && !strcmp(hash, h4));
-		CHECK_RC(meta_block_get(m, g, 7, hash, &dirty), 0);
-		CHECK(dirty == 0 && !strcmp(hash, h3));
-		CHECK_EQ_U64(meta_blocks_forget_dirty(m), 0);
-		memset(dl, 0, sizeof(*dl));
-		dl->m = m;
-		CHECK_RC(meta_blocks_dirty(m, dirty_cb, dl), 0);
-		CHECK_EQ_U64(dl->n, 0);
+		blocks_dirty(&x, dl);
 		free(dl);
 	} else {
 		CHECK(0);
 	}
-
-	/* purge releases the blocks' objects */
-	CHECK_RC(meta_unlink(m, 1, "g", &t, NULL), 0);
-	CHECK_RC(meta_inode_purge(m, g), 0);
-	CHECK_EQ_U64(refcount_of(m, h3), 0);
-	CHECK_EQ_U64(refcount_of(m, h4), 0);
-	CHECK_RC(meta_block_get(m, g, 0, hash, &dirty), -ENOENT);
-	CHECK_RC(meta_object_get(m, "nope", &f), -ENOENT);
-	meta_close(m);
+	blocks_purge(&x);
+	meta_close(x.m);
 }
 
 static int gc_stop_cb(const char *hash, void *arg)
