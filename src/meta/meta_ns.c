@@ -21,9 +21,9 @@
  *   1. (parent, name) is unique because every insert and move checks it
  *      first (dentry_exists(), dentry_find()): the schema has no UNIQUE
  *      constraint (see meta.c).
- *   2. A directory's nlink changes in the statement that sets its mtime
- *      and ctime (dir_touch()), by the number of subdirectories it gains
- *      or loses.
+ *   2. A parent's nlink changes only in the statement that sets its
+ *      mtime and ctime (dir_touch()), by the number of subdirectories it
+ *      gains or loses; a removed directory's own drops to 0.
  *   3. A removed directory (nlink 0) takes no new entries, an unlinked
  *      inode no new name; an inode stays, at nlink 0, until
  *      meta_inode_purge(), which refuses one with links (-EBUSY).
