@@ -30,9 +30,13 @@
  *            current at that moment; such an object may be deleted from
  *            the store once a checkpoint with a higher sequence is durable
  *            (older checkpoints are deleted first), see meta_gc_list().
- *   config  (key, value) text pairs: "block_size", "ckpt_seq" (last
- *            checkpoint started), "durable_seq" (last checkpoint known to
- *            be in the store), "volume_id".
+ *   inline_data (ino, data): the content of a small regular file, kept
+ *            here instead of in blocks (see meta_inline_write()).
+ *   config  (key, value) text pairs: "format" and "block_size" (set at
+ *            creation), "ckpt_seq" (last checkpoint started), "jrnl_seq"
+ *            (last journal changeset cut), "durable_seq" (last checkpoint
+ *            known to be in the store), "volume_id", and the journal's
+ *            own "jrnl_since_*" (volume/journal.c).
  *
  * Invariants (checked by meta_fsck()):
  *   1. nlink of a non-directory = number of dentries naming it; of a
@@ -44,6 +48,8 @@
  *   4. inode.nblocks = number of block rows of that inode.
  *   5. no block row has idx >= ceil(size / block_size).
  *   6. every patch row has a block row with a hash.
+ *   7. every inline_data row belongs to a regular file without block
+ *      rows.
  *
  * Errors: 0 or -errno.  SQLite failures are logged here and returned as
  * -EIO (SQLITE_FULL as -ENOSPC, SQLITE_NOMEM as -ENOMEM).
@@ -395,11 +401,12 @@ bool meta_journal_has_changes(struct meta *m);
 uint64_t meta_change_count(struct meta *m);
 
 /*
- * Check invariants 1-5 above.  Each problem found is reported through
+ * Check invariants 1-7 above.  Each problem found is reported through
  * report (one line of text, no newline).  With repair, fixes what it can:
- * recounts link counts, refcounts and nblocks, removes dangling entries
- * and blocks past EOF, links unreachable inodes into /lost+found (created
- * when needed) named by inode number.  Returns the number of problems
+ * recounts link counts, refcounts and nblocks, removes dangling entries,
+ * blocks past EOF or of no regular file, patches without a base and stray
+ * inline data, links unreachable inodes into /lost+found (created when
+ * needed) named by inode number.  Returns the number of problems
  * found (>= 0) or -errno.
  */
 int meta_fsck(struct meta *m, int repair,

@@ -1,8 +1,21 @@
 /*
  * meta_index.c - struct cache_index_ops implemented on struct meta.
  *
- * Each callback is one meta transaction; the cache calls them without
- * holding its own table lock (see cache.c's lock order).
+ * Purpose
+ *   The cache keeps its block index in the metadata without knowing meta,
+ *   which sits above it in the layering: each callback calls one function
+ *   of meta.h, its arg being the struct meta.
+ *
+ * Data model
+ *   None of its own: the block, patch, object and inline_data tables of
+ *   meta_block.c, and the size of the inode.
+ *
+ * Invariants
+ *   1. Each callback is one meta transaction; the cache calls them
+ *      without holding its own table lock (see the lock order in
+ *      cache/cache.c).
+ *   2. Only an object some row references (refcount > 0) counts as in
+ *      the store (ix_object_known()).
  */
 #include "util/compat.h"
 

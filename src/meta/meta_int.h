@@ -1,6 +1,13 @@
 /*
- * meta_int.h - internals shared by the files of meta/ only (meta.c,
- * meta_fsck.c).  Nothing outside src/meta/ may include it.
+ * meta_int.h - internals shared by the files of meta/ only.  Nothing
+ * outside src/meta/ may include it.
+ *
+ *   meta.c          open, schema, statements, transactions, config, stats
+ *   meta_ns.c       names, attributes, readdir, purge, xattrs
+ *   meta_block.c    block map, patches, inline data, objects, GC
+ *   meta_pend.c     batched write attributes
+ *   meta_journal.c  the journal's changesets
+ *   meta_fsck.c     the checks of meta.h's invariants
  *
  * struct meta owns the one SQLite connection of a volume.  Every use of
  * the connection happens between meta_txn_begin() and meta_txn_end(),
@@ -11,8 +18,10 @@
 
 #include "util/compat.h"
 
+#include <assert.h>
 #include <pthread.h>
 #include <sqlite3.h>
+#include <time.h>
 
 #ifndef SQLITE_ENABLE_SESSION
 #error "meta/ needs the session extension: build with -DSQLITE_ENABLE_SESSION"
@@ -56,6 +65,27 @@ int meta_txn_begin(struct meta *m, enum meta_txn kind);
 /* Commit (rc >= 0) or roll back (rc < 0), release the lock.  Returns rc,
  * or the commit's error. */
 int meta_txn_end(struct meta *m, int rc);
+
+/* What a transaction does with batched write attributes (meta_pend.c,
+ * invariant 1). */
+enum meta_pend_mode {
+	META_PEND_FORGET,	/* write them, forget them: any transaction */
+	META_PEND_KEEP,		/* write them, keep them: changes only the
+				 * size and times of an inode that has no
+				 * record */
+	META_PEND_IGNORE,	/* neither: reads no size or time, changes
+				 * nothing */
+};
+
+/* meta_txn_begin() that treats batched write attributes as pm says
+ * (meta_txn_begin() is META_PEND_FORGET). */
+int meta_txn_begin_pend(struct meta *m, enum meta_txn kind,
+			enum meta_pend_mode pm);
+/* The bare lock, for the paths that touch only meta_pend.c's records:
+ * 0 or -errno (EDEADLK: a callback called back into meta). */
+int meta_lock(struct meta *m);
+void meta_unlock(struct meta *m);
+
 /* Log an SQLite failure with its message and map it to -errno. */
 int meta_sql_err(struct meta *m, int rc, const char *what);
 /* Step st once: 1 for a row, 0 when done, -errno on error (logged). */
@@ -90,5 +120,208 @@ void meta_pend_note_locked(struct meta *m, uint64_t ino, uint64_t size,
 
 /* Free the session (meta_close). */
 void meta_journal_stop(struct meta *m);
+
+#define META_ID_BATCH 256	/* inos / blocks per lock */
+
+/*
+ * The statements every connection prepares once, in m->st[] (their SQL:
+ * stmt_sql[] in meta.c).  A statement is used only with the lock held
+ * and is reset before the lock is released (invariant 5 of meta.c).
+ */
+enum meta_stmt {
+	ST_BEGIN,
+	ST_BEGIN_READ,
+	ST_COMMIT,
+	ST_ROLLBACK,
+	ST_CONFIG_GET,
+	ST_CONFIG_SET,
+	ST_INODE_GET,
+	ST_INODE_PARENT,
+	ST_INODE_TARGET,
+	ST_INODE_INSERT,
+	ST_INODE_PUT,
+	ST_INODE_NLINK,
+	ST_INODE_DIR_TOUCH,
+	ST_INODE_MOVED,
+	ST_INODE_CTIME,
+	ST_INODE_ATIME,
+	ST_INODE_WRITE,
+	ST_INODE_NBLOCKS,
+	ST_INODE_DELETE,
+	ST_ORPHANS,
+	ST_DENTRY_FIND,
+	ST_DENTRY_EXISTS,
+	ST_DENTRY_INSERT,
+	ST_DENTRY_DELETE,
+	ST_DENTRY_MOVE,
+	ST_DENTRY_SET_INO,
+	ST_DENTRY_ANY,
+	ST_READDIR,
+	ST_XATTR_GET,
+	ST_XATTR_INSERT,
+	ST_XATTR_UPDATE,
+	ST_XATTR_LIST,
+	ST_XATTR_DELETE,
+	ST_XATTR_PURGE,
+	ST_INLINE_GET,
+	ST_INLINE_SET,
+	ST_INLINE_DELETE,
+	ST_LAST_COOKIE,
+	ST_BLOCK_GET,
+	ST_BLOCK_DIRTY,
+	ST_BLOCK_INSERT,
+	ST_BLOCK_SET,
+	ST_BLOCK_DELETE,
+	ST_BLOCK_UNREF_RANGE,
+	ST_BLOCK_DELETE_RANGE,
+	ST_PATCH_LIST,
+	ST_PATCH_INSERT,
+	ST_PATCH_UNREF_RANGE,
+	ST_PATCH_DELETE_RANGE,
+	ST_BLOCKS_DIRTY,
+	ST_BLOCKS_PATCHED,
+	ST_DIRTY_COUNT,
+	ST_INODE_DIRTY_COUNT,
+	ST_FORGET_NBLOCKS,
+	ST_FORGET_DELETE,
+	ST_FORGET_CLEAN,
+	ST_OBJECT_GET,
+	ST_OBJECT_REF,
+	ST_OBJECT_UNREF,
+	ST_OBJECT_ENSURE,
+	ST_GC_LIST,
+	ST_GC_WAITING,
+	ST_DB_BYTES,
+	ST_GC_FORGET,
+	ST_OBJECTS,
+	ST_STATS,
+	ST_COUNT
+};
+
+/* The inode's attributes: 0, -ENOENT, or -errno (meta_ns.c). */
+int meta_inode_get_locked(struct meta *m, uint64_t ino, struct meta_attr *a);
+/* Remove block rows [first, last] of ino and their patches, releasing
+ * their objects and lowering ino's nblocks (meta_block.c). */
+int meta_blocks_drop_locked(struct meta *m, uint64_t ino, uint64_t first,
+			    uint64_t last);
+
+/* The number of blocks a file of size bytes spans. */
+static inline uint64_t meta_blocks_for(const struct meta *m, uint64_t size)
+{
+	return size / m->block_size + (size % m->block_size != 0);
+}
+
+/* *now, or the clock when now is NULL. */
+static inline struct timespec meta_now(const struct timespec *now)
+{
+	struct timespec ts;
+
+	if (now)
+		return *now;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return ts;
+}
+
+/* ---- statement helpers ---- */
+
+/* Run a statement that returns no rows we want, then reset it. */
+static inline int meta_run(struct meta *m, sqlite3_stmt *st)
+{
+	int rc = meta_step(m, st);
+
+	sqlite3_reset(st);
+	return rc < 0 ? rc : 0;
+}
+
+/*
+ * Bindings cannot fail for our inputs (indexes are static, sizes are far
+ * below SQLITE_MAX_LENGTH and SQLITE_STATIC never allocates); debug builds
+ * check it anyway.
+ */
+static inline void bind_i64(sqlite3_stmt *st, int i, int64_t v)
+{
+	int rc = sqlite3_bind_int64(st, i, v);
+
+	assert(rc == SQLITE_OK);
+	(void)rc;
+}
+
+static inline void bind_u64(sqlite3_stmt *st, int i, uint64_t v)
+{
+	bind_i64(st, i, v > INT64_MAX ? -1 : (int64_t)v);
+}
+
+static inline void bind_null(sqlite3_stmt *st, int i)
+{
+	int rc = sqlite3_bind_null(st, i);
+
+	assert(rc == SQLITE_OK);
+	(void)rc;
+}
+
+static inline void bind_blob(sqlite3_stmt *st, int i, const void *p,
+			     size_t n)
+{
+	int rc;
+
+	/* A NULL pointer would bind SQL NULL, not an empty value. */
+	if (n == 0)
+		rc = sqlite3_bind_zeroblob(st, i, 0);
+	else
+		rc = sqlite3_bind_blob(st, i, p, (int)n, SQLITE_STATIC);
+	assert(rc == SQLITE_OK);
+	(void)rc;
+}
+
+static inline void bind_text(sqlite3_stmt *st, int i, const char *s)
+{
+	int rc = sqlite3_bind_text(st, i, s, -1, SQLITE_STATIC);
+
+	assert(rc == SQLITE_OK);
+	(void)rc;
+}
+
+static inline void bind_time(sqlite3_stmt *st, int i,
+			     const struct timespec *ts)
+{
+	bind_i64(st, i, (int64_t)ts->tv_sec);
+	bind_i64(st, i + 1, (int64_t)ts->tv_nsec);
+}
+
+static inline uint64_t col_u64(sqlite3_stmt *st, int c)
+{
+	return (uint64_t)sqlite3_column_int64(st, c);
+}
+
+/* The 14 columns of ATTR_COLS() (meta.c), from column c on. */
+static inline void col_attr(sqlite3_stmt *st, int c, struct meta_attr *a)
+{
+	a->ino = col_u64(st, c);
+	a->mode = (uint32_t)col_u64(st, c + 1);
+	a->uid = (uint32_t)col_u64(st, c + 2);
+	a->gid = (uint32_t)col_u64(st, c + 3);
+	a->nlink = (uint32_t)col_u64(st, c + 4);
+	a->size = col_u64(st, c + 5);
+	a->rdev = col_u64(st, c + 6);
+	a->nblocks = col_u64(st, c + 7);
+	a->atime.tv_sec = (time_t)sqlite3_column_int64(st, c + 8);
+	a->atime.tv_nsec = (long)sqlite3_column_int64(st, c + 9);
+	a->mtime.tv_sec = (time_t)sqlite3_column_int64(st, c + 10);
+	a->mtime.tv_nsec = (long)sqlite3_column_int64(st, c + 11);
+	a->ctime.tv_sec = (time_t)sqlite3_column_int64(st, c + 12);
+	a->ctime.tv_nsec = (long)sqlite3_column_int64(st, c + 13);
+}
+
+/* Copy an object name column into hash[META_HASH_LEN + 1]. */
+static inline void col_hash(sqlite3_stmt *st, int c, char *hash)
+{
+	const unsigned char *t = sqlite3_column_text(st, c);
+	size_t n = t ? (size_t)sqlite3_column_bytes(st, c) : 0;
+
+	n = MF_MIN(n, (size_t)META_HASH_LEN);
+	if (n)
+		memcpy(hash, t, n);
+	hash[n] = 0;
+}
 
 #endif

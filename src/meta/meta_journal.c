@@ -3,15 +3,31 @@
  * change to the volume's tables with the session extension, cut the
  * record into changesets, and apply changesets at restore.
  *
- * A cut happens with m->lock held, so it falls between two operations:
- * every changeset takes the database from one consistent state to the
- * next.  The config table is not recorded: it holds this copy's own
- * bookkeeping (sequence numbers), which a restore sets itself.
+ * Purpose
+ *   volume/journal.c puts each changeset in the store as a journal entry
+ *   between checkpoints, and applies them in order at restore; this file
+ *   makes and applies them, and takes the checkpoint's copy of the
+ *   database at a cut.
  *
- * A cut that also takes a snapshot starts the snapshot's read transaction
- * (on a second, read-only connection) before it lets go of the lock, so
- * the snapshot is exactly the state at the cut, while the copy itself
- * runs without blocking file-system operations.
+ * Data model
+ *   m->sess             the session: every change to the tables of
+ *                       "main" since the last cut, config left out
+ *   config "jrnl_seq"   sequence number of the last changeset cut
+ *   config "ckpt_seq"   sequence number of the last checkpoint started
+ *
+ * Invariants
+ *   1. A cut happens with m->lock held, so it falls between two
+ *      operations: every changeset takes the database from one
+ *      consistent state to the next.
+ *   2. The config table is not recorded: it holds this copy's own
+ *      bookkeeping (sequence numbers), which a restore sets itself.
+ *   3. A cut that also takes a snapshot starts the snapshot's read
+ *      transaction (on a second, read-only connection) before it lets go
+ *      of the lock, so the snapshot is exactly the state at the cut,
+ *      while the copy itself runs without blocking file-system
+ *      operations.
+ *   4. A changeset applies whole, in one transaction, or not at all: any
+ *      conflict aborts it.
  */
 #include "util/compat.h"
 
@@ -179,6 +195,44 @@ static int cs_out(void *arg, const void *data, int n)
 	return buf_append(arg, data, (size_t)n) ? SQLITE_NOMEM : SQLITE_OK;
 }
 
+/* A read-only connection to the database file, for a snapshot taken
+ * outside the lock. */
+static int reader_open(struct meta *m, sqlite3 **reader)
+{
+	int rc = sqlite3_open_v2(m->path, reader, SQLITE_OPEN_READONLY |
+				 SQLITE_OPEN_NOMUTEX, NULL);
+
+	if (rc != SQLITE_OK) {
+		log_error("meta: snapshot: open %s: %s", m->path,
+			  sqlite3_errstr(rc));
+		sqlite3_close(*reader);
+		*reader = NULL;
+		return -EIO;
+	}
+	sqlite3_busy_timeout(*reader, 5000);
+	return 0;
+}
+
+/* Append the changes recorded since the last cut to cs and start a fresh
+ * recorder (lock held).  *grew: cs grew. */
+static int changes_take(struct meta *m, struct buf *cs, int *grew)
+{
+	/* streamed straight into cs: no second copy of a large changeset
+	 * in sqlite's memory */
+	size_t base = cs->len;
+	int src = sqlite3session_changeset_strm(m->sess, cs_out, cs);
+
+	if (src != SQLITE_OK) {
+		cs->len = base;
+		return meta_sql_err(m, src, "changeset");
+	}
+	*grew = cs->len > base;
+	/* a fresh recorder: the next cut starts from here */
+	sqlite3session_delete(m->sess);
+	m->sess = NULL;
+	return session_new(m);
+}
+
 int meta_journal_cut(struct meta *m, struct buf *cs, uint64_t *jseq,
 		     const char *snap_path, uint64_t *ckpt_seq)
 {
@@ -187,35 +241,15 @@ int meta_journal_cut(struct meta *m, struct buf *cs, uint64_t *jseq,
 	int rc, n = 0;
 
 	if (snap_path && m->path) {
-		rc = sqlite3_open_v2(m->path, &reader, SQLITE_OPEN_READONLY |
-				     SQLITE_OPEN_NOMUTEX, NULL);
-		if (rc != SQLITE_OK) {
-			log_error("meta: snapshot: open %s: %s", m->path,
-				  sqlite3_errstr(rc));
-			sqlite3_close(reader);
-			return -EIO;
-		}
-		sqlite3_busy_timeout(reader, 5000);
+		rc = reader_open(m, &reader);
+		if (rc)
+			return rc;
 	}
 	rc = meta_txn_begin(m, META_TXN_NONE);
 	if (rc)
 		goto out;
 	if (m->sess && !sqlite3session_isempty(m->sess)) {
-		/* streamed straight into cs: no second copy of a large
-		 * changeset in sqlite's memory */
-		size_t base = cs->len;
-		int src = sqlite3session_changeset_strm(m->sess, cs_out, cs);
-
-		if (src != SQLITE_OK) {
-			cs->len = base;
-			rc = meta_sql_err(m, src, "changeset");
-			goto out_unlock;
-		}
-		n = cs->len > base;
-		/* a fresh recorder: the next cut starts from here */
-		sqlite3session_delete(m->sess);
-		m->sess = NULL;
-		rc = session_new(m);
+		rc = changes_take(m, cs, &n);
 		if (rc)
 			goto out_unlock;
 	}

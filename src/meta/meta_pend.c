@@ -36,9 +36,10 @@
  *      record of it exists; except for the two transactions that change
  *      only their own inode's size and times, the slow paths of
  *      meta_write_done() and meta_inline_write(), which keep the other
- *      records and leave their own up to date at commit
+ *      records (META_PEND_KEEP) and leave their own up to date at commit
  *      (meta_pend_note_locked(), a record only for files whose data is
- *      in blocks).
+ *      in blocks).  meta_getxattr(), which reads no size or time, does
+ *      neither (META_PEND_IGNORE).
  *   2. Kill -9 between that commit and the forgetting leaves dirty
  *      records equal to the database: applying them again is harmless.
  *   3. A record is published by its ino, stored last; the values of a
@@ -293,8 +294,8 @@ int meta_pend_flush_locked(struct meta *m, bool forget)
 		forget_all(p);
 		return 0;
 	}
-	/* the records now equal the database: clean, kept (stores in the
-	 * order of invariant 2: a crash here re-applies equal values) */
+	/* the records now equal the database: clean, kept (invariant 2:
+	 * a crash here re-applies equal values) */
 	for (i = 0; i < p->n; i++)
 		p->f->rec[i].dirty = 0;
 	p->ndirty = 0;
