@@ -2,11 +2,11 @@
  * meta_fsck.c - check, and optionally repair, the invariants of meta.h.
  *
  * Purpose
- *   meta_fsck() finds every violation of invariants 1-6 of meta.h (plus
+ *   meta_fsck() finds every violation of invariants 1-7 of meta.h (plus
  *   the internal ones the rest of src/meta/ relies on: names unique in a
- *   directory, one entry per directory, inode.parent, inline data only on
- *   a regular file without block rows, freed_epoch) and reports each as
- *   one line of text.  With repair it fixes them in the same transaction.
+ *   directory, one entry per directory, inode.parent, freed_epoch) and
+ *   reports each as one line of text.  With repair it fixes them in the
+ *   same transaction.
  *
  * Data model
  *   Besides the tables meta.h describes, two TEMP tables live for one run:

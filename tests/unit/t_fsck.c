@@ -3,8 +3,8 @@
  *
  * Purpose: pin every line fsck can print, their order and their count,
  * checking and repairing, so that a change of meta_fsck.c's structure
- * cannot change what `metafuse fsck` says.  t_meta.c tests what a repair
- * does to the volume; this file tests only the words.
+ * cannot change what `metafuse fsck` says.  t_meta_fsck.c tests what a
+ * repair does to the volume; this file tests only the words.
  *
  * Data model: each scenario builds the same small tree in a database file
  * of a private mkdtemp() directory, breaks it with raw SQL through a
