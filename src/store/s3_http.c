@@ -343,21 +343,74 @@ static int request_path(struct store_s3 *s, const char *key,
 	return buf_appends(path, *s->path_base ? s->path_base : "/");
 }
 
-/* One attempt: sign, send, collect the answer into x. */
-static int attempt_once(struct store_s3 *s, struct s3_xfer *x,
-			const char *payload_hash)
+/* origin + the encoded path + "?" and the canonical query, if any. */
+static int request_url(struct store_s3 *s, const struct s3_xfer *x,
+		       const char *path, struct buf *url)
 {
-	struct buf path = BUF_INIT, url = BUF_INIT, auth = BUF_INIT;
+	int rc = buf_appends(url, s->origin);
+
+	if (!rc)
+		rc = sigv4_uri_encode(url, path, true);
+	if (!rc && x->nquery) {
+		rc = buf_appends(url, "?");
+		if (!rc)
+			rc = sigv4_canonical_query(x->query, x->nquery, url);
+	}
+	return rc;
+}
+
+/* The signed headers h, then Authorization and an empty Expect (no
+ * 100-continue round trip), as a curl header list appended to *list. */
+static int header_list(const struct sigv4_kv *h, size_t nh,
+		       const struct buf *auth, struct curl_slist **list)
+{
 	struct buf hdr = BUF_INIT;
-	struct curl_slist *list = NULL, *nl;
+	struct curl_slist *nl;
+	size_t i;
+	int rc = 0;
+
+	for (i = 0; !rc && i < nh; i++) {
+		buf_reset(&hdr);
+		rc = buf_appendf(&hdr, "%s: %s", h[i].name, h[i].value);
+		if (!rc) {
+			nl = curl_slist_append(*list, buf_str(&hdr));
+			rc = nl ? 0 : -ENOMEM;
+			*list = nl ? nl : *list;
+		}
+	}
+	if (!rc) {
+		buf_reset(&hdr);
+		rc = buf_appendf(&hdr, "Authorization: %s", buf_str(auth));
+	}
+	if (!rc) {
+		nl = curl_slist_append(*list, buf_str(&hdr));
+		if (nl)
+			*list = nl;
+		nl = nl ? curl_slist_append(*list, "Expect:") : NULL;
+		if (nl)
+			*list = nl;
+		rc = nl ? 0 : -ENOMEM;
+	}
+	buf_free(&hdr);
+	return rc;
+}
+
+/*
+ * Sign x as of now: its URL into url, its headers (Authorization
+ * included) into *list, which the caller frees, also on failure.
+ */
+static int attempt_sign(struct store_s3 *s, const struct s3_xfer *x,
+			const char *payload_hash, struct buf *url,
+			struct curl_slist **list)
+{
+	struct buf path = BUF_INIT, auth = BUF_INIT;
 	struct sigv4_kv h[7];
-	size_t nh = 0, i;
+	size_t nh = 0;
 	char date[SIGV4_DATE_LEN + 1];
 	const struct sigv4_creds creds = {
 		s->access_key, s->secret_key, s->region, "s3",
 	};
 	struct sigv4_request r;
-	CURL *c = x->h;
 	int rc;
 
 	sigv4_amz_date(time(NULL), date);
@@ -373,45 +426,25 @@ static int attempt_once(struct store_s3 *s, struct s3_xfer *x,
 
 	rc = request_path(s, x->key, &path);
 	if (!rc)
-		rc = buf_appends(&url, s->origin);
-	if (!rc)
-		rc = sigv4_uri_encode(&url, buf_str(&path), true);
-	if (!rc && x->nquery) {
-		rc = buf_appends(&url, "?");
-		if (!rc)
-			rc = sigv4_canonical_query(x->query, x->nquery, &url);
-	}
+		rc = request_url(s, x, buf_str(&path), url);
 	r = (struct sigv4_request){
 		method_names[x->method], buf_str(&path), x->query, x->nquery,
 		h, nh, payload_hash,
 	};
 	if (!rc)
 		rc = sigv4_authorization(&r, &creds, date, &auth, NULL, NULL);
-	for (i = 0; !rc && i < nh; i++) {
-		buf_reset(&hdr);
-		rc = buf_appendf(&hdr, "%s: %s", h[i].name, h[i].value);
-		if (!rc) {
-			nl = curl_slist_append(list, buf_str(&hdr));
-			rc = nl ? 0 : -ENOMEM;
-			list = nl ? nl : list;
-		}
-	}
-	if (!rc) {
-		buf_reset(&hdr);
-		rc = buf_appendf(&hdr, "Authorization: %s", buf_str(&auth));
-	}
-	if (!rc) {
-		nl = curl_slist_append(list, buf_str(&hdr));
-		if (nl)
-			list = nl;
-		nl = nl ? curl_slist_append(list, "Expect:") : NULL;
-		if (nl)
-			list = nl;
-		rc = nl ? 0 : -ENOMEM;
-	}
-	if (rc)
-		goto out;
+	if (!rc)
+		rc = header_list(h, nh, &auth, list);
+	buf_free(&path);
+	if (auth.data)
+		sodium_memzero(auth.data, auth.len);
+	buf_free(&auth);
+	return rc;
+}
 
+/* Forget what the previous attempt left in x. */
+static void attempt_reset(struct s3_xfer *x)
+{
 	x->body_pos = 0;
 	x->status = 0;
 	x->etag[0] = x->request_id[0] = x->curl_err[0] = '\0';
@@ -419,28 +452,11 @@ static int attempt_once(struct store_s3 *s, struct s3_xfer *x,
 	buf_reset(&x->err_body);
 	if (x->out)
 		x->out->len = x->out_base;
+}
 
-	curl_easy_setopt(c, CURLOPT_URL, buf_str(&url));
-	curl_easy_setopt(c, CURLOPT_HTTPHEADER, list);
-	curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-	curl_easy_setopt(c, CURLOPT_ERRORBUFFER, x->curl_err);
-	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_write);
-	curl_easy_setopt(c, CURLOPT_WRITEDATA, x);
-	curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
-	curl_easy_setopt(c, CURLOPT_HEADERDATA, x);
-	curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT, 10L);
-	/* a transfer that stalls for 30 s is a dropped connection */
-	curl_easy_setopt(c, CURLOPT_LOW_SPEED_LIMIT, 1L);
-	curl_easy_setopt(c, CURLOPT_LOW_SPEED_TIME, 30L);
-	curl_easy_setopt(c, CURLOPT_TCP_KEEPALIVE, 1L);
-	curl_easy_setopt(c, CURLOPT_SSL_VERIFYPEER, s->verify_tls ? 1L : 0L);
-	curl_easy_setopt(c, CURLOPT_SSL_VERIFYHOST, s->verify_tls ? 2L : 0L);
-	if (s->ca_bundle) {
-		/* the bundle replaces the system's CAs, as in the AWS CLI */
-		curl_easy_setopt(c, CURLOPT_CAINFO, s->ca_bundle);
-		curl_easy_setopt(c, CURLOPT_CAPATH, NULL);
-	}
-	curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
+/* The options that depend on the method: an upload reads x's body. */
+static void configure_method(CURL *c, struct s3_xfer *x)
+{
 	switch (x->method) {
 	case M_GET:
 		curl_easy_setopt(c, CURLOPT_HTTPGET, 1L);
@@ -471,32 +487,76 @@ static int attempt_once(struct store_s3 *s, struct s3_xfer *x,
 	default:
 		break;
 	}
+}
+
+/* Set x's handle up for one attempt at url with the headers list. */
+static void attempt_configure(struct store_s3 *s, struct s3_xfer *x,
+			      const char *url, struct curl_slist *list)
+{
+	CURL *c = x->h;
+
+	curl_easy_setopt(c, CURLOPT_URL, url);
+	curl_easy_setopt(c, CURLOPT_HTTPHEADER, list);
+	curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(c, CURLOPT_ERRORBUFFER, x->curl_err);
+	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_write);
+	curl_easy_setopt(c, CURLOPT_WRITEDATA, x);
+	curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
+	curl_easy_setopt(c, CURLOPT_HEADERDATA, x);
+	curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT, 10L);
+	/* a transfer that stalls for 30 s is a dropped connection */
+	curl_easy_setopt(c, CURLOPT_LOW_SPEED_LIMIT, 1L);
+	curl_easy_setopt(c, CURLOPT_LOW_SPEED_TIME, 30L);
+	curl_easy_setopt(c, CURLOPT_TCP_KEEPALIVE, 1L);
+	curl_easy_setopt(c, CURLOPT_SSL_VERIFYPEER, s->verify_tls ? 1L : 0L);
+	curl_easy_setopt(c, CURLOPT_SSL_VERIFYHOST, s->verify_tls ? 2L : 0L);
+	if (s->ca_bundle) {
+		/* the bundle replaces the system's CAs, as in the AWS CLI */
+		curl_easy_setopt(c, CURLOPT_CAINFO, s->ca_bundle);
+		curl_easy_setopt(c, CURLOPT_CAPATH, NULL);
+	}
+	curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
+	configure_method(c, x);
+}
+
+/* Send, count the traffic, and read the answer's status and error. */
+static void attempt_perform(struct store_s3 *s, struct s3_xfer *x)
+{
+	CURL *c = x->h;
+	curl_off_t up = 0, down = 0, clen = -1;
 
 	atomic_fetch_add(&s->requests[x->method], 1);
 	x->cc = curl_easy_perform(c);
 	curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &x->status);
-	{
-		curl_off_t up = 0, down = 0, clen = -1;
-
-		curl_easy_getinfo(c, CURLINFO_SIZE_UPLOAD_T, &up);
-		curl_easy_getinfo(c, CURLINFO_SIZE_DOWNLOAD_T, &down);
-		curl_easy_getinfo(c, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &clen);
-		atomic_fetch_add(&s->bytes_sent, (uint64_t)up);
-		atomic_fetch_add(&s->bytes_received, (uint64_t)down);
-		x->content_length = clen >= 0 ? (uint64_t)clen : 0;
-	}
+	curl_easy_getinfo(c, CURLINFO_SIZE_UPLOAD_T, &up);
+	curl_easy_getinfo(c, CURLINFO_SIZE_DOWNLOAD_T, &down);
+	curl_easy_getinfo(c, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &clen);
+	atomic_fetch_add(&s->bytes_sent, (uint64_t)up);
+	atomic_fetch_add(&s->bytes_received, (uint64_t)down);
+	x->content_length = clen >= 0 ? (uint64_t)clen : 0;
 	if (x->cc == CURLE_OK && (x->status < 200 || x->status >= 300))
 		parse_error_body(x, &x->err_body);
+	/* the handle outlives the header list and x's error buffer */
 	curl_easy_setopt(c, CURLOPT_HTTPHEADER, NULL);
 	curl_easy_setopt(c, CURLOPT_ERRORBUFFER, NULL);
-out:
+}
+
+/* One attempt: sign, send, collect the answer into x.  0 when the
+ * attempt was made (x says how it went), -errno when it could not be. */
+static int attempt_once(struct store_s3 *s, struct s3_xfer *x,
+			const char *payload_hash)
+{
+	struct buf url = BUF_INIT;
+	struct curl_slist *list = NULL;
+	int rc = attempt_sign(s, x, payload_hash, &url, &list);
+
+	if (!rc) {
+		attempt_reset(x);
+		attempt_configure(s, x, buf_str(&url), list);
+		attempt_perform(s, x);
+	}
 	curl_slist_free_all(list);
-	buf_free(&path);
 	buf_free(&url);
-	if (auth.data)
-		sodium_memzero(auth.data, auth.len);
-	buf_free(&auth);
-	buf_free(&hdr);
 	return rc;
 }
 
