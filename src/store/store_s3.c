@@ -175,44 +175,127 @@ static int send_parts(struct part_job *j)
 	return j->rc;
 }
 
-static int s3_put_multipart(struct store_s3 *s, const char *fk,
-			    const uint8_t *data, size_t len)
+/* POST ?uploads: the UploadId of a new multipart upload of fk. */
+static int multipart_start(struct store_s3 *s, const char *fk,
+			   char *upload_id, size_t cap)
 {
-	struct buf body = BUF_INIT, done = BUF_INIT;
-	char upload_id[512], (*etags)[128] = NULL;
-	/* S3 takes at most 10,000 parts: bigger objects get bigger parts */
-	size_t psize = (size_t)MF_MAX(s->part_size,
-				      (len + S3_MAX_PARTS - 1) / S3_MAX_PARTS);
-	size_t nparts = (len + psize - 1) / psize, i;
+	const struct sigv4_kv q[] = { { "uploads", "" } };
+	struct buf body = BUF_INIT;
+	struct s3_xfer x = {
+		.method = M_POST, .key = fk, .query = q, .nquery = 1,
+		.out = &body,
+	};
 	xmlDoc *doc;
 	const xmlNode *root;
 	int rc;
 
-	{
-		const struct sigv4_kv q[] = { { "uploads", "" } };
-		struct s3_xfer x = {
-			.method = M_POST, .key = fk, .query = q, .nquery = 1,
-			.out = &body,
-		};
-
-		rc = s3_request(s, &x, s->attempts, 0);
-		s3_xfer_release(&x);
-		if (rc)
-			goto out;
-	}
+	rc = s3_request(s, &x, s->attempts, 0);
+	s3_xfer_release(&x);
+	if (rc)
+		goto out;
 	doc = s3_xml_parse(&body);
 	root = doc ? xmlDocGetRootElement(doc) : NULL;
 	upload_id[0] = '\0';
 	if (root)
-		s3_xml_text(root, "UploadId", upload_id, sizeof(upload_id));
+		s3_xml_text(root, "UploadId", upload_id, cap);
 	if (doc)
 		xmlFreeDoc(doc);
 	if (!upload_id[0]) {
 		log_error("s3: no UploadId in the answer to starting a "
 			  "multipart upload of %s", fk);
 		rc = -EIO;
-		goto out;
 	}
+out:
+	buf_free(&body);
+	return rc;
+}
+
+/* The body of CompleteMultipartUpload: every part's number and ETag. */
+static int multipart_manifest(char (*etags)[128], size_t nparts,
+			      struct buf *done)
+{
+	size_t i;
+	int rc = buf_appends(done, "<CompleteMultipartUpload>");
+
+	for (i = 0; !rc && i < nparts; i++)
+		rc = buf_appendf(done, "<Part><PartNumber>%zu</PartNumber>"
+				       "<ETag>%s</ETag></Part>",
+				 i + 1, etags[i]);
+	if (!rc)
+		rc = buf_appends(done, "</CompleteMultipartUpload>");
+	return rc;
+}
+
+/*
+ * POST ?uploadId with the manifest done.  S3 may answer 200 and still
+ * report an error in the body: that is tried again too.  A retried
+ * completion may find the upload already done (-ENOENT): then the object
+ * is there if a HEAD finds it with all len bytes.
+ */
+static int multipart_complete(struct store_s3 *s, const char *fk,
+			      const char *upload_id, const struct buf *done,
+			      size_t len)
+{
+	const struct sigv4_kv q[] = { { "uploadId", upload_id } };
+	struct buf body = BUF_INIT;
+	struct s3_xfer x = {
+		.method = M_POST, .key = fk, .query = q, .nquery = 1,
+		.body = done->data, .body_len = done->len,
+		.quiet_404 = true,
+	};
+	xmlDoc *doc;
+	const xmlNode *root;
+	unsigned tries;
+	int rc = 0;
+
+	for (tries = 0; tries < s->attempts; tries++) {
+		buf_reset(&body);
+		x.out = &body;
+		rc = s3_request(s, &x, s->attempts, 0);
+		if (rc)
+			break;
+		doc = s3_xml_parse(&body);
+		root = doc ? xmlDocGetRootElement(doc) : NULL;
+		if (root && !strcmp((const char *)root->name, "Error")) {
+			s3_xml_text(root, "Code", x.code, sizeof(x.code));
+			log_warn("s3: completing the upload of %s: %s; "
+				 "retrying", fk, x.code);
+			rc = -EIO;
+		}
+		if (doc)
+			xmlFreeDoc(doc);
+		if (!rc)
+			break;
+		s3_backoff(tries + 1);
+	}
+	s3_xfer_release(&x);
+	if (rc == -ENOENT) {
+		struct s3_xfer hx = { .method = M_HEAD, .key = fk };
+
+		if (s3_request(s, &hx, s->attempts, 0) == 0 &&
+		    hx.content_length == len)
+			rc = 0;
+		s3_xfer_release(&hx);
+	}
+	buf_free(&body);
+	return rc;
+}
+
+/* Start an upload, send the parts, complete it; abort it on failure. */
+static int s3_put_multipart(struct store_s3 *s, const char *fk,
+			    const uint8_t *data, size_t len)
+{
+	struct buf done = BUF_INIT;
+	char upload_id[512], (*etags)[128] = NULL;
+	/* S3 takes at most 10,000 parts: bigger objects get bigger parts */
+	size_t psize = (size_t)MF_MAX(s->part_size,
+				      (len + S3_MAX_PARTS - 1) / S3_MAX_PARTS);
+	size_t nparts = (len + psize - 1) / psize;
+	int rc;
+
+	rc = multipart_start(s, fk, upload_id, sizeof(upload_id));
+	if (rc)
+		goto out;
 	etags = calloc(nparts, sizeof(*etags));
 	if (!etags) {
 		rc = -ENOMEM;
@@ -226,70 +309,17 @@ static int s3_put_multipart(struct store_s3 *s, const char *fk,
 		};
 
 		rc = send_parts(&job);
-		if (rc)
-			goto out_abort;
 	}
-	rc = buf_appends(&done, "<CompleteMultipartUpload>");
-	for (i = 0; !rc && i < nparts; i++)
-		rc = buf_appendf(&done, "<Part><PartNumber>%zu</PartNumber>"
-					"<ETag>%s</ETag></Part>",
-				 i + 1, etags[i]);
 	if (!rc)
-		rc = buf_appends(&done, "</CompleteMultipartUpload>");
-	if (rc)
-		goto out_abort;
-	{
-		const struct sigv4_kv q[] = { { "uploadId", upload_id } };
-		struct s3_xfer x = {
-			.method = M_POST, .key = fk, .query = q, .nquery = 1,
-			.body = done.data, .body_len = done.len,
-			.quiet_404 = true,
-		};
-		unsigned tries;
-
-		/* S3 may answer 200 and still report an error in the body */
-		for (tries = 0; tries < s->attempts; tries++) {
-			buf_reset(&body);
-			x.out = &body;
-			rc = s3_request(s, &x, s->attempts, 0);
-			if (rc)
-				break;
-			doc = s3_xml_parse(&body);
-			root = doc ? xmlDocGetRootElement(doc) : NULL;
-			if (root && !strcmp((const char *)root->name,
-					    "Error")) {
-				s3_xml_text(root, "Code", x.code,
-					 sizeof(x.code));
-				log_warn("s3: completing the upload of %s: "
-					 "%s; retrying", fk, x.code);
-				rc = -EIO;
-			}
-			if (doc)
-				xmlFreeDoc(doc);
-			if (!rc)
-				break;
-			s3_backoff(tries + 1);
-		}
-		s3_xfer_release(&x);
-		/* a retried completion may find the upload already done */
-		if (rc == -ENOENT) {
-			struct s3_xfer hx = {
-				.method = M_HEAD, .key = fk,
-			};
-
-			if (s3_request(s, &hx, s->attempts, 0) == 0 &&
-			    hx.content_length == len)
-				rc = 0;
-			s3_xfer_release(&hx);
-		}
-	}
+		rc = multipart_manifest(etags, nparts, &done);
+	if (!rc)
+		rc = multipart_complete(s, fk, upload_id, &done, len);
 	if (!rc)
 		goto out;
 out_abort:
 	multipart_abort(s, fk, upload_id);
 out:
 	free(etags);
-	buf_free(&body);
 	buf_free(&done);
 	return rc;
 }
