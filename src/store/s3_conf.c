@@ -198,22 +198,34 @@ static const char *env(const char *name)
 	return v && *v ? v : NULL;
 }
 
-/* Everything in the order the AWS CLI uses: explicit options, then the
- * environment, then the shared files.  A profile named by AWS_PROFILE
- * that no file has, when the keys had to come from the files, is an
- * error of its own (-ENOENT), so a typo is not reported as "no
- * credentials". */
-static int conf_load(const struct store_options *o, struct s3_conf *c,
-		     struct buf *err)
+/* Add path to the list of files searched, for the message of a profile
+ * not found. */
+static int searched_add(struct buf *searched, const char *path)
 {
-	const char *profile = env("AWS_PROFILE");
-	const char *home = env("HOME");
-	struct buf path = BUF_INIT, sect = BUF_INIT, searched = BUF_INIT;
-	int rc = 0;
+	return buf_appendf(searched, "%s%s", searched->len ? ", " : "", path);
+}
 
-	if (!profile)
-		profile = "default";
-	rc = set_once(&c->endpoint, o->endpoint);
+/* The AWS file named by the variable var, else ~/.aws/name; path stays
+ * empty when neither var nor HOME is set. */
+static int aws_file(const char *var, const char *name, struct buf *path)
+{
+	const char *home = env("HOME");
+
+	if (env(var))
+		return buf_appends(path, env(var));
+	if (home)
+		return buf_appendf(path, "%s/.aws/%s", home, name);
+	return 0;
+}
+
+/* The options, and the credentials file they name (which must be
+ * private). */
+static int conf_from_options(const struct store_options *o,
+			     const char *profile, struct s3_conf *c,
+			     struct buf *searched, struct buf *err)
+{
+	int rc = set_once(&c->endpoint, o->endpoint);
+
 	if (!rc)
 		rc = set_once(&c->region, o->region);
 	if (!rc)
@@ -221,10 +233,16 @@ static int conf_load(const struct store_options *o, struct s3_conf *c,
 	if (!rc && o->credentials) {
 		rc = conf_read_ini(o->credentials, profile, true, c, err);
 		if (!rc)
-			rc = buf_appends(&searched, o->credentials);
+			rc = searched_add(searched, o->credentials);
 	}
-	if (rc)
-		goto out;
+	return rc;
+}
+
+/* The environment; the keys only as a pair. */
+static int conf_from_env(struct s3_conf *c)
+{
+	int rc = 0;
+
 	if (!c->access_key && env("AWS_ACCESS_KEY_ID") &&
 	    env("AWS_SECRET_ACCESS_KEY")) {
 		rc = set_once(&c->access_key, env("AWS_ACCESS_KEY_ID"));
@@ -244,59 +262,85 @@ static int conf_load(const struct store_options *o, struct s3_conf *c,
 		rc = set_once(&c->endpoint, env("AWS_ENDPOINT_URL"));
 	if (!rc)
 		rc = set_once(&c->ca_bundle, env("AWS_CA_BUNDLE"));
-	if (rc)
-		goto out;
-	if (!c->access_key) {
-		if (env("AWS_SHARED_CREDENTIALS_FILE"))
-			rc = buf_appends(&path,
-					 env("AWS_SHARED_CREDENTIALS_FILE"));
-		else if (home)
-			rc = buf_appendf(&path, "%s/.aws/credentials", home);
-		if (!rc && path.len)
-			rc = conf_read_ini(buf_str(&path), profile, false, c,
-					   err);
-		if (!rc && path.len)
-			rc = buf_appendf(&searched, "%s%s",
-					 searched.len ? ", " : "",
-					 buf_str(&path));
-	}
-	if (rc)
-		goto out;
-	buf_reset(&path);
-	if (env("AWS_CONFIG_FILE"))
-		rc = buf_appends(&path, env("AWS_CONFIG_FILE"));
-	else if (home)
-		rc = buf_appendf(&path, "%s/.aws/config", home);
+	return rc;
+}
+
+/* The shared credentials file, section profile. */
+static int conf_from_credentials_file(const char *profile,
+				      struct s3_conf *c, struct buf *searched,
+				      struct buf *err)
+{
+	struct buf path = BUF_INIT;
+	int rc = aws_file("AWS_SHARED_CREDENTIALS_FILE", "credentials", &path);
+
+	if (!rc && path.len)
+		rc = conf_read_ini(buf_str(&path), profile, false, c, err);
+	if (!rc && path.len)
+		rc = searched_add(searched, buf_str(&path));
+	buf_free(&path);
+	return rc;
+}
+
+/* The config file, section "profile PROFILE" (or "default"); its keys
+ * only when no other source had any. */
+static int conf_from_config_file(const char *profile, struct s3_conf *c,
+				 struct buf *searched, struct buf *err)
+{
+	struct buf path = BUF_INIT, sect = BUF_INIT;
+	struct s3_conf keys = { 0 };
+	int rc = aws_file("AWS_CONFIG_FILE", "config", &path);
+
 	if (!rc)
 		rc = !strcmp(profile, "default") ?
 			     buf_appends(&sect, "default") :
 			     buf_appendf(&sect, "profile %s", profile);
-	if (!rc && path.len) {
-		struct s3_conf keys = { 0 };
-
-		rc = conf_read_ini(buf_str(&path), buf_str(&sect), false,
-				   &keys, err);
-		/* credentials found in config only count when none were */
-		if (!rc && !c->access_key && keys.access_key &&
-		    keys.secret_key) {
-			c->access_key = keys.access_key;
-			c->secret_key = keys.secret_key;
-			c->token = keys.token;
-			keys.access_key = keys.secret_key = keys.token = NULL;
-		}
-		if (!rc)
-			rc = set_once(&c->region, keys.region);
-		if (!rc)
-			rc = set_once(&c->endpoint, keys.endpoint);
-		if (!rc)
-			rc = set_once(&c->ca_bundle, keys.ca_bundle);
-		if (!rc)
-			rc = buf_appendf(&searched, "%s%s",
-					 searched.len ? ", " : "",
-					 buf_str(&path));
-		c->profile_found |= keys.profile_found;
-		conf_free(&keys);
+	if (rc || !path.len)
+		goto out;
+	rc = conf_read_ini(buf_str(&path), buf_str(&sect), false, &keys, err);
+	/* credentials found in config only count when none were */
+	if (!rc && !c->access_key && keys.access_key && keys.secret_key) {
+		c->access_key = keys.access_key;
+		c->secret_key = keys.secret_key;
+		c->token = keys.token;
+		keys.access_key = keys.secret_key = keys.token = NULL;
 	}
+	if (!rc)
+		rc = set_once(&c->region, keys.region);
+	if (!rc)
+		rc = set_once(&c->endpoint, keys.endpoint);
+	if (!rc)
+		rc = set_once(&c->ca_bundle, keys.ca_bundle);
+	if (!rc)
+		rc = searched_add(searched, buf_str(&path));
+	c->profile_found |= keys.profile_found;
+	conf_free(&keys);
+out:
+	buf_free(&path);
+	buf_free(&sect);
+	return rc;
+}
+
+/* Everything in the order the AWS CLI uses: explicit options, then the
+ * environment, then the shared files.  A profile named by AWS_PROFILE
+ * that no file has, when the keys had to come from the files, is an
+ * error of its own (-ENOENT), so a typo is not reported as "no
+ * credentials". */
+static int conf_load(const struct store_options *o, struct s3_conf *c,
+		     struct buf *err)
+{
+	const char *profile = env("AWS_PROFILE");
+	struct buf searched = BUF_INIT;
+	int rc;
+
+	if (!profile)
+		profile = "default";
+	rc = conf_from_options(o, profile, c, &searched, err);
+	if (!rc)
+		rc = conf_from_env(c);
+	if (!rc && !c->access_key)
+		rc = conf_from_credentials_file(profile, c, &searched, err);
+	if (!rc)
+		rc = conf_from_config_file(profile, c, &searched, err);
 	if (!rc && env("AWS_PROFILE") && !c->access_key &&
 	    !c->profile_found) {
 		buf_appendf(err, "AWS profile '%s' (AWS_PROFILE) not found in "
@@ -309,9 +353,6 @@ static int conf_load(const struct store_options *o, struct s3_conf *c,
 	}
 	if (!rc)
 		rc = set_once(&c->region, "us-east-1");
-out:
-	buf_free(&path);
-	buf_free(&sect);
 	buf_free(&searched);
 	return rc;
 }
