@@ -30,6 +30,12 @@
  * the endpoint.  After the last try: 404 is -ENOENT, 403 -EACCES,
  * anything else -EIO, and the log has the S3 error code and request id.
  *
+ * Data model: the pool is the stack idle[0, nidle) of handles not in use
+ * and the count nopen of handles made (at most max_conns), owned by the
+ * process in owner.  A request is a struct s3_xfer (s3_int.h); each
+ * attempt at it signs it anew (attempt_sign), sets the handle up
+ * (attempt_configure) and sends it (attempt_perform).
+ *
  * Invariants:
  *   1. No lock is held across network I/O: pool_lock only guards the idle
  *      list and the counts.

@@ -1,8 +1,11 @@
 /*
  * store_s3.c - the S3 store backend: any S3-compatible service (AWS S3,
  * Ceph RGW, MinIO, Garage, R2, B2, Wasabi, Storj's gateway) as the home of
- * a volume.  Location "s3://BUCKET[/PREFIX]": key K is the object
- * PREFIX/K in BUCKET.
+ * a volume.
+ *
+ * Data model: location "s3://BUCKET[/PREFIX]"; key K is the object
+ * PREFIX/K in BUCKET, and nothing else is stored there (no index, no
+ * marker object).
  *
  * This file holds the store operations, open with its access check, and
  * close.  The other files of the backend:
