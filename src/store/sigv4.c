@@ -19,7 +19,8 @@
  *      the order given; the sort is by name only, so that order is kept.
  *   3. Derived keys live on the stack and are wiped before returning.
  *
- * SHA-256 and HMAC-SHA-256 come from libsodium, already a dependency.
+ * SHA-256 comes from OpenSSL (it uses the CPU's SHA extensions), with
+ * libsodium's as the fallback; HMAC-SHA-256 from libsodium.
  */
 #include "util/compat.h"
 

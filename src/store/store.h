@@ -4,8 +4,9 @@
  * A store holds immutable objects under string keys.  Keys are relative,
  * '/'-separated, made of [A-Za-z0-9._-] segments (no "..", no leading '/'),
  * at most 512 bytes.  metafuse writes an object once and never rewrites it
- * in place, with two exceptions that are documented at their users (the
- * volume's "lease" object, and nothing else yet).
+ * in place, with one exception: the volume's "lease" object, which the
+ * mounting process writes again each time it takes or renews the lease
+ * (volume_lease_take(), volume_lease_renew()).
  *
  * Every backend implements struct store_ops and embeds struct store as its
  * first member ("base"), so a backend can downcast with an assertion on ops.
@@ -156,7 +157,8 @@ int store_open(const char *location, int create, struct store **out,
 	       struct buf *err);
 
 /* Addressing of S3 buckets: AUTO is path-style for an endpoint that is an
- * IP address or localhost, virtual-host style otherwise. */
+ * IP address or localhost and for a bucket name with '.' or '_',
+ * virtual-host style otherwise. */
 enum store_s3_addressing {
 	STORE_S3_ADDR_AUTO = 0,
 	STORE_S3_ADDR_PATH,

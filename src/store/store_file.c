@@ -219,6 +219,10 @@ out_close_parent:
 	return err;
 }
 
+/* write() all of len bytes, retrying on EINTR and short writes; errors
+ * through map_errno() (EDQUOT is -ENOSPC).  Not util.h's pwrite_all(),
+ * which writes at an offset, maps nothing and takes a 0-byte write for
+ * -EIO. */
 static int write_all(int fd, const void *data, size_t len)
 {
 	const uint8_t *p = data;

@@ -9,13 +9,13 @@
  * The two cases of the suite's post-sts-token/ folder sign with
  * temporary (STS) credentials, whose session token travels in
  * X-Amz-Security-Token.  "before": the header is among the signed ones
- * (what S3 requires, and what store_s3.c does).  "after": it is added
+ * (what S3 requires, and what s3_http.c does).  "after": it is added
  * once the request is signed, so what is signed is post-vanilla's request.
  *
  * Part 2: the worked examples of the S3 documentation ("Signature
  * Calculations for the Authorization Header", bucket examplebucket,
  * 20130524T000000Z): a ranged GET and a ListObjects query, the two request
- * shapes store_s3.c sends most.
+ * shapes the S3 backend sends most.
  */
 #include "util/compat.h"
 
