@@ -31,10 +31,12 @@
  *   the memory and file go when the last pin is released and no upload
  *   is running.
  *
- *   Where each step is: entry_acquire() and cache_evict_to() here;
- *   cache_load_block() in cache_load.c; cache_write() in cache_rw.c;
- *   pick_upload() and upload_one() in cache_upload.c; the truncate,
- *   punch and forget in cache_cut.c.
+ *   Where each step is: entry_acquire() and cache_evict_to() here (a
+ *   loaded entry turns CLEAN in entry_loaded()); cache_load_block() in
+ *   cache_load.c; cache_write() in cache_rw.c (the entry turns DIRTY in
+ *   write_mark_dirty_locked()); pick_upload() and upload_one() in
+ *   cache_upload.c (CLEAN again in upload_settle_locked(), a failure in
+ *   upload_done_locked()); the truncate, punch and forget in cache_cut.c.
  *
  * Invariants (checked by cache_check() in debug builds)
  *   1. CLEAN entries are on the lru list, DIRTY ones on the dirty list,
@@ -371,40 +373,39 @@ void cache_evict_some(struct cache *c)
 
 /* ---- pinning an entry ---- */
 
-/*
- * Pin the entry of (ino, idx), creating it when missing.  A new entry is
- * filled from the store when load, else starts empty (the caller is about
- * to overwrite the whole block), through obj when not NULL (see
- * cache_load_block()).
- */
-int entry_acquire_buf(struct cache *c, uint64_t ino, uint64_t idx,
-		      bool load, struct buf *obj, struct centry **out)
+/* Called with lock held: pin the entry of (ino, idx) once it is no longer
+ * LOADING (waiting meanwhile), moved to the LRU's tail when CLEAN; NULL
+ * when the table has none. */
+static struct centry *entry_pin_locked(struct cache *c, uint64_t ino,
+				       uint64_t idx)
 {
 	struct centry *e;
-	int rc;
 
-	pthread_mutex_lock(&c->lock);
 	for (;;) {
 		e = cache_table_find(c, ino, idx);
 		if (!e)
+			return NULL;
+		if (e->state != CE_LOADING)
 			break;
-		if (e->state != CE_LOADING) {
-			e->refs++;
-			if (e->state == CE_CLEAN) {
-				elist_del(&c->lru, e);
-				elist_add_tail(&c->lru, e);
-			}
-			pthread_mutex_unlock(&c->lock);
-			*out = e;
-			return 0;
-		}
 		pthread_cond_wait(&c->state_cond, &c->lock);
 	}
-	e = calloc(1, sizeof(*e));
-	if (!e) {
-		pthread_mutex_unlock(&c->lock);
-		return -ENOMEM;
+	e->refs++;
+	if (e->state == CE_CLEAN) {
+		elist_del(&c->lru, e);
+		elist_add_tail(&c->lru, e);
 	}
+	return e;
+}
+
+/* Called with lock held: a new entry of (ino, idx), LOADING, pinned, in
+ * the table and counted in cached_bytes; NULL: out of memory. */
+static struct centry *entry_new_locked(struct cache *c, uint64_t ino,
+				       uint64_t idx)
+{
+	struct centry *e = calloc(1, sizeof(*e));
+
+	if (!e)
+		return NULL;
 	e->ino = ino;
 	e->idx = idx;
 	e->fd = -1;
@@ -413,30 +414,43 @@ int entry_acquire_buf(struct cache *c, uint64_t ino, uint64_t idx,
 	e->refs = 1;
 	cache_table_insert(c, e);
 	c->cached_bytes += c->cfg.block_size;
-	pthread_mutex_unlock(&c->lock);
+	return e;
+}
 
-	if (load) {
-		bool dirty = false;
+/* Fill the file of a new entry e (LOADING, pinned by the caller): from
+ * the store when load (through obj, see cache_load_block()), else
+ * empty.  Called without lock. */
+static int entry_fill(struct cache *c, struct centry *e, bool load,
+		      struct buf *obj)
+{
+	bool dirty = false;
+	int rc;
 
-		rc = cache_load_block(c, e, obj, &dirty);
-		pthread_mutex_lock(&c->lock);
-		/* a dirty block is in the cache until its upload: only a
-		 * drop (and a newer entry's write) may race with this load */
-		if (rc == 0 && dirty && e->in_table)
-			log_error("block %" PRIu64 " of inode %" PRIu64
-				  ": the index says it was written, but the "
-				  "cache does not hold it (a bug); it reads "
-				  "as last uploaded", idx, ino);
-		pthread_mutex_unlock(&c->lock);
-	} else {
+	if (!load) {
 		rc = entry_open(c, e, O_RDWR | O_CREAT | O_TRUNC);
-		if (rc >= 0) {
-			e->has_file = true;
-			entry_keep_fd(c, e, rc);
-			rc = 0;
-		}
+		if (rc < 0)
+			return rc;
+		e->has_file = true;
+		entry_keep_fd(c, e, rc);
+		return 0;
 	}
+	rc = cache_load_block(c, e, obj, &dirty);
+	pthread_mutex_lock(&c->lock);
+	/* a dirty block is in the cache until its upload: only a drop (and
+	 * a newer entry's write) may race with this load */
+	if (rc == 0 && dirty && e->in_table)
+		log_error("block %" PRIu64 " of inode %" PRIu64
+			  ": the index says it was written, but the "
+			  "cache does not hold it (a bug); it reads "
+			  "as last uploaded", e->idx, e->ino);
+	pthread_mutex_unlock(&c->lock);
+	return rc;
+}
 
+/* A new entry e is filled (rc 0: it turns CLEAN, unless dropped
+ * meanwhile) or failed (rc < 0: it goes, unpinned).  Takes lock. */
+static int entry_loaded(struct cache *c, struct centry *e, int rc)
+{
 	pthread_mutex_lock(&c->lock);
 	if (rc) {
 		if (e->in_table)
@@ -456,7 +470,6 @@ int entry_acquire_buf(struct cache *c, uint64_t ino, uint64_t idx,
 		 */
 		pthread_cond_broadcast(&c->state_cond);
 		pthread_mutex_unlock(&c->lock);
-		*out = e;
 		return 0;
 	}
 	e->state = CE_CLEAN;
@@ -467,8 +480,37 @@ int entry_acquire_buf(struct cache *c, uint64_t ino, uint64_t idx,
 	assert_locked_check(c);
 	pthread_mutex_unlock(&c->lock);
 	cache_evict_some(c);
-	*out = e;
 	return 0;
+}
+
+/*
+ * Pin the entry of (ino, idx), creating it when missing.  A new entry is
+ * filled from the store when load, else starts empty (the caller is about
+ * to overwrite the whole block), through obj when not NULL (see
+ * cache_load_block()).  Threads that want an entry while it loads wait
+ * for it.
+ */
+int entry_acquire_buf(struct cache *c, uint64_t ino, uint64_t idx,
+		      bool load, struct buf *obj, struct centry **out)
+{
+	struct centry *e;
+	int rc;
+
+	pthread_mutex_lock(&c->lock);
+	e = entry_pin_locked(c, ino, idx);
+	if (e) {
+		pthread_mutex_unlock(&c->lock);
+		*out = e;
+		return 0;
+	}
+	e = entry_new_locked(c, ino, idx);
+	pthread_mutex_unlock(&c->lock);
+	if (!e)
+		return -ENOMEM;
+	rc = entry_loaded(c, e, entry_fill(c, e, load, obj));
+	if (rc == 0)
+		*out = e;
+	return rc;
 }
 
 int entry_acquire(struct cache *c, uint64_t ino, uint64_t idx, bool load,
@@ -538,20 +580,12 @@ void cache_get_stats(struct cache *c, struct cache_stats *out)
 
 /* ---- open and close ---- */
 
-int cache_open(const struct cache_config *cfg, struct store *store,
-	       const struct blob_ctx *blob, const struct cache_index_ops *ops,
-	       void *index_arg, struct cache **out)
+/* Take cfg, within the bounds the cache works in, and the descriptors it
+ * may keep. */
+static void cache_set_config(struct cache *c, const struct cache_config *cfg)
 {
-	struct cache *c;
-	struct buf path = BUF_INIT;
-	unsigned i;
-	int rc;
+	struct rlimit rl;
 
-	if (cfg->block_size == 0 || cfg->upload_threads == 0)
-		return -EINVAL;
-	c = calloc(1, sizeof(*c));
-	if (!c)
-		return -ENOMEM;
 	c->cfg = *cfg;
 	c->cfg.dir = NULL;
 	if (c->cfg.inline_max > c->cfg.block_size)
@@ -560,20 +594,61 @@ int cache_open(const struct cache_config *cfg, struct store *store,
 		c->cfg.cache_size = 4ULL * cfg->block_size;
 	if (c->cfg.max_dirty > c->cfg.cache_size)
 		c->cfg.max_dirty = c->cfg.cache_size;
+	/* a quarter of what the process may open, at most 1024 */
+	c->maxfds = 256;
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 &&
+	    rl.rlim_cur != RLIM_INFINITY)
+		c->maxfds = (unsigned)MF_MIN(rl.rlim_cur / 4, 1024);
+}
+
+/* Start the upload workers and the fetchers; the caller closes the cache
+ * when this fails (cache_close() joins those that started). */
+static int cache_start_threads(struct cache *c)
+{
+	unsigned n = c->cfg.upload_threads, i;
+	int rc = 0;
+
+	c->workers = calloc(n, sizeof(*c->workers));
+	if (!c->workers)
+		return -ENOMEM;
+	for (i = 0; i < n; i++) {
+		rc = -pthread_create(&c->workers[i], NULL,
+				     cache_upload_worker, c);
+		if (rc)
+			break;
+		c->nworkers++;
+	}
+	/* as many parallel fetches as uploads: the same store */
+	c->fetchers = calloc(n, sizeof(*c->fetchers));
+	if (!c->fetchers && !rc)
+		rc = -ENOMEM;
+	for (i = 0; !rc && i < n; i++) {
+		rc = -pthread_create(&c->fetchers[i], NULL, cache_fetcher, c);
+		if (!rc)
+			c->nfetchers++;
+	}
+	return rc;
+}
+
+int cache_open(const struct cache_config *cfg, struct store *store,
+	       const struct blob_ctx *blob, const struct cache_index_ops *ops,
+	       void *index_arg, struct cache **out)
+{
+	struct cache *c;
+	struct buf path = BUF_INIT;
+	int rc;
+
+	if (cfg->block_size == 0 || cfg->upload_threads == 0)
+		return -EINVAL;
+	c = calloc(1, sizeof(*c));
+	if (!c)
+		return -ENOMEM;
+	cache_set_config(c, cfg);
 	c->store = store;
 	c->blob = blob;
 	c->ops = ops;
 	c->index_arg = index_arg;
 	c->next_gen = 1;
-	{
-		/* a quarter of what the process may open, at most 1024 */
-		struct rlimit rl;
-
-		c->maxfds = 256;
-		if (getrlimit(RLIMIT_NOFILE, &rl) == 0 &&
-		    rl.rlim_cur != RLIM_INFINITY)
-			c->maxfds = (unsigned)MF_MIN(rl.rlim_cur / 4, 1024);
-	}
 	mutex_init(&c->commit_lock);
 	mutex_init(&c->lock);
 	pthread_cond_init(&c->state_cond, NULL);
@@ -594,33 +669,10 @@ int cache_open(const struct cache_config *cfg, struct store *store,
 		goto out_free;
 	}
 	rc = cache_recover(c);
+	if (!rc)
+		rc = cache_start_threads(c);
 	if (rc)
 		goto out_free;
-	c->workers = calloc(cfg->upload_threads, sizeof(*c->workers));
-	if (!c->workers) {
-		rc = -ENOMEM;
-		goto out_free;
-	}
-	for (i = 0; i < cfg->upload_threads; i++) {
-		rc = -pthread_create(&c->workers[i], NULL,
-				     cache_upload_worker, c);
-		if (rc)
-			break;
-		c->nworkers++;
-	}
-	/* as many parallel fetches as uploads: the same store */
-	c->fetchers = calloc(cfg->upload_threads, sizeof(*c->fetchers));
-	if (!c->fetchers && !rc)
-		rc = -ENOMEM;
-	for (i = 0; !rc && i < cfg->upload_threads; i++) {
-		rc = -pthread_create(&c->fetchers[i], NULL, cache_fetcher, c);
-		if (!rc)
-			c->nfetchers++;
-	}
-	if (rc) {
-		cache_close(c, 1);
-		return rc;
-	}
 	*out = c;
 	return 0;
 out_free:

@@ -24,7 +24,7 @@
  *      and the barrier waits for those already past it (c->cutting).
  *   4. A dropped entry never comes back: a write that raced with the drop
  *      writes again (write_blocks()), a load never joins the cache
- *      (entry_acquire_buf()), an upload records nothing (upload_one()).
+ *      (entry_loaded()), an upload records nothing (upload_record()).
  *
  * Locks: commit_lock, then lock; lock alone at the barrier.
  */

@@ -187,77 +187,92 @@ static int refill_tail(struct cache *c, struct centry *e)
 	return 0;
 }
 
-/*
- * Match cache files left by an earlier run with the blocks the index says
- * are dirty, and adopt the clean files a clean close left (adopt_clean());
- * delete every other file.  Dirty blocks without a file are lost: tell
- * the index they are clean again (their last upload stands), unless
- * refill_tail() can cut them at their file's end.
- */
-int cache_recover(struct cache *c)
-{
-	struct centry *lost = NULL, *e, *next;
-	uint64_t nlost = 0, kept = 0, nrefilled = 0;
-	bool trusted;
-	struct dirent *de;
-	DIR *d;
-	size_t b;
-	int rc;
+/* What recover_scan() does with a file of blocks/. */
+enum recover_verdict { FILE_DELETE, FILE_KEEP, FILE_ADOPTED };
 
-	rc = c->ops->dirty_blocks(c->index_arg, recover_dirty_cb, c);
-	if (rc)
-		return rc;
-	trusted = kept_trusted(c);
-	d = opendir(c->blocks_dir);
+/*
+ * A file of blocks/ named name: a clean block's that a trusted clean
+ * close kept (adopted, adopt_clean()), the newest file of a dirty block
+ * (kept, its entry's file from now on), or neither (deleted).
+ */
+static enum recover_verdict recover_file(struct cache *c, const char *name,
+					 bool trusted)
+{
+	unsigned long long ino, idx, gen;
+	char path[PATH_MAX], hash[BLOB_NAME_LEN + 2];
+	struct centry *e;
+	int nch = 0;
+
+	if (trusted &&
+	    sscanf(name, "%llu.%llu.%llu.%65[0-9a-f]%n", &ino, &idx, &gen,
+		   hash, &nch) == 4 &&
+	    name[nch] == 0 && strlen(hash) == BLOB_NAME_LEN &&
+	    adopt_clean(c, name, ino, idx, gen, hash))
+		return FILE_ADOPTED;
+	if (sscanf(name, "%llu.%llu.%llu%n", &ino, &idx, &gen, &nch) != 3 ||
+	    name[nch] != 0)
+		return FILE_DELETE;
+	e = cache_table_find(c, ino, idx);
+	if (e && e->has_file && e->gen == gen)
+		return FILE_KEEP; /* adopted above, seen again under its new
+				   * name */
+	if (e && e->state == CE_DIRTY && (!e->has_file || gen > e->gen)) {
+		/*
+		 * The newest file of the block is its data.  An older one
+		 * outlives its entry while an upload of it runs after a
+		 * truncate or punch dropped it; the block's next write made
+		 * a new file (a higher gen), and a crash then left both.
+		 */
+		if (e->has_file) {
+			entry_path(c, e, path, sizeof(path));
+			unlink(path);
+		}
+		e->gen = gen;
+		e->has_file = true;
+		if (gen >= c->next_gen)
+			c->next_gen = gen + 1;
+		return FILE_KEEP;
+	}
+	return FILE_DELETE;
+}
+
+/* Go through the files of blocks/ (recover_file()) and delete those that
+ * hold no block; *kept: the clean ones adopted. */
+static int recover_scan(struct cache *c, bool trusted, uint64_t *kept)
+{
+	struct dirent *de;
+	DIR *d = opendir(c->blocks_dir);
+
 	if (!d)
 		return -errno;
 	while ((de = readdir(d))) {
-		unsigned long long ino, idx, gen;
-		char path[PATH_MAX], hash[BLOB_NAME_LEN + 2];
-		int nch = 0;
+		char path[PATH_MAX];
+		enum recover_verdict v;
 
 		if (de->d_name[0] == '.')
 			continue;
-		if (trusted &&
-		    sscanf(de->d_name, "%llu.%llu.%llu.%65[0-9a-f]%n", &ino,
-			   &idx, &gen, hash, &nch) == 4 &&
-		    de->d_name[nch] == 0 && strlen(hash) == BLOB_NAME_LEN &&
-		    adopt_clean(c, de->d_name, ino, idx, gen, hash)) {
-			kept++;
+		v = recover_file(c, de->d_name, trusted);
+		if (v == FILE_ADOPTED)
+			(*kept)++;
+		if (v != FILE_DELETE)
 			continue;
-		}
-		if (sscanf(de->d_name, "%llu.%llu.%llu%n", &ino, &idx, &gen,
-			   &nch) == 3 && de->d_name[nch] == 0) {
-			e = cache_table_find(c, ino, idx);
-			if (e && e->has_file && e->gen == gen)
-				continue; /* adopted above, seen again under
-					   * its new name */
-			if (e && e->state == CE_DIRTY &&
-			    (!e->has_file || gen > e->gen)) {
-				/*
-				 * The newest file of the block is its data.
-				 * An older one outlives its entry while an
-				 * upload of it runs after a truncate or punch
-				 * dropped it; the block's next write made a
-				 * new file (a higher gen), and a crash then
-				 * left both.
-				 */
-				if (e->has_file) {
-					entry_path(c, e, path, sizeof(path));
-					unlink(path);
-				}
-				e->gen = gen;
-				e->has_file = true;
-				if (gen >= c->next_gen)
-					c->next_gen = gen + 1;
-				continue;
-			}
-		}
 		snprintf(path, sizeof(path), "%s/%s", c->blocks_dir,
 			 de->d_name);
 		unlink(path);
 	}
 	closedir(d);
+	return 0;
+}
+
+/* The dirty blocks left without a file: cut again at their file's end
+ * when refill_tail() can (*nrefilled), else out of the table, returned
+ * chained through hnext. */
+static struct centry *recover_missing(struct cache *c, uint64_t *nrefilled)
+{
+	struct centry *lost = NULL, *e, *next;
+	size_t b;
+	int rc;
+
 	/* gens of kept files are known now: give the others fresh ones */
 	for (b = 0; b < c->nbuckets; b++) {
 		for (e = c->buckets[b]; e; e = next) {
@@ -266,7 +281,7 @@ int cache_recover(struct cache *c)
 				continue;
 			rc = refill_tail(c, e);
 			if (rc == 0) {
-				nrefilled++;
+				(*nrefilled)++;
 				continue;
 			}
 			if (rc < 0)
@@ -282,6 +297,17 @@ int cache_recover(struct cache *c)
 			lost = e;
 		}
 	}
+	return lost;
+}
+
+/* Tell the index that the lost blocks keep their last uploaded content
+ * (clean again), and free them; how many there were. */
+static uint64_t recover_reset(struct cache *c, struct centry *lost)
+{
+	struct centry *e, *next;
+	uint64_t nlost = 0;
+	int rc;
+
 	for (e = lost; e; e = next) {
 		char hash[BLOB_NAME_LEN + 1];
 
@@ -289,20 +315,28 @@ int cache_recover(struct cache *c)
 		nlost++;
 		if (c->ops->block_reset) {
 			rc = c->ops->block_reset(c->index_arg, e->ino, e->idx);
-			goto reset_done;
+		} else {
+			rc = c->ops->block_get(c->index_arg, e->ino, e->idx,
+					       hash);
+			if (rc == 0)
+				rc = c->ops->block_commit(c->index_arg, e->ino,
+							  e->idx,
+							  hash[0] ? hash : NULL,
+							  0, 0);
 		}
-		rc = c->ops->block_get(c->index_arg, e->ino, e->idx, hash);
-		if (rc == 0)
-			rc = c->ops->block_commit(c->index_arg, e->ino,
-						  e->idx,
-						  hash[0] ? hash : NULL, 0, 0);
-reset_done:
 		if (rc && rc != -ENOENT && rc != -ESTALE)
 			log_warn("cache: cannot reset block %llu of inode "
 				 "%llu: %s", (unsigned long long)e->idx,
 				 (unsigned long long)e->ino, strerror(-rc));
 		free(e);
 	}
+	return nlost;
+}
+
+/* What recovery found, in the log. */
+static void recover_report(struct cache *c, uint64_t nlost,
+			   uint64_t nrefilled, uint64_t kept)
+{
 	if (nlost)
 		log_warn("cache: %" PRIu64 " block(s) written before a crash "
 			 "were not in the cache directory any more; those "
@@ -317,6 +351,31 @@ reset_done:
 	if (kept)
 		log_info("cache: %" PRIu64 " clean block(s) kept from the "
 			 "last mount", kept);
+}
+
+/*
+ * Match cache files left by an earlier run with the blocks the index says
+ * are dirty, and adopt the clean files a clean close left (adopt_clean());
+ * delete every other file.  Dirty blocks without a file are lost: tell
+ * the index they are clean again (their last upload stands), unless
+ * refill_tail() can cut them at their file's end.  Called by
+ * cache_open() before any other thread runs.
+ */
+int cache_recover(struct cache *c)
+{
+	uint64_t kept = 0, nrefilled = 0, nlost;
+	struct centry *lost;
+	int rc;
+
+	rc = c->ops->dirty_blocks(c->index_arg, recover_dirty_cb, c);
+	if (rc)
+		return rc;
+	rc = recover_scan(c, kept_trusted(c), &kept);
+	if (rc)
+		return rc;
+	lost = recover_missing(c, &nrefilled);
+	nlost = recover_reset(c, lost);
+	recover_report(c, nlost, nrefilled, kept);
 	cache_evict_some(c); /* cache_size may be smaller than last time */
 	return 0;
 }

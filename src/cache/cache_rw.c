@@ -278,57 +278,87 @@ static bool any_dropped(struct centry *const *ents, size_t n)
 	return false;
 }
 
-/* Write [off, off+len) into blocks; from_inline: the data of an inline
- * file moving to block 0 (the index drops it and marks block 0 dirty in
- * one transaction). */
-static ssize_t write_blocks(struct cache *c, uint64_t ino, uint64_t off,
-			    const void *data, size_t len, bool from_inline)
+/*
+ * The blocks of one write, as write_blocks() takes them through its
+ * steps: ents[0, got) pinned (and written); marked[0, nmarked) the
+ * blocks among them that were clean, for the index to mark dirty.
+ */
+struct write_set {
+	uint64_t ino, off, first, n; /* blocks first to first + n - 1 */
+	const uint8_t *src;
+	size_t len;
+	struct centry **ents;
+	uint64_t *marked;
+	bool *was_clean;
+	size_t nmarked, got;
+	bool became_whole;        /* a block is written whole now */
+	struct centry *stack_e[8];
+	uint64_t stack_idx[8];
+	bool stack_was[8];
+};
+
+static int write_set_init(struct cache *c, struct write_set *w,
+			  uint64_t ino, uint64_t off, const void *data,
+			  size_t len)
 {
-	uint64_t bs = c->cfg.block_size, first, last, i, n;
-	struct centry *stack_e[8], **ents = stack_e;
-	uint64_t stack_idx[8], *marked = stack_idx;
-	bool stack_was[8], *was_clean = stack_was;
-	const uint8_t *src = data;
-	size_t nmarked = 0, got = 0;
-	bool became_whole = false;
+	uint64_t bs = c->cfg.block_size;
+
+	w->ino = ino;
+	w->off = off;
+	w->src = data;
+	w->len = len;
+	w->first = off / bs;
+	w->n = (off + len - 1) / bs - w->first + 1;
+	w->ents = w->stack_e;
+	w->marked = w->stack_idx;
+	w->was_clean = w->stack_was;
+	w->nmarked = w->got = 0;
+	w->became_whole = false;
+	if (w->n <= ARRAY_SIZE(w->stack_e))
+		return 0;
+	w->ents = calloc(w->n, sizeof(*w->ents));
+	w->marked = calloc(w->n, sizeof(*w->marked));
+	w->was_clean = calloc(w->n, sizeof(*w->was_clean));
+	if (!w->ents || !w->marked || !w->was_clean)
+		return -ENOMEM;
+	return 0;
+}
+
+static void write_set_free(struct write_set *w)
+{
+	if (w->ents != w->stack_e) {
+		free(w->ents);
+		free(w->marked);
+		free(w->was_clean);
+	}
+}
+
+/* Pin the blocks of w in order and write each one's part into its file;
+ * w->got: how many are pinned.  A cache disk full (-ENOSPC) evicts the
+ * clean blocks and tries the block once more.  Called without lock. */
+static int write_fill(struct cache *c, struct write_set *w)
+{
+	uint64_t bs = c->cfg.block_size, i;
 	int rc = 0;
 
-	if (len == 0)
-		return 0;
-	first = off / bs;
-	last = (off + len - 1) / bs;
-	n = last - first + 1;
-	if (n > ARRAY_SIZE(stack_e)) {
-		ents = calloc(n, sizeof(*ents));
-		marked = calloc(n, sizeof(*marked));
-		was_clean = calloc(n, sizeof(*was_clean));
-		if (!ents || !marked || !was_clean) {
-			rc = -ENOMEM;
-			goto out_free;
-		}
-	}
-	rc = wait_for_room(c, n);
-	if (rc)
-		goto out_free;
-
-again:
-	for (i = 0; i < n; i++) {
-		uint64_t pos = i == 0 ? off : (first + i) * bs;
+	for (i = 0; i < w->n; i++) {
+		uint64_t pos = i == 0 ? w->off : (w->first + i) * bs;
 		uint64_t boff = pos % bs;
-		size_t blen = (size_t)MF_MIN(bs - boff, off + len - pos);
+		size_t blen = (size_t)MF_MIN(bs - boff, w->off + w->len - pos);
 		bool whole = boff == 0 && blen == bs;
 		int tries;
 
 		for (tries = 0; tries < 2; tries++) {
-			if (got == i) {
-				rc = entry_acquire(c, ino, first + i, !whole,
-						   &ents[i]);
+			if (w->got == i) {
+				rc = entry_acquire(c, w->ino, w->first + i,
+						   !whole, &w->ents[i]);
 				if (rc == 0)
-					got++;
+					w->got++;
 			}
 			if (rc == 0)
-				rc = write_entry(c, ents[i], src + (pos - off),
-						 blen, boff);
+				rc = write_entry(c, w->ents[i],
+						 w->src + (pos - w->off), blen,
+						 boff);
 			if (rc != -ENOSPC || tries)
 				break;
 			/* the cache disk is full: clean blocks can go */
@@ -337,49 +367,46 @@ again:
 		if (rc)
 			break;
 	}
+	return rc;
+}
 
-	pthread_mutex_lock(&c->commit_lock);
-	pthread_mutex_lock(&c->lock);
-	if (rc == 0 && any_dropped(ents, got)) {
-		/*
-		 * A truncate or punch dropped one of the blocks after this
-		 * write pinned it: its bytes went into a file nobody keeps.
-		 * The drop came first, so write again into what the file
-		 * holds now (every drop holds commit_lock: once it is held,
-		 * the entries stay).
-		 */
-		pthread_mutex_unlock(&c->lock);
-		pthread_mutex_unlock(&c->commit_lock);
-		for (i = 0; i < got; i++)
-			entry_release(c, ents[i]);
-		got = 0;
-		goto again;
-	}
-	for (i = 0; i < got; i++) {
-		uint64_t pos = i == 0 ? off : (first + i) * bs;
-		uint64_t boff = pos % bs, bend = MF_MIN(bs, boff + off + len - pos);
+/* Called with lock held: count the write in each pinned entry (its
+ * version, the range and pages it covered) and list the blocks that
+ * were clean. */
+static void write_count_locked(struct cache *c, struct write_set *w)
+{
+	uint64_t bs = c->cfg.block_size, i;
 
-		ents[i]->version++;
-		was_clean[i] = ents[i]->state != CE_DIRTY;
-		if (was_clean[i])
-			marked[nmarked++] = ents[i]->idx;
-		if (cover(ents[i], was_clean[i], (uint32_t)boff,
-			  (uint32_t)bend, bs))
-			became_whole = true;
-		dmap_mark(c, ents[i], was_clean[i], (uint32_t)boff,
+	for (i = 0; i < w->got; i++) {
+		struct centry *e = w->ents[i];
+		uint64_t pos = i == 0 ? w->off : (w->first + i) * bs;
+		uint64_t boff = pos % bs;
+		uint64_t bend = MF_MIN(bs, boff + w->off + w->len - pos);
+
+		e->version++;
+		w->was_clean[i] = e->state != CE_DIRTY;
+		if (w->was_clean[i])
+			w->marked[w->nmarked++] = e->idx;
+		if (cover(e, w->was_clean[i], (uint32_t)boff, (uint32_t)bend,
+			  bs))
+			w->became_whole = true;
+		dmap_mark(c, e, w->was_clean[i], (uint32_t)boff,
 			  (uint32_t)bend);
 	}
-	pthread_mutex_unlock(&c->lock);
-	if (rc == 0 && from_inline)
-		rc = c->ops->inline_to_block(c->index_arg, ino);
-	else if (rc == 0)
-		rc = c->ops->write_done(c->index_arg, ino, off + len, marked,
-					nmarked);
-	pthread_mutex_lock(&c->lock);
-	for (i = 0; i < got; i++) {
-		struct centry *e = ents[i];
+}
 
-		if (!was_clean[i] || !e->in_table)
+/* Called with lock held, once the index recorded the write (rc 0) or
+ * failed to (rc < 0): the blocks that were clean turn DIRTY, or are
+ * dropped, their files no longer matching the store. */
+static void write_mark_dirty_locked(struct cache *c, struct write_set *w,
+				    int rc)
+{
+	size_t i;
+
+	for (i = 0; i < w->got; i++) {
+		struct centry *e = w->ents[i];
+
+		if (!w->was_clean[i] || !e->in_table)
 			continue;
 		if (rc) {
 			/* the file no longer matches the store: forget it */
@@ -390,22 +417,84 @@ again:
 		e->state = CE_DIRTY;
 		e->dirty_since_ns = now_mono_ns();
 		elist_add_tail(&c->dirty, e);
-		c->dirty_bytes += bs;
+		c->dirty_bytes += c->cfg.block_size;
 	}
 	/* workers sleeping with nothing to do learn when the new dirty
 	 * blocks fall due */
-	if (nmarked || became_whole || c->dirty_bytes > c->cfg.max_dirty)
+	if (w->nmarked || w->became_whole ||
+	    c->dirty_bytes > c->cfg.max_dirty)
 		pthread_cond_broadcast(&c->work_cond);
+}
+
+/* Unpin the entries of w. */
+static void write_unpin(struct cache *c, struct write_set *w)
+{
+	for (size_t i = 0; i < w->got; i++)
+		entry_release(c, w->ents[i]);
+	w->got = 0;
+}
+
+/*
+ * Write [off, off+len) of ino into its blocks' cache files and record the
+ * write in the index; from_inline: the data of an inline file moving to
+ * block 0 (the index drops it and marks block 0 dirty in one
+ * transaction).
+ *
+ * Returns len, or -errno (-ENOSPC: no room, see wait_for_room()): then
+ * the index has not recorded the write; the blocks it found clean are
+ * dropped, those already dirty keep what was written into them (their
+ * next upload sends it).
+ *
+ * Called with no lock held.  Pins the blocks, loading those it writes in
+ * part, and writes their files without a lock; then holds commit_lock,
+ * and lock except across the index's call, while it counts the write in
+ * the entries and the index records it, so that a block turns dirty in
+ * memory and in the index together.
+ */
+static ssize_t write_blocks(struct cache *c, uint64_t ino, uint64_t off,
+			    const void *data, size_t len, bool from_inline)
+{
+	struct write_set w;
+	int rc;
+
+	if (len == 0)
+		return 0;
+	rc = write_set_init(c, &w, ino, off, data, len);
+	if (rc == 0)
+		rc = wait_for_room(c, w.n);
+	if (rc)
+		goto out_free;
+again:
+	rc = write_fill(c, &w);
+	pthread_mutex_lock(&c->commit_lock);
+	pthread_mutex_lock(&c->lock);
+	if (rc == 0 && any_dropped(w.ents, w.got)) {
+		/*
+		 * A truncate or punch dropped one of the blocks after this
+		 * write pinned it: its bytes went into a file nobody keeps.
+		 * The drop came first, so write again into what the file
+		 * holds now (every drop holds commit_lock: once it is held,
+		 * the entries stay).
+		 */
+		pthread_mutex_unlock(&c->lock);
+		pthread_mutex_unlock(&c->commit_lock);
+		write_unpin(c, &w);
+		goto again;
+	}
+	write_count_locked(c, &w);
+	pthread_mutex_unlock(&c->lock);
+	if (rc == 0 && from_inline)
+		rc = c->ops->inline_to_block(c->index_arg, ino);
+	else if (rc == 0)
+		rc = c->ops->write_done(c->index_arg, ino, off + len, w.marked,
+					w.nmarked);
+	pthread_mutex_lock(&c->lock);
+	write_mark_dirty_locked(c, &w, rc);
 	pthread_mutex_unlock(&c->lock);
 	pthread_mutex_unlock(&c->commit_lock);
-	for (i = 0; i < got; i++)
-		entry_release(c, ents[i]);
+	write_unpin(c, &w);
 out_free:
-	if (ents != stack_e) {
-		free(ents);
-		free(marked);
-		free(was_clean);
-	}
+	write_set_free(&w);
 	return rc ? rc : (ssize_t)len;
 }
 

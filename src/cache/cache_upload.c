@@ -200,22 +200,28 @@ static size_t build_patch(struct cache *c, struct centry *e, int fd,
 	return *rc ? 0 : pos;
 }
 
-/*
- * Upload the content of e as of version v and record it in the index:
- * the pages written since the last upload as a patch (build_patch()), or
- * the whole block.  Called by a worker that set e->uploading, pinned e
- * and took over its dmap into u.
- */
-static int upload_one(struct cache *c, struct centry *e, uint64_t v,
-		      struct uploader *u)
+/* One upload of an entry, as upload_one() takes it through its steps. */
+struct upload {
+	struct centry *e;
+	uint64_t v;               /* the version uploaded */
+	uint8_t *block;           /* what goes up: a patch, or the block */
+	size_t blen;              /* the block's bytes within the file */
+	size_t plen;              /* the patch's bytes (0: whole block) */
+	bool whole;               /* block is read into u->enc's payload */
+	char hash[BLOB_NAME_LEN + 1];
+	bool claimed;             /* a claim on hash is held */
+	bool dedup;               /* the index knows the object already */
+	uint64_t obj_size;        /* the encoded bytes put (0: none) */
+};
+
+/* Read what goes up of up->e's block: its bytes within the file's size,
+ * as a patch when build_patch() makes one, else whole, into the room
+ * of u->enc's payload.  Called without lock. */
+static int upload_read(struct cache *c, struct uploader *u,
+		       struct upload *up)
 {
-	char hash[BLOB_NAME_LEN + 1], key[BLOB_DATA_KEY_LEN + 1];
-	uint64_t bs = c->cfg.block_size, size, obj_size = 0;
-	uint8_t *block = u->block;
-	struct buf *enc = &u->enc;
-	size_t blen = 0, plen = 0;
-	bool whole = false;
-	bool claimed = false, dedup = false, still, current;
+	struct centry *e = up->e;
+	uint64_t bs = c->cfg.block_size, size;
 	int rc, fd = -1;
 
 	rc = c->ops->file_size(c->index_arg, e->ino, &size);
@@ -226,95 +232,123 @@ static int upload_one(struct cache *c, struct centry *e, uint64_t v,
 	if (rc)
 		return rc;
 	if (size > e->idx * bs)
-		blen = (size_t)MF_MIN(bs, size - e->idx * bs);
-	if (blen) {
-		rc = entry_get_fd(c, e, &fd);
-		if (rc)
-			return rc;
-		plen = build_patch(c, e, fd, blen, u, &rc);
-		if (!rc && !plen) {
-			/* read where the object's payload goes */
-			buf_reset(enc);
-			block = enc->data + BLOB_HEADER_SIZE;
-			whole = true;
-			rc = cache_pread_zero(fd, block, blen, 0);
-		}
-		entry_put_fd(c, e, fd);
-		if (rc)
-			return rc;
+		up->blen = (size_t)MF_MIN(bs, size - e->idx * bs);
+	if (!up->blen)
+		return 0;
+	rc = entry_get_fd(c, e, &fd);
+	if (rc)
+		return rc;
+	up->plen = build_patch(c, e, fd, up->blen, u, &rc);
+	if (!rc && !up->plen) {
+		/* read where the object's payload goes */
+		buf_reset(&u->enc);
+		up->block = u->enc.data + BLOB_HEADER_SIZE;
+		up->whole = true;
+		rc = cache_pread_zero(fd, up->block, up->blen, 0);
 	}
-	if (plen || (blen && !all_zero(block, blen))) {
-		size_t len = plen ? plen : blen;
+	entry_put_fd(c, e, fd);
+	return rc;
+}
 
-		blob_name(c->blob, block, len, hash);
-		cache_claim(c, hash);
-		claimed = true;
-		if (c->ops->object_known(c->index_arg, hash) == 1) {
-			dedup = true;
-		} else {
-			if (whole) {
-				rc = blob_encode_named_in_place(
-					c->blob, enc, len, u->block, bs);
-			} else {
-				buf_reset(enc);
-				rc = blob_encode_named(c->blob, block, len,
-						       enc);
-			}
-			if (rc)
-				goto out_unclaim;
-			blob_data_key(hash, key);
-			rc = store_put(c->store, key, enc->data, enc->len);
-			if (rc) {
-				log_error("upload of block %" PRIu64
-					  " of inode %" PRIu64 " (%s) failed: %s",
-					  e->idx, e->ino, key, strerror(-rc));
-				goto out_unclaim;
-			}
-			obj_size = enc->len;
-		}
+/* Send what upload_read() read, as an object named by its content and
+ * claimed from then on (up->claimed: the caller unclaims it), unless it
+ * is all zeros (a hole) or the index knows the object (up->dedup).
+ * Called without lock. */
+static int upload_put(struct cache *c, struct uploader *u,
+		      struct upload *up)
+{
+	char key[BLOB_DATA_KEY_LEN + 1];
+	struct buf *enc = &u->enc;
+	size_t len = up->plen ? up->plen : up->blen;
+	int rc;
+
+	if (!up->plen && (!up->blen || all_zero(up->block, up->blen)))
+		return 0;
+	blob_name(c->blob, up->block, len, up->hash);
+	cache_claim(c, up->hash);
+	up->claimed = true;
+	if (c->ops->object_known(c->index_arg, up->hash) == 1) {
+		up->dedup = true;
+		return 0;
 	}
+	if (up->whole) {
+		rc = blob_encode_named_in_place(c->blob, enc, len, u->block,
+						c->cfg.block_size);
+	} else {
+		buf_reset(enc);
+		rc = blob_encode_named(c->blob, up->block, len, enc);
+	}
+	if (rc)
+		return rc;
+	blob_data_key(up->hash, key);
+	rc = store_put(c->store, key, enc->data, enc->len);
+	if (rc) {
+		log_error("upload of block %" PRIu64 " of inode %" PRIu64
+			  " (%s) failed: %s", up->e->idx, up->e->ino, key,
+			  strerror(-rc));
+		return rc;
+	}
+	up->obj_size = enc->len;
+	return 0;
+}
 
-	pthread_mutex_lock(&c->commit_lock);
-	pthread_mutex_lock(&c->lock);
-	still = e->version != v;
-	current = e->in_table;
-	pthread_mutex_unlock(&c->lock);
-	if (current && plen) {
+/*
+ * Called with commit_lock held: record the upload in the index, as a
+ * patch on the chain's top or as the block's content (still: written
+ * since the version uploaded, the block stays dirty there).  -ESTALE
+ * when the entry is no longer current (dropped meanwhile).
+ */
+static int upload_record(struct cache *c, struct uploader *u,
+			 const struct upload *up, bool still, bool current)
+{
+	struct centry *e = up->e;
+	int rc;
+
+	if (current && up->plen) {
 		struct patch_chain *ch = &u->chain;
 
 		rc = c->ops->block_patch(c->index_arg, e->ino, e->idx,
 					 ch->n ? ch->patch[ch->n - 1] :
-					 ch->base, hash, obj_size, still);
+					 ch->base, up->hash, up->obj_size,
+					 still);
 		if (rc == -EILSEQ)
 			log_warn("block %" PRIu64 " of inode %" PRIu64
 				 " changed in the index while its patch went"
 				 " up; it is uploaded whole", e->idx, e->ino);
-	} else if (current) {
-		rc = c->ops->block_commit(c->index_arg, e->ino, e->idx,
-					  claimed ? hash : NULL, obj_size,
-					  still);
-	} else {
-		/*
-		 * Dropped while it uploaded (punch, truncate, delete; every
-		 * drop holds commit_lock).  The index row of this block, if
-		 * there is one now, belongs to a newer entry written since:
-		 * committing our content to it would mark that entry's data
-		 * clean with our stale object, and its own commit would
-		 * then be refused as stale.  Only record the object, so the
-		 * collector deletes it.
-		 */
-		rc = -ESTALE;
-		if (claimed && !dedup && c->ops->object_note)
-			c->ops->object_note(c->index_arg, hash, obj_size);
+		return rc;
 	}
-	pthread_mutex_lock(&c->lock);
+	if (current)
+		return c->ops->block_commit(c->index_arg, e->ino, e->idx,
+					    up->claimed ? up->hash : NULL,
+					    up->obj_size, still);
+	/*
+	 * Dropped while it uploaded (punch, truncate, delete; every drop
+	 * holds commit_lock).  The index row of this block, if there is
+	 * one now, belongs to a newer entry written since: committing our
+	 * content to it would mark that entry's data clean with our stale
+	 * object, and its own commit would then be refused as stale.  Only
+	 * record the object, so the collector deletes it.
+	 */
+	if (up->claimed && !up->dedup && c->ops->object_note)
+		c->ops->object_note(c->index_arg, up->hash, up->obj_size);
+	return -ESTALE;
+}
+
+/* Called with commit_lock and lock held, rc what upload_record() said:
+ * count the upload and, unless a write came since its version (still),
+ * turn the entry CLEAN. */
+static int upload_settle_locked(struct cache *c, struct upload *up, int rc,
+				bool still)
+{
+	struct centry *e = up->e;
+
 	if (rc == 0 || rc == -ESTALE) {
-		e->committed_version = v;
+		e->committed_version = up->v;
 		c->stats.uploads++;
-		c->stats.upload_bytes += obj_size;
-		if (dedup)
+		c->stats.upload_bytes += up->obj_size;
+		if (up->dedup)
 			c->stats.dedup_hits++;
-		if (plen)
+		if (up->plen)
 			c->stats.patches++;
 	}
 	if (rc == -ESTALE && e->in_table) {
@@ -334,32 +368,61 @@ static int upload_one(struct cache *c, struct centry *e, uint64_t v,
 	}
 	if (rc == 0 && !still && e->state == CE_DIRTY) {
 		elist_del(&c->dirty, e);
-		c->dirty_bytes -= bs;
+		c->dirty_bytes -= c->cfg.block_size;
 		e->state = CE_CLEAN;
 		/* a flush that came during the upload marked it urgent;
 		 * kept, that flag sent the block's next write up at once */
 		e->urgent = false;
 		elist_add_tail(&c->lru, e);
 	}
+	return rc;
+}
+
+/* Record the upload and settle the entry, in one commit_lock section
+ * with the look at whether a write came since (invariant 2). */
+static int upload_commit(struct cache *c, struct uploader *u,
+			 struct upload *up)
+{
+	bool still, current;
+	int rc;
+
+	pthread_mutex_lock(&c->commit_lock);
+	pthread_mutex_lock(&c->lock);
+	still = up->e->version != up->v;
+	current = up->e->in_table;
+	pthread_mutex_unlock(&c->lock);
+	rc = upload_record(c, u, up, still, current);
+	pthread_mutex_lock(&c->lock);
+	rc = upload_settle_locked(c, up, rc, still);
 	pthread_mutex_unlock(&c->lock);
 	pthread_mutex_unlock(&c->commit_lock);
-out_unclaim:
-	if (claimed)
-		cache_unclaim(c, hash);
 	return rc;
 }
 
 /*
- * Called with lock held: the next entry a worker should upload, or NULL
- * with *wait_ns set to how long until one is due.
- *
- * Once dirty data passes whole_after (the mount's: max_dirty / 32, 8 MiB
- * by default), a block written whole goes up at once, not writeback_delay
- * later: a sequential writer has moved past it, and uploading while the
- * writer goes on overlaps the two, where waiting left up to max_dirty for
- * the fsync or close to upload.  Below it, a small file rewritten whole
- * again and again still costs one upload per delay.
+ * Upload the content of e as of version v and record it in the index:
+ * the pages written since the last upload as a patch (build_patch()), or
+ * the whole block.  Called by a worker that set e->uploading, pinned e
+ * and took over its dmap into u (upload_start()), without lock.
+ * -EILSEQ: the chain changed under the patch (go whole).
  */
+static int upload_one(struct cache *c, struct centry *e, uint64_t v,
+		      struct uploader *u)
+{
+	struct upload up = { .e = e, .v = v, .block = u->block };
+	int rc;
+
+	rc = upload_read(c, u, &up);
+	if (rc)
+		return rc;
+	rc = upload_put(c, u, &up);
+	if (rc == 0)
+		rc = upload_commit(c, u, &up);
+	if (up.claimed)
+		cache_unclaim(c, up.hash);
+	return rc;
+}
+
 /* ---- the workers ---- */
 
 /*
@@ -401,6 +464,93 @@ static struct centry *pick_upload(struct cache *c, uint64_t *wait_ns)
 	return NULL;
 }
 
+/* Called with lock held: sleep until something may be due, wait_ns at
+ * most (UINT64_MAX: until woken), and never more than a second. */
+static void upload_sleep_locked(struct cache *c, uint64_t wait_ns)
+{
+	struct timespec ts;
+
+	if (wait_ns == UINT64_MAX) {
+		pthread_cond_wait(&c->work_cond, &c->lock);
+		return;
+	}
+	if (wait_ns > 1000000000ULL)
+		wait_ns = 1000000000ULL;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_nsec += (long)wait_ns;
+	ts.tv_sec += ts.tv_nsec / 1000000000L;
+	ts.tv_nsec %= 1000000000L;
+	pthread_cond_timedwait(&c->work_cond, &c->lock, &ts);
+}
+
+/* Called with lock held, returns without: start the upload of e (pinned,
+ * uploading, its pages taken over into u); the version it uploads. */
+static uint64_t upload_start(struct cache *c, struct centry *e,
+			     struct uploader *u)
+{
+	uint64_t v;
+
+	e->uploading = true;
+	e->refs++;
+	/*
+	 * The version is taken under commit_lock: a write counts itself in
+	 * it, then records the file's new size in the index, both under
+	 * commit_lock.  Taken between the two, upload_one() read the old
+	 * size, cut the block there, and the commit, its version covering
+	 * the write, marked it clean: the grown part never went up.
+	 */
+	pthread_mutex_unlock(&c->lock);
+	pthread_mutex_lock(&c->commit_lock);
+	pthread_mutex_lock(&c->lock);
+	v = e->version;
+	/* taken now, not after the upload: a flush that comes while it
+	 * runs (for a write after v) marks the entry urgent again, and
+	 * clearing that afterwards left the flush waiting for
+	 * writeback_delay */
+	e->urgent = false;
+	dmap_take(c, e, u);
+	pthread_mutex_unlock(&c->lock);
+	pthread_mutex_unlock(&c->commit_lock);
+	return v;
+}
+
+/* Called with lock held (dropped meanwhile): the upload of e ended with
+ * rc.  A failure keeps its pages and sets its retry; e is unpinned, and
+ * the waiting flushes are told. */
+static void upload_done_locked(struct cache *c, struct centry *e,
+			       const struct uploader *u, int rc)
+{
+	bool destroy;
+
+	e->uploading = false;
+	if (rc) {
+		dmap_give_back(c, e, u, rc);
+		c->stats.upload_errors++;
+		e->last_err = rc;
+		e->err_seq = ++c->err_seq;
+		e->urgent = false;
+		e->backoff_ns = e->backoff_ns ?
+			MF_MIN(e->backoff_ns * 2, 30000000000ULL) :
+			500000000ULL;
+		e->retry_at_ns = now_mono_ns() + e->backoff_ns;
+	} else {
+		e->backoff_ns = 0;
+		e->retry_at_ns = 0;
+	}
+	destroy = entry_unpin_locked(c, e);
+	if (destroy || c->cached_bytes > c->cfg.cache_size) {
+		/* a block that became clean may be evicted now, before a
+		 * flush waiting for it is told: when a flush returns, the
+		 * cache is back within its size */
+		pthread_mutex_unlock(&c->lock);
+		if (destroy)
+			entry_destroy(c, e);
+		cache_evict_some(c);
+		pthread_mutex_lock(&c->lock);
+	}
+	pthread_cond_broadcast(&c->state_cond);
+}
+
 /* An upload worker: uploads the dirty blocks as they fall due, until the
  * cache stops and no flush waits. */
 void *cache_upload_worker(void *arg)
@@ -416,85 +566,23 @@ void *cache_upload_worker(void *arg)
 	for (;;) {
 		uint64_t wait_ns = UINT64_MAX, v;
 		struct centry *e = pick_upload(c, &wait_ns);
-		bool destroy;
 		int rc;
 
 		if (c->stopping && c->flushers == 0)
 			break;
 		if (!e) {
-			struct timespec ts;
-
-			if (wait_ns == UINT64_MAX) {
-				pthread_cond_wait(&c->work_cond, &c->lock);
-				continue;
-			}
-			if (wait_ns > 1000000000ULL)
-				wait_ns = 1000000000ULL;
-			clock_gettime(CLOCK_REALTIME, &ts);
-			ts.tv_nsec += (long)wait_ns;
-			ts.tv_sec += ts.tv_nsec / 1000000000L;
-			ts.tv_nsec %= 1000000000L;
-			pthread_cond_timedwait(&c->work_cond, &c->lock, &ts);
+			upload_sleep_locked(c, wait_ns);
 			continue;
 		}
-		e->uploading = true;
-		e->refs++;
-		/*
-		 * The version is taken under commit_lock: a write counts
-		 * itself in it, then records the file's new size in the
-		 * index, both under commit_lock.  Taken between the two,
-		 * upload_one() read the old size, cut the block there, and
-		 * the commit, its version covering the write, marked it
-		 * clean: the grown part never went up.
-		 */
-		pthread_mutex_unlock(&c->lock);
-		pthread_mutex_lock(&c->commit_lock);
-		pthread_mutex_lock(&c->lock);
-		v = e->version;
-		/* taken now, not after the upload: a flush that comes while
-		 * it runs (for a write after v) marks the entry urgent
-		 * again, and clearing that afterwards left the flush
-		 * waiting for writeback_delay */
-		e->urgent = false;
-		dmap_take(c, e, &u);
-		pthread_mutex_unlock(&c->lock);
-		pthread_mutex_unlock(&c->commit_lock);
-
+		v = upload_start(c, e, &u);
 		rc = upload_one(c, e, v, &u);
 		if (rc == -EILSEQ) {
 			/* the chain changed under the patch: go whole */
 			u.snap_ok = false;
 			rc = upload_one(c, e, v, &u);
 		}
-
 		pthread_mutex_lock(&c->lock);
-		e->uploading = false;
-		if (rc) {
-			dmap_give_back(c, e, &u, rc);
-			c->stats.upload_errors++;
-			e->last_err = rc;
-			e->err_seq = ++c->err_seq;
-			e->urgent = false;
-			e->backoff_ns = e->backoff_ns ?
-				MF_MIN(e->backoff_ns * 2, 30000000000ULL) :
-				500000000ULL;
-			e->retry_at_ns = now_mono_ns() + e->backoff_ns;
-		} else {
-			e->backoff_ns = 0;
-			e->retry_at_ns = 0;
-		}
-		destroy = entry_unpin_locked(c, e);
-		if (destroy || c->cached_bytes > c->cfg.cache_size) {
-			/* a block that became clean may be evicted now,
-			 * before a flush waiting for it is told: when a
-			 * flush returns, the cache is back within its size */
-			pthread_mutex_unlock(&c->lock);
-			if (destroy)
-				entry_destroy(c, e);
-			cache_evict_some(c);
-			pthread_mutex_lock(&c->lock);
-		}
-		pthread_cond_broadcast(&c->state_cond);
+		upload_done_locked(c, e, &u, rc);
 	}
 	pthread_mutex_unlock(&c->lock);
 	uploader_free(&u);
