@@ -137,8 +137,8 @@ int cache_open(const struct cache_config *cfg, struct store *store,
 	       void *index_arg, struct cache **out);
 /* Upload everything (unless abandon), stop workers, free; a close that
  * uploaded everything keeps the files of clean blocks for the next open.
- * NULL: no-op.  Returns the first upload error that made data impossible
- * to upload. */
+ * NULL: no-op.  Returns what cache_flush_all() returned (so far always
+ * 0: it waits, retrying failed uploads, until nothing is dirty). */
 int cache_close(struct cache *c, int abandon);
 
 /* Read up to len bytes at off of ino whose size is file_size into out.
@@ -181,8 +181,9 @@ int cache_flush_inode(struct cache *c, uint64_t ino);
  * once the file grows past them.  Upload errors do not hold fn back.
  */
 int cache_cut_barrier(struct cache *c, int (*fn)(void *), void *arg);
-/* Upload everything dirty now and wait. progress (may be NULL) is called
- * about once a second with the dirty bytes left. */
+/* Upload everything dirty now and wait (failed uploads are retried
+ * meanwhile; returns 0).  progress (may be NULL) is called about once a
+ * second with the dirty bytes left. */
 int cache_flush_all(struct cache *c,
 		    void (*progress)(uint64_t left, void *arg), void *arg);
 
