@@ -6,8 +6,9 @@
  * written blocks are uploaded by worker threads after writeback_delay, or
  * sooner when dirty data passes max_dirty or someone waits on a flush;
  * clean blocks are evicted least-recently-used down to cache_size; blocks
- * not cached are fetched from the store (whole block objects, decoded and
- * verified) when read or partially written.
+ * not cached are fetched from the store (a block's object and the patches
+ * on it, decoded and verified) when read or partially written, or before,
+ * by read-ahead.  The implementation's files are listed in cache_int.h.
  *
  * The cache sits below meta in the layering: it does not know SQLite.
  * What it needs to know about the block map, and what it reports back, goes
@@ -124,16 +125,20 @@ struct cache_stats {
 
 /*
  * Open the cache: scan dir/blocks, keep cache files of blocks the index
- * says are dirty (they are uploaded again), delete the rest, and tell the
- * index about dirty blocks whose file is missing (they are lost: their
- * block keeps its last uploaded content).  Starts the upload workers.
+ * says are dirty (they are uploaded again) and the clean ones the last
+ * close kept while the index still names their content, delete the
+ * rest, and tell the index about dirty blocks whose file is missing (they
+ * are lost: their block keeps its last uploaded content).  Starts the
+ * upload workers and the fetchers.
  * Store, blob context and index must outlive the cache.
  */
 int cache_open(const struct cache_config *cfg, struct store *store,
 	       const struct blob_ctx *blob, const struct cache_index_ops *ops,
 	       void *index_arg, struct cache **out);
-/* Upload everything (unless abandon), stop workers, free.  NULL: no-op.
- * Returns the first upload error that made data impossible to upload. */
+/* Upload everything (unless abandon), stop workers, free; a close that
+ * uploaded everything keeps the files of clean blocks for the next open.
+ * NULL: no-op.  Returns what cache_flush_all() returned (so far always
+ * 0: it waits, retrying failed uploads, until nothing is dirty). */
 int cache_close(struct cache *c, int abandon);
 
 /* Read up to len bytes at off of ino whose size is file_size into out.
@@ -176,8 +181,9 @@ int cache_flush_inode(struct cache *c, uint64_t ino);
  * once the file grows past them.  Upload errors do not hold fn back.
  */
 int cache_cut_barrier(struct cache *c, int (*fn)(void *), void *arg);
-/* Upload everything dirty now and wait. progress (may be NULL) is called
- * about once a second with the dirty bytes left. */
+/* Upload everything dirty now and wait (failed uploads are retried
+ * meanwhile; returns 0).  progress (may be NULL) is called about once a
+ * second with the dirty bytes left. */
 int cache_flush_all(struct cache *c,
 		    void (*progress)(uint64_t left, void *arg), void *arg);
 
