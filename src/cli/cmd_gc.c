@@ -36,6 +36,24 @@ static const char gc_help[] =
 	"the lease of a mount that is dead but not yet expired.\n"
 	"\n" CLI_STORE_OPTS_HELP;
 
+enum { OPT_FORCE = 256 };
+
+static const struct option gc_longopts[] = {
+	{ "force", no_argument, NULL, OPT_FORCE },
+	{ NULL, 0, NULL, 0 },
+};
+
+static const struct cli_cmd gc_cmd = {
+	.name = "gc",
+	.help = gc_help,
+	.usage = "usage: metafuse gc [--force] [-o OPT[,OPT...]] STORE",
+	.shortopts = "o:",
+	.longopts = gc_longopts,
+	.min_operands = 1,
+	.max_operands = 1,
+	.flag_status = 2,
+};
+
 int cmd_gc(int argc, char **argv)
 {
 	struct buf err = BUF_INIT;
@@ -48,33 +66,21 @@ int cmd_gc(int argc, char **argv)
 	struct sweep_result r;
 	bool force = false;
 	char owner[64] = "";
-	int i, rc, status = 2;
+	struct cli_args a;
+	int c, rc, status = 2;
 
-	for (i = 1; i < argc; i++) {
-		if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
-			fputs(gc_help, stdout);
-			return 0;
-		} else if (!strcmp(argv[i], "--force")) {
+	cli_args_init(&a, &gc_cmd, argc, argv);
+	while ((c = cli_getopt(&a)) > 0) {
+		if (c == OPT_FORCE)
 			force = true;
-		} else if (!strcmp(argv[i], "-o") && i + 1 < argc) {
-			if (cli_store_opts_parse(&so, argv[++i], NULL))
-				goto out;
-		} else if (argv[i][0] == '-') {
-			cli_error("unknown flag '%s' (see 'metafuse gc --help')",
-				  argv[i]);
+		else if (c == 'o' && cli_store_opts_parse(&so, optarg, NULL))
 			goto out;
-		} else if (!loc) {
-			loc = argv[i];
-		} else {
-			loc = NULL;
-			break;
-		}
 	}
-	if (!loc) {
-		cli_error("usage: metafuse gc [--force] [-o OPT[,OPT...]] "
-			  "STORE");
+	if (c < 0) {
+		status = a.status;
 		goto out;
 	}
+	loc = a.operand[0];
 	if (offline_open(&ov, loc, &so.o))
 		goto out;
 	rc = volume_lease_take(ov.s, 30, force, owner, sizeof(owner), &err);

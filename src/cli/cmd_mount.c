@@ -117,6 +117,26 @@ static const char mount_help[] =
 	"                         passed to FUSE\n"
 	"SIZE takes K, M, G, T suffixes.\n" CLI_STORE_OPTS_HELP;
 
+enum { OPT_FORCE = 256 };
+
+static const struct option mount_longopts[] = {
+	{ "force", no_argument, NULL, OPT_FORCE },
+	{ NULL, 0, NULL, 0 },
+};
+
+static const struct cli_cmd mount_cmd = {
+	.name = "mount",
+	.help = mount_help,
+	.usage = "usage: metafuse mount [-f] [-o OPT[,OPT...]] [STORE] "
+		 "MOUNTPOINT",
+	.shortopts = "fo:",
+	.longopts = mount_longopts,
+	.no_arg_msg = "-o needs an option list",
+	.min_operands = 1,
+	.max_operands = 2,
+	.flag_status = 1,
+};
+
 static void list_valid_options(void)
 {
 	size_t i;
@@ -885,51 +905,32 @@ int cmd_mount(int argc, char **argv)
 		.upload_threads = 4,
 	};
 	struct mounted mt;
-	const char *pos[3];
+	struct cli_args a;
+	const char *const *pos;
 	char real_mp[PATH_MAX];
 	struct buf err = BUF_INIT, cdir = BUF_INIT;
 	struct stat st;
-	int npos = 0, i, rc, status = 1;
+	int npos, c, rc, status = 1;
 	int pipefd[2] = { -1, -1 };
 
 	memset(&mt, 0, sizeof(mt));
 	mt.ready_fd = -1;
 	mt.o = &o;
-	for (i = 1; i < argc; i++) {
-		if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
-			fputs(mount_help, stdout);
-			status = 0;
-			goto out;
-		} else if (!strcmp(argv[i], "-f")) {
+	cli_args_init(&a, &mount_cmd, argc, argv);
+	while ((c = cli_getopt(&a)) > 0) {
+		if (c == 'f')
 			o.foreground = true;
-		} else if (!strcmp(argv[i], "--force")) {
+		else if (c == OPT_FORCE)
 			o.force = true;
-		} else if (!strcmp(argv[i], "-o")) {
-			if (i + 1 >= argc) {
-				cli_error("-o needs an option list");
-				goto out;
-			}
-			if (parse_opts(&o, argv[++i]))
-				goto out;
-		} else if (!strncmp(argv[i], "-o", 2)) {
-			if (parse_opts(&o, argv[i] + 2))
-				goto out;
-		} else if (argv[i][0] == '-' && argv[i][1]) {
-			cli_error("unknown flag '%s' (see 'metafuse mount "
-				  "--help')", argv[i]);
+		else if (c == 'o' && parse_opts(&o, optarg))
 			goto out;
-		} else if (npos < 3) {
-			pos[npos++] = argv[i];
-		} else {
-			npos++;
-		}
 	}
-	if (npos < 1 || npos > 2) {
-		cli_error("usage: metafuse mount [-f] [-o OPT[,OPT...]] "
-			  "[STORE] MOUNTPOINT");
-		status = 2;
+	if (c < 0) {
+		status = a.status;
 		goto out;
 	}
+	pos = a.operand;
+	npos = a.noperands;
 	if (o.debug)
 		log_set_level(LOG_DEBUG);
 

@@ -50,6 +50,27 @@ static const char mkfs_help[] =
 	"reads too).  Fixed for the volume's life.\n"
 	"\n" CLI_STORE_OPTS_HELP;
 
+enum { OPT_NAMES = 256, OPT_BLOCK_SIZE, OPT_CREATE_BUCKET };
+
+static const struct option mkfs_longopts[] = {
+	{ "names", required_argument, NULL, OPT_NAMES },
+	{ "block-size", required_argument, NULL, OPT_BLOCK_SIZE },
+	{ "create-bucket", no_argument, NULL, OPT_CREATE_BUCKET },
+	{ NULL, 0, NULL, 0 },
+};
+
+static const struct cli_cmd mkfs_cmd = {
+	.name = "mkfs",
+	.help = mkfs_help,
+	.usage = "usage: metafuse mkfs [--block-size SIZE] [--names HASH] "
+		 "[--create-bucket] [-o OPT[,OPT...]] STORE",
+	.shortopts = "o:",
+	.longopts = mkfs_longopts,
+	.min_operands = 1,
+	.max_operands = 1,
+	.flag_status = 2,
+};
+
 int cmd_mkfs(int argc, char **argv)
 {
 	uint64_t bs = 0; /* 0: the store's own default */
@@ -59,51 +80,35 @@ int cmd_mkfs(int argc, char **argv)
 	struct store *s = NULL;
 	struct volume v;
 	enum blob_names names = blob_names_default();
-	int i, status = 1;
+	struct cli_args a;
+	int c, status = 1;
 
-	for (i = 1; i < argc; i++) {
-		if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
-			fputs(mkfs_help, stdout);
-			return 0;
-		} else if (!strcmp(argv[i], "--names") && i + 1 < argc) {
-			if (blob_names_parse(argv[++i], &names)) {
-				cli_error("invalid --names '%s' (hmac-sha256 "
-					  "or blake2b)", argv[i]);
-				return 2;
-			}
-		} else if (!strcmp(argv[i], "--block-size") && i + 1 < argc) {
-			if (parse_size(argv[++i], &bs) || bs < 4096 ||
-			    bs > (64U << 20) || (bs & (bs - 1))) {
-				cli_error("invalid block size '%s' (a power "
-					  "of two from 4K to 64M)", argv[i]);
-				return 2;
-			}
-		} else if (!strcmp(argv[i], "--create-bucket")) {
+	cli_args_init(&a, &mkfs_cmd, argc, argv);
+	while ((c = cli_getopt(&a)) > 0) {
+		if (c == OPT_NAMES && blob_names_parse(optarg, &names)) {
+			cli_error("invalid --names '%s' (hmac-sha256 or "
+				  "blake2b)", optarg);
+			return 2;
+		}
+		if (c == OPT_BLOCK_SIZE &&
+		    (parse_size(optarg, &bs) || bs < 4096 ||
+		     bs > (64U << 20) || (bs & (bs - 1)))) {
+			cli_error("invalid block size '%s' (a power of two "
+				  "from 4K to 64M)", optarg);
+			return 2;
+		}
+		if (c == OPT_CREATE_BUCKET)
 			so.o.create_bucket = true;
-		} else if (!strcmp(argv[i], "-o") && i + 1 < argc) {
-			if (cli_store_opts_parse(&so, argv[++i], NULL)) {
-				status = 2;
-				goto out;
-			}
-		} else if (argv[i][0] == '-') {
-			cli_error("unknown flag '%s' (see 'metafuse mkfs "
-				  "--help')", argv[i]);
+		if (c == 'o' && cli_store_opts_parse(&so, optarg, NULL)) {
 			status = 2;
 			goto out;
-		} else if (!loc) {
-			loc = argv[i];
-		} else {
-			loc = NULL;
-			break;
 		}
 	}
-	if (!loc || i < argc) {
-		cli_error("usage: metafuse mkfs [--block-size SIZE] "
-			  "[--names HASH] [--create-bucket] "
-			  "[-o OPT[,OPT...]] STORE");
-		status = 2;
+	if (c < 0) {
+		status = a.status;
 		goto out;
 	}
+	loc = a.operand[0];
 	if (blob_global_init()) {
 		cli_error("cannot initialise libsodium");
 		goto out;
@@ -138,6 +143,15 @@ static const char umount_help[] =
 	"exited, saying every few seconds how much is left.  Interrupting\n"
 	"the wait does not lose data: the daemon goes on uploading, and\n"
 	"what is left stays in the cache for the next mount.\n";
+
+static const struct cli_cmd umount_cmd = {
+	.name = "umount",
+	.help = umount_help,
+	.usage = "usage: metafuse umount MOUNTPOINT",
+	.min_operands = 1,
+	.max_operands = 1,
+	.flag_status = 2,
+};
 
 /*
  * The newest "KiB left to upload" figure and the newest warning or error
@@ -193,19 +207,18 @@ int cmd_umount(int argc, char **argv)
 	pid_t pid = 0;
 	uint64_t start, last, every;
 	bool hinted = false;
-	int status = 1;
+	struct cli_args a;
+	const char *mnt;
+	int c, status = 1;
 
-	if (argc == 2 && (!strcmp(argv[1], "--help") ||
-			  !strcmp(argv[1], "-h"))) {
-		fputs(umount_help, stdout);
-		return 0;
-	}
-	if (argc != 2) {
-		cli_error("usage: metafuse umount MOUNTPOINT");
-		return 2;
-	}
-	if (!realpath(argv[1], real)) {
-		cli_error("%s: %s", argv[1], strerror(errno));
+	cli_args_init(&a, &umount_cmd, argc, argv);
+	while ((c = cli_getopt(&a)) > 0)
+		;
+	if (c < 0)
+		return a.status;
+	mnt = a.operand[0];
+	if (!realpath(mnt, real)) {
+		cli_error("%s: %s", mnt, strerror(errno));
 		return 1;
 	}
 	if (!cli_is_mountpoint(real)) {
@@ -296,6 +309,26 @@ static const char fsck_help[] =
 	"checkpoint (the volume must not be mounted).\n"
 	"Exit status: 0 clean, 1 problems found, 2 error.\n"
 	"\n" CLI_STORE_OPTS_HELP;
+
+enum { OPT_REPAIR = 256, OPT_VERIFY_DATA };
+
+static const struct option fsck_longopts[] = {
+	{ "repair", no_argument, NULL, OPT_REPAIR },
+	{ "verify-data", no_argument, NULL, OPT_VERIFY_DATA },
+	{ NULL, 0, NULL, 0 },
+};
+
+static const struct cli_cmd fsck_cmd = {
+	.name = "fsck",
+	.help = fsck_help,
+	.usage = "usage: metafuse fsck [--repair] [--verify-data] "
+		 "[-o OPT[,OPT...]] STORE",
+	.shortopts = "o:",
+	.longopts = fsck_longopts,
+	.min_operands = 1,
+	.max_operands = 1,
+	.flag_status = 2,
+};
 
 /*
  * The store's data objects, from one listing (a request per 1,000 keys on
@@ -584,35 +617,23 @@ int cmd_fsck(int argc, char **argv)
 	bool repair = false;
 	uint64_t problems = 0;
 	struct journal *jr = NULL;
-	int i, rc, status = 2;
+	struct cli_args a;
+	int c, rc, status = 2;
 
-	for (i = 1; i < argc; i++) {
-		if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
-			fputs(fsck_help, stdout);
-			return 0;
-		} else if (!strcmp(argv[i], "--repair")) {
+	cli_args_init(&a, &fsck_cmd, argc, argv);
+	while ((c = cli_getopt(&a)) > 0) {
+		if (c == OPT_REPAIR)
 			repair = true;
-		} else if (!strcmp(argv[i], "--verify-data")) {
+		else if (c == OPT_VERIFY_DATA)
 			f.verify = true;
-		} else if (!strcmp(argv[i], "-o") && i + 1 < argc) {
-			if (cli_store_opts_parse(&so, argv[++i], NULL))
-				goto out;
-		} else if (argv[i][0] == '-') {
-			cli_error("unknown flag '%s' (see 'metafuse fsck "
-				  "--help')", argv[i]);
+		else if (c == 'o' && cli_store_opts_parse(&so, optarg, NULL))
 			goto out;
-		} else if (!loc) {
-			loc = argv[i];
-		} else {
-			loc = NULL;
-			break;
-		}
 	}
-	if (!loc) {
-		cli_error("usage: metafuse fsck [--repair] [--verify-data] "
-			  "[-o OPT[,OPT...]] STORE");
+	if (c < 0) {
+		status = a.status;
 		goto out;
 	}
+	loc = a.operand[0];
 	if (offline_open(&ov, loc, &so.o))
 		goto out;
 	f.s = ov.s;

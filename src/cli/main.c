@@ -113,9 +113,23 @@ int cli_is_mountpoint(const char *real_path)
 	return found;
 }
 
+/* argv[1] names the command, which reads argv[1..] with cli_getopt() */
+static const struct {
+	const char *name;
+	int (*run)(int argc, char **argv);
+} commands[] = {
+	{ "mount", cmd_mount },
+	{ "mkfs", cmd_mkfs },
+	{ "umount", cmd_umount },
+	{ "unmount", cmd_umount },
+	{ "fsck", cmd_fsck },
+	{ "gc", cmd_gc },
+};
+
 int main(int argc, char **argv)
 {
 	const char *cmd;
+	size_t i;
 
 	if (argc < 2) {
 		fputs(usage, stderr);
@@ -131,16 +145,9 @@ int main(int argc, char **argv)
 		printf("metafuse %s\n", METAFUSE_VERSION);
 		return 0;
 	}
-	if (!strcmp(cmd, "mount"))
-		return cmd_mount(argc - 1, argv + 1);
-	if (!strcmp(cmd, "mkfs"))
-		return cmd_mkfs(argc - 1, argv + 1);
-	if (!strcmp(cmd, "umount") || !strcmp(cmd, "unmount"))
-		return cmd_umount(argc - 1, argv + 1);
-	if (!strcmp(cmd, "fsck"))
-		return cmd_fsck(argc - 1, argv + 1);
-	if (!strcmp(cmd, "gc"))
-		return cmd_gc(argc - 1, argv + 1);
+	for (i = 0; i < ARRAY_SIZE(commands); i++)
+		if (!strcmp(cmd, commands[i].name))
+			return commands[i].run(argc - 1, argv + 1);
 	cli_error("unknown command '%s' (try 'metafuse --help')", cmd);
 	return 2;
 }
