@@ -54,16 +54,49 @@ static const struct cli_cmd gc_cmd = {
 	.flag_status = 2,
 };
 
+/*
+ * In the restored state: delete every data object it does not reference,
+ * then write it as a new checkpoint.  0 or -1 (printed).
+ */
+static int collect(struct offline_vol *ov)
+{
+	struct store *s = ov->s;
+	struct journal *j = NULL;
+	struct sweep_result r;
+	int rc;
+
+	/* dirty rows of a crashed mount name nothing in the store */
+	if (meta_blocks_forget_dirty(ov->m) < 0) {
+		cli_error("cannot prepare the metadata of %s", s->url);
+		return -1;
+	}
+	rc = journal_open(ov->m, s, &ov->bc, ov->dir, &j);
+	if (rc == 0)
+		rc = store_sweep(ov->m, s, true, &r);
+	if (rc) {
+		cli_error("cannot collect the garbage of %s: %s", s->url,
+			  strerror(-rc));
+		goto out;
+	}
+	rc = journal_checkpoint(j);
+	if (rc) {
+		cli_error("objects deleted, but the new checkpoint could not "
+			  "be written: %s (the volume is intact; run gc "
+			  "again)", strerror(-rc));
+		goto out;
+	}
+	printf("%" PRIu64 " of %" PRIu64 " object(s) deleted (%" PRIu64
+	       " KiB)\n", r.deleted, r.seen, r.bytes >> 10);
+out:
+	journal_close(j);
+	return rc ? -1 : 0;
+}
+
 int cmd_gc(int argc, char **argv)
 {
 	struct buf err = BUF_INIT;
 	struct offline_vol ov = { 0 };
-	const char *loc = NULL;
 	struct cli_store_opts so = { 0 };
-	struct store *s;
-	struct meta *m;
-	struct journal *j = NULL;
-	struct sweep_result r;
 	bool force = false;
 	char owner[64] = "";
 	struct cli_args a;
@@ -80,8 +113,7 @@ int cmd_gc(int argc, char **argv)
 		status = a.status;
 		goto out;
 	}
-	loc = a.operand[0];
-	if (offline_open(&ov, loc, &so.o))
+	if (offline_open(&ov, a.operand[0], &so.o))
 		goto out;
 	rc = volume_lease_take(ov.s, 30, force, owner, sizeof(owner), &err);
 	if (rc) {
@@ -96,35 +128,9 @@ int cmd_gc(int argc, char **argv)
 		status = 0;
 		goto out;
 	}
-	if (rc)
-		goto out;
-	m = ov.m;
-	s = ov.s;
-	/* dirty rows of a crashed mount name nothing in the store */
-	if (meta_blocks_forget_dirty(m) < 0) {
-		cli_error("cannot prepare the metadata of %s", s->url);
-		goto out;
-	}
-	rc = journal_open(m, s, &ov.bc, ov.dir, &j);
-	if (rc == 0)
-		rc = store_sweep(m, s, true, &r);
-	if (rc) {
-		cli_error("cannot collect the garbage of %s: %s", s->url,
-			  strerror(-rc));
-		goto out;
-	}
-	rc = journal_checkpoint(j);
-	if (rc) {
-		cli_error("objects deleted, but the new checkpoint could not "
-			  "be written: %s (the volume is intact; run gc "
-			  "again)", strerror(-rc));
-		goto out;
-	}
-	printf("%" PRIu64 " of %" PRIu64 " object(s) deleted (%" PRIu64
-	       " KiB)\n", r.deleted, r.seen, r.bytes >> 10);
-	status = 0;
+	if (rc == 0 && collect(&ov) == 0)
+		status = 0;
 out:
-	journal_close(j);
 	if (owner[0])
 		volume_lease_release(ov.s, owner);
 	offline_close(&ov);
