@@ -1,6 +1,12 @@
 /*
- * cli.h - the subcommands of the metafuse program.  Each returns the
- * process exit status; errors are printed as one line on stderr.
+ * cli.h - the commands of the metafuse program, which main.c dispatches:
+ * cmd_mount() in cmd_mount.c (its daemon in daemon.c), cmd_mkfs() and
+ * cmd_umount() in cmd_tools.c, cmd_fsck() in cmd_fsck.c, cmd_gc() in
+ * cmd_gc.c.  Each takes the arguments after "metafuse" (argv[0]: the
+ * command's name) and returns the process exit status; errors are
+ * printed as one line on stderr.  Also what the commands share: option
+ * parsing (args.c), paths and messages (main.c), offline volumes
+ * (offline.c).
  */
 #ifndef METAFUSE_CLI_H
 #define METAFUSE_CLI_H
@@ -97,7 +103,8 @@ struct offline_vol {
 	uint64_t applied;   /* journal entries replayed after it */
 };
 
-/* Open the store at loc and load its volume: 0, or -1 (printed). */
+/* Open the store at loc and load its volume: 0, or -1 (printed, except
+ * when blob_global_init() fails). */
 int offline_open(struct offline_vol *ov, const char *loc,
 		 const struct store_options *o);
 /* Restore the newest checkpoint plus the journal into ov->dir: 0; 1 when

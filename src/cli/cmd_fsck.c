@@ -304,8 +304,8 @@ static int chain_cb(uint64_t ino, uint64_t idx, void *arg)
 	if (!ch)
 		return -ENOMEM;
 	rc = meta_block_chain(f->m, ino, idx, ch);
-	/* no base, or a chain too long to read (-EIO): fsck's own checks
-	 * (check_patches) report those */
+	/* no base, or a chain too long to read (-EIO): meta_fsck() reports
+	 * those (check_patches, meta/meta_fsck.c) */
 	if (rc == -ENOENT || rc == -EIO || (rc == 0 && !ch->base[0]))
 		rc = 0;
 	else if (rc == 0)

@@ -9,9 +9,10 @@
  *   missing or older (prepare_db) -> open meta, start the journal and
  *   write a checkpoint (journal.c, invariant 5) -> after a crash or a
  *   restore, delete objects no metadata names (uploaded by a mount that
- *   died before naming them) -> open the cache (upload workers start) ->
- *   run: mount, tell the parent "ready", serve until unmounted -> stop
- *   maintenance, upload everything, checkpoint (when one is due,
+ *   died before naming them) -> open the cache (upload workers start)
+ *   and the fs (a crash's orphans purged) -> run: start maintenance,
+ *   mount, tell the parent "ready", serve until unmounted, stop
+ *   maintenance -> upload everything, checkpoint (when one is due,
  *   journal.c; else send the journal), collect garbage -> close all,
  *   release the lease, remove the "running" marker.
  *
@@ -228,6 +229,7 @@ static void maint_sleep(struct mounted *mt, uint64_t next_jrnl)
 	pthread_cond_timedwait(&mt->maint_cond, &mt->maint_lock, &ts);
 }
 
+/* Every LEASE_TTL_S / 3: renew the lease (invariant 3). */
 static void maint_lease(struct mounted *mt, struct maint_clock *t,
 			uint64_t now)
 {
@@ -244,6 +246,8 @@ static void maint_lease(struct mounted *mt, struct maint_clock *t,
 	t->next_lease = now + LEASE_TTL_S / 3 * 1000000000ULL;
 }
 
+/* Every journal_interval, sooner after a burst: what changed goes to the
+ * store as a journal entry. */
 static void maint_journal(struct mounted *mt, struct maint_clock *t,
 			  uint64_t now)
 {
@@ -262,6 +266,8 @@ static void maint_journal(struct mounted *mt, struct maint_clock *t,
 		t->next_jrnl = now + mt->o->journal_interval_ns;
 }
 
+/* Every checkpoint_interval: a checkpoint when one is due, else the
+ * journal; then the garbage out. */
 static void maint_checkpoint(struct mounted *mt, struct maint_clock *t,
 			     uint64_t now)
 {

@@ -1,6 +1,16 @@
 /*
- * main.c - the metafuse command: argument dispatch, help, shared helpers
- * of the subcommands.
+ * main.c - the metafuse program: the top-level help and version, the
+ * table that hands argv to a command (each reads its options with
+ * cli_getopt(), args.c), and the helpers the commands share.
+ *
+ * Files named here:
+ *   - the default volume: $XDG_DATA_HOME/metafuse/default, else
+ *     ~/.local/share/metafuse/default (mount creates it on first use);
+ *   - the registry: a file a mountpoint's daemon writes (daemon.c:
+ *     "PID\nCACHE_DIR\n") and umount reads to know whom to wait for, in
+ *     /run/metafuse as root, else $XDG_RUNTIME_DIR/metafuse, else
+ *     /tmp/metafuse-UID; named after the FNV-1a hash of the real
+ *     mountpoint.
  */
 #include "util/compat.h"
 
