@@ -1,11 +1,19 @@
 /*
- * cli.h - the subcommands of the metafuse program.  Each returns the
- * process exit status; errors are printed as one line on stderr.
+ * cli.h - the commands of the metafuse program, which main.c dispatches:
+ * cmd_mount() in cmd_mount.c (its daemon in daemon.c), cmd_mkfs() and
+ * cmd_umount() in cmd_tools.c, cmd_fsck() in cmd_fsck.c, cmd_gc() in
+ * cmd_gc.c.  Each takes the arguments after "metafuse" (argv[0]: the
+ * command's name) and returns the process exit status; errors are
+ * printed as one line on stderr.  Also what the commands share: option
+ * parsing (args.c), paths and messages (main.c), offline volumes
+ * (offline.c).
  */
 #ifndef METAFUSE_CLI_H
 #define METAFUSE_CLI_H
 
 #include "util/compat.h"
+
+#include <getopt.h>
 
 #include "blob/blob.h"
 #include "meta/meta.h"
@@ -18,6 +26,59 @@ int cmd_mkfs(int argc, char **argv);
 int cmd_umount(int argc, char **argv);
 int cmd_fsck(int argc, char **argv);
 int cmd_gc(int argc, char **argv);
+
+/*
+ * The options of one command, read by cli_getopt() (args.c), the same way
+ * for every command:
+ *   - options and operands mix in any order ("mount STORE MNT -o x"); "--"
+ *     ends the options;
+ *   - short flags group (-fo LIST) and take their argument glued or apart
+ *     (-oLIST, -o LIST); long options are spelled out in full (no
+ *     abbreviations), their argument apart or after '=';
+ *   - -h and --help print the command's help on stdout: exit status 0;
+ *   - an unknown flag, or one without its argument, is one line on stderr,
+ *     "unknown flag '-x' (see 'metafuse CMD --help')" (or no_arg_msg for
+ *     a missing argument): exit status flag_status;
+ *   - too few or too many operands: the usage line, exit status 2.
+ */
+#define CLI_MAX_OPERANDS 2
+
+struct cli_cmd {
+	const char *name;              /* "mkfs", as typed */
+	const char *help;              /* the text of --help */
+	const char *usage;             /* "usage: metafuse mkfs ... STORE" */
+	const char *shortopts;         /* getopt's, without h; may be NULL */
+	const struct option *longopts; /* without --help; zero-terminated,
+					* at most 6; vals of long-only
+					* options above 255 */
+	const char *no_arg_msg;        /* for a flag missing its argument;
+					* NULL: as for an unknown flag */
+	int min_operands, max_operands; /* max <= CLI_MAX_OPERANDS */
+	int flag_status;               /* exit status after a bad flag */
+};
+
+struct cli_args {
+	const struct cli_cmd *cmd;
+	int argc;
+	char **argv;
+	const char *operand[CLI_MAX_OPERANDS]; /* in the order given */
+	int noperands;
+	int status; /* the exit status when cli_getopt() returned -1 */
+	char shortopts[32];
+	struct option longopts[8];
+};
+
+/* Start reading argv (argv[0]: the command's name; once per process, as
+ * getopt_long keeps its state in globals). */
+void cli_args_init(struct cli_args *a, const struct cli_cmd *cmd, int argc,
+		   char **argv);
+/*
+ * The next option: its letter, or a long option's val (> 0), its argument
+ * in optarg; 0 once argv is read and the operands are as many as the
+ * command takes (a->operand[0 .. a->noperands - 1]); -1 when the command
+ * is to exit at once with a->status (help or a message printed).
+ */
+int cli_getopt(struct cli_args *a);
 
 /* Print "metafuse: " + message to stderr. */
 void cli_error(const char *fmt, ...) MF_PRINTF(1, 2);
@@ -42,7 +103,8 @@ struct offline_vol {
 	uint64_t applied;   /* journal entries replayed after it */
 };
 
-/* Open the store at loc and load its volume: 0, or -1 (printed). */
+/* Open the store at loc and load its volume: 0, or -1 (printed, except
+ * when blob_global_init() fails). */
 int offline_open(struct offline_vol *ov, const char *loc,
 		 const struct store_options *o);
 /* Restore the newest checkpoint plus the journal into ov->dir: 0; 1 when

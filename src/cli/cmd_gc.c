@@ -36,72 +36,43 @@ static const char gc_help[] =
 	"the lease of a mount that is dead but not yet expired.\n"
 	"\n" CLI_STORE_OPTS_HELP;
 
-int cmd_gc(int argc, char **argv)
+enum { OPT_FORCE = 256 };
+
+static const struct option gc_longopts[] = {
+	{ "force", no_argument, NULL, OPT_FORCE },
+	{ NULL, 0, NULL, 0 },
+};
+
+static const struct cli_cmd gc_cmd = {
+	.name = "gc",
+	.help = gc_help,
+	.usage = "usage: metafuse gc [--force] [-o OPT[,OPT...]] STORE",
+	.shortopts = "o:",
+	.longopts = gc_longopts,
+	.min_operands = 1,
+	.max_operands = 1,
+	.flag_status = 2,
+};
+
+/*
+ * In the restored state: delete every data object it does not reference,
+ * then write it as a new checkpoint.  0 or -1 (printed).
+ */
+static int collect(struct offline_vol *ov)
 {
-	struct buf err = BUF_INIT;
-	struct offline_vol ov = { 0 };
-	const char *loc = NULL;
-	struct cli_store_opts so = { 0 };
-	struct store *s;
-	struct meta *m;
+	struct store *s = ov->s;
 	struct journal *j = NULL;
 	struct sweep_result r;
-	bool force = false;
-	char owner[64] = "";
-	int i, rc, status = 2;
+	int rc;
 
-	for (i = 1; i < argc; i++) {
-		if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
-			fputs(gc_help, stdout);
-			return 0;
-		} else if (!strcmp(argv[i], "--force")) {
-			force = true;
-		} else if (!strcmp(argv[i], "-o") && i + 1 < argc) {
-			if (cli_store_opts_parse(&so, argv[++i], NULL))
-				goto out;
-		} else if (argv[i][0] == '-') {
-			cli_error("unknown flag '%s' (see 'metafuse gc --help')",
-				  argv[i]);
-			goto out;
-		} else if (!loc) {
-			loc = argv[i];
-		} else {
-			loc = NULL;
-			break;
-		}
-	}
-	if (!loc) {
-		cli_error("usage: metafuse gc [--force] [-o OPT[,OPT...]] "
-			  "STORE");
-		goto out;
-	}
-	if (offline_open(&ov, loc, &so.o))
-		goto out;
-	rc = volume_lease_take(ov.s, 30, force, owner, sizeof(owner), &err);
-	if (rc) {
-		owner[0] = 0;
-		cli_error("%s", buf_str(&err));
-		goto out;
-	}
-	rc = offline_restore(&ov);
-	if (rc == 1) {
-		printf("volume %s was never mounted: nothing to collect\n",
-		       ov.s->url);
-		status = 0;
-		goto out;
-	}
-	if (rc)
-		goto out;
-	m = ov.m;
-	s = ov.s;
 	/* dirty rows of a crashed mount name nothing in the store */
-	if (meta_blocks_forget_dirty(m) < 0) {
+	if (meta_blocks_forget_dirty(ov->m) < 0) {
 		cli_error("cannot prepare the metadata of %s", s->url);
-		goto out;
+		return -1;
 	}
-	rc = journal_open(m, s, &ov.bc, ov.dir, &j);
+	rc = journal_open(ov->m, s, &ov->bc, ov->dir, &j);
 	if (rc == 0)
-		rc = store_sweep(m, s, true, &r);
+		rc = store_sweep(ov->m, s, true, &r);
 	if (rc) {
 		cli_error("cannot collect the garbage of %s: %s", s->url,
 			  strerror(-rc));
@@ -116,9 +87,50 @@ int cmd_gc(int argc, char **argv)
 	}
 	printf("%" PRIu64 " of %" PRIu64 " object(s) deleted (%" PRIu64
 	       " KiB)\n", r.deleted, r.seen, r.bytes >> 10);
-	status = 0;
 out:
 	journal_close(j);
+	return rc ? -1 : 0;
+}
+
+int cmd_gc(int argc, char **argv)
+{
+	struct buf err = BUF_INIT;
+	struct offline_vol ov = { 0 };
+	struct cli_store_opts so = { 0 };
+	bool force = false;
+	char owner[64] = "";
+	struct cli_args a;
+	int c, rc, status = 2;
+
+	cli_args_init(&a, &gc_cmd, argc, argv);
+	while ((c = cli_getopt(&a)) > 0) {
+		if (c == OPT_FORCE)
+			force = true;
+		else if (c == 'o' && cli_store_opts_parse(&so, optarg, NULL))
+			goto out;
+	}
+	if (c < 0) {
+		status = a.status;
+		goto out;
+	}
+	if (offline_open(&ov, a.operand[0], &so.o))
+		goto out;
+	rc = volume_lease_take(ov.s, 30, force, owner, sizeof(owner), &err);
+	if (rc) {
+		owner[0] = 0;
+		cli_error("%s", buf_str(&err));
+		goto out;
+	}
+	rc = offline_restore(&ov);
+	if (rc == 1) {
+		printf("volume %s was never mounted: nothing to collect\n",
+		       ov.s->url);
+		status = 0;
+		goto out;
+	}
+	if (rc == 0 && collect(&ov) == 0)
+		status = 0;
+out:
 	if (owner[0])
 		volume_lease_release(ov.s, owner);
 	offline_close(&ov);

@@ -1,6 +1,16 @@
 /*
- * main.c - the metafuse command: argument dispatch, help, shared helpers
- * of the subcommands.
+ * main.c - the metafuse program: the top-level help and version, the
+ * table that hands argv to a command (each reads its options with
+ * cli_getopt(), args.c), and the helpers the commands share.
+ *
+ * Files named here:
+ *   - the default volume: $XDG_DATA_HOME/metafuse/default, else
+ *     ~/.local/share/metafuse/default (mount creates it on first use);
+ *   - the registry: a file a mountpoint's daemon writes (daemon.c:
+ *     "PID\nCACHE_DIR\n") and umount reads to know whom to wait for, in
+ *     /run/metafuse as root, else $XDG_RUNTIME_DIR/metafuse, else
+ *     /tmp/metafuse-UID; named after the FNV-1a hash of the real
+ *     mountpoint.
  */
 #include "util/compat.h"
 
@@ -113,9 +123,23 @@ int cli_is_mountpoint(const char *real_path)
 	return found;
 }
 
+/* argv[1] names the command, which reads argv[1..] with cli_getopt() */
+static const struct {
+	const char *name;
+	int (*run)(int argc, char **argv);
+} commands[] = {
+	{ "mount", cmd_mount },
+	{ "mkfs", cmd_mkfs },
+	{ "umount", cmd_umount },
+	{ "unmount", cmd_umount },
+	{ "fsck", cmd_fsck },
+	{ "gc", cmd_gc },
+};
+
 int main(int argc, char **argv)
 {
 	const char *cmd;
+	size_t i;
 
 	if (argc < 2) {
 		fputs(usage, stderr);
@@ -131,16 +155,9 @@ int main(int argc, char **argv)
 		printf("metafuse %s\n", METAFUSE_VERSION);
 		return 0;
 	}
-	if (!strcmp(cmd, "mount"))
-		return cmd_mount(argc - 1, argv + 1);
-	if (!strcmp(cmd, "mkfs"))
-		return cmd_mkfs(argc - 1, argv + 1);
-	if (!strcmp(cmd, "umount") || !strcmp(cmd, "unmount"))
-		return cmd_umount(argc - 1, argv + 1);
-	if (!strcmp(cmd, "fsck"))
-		return cmd_fsck(argc - 1, argv + 1);
-	if (!strcmp(cmd, "gc"))
-		return cmd_gc(argc - 1, argv + 1);
+	for (i = 0; i < ARRAY_SIZE(commands); i++)
+		if (!strcmp(cmd, commands[i].name))
+			return commands[i].run(argc - 1, argv + 1);
 	cli_error("unknown command '%s' (try 'metafuse --help')", cmd);
 	return 2;
 }

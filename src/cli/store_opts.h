@@ -3,8 +3,8 @@
  * shared by mkfs, mount, fsck and gc:
  *
  *   endpoint=URL  region=NAME  path_style  virtual_host
- *   credentials=FILE  ca_bundle=FILE  no_verify_tls  connections=N
- *   part_size=SIZE
+ *   credentials=FILE  ca_bundle=FILE  no_verify_tls  sign_payload
+ *   connections=N  part_size=SIZE
  *
  * The strings of the resulting struct store_options point into the
  * struct cli_store_opts, which owns them until cli_store_opts_free().

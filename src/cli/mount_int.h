@@ -1,0 +1,83 @@
+/*
+ * mount_int.h - what `metafuse mount` (cmd_mount.c: the options, the
+ * checks, the store, the fork) hands to the daemon that serves the mount
+ * (daemon.c).
+ */
+#ifndef METAFUSE_CLI_MOUNT_INT_H
+#define METAFUSE_CLI_MOUNT_INT_H
+
+#include "util/compat.h"
+
+#include <pthread.h>
+
+#include "blob/blob.h"
+#include "cache/cache.h"
+#include "cli/store_opts.h"
+#include "fs/fs.h"
+#include "meta/meta.h"
+#include "store/store.h"
+#include "util/buf.h"
+#include "volume/journal.h"
+#include "volume/volume.h"
+
+/* The -f, --force and -o choices of a mount; read-only once parsed. */
+struct mount_opts {
+	bool foreground;
+	bool force;
+	bool read_only;
+	bool debug;
+	bool writeback_cache;
+	char *cache_dir;
+	uint64_t cache_size;
+	uint64_t max_dirty;
+	uint64_t writeback_delay_ns;
+	uint64_t checkpoint_interval_ns;
+	uint64_t journal_interval_ns;
+	uint64_t inline_max;
+	unsigned upload_threads;
+	struct buf fuse_opts; /* passed through to FUSE */
+	struct cli_store_opts store; /* endpoint=, region= ... */
+};
+
+/*
+ * One mount, from the open store to the unmount.  cmd_mount() fills o,
+ * store, vol, blob, cache_dir and ready_fd; daemon_serve() the rest.  The
+ * pointers are set before the maintenance thread starts and stay until it
+ * is joined: the objects behind them take their own locks.
+ */
+struct mounted {
+	struct mount_opts *o;
+	struct store *store;
+	struct volume vol;
+	struct blob_ctx blob;
+	struct meta *meta;
+	struct cache *cache;
+	struct fs *fs;
+	struct journal *journal;
+	char *cache_dir;
+	bool restored; /* the metadata came from the store at this mount */
+	char lease_owner[64];
+	int ready_fd; /* write end of the pipe to the waiting parent */
+	int lock_fd;  /* flock()ed CACHE_DIR/lock: one mount per cache */
+	struct buf registry; /* the file that tells umount our pid */
+
+	pthread_t maint;
+	bool maint_running;
+	pthread_mutex_t maint_lock;
+	pthread_cond_t maint_cond;
+	bool maint_stop; /* protected by maint_lock */
+};
+
+/*
+ * Serve the mount at mountpoint (a real path) until it is unmounted, then
+ * put everything in the store and close all.  mt->ready_fd, when >= 0,
+ * hears the verdict as soon as the mount answers (or fails); the caller
+ * tells it after a failure before that (daemon_tell_parent()).  0 when the
+ * volume ended clean, else -errno (printed or logged).
+ */
+int daemon_serve(struct mounted *mt, const char *mountpoint);
+
+/* Write status (0: mounted, 1: failed) to the waiting parent, once. */
+void daemon_tell_parent(struct mounted *mt, char status);
+
+#endif
