@@ -825,7 +825,9 @@ out_lease:
 	if (!mt->o->read_only && mt->lease_owner[0])
 		volume_lease_release(mt->store, mt->lease_owner);
 out:
-	if (rc == 0) {
+	/* a read-only mount wrote no marker, and must not remove the one a
+	 * crashed read-write mount of this cache left (invariant 4) */
+	if (rc == 0 && !mt->o->read_only) {
 		log_info("volume %s is clean: everything is in the store",
 			 mt->store->url);
 		buf_appendf(&path, "%s/running", mt->cache_dir);

@@ -380,3 +380,30 @@ def test_crash_between_delete_and_purge(mounts):
     assert h.read_file(g) == b"kept"
     m.umount()
     m.fsck_verified()
+
+
+def test_read_only_mount_keeps_crash_marker(mounts):
+    """A crash, then a read-only mount of the same cache, then a
+    read-write one: the read-write mount must still finish the crashed
+    mount's work (a checkpoint of what it recorded but never sent, the
+    sweep).  The read-only mount's clean end removed the crash marker, so
+    a file written before the crash and never journaled was gone once the
+    cache was."""
+    m = mounts(block_size=BLOCK,
+               opts={"writeback_delay": "600", "journal_interval": "600"})
+    m.allow_errors(".*")  # a killed daemon's log may say anything
+    data = h.rand_bytes(43, 3 * BLOCK)
+    h.write_file(m.path("f"), data)        # in the cache and meta.db only
+    m.kill()
+    h.force_unmount(m.mnt)
+    m.mount(opts={"ro": True})
+    assert h.read_file(m.path("f")) == data
+    m.umount()
+    m.mount()
+    assert "did not end cleanly" in m.log_text()
+    m.umount()
+    m.wipe_cache()
+    m.mount()
+    assert h.read_file(m.path("f")) == data
+    m.umount()
+    m.fsck_verified()
