@@ -349,6 +349,9 @@ static int write_fill(struct cache *c, struct write_set *w)
 		int tries;
 
 		for (tries = 0; tries < 2; tries++) {
+			/* a retry after a failed write_entry() must write
+			 * again, not stop at the error it retries */
+			rc = 0;
 			if (w->got == i) {
 				rc = entry_acquire(c, w->ino, w->first + i,
 						   !whole, &w->ents[i]);
