@@ -181,6 +181,15 @@ static int refill_tail(struct cache *c, struct centry *e)
 			unlink(path);
 			e->has_file = false;
 		}
+		/* recover_reset() frees the entry: not its descriptor,
+		 * which the load may have kept */
+		if (e->fd >= 0) {
+			close(e->fd);
+			e->fd = -1;
+			pthread_mutex_lock(&c->lock);
+			c->nfds--;
+			pthread_mutex_unlock(&c->lock);
+		}
 		return rc;
 	}
 	e->dmap_ok = false; /* its next upload is whole */
