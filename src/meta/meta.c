@@ -331,7 +331,7 @@ static const char *const stmt_sql[ST_COUNT] = {
 			     " AND hash IS NULL",
 	/* a block reaching past its file's end stays dirty: its content
 	 * may predate a truncate (the cache cuts it again as it opens:
-	 * refill_tail() in cache/) */
+	 * refill_tail() in cache/cache_recover.c) */
 	[ST_FORGET_CLEAN] = "UPDATE block SET dirty = 0 WHERE dirty = 1"
 			    " AND (idx + 1) * ?1 <= (SELECT size FROM inode"
 			    " WHERE inode.ino = block.ino)",

@@ -13,7 +13,7 @@
  * Invariants
  *   1. Each callback is one meta transaction; the cache calls them
  *      without holding its own table lock (see the lock order in
- *      cache/cache.c).
+ *      cache/cache_int.h).
  *   2. Only an object some row references (refcount > 0) counts as in
  *      the store (ix_object_known()).
  */

@@ -24,7 +24,8 @@
  *   4. A cut that fails after taking the changes out of the recorder
  *      leaves them only in the local database: need_ckpt is set and the
  *      next sync writes a checkpoint instead of an entry.
- *   5. A mount writes a checkpoint before it serves anything (cmd_mount):
+ *   5. A mount writes a checkpoint before it serves anything
+ *      (start_journal() in cli/daemon.c):
  *      changes recorded by a crashed predecessor but never cut are then
  *      in the store too, and the sequence of entries restarts from a
  *      state every later entry applies to.
@@ -591,7 +592,8 @@ int journal_checkpoint(struct journal *j)
 			break;
 	drop_pending(j, covered);
 	/* at once: a mount that finds a newer checkpoint than its
-	 * durable_seq takes it for another writer's (cmd_mount.c) */
+	 * durable_seq takes it for another writer's (cli/daemon.c,
+	 * local_db_outdated()) */
 	rc = meta_config_set_u64(j->m, "durable_seq", cseq);
 	if (rc == 0)
 		rc = trim(j, cseq, jseq);
