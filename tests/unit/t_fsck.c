@@ -20,101 +20,8 @@
  */
 #include "util/compat.h"
 
-#include <sys/stat.h>
-#include <unistd.h>
-
-#include <sqlite3.h>
-
-#include "meta/meta.h"
-#include "util/buf.h"
-
-#include "check.h"
-
-#define BS 4096u
-
-/*
- *   /a (2)  /a/f (3, 2 blocks: H1, H2 + patch H5)  /a/b (4)
- *   /a/b/g (5, also /hl)  /x (6)  /x/y (7)  /s -> target (8)
- *   orphan 9 (nlink 0, 1 block: H3)
- */
-enum { INO_A = 2, INO_F, INO_B, INO_G, INO_X, INO_Y, INO_S, INO_O };
-
-#define H1 "1111111111111111111111111111111111111111111111111111111111111111"
-#define H2 "2222222222222222222222222222222222222222222222222222222222222222"
-#define H3 "3333333333333333333333333333333333333333333333333333333333333333"
-#define H4 "4444444444444444444444444444444444444444444444444444444444444444"
-#define H5 "5555555555555555555555555555555555555555555555555555555555555555"
-
-static char tmpdir[64];
-
-static uint64_t mk(struct meta *m, uint64_t parent, const char *name,
-		   uint32_t mode)
-{
-	struct timespec now = { 100, 0 };
-	struct meta_attr a;
-	int rc;
-
-	rc = meta_mknod(m, parent, name, mode, 0, 1000, 1000,
-			S_ISLNK(mode) ? "target" : NULL, &now, &a);
-	CHECK_RC(rc, 0);
-	return rc ? 0 : a.ino;
-}
-
-static bool build_tree(struct meta *m)
-{
-	struct timespec t = { 10, 0 };
-	uint64_t idx[2] = { 0, 1 };
-	bool ok;
-
-	ok = mk(m, 1, "a", S_IFDIR | 0755) == INO_A &&
-	     mk(m, INO_A, "f", S_IFREG | 0644) == INO_F &&
-	     mk(m, INO_A, "b", S_IFDIR | 0755) == INO_B &&
-	     mk(m, INO_B, "g", S_IFREG | 0644) == INO_G &&
-	     mk(m, 1, "x", S_IFDIR | 0755) == INO_X &&
-	     mk(m, INO_X, "y", S_IFDIR | 0755) == INO_Y &&
-	     mk(m, 1, "s", S_IFLNK | 0777) == INO_S &&
-	     mk(m, 1, "o", S_IFREG | 0644) == INO_O;
-	CHECK(ok);
-	CHECK_RC(meta_link(m, INO_G, 1, "hl", &t, NULL), 0);
-	CHECK_RC(meta_write_done(m, INO_F, 2 * BS, &t, idx, 2), 0);
-	CHECK_RC(meta_block_commit(m, INO_F, 0, H1, 10, 0), 0);
-	CHECK_RC(meta_block_commit(m, INO_F, 1, H2, 10, 0), 0);
-	CHECK_RC(meta_write_done(m, INO_F, 2 * BS, &t, idx + 1, 1), 0);
-	CHECK_RC(meta_block_patch(m, INO_F, 1, H2, H5, 10, 0), 0);
-	CHECK_RC(meta_write_done(m, INO_O, 5, &t, idx, 1), 0);
-	CHECK_RC(meta_block_commit(m, INO_O, 0, H3, 10, 0), 0);
-	CHECK_RC(meta_unlink(m, 1, "o", &t, NULL), 0);
-	return ok;
-}
-
-/* Raw SQL through a second connection, behind meta's back. */
-static int raw_sql(const char *path, const char *sql)
-{
-	sqlite3 *db;
-	char *err = NULL;
-	int rc;
-
-	rc = sqlite3_open(path, &db);
-	if (rc == SQLITE_OK)
-		rc = sqlite3_exec(db, sql, NULL, NULL, &err);
-	if (rc != SQLITE_OK)
-		fprintf(stderr, "raw_sql: %s: %s\n", sql, err ? err : "?");
-	sqlite3_free(err);
-	sqlite3_close(db);
-	return rc;
-}
-
-static void rm_db(const char *path)
-{
-	static const char *const sfx[] = { "", "-wal", "-shm", "-pending" };
-	char p[300];
-	size_t i;
-
-	for (i = 0; i < ARRAY_SIZE(sfx); i++) {
-		snprintf(p, sizeof(p), "%s%s", path, sfx[i]);
-		unlink(p);
-	}
-}
+#include "t_fsck_tree.h"
+#include "t_meta.h"
 
 struct scenario {
 	const char *name;
@@ -456,11 +363,8 @@ int main(void)
 	size_t i;
 
 	golden = getenv("T_FSCK_GOLDEN") != NULL;
-	snprintf(tmpdir, sizeof(tmpdir), "/tmp/t_fsck.XXXXXX");
-	if (!mkdtemp(tmpdir)) {
-		perror("mkdtemp");
+	if (tmpdir_make("t_fsck"))
 		return 1;
-	}
 	for (i = 0; i < ARRAY_SIZE(scenarios); i++)
 		run_scenario(&scenarios[i]);
 	rmdir(tmpdir);
