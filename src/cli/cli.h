@@ -28,6 +28,40 @@ int cmd_fsck(int argc, char **argv);
 int cmd_gc(int argc, char **argv);
 
 /*
+ * The conventions of mount(8) (argv[0]: the program's name):
+ *   cmd_mount_fuse3 (cmd_mount.c): `metafuse STORE MOUNTPOINT [-o OPTS]`,
+ *     what mount.fuse3 runs for `-t fuse.metafuse`: `metafuse mount`, and
+ *     the mount recorded in the utab for umount(8);
+ *   cmd_mount_helper (mount_helper.c): `mount.metafuse SPEC DIR [-sfnv]
+ *     [-o OPTS] [-t TYPE] [-N NS]`, mount(8)'s helper for -t metafuse and
+ *     -t fuse.metafuse;
+ *   cmd_umount_helper (mount_helper.c): `umount.metafuse DIR [-flnrv]
+ *     [-N NS] [-t TYPE]`, umount(8)'s helper for a mount whose utab line
+ *     has helper=metafuse.
+ */
+int cmd_mount_fuse3(int argc, char **argv);
+int cmd_mount_helper(int argc, char **argv);
+int cmd_umount_helper(int argc, char **argv);
+
+/* How umount_wait() unmounts. */
+enum umount_flags {
+	UMOUNT_LAZY = 1 << 0,    /* detach now (MNT_DETACH); do not wait */
+	UMOUNT_FORCE = 1 << 1,   /* MNT_FORCE: abort the FUSE connection */
+	UMOUNT_RDONLY = 1 << 2,  /* busy: remount read-only instead */
+	UMOUNT_HELPER = 1 << 3,  /* run by umount(8), which keeps the utab;
+				  * path is its canonical mountpoint */
+	UMOUNT_FOREIGN = 1 << 4, /* not a metafuse mount: no daemon to
+				  * wait for */
+};
+
+/*
+ * Unmount the metafuse mount at path and wait until its daemon has
+ * uploaded everything and exited (cmd_tools.c); any other mount is just
+ * unmounted.  Returns the exit status (0, or 1 after one line).
+ */
+int umount_wait(const char *path, unsigned flags);
+
+/*
  * The options of one command, read by cli_getopt() (args.c), the same way
  * for every command:
  *   - options and operands mix in any order ("mount STORE MNT -o x"); "--"

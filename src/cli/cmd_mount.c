@@ -12,16 +12,31 @@
  * Exit status: 0 mounted (with -f: unmounted clean), 1 failed, 2 wrong
  * operands.  Without -f the command returns once the mount answers, so a
  * script can use the mountpoint at once.
+ *
+ * The same code serves mount(8) (mount_helper.c): "metafuse STORE
+ * MOUNTPOINT -o OPTS" (what mount.fuse3 runs) and /sbin/mount.metafuse
+ * reach mount_volume() with options parsed here.  So that an fstab line
+ * works, the options that belong to mount(8) and systemd are accepted
+ * and ignored (fstab_opt_ignored(), fstab.c), and the mount's source
+ * in the mount table is STORE (fsname=), which is how libmount pairs
+ * the mount with its utab entry.
+ *
+ * Invariants:
+ *   1. Every bad option is one line on stderr and no mount.
+ *   2. Only the parent that heard the daemon's "mounted" records the
+ *      mount in utab (o->utab_opts); the daemon never does.
  */
 #include "util/compat.h"
 
 #include <limits.h>
+#include <pwd.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include "blob/blob.h"
 #include "cli/cli.h"
+#include "cli/fstab.h"
 #include "cli/mount_int.h"
 #include "cli/store_opts.h"
 #include "store/store.h"
@@ -75,6 +90,9 @@ static const char mount_help[] =
 	"  allow_other, allow_root, auto_unmount, nodev, dev, nosuid, suid,\n"
 	"  noexec, exec, noatime, atime, relatime, sync, async, dirsync, rw:\n"
 	"                         passed to FUSE\n"
+	"  defaults, auto, noauto, nofail, _netdev, user, users, nouser, owner,\n"
+	"  group, comment=, helper=, x-*:  mount(8)'s and systemd's (fstab),\n"
+	"                         ignored\n"
 	"SIZE takes K, M, G, T suffixes.\n" CLI_STORE_OPTS_HELP;
 
 enum { OPT_FORCE = 256 };
@@ -97,20 +115,25 @@ static const struct cli_cmd mount_cmd = {
 	.flag_status = 1,
 };
 
-static void list_valid_options(void)
+/* The one line of an unknown option: the option and every valid one. */
+static void unknown_option(const char *opt)
 {
+	struct buf line = BUF_INIT;
 	size_t i;
 
-	fprintf(stderr, "valid options: cache_dir=, cache_size=, max_dirty=, "
-		"writeback_delay=, journal_interval=, checkpoint_interval=, "
-		"upload_threads=, inline_max=, ro, "
-		"debug, writeback_cache, default_permissions, endpoint=, "
-		"region=, path_style, virtual_host, credentials=, "
-		"ca_bundle=, no_verify_tls, sign_payload, connections=, "
-		"part_size=");
+	buf_appends(&line, "cache_dir=, cache_size=, max_dirty=, "
+		    "writeback_delay=, journal_interval=, "
+		    "checkpoint_interval=, upload_threads=, inline_max=, ro, "
+		    "debug, writeback_cache, default_permissions, endpoint=, "
+		    "region=, path_style, virtual_host, credentials=, "
+		    "ca_bundle=, no_verify_tls, sign_payload, connections=, "
+		    "part_size=");
 	for (i = 0; i < ARRAY_SIZE(fuse_passthrough); i++)
-		fprintf(stderr, ", %s", fuse_passthrough[i]);
-	fprintf(stderr, "\n");
+		buf_appendf(&line, ", %s", fuse_passthrough[i]);
+	cli_error("unknown mount option '%s' (valid: %s; and mount(8)'s "
+		  "defaults, noauto, nofail, _netdev, x-*...)", opt,
+		  buf_str(&line));
+	buf_free(&line);
 }
 
 static int parse_one_opt(struct mount_opts *o, const char *opt)
@@ -120,6 +143,8 @@ static int parse_one_opt(struct mount_opts *o, const char *opt)
 	const char *val = eq ? eq + 1 : NULL;
 	size_t i;
 
+	if (fstab_opt_ignored(opt))
+		return 0;
 #define KEY(k) (klen == strlen(k) && !strncmp(opt, k, klen))
 	if (KEY("cache_dir") && val && *val) {
 		free(o->cache_dir);
@@ -189,29 +214,41 @@ static int parse_opt_cb(const char *p, void *arg)
 {
 	int rc = parse_one_opt(arg, p);
 
-	if (rc == -ENOENT) {
-		cli_error("unknown mount option '%s'", p);
-		list_valid_options();
+	if (rc == -ENOENT && ((struct mount_opts *)arg)->sloppy) {
+		cli_error("ignoring unknown mount option '%s' (mount -s)", p);
+		rc = 0;
+	} else if (rc == -ENOENT) {
+		unknown_option(p);
 	} else if (rc) {
 		cli_error("invalid value in mount option '%s'", p);
 	}
 	return rc;
 }
 
-static int parse_opts(struct mount_opts *o, const char *list)
+int mount_opts_parse(struct mount_opts *o, const char *list)
 {
-	return cli_opts_each(list, parse_opt_cb, o);
+	return cli_opts_each(list, parse_opt_cb, o) ? -1 : 0;
 }
 
 /* ---- the store and the cache directory ---- */
 
-/* $XDG_CACHE_HOME/metafuse/VOLUME-ID, or ~/.cache/metafuse/VOLUME-ID. */
+/*
+ * $XDG_CACHE_HOME/metafuse/VOLUME-ID, or ~/.cache/metafuse/VOLUME-ID.
+ * mount(8) and systemd run us without HOME: the home directory in the
+ * password database then, the same directory as from a login shell, so
+ * that a mount from fstab finds what a crashed manual mount left.
+ */
 static int default_cache_dir(const char *volume_id, struct buf *out)
 {
 	const char *xdg = getenv("XDG_CACHE_HOME"), *home = getenv("HOME");
+	struct passwd *pw;
 
 	if (xdg && *xdg)
 		return buf_appendf(out, "%s/metafuse/%s", xdg, volume_id);
+	if (!home || !*home) {
+		pw = getpwuid(geteuid());
+		home = pw ? pw->pw_dir : NULL;
+	}
 	if (!home || !*home)
 		return -ENOENT;
 	return buf_appendf(out, "%s/.cache/metafuse/%s", home, volume_id);
@@ -257,7 +294,7 @@ out:
 /* Read argv into o (the operands stay in a); false when the command is to
  * exit at once with *status (help, or a message printed). */
 static bool parse_args(struct cli_args *a, int argc, char **argv,
-		       struct mount_opts *o, int *status)
+		       struct mount_opts *o, struct buf *lists, int *status)
 {
 	int c;
 
@@ -267,7 +304,13 @@ static bool parse_args(struct cli_args *a, int argc, char **argv,
 			o->foreground = true;
 		} else if (c == OPT_FORCE) {
 			o->force = true;
-		} else if (c == 'o' && parse_opts(o, optarg)) {
+		} else if (c == 'o' && mount_opts_parse(o, optarg)) {
+			*status = 1;
+			return false;
+		}
+		if (c == 'o' && lists &&
+		    buf_appendf(lists, "%s%s", lists->len ? "," : "", optarg)) {
+			cli_error("out of memory");
 			*status = 1;
 			return false;
 		}
@@ -335,8 +378,9 @@ static int open_volume(struct mounted *mt, const char *loc, struct buf *cdir)
 	mt->blob.zstd_level = 1;
 	if (o->cache_dir ? buf_appends(cdir, o->cache_dir) :
 			   default_cache_dir(mt->vol.id, cdir)) {
-		cli_error("no cache_dir given and neither XDG_CACHE_HOME nor "
-			  "HOME is set");
+		cli_error("no cache_dir given, and neither XDG_CACHE_HOME nor "
+			  "HOME nor a home directory for uid %u",
+			  (unsigned)geteuid());
 		goto out;
 	}
 	mt->cache_dir = (char *)cdir->data;
@@ -400,45 +444,113 @@ static int fork_daemon(struct mounted *mt, int *status)
 	return 0;
 }
 
-int cmd_mount(int argc, char **argv)
+/* The mount's source in the mount table: STORE as given, or the default
+ * volume's path (libfuse reads '\\' and ',' escaped). */
+static int add_fsname(struct mount_opts *o, const char *store)
 {
-	struct mount_opts o = {
-		.cache_size = 4ULL << 30,
-		.max_dirty = 256ULL << 20,
-		.writeback_delay_ns = 5ULL * 1000000000ULL,
-		.checkpoint_interval_ns = 300ULL * 1000000000ULL,
-		.journal_interval_ns = 5ULL * 1000000000ULL,
-		.inline_max = 4096,
-		.upload_threads = 4,
-	};
+	struct buf def = BUF_INIT;
+	int rc = 0;
+
+	if (!store) {
+		rc = cli_default_store(&def);
+		store = buf_str(&def);
+	}
+	if (!rc && o->fuse_opts.len)
+		rc = buf_appends(&o->fuse_opts, ",");
+	if (!rc)
+		rc = buf_appends(&o->fuse_opts, "fsname=");
+	if (!rc)
+		rc = fstab_escape_fsname(store, &o->fuse_opts);
+	buf_free(&def);
+	return rc;
+}
+
+void mount_opts_init(struct mount_opts *o)
+{
+	memset(o, 0, sizeof(*o));
+	o->cache_size = 4ULL << 30;
+	o->max_dirty = 256ULL << 20;
+	o->writeback_delay_ns = 5ULL * 1000000000ULL;
+	o->checkpoint_interval_ns = 300ULL * 1000000000ULL;
+	o->journal_interval_ns = 5ULL * 1000000000ULL;
+	o->inline_max = 4096;
+	o->upload_threads = 4;
+}
+
+void mount_opts_free(struct mount_opts *o)
+{
+	free(o->cache_dir);
+	buf_free(&o->fuse_opts);
+	cli_store_opts_free(&o->store);
+}
+
+int mount_volume(struct mount_opts *o, const char *store,
+		 const char *mountpoint)
+{
 	struct mounted mt;
-	struct cli_args a;
 	char real_mp[PATH_MAX];
 	struct buf cdir = BUF_INIT;
 	int rc, status = 1;
 
 	memset(&mt, 0, sizeof(mt));
 	mt.ready_fd = -1;
-	mt.o = &o;
-	if (!parse_args(&a, argc, argv, &o, &status))
-		goto out;
-	if (o.debug)
+	mt.o = o;
+	if (o->debug)
 		log_set_level(LOG_DEBUG);
-	if (check_mountpoint(a.operand[a.noperands - 1], real_mp))
+	if (check_mountpoint(mountpoint, real_mp))
 		goto out;
-	if (open_volume(&mt, a.noperands == 2 ? a.operand[0] : NULL, &cdir))
+	if (add_fsname(o, store)) {
+		cli_error("out of memory");
+		goto out;
+	}
+	if (open_volume(&mt, store, &cdir))
 		goto out_store;
-	if (fork_daemon(&mt, &status))
-		goto out_store; /* the parent, or no child */
+	if (fork_daemon(&mt, &status)) {
+		/* the parent (invariant 2), or no child */
+		if (status == 0 && o->utab_opts && store)
+			fstab_utab_add(store, real_mp, o->utab_opts);
+		goto out_store;
+	}
 	rc = daemon_serve(&mt, real_mp);
 	daemon_tell_parent(&mt, rc ? 1 : 0);
 	status = rc ? 1 : 0;
 out_store:
 	store_close(mt.store);
 out:
-	free(o.cache_dir);
-	buf_free(&o.fuse_opts);
-	cli_store_opts_free(&o.store);
 	buf_free(&cdir);
+	return status;
+}
+
+/* `metafuse mount ...`, or with lists, the form mount.fuse3 runs
+ * (`metafuse STORE MOUNTPOINT -o OPTS`), which mount(8) made. */
+static int mount_command(int argc, char **argv, struct buf *lists)
+{
+	struct mount_opts o;
+	struct cli_args a;
+	int status = 1;
+
+	mount_opts_init(&o);
+	if (parse_args(&a, argc, argv, &o, lists, &status)) {
+		if (lists && a.noperands == 2)
+			o.utab_opts = buf_str(lists);
+		status = mount_volume(&o, a.noperands == 2 ? a.operand[0] :
+							     NULL,
+				      a.operand[a.noperands - 1]);
+	}
+	mount_opts_free(&o);
+	return status;
+}
+
+int cmd_mount(int argc, char **argv)
+{
+	return mount_command(argc, argv, NULL);
+}
+
+int cmd_mount_fuse3(int argc, char **argv)
+{
+	struct buf lists = BUF_INIT;
+	int status = mount_command(argc, argv, &lists);
+
+	buf_free(&lists);
 	return status;
 }

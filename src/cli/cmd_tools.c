@@ -9,18 +9,23 @@
  * is dirty, checkpoint and release the lease after the kernel lets go, so
  * umount waits for the daemon (found through the registry file it wrote
  * for the mountpoint, daemon.c) to exit, and shows progress on a terminal.
+ * umount_wait() is that, for `metafuse umount` and for umount(8)'s helper
+ * /sbin/umount.metafuse (mount_helper.c), which adds umount(8)'s -l, -f
+ * and -r.
  */
 #include "util/compat.h"
 
 #include <fcntl.h>
 #include <limits.h>
 #include <sys/mount.h>
+#include <sys/statvfs.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "blob/blob.h"
 #include "cli/cli.h"
+#include "cli/fstab.h"
 #include "cli/store_opts.h"
 #include "store/store.h"
 #include "util/util.h"
@@ -220,24 +225,74 @@ static pid_t read_registry(const char *real, struct buf *text,
 	return pid;
 }
 
-/* The kernel lets go of real: umount2() as root, else fusermount3 -u.  0
- * or -1 (printed). */
-static int unmount_kernel(const char *real)
+/*
+ * umount -r on a busy mount: the mount read-only, its other flags kept (a
+ * remount takes the flags it is given: without them nosuid and nodev
+ * would go).  0, or -1 with errno EBUSY (the caller says so).
+ */
+static int remount_read_only(const char *real)
 {
+	static const struct {
+		unsigned long st, ms;
+	} map[] = {
+		{ ST_NOSUID, MS_NOSUID },       { ST_NODEV, MS_NODEV },
+		{ ST_NOEXEC, MS_NOEXEC },       { ST_SYNCHRONOUS, MS_SYNCHRONOUS },
+		{ ST_NOATIME, MS_NOATIME },     { ST_NODIRATIME, MS_NODIRATIME },
+		{ ST_RELATIME, MS_RELATIME },
+	};
+	unsigned long ms = MS_REMOUNT | MS_RDONLY;
+	struct statvfs sv;
+	size_t i;
+
+	if (statvfs(real, &sv))
+		goto busy;
+	for (i = 0; i < ARRAY_SIZE(map); i++)
+		if (sv.f_flag & map[i].st)
+			ms |= map[i].ms;
+	if (mount(NULL, real, NULL, ms, NULL) == 0)
+		return 0;
+busy:
+	errno = EBUSY;
+	return -1;
+}
+
+/*
+ * The kernel lets go of real: as root umount2() (through `umount -i` when
+ * the utab has a line for it, so that libmount drops the line; not when
+ * umount(8) runs us, as it does that itself), else fusermount3 -u.  0; 1
+ * when, busy, it was remounted read-only instead (UMOUNT_RDONLY); -1
+ * (printed).
+ */
+static int unmount_kernel(const char *real, unsigned flags)
+{
+	int mflags = (flags & UMOUNT_LAZY ? MNT_DETACH : 0) |
+		     (flags & UMOUNT_FORCE ? MNT_FORCE : 0);
 	pid_t child;
 	int ws = 0;
 
 	if (geteuid() == 0) {
-		if (umount2(real, 0)) {
-			cli_error("cannot unmount %s: %s", real,
-				  strerror(errno));
-			return -1;
+		if (!(flags & UMOUNT_HELPER) && !mflags &&
+		    fstab_utab_has(real) && fstab_umount_internal(real) == 0)
+			return 0;
+		if (umount2(real, mflags) == 0)
+			return 0;
+		if (errno == EBUSY && (flags & UMOUNT_RDONLY) &&
+		    remount_read_only(real) == 0) {
+			fprintf(stderr, "metafuse: %s is busy: remounted "
+				"read-only\n", real);
+			return 1;
 		}
-		return 0;
+		cli_error("cannot unmount %s: %s", real, strerror(errno));
+		return -1;
 	}
 	child = fork();
 	if (child == 0) {
-		execlp("fusermount3", "fusermount3", "-u", real, (char *)NULL);
+		if (flags & UMOUNT_LAZY)
+			execlp("fusermount3", "fusermount3", "-u", "-z", real,
+			       (char *)NULL);
+		else
+			execlp("fusermount3", "fusermount3", "-u", real,
+			       (char *)NULL);
 		_exit(127);
 	}
 	if (child < 0 || waitpid(child, &ws, 0) < 0 || !WIFEXITED(ws) ||
@@ -286,22 +341,23 @@ static void wait_for_daemon(pid_t pid, const char *cache_dir)
 	buf_free(&st);
 }
 
-int cmd_umount(int argc, char **argv)
+int umount_wait(const char *path, unsigned flags)
 {
 	char real[PATH_MAX];
 	struct buf text = BUF_INIT;
-	const char *cache_dir;
-	struct cli_args a;
+	const char *cache_dir = NULL;
 	pid_t pid;
-	int c, status = 1;
+	int rc;
 
-	cli_args_init(&a, &umount_cmd, argc, argv);
-	while ((c = cli_getopt(&a)) > 0)
-		;
-	if (c < 0)
-		return a.status;
-	if (!realpath(a.operand[0], real)) {
-		cli_error("%s: %s", a.operand[0], strerror(errno));
+	/* umount(8)'s path is canonical, and a dead daemon's mountpoint
+	 * cannot be resolved (ENOTCONN) */
+	if (flags & UMOUNT_HELPER) {
+		if (snprintf(real, sizeof(real), "%s", path) >= (int)sizeof(real)) {
+			cli_error("%s: %s", path, strerror(ENAMETOOLONG));
+			return 1;
+		}
+	} else if (!realpath(path, real)) {
+		cli_error("%s: %s", path, strerror(errno));
 		return 1;
 	}
 	if (!cli_is_mountpoint(real)) {
@@ -309,11 +365,25 @@ int cmd_umount(int argc, char **argv)
 		return 1;
 	}
 	/* before the unmount: the daemon removes it once all is uploaded */
-	pid = read_registry(real, &text, &cache_dir);
-	if (unmount_kernel(real) == 0) {
+	pid = flags & UMOUNT_FOREIGN ? 0 : read_registry(real, &text,
+							 &cache_dir);
+	rc = unmount_kernel(real, flags);
+	/* lazy: the daemon goes on while files are open */
+	if (rc == 0 && pid && !(flags & UMOUNT_LAZY))
 		wait_for_daemon(pid, cache_dir);
-		status = 0;
-	}
 	buf_free(&text);
-	return status;
+	return rc < 0 ? 1 : 0;
+}
+
+int cmd_umount(int argc, char **argv)
+{
+	struct cli_args a;
+	int c;
+
+	cli_args_init(&a, &umount_cmd, argc, argv);
+	while ((c = cli_getopt(&a)) > 0)
+		;
+	if (c < 0)
+		return a.status;
+	return umount_wait(a.operand[0], 0);
 }

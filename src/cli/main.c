@@ -33,6 +33,8 @@ static const char usage[] =
 	"  fsck  [--repair] [--verify-data] STORE    check a volume\n"
 	"  gc    [--force] STORE                     delete unneeded objects "
 	"(unmounted)\n"
+	"  STORE MOUNTPOINT [-o OPT[,OPT...]]        mount, as mount(8) runs "
+	"it\n"
 	"\n"
 	"STORE is a directory or file:///path.  Without STORE, mount uses the\n"
 	"default volume in $XDG_DATA_HOME/metafuse/default.\n"
@@ -136,11 +138,25 @@ static const struct {
 	{ "gc", cmd_gc },
 };
 
+/* The helpers of mount(8) and umount(8) are links to this program. */
+static const struct {
+	const char *name;
+	int (*run)(int argc, char **argv);
+} helpers[] = {
+	{ "mount.metafuse", cmd_mount_helper },
+	{ "mount.fuse.metafuse", cmd_mount_helper },
+	{ "umount.metafuse", cmd_umount_helper },
+};
+
 int main(int argc, char **argv)
 {
-	const char *cmd;
+	const char *cmd, *base = argc > 0 ? strrchr(argv[0], '/') : NULL;
 	size_t i;
 
+	base = base ? base + 1 : argc > 0 ? argv[0] : "";
+	for (i = 0; i < ARRAY_SIZE(helpers); i++)
+		if (!strcmp(base, helpers[i].name))
+			return helpers[i].run(argc, argv);
 	if (argc < 2) {
 		fputs(usage, stderr);
 		return 2;
@@ -158,6 +174,9 @@ int main(int argc, char **argv)
 	for (i = 0; i < ARRAY_SIZE(commands); i++)
 		if (!strcmp(cmd, commands[i].name))
 			return commands[i].run(argc - 1, argv + 1);
+	/* mount.fuse3 runs `metafuse STORE MOUNTPOINT -o OPTS` */
+	if (argc >= 3 && cmd[0] != '-' && argv[2][0] != '-')
+		return cmd_mount_fuse3(argc, argv);
 	cli_error("unknown command '%s' (try 'metafuse --help')", cmd);
 	return 2;
 }

@@ -37,7 +37,30 @@ struct mount_opts {
 	unsigned upload_threads;
 	struct buf fuse_opts; /* passed through to FUSE */
 	struct cli_store_opts store; /* endpoint=, region= ... */
+	bool sloppy;          /* mount -s: an unknown option is a warning */
+	/* mount(8)'s options, recorded in the utab with helper=metafuse once
+	 * mounted (fstab_utab_add()); NULL: no utab line */
+	const char *utab_opts;
 };
+
+/* The defaults of every option; mount_opts_free() frees what parsing
+ * allocated. */
+void mount_opts_init(struct mount_opts *o);
+void mount_opts_free(struct mount_opts *o);
+
+/* Read a comma-separated -o list into o: 0, or -1 after one line on
+ * stderr (an unknown option, a bad value). */
+int mount_opts_parse(struct mount_opts *o, const char *list);
+
+/*
+ * The mount after its options (cmd_mount.c): check mountpoint, open store
+ * (NULL: the default volume) and the volume, fork the daemon (unless
+ * o->foreground) and wait for its verdict.  Returns the exit status: in
+ * the caller, once the mount answers (or failed); in the daemon (or with
+ * -f), after the unmount.
+ */
+int mount_volume(struct mount_opts *o, const char *store,
+		 const char *mountpoint);
 
 /*
  * One mount, from the open store to the unmount.  cmd_mount() fills o,
