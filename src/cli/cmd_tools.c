@@ -341,6 +341,27 @@ static void wait_for_daemon(pid_t pid, const char *cache_dir)
 	buf_free(&st);
 }
 
+/*
+ * After the daemon (pid) serving real exited: true, with one line, when
+ * it ended before its final upload was done (killed, by a shutdown that
+ * did not wait, or crashed): the registry file it removes after that
+ * upload (daemon.c) still names it.
+ */
+static bool ended_unclean(const char *real, pid_t pid, const char *cache_dir)
+{
+	struct buf text = BUF_INIT;
+	const char *dir;
+	bool unclean = read_registry(real, &text, &dir) == pid;
+
+	if (unclean)
+		cli_error("the daemon (pid %d) ended before everything was in "
+			  "the store: what is left stays in the cache%s%s and "
+			  "goes up at the next mount", (int)pid,
+			  cache_dir ? " " : "", cache_dir ? cache_dir : "");
+	buf_free(&text);
+	return unclean;
+}
+
 int umount_wait(const char *path, unsigned flags)
 {
 	char real[PATH_MAX];
@@ -369,8 +390,11 @@ int umount_wait(const char *path, unsigned flags)
 							 &cache_dir);
 	rc = unmount_kernel(real, flags);
 	/* lazy: the daemon goes on while files are open */
-	if (rc == 0 && pid && !(flags & UMOUNT_LAZY))
+	if (rc == 0 && pid && !(flags & UMOUNT_LAZY)) {
 		wait_for_daemon(pid, cache_dir);
+		if (ended_unclean(real, pid, cache_dir))
+			rc = -1;
+	}
 	buf_free(&text);
 	return rc < 0 ? 1 : 0;
 }

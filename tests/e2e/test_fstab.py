@@ -400,8 +400,9 @@ def test_umount_flags(namespace, mounts):
 def test_shutdown_without_unmount(namespace, mounts):
     """A shutdown that does not unmount: SIGTERM (systemd's first word to
     every process) makes the daemon unmount and upload; SIGKILL leaves the
-    written data in the cache, and the next mount uploads it.  Lines the
-    ended mounts left in the utab do not outlive the next mount."""
+    written data in the cache, umount(8) of the dead mount says so, and
+    the next mount uploads it.  Lines the ended mounts left in the utab
+    do not outlive the next mount."""
     ns = namespace()
     m = volume(mounts, opts={"writeback_delay": "600",
                              "journal_interval": "600"})
@@ -423,7 +424,12 @@ def test_shutdown_without_unmount(namespace, mounts):
     write_file(ns.path(m.mnt, "k"), b"before SIGKILL")
     m.kill()
     m.killed = False
-    umount8(ns, m, pid)          # the dead mount: umount(8) still works
+    # the dead mount: umount(8) unmounts it and says the upload is left
+    r = ns.run(["umount", m.mnt], env=m.env)
+    assert "ended before everything was in the store" in one_line(r)
+    assert m.mnt not in ns.mounts()
+    # umount(8) keeps the utab line of a helper that failed; the next
+    # mount drops it (check_mounted: one line)
     assert mount8(ns, m, "-t", "fuse.metafuse").returncode == 0
     pid = check_mounted(ns, m)
     assert read_file(ns.path(m.mnt, "k")) == b"before SIGKILL"
@@ -432,6 +438,45 @@ def test_shutdown_without_unmount(namespace, mounts):
     assert mount8(ns, m, "-t", "fuse.metafuse").returncode == 0
     pid = check_mounted(ns, m)
     assert read_file(ns.path(m.mnt, "k")) == b"before SIGKILL"
+    umount8(ns, m, pid)
+
+
+def test_umount_says_when_the_daemon_is_killed(namespace, mounts, workdir):
+    """A daemon killed while umount(8) waits for its upload (a shutdown
+    that would not wait longer): umount(8) fails with one line saying
+    what is left is in the cache, and the next mount uploads it."""
+    ns = namespace()
+    down = os.path.join(workdir, "store-down")
+    env = dict(os.environ, METAFUSE_TEST_STORE_DOWN_FILE=down)
+    m = volume(mounts, env=env,
+               opts={"writeback_delay": "600", "journal_interval": "600"})
+    m.allow_errors(r"failed: Input/output error", r"cannot send the metadata",
+                   r"checkpoint failed", r"final upload failed")
+    assert mount8(ns, m, "-t", "fuse.metafuse").returncode == 0
+    pid = check_mounted(ns, m)
+    data = h.rand_bytes(3, 2 * MIB + 9)
+    write_file(ns.path(m.mnt, "f"), data)
+    open(down, "w").close()
+    p = ns.popen(["umount", m.mnt], env=m.env)
+    deadline = time.monotonic() + 30
+    while m.mnt in ns.mounts():
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    os.kill(pid, signal.SIGTERM)
+    out, err = p.communicate(timeout=60)
+    assert p.returncode != 0
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert len(lines) == 1 and "ended before everything was in the " \
+        f"store: what is left stays in the cache {m.cache}" in lines[0], err
+    os.unlink(down)
+    del m.env["METAFUSE_TEST_STORE_DOWN_FILE"]
+    assert mount8(ns, m, "-t", "fuse.metafuse").returncode == 0
+    pid = check_mounted(ns, m)
+    umount8(ns, m, pid)
+    m.wipe_cache()
+    assert mount8(ns, m, "-t", "fuse.metafuse").returncode == 0
+    pid = check_mounted(ns, m)
+    assert read_file(ns.path(m.mnt, "f")) == data
     umount8(ns, m, pid)
 
 
