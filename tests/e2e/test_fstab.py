@@ -525,6 +525,39 @@ def test_helpers_run_by_hand(namespace, mounts):
     assert other not in ns.mounts()
 
 
+def test_mount_in_another_namespace(namespace, mounts):
+    """mount -N NS / umount -N NS: libmount passes -N to the helpers,
+    which mount and unmount (and wait) in that namespace."""
+    ns = namespace()
+    m = volume(mounts)
+    # unshare execs sleep in a namespace cloned from ns: one process
+    inner = ns.popen(["unshare", "-m", "--propagation", "private", "sh",
+                      "-c", "echo in && exec sleep 600"])
+    try:
+        assert inner.stdout.readline() == "in\n"
+        target = f"/proc/{inner.pid}/ns/mnt"
+        r = mount8(ns, m, "-N", target, "-t", "fuse.metafuse")
+        assert r.returncode == 0, r.stderr
+        with open(f"/proc/{inner.pid}/mountinfo") as f:
+            assert f" {m.mnt} " in f.read()
+        assert m.mnt not in ns.mounts()
+        pid = h.pids_with_arg(m.mnt)[0]
+        write_file(f"/proc/{inner.pid}/root{m.mnt}/f", b"elsewhere")
+        r = ns.run(["umount", "-N", target, m.mnt], env=m.env)
+        assert r.returncode == 0, r.stderr
+        assert not h.pid_alive(pid)
+        with open(f"/proc/{inner.pid}/mountinfo") as f:
+            assert f" {m.mnt} " not in f.read()
+    finally:
+        inner.kill()
+        inner.communicate()
+    m.wipe_cache()
+    assert mount8(ns, m, "-t", "fuse.metafuse").returncode == 0
+    pid = check_mounted(ns, m)
+    assert read_file(ns.path(m.mnt, "f")) == b"elsewhere"
+    umount8(ns, m, pid)
+
+
 def test_default_cache_dir_without_home(namespace, mounts):
     """mount(8) runs its helpers without HOME: the default cache directory
     is then the one a login shell gets, ~/.cache/metafuse/VOLUME-ID under
