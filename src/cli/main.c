@@ -151,6 +151,7 @@ static const struct {
 int main(int argc, char **argv)
 {
 	const char *cmd, *base = argc > 0 ? strrchr(argv[0], '/') : NULL;
+	struct stat st;
 	size_t i;
 
 	base = base ? base + 1 : argc > 0 ? argv[0] : "";
@@ -174,8 +175,10 @@ int main(int argc, char **argv)
 	for (i = 0; i < ARRAY_SIZE(commands); i++)
 		if (!strcmp(cmd, commands[i].name))
 			return commands[i].run(argc - 1, argv + 1);
-	/* mount.fuse3 runs `metafuse STORE MOUNTPOINT -o OPTS` */
-	if (argc >= 3 && cmd[0] != '-' && argv[2][0] != '-')
+	/* mount.fuse3 runs `metafuse STORE MOUNTPOINT -o OPTS`; a STORE is a
+	 * path or a URL, not a mistyped command */
+	if (argc >= 3 && cmd[0] != '-' && argv[2][0] != '-' &&
+	    (strchr(cmd, '/') || stat(cmd, &st) == 0))
 		return cmd_mount_fuse3(argc, argv);
 	cli_error("unknown command '%s' (try 'metafuse --help')", cmd);
 	return 2;

@@ -625,3 +625,14 @@ def test_boot_mount_s3_from_fstab_options_alone(namespace, mounts, workdir):
     pid = check_mounted(ns, m)
     assert read_file(ns.path(m.mnt, "f")) == b"booted"
     umount8(ns, m, pid)
+
+
+def test_mistyped_command_is_not_a_mount(mounts):
+    """`metafuse STORE MOUNTPOINT` means mount only when STORE is a path
+    or a URL: a mistyped command is still one line saying so."""
+    m = volume(mounts)
+    r = m.cli("mout", m.mnt)
+    assert one_line(r) == "metafuse: unknown command 'mout' (try " \
+        "'metafuse --help')"
+    assert r.returncode == 2
+    assert not h.is_mounted(m.mnt)
