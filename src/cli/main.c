@@ -1,7 +1,10 @@
 /*
  * main.c - the metafuse program: the top-level help and version, the
  * table that hands argv to a command (each reads its options with
- * cli_getopt(), args.c), and the helpers the commands share.
+ * cli_getopt(), args.c), and the helpers the commands share.  Run as
+ * mount.metafuse, mount.fuse.metafuse or umount.metafuse (links in
+ * /sbin), it is mount(8)'s helper (mount_helper.c); as `metafuse STORE
+ * MOUNTPOINT -o OPTS` (mount.fuse3's call), it mounts.
  *
  * Files named here:
  *   - the default volume: $XDG_DATA_HOME/metafuse/default, else
