@@ -78,8 +78,9 @@ static void add_sample(struct progress *p, uint64_t now)
 	p->nsample++;
 }
 
-void progress_phase(struct progress *p, const char *what, unsigned flags,
-		    uint64_t total)
+/* A phase begins; drawn at the next update. */
+static void phase_begin(struct progress *p, const char *what,
+			unsigned flags, uint64_t total)
 {
 	uint64_t now = p->clock(p->clock_arg);
 
@@ -95,6 +96,12 @@ void progress_phase(struct progress *p, const char *what, unsigned flags,
 	p->nsample = 0;
 	add_sample(p, now);
 	p->redraw = true;
+}
+
+void progress_phase(struct progress *p, const char *what, unsigned flags,
+		    uint64_t total)
+{
+	phase_begin(p, what, flags, total);
 	progress_update(p, 0);
 }
 
@@ -230,18 +237,25 @@ size_t progress_format(const struct progress *p, char *out, size_t size)
 	struct buf b = BUF_INIT;
 	size_t n = 0;
 
-	buf_appendf(&b, "%s: ", p->what);
+	buf_appends(&b, p->what);
 	if (p->done == 0 && p->bytes == 0 && rate <= 0) {
 		/* nothing counted yet: how long it has waited */
+		uint64_t secs = (now - p->phase_start) / 1000000000ULL;
 		char s[32];
 
-		progress_fmt_secs((now - p->phase_start) / 1000000000ULL, s,
-				  sizeof(s));
-		if (p->total)
+		if (p->total) {
+			buf_appends(&b, ": ");
 			append_amount(&b, p->flags & PROGRESS_BYTES, 0,
 				      p->total, false);
-		buf_appendf(&b, "%s%s elapsed", p->total ? ", " : "", s);
+		}
+		progress_fmt_secs(secs, s, sizeof(s));
+		if (secs)
+			buf_appendf(&b, "%s%s elapsed", p->total ? ", " : ": ",
+				    s);
+		else if (!p->total)
+			buf_appends(&b, " ...");
 	} else {
+		buf_appends(&b, ": ");
 		append_amount(&b, p->flags & PROGRESS_BYTES, p->done,
 			      p->total, true);
 		if (p->flags & PROGRESS_ITEM_BYTES) {
@@ -316,7 +330,7 @@ void progress_report(void *arg, const char *what, unsigned flags,
 	struct progress *p = arg;
 
 	if (!p->started || flags != p->flags || strcmp(what, p->what))
-		progress_phase(p, what, flags, total);
+		phase_begin(p, what, flags, total);
 	else if (total)
 		p->total = total;
 	progress_update(p, done);

@@ -244,6 +244,8 @@ static void test_bytes_and_unknown(void)
 	setenv("METAFUSE_PROGRESS", "1", 1);
 	mem_open(&m);
 	progress_phase(&m.p, "uploading", PROGRESS_BYTES, 0);
+	progress_format(&m.p, line, sizeof(line));
+	CHECK(!strcmp(line, "uploading ..."));
 	fake_now = 3 * SEC;
 	progress_format(&m.p, line, sizeof(line));
 	CHECK(!strcmp(line, "uploading: 0:03 elapsed"));
@@ -314,9 +316,32 @@ static void test_width_and_cover(void)
 	progress_phase(&m.p, "short", 0, 0);
 	t = mem_text(&m);
 	cr = strrchr(t, '\r');
-	/* "\rshort: 0:00 elapsed" + blanks to column 29, "\r" + the line */
-	CHECK(strstr(t + 30, "\rshort: 0:00 elapsed         ") != NULL);
-	CHECK(cr && !strcmp(cr, "\rshort: 0:00 elapsed"));
+	/* "\rshort ..." + blanks to column 29, "\r" + the line */
+	CHECK(strstr(t + 30, "\rshort ...                   ") != NULL);
+	CHECK(cr && !strcmp(cr, "\rshort ..."));
+	progress_end(&m.p);
+	mem_close(&m);
+}
+
+/* A phase that a progress_fn begins is drawn at once with its count. */
+static void test_report_draws_the_count(void)
+{
+	struct mem m;
+	char line[256];
+
+	setenv("METAFUSE_PROGRESS", "1", 1);
+	mem_open(&m);
+	progress_phase(&m.p, "restoring the metadata", 0, 0);
+	fake_now = 2 * SEC;
+	progress_update(&m.p, 0);
+	fake_now += MS;
+	progress_report(&m.p, "listing objects", 0, 1, 0);
+	last_line(mem_text(&m), line, sizeof(line));
+	CHECK(!strcmp(line, "listing objects: 1"));
+	fake_now += MS;
+	progress_report(&m.p, "deleting objects", 0, 0, 300);
+	last_line(mem_text(&m), line, sizeof(line));
+	CHECK(!strcmp(line, "deleting objects: 0 of 300"));
 	progress_end(&m.p);
 	mem_close(&m);
 }
@@ -388,6 +413,7 @@ int main(void)
 	test_rate_window();
 	test_bytes_and_unknown();
 	test_width_and_cover();
+	test_report_draws_the_count();
 	test_note();
 	test_terminal();
 	return check_done("t_progress");
