@@ -72,7 +72,7 @@ static int collect(struct offline_vol *ov)
 	}
 	rc = journal_open(ov->m, s, &ov->bc, ov->dir, &j);
 	if (rc == 0)
-		rc = store_sweep(ov->m, s, true, &r);
+		rc = store_sweep(ov->m, s, true, NULL, NULL, &r);
 	if (rc) {
 		cli_error("cannot collect the garbage of %s: %s", s->url,
 			  strerror(-rc));

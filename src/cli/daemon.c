@@ -154,7 +154,7 @@ static void collect_garbage(struct mounted *mt)
 static void sweep_unknown_objects(struct mounted *mt)
 {
 	struct sweep_result r;
-	int rc = store_sweep(mt->meta, mt->store, false, &r);
+	int rc = store_sweep(mt->meta, mt->store, false, NULL, NULL, &r);
 
 	if (rc)
 		log_warn("cannot remove the objects an earlier crash left in "
@@ -504,7 +504,8 @@ static int restore_db(struct mounted *mt, const char *db_path)
 	if (isatty(2))
 		fprintf(stderr, "metafuse: restoring metadata from %s ...\n",
 			mt->store->url);
-	rc = checkpoint_restore(mt->store, &mt->blob, db_path, &seq);
+	rc = checkpoint_restore(mt->store, &mt->blob, db_path, &seq, NULL,
+				NULL);
 	if (rc) {
 		cli_error("cannot restore the metadata of %s: %s",
 			  mt->store->url, strerror(-rc));
@@ -517,7 +518,7 @@ static int restore_db(struct mounted *mt, const char *db_path)
 	rc = meta_open(db_path, mt->vol.block_size, getuid(), getgid(), &m);
 	if (rc)
 		return rc;
-	rc = journal_replay(mt->store, &mt->blob, m, &applied);
+	rc = journal_replay(mt->store, &mt->blob, m, &applied, NULL, NULL);
 	if (rc) {
 		cli_error("cannot read the metadata journal of %s: %s",
 			  mt->store->url, strerror(-rc));

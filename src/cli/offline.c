@@ -58,7 +58,8 @@ int offline_restore(struct offline_vol *ov)
 		cli_error("out of memory");
 		return -1;
 	}
-	rc = checkpoint_restore(ov->s, &ov->bc, buf_str(&db), &ov->seq);
+	rc = checkpoint_restore(ov->s, &ov->bc, buf_str(&db), &ov->seq, NULL,
+				NULL);
 	if (rc == -ENOENT) {
 		rc = 1;
 		goto out;
@@ -74,7 +75,8 @@ int offline_restore(struct offline_vol *ov)
 			  "database", ov->s->url);
 		goto fail;
 	}
-	rc = journal_replay(ov->s, &ov->bc, ov->m, &ov->applied);
+	rc = journal_replay(ov->s, &ov->bc, ov->m, &ov->applied, NULL,
+			    NULL);
 	if (rc) {
 		cli_error("cannot read the metadata journal of %s: %s",
 			  ov->s->url, strerror(-rc));
