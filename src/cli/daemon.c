@@ -771,13 +771,21 @@ static void progress_cb(uint64_t left, void *arg)
  * -errno (logged). */
 static int upload_all(struct mounted *mt)
 {
+	struct cache_stats cs;
 	int rc;
 
 	/* the kernel holds no inode any more: files deleted while open (or
 	 * whose FORGET never came) go now rather than be uploaded */
 	if (!mt->o->read_only)
 		fs_purge_orphans(mt->fs);
+	/* umount's progress line (cmd_tools.c) has its total from the
+	 * first figure and its end from the last */
+	cache_get_stats(mt->cache, &cs);
+	if (cs.dirty_bytes)
+		progress_cb(cs.dirty_bytes, NULL);
 	rc = cache_flush_all(mt->cache, progress_cb, NULL);
+	if (cs.dirty_bytes)
+		progress_cb(0, NULL);
 	/* everything to the store: a checkpoint when one is worth its cost
 	 * (journal.c), else the journal */
 	if (!rc && !mt->o->read_only &&
