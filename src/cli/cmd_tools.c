@@ -141,9 +141,10 @@ static const char umount_help[] =
 	"usage: metafuse umount MOUNTPOINT\n"
 	"\n"
 	"Unmounts, then waits until the daemon has uploaded everything and\n"
-	"exited, saying every few seconds how much is left.  Interrupting\n"
-	"the wait does not lose data: the daemon goes on uploading, and\n"
-	"what is left stays in the cache for the next mount.\n";
+	"exited, saying how much is left (on a terminal, as a progress line;\n"
+	"else every 10 seconds).  Interrupting the wait does not lose data:\n"
+	"the daemon goes on uploading, and what is left stays in the cache\n"
+	"for the next mount.\n";
 
 static const struct cli_cmd umount_cmd = {
 	.name = "umount",
