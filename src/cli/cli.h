@@ -19,6 +19,7 @@
 #include "meta/meta.h"
 #include "store/store.h"
 #include "util/buf.h"
+#include "util/progress.h"
 #include "volume/volume.h"
 
 int cmd_mount(int argc, char **argv);
@@ -135,6 +136,8 @@ struct offline_vol {
 	char dir[40];       /* private directory holding the metadata */
 	uint64_t seq;       /* the checkpoint restored */
 	uint64_t applied;   /* journal entries replayed after it */
+	struct progress *progress; /* the command's meter (NULL: none); set
+				    * after offline_open */
 };
 
 /* Open the store at loc and load its volume: 0, or -1 (printed, except
@@ -142,7 +145,8 @@ struct offline_vol {
 int offline_open(struct offline_vol *ov, const char *loc,
 		 const struct store_options *o);
 /* Restore the newest checkpoint plus the journal into ov->dir: 0; 1 when
- * the volume has no checkpoint yet (never mounted); -1 (printed). */
+ * the volume has no checkpoint yet (never mounted); -1 (printed).  The
+ * restore's phases go to ov->progress, erased before a message. */
 int offline_restore(struct offline_vol *ov);
 /* Close what is open and remove the private directory. */
 void offline_close(struct offline_vol *ov);

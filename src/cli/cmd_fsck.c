@@ -15,11 +15,14 @@
  * With --repair and problems found it writes the repaired copy back as a
  * new checkpoint, under the volume's lease (the volume must not be
  * mounted).
+ * On a terminal each step shows its progress (util/progress.h, struct
+ * fsck_ctx's meter), erased before each line of the report.
  *
  * Exit status: 0 clean, 1 problems found, 2 error.
  */
 #include "util/compat.h"
 
+#include <stdarg.h>
 #include <unistd.h>
 
 #include "blob/blob.h"
@@ -105,17 +108,39 @@ struct fsck_ctx {
 	uint64_t *bsize;
 	size_t nbatch;
 	uint64_t checked, missing, damaged, total, bytes, broken;
-	uint64_t last_ns;
+	struct progress meter; /* on the terminal: the restore, the listing,
+				* the objects checked */
 	struct seen *seen; /* sorted by name before the chain check */
 	size_t nseen, capseen;
 };
 
+/* A line of the report (stdout), on a line of its own when stdout and
+ * the meter share a terminal. */
+static void report(struct fsck_ctx *f, const char *fmt, ...) MF_PRINTF(2, 3);
+
+static void report(struct fsck_ctx *f, const char *fmt, ...)
+{
+	va_list ap;
+
+	progress_clear(&f->meter);
+	va_start(ap, fmt);
+	vprintf(fmt, ap);
+	va_end(ap);
+	if (f->meter.on)
+		fflush(stdout); /* before the meter draws again */
+}
+
+struct report_arg {
+	struct fsck_ctx *f;
+	uint64_t n;
+};
+
 static void report_line(const char *line, void *arg)
 {
-	uint64_t *n = arg;
+	struct report_arg *r = arg;
 
-	(*n)++;
-	printf("%s\n", line);
+	r->n++;
+	report(r->f, "%s\n", line);
 }
 
 static int listed_cmp(const void *a, const void *b)
@@ -143,27 +168,21 @@ static int list_data_cb(const char *key, uint64_t size, void *arg)
 	if (hex_decode(name, f->have[f->nhave].name, BLOB_HASH_BYTES))
 		return 0;
 	f->have[f->nhave++].size = size;
+	progress_update(&f->meter, f->nhave);
 	return 0;
 }
 
 static int list_data(struct fsck_ctx *f)
 {
-	int rc = store_list(f->s, "data/", list_data_cb, f);
+	int rc;
+
+	progress_phase(&f->meter, "listing objects", 0, 0);
+	rc = store_list(f->s, "data/", list_data_cb, f);
 
 	/* qsort and bsearch want a base even for no elements */
 	if (rc == 0 && f->nhave)
 		qsort(f->have, f->nhave, sizeof(*f->have), listed_cmp);
 	return rc;
-}
-
-static void progress(struct fsck_ctx *f)
-{
-	if (isatty(2) && now_mono_ns() - f->last_ns > 500000000ULL) {
-		fprintf(stderr, "\r%s objects: %" PRIu64 " (%" PRIu64
-			" MiB)", f->verify ? "verifying" : "checking",
-			f->checked, f->bytes >> 20);
-		f->last_ns = now_mono_ns();
-	}
 }
 
 /* Note what object name (hex) is: damaged ('d'), or a patch by its
@@ -203,7 +222,8 @@ static int note_seen(struct fsck_ctx *f, const char *name, bool damaged)
 
 static void report_missing(struct fsck_ctx *f, const char *key)
 {
-	printf("object %s is referenced but missing from the store\n", key);
+	report(f, "object %s is referenced but missing from the store\n",
+	       key);
 	f->missing++;
 }
 
@@ -235,14 +255,14 @@ static int verify_batch(struct fsck_ctx *f)
 		damaged = blob_decode_named(f->bc, name, f->obj.data,
 					    f->obj.len, &f->plain) != 0;
 		if (damaged) {
-			printf("object %s is damaged (checksum or name does "
-			       "not match its content)\n", f->bkey[i]);
+			report(f, "object %s is damaged (checksum or name "
+			       "does not match its content)\n", f->bkey[i]);
 			f->damaged++;
 		}
 		rc = note_seen(f, name, damaged);
 		f->bytes += f->obj.len;
 		f->checked++;
-		progress(f);
+		progress_update_bytes(&f->meter, f->checked, f->bytes);
 	}
 	store_ahead_end(a);
 	f->nbatch = 0;
@@ -271,7 +291,7 @@ static int object_cb(const char *hash, uint64_t refs, void *arg)
 	if (!f->verify) {
 		f->bytes += l->size;
 		f->checked++;
-		progress(f);
+		progress_update_bytes(&f->meter, f->checked, f->bytes);
 		return 0;
 	}
 	memcpy(f->bkey[f->nbatch], key, sizeof(key));
@@ -329,7 +349,7 @@ static int chain_cb(uint64_t ino, uint64_t idx, void *arg)
 				char key[BLOB_DATA_KEY_LEN + 1];
 
 				blob_data_key(ch->patch[k], key);
-				printf("block %" PRIu64 " of inode %" PRIu64
+				report(f, "block %" PRIu64 " of inode %" PRIu64
 				       ": patch %u of %u (%s) does not sit on "
 				       "the object below it (%s): the block "
 				       "cannot be read (not repairable)\n",
@@ -349,6 +369,7 @@ static int chain_cb(uint64_t ino, uint64_t idx, void *arg)
  */
 static int check_objects(struct fsck_ctx *f, struct meta *m)
 {
+	struct meta_stats st = { 0 };
 	int rc;
 
 	f->bkey = calloc(FSCK_BATCH, sizeof(*f->bkey));
@@ -357,12 +378,19 @@ static int check_objects(struct fsck_ctx *f, struct meta *m)
 	rc = f->bkey && f->bptr && f->bsize ? 0 : -ENOMEM;
 	if (rc == 0)
 		rc = list_data(f);
-	if (rc == 0)
+	if (rc == 0) {
+		/* the totals are the referenced objects' (a guess only
+		 * when the metadata is damaged: the meter caps at 100%) */
+		meta_stats(m, &st);
+		progress_phase(&f->meter, f->verify ? "verifying objects" :
+						      "checking objects",
+			       PROGRESS_ITEM_BYTES, st.objects);
+		progress_set_total_bytes(&f->meter, st.object_bytes);
 		rc = meta_objects(m, object_cb, f);
+	}
 	if (rc == 0)
 		rc = verify_batch(f);
-	if (isatty(2) && f->checked)
-		fprintf(stderr, "\r");
+	progress_end(&f->meter);
 	if (rc == 0 && f->verify) {
 		f->m = m;
 		if (f->nseen)
@@ -398,8 +426,13 @@ static int write_repair(struct offline_vol *ov)
 		goto out;
 	}
 	rc = journal_open(ov->m, ov->s, &ov->bc, ov->dir, &jr);
-	if (rc == 0)
+	if (rc == 0) {
+		progress_phase(ov->progress, JOURNAL_WRITING, PROGRESS_BYTES,
+			       0);
+		journal_set_progress(jr, progress_report, ov->progress);
 		rc = journal_checkpoint(jr);
+		progress_end(ov->progress);
+	}
 	volume_lease_release(ov->s, owner);
 	if (rc) {
 		cli_error("cannot write the repaired checkpoint: %s",
@@ -419,10 +452,11 @@ int cmd_fsck(int argc, char **argv)
 	struct offline_vol ov = { 0 };
 	struct cli_store_opts so = { 0 };
 	bool repair = false;
-	uint64_t problems = 0;
+	struct report_arg problems = { &f, 0 };
 	struct cli_args a;
 	int c, rc, status = 2;
 
+	progress_init(&f.meter, stderr);
 	cli_args_init(&a, &fsck_cmd, argc, argv);
 	while ((c = cli_getopt(&a)) > 0) {
 		if (c == OPT_REPAIR)
@@ -436,11 +470,15 @@ int cmd_fsck(int argc, char **argv)
 		status = a.status;
 		goto out;
 	}
+	/* the quiet delay runs from here */
+	progress_phase(&f.meter, "opening the volume", 0, 0);
 	if (offline_open(&ov, a.operand[0], &so.o))
 		goto out;
 	f.s = ov.s;
+	ov.progress = &f.meter;
 	rc = offline_restore(&ov);
 	if (rc == 1) {
+		progress_end(&f.meter);
 		printf("volume %s has no metadata checkpoint yet (never "
 		       "mounted): nothing to check\n", f.s->url);
 		status = 0;
@@ -449,8 +487,10 @@ int cmd_fsck(int argc, char **argv)
 	if (rc)
 		goto out;
 	f.bc = &ov.bc;
+	progress_phase(&f.meter, "checking the metadata", 0, 0);
 	rc = meta_fsck(ov.m, repair, report_line, &problems);
 	if (rc < 0) {
+		progress_end(&f.meter);
 		cli_error("fsck failed: %s", strerror(-rc));
 		goto out;
 	}
@@ -461,15 +501,16 @@ int cmd_fsck(int argc, char **argv)
 			  strerror(-rc));
 		goto out;
 	}
-	problems += f.missing + f.damaged + f.broken;
+	problems.n += f.missing + f.damaged + f.broken;
 	printf("checkpoint %" PRIu64 " + %" PRIu64 " journal entries: %"
 	       PRIu64 " object(s) %s (%" PRIu64 " MiB), %" PRIu64
 	       " problem(s)\n", ov.seq, ov.applied, f.checked,
-	       f.verify ? "verified" : "checked", f.bytes >> 20, problems);
-	if (repair && problems && write_repair(&ov))
+	       f.verify ? "verified" : "checked", f.bytes >> 20, problems.n);
+	if (repair && problems.n && write_repair(&ov))
 		goto out;
-	status = problems ? 1 : 0;
+	status = problems.n ? 1 : 0;
 out:
+	progress_end(&f.meter);
 	fsck_ctx_free(&f);
 	offline_close(&ov);
 	cli_store_opts_free(&so);

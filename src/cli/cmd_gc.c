@@ -8,7 +8,9 @@
  * space at once.  It holds the volume's lease, so no mount can start
  * uploading meanwhile, restores the state in the store (newest checkpoint
  * plus journal) into a private directory, deletes every data object that
- * state does not reference, and writes a checkpoint of the result.
+ * state does not reference, and writes a checkpoint of the result.  On a
+ * terminal each step shows its progress (util/progress.h): the restore,
+ * the objects listed, then deleted of how many, the checkpoint.
  */
 #include "util/compat.h"
 
@@ -67,18 +69,24 @@ static int collect(struct offline_vol *ov)
 
 	/* dirty rows of a crashed mount name nothing in the store */
 	if (meta_blocks_forget_dirty(ov->m) < 0) {
+		progress_end(ov->progress);
 		cli_error("cannot prepare the metadata of %s", s->url);
 		return -1;
 	}
 	rc = journal_open(ov->m, s, &ov->bc, ov->dir, &j);
 	if (rc == 0)
-		rc = store_sweep(ov->m, s, true, &r);
+		rc = store_sweep(ov->m, s, true, progress_report, ov->progress,
+				 &r);
 	if (rc) {
+		progress_end(ov->progress);
 		cli_error("cannot collect the garbage of %s: %s", s->url,
 			  strerror(-rc));
 		goto out;
 	}
+	progress_phase(ov->progress, JOURNAL_WRITING, PROGRESS_BYTES, 0);
+	journal_set_progress(j, progress_report, ov->progress);
 	rc = journal_checkpoint(j);
+	progress_end(ov->progress);
 	if (rc) {
 		cli_error("objects deleted, but the new checkpoint could not "
 			  "be written: %s (the volume is intact; run gc "
@@ -97,11 +105,13 @@ int cmd_gc(int argc, char **argv)
 	struct buf err = BUF_INIT;
 	struct offline_vol ov = { 0 };
 	struct cli_store_opts so = { 0 };
+	struct progress meter;
 	bool force = false;
 	char owner[64] = "";
 	struct cli_args a;
 	int c, rc, status = 2;
 
+	progress_init(&meter, stderr);
 	cli_args_init(&a, &gc_cmd, argc, argv);
 	while ((c = cli_getopt(&a)) > 0) {
 		if (c == OPT_FORCE)
@@ -113,16 +123,22 @@ int cmd_gc(int argc, char **argv)
 		status = a.status;
 		goto out;
 	}
+	/* the quiet delay runs from here: the lease's pause, a slow store */
+	progress_phase(&meter, "opening the volume", 0, 0);
 	if (offline_open(&ov, a.operand[0], &so.o))
 		goto out;
+	ov.progress = &meter;
+	progress_phase(&meter, "taking the volume's lease", 0, 0);
 	rc = volume_lease_take(ov.s, 30, force, owner, sizeof(owner), &err);
 	if (rc) {
 		owner[0] = 0;
+		progress_end(&meter);
 		cli_error("%s", buf_str(&err));
 		goto out;
 	}
 	rc = offline_restore(&ov);
 	if (rc == 1) {
+		progress_end(&meter);
 		printf("volume %s was never mounted: nothing to collect\n",
 		       ov.s->url);
 		status = 0;
@@ -131,6 +147,7 @@ int cmd_gc(int argc, char **argv)
 	if (rc == 0 && collect(&ov) == 0)
 		status = 0;
 out:
+	progress_end(&meter);
 	if (owner[0])
 		volume_lease_release(ov.s, owner);
 	offline_close(&ov);

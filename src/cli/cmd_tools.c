@@ -8,16 +8,20 @@
  * umount is more than fusermount3 -u: the daemon still has to upload what
  * is dirty, checkpoint and release the lease after the kernel lets go, so
  * umount waits for the daemon (found through the registry file it wrote
- * for the mountpoint, daemon.c) to exit, and shows progress on a terminal.
- * umount_wait() is that, for `metafuse umount` and for umount(8)'s helper
- * /sbin/umount.metafuse (mount_helper.c), which adds umount(8)'s -l, -f
- * and -r.
+ * for the mountpoint, daemon.c) to exit.  It follows the upload in the
+ * daemon's log ("unmount: N KiB left to upload", about once a second,
+ * and the newest warning): on a terminal as a progress line (bytes done
+ * of the most ever left, the rate, the time left; util/progress.h), else
+ * as a status line every 10 s.  umount_wait() is that, for `metafuse
+ * umount` and for umount(8)'s helper /sbin/umount.metafuse
+ * (mount_helper.c), which adds umount(8)'s -l, -f and -r.
  */
 #include "util/compat.h"
 
 #include <fcntl.h>
 #include <limits.h>
 #include <sys/mount.h>
+#include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -28,6 +32,7 @@
 #include "cli/fstab.h"
 #include "cli/store_opts.h"
 #include "store/store.h"
+#include "util/progress.h"
 #include "util/util.h"
 #include "volume/volume.h"
 
@@ -140,9 +145,10 @@ static const char umount_help[] =
 	"usage: metafuse umount MOUNTPOINT\n"
 	"\n"
 	"Unmounts, then waits until the daemon has uploaded everything and\n"
-	"exited, saying every few seconds how much is left.  Interrupting\n"
-	"the wait does not lose data: the daemon goes on uploading, and\n"
-	"what is left stays in the cache for the next mount.\n";
+	"exited, saying how much is left (on a terminal, as a progress line;\n"
+	"else every 10 seconds).  Interrupting the wait does not lose data:\n"
+	"the daemon goes on uploading, and what is left stays in the cache\n"
+	"for the next mount.\n";
 
 static const struct cli_cmd umount_cmd = {
 	.name = "umount",
@@ -153,34 +159,61 @@ static const struct cli_cmd umount_cmd = {
 	.flag_status = 2,
 };
 
+/* What the daemon's log says of its upload (upload_news()). */
+struct upload_news {
+	struct buf left;    /* the newest "N KiB left to upload"; "": none */
+	uint64_t left_kib;  /* its N */
+	struct buf problem; /* the newest warning or error; "": none */
+};
+
+/* The size of the daemon's log now (0: none), where umount's meter
+ * starts reading: what an earlier mount logged is not this upload's. */
+static off_t log_size(const char *cache_dir)
+{
+	struct buf path = BUF_INIT;
+	struct stat st;
+	off_t size = 0;
+
+	if (cache_dir &&
+	    buf_appendf(&path, "%s/metafuse.log", cache_dir) == 0 &&
+	    stat(buf_str(&path), &st) == 0)
+		size = st.st_size;
+	buf_free(&path);
+	return size;
+}
+
 /*
  * The newest "KiB left to upload" figure and the newest warning or error
- * in the daemon's log (its last 64 KiB), as one status line for umount.
+ * in the daemon's log, in the part written from offset from on (at most
+ * its last 64 KiB), into n.
  */
-static void upload_status(const char *cache_dir, struct buf *out)
+static void upload_news(const char *cache_dir, off_t from,
+			struct upload_news *n)
 {
 	struct buf path = BUF_INIT;
 	char tail[65536], *line, *save = NULL;
 	const char *left = NULL, *problem = NULL;
 	off_t size;
-	ssize_t n;
+	ssize_t got;
 	int fd;
 
-	buf_reset(out);
+	buf_reset(&n->left);
+	buf_reset(&n->problem);
 	if (!cache_dir || buf_appendf(&path, "%s/metafuse.log", cache_dir))
 		goto out;
 	fd = open(buf_str(&path), O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
 		goto out;
 	size = lseek(fd, 0, SEEK_END);
-	n = size < 0 ? -1 :
-		       pread(fd, tail, sizeof(tail) - 1,
-			     size > (off_t)sizeof(tail) - 1 ?
-				     size - (off_t)sizeof(tail) + 1 : 0);
+	if (size >= 0 && size < from)
+		from = 0; /* not the file it was */
+	if (size >= 0 && size - from > (off_t)sizeof(tail) - 1)
+		from = size - (off_t)sizeof(tail) + 1;
+	got = size < 0 ? -1 : pread(fd, tail, (size_t)(size - from), from);
 	close(fd);
-	if (n <= 0)
+	if (got <= 0)
 		goto out;
-	tail[n] = '\0';
+	tail[got] = '\0';
 	for (line = strtok_r(tail, "\n", &save); line;
 	     line = strtok_r(NULL, "\n", &save)) {
 		const char *p = strstr(line, "unmount: ");
@@ -190,13 +223,27 @@ static void upload_status(const char *cache_dir, struct buf *out)
 		else if (strstr(line, "] warn: ") || strstr(line, "] error: "))
 			problem = strstr(line, ": ") + 2;
 	}
-	if (left)
-		buf_appends(out, left);
+	if (left) {
+		buf_appends(&n->left, left);
+		n->left_kib = strtoull(left, NULL, 10);
+	}
 	if (problem)
-		buf_appendf(out, "%s%s", left ? "; last problem: " :
-						 "last problem: ", problem);
+		buf_appends(&n->problem, problem);
 out:
 	buf_free(&path);
+}
+
+/* The news as one status line: "N KiB left to upload; last problem:
+ * ...". */
+static void upload_status(const struct upload_news *n, struct buf *out)
+{
+	buf_reset(out);
+	if (n->left.len)
+		buf_appends(out, buf_str(&n->left));
+	if (n->problem.len)
+		buf_appendf(out, "%s%s", n->left.len ? "; last problem: " :
+						       "last problem: ",
+			    buf_str(&n->problem));
 }
 
 /* From the registry file the daemon serving real wrote (daemon.c): its pid
@@ -303,14 +350,83 @@ static int unmount_kernel(const char *real, unsigned flags)
 	return 0;
 }
 
-/* Until the daemon (pid) has exited, say every so often how long it has
- * taken and what is left (upload_status()). */
-static void wait_for_daemon(pid_t pid, const char *cache_dir)
+static void print_hint(const char *cache_dir, struct progress *meter)
 {
+	progress_note(meter, "metafuse: interrupting this wait loses nothing: "
+		      "the daemon goes on uploading, and what is left stays "
+		      "in the cache%s%s for the next mount",
+		      cache_dir ? " " : "", cache_dir ? cache_dir : "");
+}
+
+/*
+ * On a terminal: until the daemon (pid) has exited, a progress line of
+ * the upload (its bytes done of the most ever left, from the daemon's
+ * log written since offset from); once the wait passes 2 s the hint, and
+ * each new problem as a line of its own (at most every 10 s).
+ */
+static void wait_with_meter(pid_t pid, const char *cache_dir, off_t from,
+			    struct progress *meter)
+{
+	struct upload_news n = { BUF_INIT, 0, BUF_INIT };
+	struct buf told = BUF_INIT;
+	uint64_t start, next_scan = 0, next_note = 0, total = 0;
+	bool hinted = false;
+
+	start = now_mono_ns();
+	progress_phase(meter, "uploading", PROGRESS_BYTES, 0);
+	while (proc_running(pid)) {
+		struct timespec ts = { 0, 50000000L };
+		uint64_t now = now_mono_ns(), left;
+
+		if (now >= next_scan) {
+			upload_news(cache_dir, from, &n);
+			left = n.left_kib << 10;
+			if (n.left.len && left > total) {
+				total = left;
+				progress_set_total(meter, total);
+			}
+			progress_update(meter, n.left.len ? total - left : 0);
+			/* a wait that lasts, as for the hint: a problem
+			 * overcome at once is no news */
+			if (n.problem.len && now >= next_note &&
+			    now - start > 2000000000ULL &&
+			    strcmp(buf_str(&n.problem), buf_str(&told))) {
+				progress_note(meter, "metafuse: last problem: "
+					      "%s", buf_str(&n.problem));
+				buf_reset(&told);
+				buf_appends(&told, buf_str(&n.problem));
+				next_note = now + 10000000000ULL;
+			}
+			if (!hinted && now - start > 2000000000ULL) {
+				print_hint(cache_dir, meter);
+				hinted = true;
+			}
+			next_scan = now + PROGRESS_REDRAW_NS;
+		}
+		nanosleep(&ts, NULL);
+	}
+	progress_end(meter);
+	buf_free(&n.left);
+	buf_free(&n.problem);
+	buf_free(&told);
+}
+
+/* Until the daemon (pid) has exited, say every so often how long it has
+ * taken and what is left (upload_status()); on a terminal, a progress
+ * line instead (wait_with_meter()). */
+static void wait_for_daemon(pid_t pid, const char *cache_dir, off_t from)
+{
+	struct upload_news n = { BUF_INIT, 0, BUF_INIT };
+	struct progress meter;
 	struct buf st = BUF_INIT;
 	uint64_t start, last, every;
 	bool hinted = false;
 
+	progress_init(&meter, stderr);
+	if (meter.on) {
+		wait_with_meter(pid, cache_dir, from, &meter);
+		return;
+	}
 	start = last = now_mono_ns();
 	/* a terminal hears every 2 s, a script's log every 10 s */
 	every = isatty(2) ? 2000000000ULL : 10000000000ULL;
@@ -319,25 +435,23 @@ static void wait_for_daemon(pid_t pid, const char *cache_dir)
 		uint64_t now = now_mono_ns();
 
 		if (now - last > every) {
-			upload_status(cache_dir, &st);
+			upload_news(cache_dir, 0, &n);
+			upload_status(&n, &st);
 			fprintf(stderr, "metafuse: waiting for the daemon "
 				"(pid %d) to finish uploading (%" PRIu64
 				" s)%s%s\n", (int)pid,
 				(uint64_t)((now - start) / 1000000000ULL),
 				st.len ? ": " : "...", buf_str(&st));
 			if (!hinted) {
-				fprintf(stderr, "metafuse: interrupting this "
-					"wait loses nothing: the daemon goes "
-					"on uploading, and what is left stays "
-					"in the cache%s%s for the next mount\n",
-					cache_dir ? " " : "",
-					cache_dir ? cache_dir : "");
+				print_hint(cache_dir, &meter);
 				hinted = true;
 			}
 			last = now;
 		}
 		nanosleep(&ts, NULL);
 	}
+	buf_free(&n.left);
+	buf_free(&n.problem);
 	buf_free(&st);
 }
 
@@ -367,6 +481,7 @@ int umount_wait(const char *path, unsigned flags)
 	char real[PATH_MAX];
 	struct buf text = BUF_INIT;
 	const char *cache_dir = NULL;
+	off_t from;
 	pid_t pid;
 	int rc;
 
@@ -388,10 +503,11 @@ int umount_wait(const char *path, unsigned flags)
 	/* before the unmount: the daemon removes it once all is uploaded */
 	pid = flags & UMOUNT_FOREIGN ? 0 : read_registry(real, &text,
 							 &cache_dir);
+	from = log_size(cache_dir);
 	rc = unmount_kernel(real, flags);
 	/* lazy: the daemon goes on while files are open */
 	if (rc == 0 && pid && !(flags & UMOUNT_LAZY)) {
-		wait_for_daemon(pid, cache_dir);
+		wait_for_daemon(pid, cache_dir, from);
 		if (ended_unclean(real, pid, cache_dir))
 			rc = -1;
 	}

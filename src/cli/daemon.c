@@ -15,6 +15,10 @@
  *   maintenance -> upload everything, checkpoint (when one is due,
  *   journal.c; else send the journal), collect garbage -> close all,
  *   release the lease, remove the "running" marker.
+ * Until the mount answers, the terminal is the daemon's (the parent waits
+ * in silence): a long start (a restore, its checkpoint, the sweep) shows
+ * its progress there (mt->progress, util/progress.h), erased before any
+ * message and before on_ready() detaches.
  *
  * Threads:
  *   - the main thread runs daemon_serve(): it opens and closes everything
@@ -154,7 +158,8 @@ static void collect_garbage(struct mounted *mt)
 static void sweep_unknown_objects(struct mounted *mt)
 {
 	struct sweep_result r;
-	int rc = store_sweep(mt->meta, mt->store, false, &r);
+	int rc = store_sweep(mt->meta, mt->store, false, progress_report,
+			     &mt->progress, &r);
 
 	if (rc)
 		log_warn("cannot remove the objects an earlier crash left in "
@@ -504,8 +509,10 @@ static int restore_db(struct mounted *mt, const char *db_path)
 	if (isatty(2))
 		fprintf(stderr, "metafuse: restoring metadata from %s ...\n",
 			mt->store->url);
-	rc = checkpoint_restore(mt->store, &mt->blob, db_path, &seq);
+	rc = checkpoint_restore(mt->store, &mt->blob, db_path, &seq,
+				progress_report, &mt->progress);
 	if (rc) {
+		progress_clear(&mt->progress);
 		cli_error("cannot restore the metadata of %s: %s",
 			  mt->store->url, strerror(-rc));
 		return rc;
@@ -517,8 +524,10 @@ static int restore_db(struct mounted *mt, const char *db_path)
 	rc = meta_open(db_path, mt->vol.block_size, getuid(), getgid(), &m);
 	if (rc)
 		return rc;
-	rc = journal_replay(mt->store, &mt->blob, m, &applied);
+	rc = journal_replay(mt->store, &mt->blob, m, &applied,
+			    progress_report, &mt->progress);
 	if (rc) {
+		progress_clear(&mt->progress);
 		cli_error("cannot read the metadata journal of %s: %s",
 			  mt->store->url, strerror(-rc));
 		meta_close(m);
@@ -574,6 +583,7 @@ static int open_meta(struct mounted *mt)
 
 	buf_appendf(&path, "%s/meta.db", mt->cache_dir);
 	rc = prepare_db(mt, buf_str(&path));
+	progress_clear(&mt->progress);
 	if (rc)
 		goto out;
 	rc = meta_open(buf_str(&path), mt->vol.block_size, getuid(), getgid(),
@@ -630,9 +640,14 @@ static int start_journal(struct mounted *mt)
 		journal_assume_checkpointed(mt->journal);
 		rc = 0;
 	} else {
+		/* after a restore as large as the one just read */
+		journal_set_progress(mt->journal, progress_report,
+				     &mt->progress);
 		rc = journal_checkpoint(mt->journal);
+		journal_set_progress(mt->journal, NULL, NULL);
 	}
 	if (rc) {
+		progress_clear(&mt->progress);
 		cli_error("cannot write the metadata to %s: %s",
 			  mt->store->url, strerror(-rc));
 		goto out;
@@ -756,13 +771,21 @@ static void progress_cb(uint64_t left, void *arg)
  * -errno (logged). */
 static int upload_all(struct mounted *mt)
 {
+	struct cache_stats cs;
 	int rc;
 
 	/* the kernel holds no inode any more: files deleted while open (or
 	 * whose FORGET never came) go now rather than be uploaded */
 	if (!mt->o->read_only)
 		fs_purge_orphans(mt->fs);
+	/* umount's progress line (cmd_tools.c) has its total from the
+	 * first figure and its end from the last */
+	cache_get_stats(mt->cache, &cs);
+	if (cs.dirty_bytes)
+		progress_cb(cs.dirty_bytes, NULL);
 	rc = cache_flush_all(mt->cache, progress_cb, NULL);
+	if (cs.dirty_bytes)
+		progress_cb(0, NULL);
 	/* everything to the store: a checkpoint when one is worth its cost
 	 * (journal.c), else the journal */
 	if (!rc && !mt->o->read_only &&
@@ -789,13 +812,22 @@ int daemon_serve(struct mounted *mt, const char *mountpoint)
 	rc = lock_cache_dir(mt);
 	if (rc)
 		goto out;
+	/* the parent waits and prints nothing: the terminal is ours until
+	 * the mount answers (on_ready() detaches); the quiet delay runs from
+	 * here (the lease's pause, a slow store) */
+	progress_init(&mt->progress, stderr);
+	progress_phase(&mt->progress, "taking the volume's lease", 0, 0);
 	rc = take_lease(mt);
 	if (rc)
 		goto out;
+	progress_phase(&mt->progress, "reading the metadata", 0, 0);
 	rc = open_meta(mt);
-	if (rc)
+	if (rc) {
+		progress_end(&mt->progress);
 		goto out_lease;
+	}
 	rc = start_journal(mt);
+	progress_end(&mt->progress);
 	if (rc)
 		goto out_meta;
 	rc = open_cache(mt);

@@ -17,6 +17,7 @@
 #include "meta/meta.h"
 #include "store/store.h"
 #include "util/buf.h"
+#include "util/progress.h"
 #include "volume/journal.h"
 #include "volume/volume.h"
 
@@ -79,6 +80,7 @@ struct mounted {
 	struct journal *journal;
 	char *cache_dir;
 	bool restored; /* the metadata came from the store at this mount */
+	struct progress progress; /* the start's meter on the terminal */
 	char lease_owner[64];
 	int ready_fd; /* write end of the pipe to the waiting parent */
 	int lock_fd;  /* flock()ed CACHE_DIR/lock: one mount per cache */

@@ -3,7 +3,8 @@
  * work on the store directly (fsck, gc): the store, the volume's
  * identity, and its metadata restored from the store (the newest
  * checkpoint plus the journal after it) into a private directory that
- * offline_close removes.
+ * offline_close removes.  The restore shows on the command's progress
+ * meter (ov->progress), whose line is erased before any message.
  */
 #include "util/compat.h"
 
@@ -43,39 +44,56 @@ out:
 	return rc;
 }
 
+/* The meter's line erased, for a message (cli_error) on a clean line. */
+static void offline_clear(struct offline_vol *ov)
+{
+	if (ov->progress)
+		progress_clear(ov->progress);
+}
+
 int offline_restore(struct offline_vol *ov)
 {
+	progress_fn *pf = ov->progress ? progress_report : NULL;
 	struct buf db = BUF_INIT;
 	int rc;
 
 	snprintf(ov->dir, sizeof(ov->dir), "/tmp/metafuse-offline-XXXXXX");
 	if (!mkdtemp(ov->dir)) {
+		offline_clear(ov);
 		cli_error("mkdtemp: %s", strerror(errno));
 		ov->dir[0] = '\0';
 		return -1;
 	}
 	if (buf_appendf(&db, "%s/meta.db", ov->dir)) {
+		offline_clear(ov);
 		cli_error("out of memory");
 		return -1;
 	}
-	rc = checkpoint_restore(ov->s, &ov->bc, buf_str(&db), &ov->seq);
+	if (ov->progress)
+		progress_phase(ov->progress, "restoring the metadata", 0, 0);
+	rc = checkpoint_restore(ov->s, &ov->bc, buf_str(&db), &ov->seq, pf,
+				ov->progress);
 	if (rc == -ENOENT) {
 		rc = 1;
 		goto out;
 	}
 	if (rc) {
+		offline_clear(ov);
 		cli_error("cannot read the newest checkpoint of %s: %s",
 			  ov->s->url, strerror(-rc));
 		goto fail;
 	}
 	rc = meta_open(buf_str(&db), ov->v.block_size, 0, 0, &ov->m);
 	if (rc) {
+		offline_clear(ov);
 		cli_error("the newest checkpoint of %s is not a valid "
 			  "database", ov->s->url);
 		goto fail;
 	}
-	rc = journal_replay(ov->s, &ov->bc, ov->m, &ov->applied);
+	rc = journal_replay(ov->s, &ov->bc, ov->m, &ov->applied, pf,
+			    ov->progress);
 	if (rc) {
+		offline_clear(ov);
 		cli_error("cannot read the metadata journal of %s: %s",
 			  ov->s->url, strerror(-rc));
 		goto fail;

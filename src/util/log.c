@@ -46,9 +46,16 @@ void log_msg(enum log_level level, const char *fmt, ...)
 
 	if (level > log_level)
 		return;
+	n = 0;
+	/* on a terminal, over a progress meter's line (util/progress.h):
+	 * back to its start, erased */
+	if (isatty(log_fd)) {
+		memcpy(line, "\r\033[K", 4);
+		n = 4;
+	}
 	clock_gettime(CLOCK_REALTIME, &ts);
 	gmtime_r(&ts.tv_sec, &tm);
-	n = strftime(line, sizeof(line), "%Y-%m-%dT%H:%M:%S", &tm);
+	n += strftime(line + n, sizeof(line) - n, "%Y-%m-%dT%H:%M:%S", &tm);
 	k = snprintf(line + n, sizeof(line) - n, ".%03ldZ metafuse[%d] %s: ",
 		     ts.tv_nsec / 1000000, (int)getpid(), names[level]);
 	if (k > 0)

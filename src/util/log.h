@@ -3,7 +3,8 @@
  *
  * Messages go to stderr until log_set_file() redirects them (the daemon does
  * so once it detaches from the terminal).  Each line carries a UTC timestamp
- * with milliseconds and the level.  Thread-safe: a line is written with one
+ * with milliseconds and the level; on a terminal it first erases the line
+ * it lands on (a progress meter's, util/progress.h).  Thread-safe: a line is written with one
  * write(2).  Secrets must never be passed to these functions.
  */
 #ifndef METAFUSE_LOG_H

@@ -101,6 +101,8 @@ struct journal {
 			 * entries_at_ckpt (written, or assumed at open) */
 	int (*gate)(void *, int (*)(void *), void *); /* journal_set_gate() */
 	void *gate_arg;
+	progress_fn *progress; /* journal_set_progress() */
+	void *progress_arg;
 };
 
 static void jrnl_key(uint64_t seq, char *key, size_t size)
@@ -472,6 +474,9 @@ static int put_checkpoint(struct journal *j, uint64_t cseq, const char *path,
 	if (*size > j->part_size)
 		nparts = (*size + j->part_size - 1) / j->part_size;
 	rc = buf_reserve(&chunk, nparts ? j->part_size : (size_t)*size);
+	if (!rc && nparts && j->progress)
+		j->progress(j->progress_arg, JOURNAL_WRITING, PROGRESS_BYTES, 0,
+			    *size);
 	for (i = 0; !rc && i < (nparts ? nparts : 1); i++) {
 		size_t want = nparts ? (size_t)MF_MIN((uint64_t)j->part_size,
 						      *size - i * j->part_size) :
@@ -488,6 +493,10 @@ static int put_checkpoint(struct journal *j, uint64_t cseq, const char *path,
 		else
 			ckpt_key(cseq, key, sizeof(key));
 		rc = put_framed(j, key, chunk.data, want, &enc, stored);
+		if (!rc && nparts && j->progress)
+			j->progress(j->progress_arg, JOURNAL_WRITING,
+				    PROGRESS_BYTES, i * j->part_size + want,
+				    *size);
 	}
 	if (!rc && nparts) {
 		buf_reset(&chunk);
@@ -558,6 +567,15 @@ void journal_set_part_size(struct journal *j, size_t bytes)
 	j->part_size = bytes ? bytes : CKPT_PART_SIZE;
 }
 
+void journal_set_progress(struct journal *j, progress_fn *progress,
+			  void *progress_arg)
+{
+	pthread_mutex_lock(&j->lock);
+	j->progress = progress;
+	j->progress_arg = progress_arg;
+	pthread_mutex_unlock(&j->lock);
+}
+
 int journal_checkpoint(struct journal *j)
 {
 	struct buf path = BUF_INIT;
@@ -618,14 +636,18 @@ void journal_get_stats(struct journal *j, struct journal_stats *out)
  * entries (JOURNAL_CKPT_ENTRIES), a round trip each (bench/distant.sh:
  * 233 entries at 20 ms a get, 5.2 s one after the other).  What waits
  * unread is bounded by RESTORE_AHEAD entries and RESTORE_AHEAD_BYTES, or
- * RESTORE_AHEAD_PARTS parts of a checkpoint (CKPT_PART_SIZE each).
+ * RESTORE_AHEAD_PARTS parts of a checkpoint (CKPT_PART_SIZE each).  A
+ * long restore says how far it is through the caller's progress_fn
+ * (util/progress.h: the mount and the offline tools draw it on a
+ * terminal); nothing here prints.
  */
 #define RESTORE_AHEAD 16u
 #define RESTORE_AHEAD_BYTES (64u << 20)
 #define RESTORE_AHEAD_PARTS 4u
 
 int journal_replay(struct store *s, const struct blob_ctx *bc,
-		   struct meta *m, uint64_t *applied)
+		   struct meta *m, uint64_t *applied, progress_fn *progress,
+		   void *progress_arg)
 {
 	uint64_t next = meta_config_get_u64(m, "jrnl_seq", 0) + 1;
 	struct buf obj = BUF_INIT, cs = BUF_INIT;
@@ -665,6 +687,8 @@ int journal_replay(struct store *s, const struct blob_ctx *bc,
 		rc = store_ahead_start(s, ptrs, l.size + first, n,
 				       RESTORE_AHEAD, RESTORE_AHEAD_BYTES,
 				       &ahead);
+	if (rc == 0 && n && progress)
+		progress(progress_arg, JOURNAL_REPLAYING, 0, 0, n);
 	for (i = 0; rc == 0 && i < n; i++) {
 		buf_reset(&cs);
 		rc = store_ahead_next(ahead, &obj);
@@ -687,6 +711,8 @@ int journal_replay(struct store *s, const struct blob_ctx *bc,
 			break;
 		next++;
 		(*applied)++;
+		if (progress)
+			progress(progress_arg, JOURNAL_REPLAYING, 0, *applied, n);
 	}
 	store_ahead_end(ahead);
 	seq_list_free(&l);
@@ -733,7 +759,8 @@ static int get_framed(struct store *s, const struct blob_ctx *bc,
 /* Write the parts a manifest names, in order, to fd (invariant 6); they
  * are fetched ahead of the one written. */
 static int restore_parts(struct store *s, const struct blob_ctx *bc,
-			 uint64_t seq, const struct buf *manifest, int fd)
+			 uint64_t seq, const struct buf *manifest, int fd,
+			 progress_fn *progress, void *progress_arg)
 {
 	struct buf obj = BUF_INIT, part = BUF_INIT;
 	unsigned long long nparts = 0, size = 0, done = 0, i;
@@ -760,6 +787,8 @@ static int restore_parts(struct store *s, const struct blob_ctx *bc,
 	if (!rc)
 		rc = store_ahead_start(s, ptrs, NULL, nparts,
 				       RESTORE_AHEAD_PARTS, 0, &ahead);
+	if (!rc && progress)
+		progress(progress_arg, JOURNAL_RESTORING, PROGRESS_BYTES, 0, size);
 	for (i = 0; !rc && i < nparts; i++) {
 		buf_reset(&part);
 		rc = store_ahead_next(ahead, &obj);
@@ -774,6 +803,9 @@ static int restore_parts(struct store *s, const struct blob_ctx *bc,
 		if (!rc)
 			rc = pwrite_all(fd, part.data, part.len, (off_t)done);
 		done += part.len;
+		if (!rc && progress)
+			progress(progress_arg, JOURNAL_RESTORING, PROGRESS_BYTES,
+				 done, size);
 	}
 	store_ahead_end(ahead);
 	if (!rc && done != size) {
@@ -790,7 +822,8 @@ static int restore_parts(struct store *s, const struct blob_ctx *bc,
 }
 
 int checkpoint_restore(struct store *s, const struct blob_ctx *bc,
-		       const char *db_path, uint64_t *seq_out)
+		       const char *db_path, uint64_t *seq_out,
+		       progress_fn *progress, void *progress_arg)
 {
 	struct buf obj = BUF_INIT, head = BUF_INIT, side = BUF_INIT;
 	char key[64];
@@ -829,7 +862,7 @@ int checkpoint_restore(struct store *s, const struct blob_ctx *bc,
 		rc = -errno;
 		goto out;
 	}
-	rc = restore_parts(s, bc, seq, &head, fd);
+	rc = restore_parts(s, bc, seq, &head, fd, progress, progress_arg);
 	if (!rc && fsync(fd) < 0)
 		rc = -errno;
 	close(fd);

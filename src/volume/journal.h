@@ -9,6 +9,7 @@
 #include "blob/blob.h"
 #include "meta/meta.h"
 #include "store/store.h"
+#include "util/progress.h"
 
 struct journal;
 
@@ -59,19 +60,38 @@ void journal_set_gate(struct journal *j,
 		      void *arg);
 /* Checkpoint part size in bytes (0: the default, 8 MiB); for tests. */
 void journal_set_part_size(struct journal *j, size_t bytes);
+/*
+ * From now on a checkpoint in parts says how far it is through
+ * progress(progress_arg) (NULL: not), as JOURNAL_WRITING, in bytes,
+ * after each part; called on the thread that writes the checkpoint, with
+ * the journal's lock held (progress must not call the journal).
+ */
+#define JOURNAL_WRITING "writing the metadata checkpoint"
+void journal_set_progress(struct journal *j, progress_fn *progress,
+			  void *progress_arg);
 
 /* Newest checkpoint sequence in the store; -ENOENT when there is none. */
 int checkpoint_latest(struct store *s, uint64_t *seq);
-/* Download the newest checkpoint into a new database file at db_path
- * (replacing it).  *seq_out gets its sequence.  -ENOENT: none. */
+/*
+ * Download the newest checkpoint into a new database file at db_path
+ * (replacing it).  *seq_out gets its sequence.  -ENOENT: none.  A
+ * checkpoint in parts says how far it is through progress(progress_arg)
+ * (may be NULL), as JOURNAL_RESTORING, in bytes, after each part.
+ */
+#define JOURNAL_RESTORING "restoring the metadata checkpoint"
+#define JOURNAL_REPLAYING "replaying journal entries"
 int checkpoint_restore(struct store *s, const struct blob_ctx *bc,
-		       const char *db_path, uint64_t *seq_out);
+		       const char *db_path, uint64_t *seq_out,
+		       progress_fn *progress, void *progress_arg);
 /*
  * Apply to m (a restored checkpoint) the journal entries after its
  * jrnl_seq, in order, up to the first gap or damaged entry (logged);
  * *applied gets their number.  An error only when the store fails.
+ * progress(progress_arg) (may be NULL) hears the entries applied of
+ * those to apply, after each, as JOURNAL_REPLAYING.
  */
 int journal_replay(struct store *s, const struct blob_ctx *bc,
-		   struct meta *m, uint64_t *applied);
+		   struct meta *m, uint64_t *applied, progress_fn *progress,
+		   void *progress_arg);
 
 #endif

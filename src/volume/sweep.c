@@ -14,7 +14,10 @@ struct sweep {
 	struct meta *m;
 	bool unreferenced;
 	struct buf keys; /* NUL-separated: key, then 'f' (forget) or 'u' */
+	size_t nkeys;
 	struct sweep_result *res;
+	progress_fn *progress;
+	void *progress_arg;
 };
 
 static int sweep_cb(const char *key, uint64_t size, void *arg)
@@ -26,6 +29,9 @@ static int sweep_cb(const char *key, uint64_t size, void *arg)
 	int rc;
 
 	sw->res->seen++;
+	if (sw->progress)
+		sw->progress(sw->progress_arg, SWEEP_LISTING, 0, sw->res->seen,
+			     0);
 	name = name ? name + 1 : key;
 	if (strlen(name) != BLOB_NAME_LEN)
 		return 0;
@@ -37,16 +43,20 @@ static int sweep_cb(const char *key, uint64_t size, void *arg)
 	else
 		return rc;
 	sw->res->bytes += size;
+	sw->nkeys++;
 	rc = buf_append(&sw->keys, key, strlen(key) + 1);
 	return rc ? rc : buf_append(&sw->keys, &kind, 1);
 }
 
 int store_sweep(struct meta *m, struct store *s, bool unreferenced,
+		progress_fn *progress, void *progress_arg,
 		struct sweep_result *res)
 {
 	struct sweep sw = { .m = m, .unreferenced = unreferenced,
-			    .keys = BUF_INIT, .res = res };
-	size_t off = 0;
+			    .keys = BUF_INIT, .res = res,
+			    .progress = progress,
+			    .progress_arg = progress_arg };
+	size_t off = 0, done = 0;
 	int rc, first = 0;
 
 	memset(res, 0, sizeof(*res));
@@ -55,6 +65,8 @@ int store_sweep(struct meta *m, struct store *s, bool unreferenced,
 		buf_free(&sw.keys);
 		return rc;
 	}
+	if (progress && sw.nkeys)
+		progress(progress_arg, SWEEP_DELETING, 0, 0, sw.nkeys);
 	while (off < sw.keys.len) {
 		const char *keys[SWEEP_BATCH];
 		int results[SWEEP_BATCH];
@@ -79,6 +91,10 @@ int store_sweep(struct meta *m, struct store *s, bool unreferenced,
 			if (kinds[i] == 'f')
 				meta_gc_forget(m, strrchr(keys[i], '/') + 1);
 		}
+		done += n;
+		if (progress)
+			progress(progress_arg, SWEEP_DELETING, 0, done,
+				 sw.nkeys);
 	}
 	buf_free(&sw.keys);
 	return first;

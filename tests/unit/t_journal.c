@@ -25,6 +25,7 @@
 #include "util/log.h"
 #include "util/util.h"
 #include "volume/journal.h"
+#include "volume/sweep.h"
 #include "volume/volume.h"
 
 #include "check.h"
@@ -96,11 +97,11 @@ static int restore(struct store *s, const char *name, struct buf *state)
 	int rc;
 
 	path_of(name, &path);
-	rc = checkpoint_restore(s, &bc, buf_str(&path), &seq);
+	rc = checkpoint_restore(s, &bc, buf_str(&path), &seq, NULL, NULL);
 	if (rc == 0)
 		rc = meta_open(buf_str(&path), BS, 0, 0, &m);
 	if (rc == 0)
-		rc = journal_replay(s, &bc, m, &applied);
+		rc = journal_replay(s, &bc, m, &applied, NULL, NULL);
 	meta_close(m);
 	if (rc == 0)
 		dump(buf_str(&path), state);
@@ -690,6 +691,134 @@ static void test_restore_ahead(void)
 	rig_close(&r);
 }
 
+/* What a progress_fn heard, label by label in the order they came. */
+struct heard {
+	const char *what[4];
+	unsigned flags[4], n;
+	uint64_t calls[4], done[4], total[4];
+	bool backwards; /* a count went back, or a label changed flags */
+};
+
+static void heard_cb(void *arg, const char *what, unsigned flags,
+		     uint64_t done, uint64_t total)
+{
+	struct heard *h = arg;
+	unsigned i;
+
+	for (i = 0; i < h->n && strcmp(h->what[i], what); i++)
+		;
+	if (i == ARRAY_SIZE(h->what))
+		return;
+	if (i == h->n) {
+		h->what[h->n++] = what;
+		h->flags[i] = flags;
+	} else if (done < h->done[i] || flags != h->flags[i]) {
+		h->backwards = true;
+	}
+	h->calls[i]++;
+	h->done[i] = done;
+	h->total[i] = total;
+}
+
+/*
+ * A checkpoint in parts says how far it is, when asked to; a restore too:
+ * the checkpoint's parts in bytes, up to the database's size, then the
+ * journal entries, up to their number.
+ */
+static void test_restore_progress(void)
+{
+	struct buf path = BUF_INIT;
+	struct heard h = { 0 }, w = { 0 };
+	uint64_t seq = 0, applied = 0, parts;
+	struct meta *m = NULL;
+	struct stat st;
+	struct rig r;
+	int i;
+
+	rig_open(&r, "store-progress");
+	journal_set_part_size(r.j, 8192);
+	bulk(r.m, 40);
+	journal_set_progress(r.j, heard_cb, &w);
+	CHECK_RC(journal_checkpoint(r.j), 0);
+	journal_set_progress(r.j, NULL, NULL);
+	parts = count_keys(r.s, "meta/ckpp-");
+	CHECK(parts > 5);
+	/* the checkpoint written said so, part by part */
+	CHECK_EQ_U64(w.n, 1);
+	CHECK(w.n == 1 && !strcmp(w.what[0], JOURNAL_WRITING));
+	CHECK(!w.backwards);
+	CHECK_EQ_U64(w.flags[0], PROGRESS_BYTES);
+	CHECK_EQ_U64(w.calls[0], parts + 1);
+	CHECK(w.done[0] > 5 * 8192);
+	CHECK_EQ_U64(w.done[0], w.total[0]);
+	bulk(r.m, 5);
+	CHECK_RC(journal_checkpoint(r.j), 0); /* no longer heard */
+	CHECK_EQ_U64(w.calls[0], parts + 1);
+	for (i = 0; i < 25; i++) {
+		work(r.m, i);
+		CHECK_RC(journal_sync(r.j), 0);
+	}
+	path_of("progress.db", &path);
+	CHECK_RC(checkpoint_restore(r.s, &bc, buf_str(&path), &seq, heard_cb,
+				    &h), 0);
+	CHECK_RC(meta_open(buf_str(&path), BS, 0, 0, &m), 0);
+	CHECK_RC(journal_replay(r.s, &bc, m, &applied, heard_cb, &h), 0);
+	meta_close(m);
+	CHECK_EQ_U64(applied, 25);
+	CHECK_EQ_U64(h.n, 2);
+	CHECK(!h.backwards);
+	CHECK(h.n >= 1 && !strcmp(h.what[0], JOURNAL_RESTORING));
+	CHECK_EQ_U64(h.flags[0], PROGRESS_BYTES);
+	CHECK_EQ_U64(h.calls[0], parts + 1); /* before the first, each */
+	CHECK_RC(stat(buf_str(&path), &st), 0);
+	CHECK_EQ_U64(h.done[0], (uint64_t)st.st_size);
+	CHECK_EQ_U64(h.total[0], (uint64_t)st.st_size);
+	CHECK(h.n >= 2 && !strcmp(h.what[1], JOURNAL_REPLAYING));
+	CHECK_EQ_U64(h.flags[1], 0);
+	CHECK_EQ_U64(h.calls[1], 25 + 1);
+	CHECK_EQ_U64(h.done[1], 25);
+	CHECK_EQ_U64(h.total[1], 25);
+	unlink(buf_str(&path));
+	buf_free(&path);
+	rig_close(&r);
+}
+
+/* A sweep says how many keys it has listed, then deleted of how many. */
+static void test_sweep_progress(void)
+{
+	struct sweep_result res;
+	struct heard h = { 0 };
+	char key[BLOB_DATA_KEY_LEN + 1];
+	struct rig r;
+	int i;
+
+	rig_open(&r, "store-sweep");
+	for (i = 0; i < 1200; i++) {
+		snprintf(key, sizeof(key), "data/ee/ee%062x", i);
+		CHECK_RC(store_put(r.s, key, "x", 1), 0);
+	}
+	CHECK_RC(store_sweep(r.m, r.s, false, heard_cb, &h, &res), 0);
+	CHECK_EQ_U64(res.seen, 1200);
+	CHECK_EQ_U64(res.deleted, 1200);
+	CHECK_EQ_U64(count_keys(r.s, "data/"), 0);
+	CHECK(!h.backwards);
+	CHECK_EQ_U64(h.n, 2);
+	CHECK(h.n >= 1 && !strcmp(h.what[0], SWEEP_LISTING));
+	CHECK_EQ_U64(h.calls[0], 1200);
+	CHECK_EQ_U64(h.done[0], 1200);
+	CHECK_EQ_U64(h.total[0], 0);
+	CHECK(h.n >= 2 && !strcmp(h.what[1], SWEEP_DELETING));
+	CHECK_EQ_U64(h.calls[1], 1 + 2); /* before, and two batches */
+	CHECK_EQ_U64(h.done[1], 1200);
+	CHECK_EQ_U64(h.total[1], 1200);
+	/* nothing to delete: the listing only */
+	memset(&h, 0, sizeof(h));
+	CHECK_RC(store_sweep(r.m, r.s, false, heard_cb, &h, &res), 0);
+	CHECK_EQ_U64(h.n, 0);
+	CHECK_RC(store_sweep(r.m, r.s, false, NULL, NULL, &res), 0);
+	rig_close(&r);
+}
+
 /*
  * The descriptor keeps the block names mkfs chose: BLAKE2b in format 2
  * (older binaries read it), HMAC-SHA-256 in format 3 with a names line;
@@ -792,6 +921,8 @@ int main(void)
 	test_faults(4096);
 	test_parted_checkpoint();
 	test_restore_ahead();
+	test_restore_progress();
+	test_sweep_progress();
 	test_rename_cycle();
 	test_pending_order();
 	test_damaged_entry();
