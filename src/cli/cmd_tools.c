@@ -164,6 +164,7 @@ struct upload_news {
 	struct buf left;    /* the newest "N KiB left to upload"; "": none */
 	uint64_t left_kib;  /* its N */
 	struct buf problem; /* the newest warning or error; "": none */
+	bool unmounted;     /* the daemon logged that the kernel let go */
 };
 
 /* The size of the daemon's log now (0: none), where umount's meter
@@ -199,6 +200,7 @@ static void upload_news(const char *cache_dir, off_t from,
 
 	buf_reset(&n->left);
 	buf_reset(&n->problem);
+	n->unmounted = false;
 	if (!cache_dir || buf_appendf(&path, "%s/metafuse.log", cache_dir))
 		goto out;
 	fd = open(buf_str(&path), O_RDONLY | O_CLOEXEC);
@@ -218,6 +220,8 @@ static void upload_news(const char *cache_dir, off_t from,
 	     line = strtok_r(NULL, "\n", &save)) {
 		const char *p = strstr(line, "unmount: ");
 
+		if (strstr(line, "] info: unmounted "))
+			n->unmounted = true;
 		if (p && strstr(p, "left to upload"))
 			left = p + 9;
 		else if (strstr(line, "] warn: ") || strstr(line, "] error: "))
@@ -350,6 +354,29 @@ static int unmount_kernel(const char *real, unsigned flags)
 	return 0;
 }
 
+/*
+ * The kernel ends a FUSE connection only when the mount is gone from
+ * every mount namespace: one made (unshare(1), a systemd service with
+ * PrivateTmp= or ProtectSystem=) while the volume was mounted keeps a
+ * copy, and the daemon never hears of this unmount until it ends.  Said
+ * once, when the daemon has not logged the unmount NS_HINT_NS into the
+ * wait.
+ */
+#define NS_HINT_NS 10000000000ULL
+
+static void namespace_hint(const struct upload_news *n, uint64_t waited,
+			   bool *told, struct progress *meter)
+{
+	if (*told || n->unmounted || waited < NS_HINT_NS)
+		return;
+	progress_note(meter, "metafuse: the daemon has not seen the unmount "
+		      "yet: another mount namespace still holds the mount (a "
+		      "process started with unshare, or a service with "
+		      "PrivateTmp= or ProtectSystem= started after the mount); "
+		      "the upload starts when those end");
+	*told = true;
+}
+
 static void print_hint(const char *cache_dir, struct progress *meter)
 {
 	progress_note(meter, "metafuse: interrupting this wait loses nothing: "
@@ -367,10 +394,10 @@ static void print_hint(const char *cache_dir, struct progress *meter)
 static void wait_with_meter(pid_t pid, const char *cache_dir, off_t from,
 			    struct progress *meter)
 {
-	struct upload_news n = { BUF_INIT, 0, BUF_INIT };
+	struct upload_news n = { BUF_INIT, 0, BUF_INIT, false };
 	struct buf told = BUF_INIT;
 	uint64_t start, next_scan = 0, next_note = 0, total = 0;
-	bool hinted = false;
+	bool hinted = false, ns_told = false;
 
 	start = now_mono_ns();
 	progress_phase(meter, "uploading", PROGRESS_BYTES, 0);
@@ -401,6 +428,7 @@ static void wait_with_meter(pid_t pid, const char *cache_dir, off_t from,
 				print_hint(cache_dir, meter);
 				hinted = true;
 			}
+			namespace_hint(&n, now - start, &ns_told, meter);
 			next_scan = now + PROGRESS_REDRAW_NS;
 		}
 		nanosleep(&ts, NULL);
@@ -416,11 +444,12 @@ static void wait_with_meter(pid_t pid, const char *cache_dir, off_t from,
  * line instead (wait_with_meter()). */
 static void wait_for_daemon(pid_t pid, const char *cache_dir, off_t from)
 {
-	struct upload_news n = { BUF_INIT, 0, BUF_INIT };
+	struct upload_news n = { BUF_INIT, 0, BUF_INIT, false };
+	struct upload_news since = { BUF_INIT, 0, BUF_INIT, false };
 	struct progress meter;
 	struct buf st = BUF_INIT;
 	uint64_t start, last, every;
-	bool hinted = false;
+	bool hinted = false, ns_told = false;
 
 	progress_init(&meter, stderr);
 	if (meter.on) {
@@ -446,12 +475,19 @@ static void wait_for_daemon(pid_t pid, const char *cache_dir, off_t from)
 				print_hint(cache_dir, &meter);
 				hinted = true;
 			}
+			/* the status reads the log's tail (an earlier
+			 * problem is news too); the unmount must be this
+			 * one's */
+			upload_news(cache_dir, from, &since);
+			namespace_hint(&since, now - start, &ns_told, &meter);
 			last = now;
 		}
 		nanosleep(&ts, NULL);
 	}
 	buf_free(&n.left);
 	buf_free(&n.problem);
+	buf_free(&since.left);
+	buf_free(&since.problem);
 	buf_free(&st);
 }
 

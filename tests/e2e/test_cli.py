@@ -321,6 +321,40 @@ def test_umount_returns_after_upload_and_daemon_exit(mounts):
     assert read_file(m.path("f")) == data
 
 
+@pytest.mark.root
+def test_umount_names_a_namespace_that_holds_the_mount(mounts):
+    """A mount namespace made while the volume is mounted keeps a copy of
+    the mount, and the kernel ends the FUSE connection only when that
+    copy goes too: umount waits for it.  It must say why it waits, and
+    then finish once the namespace is gone."""
+    if not shutil.which("unshare"):
+        pytest.skip("no unshare(1)")
+    m = mounts()
+    write_file(m.path("f"), b"held")
+    holder = subprocess.Popen(["unshare", "-m", "--propagation", "private",
+                               "sleep", "600"])
+    try:
+        time.sleep(0.5)
+        um = subprocess.Popen([h.BIN, "umount", m.mnt],
+                              stderr=subprocess.PIPE, text=True)
+        lines = []
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            line = um.stderr.readline()
+            lines.append(line)
+            if "another mount namespace" in line or not line:
+                break
+        assert any("another mount namespace" in x for x in lines), lines
+        assert um.poll() is None, "umount returned while the copy held"
+    finally:
+        holder.kill()
+        holder.wait()
+    assert um.wait(timeout=60) == 0
+    m.pid = None
+    m.mount()
+    assert read_file(m.path("f")) == b"held"
+
+
 def test_foreground_mount_stays_until_unmounted(mounts):
     m = mounts(mount=False)
     m.mount(foreground=True)
