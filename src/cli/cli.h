@@ -27,6 +27,27 @@ int cmd_mkfs(int argc, char **argv);
 int cmd_umount(int argc, char **argv);
 int cmd_fsck(int argc, char **argv);
 int cmd_gc(int argc, char **argv);
+int cmd_help(int argc, char **argv);
+
+/*
+ * The commands, each with its options and texts (struct cli_cmd below),
+ * in the order the top-level help lists them: cli_commands[] (main.c),
+ * NULL-terminated, is what main() dispatches and what help.c makes the
+ * top-level --help, the man page and the bash completion of; the mount
+ * helpers' tables (mount_helper.c) appear in the man page too.
+ */
+struct cli_cmd;
+extern const struct cli_cmd cli_cmd_mkfs, cli_cmd_mount, cli_cmd_umount,
+	cli_cmd_fsck, cli_cmd_gc, cli_cmd_help;
+extern const struct cli_cmd cli_cmd_mount_helper, cli_cmd_umount_helper;
+extern const struct cli_cmd *const cli_commands[];
+extern const struct cli_cmd *const cli_helpers[];
+
+/* help.c: the top-level help; the man page (troff) and the bash
+ * completion script generated from the command table. */
+void cli_usage(FILE *out);
+void cli_help_man(FILE *out);
+void cli_help_bash(FILE *out);
 
 /*
  * The conventions of mount(8) (argv[0]: the program's name):
@@ -80,6 +101,8 @@ int umount_wait(const char *path, unsigned flags);
 
 struct cli_cmd {
 	const char *name;              /* "mkfs", as typed */
+	const char *summary;           /* one line for the top-level help */
+	int (*run)(int argc, char **argv); /* the command (main.c) */
 	const char *help;              /* the text of --help */
 	const char *usage;             /* "usage: metafuse mkfs ... STORE" */
 	const char *shortopts;         /* getopt's, without h; may be NULL */

@@ -57,8 +57,10 @@ static const struct option fsck_longopts[] = {
 	{ NULL, 0, NULL, 0 },
 };
 
-static const struct cli_cmd fsck_cmd = {
+const struct cli_cmd cli_cmd_fsck = {
 	.name = "fsck",
+	.summary = "check a volume (and repair it)",
+	.run = cmd_fsck,
 	.help = fsck_help,
 	.usage = "usage: metafuse fsck [--repair] [--verify-data] "
 		 "[-o OPT[,OPT...]] STORE",
@@ -457,7 +459,7 @@ int cmd_fsck(int argc, char **argv)
 	int c, rc, status = 2;
 
 	progress_init(&f.meter, stderr);
-	cli_args_init(&a, &fsck_cmd, argc, argv);
+	cli_args_init(&a, &cli_cmd_fsck, argc, argv);
 	while ((c = cli_getopt(&a)) > 0) {
 		if (c == OPT_REPAIR)
 			repair = true;

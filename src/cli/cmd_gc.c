@@ -45,8 +45,10 @@ static const struct option gc_longopts[] = {
 	{ NULL, 0, NULL, 0 },
 };
 
-static const struct cli_cmd gc_cmd = {
+const struct cli_cmd cli_cmd_gc = {
 	.name = "gc",
+	.summary = "delete objects the volume no longer needs (unmounted)",
+	.run = cmd_gc,
 	.help = gc_help,
 	.usage = "usage: metafuse gc [--force] [-o OPT[,OPT...]] STORE",
 	.shortopts = "o:",
@@ -112,7 +114,7 @@ int cmd_gc(int argc, char **argv)
 	int c, rc, status = 2;
 
 	progress_init(&meter, stderr);
-	cli_args_init(&a, &gc_cmd, argc, argv);
+	cli_args_init(&a, &cli_cmd_gc, argc, argv);
 	while ((c = cli_getopt(&a)) > 0) {
 		if (c == OPT_FORCE)
 			force = true;

@@ -102,8 +102,10 @@ static const struct option mount_longopts[] = {
 	{ NULL, 0, NULL, 0 },
 };
 
-static const struct cli_cmd mount_cmd = {
+const struct cli_cmd cli_cmd_mount = {
 	.name = "mount",
+	.summary = "mount a volume",
+	.run = cmd_mount,
 	.help = mount_help,
 	.usage = "usage: metafuse mount [-f] [-o OPT[,OPT...]] [STORE] "
 		 "MOUNTPOINT",
@@ -298,7 +300,7 @@ static bool parse_args(struct cli_args *a, int argc, char **argv,
 {
 	int c;
 
-	cli_args_init(a, &mount_cmd, argc, argv);
+	cli_args_init(a, &cli_cmd_mount, argc, argv);
 	while ((c = cli_getopt(a)) > 0) {
 		if (c == 'f') {
 			o->foreground = true;

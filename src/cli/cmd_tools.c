@@ -64,8 +64,10 @@ static const struct option mkfs_longopts[] = {
 	{ NULL, 0, NULL, 0 },
 };
 
-static const struct cli_cmd mkfs_cmd = {
+const struct cli_cmd cli_cmd_mkfs = {
 	.name = "mkfs",
+	.summary = "create a volume",
+	.run = cmd_mkfs,
 	.help = mkfs_help,
 	.usage = "usage: metafuse mkfs [--block-size SIZE] [--names HASH] "
 		 "[--create-bucket] [-o OPT[,OPT...]] STORE",
@@ -88,7 +90,7 @@ int cmd_mkfs(int argc, char **argv)
 	struct cli_args a;
 	int c, status = 1;
 
-	cli_args_init(&a, &mkfs_cmd, argc, argv);
+	cli_args_init(&a, &cli_cmd_mkfs, argc, argv);
 	while ((c = cli_getopt(&a)) > 0) {
 		if (c == OPT_NAMES && blob_names_parse(optarg, &names)) {
 			cli_error("invalid --names '%s' (hmac-sha256 or "
@@ -150,8 +152,10 @@ static const char umount_help[] =
 	"the daemon goes on uploading, and what is left stays in the cache\n"
 	"for the next mount.\n";
 
-static const struct cli_cmd umount_cmd = {
+const struct cli_cmd cli_cmd_umount = {
 	.name = "umount",
+	.summary = "upload everything, then unmount",
+	.run = cmd_umount,
 	.help = umount_help,
 	.usage = "usage: metafuse umount MOUNTPOINT",
 	.min_operands = 1,
@@ -556,7 +560,7 @@ int cmd_umount(int argc, char **argv)
 	struct cli_args a;
 	int c;
 
-	cli_args_init(&a, &umount_cmd, argc, argv);
+	cli_args_init(&a, &cli_cmd_umount, argc, argv);
 	while ((c = cli_getopt(&a)) > 0)
 		;
 	if (c < 0)

@@ -24,25 +24,6 @@
 #include "cli/cli.h"
 #include "util/util.h"
 
-static const char usage[] =
-	"usage: metafuse COMMAND [ARGS]\n"
-	"\n"
-	"commands:\n"
-	"  mkfs  [--block-size SIZE] STORE           create a volume\n"
-	"  mount [-f] [-o OPT[,OPT...]] [STORE] MOUNTPOINT\n"
-	"                                            mount a volume\n"
-	"  umount MOUNTPOINT                         upload everything, "
-	"unmount\n"
-	"  fsck  [--repair] [--verify-data] STORE    check a volume\n"
-	"  gc    [--force] STORE                     delete unneeded objects "
-	"(unmounted)\n"
-	"  STORE MOUNTPOINT [-o OPT[,OPT...]]        mount, as mount(8) runs "
-	"it\n"
-	"\n"
-	"STORE is a directory or file:///path.  Without STORE, mount uses the\n"
-	"default volume in $XDG_DATA_HOME/metafuse/default.\n"
-	"'metafuse COMMAND --help' describes each command.\n";
-
 void cli_error(const char *fmt, ...)
 {
 	char line[2048];
@@ -128,17 +109,17 @@ int cli_is_mountpoint(const char *real_path)
 	return found;
 }
 
-/* argv[1] names the command, which reads argv[1..] with cli_getopt() */
-static const struct {
-	const char *name;
-	int (*run)(int argc, char **argv);
-} commands[] = {
-	{ "mount", cmd_mount },
-	{ "mkfs", cmd_mkfs },
-	{ "umount", cmd_umount },
-	{ "unmount", cmd_umount },
-	{ "fsck", cmd_fsck },
-	{ "gc", cmd_gc },
+/* argv[1] names the command, which reads argv[1..] with cli_getopt(); the
+ * order is the top-level help's */
+const struct cli_cmd *const cli_commands[] = {
+	&cli_cmd_mkfs, &cli_cmd_mount, &cli_cmd_umount, &cli_cmd_fsck,
+	&cli_cmd_gc,   &cli_cmd_help,  NULL,
+};
+
+const struct cli_cmd *const cli_helpers[] = {
+	&cli_cmd_mount_helper,
+	&cli_cmd_umount_helper,
+	NULL,
 };
 
 /* The helpers of mount(8) and umount(8) are links to this program. */
@@ -162,22 +143,23 @@ int main(int argc, char **argv)
 		if (!strcmp(base, helpers[i].name))
 			return helpers[i].run(argc, argv);
 	if (argc < 2) {
-		fputs(usage, stderr);
+		cli_usage(stderr);
 		return 2;
 	}
 	cmd = argv[1];
-	if (!strcmp(cmd, "--help") || !strcmp(cmd, "-h") ||
-	    !strcmp(cmd, "help")) {
-		fputs(usage, stdout);
+	if (!strcmp(cmd, "--help") || !strcmp(cmd, "-h")) {
+		cli_usage(stdout);
 		return 0;
 	}
 	if (!strcmp(cmd, "--version") || !strcmp(cmd, "-V")) {
 		printf("metafuse %s\n", METAFUSE_VERSION);
 		return 0;
 	}
-	for (i = 0; i < ARRAY_SIZE(commands); i++)
-		if (!strcmp(cmd, commands[i].name))
-			return commands[i].run(argc - 1, argv + 1);
+	if (!strcmp(cmd, "unmount"))
+		cmd = "umount";
+	for (i = 0; cli_commands[i]; i++)
+		if (!strcmp(cmd, cli_commands[i]->name))
+			return cli_commands[i]->run(argc - 1, argv + 1);
 	/* mount.fuse3 runs `metafuse STORE MOUNTPOINT -o OPTS`; a STORE is a
 	 * path or a URL, not a mistyped command */
 	if (argc >= 3 && cmd[0] != '-' && argv[2][0] != '-' &&

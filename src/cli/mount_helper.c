@@ -56,7 +56,7 @@ static const char mount_helper_help[] =
 	"  -t TYPE  metafuse or fuse.metafuse\n"
 	"  -N NS    mount in the mount namespace NS (a /proc/PID/ns/mnt)\n";
 
-static const struct cli_cmd mount_helper_cmd = {
+const struct cli_cmd cli_cmd_mount_helper = {
 	.name = "mount",
 	.help = mount_helper_help,
 	.usage = "usage: mount.metafuse STORE MOUNTPOINT [-sfnv] "
@@ -83,7 +83,7 @@ static const char umount_helper_help[] =
 	"  -t TYPE  fuse.metafuse or metafuse\n"
 	"  -N NS    unmount in the mount namespace NS\n";
 
-static const struct cli_cmd umount_helper_cmd = {
+const struct cli_cmd cli_cmd_umount_helper = {
 	.name = "umount",
 	.help = umount_helper_help,
 	.usage = "usage: umount.metafuse MOUNTPOINT [-flnrv] [-t TYPE] "
@@ -134,7 +134,7 @@ int cmd_mount_helper(int argc, char **argv)
 	int c, status = 1;
 
 	mount_opts_init(&o);
-	cli_args_init(&a, &mount_helper_cmd, argc, argv);
+	cli_args_init(&a, &cli_cmd_mount_helper, argc, argv);
 	while ((c = cli_getopt(&a)) > 0) {
 		if (c == 's')
 			o.sloppy = true;
@@ -179,7 +179,7 @@ int cmd_umount_helper(int argc, char **argv)
 	unsigned flags = UMOUNT_HELPER;
 	int c;
 
-	cli_args_init(&a, &umount_helper_cmd, argc, argv);
+	cli_args_init(&a, &cli_cmd_umount_helper, argc, argv);
 	while ((c = cli_getopt(&a)) > 0) {
 		if (c == 'l')
 			flags |= UMOUNT_LAZY;
