@@ -56,7 +56,13 @@ struct mounted {
 	struct journal *journal;
 	char *cache_dir;
 	bool restored; /* the metadata came from the store at this mount */
-	char lease_owner[64];
+	/* the lease held (unless read-only; owner "" when none), how long
+	 * each write of it is valid, and when (CLOCK_BOOTTIME ns) the last
+	 * successful write began; the lease fields are the maintenance
+	 * thread's once it runs */
+	struct volume_lease lease;
+	unsigned lease_valid_s;
+	uint64_t lease_written_ns;
 	int ready_fd; /* write end of the pipe to the waiting parent */
 	int lock_fd;  /* flock()ed CACHE_DIR/lock: one mount per cache */
 	struct buf registry; /* the file that tells umount our pid */
