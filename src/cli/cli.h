@@ -26,6 +26,7 @@ int cmd_mkfs(int argc, char **argv);
 int cmd_umount(int argc, char **argv);
 int cmd_fsck(int argc, char **argv);
 int cmd_gc(int argc, char **argv);
+int cmd_stats(int argc, char **argv);
 
 /*
  * The options of one command, read by cli_getopt() (args.c), the same way

@@ -108,6 +108,8 @@ static void list_valid_options(void)
 		"region=, path_style, virtual_host, credentials=, "
 		"ca_bundle=, no_verify_tls, sign_payload, connections=, "
 		"part_size=");
+	fprintf(stderr, ", price_storage_gb_month=, price_put_1k=, "
+		"price_get_1k=, price_egress_gb=, price_file=");
 	for (i = 0; i < ARRAY_SIZE(fuse_passthrough); i++)
 		fprintf(stderr, ", %s", fuse_passthrough[i]);
 	fprintf(stderr, "\n");
@@ -119,6 +121,7 @@ static int parse_one_opt(struct mount_opts *o, const char *opt)
 	size_t klen = eq ? (size_t)(eq - opt) : strlen(opt);
 	const char *val = eq ? eq + 1 : NULL;
 	size_t i;
+	int price_rc;
 
 #define KEY(k) (klen == strlen(k) && !strncmp(opt, k, klen))
 	if (KEY("cache_dir") && val && *val) {
@@ -182,6 +185,9 @@ static int parse_one_opt(struct mount_opts *o, const char *opt)
 		}
 	}
 #undef KEY
+	price_rc = mount_price_opt(&o->prices, opt);
+	if (price_rc != -ENOENT)
+		return price_rc;
 	return cli_store_opt(&o->store, opt);
 }
 
@@ -192,7 +198,7 @@ static int parse_opt_cb(const char *p, void *arg)
 	if (rc == -ENOENT) {
 		cli_error("unknown mount option '%s'", p);
 		list_valid_options();
-	} else if (rc) {
+	} else if (rc && rc != -ECANCELED) { /* ECANCELED: said already */
 		cli_error("invalid value in mount option '%s'", p);
 	}
 	return rc;

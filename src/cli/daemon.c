@@ -25,10 +25,13 @@
  *     metadata changed (every journal_interval, sooner after a burst),
  *     checkpoints when one is due (looked at every checkpoint_interval;
  *     otherwise it sends the journal then too), deletes garbage objects
- *     no durable checkpoint names, renews the lease and reports a failing
- *     store.  It owns its struct maint_clock and, once it runs, the
- *     lease fields of struct mounted; of the rest it reads only what is
- *     set before it starts, and maint_stop under maint_lock;
+ *     no durable checkpoint names, renews the lease, reports a failing
+ *     store and samples the statistics (daemon_stats_tick()).  It owns
+ *     its struct maint_clock and, once it runs, the lease fields of
+ *     struct mounted; of the rest it reads only what is set before it
+ *     starts, and maint_stop under maint_lock;
+ *   - the statistics thread (daemon_stats.c) answers `metafuse stats`
+ *     while the fs exists;
  *   - the cache's upload workers and fetchers (cache_open() to
  *     cache_close()) and fs's purge thread (fs_new() to fs_free()).
  *
@@ -358,6 +361,7 @@ static void *maintenance(void *arg)
 			break;
 		pthread_mutex_unlock(&mt->maint_lock);
 		now = now_mono_ns();
+		daemon_stats_tick(mt, now);
 		if (!mt->o->read_only) {
 			maint_lease(mt, &t);
 			/* at most every 10 s, as soon as something fails */
@@ -782,6 +786,8 @@ static int run(struct mounted *mt, const char *mountpoint)
 
 	start_maintenance(mt);
 	write_registry(mt, mountpoint);
+	if (mt->registry.len)
+		daemon_stats_start(mt, buf_str(&mt->registry));
 	log_info("mounting %s at %s (cache %s)", mt->store->url, mountpoint,
 		 mt->cache_dir);
 	/* the store said so at open, but that went to the terminal */
@@ -793,6 +799,7 @@ static int run(struct mounted *mt, const char *mountpoint)
 		cli_error("cannot mount at %s (see messages above)",
 			  mountpoint);
 	log_info("unmounted %s; uploading what is left", mountpoint);
+	daemon_stats_stop(mt);
 	stop_maintenance(mt);
 	return rc;
 }
@@ -837,6 +844,7 @@ int daemon_serve(struct mounted *mt, const char *mountpoint)
 	int rc, rc2;
 
 	mt->lock_fd = -1;
+	daemon_stats_init(mt);
 	tune_malloc(mt);
 	rc = lock_cache_dir(mt);
 	if (rc)

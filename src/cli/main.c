@@ -134,6 +134,7 @@ static const struct {
 	{ "unmount", cmd_umount },
 	{ "fsck", cmd_fsck },
 	{ "gc", cmd_gc },
+	{ "stats", cmd_stats },
 };
 
 int main(int argc, char **argv)

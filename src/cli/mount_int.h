@@ -1,7 +1,8 @@
 /*
  * mount_int.h - what `metafuse mount` (cmd_mount.c: the options, the
  * checks, the store, the fork) hands to the daemon that serves the mount
- * (daemon.c).
+ * (daemon.c), and the daemon's statistics (daemon_stats.c) that
+ * `metafuse stats` (cmd_stats.c) reads.
  */
 #ifndef METAFUSE_CLI_MOUNT_INT_H
 #define METAFUSE_CLI_MOUNT_INT_H
@@ -37,6 +38,40 @@ struct mount_opts {
 	unsigned upload_threads;
 	struct buf fuse_opts; /* passed through to FUSE */
 	struct cli_store_opts store; /* endpoint=, region= ... */
+	struct store_prices prices; /* price_*=, price_file= (stats) */
+};
+
+/*
+ * -o price_storage_gb_month=, price_put_1k=, price_get_1k=,
+ * price_egress_gb= and price_file=FILE into p (daemon_stats.c).
+ * -ENOENT: not a price option; -ECANCELED: a bad value or file, its one
+ * line printed.
+ */
+int mount_price_opt(struct store_prices *p, const char *opt);
+
+/* Per-minute samples of the store's counters, for "the last hour". */
+#define STATS_SAMPLES 61
+struct stats_sample {
+	uint64_t t_ns; /* CLOCK_MONOTONIC */
+	struct store_traffic traffic;
+};
+
+/*
+ * The statistics side of a mount (daemon_stats.c): a Unix socket beside
+ * the registry file, answered by a thread of its own, and the samples
+ * the maintenance thread takes every minute.
+ */
+struct daemon_stats {
+	uint64_t start_ns;     /* CLOCK_MONOTONIC when the daemon began */
+	char *sock_path;       /* NULL: no socket */
+	int listen_fd;
+	int wake[2];           /* a byte on wake[1] ends the thread */
+	pthread_t thread;
+	bool running;
+	uint64_t next_sample_ns; /* the maintenance thread's */
+	pthread_mutex_t lock;
+	struct stats_sample samples[STATS_SAMPLES]; /* protected by lock */
+	unsigned nsamples, next;                    /* protected by lock */
 };
 
 /*
@@ -72,6 +107,8 @@ struct mounted {
 	pthread_mutex_t maint_lock;
 	pthread_cond_t maint_cond;
 	bool maint_stop; /* protected by maint_lock */
+
+	struct daemon_stats stats;
 };
 
 /*
@@ -85,5 +122,15 @@ int daemon_serve(struct mounted *mt, const char *mountpoint);
 
 /* Write status (0: mounted, 1: failed) to the waiting parent, once. */
 void daemon_tell_parent(struct mounted *mt, char status);
+
+/* daemon_stats.c.  Init at the start of daemon_serve(); start once the fs
+ * exists, serving on the socket named after registry (the registry
+ * file's path) + ".sock"; stop before the fs goes (NULL-safe; a socket
+ * that cannot be made is logged, the mount goes on without it). */
+void daemon_stats_init(struct mounted *mt);
+void daemon_stats_start(struct mounted *mt, const char *registry);
+void daemon_stats_stop(struct mounted *mt);
+/* From the maintenance thread, every second or so: a sample a minute. */
+void daemon_stats_tick(struct mounted *mt, uint64_t now_ns);
 
 #endif
