@@ -28,7 +28,8 @@
  *      line.
  *   2. A client cannot hold the thread: reads and writes time out after
  *      2 s, and a write never raises SIGPIPE (MSG_NOSIGNAL).
- *   3. The samples are a ring of STATS_SAMPLES a minute apart, the first
+ *   3. The samples are a ring of STATS_SAMPLES a minute apart (or more:
+ *      the maintenance thread ticks every second or so), the first
  *      one (zero traffic) at the start: "the last hour" is the traffic
  *      since the oldest sample at most an hour old, and the answer says
  *      over how long (hour_ns), an hour or, for a younger mount, less.
@@ -47,8 +48,9 @@
 #include "util/log.h"
 #include "util/util.h"
 
+/* a sample a minute (METAFUSE_TEST_STATS_MINUTE_MS shortens the minute
+ * for the tests, and with it the hour, 60 of them) */
 #define SAMPLE_EVERY_NS (60ULL * 1000000000ULL)
-#define HOUR_NS (3600ULL * 1000000000ULL)
 #define CLIENT_TIMEOUT_S 2
 
 /* ---- the price options of `metafuse mount` ---- */
@@ -101,7 +103,12 @@ void daemon_stats_init(struct mounted *mt)
 {
 	struct daemon_stats *st = &mt->stats;
 
+	const char *knob = getenv("METAFUSE_TEST_STATS_MINUTE_MS");
+
 	st->start_ns = now_mono_ns();
+	st->minute_ns = SAMPLE_EVERY_NS;
+	if (knob && strtoull(knob, NULL, 10) > 0)
+		st->minute_ns = strtoull(knob, NULL, 10) * 1000000ULL;
 	st->listen_fd = -1;
 	st->wake[0] = st->wake[1] = -1;
 	pthread_mutex_init(&st->lock, NULL);
@@ -109,7 +116,7 @@ void daemon_stats_init(struct mounted *mt)
 	st->samples[0].t_ns = st->start_ns;
 	st->nsamples = 1;
 	st->next = 1;
-	st->next_sample_ns = st->start_ns + SAMPLE_EVERY_NS;
+	st->next_sample_ns = st->start_ns + st->minute_ns;
 }
 
 void daemon_stats_tick(struct mounted *mt, uint64_t now_ns)
@@ -119,7 +126,7 @@ void daemon_stats_tick(struct mounted *mt, uint64_t now_ns)
 
 	if (now_ns < st->next_sample_ns)
 		return;
-	st->next_sample_ns = now_ns + SAMPLE_EVERY_NS;
+	st->next_sample_ns = now_ns + st->minute_ns;
 	s.t_ns = now_ns;
 	store_counters_read(mt->store->counters, &s.traffic);
 	pthread_mutex_lock(&st->lock);
@@ -145,7 +152,7 @@ static void last_hour(struct mounted *mt, const struct store_traffic *now_t,
 	for (i = 0; i < st->nsamples; i++) {
 		k = (st->next + STATS_SAMPLES - st->nsamples + i) %
 		    STATS_SAMPLES;
-		if (now_ns - st->samples[k].t_ns <= HOUR_NS) {
+		if (now_ns - st->samples[k].t_ns <= 60 * st->minute_ns) {
 			base = st->samples[k];
 			break;
 		}
@@ -197,10 +204,18 @@ static void put_cache_journal(struct mounted *mt, struct buf *b,
 		    cs.upload_errors, cs.cached_bytes, mt->o->cache_size,
 		    cs.read_hits, cs.read_misses, cs.fetches,
 		    cs.fetch_bytes);
-	if (mt->journal)
+	if (mt->journal) {
 		journal_get_stats(mt->journal, &js);
-	else
+	} else {
+		/* read-only: what the last writer recorded (journal.c) */
 		js.ckpt_seq = meta_config_get_u64(mt->meta, "durable_seq", 0);
+		js.ckpt_time = meta_config_get_u64(mt->meta, "ckpt_time", 0);
+		js.ckpt_bytes = meta_config_get_u64(mt->meta, "ckpt_bytes", 0);
+		js.since_bytes = meta_config_get_u64(mt->meta,
+						     "jrnl_since_bytes", 0);
+		js.since_entries = meta_config_get_u64(mt->meta,
+						       "jrnl_since_entries", 0);
+	}
 	buf_appendf(b, "journal_entries %" PRIu64 "\njournal_pending %" PRIu64
 		    "\ncheckpoints %" PRIu64 "\nckpt_seq %" PRIu64 "\n",
 		    js.entries, js.pending, js.checkpoints, js.ckpt_seq);

@@ -68,6 +68,7 @@ struct daemon_stats {
 	int wake[2];           /* a byte on wake[1] ends the thread */
 	pthread_t thread;
 	bool running;
+	uint64_t minute_ns;      /* between samples; const after init */
 	uint64_t next_sample_ns; /* the maintenance thread's */
 	pthread_mutex_t lock;
 	struct stats_sample samples[STATS_SAMPLES]; /* protected by lock */

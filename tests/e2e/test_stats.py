@@ -315,6 +315,26 @@ def test_two_mounts_each_answer_for_itself(mounts):
     assert sb1["stored_data_bytes"] == 3 * (BS + HEADER)
 
 
+def test_read_only_mount(mounts):
+    """A read-only mount writes nothing, holds no lease, and still says
+    what the store holds."""
+    m = mounts(opts=QUIET)
+    write_blocks(m.path("f"), 2, seed=8)
+    m.umount()
+    m.mount(opts={"ro": True})
+    s0 = stats(m)
+    with open(m.path("f"), "rb") as f:
+        f.read()
+    s1 = stats(m)
+    assert s1["requests"]["PUT"] == 0 and s1["requests"]["DELETE"] == 0
+    assert delta(s0, s1)["GET"] == 0     # the blocks were cached
+    assert s1["lease_renew_s"] == 0
+    assert s1["stored_data_bytes"] == 2 * (BS + HEADER)
+    assert s1["stored_meta_bytes"] > 0
+    r = m.cli("stats", m.mnt)
+    assert r.returncode == 0 and "lease:" not in r.stdout
+
+
 def test_not_a_mount_and_a_dead_daemon(mounts, workdir):
     m = mounts(opts=QUIET)
     line = one_line_error(m.cli("stats", workdir))
@@ -387,6 +407,24 @@ def test_idle_lease_renewal_is_one_put(mounts):
     assert s1["lease_renew_s"] == 3
     # the last hour holds them
     assert s1["last_hour"]["requests"]["PUT"] == s1["requests"]["PUT"]
+
+
+def test_last_hour_forgets_older_requests(mounts):
+    """With the minute shortened for the test (0.1 s, so "the hour" is
+    6 s): a write's requests leave the last hour once it is older, and
+    stay in the counts since the mount."""
+    m = mounts(mount=False)
+    m.env["METAFUSE_TEST_STATS_MINUTE_MS"] = "100"
+    m.mount(opts=QUIET)
+    write_blocks(m.path("f"), 2, seed=9)
+    s = stats(m)
+    assert s["last_hour"]["requests"]["PUT"] == s["requests"]["PUT"] >= 3
+    assert wait_until(
+        lambda: stats(m)["last_hour"]["requests"]["PUT"] == 0, 60)
+    s = stats(m)
+    assert s["requests"]["PUT"] >= 3
+    assert 0 < s["last_hour"]["seconds"] <= 6.5
+    assert s["cost_usd_month_last_hour"] < s["cost_usd_month"]
 
 
 # ---- the lease of a mount on another host ----
