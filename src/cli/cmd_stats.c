@@ -518,30 +518,14 @@ static void compute_costs(const struct snap *s, struct costs *c)
 			 &c->last_hour);
 }
 
-static void print_text(const char *path, const struct snap *s)
+/* The text's lines on the backlog, the cache and the journal. */
+static void print_text_state(const struct snap *s)
 {
-	struct costs c;
-	char a[32], b[32], d[32], e[32];
+	char a[32], b[32];
 	uint64_t hits = snap_u64(s, "cache_hits");
 	uint64_t misses = snap_u64(s, "cache_misses");
 	uint64_t ckpt_time = snap_u64(s, "ckpt_time");
-	unsigned renew = (unsigned)snap_u64(s, "lease_renew_s");
 
-	compute_costs(s, &c);
-	human_secs(c.uptime, a, sizeof(a));
-	printf("%s: %s, mounted %s ago (daemon pid %s)\n", path,
-	       snap_str(s, "store"), a, snap_str(s, "pid"));
-	print_requests("requests since mount:", &c.all);
-	printf("%-22s%" PRIu64 " errors, %" PRIu64 " retries\n", "",
-	       c.all.errors, c.all.retries);
-	print_requests("requests, last hour:", &c.hour);
-	if (c.hour_s < 3599) {
-		human_secs(c.hour_s, a, sizeof(a));
-		printf("%-22s(the mount is %s old)\n", "", a);
-	}
-	human_bytes((double)c.all.bytes_up, a, sizeof(a));
-	human_bytes((double)c.all.bytes_down, b, sizeof(b));
-	printf("%-22s%s up, %s down\n", "transferred:", a, b);
 	human_bytes((double)snap_u64(s, "dirty_bytes"), a, sizeof(a));
 	human_secs((double)snap_u64(s, "oldest_dirty_ns") / 1e9, b,
 		   sizeof(b));
@@ -568,32 +552,65 @@ static void print_text(const char *path, const struct snap *s)
 			   sizeof(a));
 		printf(", written %s ago", a);
 	}
-	human_bytes((double)c.stored, a, sizeof(a));
-	human_bytes((double)c.stored_data, b, sizeof(b));
-	human_bytes((double)c.stored_garbage, d, sizeof(d));
-	human_bytes((double)c.stored_meta, e, sizeof(e));
-	printf("\n%-22s%s (data %s, garbage waiting for deletion %s, "
+	printf("\n");
+}
+
+/* The text's lines on what the store holds and what it costs. */
+static void print_text_money(const struct snap *s, const struct costs *c)
+{
+	char a[32], b[32], d[32], e[32];
+	unsigned renew = (unsigned)snap_u64(s, "lease_renew_s");
+
+	human_bytes((double)c->stored, a, sizeof(a));
+	human_bytes((double)c->stored_data, b, sizeof(b));
+	human_bytes((double)c->stored_garbage, d, sizeof(d));
+	human_bytes((double)c->stored_meta, e, sizeof(e));
+	printf("%-22s%s (data %s, garbage waiting for deletion %s, "
 	       "metadata %s)\n", "stored:", a, b, d, e);
 	printf("%-22s$%.2f (storage $%.2f, requests $%.2f, downloads "
 	       "$%.2f) at the rate since mount;\n%-22s$%.2f at the last "
-	       "hour's\n", "cost per month:", c.since.total,
-	       c.since.storage, c.since.requests, c.since.egress, "",
-	       c.last_hour.total);
-	if (c.uptime < 600)
+	       "hour's\n", "cost per month:", c->since.total,
+	       c->since.storage, c->since.requests, c->since.egress, "",
+	       c->last_hour.total);
+	if (c->uptime < 600)
 		printf("%-22s(a mount this young: its start-up requests weigh "
 		       "heavily)\n", "");
 	printf("%-22s$%g per GB-month, $%g per 1,000 PUT/POST/LIST, $%g per "
 	       "1,000 GET/HEAD, $%g per GB down%s\n", "prices:",
-	       store_price(&c.prices, STORE_PRICE_STORAGE_GB_MONTH),
-	       store_price(&c.prices, STORE_PRICE_PUT_1K),
-	       store_price(&c.prices, STORE_PRICE_GET_1K),
-	       store_price(&c.prices, STORE_PRICE_EGRESS_GB),
-	       c.local ? " (a local directory, priced as S3)" : "");
+	       store_price(&c->prices, STORE_PRICE_STORAGE_GB_MONTH),
+	       store_price(&c->prices, STORE_PRICE_PUT_1K),
+	       store_price(&c->prices, STORE_PRICE_GET_1K),
+	       store_price(&c->prices, STORE_PRICE_EGRESS_GB),
+	       c->local ? " (a local directory, priced as S3)" : "");
 	if (renew) {
 		human_secs(renew, a, sizeof(a));
 		printf("%-22srenewed every %s (%u requests an hour when "
 		       "idle)\n", "lease:", a, (3600 + renew - 1) / renew);
 	}
+}
+
+static void print_text(const char *path, const struct snap *s)
+{
+	struct costs c;
+	char a[32], b[32];
+
+	compute_costs(s, &c);
+	human_secs(c.uptime, a, sizeof(a));
+	printf("%s: %s, mounted %s ago (daemon pid %s)\n", path,
+	       snap_str(s, "store"), a, snap_str(s, "pid"));
+	print_requests("requests since mount:", &c.all);
+	printf("%-22s%" PRIu64 " errors, %" PRIu64 " retries\n", "",
+	       c.all.errors, c.all.retries);
+	print_requests("requests, last hour:", &c.hour);
+	if (c.hour_s < 3599) {
+		human_secs(c.hour_s, a, sizeof(a));
+		printf("%-22s(the mount is %s old)\n", "", a);
+	}
+	human_bytes((double)c.all.bytes_up, a, sizeof(a));
+	human_bytes((double)c.all.bytes_down, b, sizeof(b));
+	printf("%-22s%s up, %s down\n", "transferred:", a, b);
+	print_text_state(s);
+	print_text_money(s, &c);
 }
 
 /* s as a JSON string (quotes included) */

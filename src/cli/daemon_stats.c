@@ -337,6 +337,10 @@ static void *stats_thread(void *arg)
 		}
 		if (p[1].revents)
 			break;
+		if (p[0].revents & (POLLERR | POLLNVAL)) {
+			log_error("stats: the statistics socket failed");
+			break;
+		}
 		if (!(p[0].revents & POLLIN))
 			continue;
 		fd = accept4(st->listen_fd, NULL, NULL, SOCK_CLOEXEC);

@@ -105,7 +105,26 @@ struct journal {
 			 * entries_at_ckpt (written, or assumed at open) */
 	int (*gate)(void *, int (*)(void *), void *); /* journal_set_gate() */
 	void *gate_arg;
+	/* what journal_get_stats() gives, as of the end of the last sync or
+	 * checkpoint: lock is held across uploads, which a question about
+	 * the numbers must not wait for (a failing store retries for
+	 * minutes).  Protected by stat_lock, a leaf taken under lock. */
+	pthread_mutex_t stat_lock;
+	struct journal_stats pub;
 };
+
+/* Publish the numbers for journal_get_stats().  Called with lock held. */
+static void publish(struct journal *j)
+{
+	pthread_mutex_lock(&j->stat_lock);
+	j->pub = j->st;
+	j->pub.pending = j->npend;
+	j->pub.ckpt_time = j->ckpt_time;
+	j->pub.ckpt_bytes = j->ckpt_bytes;
+	j->pub.since_entries = j->since_entries;
+	j->pub.since_bytes = j->since_bytes;
+	pthread_mutex_unlock(&j->stat_lock);
+}
 
 static void jrnl_key(uint64_t seq, char *key, size_t size)
 {
@@ -157,6 +176,8 @@ int journal_open(struct meta *m, struct store *s, const struct blob_ctx *bc,
 	j->ckpt_time = meta_config_get_u64(m, "ckpt_time", 0);
 	j->ckpt_bytes = meta_config_get_u64(m, "ckpt_bytes", 0);
 	pthread_mutex_init(&j->lock, NULL);
+	pthread_mutex_init(&j->stat_lock, NULL);
+	publish(j);
 	rc = meta_journal_start(m);
 	if (rc) {
 		journal_close(j);
@@ -176,6 +197,7 @@ void journal_close(struct journal *j)
 		buf_free(&j->pend[i].cs);
 	free(j->pend);
 	pthread_mutex_destroy(&j->lock);
+	pthread_mutex_destroy(&j->stat_lock);
 	free(j->tmp_dir);
 	free(j);
 }
@@ -306,6 +328,7 @@ int journal_sync(struct journal *j)
 	rc = cut(j, NULL, NULL, NULL);
 	if (rc == 0)
 		rc = upload_pending(j);
+	publish(j);
 	pthread_mutex_unlock(&j->lock);
 	return rc;
 }
@@ -611,6 +634,7 @@ int journal_checkpoint(struct journal *j)
 	log_debug("checkpoint %" PRIu64 " (journal %" PRIu64 "): %" PRIu64
 		  " bytes (%" PRIu64 " stored)", cseq, jseq, size, stored);
 out:
+	publish(j);
 	pthread_mutex_unlock(&j->lock);
 	buf_free(&path);
 	return rc;
@@ -618,14 +642,9 @@ out:
 
 void journal_get_stats(struct journal *j, struct journal_stats *out)
 {
-	pthread_mutex_lock(&j->lock);
-	*out = j->st;
-	out->pending = j->npend;
-	out->ckpt_time = j->ckpt_time;
-	out->ckpt_bytes = j->ckpt_bytes;
-	out->since_entries = j->since_entries;
-	out->since_bytes = j->since_bytes;
-	pthread_mutex_unlock(&j->lock);
+	pthread_mutex_lock(&j->stat_lock);
+	*out = j->pub;
+	pthread_mutex_unlock(&j->stat_lock);
 	out->ckpt_seq = meta_config_get_u64(j->m, "durable_seq", 0);
 }
 

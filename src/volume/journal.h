@@ -46,6 +46,8 @@ int journal_sync(struct journal *j);
  * database's durable_seq (garbage collection's epoch) to its sequence.
  */
 int journal_checkpoint(struct journal *j);
+/* The numbers as of the end of the last sync or checkpoint; never waits
+ * for one that runs (nor for its uploads). */
 void journal_get_stats(struct journal *j, struct journal_stats *out);
 /* Whether anything changed since the last checkpoint: then the store's
  * newest checkpoint alone is not the live state. */

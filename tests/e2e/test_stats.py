@@ -315,6 +315,27 @@ def test_two_mounts_each_answer_for_itself(mounts):
     assert sb1["stored_data_bytes"] == 3 * (BS + HEADER)
 
 
+def test_store_failing_counts_errors_and_what_waits(mounts, workdir):
+    """The store down (the test's fault wrapper fails every call): the
+    failed uploads are errors, the block and its age wait, and stats
+    answers at once, not after the uploads' retries."""
+    down = os.path.join(workdir, "store-down")
+    env = dict(os.environ, METAFUSE_TEST_STORE_DOWN_FILE=down)
+    m = mounts(opts={"writeback_delay": "0.2", "journal_interval": "0.2"},
+               env=env)
+    m.allow_errors(r"failed: Input/output error",
+                   r"cannot send the metadata", r"checkpoint failed")
+    s0 = stats(m)
+    open(down, "w").close()
+    write_file(m.path("f"), h.rand_bytes(10, BS))
+    assert wait_until(lambda: stats(m)["errors"] >= s0["errors"] + 2, 60)
+    s = stats(m)
+    assert s["dirty_bytes"] == BS and s["oldest_dirty_s"] > 0
+    assert s["upload_errors"] > 0
+    os.unlink(down)
+    assert wait_until(lambda: stats(m)["dirty_bytes"] == 0, 60)
+
+
 def test_read_only_mount(mounts):
     """A read-only mount writes nothing, holds no lease, and still says
     what the store holds."""
