@@ -45,9 +45,6 @@
  *      volume meanwhile.  Maintenance renews it every half of its
  *      validity (maint_lease()) with one PUT while the lease it last
  *      wrote cannot have expired, reading it first otherwise.
- *   6. An idle mount sends nothing but the lease's renewals: every other
- *      duty of the maintenance thread asks the store only when something
- *      changed (journal, checkpoint) or waits for deletion (garbage).
  *   4. CACHE_DIR/running is written before serving (after the start-up
  *      checkpoint) and removed only when the volume ends clean: a mount
  *      that finds it finishes a crashed predecessor's work (checkpoint,
@@ -55,6 +52,9 @@
  *   5. The waiting parent hears one verdict: on_ready()'s 0 once the mount
  *      answers, else the caller's 1 (daemon_tell_parent() closes the pipe
  *      after the first).
+ *   6. An idle mount sends nothing but the lease's renewals: every other
+ *      duty of the maintenance thread asks the store only when something
+ *      changed (journal, checkpoint) or waits for deletion (garbage).
  */
 #include "util/compat.h"
 
@@ -285,11 +285,14 @@ static void maint_lease(struct mounted *mt, struct maint_clock *t)
 		t->next_lease = now + valid * 500000000ULL;
 		return;
 	}
-	if (rc == -EBUSY)
+	if (rc == -EBUSY) {
+		/* lost: said again every half validity, not every minute */
 		log_error("the volume's lease was taken over by another "
 			  "mount; this mount should be unmounted");
-	else
-		log_warn("cannot renew the lease: %s", strerror(-rc));
+		t->next_lease = now + valid * 500000000ULL;
+		return;
+	}
+	log_warn("cannot renew the lease: %s", strerror(-rc));
 	t->next_lease = now + MF_MIN(valid * 500000000ULL,
 				     LEASE_RETRY_S * 1000000000ULL);
 }
