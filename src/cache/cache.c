@@ -570,12 +570,28 @@ void cache_unclaim(struct cache *c, const char *hash)
 
 void cache_get_stats(struct cache *c, struct cache_stats *out)
 {
+	const struct centry *e;
+	uint64_t oldest = 0;
+
 	pthread_mutex_lock(&c->lock);
 	*out = c->stats;
 	out->cached_bytes = c->cached_bytes;
 	out->dirty_bytes = c->dirty_bytes;
 	out->entries = c->nentries;
+	out->uploads_in_flight = c->uploading;
+	for (e = c->dirty.head; e; e = e->next) {
+		/* recovered blocks have no time: as old as this run */
+		uint64_t t = MF_MAX(e->dirty_since_ns, c->opened_ns);
+
+		if (!oldest || t < oldest)
+			oldest = t;
+	}
+	out->oldest_dirty_ns = oldest;
 	pthread_mutex_unlock(&c->lock);
+	out->read_hits = atomic_load_explicit(&c->read_hits,
+					      memory_order_relaxed);
+	out->read_misses = atomic_load_explicit(&c->read_misses,
+						memory_order_relaxed);
 }
 
 /* ---- open and close ---- */
@@ -649,6 +665,7 @@ int cache_open(const struct cache_config *cfg, struct store *store,
 	c->ops = ops;
 	c->index_arg = index_arg;
 	c->next_gen = 1;
+	c->opened_ns = now_mono_ns();
 	mutex_init(&c->commit_lock);
 	mutex_init(&c->lock);
 	pthread_cond_init(&c->state_cond, NULL);

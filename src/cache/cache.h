@@ -121,6 +121,16 @@ struct cache_stats {
 	uint64_t evictions;
 	uint64_t upload_errors;
 	uint64_t patches;        /* uploads that were patches */
+	uint64_t uploads_in_flight; /* blocks being uploaded now */
+	/* when the oldest dirty block became dirty (CLOCK_MONOTONIC ns; a
+	 * block left dirty by an earlier run: when the cache opened); 0
+	 * when nothing is dirty */
+	uint64_t oldest_dirty_ns;
+	/* block reads served from the cache (or from a load already under
+	 * way), and those that had to fetch their block; holes and inline
+	 * files are neither */
+	uint64_t read_hits;
+	uint64_t read_misses;
 };
 
 /*
@@ -195,6 +205,8 @@ int cache_flush_all(struct cache *c,
 void cache_claim(struct cache *c, const char *hash);
 void cache_unclaim(struct cache *c, const char *hash);
 
+/* The counters above, and a walk of the dirty blocks (under the cache's
+ * lock, a few thousand entries at most) for the oldest. */
 void cache_get_stats(struct cache *c, struct cache_stats *out);
 
 #endif

@@ -34,6 +34,7 @@
 #include "util/compat.h"
 
 #include <pthread.h>
+#include <stdatomic.h>
 
 #include "cache/cache.h"
 #include "util/buf.h"
@@ -119,6 +120,10 @@ struct cache {
 	char (*claims)[BLOB_NAME_LEN + 1]; /* protected by lock */
 	size_t nclaims, capclaims;
 	struct cache_stats stats;  /* protected by lock */
+	unsigned uploading;        /* entries uploading; by lock */
+	uint64_t opened_ns;        /* const after cache_open() */
+	/* the block reads of cache_read(), counted without a lock */
+	atomic_uint_fast64_t read_hits, read_misses;
 
 	pthread_t *workers;
 	unsigned nworkers;

@@ -98,6 +98,9 @@ ssize_t cache_read(struct cache *c, uint64_t ino, uint64_t off, size_t len,
 			if (rc)
 				break;
 		}
+		atomic_fetch_add_explicit(cached ? &c->read_hits :
+						   &c->read_misses,
+					  1, memory_order_relaxed);
 		rc = entry_acquire(c, ino, idx, true, &e);
 		if (rc)
 			break;

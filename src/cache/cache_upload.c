@@ -491,6 +491,7 @@ static uint64_t upload_start(struct cache *c, struct centry *e,
 	uint64_t v;
 
 	e->uploading = true;
+	c->uploading++;
 	e->refs++;
 	/*
 	 * The version is taken under commit_lock: a write counts itself in
@@ -523,6 +524,7 @@ static void upload_done_locked(struct cache *c, struct centry *e,
 	bool destroy;
 
 	e->uploading = false;
+	c->uploading--;
 	if (rc) {
 		dmap_give_back(c, e, u, rc);
 		c->stats.upload_errors++;

@@ -87,6 +87,10 @@ static const char mount_help[] =
 	"                         writes, but a crash of the daemon loses what\n"
 	"                         the kernel held, and ENOSPC shows at fsync\n"
 	"  debug                  verbose log\n"
+	"  price_storage_gb_month=USD, price_put_1k=USD, price_get_1k=USD,\n"
+	"  price_egress_gb=USD    prices for `metafuse stats` (default AWS S3\n"
+	"                         Standard, us-east-1)\n"
+	"  price_file=FILE        the same as key=value lines\n"
 	"  allow_other, allow_root, auto_unmount, nodev, dev, nosuid, suid,\n"
 	"  noexec, exec, noatime, atime, relatime, sync, async, dirsync, rw:\n"
 	"                         passed to FUSE\n"
@@ -129,7 +133,8 @@ static void unknown_option(const char *opt)
 		    "debug, writeback_cache, default_permissions, endpoint=, "
 		    "region=, path_style, virtual_host, credentials=, "
 		    "ca_bundle=, no_verify_tls, sign_payload, connections=, "
-		    "part_size=");
+		    "part_size=, price_storage_gb_month=, price_put_1k=, "
+		    "price_get_1k=, price_egress_gb=, price_file=");
 	for (i = 0; i < ARRAY_SIZE(fuse_passthrough); i++)
 		buf_appendf(&line, ", %s", fuse_passthrough[i]);
 	cli_error("unknown mount option '%s' (valid: %s; and mount(8)'s "
@@ -144,6 +149,7 @@ static int parse_one_opt(struct mount_opts *o, const char *opt)
 	size_t klen = eq ? (size_t)(eq - opt) : strlen(opt);
 	const char *val = eq ? eq + 1 : NULL;
 	size_t i;
+	int price_rc;
 
 	if (fstab_opt_ignored(opt))
 		return 0;
@@ -209,6 +215,9 @@ static int parse_one_opt(struct mount_opts *o, const char *opt)
 		}
 	}
 #undef KEY
+	price_rc = mount_price_opt(&o->prices, opt);
+	if (price_rc != -ENOENT)
+		return price_rc;
 	return cli_store_opt(&o->store, opt);
 }
 
@@ -221,7 +230,7 @@ static int parse_opt_cb(const char *p, void *arg)
 		rc = 0;
 	} else if (rc == -ENOENT) {
 		unknown_option(p);
-	} else if (rc) {
+	} else if (rc && rc != -ECANCELED) { /* ECANCELED: said already */
 		cli_error("invalid value in mount option '%s'", p);
 	}
 	return rc;

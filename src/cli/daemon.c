@@ -29,9 +29,13 @@
  *     metadata changed (every journal_interval, sooner after a burst),
  *     checkpoints when one is due (looked at every checkpoint_interval;
  *     otherwise it sends the journal then too), deletes garbage objects
- *     no durable checkpoint names, renews the lease and reports a failing
- *     store.  It owns its struct maint_clock; of struct mounted it reads
- *     only what is set before it starts, and maint_stop under maint_lock;
+ *     no durable checkpoint names, renews the lease, reports a failing
+ *     store and samples the statistics (daemon_stats_tick()).  It owns
+ *     its struct maint_clock and, once it runs, the lease fields of
+ *     struct mounted; of the rest it reads only what is set before it
+ *     starts, and maint_stop under maint_lock;
+ *   - the statistics thread (daemon_stats.c) answers `metafuse stats`
+ *     while the fs exists;
  *   - the cache's upload workers and fetchers (cache_open() to
  *     cache_close()) and fs's purge thread (fs_new() to fs_free()).
  *
@@ -42,7 +46,9 @@
  *      by run() after the fs exists, joined before the final upload.
  *   3. The lease (unless read-only) is held from before the metadata is
  *      restored until after the last upload: no other mount writes the
- *      volume meanwhile.  Maintenance renews it every LEASE_TTL_S / 3.
+ *      volume meanwhile.  Maintenance renews it every half of its
+ *      validity (maint_lease()) with one PUT while the lease it last
+ *      wrote cannot have expired, reading it first otherwise.
  *   4. CACHE_DIR/running is written before serving (after the start-up
  *      checkpoint) and removed only when the volume ends clean: a mount
  *      that finds it finishes a crashed predecessor's work (checkpoint,
@@ -50,6 +56,9 @@
  *   5. The waiting parent hears one verdict: on_ready()'s 0 once the mount
  *      answers, else the caller's 1 (daemon_tell_parent() closes the pipe
  *      after the first).
+ *   6. An idle mount sends nothing but the lease's renewals: every other
+ *      duty of the maintenance thread asks the store only when something
+ *      changed (journal, checkpoint) or waits for deletion (garbage).
  */
 #include "util/compat.h"
 
@@ -76,7 +85,16 @@
 #include "volume/sweep.h"
 #include "volume/volume.h"
 
-#define LEASE_TTL_S 30
+/*
+ * How long each write of the lease is valid: renewed every half of it
+ * with one PUT, 8 requests an hour; a holder that died on another host is
+ * taken over without --force at most this long after it stopped (on this
+ * host at once, its pid being gone).  METAFUSE_TEST_LEASE_S sets it for
+ * the tests.
+ */
+#define LEASE_VALID_S 900
+/* A renewal that failed is tried again this often (at most). */
+#define LEASE_RETRY_S 60
 
 /* Metadata transactions after which the journal is cut before its
  * interval is up (checked every second). */
@@ -177,7 +195,8 @@ static void sweep_unknown_objects(struct mounted *mt)
 struct maint_clock {
 	uint64_t last_change; /* meta_change_count() the store has */
 	uint64_t ckpt_change; /* ... at the last checkpoint */
-	uint64_t next_ckpt, next_jrnl, next_report, next_lease;
+	uint64_t next_ckpt, next_jrnl, next_report;
+	uint64_t next_lease; /* CLOCK_BOOTTIME */
 	uint64_t errors_seen; /* upload errors already reported */
 	bool jrnl_failing;    /* the last journal_sync() failed */
 };
@@ -234,21 +253,53 @@ static void maint_sleep(struct mounted *mt, uint64_t next_jrnl)
 	pthread_cond_timedwait(&mt->maint_cond, &mt->maint_lock, &ts);
 }
 
-/* Every LEASE_TTL_S / 3: renew the lease (invariant 3). */
-static void maint_lease(struct mounted *mt, struct maint_clock *t,
-			uint64_t now)
+/* CLOCK_BOOTTIME in ns: unlike CLOCK_MONOTONIC it goes on while the
+ * machine sleeps, as the lease's expiry does in the store. */
+static uint64_t now_boot_ns(void)
 {
+	struct timespec ts;
+
+	clock_gettime(CLOCK_BOOTTIME, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
+}
+
+/*
+ * Every half of the lease's validity: renew it (invariant 3).  With one
+ * PUT while the lease last written is less than three quarters of its
+ * validity old, by the boot clock and by the wall clock against the
+ * expiry it wrote: at least a quarter of it (3 3/4 minutes) is then
+ * left, which no clock skew between hosts below that makes look expired
+ * to a taker.  Older (a renewal failed, the machine slept), the lease may
+ * have been taken over: it is read first (volume_lease_renew()'s check).
+ */
+static void maint_lease(struct mounted *mt, struct maint_clock *t)
+{
+	uint64_t now = now_boot_ns(), valid = mt->lease_valid_s;
+	uint64_t age = now - mt->lease_written_ns;
+	bool check = age >= valid * 750000000ULL ||
+		     (long long)time(NULL) >= mt->lease.expires -
+					      (long long)(valid / 4);
 	int rc;
 
 	if (now < t->next_lease)
 		return;
-	rc = volume_lease_renew(mt->store, mt->lease_owner, LEASE_TTL_S);
-	if (rc == -EBUSY)
+	rc = volume_lease_renew(mt->store, &mt->lease, mt->lease_valid_s,
+				check);
+	if (rc == 0) {
+		mt->lease_written_ns = now;
+		t->next_lease = now + valid * 500000000ULL;
+		return;
+	}
+	if (rc == -EBUSY) {
+		/* lost: said again every half validity, not every minute */
 		log_error("the volume's lease was taken over by another "
 			  "mount; this mount should be unmounted");
-	else if (rc)
-		log_warn("cannot renew the lease: %s", strerror(-rc));
-	t->next_lease = now + LEASE_TTL_S / 3 * 1000000000ULL;
+		t->next_lease = now + valid * 500000000ULL;
+		return;
+	}
+	log_warn("cannot renew the lease: %s", strerror(-rc));
+	t->next_lease = now + MF_MIN(valid * 500000000ULL,
+				     LEASE_RETRY_S * 1000000000ULL);
 }
 
 /* Every journal_interval, sooner after a burst: what changed goes to the
@@ -309,7 +360,8 @@ static void *maintenance(void *arg)
 	t.next_ckpt = now + mt->o->checkpoint_interval_ns;
 	t.next_jrnl = now + mt->o->journal_interval_ns;
 	t.next_report = now;
-	t.next_lease = now + LEASE_TTL_S / 3 * 1000000000ULL;
+	t.next_lease = mt->lease_written_ns +
+		       mt->lease_valid_s * 500000000ULL;
 	pthread_mutex_lock(&mt->maint_lock);
 	while (!mt->maint_stop) {
 		maint_sleep(mt, t.next_jrnl);
@@ -317,8 +369,9 @@ static void *maintenance(void *arg)
 			break;
 		pthread_mutex_unlock(&mt->maint_lock);
 		now = now_mono_ns();
+		daemon_stats_tick(mt, now);
 		if (!mt->o->read_only) {
-			maint_lease(mt, &t, now);
+			maint_lease(mt, &t);
 			/* at most every 10 s, as soon as something fails */
 			if (now >= t.next_report &&
 			    report_pending(mt, &t.errors_seen))
@@ -446,15 +499,21 @@ out:
 /* The volume's lease, unless read-only (invariant 3). */
 static int take_lease(struct mounted *mt)
 {
+	const char *knob = getenv("METAFUSE_TEST_LEASE_S");
 	struct buf err = BUF_INIT;
+	uint64_t start = now_boot_ns();
 	int rc = 0;
 
+	mt->lease_valid_s = LEASE_VALID_S;
+	if (knob && strtoul(knob, NULL, 10) >= 2)
+		mt->lease_valid_s = (unsigned)strtoul(knob, NULL, 10);
 	if (!mt->o->read_only) {
-		rc = volume_lease_take(mt->store, LEASE_TTL_S, mt->o->force,
-				       mt->lease_owner,
-				       sizeof(mt->lease_owner), &err);
+		rc = volume_lease_hold(mt->store, mt->lease_valid_s,
+				       mt->o->force, &mt->lease, &err);
 		if (rc)
 			cli_error("%s", buf_str(&err));
+		else
+			mt->lease_written_ns = start;
 	}
 	buf_free(&err);
 	return rc;
@@ -745,6 +804,8 @@ static int run(struct mounted *mt, const char *mountpoint)
 
 	start_maintenance(mt);
 	write_registry(mt, mountpoint);
+	if (mt->registry.len)
+		daemon_stats_start(mt, buf_str(&mt->registry));
 	log_info("mounting %s at %s (cache %s)", mt->store->url, mountpoint,
 		 mt->cache_dir);
 	/* the store said so at open, but that went to the terminal */
@@ -756,6 +817,7 @@ static int run(struct mounted *mt, const char *mountpoint)
 		cli_error("cannot mount at %s (see messages above)",
 			  mountpoint);
 	log_info("unmounted %s; uploading what is left", mountpoint);
+	daemon_stats_stop(mt);
 	stop_maintenance(mt);
 	return rc;
 }
@@ -808,6 +870,7 @@ int daemon_serve(struct mounted *mt, const char *mountpoint)
 	int rc, rc2;
 
 	mt->lock_fd = -1;
+	daemon_stats_init(mt);
 	tune_malloc(mt);
 	rc = lock_cache_dir(mt);
 	if (rc)
@@ -854,8 +917,8 @@ out_meta:
 	journal_close(mt->journal);
 	meta_close(mt->meta);
 out_lease:
-	if (!mt->o->read_only && mt->lease_owner[0])
-		volume_lease_release(mt->store, mt->lease_owner);
+	if (!mt->o->read_only && mt->lease.owner[0])
+		volume_lease_release(mt->store, mt->lease.owner);
 out:
 	/* a read-only mount wrote no marker, and must not remove the one a
 	 * crashed read-write mount of this cache left (invariant 4) */

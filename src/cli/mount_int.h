@@ -1,7 +1,8 @@
 /*
  * mount_int.h - what `metafuse mount` (cmd_mount.c: the options, the
  * checks, the store, the fork) hands to the daemon that serves the mount
- * (daemon.c).
+ * (daemon.c), and the daemon's statistics (daemon_stats.c) that
+ * `metafuse stats` (cmd_stats.c) reads.
  */
 #ifndef METAFUSE_CLI_MOUNT_INT_H
 #define METAFUSE_CLI_MOUNT_INT_H
@@ -42,6 +43,41 @@ struct mount_opts {
 	/* mount(8)'s options, recorded in the utab with helper=metafuse once
 	 * mounted (fstab_utab_add()); NULL: no utab line */
 	const char *utab_opts;
+	struct store_prices prices; /* price_*=, price_file= (stats) */
+};
+
+/*
+ * -o price_storage_gb_month=, price_put_1k=, price_get_1k=,
+ * price_egress_gb= and price_file=FILE into p (daemon_stats.c).
+ * -ENOENT: not a price option; -ECANCELED: a bad value or file, its one
+ * line printed.
+ */
+int mount_price_opt(struct store_prices *p, const char *opt);
+
+/* Per-minute samples of the store's counters, for "the last hour". */
+#define STATS_SAMPLES 61
+struct stats_sample {
+	uint64_t t_ns; /* CLOCK_MONOTONIC */
+	struct store_traffic traffic;
+};
+
+/*
+ * The statistics side of a mount (daemon_stats.c): a Unix socket beside
+ * the registry file, answered by a thread of its own, and the samples
+ * the maintenance thread takes every minute.
+ */
+struct daemon_stats {
+	uint64_t start_ns;     /* CLOCK_MONOTONIC when the daemon began */
+	char *sock_path;       /* NULL: no socket */
+	int listen_fd;
+	int wake[2];           /* a byte on wake[1] ends the thread */
+	pthread_t thread;
+	bool running;
+	uint64_t minute_ns;      /* between samples; const after init */
+	uint64_t next_sample_ns; /* the maintenance thread's */
+	pthread_mutex_t lock;
+	struct stats_sample samples[STATS_SAMPLES]; /* protected by lock */
+	unsigned nsamples, next;                    /* protected by lock */
 };
 
 /* The defaults of every option; mount_opts_free() frees what parsing
@@ -81,7 +117,13 @@ struct mounted {
 	char *cache_dir;
 	bool restored; /* the metadata came from the store at this mount */
 	struct progress progress; /* the start's meter on the terminal */
-	char lease_owner[64];
+	/* the lease held (unless read-only; owner "" when none), how long
+	 * each write of it is valid, and when (CLOCK_BOOTTIME ns) the last
+	 * successful write began; the lease fields are the maintenance
+	 * thread's once it runs */
+	struct volume_lease lease;
+	unsigned lease_valid_s;
+	uint64_t lease_written_ns;
 	int ready_fd; /* write end of the pipe to the waiting parent */
 	int lock_fd;  /* flock()ed CACHE_DIR/lock: one mount per cache */
 	struct buf registry; /* the file that tells umount our pid */
@@ -91,6 +133,8 @@ struct mounted {
 	pthread_mutex_t maint_lock;
 	pthread_cond_t maint_cond;
 	bool maint_stop; /* protected by maint_lock */
+
+	struct daemon_stats stats;
 };
 
 /*
@@ -104,5 +148,15 @@ int daemon_serve(struct mounted *mt, const char *mountpoint);
 
 /* Write status (0: mounted, 1: failed) to the waiting parent, once. */
 void daemon_tell_parent(struct mounted *mt, char status);
+
+/* daemon_stats.c.  Init at the start of daemon_serve(); start once the fs
+ * exists, serving on the socket named after registry (the registry
+ * file's path) + ".sock"; stop before the fs goes (NULL-safe; a socket
+ * that cannot be made is logged, the mount goes on without it). */
+void daemon_stats_init(struct mounted *mt);
+void daemon_stats_start(struct mounted *mt, const char *registry);
+void daemon_stats_stop(struct mounted *mt);
+/* From the maintenance thread, every second or so: a sample a minute. */
+void daemon_stats_tick(struct mounted *mt, uint64_t now_ns);
 
 #endif

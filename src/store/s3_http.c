@@ -525,6 +525,30 @@ static void attempt_configure(struct store_s3 *s, struct s3_xfer *x,
 	configure_method(c, x);
 }
 
+/* The kind of request x is, as the store's counters and a price list
+ * know it (store_stats.h): a GET with list-type is a LIST, a POST with
+ * delete a DeleteObjects. */
+static enum store_req xfer_kind(const struct s3_xfer *x)
+{
+	const char *q = x->nquery ? x->query[0].name : "";
+
+	switch (x->method) {
+	case M_GET:
+		return !strcmp(q, "list-type") ? STORE_REQ_LIST :
+						 STORE_REQ_GET;
+	case M_PUT:
+		return STORE_REQ_PUT;
+	case M_HEAD:
+		return STORE_REQ_HEAD;
+	case M_DELETE:
+		return STORE_REQ_DELETE;
+	case M_POST:
+	default:
+		return !strcmp(q, "delete") ? STORE_REQ_DELETE_MULTI :
+					      STORE_REQ_POST;
+	}
+}
+
 /* Send, count the traffic, and read the answer's status and error. */
 static void attempt_perform(struct store_s3 *s, struct s3_xfer *x)
 {
@@ -539,6 +563,9 @@ static void attempt_perform(struct store_s3 *s, struct s3_xfer *x)
 	curl_easy_getinfo(c, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &clen);
 	atomic_fetch_add(&s->bytes_sent, (uint64_t)up);
 	atomic_fetch_add(&s->bytes_received, (uint64_t)down);
+	store_counters_add(s->base.counters, xfer_kind(x),
+			   up > 0 ? (uint64_t)up : 0,
+			   down > 0 ? (uint64_t)down : 0);
 	x->content_length = clen >= 0 ? (uint64_t)clen : 0;
 	if (x->cc == CURLE_OK && (x->status < 200 || x->status >= 300))
 		parse_error_body(x, &x->err_body);
@@ -647,10 +674,13 @@ int s3_request(struct store_s3 *s, struct s3_xfer *x, unsigned attempts,
 			buf_free(&d);
 		}
 		atomic_fetch_add(&s->retries, 1);
+		store_counters_retry(s->base.counters);
 		s3_backoff(n);
 	}
 	pool_give(s, x->h);
 	x->h = NULL;
+	if (rc && rc != -ENOENT)
+		store_counters_error(s->base.counters);
 	if (rc && x->out)
 		x->out->len = x->out_base;
 	if (rc && x->out && x->out->data)

@@ -59,6 +59,9 @@ struct store_s3 {
 	unsigned max_conns;
 	pid_t owner;       /* protected by pool_lock; see pool_take */
 
+	/* the store's counters (base.counters points here, store_stats.h)
+	 * and, for the log line of a session, these by HTTP method */
+	struct store_counters ctr;
 	atomic_uint_fast64_t requests[M_COUNT];
 	atomic_uint_fast64_t retries;
 	atomic_uint_fast64_t bytes_sent;

@@ -34,6 +34,7 @@
 
 #include "util/compat.h"
 #include "util/buf.h"
+#include "store/store_stats.h"
 
 struct store;
 
@@ -80,6 +81,12 @@ struct store {
 	 * for S3, where every request costs money and a round trip.
 	 */
 	uint32_t block_size;
+	/*
+	 * The requests made and bytes moved since the store was opened
+	 * (store_stats.h); a backend points it at counters of its own, a
+	 * wrapper at its inner store's.  NULL: not counted.
+	 */
+	struct store_counters *counters;
 };
 
 #define STORE_BLOCK_LOCAL (1U << 20)

@@ -23,6 +23,9 @@
  *      that reaches the inner store, as a round trip to a distant service
  *      would take (a list once, whatever its length);
  *      gets_max_in_flight is the most gets inside the inner store at once.
+ *   7. The wrapper shares its inner store's counters (store_stats.h):
+ *      the requests are the inner store's, and an injected failure
+ *      counts there as an error (a request that never left).
  */
 #include "util/compat.h"
 
@@ -72,6 +75,7 @@ static int fault_enter(struct store_fault *f, enum fault_op_index op)
 		f->counts.calls[op]++;
 		f->counts.failed++;
 		pthread_mutex_unlock(&f->lock);
+		store_counters_error(f->base.counters);
 		return -EIO;
 	}
 	pthread_mutex_lock(&f->lock);
@@ -87,6 +91,8 @@ static int fault_enter(struct store_fault *f, enum fault_op_index op)
 		}
 	}
 	pthread_mutex_unlock(&f->lock);
+	if (rc && rc != -ENOENT)
+		store_counters_error(f->base.counters);
 	return rc;
 }
 
@@ -258,6 +264,7 @@ int store_fault_wrap(struct store *inner, struct store **out)
 	pthread_cond_init(&f->hold_cond, NULL);
 	f->base.ops = &store_fault_ops;
 	f->base.block_size = inner->block_size;
+	f->base.counters = inner->counters; /* the inner store's requests */
 	f->inner = inner;
 	*out = &f->base;
 	return 0;

@@ -31,6 +31,10 @@
  *      keys below it.  Callbacks run with no lock held and may call back
  *      into the store.
  *
+ * Every call is counted in the store's counters (store_stats.h) as the
+ * request S3 would make for it: a put, get, head or del one request
+ * (del_many is one del per key), a listing one LIST per 1,000 keys.
+ *
  * Limits of the medium: a key cannot be both an object and a "directory"
  * of other keys ("a" and "a/b"); such a put fails with -ENOTDIR or
  * -EISDIR.  Segments longer than NAME_MAX fail with -ENAMETOOLONG.
@@ -68,6 +72,7 @@ struct store_file {
 	int root_fd;
 	atomic_uint_fast64_t tmp_seq;
 	atomic_bool no_direct; /* the file system refused O_DIRECT once */
+	struct store_counters ctr; /* base.counters points here */
 	pthread_mutex_t dirs_lock;
 	struct durable_dir *dirs[DURABLE_BUCKETS]; /* protected by dirs_lock */
 };
@@ -283,8 +288,19 @@ static int write_object(struct store_file *fs, int fd, const void *data,
 	return write_all(fd, (const uint8_t *)data + head, len - head);
 }
 
-static int file_put(struct store *s, const char *key, const void *data,
-		    size_t len)
+/* Count a call of kind that ended with rc (store_stats.h): "not found"
+ * is an answer, anything else failing an error. */
+static int counted(struct store_file *fs, enum store_req kind, int rc,
+		   uint64_t up, uint64_t down)
+{
+	store_counters_add(&fs->ctr, kind, up, down);
+	if (rc && rc != -ENOENT)
+		store_counters_error(&fs->ctr);
+	return rc;
+}
+
+static int put_object(struct store *s, const char *key, const void *data,
+		      size_t len)
 {
 	struct store_file *fs = file_from_store(s);
 	const char *slash, *base;
@@ -364,8 +380,17 @@ static bool direct_read_ok(struct store_file *fs, int fd, uint64_t off,
 	return true;
 }
 
-static int file_get(struct store *s, const char *key, uint64_t off,
-		    size_t len, struct buf *out)
+static int file_put(struct store *s, const char *key, const void *data,
+		    size_t len)
+{
+	int rc = put_object(s, key, data, len);
+
+	return counted(file_from_store(s), STORE_REQ_PUT, rc, rc ? 0 : len,
+		       0);
+}
+
+static int get_object(struct store *s, const char *key, uint64_t off,
+		      size_t len, struct buf *out)
 {
 	struct store_file *fs = file_from_store(s);
 	uint64_t avail;
@@ -439,7 +464,17 @@ out_close:
 	return rc;
 }
 
-static int file_del(struct store *s, const char *key)
+static int file_get(struct store *s, const char *key, uint64_t off,
+		    size_t len, struct buf *out)
+{
+	size_t before = out->len;
+	int rc = get_object(s, key, off, len, out);
+
+	return counted(file_from_store(s), STORE_REQ_GET, rc, 0,
+		       rc ? 0 : out->len - before);
+}
+
+static int del_object(struct store *s, const char *key)
 {
 	struct store_file *fs = file_from_store(s);
 
@@ -453,7 +488,13 @@ static int file_del(struct store *s, const char *key)
 	return map_errno(errno);
 }
 
-static int file_head(struct store *s, const char *key, uint64_t *size)
+static int file_del(struct store *s, const char *key)
+{
+	return counted(file_from_store(s), STORE_REQ_DELETE,
+		       del_object(s, key), 0, 0);
+}
+
+static int head_object(struct store *s, const char *key, uint64_t *size)
 {
 	struct store_file *fs = file_from_store(s);
 	struct stat st;
@@ -468,6 +509,12 @@ static int file_head(struct store *s, const char *key, uint64_t *size)
 	return 0;
 }
 
+static int file_head(struct store *s, const char *key, uint64_t *size)
+{
+	return counted(file_from_store(s), STORE_REQ_HEAD,
+		       head_object(s, key, size), 0, 0);
+}
+
 struct list_ent {
 	char *name;
 	uint64_t size;
@@ -477,6 +524,8 @@ struct list_ent {
 struct list_walk {
 	store_list_cb cb;
 	void *arg;
+	uint64_t keys; /* visited: S3 would list them in pages of 1,000 */
+	bool stopped;  /* by the callback */
 	char key[STORE_KEY_MAX + 2]; /* the current directory's key prefix */
 };
 
@@ -590,7 +639,9 @@ static int walk_dir(struct list_walk *w, int dfd, size_t keylen,
 		nlen = strlen(ents[i].name);
 		memcpy(w->key + keylen, ents[i].name, nlen + 1);
 		if (!ents[i].dir) {
+			w->keys++;
 			rc = w->cb(w->key, ents[i].size, w->arg);
+			w->stopped = rc != 0;
 			continue;
 		}
 		sub = open_dir_at(dirfd(dir), ents[i].name);
@@ -616,11 +667,10 @@ static bool prefix_char_ok(char c)
 	       c == '/';
 }
 
-static int file_list(struct store *s, const char *prefix, store_list_cb cb,
-		     void *arg)
+static int list_keys(struct store *s, const char *prefix,
+		     struct list_walk *w)
 {
 	struct store_file *fs = file_from_store(s);
-	struct list_walk w = { .cb = cb, .arg = arg };
 	size_t plen, dlen;
 	const char *p, *slash;
 	int dfd;
@@ -636,19 +686,34 @@ static int file_list(struct store *s, const char *prefix, store_list_cb cb,
 			return -EINVAL;
 	slash = strrchr(prefix, '/');
 	dlen = slash ? (size_t)(slash - prefix) : 0;
-	memcpy(w.key, prefix, dlen);
-	w.key[dlen] = '\0';
-	if (slash && !store_key_valid(w.key))
+	memcpy(w->key, prefix, dlen);
+	w->key[dlen] = '\0';
+	if (slash && !store_key_valid(w->key))
 		return -EINVAL;
 
-	dfd = open_dir_at(fs->root_fd, slash ? w.key : ".");
+	dfd = open_dir_at(fs->root_fd, slash ? w->key : ".");
 	if (dfd < 0)
 		return is_missing(-dfd) ? 0 : dfd;
 	if (slash) {
-		w.key[dlen++] = '/';
-		w.key[dlen] = '\0';
+		w->key[dlen++] = '/';
+		w->key[dlen] = '\0';
 	}
-	return walk_dir(&w, dfd, dlen, slash ? slash + 1 : prefix);
+	return walk_dir(w, dfd, dlen, slash ? slash + 1 : prefix);
+}
+
+static int file_list(struct store *s, const char *prefix, store_list_cb cb,
+		     void *arg)
+{
+	struct store_file *fs = file_from_store(s);
+	struct list_walk w = { .cb = cb, .arg = arg };
+	int rc = list_keys(s, prefix, &w);
+	uint64_t pages = MF_MAX((w.keys + 999) / 1000, 1);
+
+	while (pages-- > 1)
+		store_counters_add(&fs->ctr, STORE_REQ_LIST, 0, 0);
+	/* what the callback returned is not the store's failure */
+	counted(fs, STORE_REQ_LIST, w.stopped ? 0 : rc, 0, 0);
+	return rc;
 }
 
 static void file_close(struct store *s)
@@ -707,6 +772,7 @@ int store_file_open(const char *root, int create, struct store **out)
 	fs->base.url = (char *)buf_detach(&url, NULL);
 	fs->base.block_size = STORE_BLOCK_LOCAL;
 	fs->root_fd = fd;
+	fs->base.counters = &fs->ctr;
 	atomic_init(&fs->tmp_seq, 0);
 	atomic_init(&fs->no_direct, false);
 	*out = &fs->base;

@@ -1059,6 +1059,7 @@ int store_s3_open(const char *bucket_and_prefix, int create,
 	}
 	s->base.ops = &store_s3_ops;
 	s->base.block_size = STORE_BLOCK_REMOTE;
+	s->base.counters = &s->ctr;
 	rc = set_location(s, bucket_and_prefix, blen, err);
 	if (!rc)
 		rc = s3_conf_apply(s, o, err);

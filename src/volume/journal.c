@@ -52,7 +52,8 @@
  * interval or unmount), and when a failed cut requires one (invariant 4).
  * The journal's bytes and entries since the last checkpoint are kept in
  * the database's config (jrnl_since_bytes, jrnl_since_entries), so the
- * count goes on across mounts.
+ * count goes on across mounts; so are the newest checkpoint's time and
+ * stored size (ckpt_time, ckpt_bytes), which `metafuse stats` shows.
  */
 #include "util/compat.h"
 
@@ -97,13 +98,35 @@ struct journal {
 	/* journal entries in the store after the newest checkpoint, and
 	 * their stored bytes (config jrnl_since_*) */
 	uint64_t since_entries, since_bytes;
+	/* the newest checkpoint's Unix time and stored bytes (config
+	 * ckpt_time, ckpt_bytes; 0: unknown) */
+	uint64_t ckpt_time, ckpt_bytes;
 	bool ckpt_done; /* the store has a checkpoint of the state as of
 			 * entries_at_ckpt (written, or assumed at open) */
 	int (*gate)(void *, int (*)(void *), void *); /* journal_set_gate() */
 	void *gate_arg;
 	progress_fn *progress; /* journal_set_progress() */
 	void *progress_arg;
+	/* what journal_get_stats() gives, as of the end of the last sync or
+	 * checkpoint: lock is held across uploads, which a question about
+	 * the numbers must not wait for (a failing store retries for
+	 * minutes).  Protected by stat_lock, a leaf taken under lock. */
+	pthread_mutex_t stat_lock;
+	struct journal_stats pub;
 };
+
+/* Publish the numbers for journal_get_stats().  Called with lock held. */
+static void publish(struct journal *j)
+{
+	pthread_mutex_lock(&j->stat_lock);
+	j->pub = j->st;
+	j->pub.pending = j->npend;
+	j->pub.ckpt_time = j->ckpt_time;
+	j->pub.ckpt_bytes = j->ckpt_bytes;
+	j->pub.since_entries = j->since_entries;
+	j->pub.since_bytes = j->since_bytes;
+	pthread_mutex_unlock(&j->stat_lock);
+}
 
 static void jrnl_key(uint64_t seq, char *key, size_t size)
 {
@@ -152,7 +175,11 @@ int journal_open(struct meta *m, struct store *s, const struct blob_ctx *bc,
 	j->part_size = CKPT_PART_SIZE;
 	j->since_entries = meta_config_get_u64(m, "jrnl_since_entries", 0);
 	j->since_bytes = meta_config_get_u64(m, "jrnl_since_bytes", 0);
+	j->ckpt_time = meta_config_get_u64(m, "ckpt_time", 0);
+	j->ckpt_bytes = meta_config_get_u64(m, "ckpt_bytes", 0);
 	pthread_mutex_init(&j->lock, NULL);
+	pthread_mutex_init(&j->stat_lock, NULL);
+	publish(j);
 	rc = meta_journal_start(m);
 	if (rc) {
 		journal_close(j);
@@ -172,6 +199,7 @@ void journal_close(struct journal *j)
 		buf_free(&j->pend[i].cs);
 	free(j->pend);
 	pthread_mutex_destroy(&j->lock);
+	pthread_mutex_destroy(&j->stat_lock);
 	free(j->tmp_dir);
 	free(j);
 }
@@ -207,14 +235,17 @@ static void drop_pending(struct journal *j, size_t n)
 	j->npend -= n;
 }
 
-/* Keep the journal's size since the last checkpoint in the config.  A
- * failure only makes the next checkpoint come later or sooner: logged. */
-static void save_since(struct journal *j)
+/* Keep the journal's size since the last checkpoint in the config (and
+ * with all, the checkpoint's time and size).  A failure only makes the
+ * next checkpoint come later or sooner, or stats say less: logged. */
+static void save_since(struct journal *j, bool all)
 {
 	static const char *const keys[] = { "jrnl_since_entries",
-					    "jrnl_since_bytes" };
-	uint64_t values[] = { j->since_entries, j->since_bytes };
-	int rc = meta_config_set_u64s(j->m, keys, values, 2);
+					    "jrnl_since_bytes", "ckpt_time",
+					    "ckpt_bytes" };
+	uint64_t values[] = { j->since_entries, j->since_bytes,
+			      j->ckpt_time, j->ckpt_bytes };
+	int rc = meta_config_set_u64s(j->m, keys, values, all ? 4 : 2);
 
 	if (rc)
 		log_warn("journal: cannot record its size: %s", strerror(-rc));
@@ -251,7 +282,7 @@ static int upload_pending(struct journal *j)
 	drop_pending(j, done);
 	buf_free(&enc);
 	if (done)
-		save_since(j);
+		save_since(j, false);
 	return rc;
 }
 
@@ -299,6 +330,7 @@ int journal_sync(struct journal *j)
 	rc = cut(j, NULL, NULL, NULL);
 	if (rc == 0)
 		rc = upload_pending(j);
+	publish(j);
 	pthread_mutex_unlock(&j->lock);
 	return rc;
 }
@@ -604,7 +636,9 @@ int journal_checkpoint(struct journal *j)
 	j->entries_at_ckpt = j->st.entries;
 	j->ckpt_done = true;
 	j->since_entries = j->since_bytes = 0;
-	save_since(j);
+	j->ckpt_time = (uint64_t)time(NULL);
+	j->ckpt_bytes = stored;
+	save_since(j, true);
 	for (covered = 0; covered < j->npend; covered++)
 		if (j->pend[covered].seq > jseq)
 			break;
@@ -618,6 +652,7 @@ int journal_checkpoint(struct journal *j)
 	log_debug("checkpoint %" PRIu64 " (journal %" PRIu64 "): %" PRIu64
 		  " bytes (%" PRIu64 " stored)", cseq, jseq, size, stored);
 out:
+	publish(j);
 	pthread_mutex_unlock(&j->lock);
 	buf_free(&path);
 	return rc;
@@ -625,10 +660,10 @@ out:
 
 void journal_get_stats(struct journal *j, struct journal_stats *out)
 {
-	pthread_mutex_lock(&j->lock);
-	*out = j->st;
-	out->pending = j->npend;
-	pthread_mutex_unlock(&j->lock);
+	pthread_mutex_lock(&j->stat_lock);
+	*out = j->pub;
+	pthread_mutex_unlock(&j->stat_lock);
+	out->ckpt_seq = meta_config_get_u64(j->m, "durable_seq", 0);
 }
 
 /*

@@ -18,6 +18,16 @@ struct journal_stats {
 	uint64_t checkpoints; /* checkpoints uploaded */
 	uint64_t bytes;       /* stored bytes of both */
 	uint64_t pending;     /* entries cut but not yet in the store */
+	/* the store's newest checkpoint as far as this database knows
+	 * (also one an earlier mount wrote): its sequence, when it was
+	 * written (Unix seconds; 0: unknown, written by an older metafuse)
+	 * and its stored bytes (0: unknown); the journal entries after it
+	 * and their stored bytes.  Together the metadata the store holds. */
+	uint64_t ckpt_seq;
+	uint64_t ckpt_time;
+	uint64_t ckpt_bytes;
+	uint64_t since_entries;
+	uint64_t since_bytes;
 };
 
 /* Start recording m's changes; tmp_dir holds checkpoint snapshots. */
@@ -37,6 +47,8 @@ int journal_sync(struct journal *j);
  * database's durable_seq (garbage collection's epoch) to its sequence.
  */
 int journal_checkpoint(struct journal *j);
+/* The numbers as of the end of the last sync or checkpoint; never waits
+ * for one that runs (nor for its uploads). */
 void journal_get_stats(struct journal *j, struct journal_stats *out);
 /* Whether anything changed since the last checkpoint: then the store's
  * newest checkpoint alone is not the live state. */

@@ -9,7 +9,15 @@
  *      block size, hash key and block names of a volume are fixed for
  *      its life.
  *   2. A lease names its holder by host, pid and a random owner token;
- *      only the token decides whether a renewal is still ours.
+ *      only the token decides whether a lease is still ours.
+ *   3. A lease is taken over without force only from a holder known to
+ *      be dead: on this host, its pid no longer runs metafuse; on
+ *      another, its expiry (by the taker's clock) has passed.
+ *   4. The holder renews with one PUT, without reading the lease first,
+ *      only while the lease it last wrote is certainly still its own
+ *      (the caller, volume.h, says when; then no taker can have found
+ *      it expired); otherwise it reads it back first and writes nothing
+ *      when another owner holds it.
  */
 #include "util/compat.h"
 
@@ -178,14 +186,7 @@ int volume_create(struct store *s, uint32_t block_size,
 
 /* ---- lease ---- */
 
-struct lease {
-	char host[256];
-	long pid;
-	char owner[64];
-	long long since, expires;
-};
-
-static int lease_read(struct store *s, struct lease *l)
+static int lease_read(struct store *s, struct volume_lease *l)
 {
 	struct buf text = BUF_INIT;
 	char v[64];
@@ -213,7 +214,7 @@ out:
 	return rc;
 }
 
-static int lease_write(struct store *s, const struct lease *l)
+static int lease_write(struct store *s, const struct volume_lease *l)
 {
 	struct buf text = BUF_INIT;
 	int rc = buf_appendf(&text,
@@ -253,14 +254,14 @@ static bool local_holder_alive(long pid)
  * taker spends between its read and its write: the pause is four times
  * our own (the same store, the same kind of machine), at least 100 ms.
  */
-static int lease_settle(struct store *s, const struct lease *mine,
+static int lease_settle(struct store *s, const struct volume_lease *mine,
 			uint64_t window_ns, struct buf *err)
 {
 	uint64_t pause = MF_MIN(MF_MAX(4 * window_ns, 100000000ULL),
 				2000000000ULL);
 	struct timespec ts = { (time_t)(pause / 1000000000ULL),
 			       (long)(pause % 1000000000ULL) };
-	struct lease back;
+	struct volume_lease back;
 	int rc;
 
 	while (nanosleep(&ts, &ts) && errno == EINTR)
@@ -280,10 +281,56 @@ static int lease_settle(struct store *s, const struct lease *mine,
 	return 0;
 }
 
+/* "2026-01-31 12:00:00 UTC" */
+static void utc_time(long long t, char *out, size_t size)
+{
+	time_t tt = (time_t)t;
+	struct tm tm;
+
+	gmtime_r(&tt, &tm);
+	strftime(out, size, "%Y-%m-%d %H:%M:%S UTC", &tm);
+}
+
+/* -EBUSY, with the message, when old's holder may be alive (invariant
+ * 3). */
+static int lease_refuse_live(struct store *s, const struct volume_lease *old,
+			     const char *host, struct buf *err)
+{
+	char when[64], until[64];
+
+	if (!strcmp(old->host, host) ? !local_holder_alive(old->pid) :
+				       old->expires <= (long long)time(NULL))
+		return 0;
+	utc_time(old->since, when, sizeof(when));
+	utc_time(old->expires, until, sizeof(until));
+	if (!strcmp(old->host, host))
+		buf_appendf(err, "volume %s is already mounted by host %s, "
+			    "pid %ld, since %s (use --force if that mount is "
+			    "dead)", s->url, old->host, old->pid, when);
+	else
+		buf_appendf(err, "volume %s is already mounted by host %s, "
+			    "pid %ld, since %s; if that mount is dead its "
+			    "lease can be taken after %s (or now with "
+			    "--force)", s->url, old->host, old->pid, when,
+			    until);
+	return -EBUSY;
+}
+
 int volume_lease_take(struct store *s, unsigned ttl_s, int force,
 		      char *owner_out, size_t owner_size, struct buf *err)
 {
-	struct lease old, l;
+	struct volume_lease l;
+	int rc = volume_lease_hold(s, 2 * ttl_s, force, &l, err);
+
+	if (rc == 0)
+		snprintf(owner_out, owner_size, "%s", l.owner);
+	return rc;
+}
+
+int volume_lease_hold(struct store *s, unsigned valid_s, int force,
+		      struct volume_lease *out, struct buf *err)
+{
+	struct volume_lease old, l;
 	uint8_t tok[16];
 	char host[256];
 	uint64_t start;
@@ -295,24 +342,9 @@ int volume_lease_take(struct store *s, unsigned ttl_s, int force,
 	start = now_mono_ns();
 	rc = lease_read(s, &old);
 	if (rc == 0 && !force) {
-		bool same_host = !strcmp(old.host, host);
-		bool live = same_host ? local_holder_alive(old.pid) :
-					old.expires > (long long)time(NULL);
-
-		if (live) {
-			char when[64];
-			time_t t = (time_t)old.since;
-			struct tm tm;
-
-			gmtime_r(&t, &tm);
-			strftime(when, sizeof(when), "%Y-%m-%d %H:%M:%S UTC",
-				 &tm);
-			buf_appendf(err, "volume %s is already mounted by "
-				    "host %s, pid %ld, since %s "
-				    "(use --force if that mount is dead)",
-				    s->url, old.host, old.pid, when);
-			return -EBUSY;
-		}
+		rc = lease_refuse_live(s, &old, host, err);
+		if (rc)
+			return rc;
 	} else if (rc && rc != -ENOENT && rc != -EIO) {
 		buf_appendf(err, "cannot read the lease of %s: %s", s->url,
 			    strerror(-rc));
@@ -324,7 +356,7 @@ int volume_lease_take(struct store *s, unsigned ttl_s, int force,
 	blob_random(tok, sizeof(tok));
 	hex_encode(tok, sizeof(tok), l.owner);
 	l.since = (long long)time(NULL);
-	l.expires = l.since + 2LL * ttl_s;
+	l.expires = l.since + (long long)valid_s;
 	rc = lease_write(s, &l);
 	if (rc) {
 		buf_appendf(err, "cannot write the lease of %s: %s", s->url,
@@ -334,26 +366,33 @@ int volume_lease_take(struct store *s, unsigned ttl_s, int force,
 	rc = lease_settle(s, &l, now_mono_ns() - start, err);
 	if (rc)
 		return rc;
-	snprintf(owner_out, owner_size, "%s", l.owner);
+	*out = l;
 	return 0;
 }
 
-int volume_lease_renew(struct store *s, const char *owner, unsigned ttl_s)
+int volume_lease_renew(struct store *s, struct volume_lease *l,
+		       unsigned valid_s, bool check)
 {
-	struct lease l;
-	int rc = lease_read(s, &l);
+	struct volume_lease back, next = *l;
+	int rc;
 
-	if (rc)
-		return rc;
-	if (strcmp(l.owner, owner))
-		return -EBUSY;
-	l.expires = (long long)time(NULL) + 2LL * ttl_s;
-	return lease_write(s, &l);
+	if (check) {
+		rc = lease_read(s, &back);
+		if (rc)
+			return rc;
+		if (strcmp(back.owner, l->owner))
+			return -EBUSY;
+	}
+	next.expires = (long long)time(NULL) + (long long)valid_s;
+	rc = lease_write(s, &next);
+	if (rc == 0)
+		*l = next;
+	return rc;
 }
 
 int volume_lease_release(struct store *s, const char *owner)
 {
-	struct lease l;
+	struct volume_lease l;
 	int rc = lease_read(s, &l);
 
 	if (rc == -ENOENT)

@@ -57,17 +57,40 @@ int volume_create(struct store *s, uint32_t block_size,
  * newer format.  err gets one line. */
 int volume_load(struct store *s, struct volume *out, struct buf *err);
 
+/* A lease as the store holds it (key=value lines of the "lease" object). */
+struct volume_lease {
+	char host[256];
+	long pid;
+	char owner[64];     /* random token: whose lease it is */
+	long long since;    /* Unix time it was taken */
+	long long expires;  /* Unix time it is valid until, unless renewed */
+};
+
 /*
- * Take the lease for this process (host, pid, a random owner token in
- * owner_out, 2*ttl seconds validity).  -EBUSY with a message naming the
- * holder when another live holder has it: a lease of another host that
- * has not expired, or of this host whose pid still runs.  force takes it
- * anyway.
+ * Take the lease for this process (host, pid, a random owner token),
+ * valid valid_s seconds, into *out: one read, one write, a pause and a
+ * read back (lease_settle() in volume.c, for two takers at the same
+ * moment).  -EBUSY with a message naming the holder when another live
+ * holder has it: a lease of this host whose pid still runs metafuse, or
+ * of another host that has not expired (the message says when it does).
+ * force takes it anyway.
  */
+int volume_lease_hold(struct store *s, unsigned valid_s, int force,
+		      struct volume_lease *out, struct buf *err);
+/* The same for a lease never renewed (fsck, gc): valid 2*ttl_s seconds,
+ * its owner token into owner_out. */
 int volume_lease_take(struct store *s, unsigned ttl_s, int force,
 		      char *owner_out, size_t owner_size, struct buf *err);
-/* Renew; -EBUSY if someone else took it over meanwhile. */
-int volume_lease_renew(struct store *s, const char *owner, unsigned ttl_s);
+/*
+ * Renew l for valid_s seconds from now.  Without check one PUT: only for
+ * a holder sure the lease it last wrote has not expired (so that no one
+ * can have taken it over without force).  With check it reads the lease
+ * first: -EBUSY, and nothing written, when another owner holds it.  l's
+ * expiry follows a successful write.
+ */
+int volume_lease_renew(struct store *s, struct volume_lease *l,
+		       unsigned valid_s, bool check);
+/* Delete the lease if owner still holds it (-EBUSY otherwise). */
 int volume_lease_release(struct store *s, const char *owner);
 
 #endif
