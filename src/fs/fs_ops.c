@@ -922,6 +922,39 @@ out:
 	fuse_reply_err(req, -rc);
 }
 
+/*
+ * SEEK_DATA / SEEK_HOLE from the block map (meta_seek()).  Under
+ * writeback_cache the kernel holds writes (and a size) this daemon has
+ * not seen, and does not flush them before asking: ENOSYS makes it fall
+ * back to its own answer (the whole file is data) for this mount.
+ */
+static void fs_op_lseek(fuse_req_t req, fuse_ino_t ino, off_t off,
+			int whence, struct fuse_file_info *fi)
+{
+	struct fs *fs = fs_of(req);
+	uint64_t pos = 0;
+	int rc;
+
+	if (fs->cfg.writeback_cache && !fs->cfg.read_only) {
+		fuse_reply_err(req, ENOSYS);
+		return;
+	}
+	if (whence != SEEK_DATA && whence != SEEK_HOLE) {
+		fuse_reply_err(req, EINVAL);
+		return;
+	}
+	if (off < 0) {
+		fuse_reply_err(req, ENXIO);
+		return;
+	}
+	rc = meta_seek(fs->cfg.meta, ino_of(ino), (uint64_t)off,
+		       whence == SEEK_HOLE, &pos);
+	if (rc)
+		fuse_reply_err(req, -rc);
+	else
+		fuse_reply_lseek(req, (off_t)pos);
+}
+
 /* ---- directories ---- */
 
 static void fs_op_opendir(fuse_req_t req, fuse_ino_t ino,
@@ -1221,6 +1254,7 @@ static const struct fuse_lowlevel_ops fs_ops = {
 	.release = fs_op_release,
 	.fsync = fs_op_fsync,
 	.fallocate = fs_op_fallocate,
+	.lseek = fs_op_lseek,
 	.opendir = fs_op_opendir,
 	.readdir = fs_op_readdir,
 	.readdirplus = fs_op_readdirplus,
