@@ -12,6 +12,7 @@ both stores (METAFUSE_TEST_STORE=s3), after a remount and from a cold
 cache."""
 
 import errno
+import mmap
 import os
 import random
 import subprocess
@@ -200,6 +201,25 @@ def test_seek_with_kernel_writeback_cache(mounts):
     assert seek(fd, 0, os.SEEK_DATA) == 0
     assert seek(fd, 0, os.SEEK_HOLE) == 5 * BS + 10
     os.close(fd)
+
+
+def test_seek_after_mmap_write(mounts):
+    """Pages written through a shared mapping are data once they reach
+    the daemon (msync; the kernel does not write them back before
+    asking lseek)."""
+    m = mounts(block_size=BS)
+    p = m.path("f")
+    fd = os.open(p, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        os.ftruncate(fd, 8 * BS)
+        mm = mmap.mmap(fd, 8 * BS)
+        mm[5 * BS + 10:5 * BS + 14] = b"abcd"
+        mm.flush()
+        mm.close()
+        assert seek(fd, 0, os.SEEK_DATA) == 5 * BS
+        assert seek(fd, 5 * BS, os.SEEK_HOLE) == 6 * BS
+    finally:
+        os.close(fd)
 
 
 def daemon_wchar(m):
