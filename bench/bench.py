@@ -46,6 +46,8 @@ import threading
 import time
 import urllib.parse
 
+from bench_meta import META_CHART, META_METRICS, w_meta
+
 MiB = 1 << 20
 # metafuse volumes get mkfs's default block size (1 MiB in a directory,
 # 4 MiB in S3), read back from what mkfs prints
@@ -65,9 +67,11 @@ TAR_FULL = [f"--exclude=glibc-2.36/sysdeps/{a}" for a in
 
 SIZES = {
     "full": dict(seq=1024 * MiB, rand_file=256 * MiB, rand_ops=8192,
-                 small=10000, tree=1000, tar_args=TAR_FULL),
+                 small=10000, tree=1000, tar_args=TAR_FULL, meta=5000,
+                 meta_tree="include"),
     "quick": dict(seq=64 * MiB, rand_file=32 * MiB, rand_ops=512,
-                  small=500, tree=100, tar_args=["glibc-2.36/elf"]),
+                  small=500, tree=100, tar_args=["glibc-2.36/elf"],
+                  meta=1000, meta_tree="include/linux"),
 }
 
 
@@ -470,6 +474,7 @@ def s3_purge(cfg, prefix):
 class S3fs(Target):
     name = "s3fs"
     s3 = True
+    skip = ("meta",)  # compared with passthrough_ll only
 
     def __init__(self, work, cfg):
         super().__init__(work)
@@ -541,6 +546,7 @@ class S3Ceiling(Target):
 class Rclone(Target):
     name = "rclone"
     s3 = True
+    skip = ("meta",)
 
     def __init__(self, work, cfg):
         super().__init__(work)
@@ -821,7 +827,8 @@ def w_tar(s, sz, ctx):
 
 
 WORKLOADS = [("seq", w_seq), ("rand", w_rand), ("small", w_small),
-             ("tree", w_tree), ("tar", w_tar)]
+             ("tree", w_tree), ("tar", w_tar),
+             ("meta", lambda s, sz, ctx: w_meta(s, sz, ctx, drop_caches))]
 
 # metric -> (unit, higher is better)
 METRICS = {
@@ -844,6 +851,7 @@ METRICS = {
     "store_delete": ("requests", None), "store_bytes_put": ("B", None),
     "store_stored": ("B", None), "store_requests": ("requests", None),
     "store_head": ("requests", None), "store_post": ("requests", None),
+    **META_METRICS,
 }
 
 # the headline figures, the ones the chart shows
@@ -851,6 +859,7 @@ CHART_METRICS = ["write_MBps", "read_MBps", "randwrite_iops",
                  "randread_iops", "create_ops", "stat_ops", "read_ops",
                  "rename_dir_ms", "delete_ops", "total_s", "mkdir_ops",
                  "find_s", "extract_s", "extract_safe_s", "delete_s"]
+CHART_METRICS += META_CHART
 
 
 # ---------------------------------------------------------------- summary
@@ -1294,7 +1303,8 @@ def main():
             order = targets[runno - 1:] + targets[:runno - 1]
             for wname, fn in workloads:
                 for t in order:
-                    if wname not in getattr(t, "only", (wname,)):
+                    if wname not in getattr(t, "only", (wname,)) or \
+                            wname in getattr(t, "skip", ()):
                         continue
                     log(f"run {runno}/{a.runs} {wname} on {t.name}")
                     s = Session(t, rec, runno, wname)
@@ -1331,6 +1341,8 @@ def main():
     notes.append(f"- Sizes: {describe_sizes(sz)}.")
     notes.append(f"- Tarball: {a.tarball_name}; extracted: "
                  f"{describe_tar(a.tarball, sz['tar_args'])}.")
+    if "include_tar" in ctx:
+        notes.append(f"- meta's tree: {ctx['include_tar'][1]}.")
     summarize(rec.rows, targets, a.out, a.mode, a.runs, notes)
     machine_md(a.out, ctx)
     log(f"results in {a.out}: results.md, summary.csv, runs.csv, "
@@ -1366,7 +1378,8 @@ def describe_sizes(sz):
     return (f"sequential {sz['seq'] // MiB} MiB; random 4 KiB "
             f"{sz['rand_ops']} writes then {sz['rand_ops']} reads in a "
             f"{sz['rand_file'] // MiB} MiB file; {sz['small']} files of "
-            f"4 KiB; {sz['tree']} directories")
+            f"4 KiB; {sz['tree']} directories; meta: {sz['meta']} "
+            f"entries")
 
 
 def keep_log(t, out, name):

@@ -877,6 +877,35 @@ static int apply_punch(void *arg, uint64_t first, uint64_t last)
 	return meta_block_drop(p->fs->cfg.meta, p->ino, first, last);
 }
 
+/*
+ * FALLOC_FL_ZERO_RANGE (mode: with or without FALLOC_FL_KEEP_SIZE): the
+ * range reads as zeros, by the punch's path, so the blocks it covers
+ * whole become holes (nothing written, nothing uploaded) and only a
+ * partial first or last block is zeroed and goes up again; without
+ * KEEP_SIZE a range past the end makes the file that long.  The kernel
+ * has written back and will drop its cached pages of the range.
+ */
+static int fallocate_zero(struct fs *fs, uint64_t ino, int mode,
+			  uint64_t off, uint64_t len, uint64_t size,
+			  const struct timespec *now)
+{
+	struct punch_apply pa = { fs, ino };
+	struct meta_attr in, out;
+	unsigned set = META_SET_MTIME;
+	int rc;
+
+	rc = cache_punch(fs->cfg.cache, ino, off, len, size, apply_punch, &pa);
+	if (rc)
+		return rc;
+	memset(&in, 0, sizeof(in));
+	in.mtime = *now;
+	if (!(mode & FALLOC_FL_KEEP_SIZE) && off + len > size) {
+		in.size = off + len;
+		set |= META_SET_SIZE;
+	}
+	return meta_setattr(fs->cfg.meta, ino, &in, set, now, &out);
+}
+
 static void fs_op_fallocate(fuse_req_t req, fuse_ino_t fino, int mode,
 			    off_t off, off_t len, struct fuse_file_info *fi)
 {
@@ -904,6 +933,9 @@ static void fs_op_fallocate(fuse_req_t req, fuse_ino_t fino, int mode,
 			rc = meta_setattr(fs->cfg.meta, ino, &in,
 					  META_SET_MTIME, &now, &out);
 		}
+	} else if ((mode & ~FALLOC_FL_KEEP_SIZE) == FALLOC_FL_ZERO_RANGE) {
+		rc = fallocate_zero(fs, ino, mode, (uint64_t)off,
+				    (uint64_t)len, a.size, &now);
 	} else if (mode == 0 || mode == FALLOC_FL_KEEP_SIZE) {
 		/* blocks are allocated in the store when written; there is
 		 * nothing to reserve, only the size to extend */
@@ -920,6 +952,39 @@ static void fs_op_fallocate(fuse_req_t req, fuse_ino_t fino, int mode,
 	}
 out:
 	fuse_reply_err(req, -rc);
+}
+
+/*
+ * SEEK_DATA / SEEK_HOLE from the block map (meta_seek()).  Under
+ * writeback_cache the kernel holds writes (and a size) this daemon has
+ * not seen, and does not flush them before asking: ENOSYS makes it fall
+ * back to its own answer (the whole file is data) for this mount.
+ */
+static void fs_op_lseek(fuse_req_t req, fuse_ino_t ino, off_t off,
+			int whence, struct fuse_file_info *fi)
+{
+	struct fs *fs = fs_of(req);
+	uint64_t pos = 0;
+	int rc;
+
+	if (fs->cfg.writeback_cache && !fs->cfg.read_only) {
+		fuse_reply_err(req, ENOSYS);
+		return;
+	}
+	if (whence != SEEK_DATA && whence != SEEK_HOLE) {
+		fuse_reply_err(req, EINVAL);
+		return;
+	}
+	if (off < 0) {
+		fuse_reply_err(req, ENXIO);
+		return;
+	}
+	rc = meta_seek(fs->cfg.meta, ino_of(ino), (uint64_t)off,
+		       whence == SEEK_HOLE, &pos);
+	if (rc)
+		fuse_reply_err(req, -rc);
+	else
+		fuse_reply_lseek(req, (off_t)pos);
 }
 
 /* ---- directories ---- */
@@ -1221,6 +1286,7 @@ static const struct fuse_lowlevel_ops fs_ops = {
 	.release = fs_op_release,
 	.fsync = fs_op_fsync,
 	.fallocate = fs_op_fallocate,
+	.lseek = fs_op_lseek,
 	.opendir = fs_op_opendir,
 	.readdir = fs_op_readdir,
 	.readdirplus = fs_op_readdirplus,

@@ -329,6 +329,18 @@ int meta_object_note(struct meta *m, const char *hash, uint64_t size);
 /* Remove block rows [first, last] of ino (hole punching). */
 int meta_block_drop(struct meta *m, uint64_t ino, uint64_t first,
 		    uint64_t last);
+/*
+ * lseek(SEEK_DATA) (hole false) and lseek(SEEK_HOLE) (hole true) of
+ * regular file ino from off (meta_seek.c): *out = the first byte at or
+ * after off that is data (a block with a row, or an inline file's data),
+ * or that is in a hole (a block without a row, or the end of the file).
+ * -ENXIO when off >= size, or for data when there is none after off;
+ * -EISDIR / -EINVAL for a directory / another kind of inode.  Reads the
+ * block table through its key from off's block on: a hole costs nothing,
+ * a run of data one row per block up to its end (SEEK_HOLE only).
+ */
+int meta_seek(struct meta *m, uint64_t ino, uint64_t off, bool hole,
+	      uint64_t *out);
 /* Visit every dirty block. */
 int meta_blocks_dirty(struct meta *m,
 		      int (*cb)(uint64_t ino, uint64_t idx, void *arg),

@@ -5,6 +5,7 @@
  *   meta.c          open, schema, statements, transactions, config, stats
  *   meta_ns.c       names, attributes, readdir, purge, xattrs
  *   meta_block.c    block map, patches, inline data, objects, GC
+ *   meta_seek.c     SEEK_DATA / SEEK_HOLE from the block map
  *   meta_pend.c     batched write attributes
  *   meta_journal.c  the journal's changesets
  *   meta_fsck.c     the checks of meta.h's invariants
