@@ -4,18 +4,31 @@
 # 1. installs what is missing (scripts/deps.sh);
 # 2. builds two trees: build/ (release) and build-asan/ (ASan + UBSan);
 # 3. runs the unit tests of both;
-# 4. runs the end-to-end suite (tests/e2e, real FUSE mounts) with the
-#    release binary (all tests, slow ones too), again on S3 volumes on the
-#    local radosgw (all but the slow ones), and with the sanitizer binary
-#    (all but the slow ones);
+# 4. runs the end-to-end suite (tests/e2e, real FUSE mounts):
+#    - with the release binary on local volumes and, at the same time, on
+#      S3 volumes on the local radosgw (the two runs wait on mounts, timers
+#      and the store far more than on the CPU; each has its own test
+#      directory);
+#    - then, alone, the tests that make a mount namespace (marker
+#      `namespace`: a namespace copies every mount while it lives and so
+#      would hold up the other run's unmounts);
+#    - the memory test with a 1 GiB file, and the crash loop and the
+#      model test on encrypted volumes;
+#    - with the sanitizer binary, the files that drive most of the code
+#      (E2E_ASAN below; METAFUSE_ASAN_ALL=1: the whole suite);
+#    slow tests (marker `slow`: the 50-crash loop, the 4 GiB memory test,
+#    100,000 entries) only with METAFUSE_SLOW=1;
 # 5. prints one closing line "N passed, N failed[, N skipped]" over unit
 #    test executables and pytest tests, and exits non-zero if anything
 #    failed.
 #
 # Environment:
-#   METAFUSE_E2E_ARGS   extra pytest arguments for both e2e runs (e.g. -k x)
+#   METAFUSE_E2E_ARGS   extra pytest arguments for every e2e run (e.g. -k x)
+#   METAFUSE_SLOW=1     the slow tests too, at full length (about 10 more
+#                       minutes)
+#   METAFUSE_SERIAL=1   the release and S3 runs one after the other
+#   METAFUSE_ASAN_ALL=1 the whole e2e suite under the sanitizers
 #   METAFUSE_SKIP_ASAN=1  skip the sanitizer build and its runs
-#   METAFUSE_SKIP_SLOW=1  deselect slow tests in the release run too
 #   METAFUSE_SKIP_BENCH=1 skip the benchmark smoke test (bench/run --quick)
 #   METAFUSE_SEED       seed of the model test (printed on failure)
 set -uo pipefail
@@ -150,14 +163,15 @@ unit() {
 TEST_TMP=$(mktemp -d /tmp/metafuse-tests.XXXXXX)
 chmod 755 "$TEST_TMP"
 
-# Leave no mount and no daemon behind, whatever happened.
+# Leave no mount and no daemon behind under directory $1 (default: all of
+# TEST_TMP), whatever happened.
 sweep() {
-	local mp pid
+	local dir=${1:-$TEST_TMP} mp pid
 	while read -r mp; do
 		fusermount3 -u -z "$mp" 2>/dev/null || umount -l "$mp" 2>/dev/null
-	done < <(awk -v t="$TEST_TMP" 'index($5, t) == 1 {print $5}' \
+	done < <(awk -v t="$dir/" 'index($5 "/", t) == 1 {print $5}' \
 		/proc/self/mountinfo | sort -r)
-	for pid in $(pgrep -f -- "$TEST_TMP" 2>/dev/null); do
+	for pid in $(pgrep -f -- "$dir/" 2>/dev/null); do
 		[ "$pid" != "$$" ] && kill -9 "$pid" 2>/dev/null
 	done
 }
@@ -194,31 +208,63 @@ s3_stop() {
 trap 'cleanup; s3_stop' EXIT
 # ------------------------------------------------------------------------
 
+# e2e NAME DIR [pytest args and paths...]: one pytest run of the binaries
+# in DIR, in its own directory $TEST_TMP/NAME, with its junit xml in
+# DIR/test-results/e2e-NAME.xml (counted by e2e_count NAME DIR).  Without
+# a path among the arguments it runs all of tests/e2e.
 e2e() {
 	local name=$1 dir=$2
 	shift 2
 	local xml="$ROOT/$dir/test-results/e2e-$name.xml"
-	mkdir -p "$(dirname "$xml")"
+	local tmp="$TEST_TMP/$name"
+	mkdir -p "$(dirname "$xml")" "$tmp"
+	chmod 755 "$tmp"
 	rm -f "$xml"
 	note "e2e tests ($name: $dir/metafuse)"
-	local extra=()
+	local extra=() paths=("$ROOT/tests/e2e") a
 	# shellcheck disable=SC2206
 	[ -n "${METAFUSE_E2E_ARGS:-}" ] && extra=($METAFUSE_E2E_ARGS)
+	for a in "$@"; do
+		[[ $a == tests/e2e/* ]] && paths=()
+	done
 	METAFUSE_BIN="$ROOT/$dir/metafuse" \
 	METAFUSE_EXERCISER="$ROOT/$dir/tests/syscall_exerciser" \
 	METAFUSE_STORE_TOOL="$ROOT/$dir/tests/store_tool" \
-	METAFUSE_TEST_TMP="$TEST_TMP" \
-		timeout -k 30 3000 "$PY" -m pytest "$ROOT/tests/e2e" -ra \
+	METAFUSE_TEST_TMP="$tmp" \
+		timeout -k 30 3000 "$PY" -m pytest "${paths[@]}" -ra \
 		--junitxml="$xml" -o junit_suite_name="e2e-$name" \
 		"$@" "${extra[@]}"
 	local rc=$?
-	sweep
+	sweep "$tmp"
 	case $rc in
 	0 | 1) ;;
-	5) fail_step "e2e $name collected no tests" ;;
+	5) echo "test.sh: e2e $name collected no tests" >&2 ;;
 	*) echo "test.sh: pytest ($name) exited with $rc" >&2 ;;
 	esac
-	count_junit "$xml"
+	echo "$rc" >"$tmp.rc"
+	return 0
+}
+e2e_count() {
+	local name=$1 dir=$2
+	[ "$(cat "$TEST_TMP/$name.rc" 2>/dev/null)" = 5 ] &&
+		fail_step "e2e $name collected no tests"
+	count_junit "$ROOT/$dir/test-results/e2e-$name.xml"
+}
+# e2e_bg NAME DIR ARGS...: e2e in the background, its output in a log
+# that e2e_wait prints whole once every background run has ended.
+bg_names=()
+e2e_bg() {
+	local name=$1
+	bg_names+=("$name")
+	e2e "$@" >"$TEST_TMP/$name.log" 2>&1 &
+}
+e2e_wait() {
+	local name
+	wait
+	for name in "${bg_names[@]}"; do
+		cat "$TEST_TMP/$name.log"
+	done
+	bg_names=()
 }
 
 start=$(date +%s)
@@ -230,16 +276,47 @@ fi
 
 s3_start
 
+# The sanitizer run's files: every layer's main paths, the crash and
+# model tests, and the newest features.
+E2E_ASAN=(tests/e2e/test_posix.py tests/e2e/test_patch.py
+	tests/e2e/test_gc.py tests/e2e/test_crash.py tests/e2e/test_model.py
+	tests/e2e/test_persistence.py)
+for f in tests/e2e/test_holes.py tests/e2e/test_clone.py \
+	tests/e2e/test_encrypt.py; do
+	[ -f "$f" ] && E2E_ASAN+=("$f")
+done
+
+slow="not slow"
+[ -n "${METAFUSE_SLOW:-}" ] && slow="(slow or not slow)"
 if build build -Dbuildtype=release; then
 	unit build
-	slow=()
-	[ -n "${METAFUSE_SKIP_SLOW:-}" ] && slow=(-m "not slow")
-	e2e release build "${slow[@]}"
-	# the same filesystem tests on S3 volumes (radosgw above); tests
-	# about a local store's files or CLI paths skip themselves
-	if [ -n "${METAFUSE_S3_ENDPOINT:-}" ]; then
-		METAFUSE_TEST_STORE=s3 e2e s3 build -m "not slow"
+	s3=
+	[ -n "${METAFUSE_S3_ENDPOINT:-}" ] && s3=1
+	if [ -n "${METAFUSE_SERIAL:-}" ]; then
+		e2e release build -m "$slow and not namespace"
+		[ -n "$s3" ] && METAFUSE_TEST_STORE=s3 \
+			e2e s3 build -m "not slow and not namespace"
+	else
+		e2e_bg release build -m "$slow and not namespace"
+		# the same filesystem tests on S3 volumes (radosgw above); tests
+		# about a local store's files or CLI paths skip themselves
+		[ -n "$s3" ] && METAFUSE_TEST_STORE=s3 \
+			e2e_bg s3 build -m "not slow and not namespace"
+		e2e_wait
 	fi
+	e2e_count release build
+	[ -n "$s3" ] && e2e_count s3 build
+	e2e namespace build -m "$slow and namespace"
+	e2e_count namespace build
+	if [ -z "${METAFUSE_SLOW:-}" ]; then
+		# the memory bound with a file of 1 GiB, twice the cache
+		METAFUSE_MEMORY_TEST_SIZE=$((1 << 30)) \
+			e2e memory build -m slow tests/e2e/test_memory.py
+		e2e_count memory build
+	fi
+	METAFUSE_TEST_ENCRYPT=1 e2e encrypted build -m "not slow" \
+		tests/e2e/test_crash.py tests/e2e/test_model.py
+	e2e_count encrypted build
 fi
 
 if [ -z "${METAFUSE_SKIP_ASAN:-}" ]; then
@@ -248,7 +325,12 @@ if [ -z "${METAFUSE_SKIP_ASAN:-}" ]; then
 	if build build-asan \
 		-Db_sanitize=address,undefined -Db_lundef=false; then
 		unit build-asan
-		e2e asan build-asan -m "not slow"
+		if [ -n "${METAFUSE_ASAN_ALL:-}" ]; then
+			e2e asan build-asan -m "not slow"
+		else
+			e2e asan build-asan -m "not slow" "${E2E_ASAN[@]}"
+		fi
+		e2e_count asan build-asan
 	fi
 	unset ASAN_OPTIONS UBSAN_OPTIONS
 fi

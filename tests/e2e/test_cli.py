@@ -322,6 +322,7 @@ def test_umount_returns_after_upload_and_daemon_exit(mounts):
 
 
 @pytest.mark.root
+@pytest.mark.namespace
 def test_umount_names_a_namespace_that_holds_the_mount(mounts):
     """A mount namespace made while the volume is mounted keeps a copy of
     the mount, and the kernel ends the FUSE connection only when that

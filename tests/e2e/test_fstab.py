@@ -47,6 +47,9 @@ import pytest
 import mfhelpers as h
 from mfhelpers import BIN, MIB, read_file, write_file
 
+# every test here may make a mount namespace (class Namespace)
+pytestmark = pytest.mark.namespace
+
 pytestmark = pytest.mark.root
 
 HELPERS = ("mount.metafuse", "mount.fuse.metafuse", "umount.metafuse")

@@ -457,7 +457,9 @@ def test_requests_do_not_start_threads(mounts):
     # on); what must not happen is a worker that comes and goes.
     ended = seen - after
     assert len(ended) <= 2, f"{len(ended)} threads came and went in 500 writes"
-    assert len(after - before) <= 8, \
+    # ... and grows at most to libfuse's max_threads (fs_run()); on a
+    # loaded machine it may well grow by more than a handful
+    assert len(after - before) <= 16, \
         f"{len(after - before)} threads started for 500 writes"
 
 
