@@ -152,7 +152,8 @@ int cache_open(const struct cache_config *cfg, struct store *store,
 int cache_close(struct cache *c, int abandon);
 
 /* Read up to len bytes at off of ino whose size is file_size into out.
- * Returns bytes read (short at EOF) or -errno. */
+ * Returns bytes read (short only at EOF) or -errno: a block that cannot
+ * be read fails the whole read, whatever came before it. */
 ssize_t cache_read(struct cache *c, uint64_t ino, uint64_t off, size_t len,
 		   uint64_t file_size, void *out);
 /* Write len bytes at off; the index's write_done is called. Returns len

@@ -93,6 +93,7 @@ ssize_t cache_read(struct cache *c, uint64_t ino, uint64_t off, size_t len,
 			if (!cached &&
 			    (rc == -ENOENT || (rc == 0 && !hash[0]))) {
 				memset(dst, 0, blen);
+				rc = 0;
 				goto next;
 			}
 			if (rc)
@@ -119,7 +120,14 @@ next:
 		pos += blen;
 	}
 	buf_free(&inl);
-	if (rc && pos == off)
+	/*
+	 * A block that cannot be read fails the whole read, even after
+	 * blocks that could: the kernel takes a short read of a FUSE file
+	 * for its end (and shrinks its idea of the size), so returning
+	 * the bytes before the bad block would let a reader see a file cut
+	 * short, without an error.
+	 */
+	if (rc)
 		return rc;
 	return (ssize_t)(pos - off);
 }

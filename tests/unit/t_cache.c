@@ -309,6 +309,17 @@ static void test_damage_and_faults(void)
 	CHECK_RC(cache_read(e.c, 5, 0, BS, 8 * BS, out), BS);
 	fill(in, BS, 40);
 	CHECK_MEM(out, in, BS);
+	/* block 0 is cached now, block 1 is not and reads damaged: the read
+	 * of both fails whole (a short read would be taken for the end of
+	 * the file) */
+	uint8_t *two = malloc(2 * BS);
+	store_fault_corrupt_reads(e.store, 1);
+	CHECK_RC(cache_read(e.c, 5, 0, 2 * BS, 8 * BS, two), -EIO);
+	store_fault_corrupt_reads(e.store, 0);
+	CHECK_RC(cache_read(e.c, 5, 0, 2 * BS, 8 * BS, two), 2 * BS);
+	fill(in, BS, 41);
+	CHECK_MEM(two + BS, in, BS);
+	free(two);
 
 	/* uploads failing: fsync reports it; later it succeeds */
 	store_fault_arm(e.store, STORE_OP_PUT, 0, -1, EIO);
