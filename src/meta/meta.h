@@ -443,6 +443,12 @@ struct meta_caller {
 	size_t ngroups;
 };
 
+/* Whether who may do want (R_OK, W_OK, X_OK bits) on a, as the
+ * kernel's default_permissions decides (root: anything but executing a
+ * file no one may execute). */
+bool meta_caller_may(const struct meta_caller *who, const struct meta_attr *a,
+		     unsigned want);
+
 struct meta_clone_stats {
 	uint64_t inodes; /* inodes made (a hard link inside the tree: one) */
 	uint64_t blocks; /* block rows that share an object */
@@ -466,7 +472,8 @@ struct meta_clone_stats {
  * a directory of the tree, search dparent's ancestors, or write
  * dparent), -EPERM (a device node, and who is not root), -EAGAIN (files
  * of the tree have dirty blocks: up to dirty_max of their numbers are
- * put in dirty, their count in *ndirty; upload them and call again).
+ * put in dirty, how many there are in *ndirty; upload them and call
+ * again).
  */
 int meta_clone_tree(struct meta *m, uint64_t src, uint64_t dparent,
 		    const char *name, const struct meta_caller *who,

@@ -375,10 +375,8 @@ static bool in_group(const struct meta_caller *w, uint32_t gid)
 	return false;
 }
 
-/* Whether the caller may do want (R_OK, W_OK, X_OK bits) on a, as
- * the kernel's default_permissions decides. */
-static bool may(const struct meta_caller *w, const struct meta_attr *a,
-		unsigned want)
+bool meta_caller_may(const struct meta_caller *w, const struct meta_attr *a,
+		     unsigned want)
 {
 	unsigned bits;
 
@@ -400,9 +398,9 @@ static int may_copy(const struct tree_clone *tc, const struct meta_attr *a)
 	uint32_t type = a->mode & S_IFMT;
 
 	if (type == S_IFDIR)
-		return may(tc->who, a, R_OK | X_OK) ? 0 : -EACCES;
+		return meta_caller_may(tc->who, a, R_OK | X_OK) ? 0 : -EACCES;
 	if (type == S_IFREG)
-		return may(tc->who, a, R_OK) ? 0 : -EACCES;
+		return meta_caller_may(tc->who, a, R_OK) ? 0 : -EACCES;
 	if ((type == S_IFCHR || type == S_IFBLK) && tc->who->uid != 0)
 		return -EPERM;
 	return 0;
@@ -662,7 +660,7 @@ static int check_target(struct tree_clone *tc, const struct meta_attr *sa,
 		return -ENOTDIR;
 	if (pa->nlink == 0)
 		return -ENOENT;
-	if (!may(tc->who, pa, W_OK | X_OK))
+	if (!meta_caller_may(tc->who, pa, W_OK | X_OK))
 		return -EACCES;
 	for (;;) {
 		uint64_t up;
@@ -672,7 +670,7 @@ static int check_target(struct tree_clone *tc, const struct meta_attr *sa,
 		rc = meta_inode_get_locked(tc->m, ino, &a);
 		if (rc)
 			return rc;
-		if (!may(tc->who, &a, X_OK))
+		if (!meta_caller_may(tc->who, &a, X_OK))
 			return -EACCES;
 		if (ino == META_ROOT_INO || ++depth > 100000)
 			return 0;
@@ -757,7 +755,7 @@ int meta_clone_tree(struct meta *m, uint64_t src, uint64_t dparent,
 	free(tc.links.slot);
 	free(tc.dirs);
 	if (ndirty)
-		*ndirty = MF_MIN(tc.ndirty, tc.dirty_max);
+		*ndirty = tc.ndirty;
 	if (stats)
 		*stats = rc ? (struct meta_clone_stats){ 0 } : tc.stats;
 	return rc;
