@@ -465,7 +465,8 @@ struct meta_clone_stats {
  * has only the names inside it).  Owner and group are kept for root;
  * for anyone else the copy is theirs, with the source's group when they
  * are in it, and loses its set-user-ID and set-group-ID bits when either
- * changed.  dparent's mtime and ctime become now.
+ * changed, and its security.* and trusted.* xattrs (file capabilities:
+ * only root may set them).  dparent's mtime and ctime become now.
  * Errors (nothing changed): -ENOENT (src or dparent gone), -ENOTDIR,
  * -EEXIST (name taken), -EINVAL (bad name, or dparent is src or inside
  * it), -ENAMETOOLONG, -EACCES (who may not read a file, list or search

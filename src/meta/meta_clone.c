@@ -37,7 +37,9 @@
  *      ancestors (-EACCES); device nodes only for root (-EPERM).  An
  *      owner other than the caller (or a group the caller is not in) is
  *      kept only for root, as chown(2) allows; when it changes, the
- *      set-user-ID and set-group-ID bits are dropped.
+ *      set-user-ID and set-group-ID bits are dropped.  Only root's copy
+ *      keeps security.* and trusted.* xattrs (a file capability copied
+ *      to a file of one's own would be a privilege gained).
  */
 #include "util/compat.h"
 
@@ -110,8 +112,13 @@ static const char *const clone_sql[CS_COUNT] = {
 		" parent, target) SELECT ?2, ?3, ?4, ?5, size, rdev, 0,"
 		" atime_s, atime_ns, mtime_s, mtime_ns, ?6, ?7, ?8, target"
 		" FROM inode WHERE ino = ?1",
+	/* ?3: the caller is root; else security.* (file capabilities,
+	 * labels) and trusted.* stay behind, as setxattr(2) refuses
+	 * them to others */
 	[CS_XATTR_COPY] = "INSERT INTO xattr(ino, name, value)"
-			  " SELECT ?2, name, value FROM xattr WHERE ino = ?1",
+			  " SELECT ?2, name, value FROM xattr WHERE ino = ?1"
+			  " AND (?3 OR (CAST(name AS TEXT) NOT GLOB 'security.*'"
+			  " AND CAST(name AS TEXT) NOT GLOB 'trusted.*'))",
 	[CS_INLINE_COPY] = "INSERT INTO inline_data(ino, data)"
 			   " SELECT ?2, data FROM inline_data WHERE ino = ?1",
 	[CS_LINK_ADD] = "UPDATE inode SET nlink = nlink + 1 WHERE ino = ?1",
@@ -554,8 +561,10 @@ static int copy_one(struct tree_clone *tc, const struct meta_attr *a,
 	copy = (uint64_t)sqlite3_last_insert_rowid(tc->m->db);
 	tc->stats.inodes++;
 	rc = dentry_add(tc->m, parent, name, len, copy);
-	if (!rc)
+	if (!rc) {
+		bind_i64(tc->s.st[CS_XATTR_COPY], 3, tc->who->uid == 0);
 		rc = run_pair(tc, CS_XATTR_COPY, a->ino, copy);
+	}
 	if (!rc && S_ISREG(a->mode))
 		rc = copy_content(tc, a, copy);
 	if (!rc && S_ISDIR(a->mode))

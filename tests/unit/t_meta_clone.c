@@ -265,6 +265,7 @@ static void test_clone_tree_errors(void)
 	struct meta_caller member = { 3000, 3000, grp, 1 };
 	struct meta_attr out, a;
 	uint64_t dirty[4], idx = 0, f;
+	struct buf v = BUF_INIT;
 	size_t nd = 0;
 	struct tree_fx x;
 
@@ -295,11 +296,19 @@ static void test_clone_tree_errors(void)
 				 NULL, 0, NULL), -EACCES);
 	CHECK(lk(m, f, "z") == 0);
 	/* a readable file: the copy is the caller's, group kept (member),
-	 * set-user-ID dropped */
+	 * set-user-ID and a file capability dropped, user xattrs kept */
+	CHECK_RC(meta_setxattr(m, x.a, "security.capability", "c", 1, 0, &t),
+		 0);
 	CHECK_RC(meta_clone_tree(m, x.a, f, "z", &member, &t, &out, NULL,
 				 NULL, 0, NULL), 0);
 	CHECK(out.uid == 3000 && out.gid == 1000);
 	CHECK(out.mode == (S_IFREG | 0755));
+	CHECK_RC(meta_getxattr(m, out.ino, "security.capability", &v),
+		 -ENODATA);
+	CHECK_RC(meta_getxattr(m, out.ino, "user.k", &v), 0);
+	CHECK_RC(meta_clone_tree(m, x.a, f, "r", &root, &t, &out, NULL, NULL,
+				 0, NULL), 0);
+	CHECK_RC(meta_getxattr(m, out.ino, "security.capability", &v), 0);
 	CHECK_RC(meta_clone_tree(m, x.a, f, "y", &other, &t, &out, NULL,
 				 NULL, 0, NULL), 0);
 	CHECK(out.uid == 2000 && out.gid == 2000);
@@ -317,8 +326,9 @@ static void test_clone_tree_errors(void)
 				 NULL, dirty, 4, &nd), -EAGAIN);
 	CHECK(nd == 1 && dirty[0] == x.c);
 	CHECK(lk(m, META_ROOT_INO, "d3") == 0);
-	CHECK_EQ_U64(refcount_of(m, x.h2), 3);
+	CHECK_EQ_U64(refcount_of(m, x.h2), 4);
 	fsck_clean(m);
+	buf_free(&v);
 	meta_close(m);
 }
 
