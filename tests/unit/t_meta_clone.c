@@ -170,6 +170,38 @@ static void test_clone_blocks_errors(void)
 	meta_close(m);
 }
 
+/* fsck counts every holder of a shared object: a count that forgot the
+ * clone is found and repaired. */
+static void test_clone_fsck(void)
+{
+	struct timespec t = ts(300, 0);
+	char path[128], h1[65], h2[65];
+	struct meta *m = NULL;
+	uint64_t f, g;
+
+	hash_of('1', h1);
+	hash_of('2', h2);
+	db_path("fsck.db", path, sizeof(path));
+	CHECK_RC(meta_open(path, BS, 1000, 1000, &m), 0);
+	f = mk(m, META_ROOT_INO, "f", S_IFREG | 0644);
+	g = mk(m, META_ROOT_INO, "g", S_IFREG | 0644);
+	put_block(m, f, 0, h1);
+	put_block(m, f, 1, h2);
+	put_patch(m, f, 1, h2, h1);
+	CHECK_RC(meta_clone_blocks(m, f, 0, g, 0, 2, 2 * BS, &t), 0);
+	CHECK_EQ_U64(refcount_of(m, h1), 4);
+	meta_close(m);
+	CHECK_RC(raw_sql(path, "UPDATE object SET refcount = 2"), SQLITE_OK);
+	CHECK_RC(meta_open(path, BS, 1000, 1000, &m), 0);
+	CHECK_RC(meta_fsck(m, 0, NULL, NULL), 1);
+	CHECK_RC(meta_fsck(m, 1, NULL, NULL), 1);
+	CHECK_EQ_U64(refcount_of(m, h1), 4);
+	CHECK_EQ_U64(refcount_of(m, h2), 2);
+	fsck_clean(m);
+	meta_close(m);
+	rm_db(path);
+}
+
 /* d: a (2 blocks, xattr, also named a2), b (inline), s (symlink),
  * e/c (1 block), p (fifo) */
 struct tree_fx {
@@ -334,9 +366,13 @@ static void test_clone_tree_errors(void)
 
 int main(void)
 {
+	if (tmpdir_make("t_meta_clone"))
+		return 1;
 	test_clone_blocks();
 	test_clone_blocks_errors();
 	test_clone_tree();
 	test_clone_tree_errors();
+	test_clone_fsck();
+	rmdir(tmpdir);
 	return check_done("t_meta_clone");
 }
