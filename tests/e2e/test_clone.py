@@ -125,6 +125,8 @@ def test_many_clones_share_blocks_and_free_with_last_holder(mounts):
             for k in model:
                 assert read_file(m.path(k)) == bytes(model[k]), k
     m.umount()
+    r = m.cli("gc", m.store)
+    assert r.returncode == 0, r.stdout + r.stderr
     assert not m.data_objects(), "objects kept after their last holder"
     m.fsck_verified()
 
