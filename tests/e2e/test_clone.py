@@ -131,11 +131,13 @@ def test_many_clones_share_blocks_and_free_with_last_holder(mounts):
     m.fsck_verified()
 
 
-def test_copy_file_range_partial_ranges_match_a_model(mounts):
+@pytest.mark.parametrize("wbc", [False, True], ids=["plain", "wbcache"])
+def test_copy_file_range_partial_ranges_match_a_model(mounts, wbc):
     """Random ranges, aligned (blocks shared) and not (the kernel's copy),
     between files and inside one file, byte for byte against a model;
-    again after a remount from the store alone."""
-    m = mounts()
+    again after a remount from the store alone.  With the kernel's
+    writeback cache too, where the written bytes wait in the kernel."""
+    m = mounts(opts={"writeback_cache": True} if wbc else None)
     rng = random.Random(5)
     files = {f"f{i}": bytearray(h.rand_bytes(10 + i, rng.randrange(
         BS // 2, 5 * BS))) for i in range(3)}
@@ -143,6 +145,14 @@ def test_copy_file_range_partial_ranges_match_a_model(mounts):
         write_file(m.path(n), bytes(d))
     for step in range(40):
         src, dst = rng.choice(list(files)), rng.choice(list(files))
+        if rng.random() < 0.4:
+            # bytes just written (dirty: in the cache, or in the kernel)
+            off = rng.randrange(0, len(files[src]))
+            piece = h.rand_bytes(1000 + step, rng.randrange(1, 5000))
+            with open(m.path(src), "r+b") as f:
+                f.seek(off)
+                f.write(piece)
+            model_copy(piece, files[src], len(piece), 0, off)
         size = len(files[src])
         off_in = rng.randrange(0, size)
         count = rng.randrange(1, 3 * BS)
