@@ -68,10 +68,12 @@ TAR_FULL = [f"--exclude=glibc-2.36/sysdeps/{a}" for a in
 SIZES = {
     "full": dict(seq=1024 * MiB, rand_file=256 * MiB, rand_ops=8192,
                  small=10000, tree=1000, tar_args=TAR_FULL, meta=5000,
-                 meta_tree="include"),
+                 meta_tree="include", clone_file=1024 * MiB,
+                 clone_tree=10000),
     "quick": dict(seq=64 * MiB, rand_file=32 * MiB, rand_ops=512,
                   small=500, tree=100, tar_args=["glibc-2.36/elf"],
-                  meta=1000, meta_tree="include/linux"),
+                  meta=1000, meta_tree="include/linux",
+                  clone_file=64 * MiB, clone_tree=1000),
 }
 
 
@@ -826,9 +828,67 @@ def w_tar(s, sz, ctx):
     s.unmount("delete_safe_s")
 
 
+def data_stored(t):
+    """(objects, bytes) of data in a metafuse target's store; None for
+    the other targets."""
+    if not isinstance(t, Metafuse):
+        return None
+    if t.s3:
+        prefix = t.url.split("/", 3)[3]
+        r = rclone_harness(t.s3cfg, "size", "--json",
+                           f"bench:{t.s3cfg['bucket']}/{prefix}/data")
+        j = json.loads(r.stdout)
+        return j["count"], j["bytes"]
+    n = 0
+    for _, _, files in os.walk(os.path.join(t.url, "data")):
+        n += sum(1 for f in files if not f.endswith("~"))
+    return n, tree_bytes(os.path.join(t.url, "data"))
+
+
+def w_clone(s, sz, ctx):
+    """cp of a large file inside the volume (copy_file_range: metafuse
+    shares its blocks) and a copy of a tree of small files (metafuse
+    clone; cp -a on the other targets): the time of each, and what the
+    store grew by once unmounted."""
+    n, files = sz["clone_file"], sz["clone_tree"]
+    if s.t.s3 and not isinstance(s.t, Metafuse):
+        return  # s3fs, rclone: a byte copy by the kernel, minutes long
+    m = s.mount()
+    big = os.path.join(m, "big")
+    fio(["--rw=write", "--bs=1M", f"--size={n}", "--refill_buffers=1"], big)
+    tree = os.path.join(m, "tree")
+    os.mkdir(tree)
+    payload = os.urandom(8192 * 100)
+    for i in range(files):
+        if i % 100 == 0:
+            d = os.path.join(tree, f"d{i // 100:03d}")
+            os.mkdir(d)
+        with open(os.path.join(d, f"f{i:05d}"), "wb") as f:
+            # above the 4 KiB kept inline: one block each, all different
+            f.write(payload[8192 * (i % 100):8192 * (i % 100 + 1)] +
+                    i.to_bytes(8, "little"))
+    s.unmount()
+    for name, copy in (("cp", lambda: run(["cp", big, big + ".copy"])),
+                       ("clone", lambda: run(
+                           [s.t.binary, "clone", tree, tree + ".copy"]
+                           if isinstance(s.t, Metafuse) else
+                           ["cp", "-a", tree, tree + ".copy"]))):
+        before = data_stored(s.t)
+        m = s.mount()
+        t0 = now()
+        copy()
+        s.put(f"{name}_ms", (now() - t0) * 1000)
+        s.unmount()
+        after = data_stored(s.t)
+        if before and after:
+            s.put(f"{name}_store_objects", after[0] - before[0])
+            s.put(f"{name}_store_bytes", after[1] - before[1])
+
+
 WORKLOADS = [("seq", w_seq), ("rand", w_rand), ("small", w_small),
              ("tree", w_tree), ("tar", w_tar),
-             ("meta", lambda s, sz, ctx: w_meta(s, sz, ctx, drop_caches))]
+             ("meta", lambda s, sz, ctx: w_meta(s, sz, ctx, drop_caches)),
+             ("clone", w_clone)]
 
 # metric -> (unit, higher is better)
 METRICS = {
@@ -847,6 +907,10 @@ METRICS = {
     "extract_s": ("s", False), "extract_safe_s": ("s", False),
     "delete_s": ("s", False), "delete_safe_s": ("s", False),
     "peak_rss_MiB": ("MiB", None),
+    "cp_ms": ("ms", False), "clone_ms": ("ms", False),
+    "cp_store_objects": ("objects", None), "cp_store_bytes": ("B", None),
+    "clone_store_objects": ("objects", None),
+    "clone_store_bytes": ("B", None),
     "store_put": ("requests", None), "store_get": ("requests", None),
     "store_delete": ("requests", None), "store_bytes_put": ("B", None),
     "store_stored": ("B", None), "store_requests": ("requests", None),
@@ -998,6 +1062,16 @@ def verdicts(med, mf, peers):
                              "beyond any client of this server here")
             ck("sequential write >= 2x s3fs", a / b >= 2,
                f"{a / b:.2f}x{ceil}")
+        for k, limit, what in (("cp", 10, "cp of the large file"),
+                               ("clone", 1000, "metafuse clone of the tree")):
+            a = v("clone", f"{k}_ms", m)
+            if a is not None:
+                ck(f"{what} < {limit:,} ms", a < limit, f"{a:,.1f} ms")
+            o = v("clone", f"{k}_store_objects", m)
+            if o is not None:
+                b = v("clone", f"{k}_store_bytes", m) or 0
+                ck(f"{what}: the store grows by at most one block", o <= 1,
+                   f"{o:.0f} object(s), {b:,.0f} B")
         rss = [val for ((w, k), t), val in med.items()
                if t == m and k == "peak_rss_MiB"]
         if rss:

@@ -176,6 +176,15 @@ int cache_punch(struct cache *c, uint64_t ino, uint64_t off, uint64_t len,
 		uint64_t file_size,
 		int (*apply)(void *, uint64_t first, uint64_t last),
 		void *apply_arg);
+/*
+ * Blocks [first, last] of ino get new content in the index (a clone):
+ * apply(apply_arg) changes the index while no write or upload can record
+ * anything for ino; when it returns 0, the cached blocks of the range are
+ * dropped, uploads under way record nothing, and the next read fetches
+ * what the index names.  When it fails, the cache is left as it was.
+ */
+int cache_replace(struct cache *c, uint64_t ino, uint64_t first,
+		  uint64_t last, int (*apply)(void *), void *apply_arg);
 /* Drop every cached block of ino (deleted file); no upload. */
 void cache_forget_inode(struct cache *c, uint64_t ino);
 

@@ -1,7 +1,8 @@
 /*
- * cache_cut.c - truncate, punch and forget: the cache's side of a file
- * that shrinks or grows (cache_truncate()), loses a range
- * (cache_punch()), or goes away (cache_forget_inode()).
+ * cache_cut.c - truncate, punch, replace and forget: the cache's side
+ * of a file that shrinks or grows (cache_truncate()), loses a range
+ * (cache_punch()), gets whole blocks of another file (cache_replace(),
+ * for clones), or goes away (cache_forget_inode()).
  *
  * Data model
  *   A cut zeroes, in the entry's cache file, the part of a block it
@@ -353,4 +354,24 @@ void cache_forget_inode(struct cache *c, uint64_t ino)
 	pthread_mutex_unlock(&c->lock);
 	pthread_mutex_unlock(&c->commit_lock);
 	destroy_chain(c, dead);
+}
+
+int cache_replace(struct cache *c, uint64_t ino, uint64_t first,
+		  uint64_t last, int (*apply)(void *), void *apply_arg)
+{
+	struct centry *dead = NULL;
+	int rc;
+
+	/* the index first: when it refuses, the cached blocks stay */
+	pthread_mutex_lock(&c->commit_lock);
+	rc = apply(apply_arg);
+	if (!rc) {
+		pthread_mutex_lock(&c->lock);
+		dead = drop_range_locked(c, ino, first, last);
+		pthread_cond_broadcast(&c->state_cond);
+		pthread_mutex_unlock(&c->lock);
+	}
+	pthread_mutex_unlock(&c->commit_lock);
+	destroy_chain(c, dead);
+	return rc;
 }

@@ -17,7 +17,35 @@
 #include "store/store.h"
 #include "volume/journal.h"
 
+#include <linux/ioctl.h>
+
 struct fs;
+
+/*
+ * `metafuse clone`'s request: an ioctl on a descriptor of the source (a
+ * file or directory the caller opened for reading; or, with
+ * FS_CLONE_NAMED, the directory holding the source, named src_name),
+ * that makes the copy dst_name in the directory whose inode number is
+ * dparent, in the same volume (meta_clone_tree(), for the caller).  The
+ * result fields are filled on success.  ENOTTY: not a metafuse mount of
+ * this version.
+ */
+struct fs_clone_req {
+	uint64_t dparent;
+	uint32_t flags;		/* enum fs_clone_flags */
+	uint32_t reserved;	/* 0 */
+	char src_name[256];
+	char dst_name[256];
+	uint64_t ino;		/* out: the copy's inode number */
+	uint64_t inodes;	/* out: inodes made */
+	uint64_t blocks;	/* out: blocks shared */
+};
+
+enum fs_clone_flags {
+	FS_CLONE_NAMED = 1 << 0,
+};
+
+#define FS_IOC_CLONE _IOWR('M', 0xc1, struct fs_clone_req)
 
 struct fs_config {
 	struct meta *meta;

@@ -32,6 +32,7 @@
 #include <unistd.h>
 
 #include "fs/fs.h"
+#include "fs/fs_int.h"
 #include "util/log.h"
 #include "util/util.h"
 #include "volume/volume.h"
@@ -1263,6 +1264,32 @@ static void fs_op_removexattr(fuse_req_t req, fuse_ino_t ino,
 					      &now));
 }
 
+/* ---- clones (fs_clone.c) ---- */
+
+static void fs_op_copy_file_range(fuse_req_t req, fuse_ino_t ino_in,
+				  off_t off_in, struct fuse_file_info *fi_in,
+				  fuse_ino_t ino_out, off_t off_out,
+				  struct fuse_file_info *fi_out, size_t len,
+				  int flags)
+{
+	struct fs *fs = fs_of(req);
+
+	if (fs_clone_copy_range(req, fs->cfg.meta, fs->cfg.cache,
+				ino_of(ino_in), off_in, ino_of(ino_out),
+				off_out, len, flags) == 0)
+		inode_set_atime_done(fs, ino_of(ino_out), false);
+}
+
+static void fs_op_ioctl(fuse_req_t req, fuse_ino_t ino, unsigned int cmd,
+			void *arg, struct fuse_file_info *fi, unsigned flags,
+			const void *in_buf, size_t in_bufsz, size_t out_bufsz)
+{
+	struct fs *fs = fs_of(req);
+
+	fs_clone_ioctl(req, fs->se, &fs->cfg, ino_of(ino), cmd, in_buf,
+		       in_bufsz, out_bufsz);
+}
+
 static const struct fuse_lowlevel_ops fs_ops = {
 	.init = fs_op_init,
 	.lookup = fs_op_lookup,
@@ -1297,6 +1324,8 @@ static const struct fuse_lowlevel_ops fs_ops = {
 	.getxattr = fs_op_getxattr,
 	.listxattr = fs_op_listxattr,
 	.removexattr = fs_op_removexattr,
+	.copy_file_range = fs_op_copy_file_range,
+	.ioctl = fs_op_ioctl,
 };
 
 /* ---- the rest of the public API ---- */

@@ -429,4 +429,69 @@ int meta_objects(struct meta *m,
 		 int (*cb)(const char *hash, uint64_t refcount, void *arg),
 		 void *arg);
 
+/* ---- clones (meta_clone.c) ---- */
+/*
+ * Blocks [sfirst, sfirst + n) of regular file src become blocks [dfirst,
+ * dfirst + n) of regular file dst, naming the same objects: block and
+ * patch rows are copied (clean), and each object's refcount grows by the
+ * rows that now name it (invariant 3 holds: a shared object is freed
+ * only when its last holder lets go).  dst's rows in its range go first
+ * (their objects released); a hole of src becomes a hole of dst.  dst's
+ * size becomes max(size, end), its mtime and ctime now.  One transaction.
+ * -EAGAIN: a block of src in the range is dirty (its content is only in
+ * the cache: upload it, then call again); -EOPNOTSUPP: src or dst keeps
+ * inline data (copy the bytes instead); -EISDIR, -EINVAL: not regular
+ * files, end not reaching into dst's last new block, src's range past
+ * its size, or two overlapping ranges of one file; -ENOENT.
+ */
+int meta_clone_blocks(struct meta *m, uint64_t src, uint64_t sfirst,
+		      uint64_t dst, uint64_t dfirst, uint64_t n, uint64_t end,
+		      const struct timespec *now);
+
+/* Who asks for a tree clone: the permissions it checks are theirs. */
+struct meta_caller {
+	uint32_t uid, gid;
+	const uint32_t *groups; /* supplementary groups, ngroups of them */
+	size_t ngroups;
+};
+
+/* Whether who may do want (R_OK, W_OK, X_OK bits) on a, as the
+ * kernel's default_permissions decides (root: anything but executing a
+ * file no one may execute). */
+bool meta_caller_may(const struct meta_caller *who, const struct meta_attr *a,
+		     unsigned want);
+
+struct meta_clone_stats {
+	uint64_t inodes; /* inodes made (a hard link inside the tree: one) */
+	uint64_t blocks; /* block rows that share an object */
+};
+
+/*
+ * A copy of the tree at src (a directory with everything below it, or
+ * one inode of any type) named name in directory dparent, as `cp -a`
+ * run by who would make it, in one transaction: types, modes, sizes,
+ * symlink targets, device numbers, xattrs, atime and mtime kept (ctime
+ * now); inline data copied; blocks shared (as meta_clone_blocks()); a
+ * file with several names inside the tree keeps them as hard links of
+ * one new inode (links from outside the tree are not followed: the copy
+ * has only the names inside it).  Owner and group are kept for root;
+ * for anyone else the copy is theirs, with the source's group when they
+ * are in it, and loses its set-user-ID and set-group-ID bits when either
+ * changed, and its security.* and trusted.* xattrs (file capabilities:
+ * only root may set them).  dparent's mtime and ctime become now.
+ * Errors (nothing changed): -ENOENT (src or dparent gone), -ENOTDIR,
+ * -EEXIST (name taken), -EINVAL (bad name, or dparent is src or inside
+ * it), -ENAMETOOLONG, -EACCES (who may not read a file, list or search
+ * a directory of the tree, search dparent's ancestors, or write
+ * dparent), -EPERM (a device node, and who is not root), -EAGAIN (files
+ * of the tree have dirty blocks: up to dirty_max of their numbers are
+ * put in dirty, how many there are in *ndirty; upload them and call
+ * again).
+ */
+int meta_clone_tree(struct meta *m, uint64_t src, uint64_t dparent,
+		    const char *name, const struct meta_caller *who,
+		    const struct timespec *now, struct meta_attr *out,
+		    struct meta_clone_stats *stats, uint64_t *dirty,
+		    size_t dirty_max, size_t *ndirty);
+
 #endif

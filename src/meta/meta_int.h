@@ -9,6 +9,7 @@
  *   meta_pend.c     batched write attributes
  *   meta_journal.c  the journal's changesets
  *   meta_fsck.c     the checks of meta.h's invariants
+ *   meta_clone.c    clones: blocks shared by two files, a tree copied
  *
  * struct meta owns the one SQLite connection of a volume.  Every use of
  * the connection happens between meta_txn_begin() and meta_txn_end(),
