@@ -4,6 +4,7 @@
  *
  *   fs_ops.c    the FUSE operations, the inode table, the purge thread
  *   fs_clone.c  clones: copy_file_range's shared blocks, the tree copy
+ *   fs_acl.c    the mode that follows an ACL set as an xattr
  */
 #ifndef METAFUSE_FS_INT_H
 #define METAFUSE_FS_INT_H
@@ -45,11 +46,33 @@ int fs_clone_copy_range(fuse_req_t req, struct meta *m, struct cache *c,
 void fs_clone_ioctl(fuse_req_t req, struct fuse_session *se,
 		    const struct fs_config *cfg, uint64_t ino, unsigned cmd,
 		    const void *in_buf, size_t in_bufsz, size_t out_bufsz);
+/*
+ * system.posix_acl_access: fs_acl_mode() reads an ACL in the xattr form
+ * into the mode's permission bits (perm) and whether the ACL says no more
+ * than them (equiv); -EINVAL when malformed.  fs_acl_set() sets ino's
+ * mode from it and, for an ACL equivalent to the mode, removes any stored
+ * one; *store says whether the caller must still store the xattr.
+ */
+int fs_acl_mode(const void *value, size_t size, unsigned *perm, bool *equiv);
+int fs_acl_set(struct meta *m, uint64_t ino, const void *value, size_t size,
+	       const struct timespec *now, bool *store);
+
 #endif
 
 /* FS_IOC_CLONE on a descriptor of inode ino, for who: the names are
  * made strings here; r's result fields are set on success. */
 int fs_clone_request(struct meta *m, struct cache *c, uint64_t ino,
 		     struct fs_clone_req *r, const struct meta_caller *who);
+
+/*
+ * system.posix_acl_access: fs_acl_mode() reads an ACL in the xattr form
+ * into the mode's permission bits (perm) and whether the ACL says no more
+ * than them (equiv); -EINVAL when malformed.  fs_acl_set() sets ino's
+ * mode from it and, for an ACL equivalent to the mode, removes any stored
+ * one; *store says whether the caller must still store the xattr.
+ */
+int fs_acl_mode(const void *value, size_t size, unsigned *perm, bool *equiv);
+int fs_acl_set(struct meta *m, uint64_t ino, const void *value, size_t size,
+	       const struct timespec *now, bool *store);
 
 #endif

@@ -1200,6 +1200,17 @@ static void fs_op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
 		fs->rare_unused[rare] = false;
 		pthread_mutex_unlock(&fs->lock);
 	}
+	if (!strcmp(name, "system.posix_acl_access")) {
+		bool store;
+
+		/* the mode follows the ACL (fs_acl.c) */
+		rc = fs_acl_set(fs->cfg.meta, ino_of(ino), value, size, &now,
+				&store);
+		if (rc || !store) {
+			fuse_reply_err(req, -rc);
+			return;
+		}
+	}
 	rc = meta_setxattr(fs->cfg.meta, ino_of(ino), name, value, size,
 			   mflags, &now);
 	fuse_reply_err(req, -rc);

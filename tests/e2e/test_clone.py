@@ -252,9 +252,7 @@ def test_clone_tree_as_cp_a(mounts):
     r = clone(m, t, m.path("t2"))
     assert r.returncode == 0 and not r.stderr, r.stderr
     assert os.path.isdir(m.path("t2"))
-    # what cp -a would make: the source's own description (cp -a itself
-    # sets modes here through a system.posix_acl_access xattr, which
-    # this volume keeps as an xattr without changing the mode)
+    # what cp -a would make: the source's own description
     a = h.snapshot(t)
     b = h.snapshot(m.path("t2"))
     diff = h.diff_snapshots(a, b, "source", "clone")
