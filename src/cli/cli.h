@@ -164,10 +164,12 @@ struct offline_vol {
 				    * after offline_open */
 };
 
-/* Open the store at loc and load its volume: 0, or -1 (printed, except
- * when blob_global_init() fails). */
+/* Open the store at loc and load its volume, unlocked with the
+ * passphrase (cli/passphrase.h; pass_file: passphrase_file=, may be NULL)
+ * when encrypted: 0, or -1 (printed, except when blob_global_init()
+ * fails). */
 int offline_open(struct offline_vol *ov, const char *loc,
-		 const struct store_options *o);
+		 const struct store_options *o, const char *pass_file);
 /* Restore the newest checkpoint plus the journal into ov->dir: 0; 1 when
  * the volume has no checkpoint yet (never mounted); -1 (printed).  The
  * restore's phases go to ov->progress, erased before a message. */

@@ -12,12 +12,13 @@
 #include <string.h>
 
 #include "cli/cli.h"
+#include "cli/passphrase.h"
 #include "cli/store_opts.h"
 #include "util/util.h"
 #include "volume/journal.h"
 
 int offline_open(struct offline_vol *ov, const char *loc,
-		 const struct store_options *o)
+		 const struct store_options *o, const char *pass_file)
 {
 	struct buf err = BUF_INIT;
 	int rc = -1;
@@ -36,6 +37,8 @@ int offline_open(struct offline_vol *ov, const char *loc,
 		cli_error("%s", buf_str(&err));
 		goto out;
 	}
+	if (cli_volume_unlock(&ov->s, &ov->v, pass_file))
+		goto out;
 	memcpy(ov->bc.hash_key, ov->v.hash_key, BLOB_KEY_BYTES);
 	ov->bc.names = ov->v.names;
 	rc = 0;
@@ -116,4 +119,6 @@ void offline_close(struct offline_vol *ov)
 	cli_test_store_report(ov->s);
 	store_close(ov->s);
 	ov->s = NULL;
+	volume_wipe(&ov->v);
+	explicit_bzero(ov->bc.hash_key, sizeof(ov->bc.hash_key));
 }
