@@ -250,20 +250,40 @@ static int kdf_run(const char *pass, size_t len, const uint8_t *salt,
 	return 0;
 }
 
-int crypt_kdf_calibrate(unsigned target_ms, struct crypt_kdf *out)
+/* Milliseconds of one derivation at limits k (at least 1); -ENOMEM. */
+static int64_t kdf_time_ms(const struct crypt_kdf *k)
 {
 	uint8_t salt[CRYPT_SALT] = { 0 }, kek[CRYPT_KEY_BYTES];
-	struct crypt_kdf one = { 1, CRYPT_KDF_MEM_DEFAULT };
-	uint64_t t0 = now_mono_ns(), per_pass_ms, ops;
-	int rc = kdf_run("calibrate", 9, salt, &one, kek);
+	uint64_t t0 = now_mono_ns();
+	int rc = kdf_run("calibrate", 9, salt, k, kek);
 
+	sodium_memzero(kek, sizeof(kek));
 	if (rc)
 		return rc;
-	per_pass_ms = MF_MAX((now_mono_ns() - t0) / 1000000, 1);
-	ops = (target_ms + per_pass_ms / 2) / per_pass_ms;
-	out->ops = MF_MIN(MF_MAX(ops, 2), CRYPT_KDF_OPS_MAX);
+	return (int64_t)MF_MAX((now_mono_ns() - t0) / 1000000, 1);
+}
+
+/*
+ * A derivation costs a fixed part (the memory's allocation and first
+ * touch) plus one part per pass: two timings, of one pass and of two,
+ * give both.
+ */
+int crypt_kdf_calibrate(unsigned target_ms, struct crypt_kdf *out)
+{
+	struct crypt_kdf k = { 1, CRYPT_KDF_MEM_DEFAULT };
+	int64_t one = kdf_time_ms(&k), two, per, fixed, ops;
+
+	if (one < 0)
+		return (int)one;
+	k.ops = 2;
+	two = kdf_time_ms(&k);
+	if (two < 0)
+		return (int)two;
+	per = MF_MAX(two - one, 1);
+	fixed = MF_MAX(one - per, 0);
+	ops = ((int64_t)target_ms - fixed + per / 2) / per;
+	out->ops = (uint64_t)MF_MIN(MF_MAX(ops, 2), CRYPT_KDF_OPS_MAX);
 	out->mem = CRYPT_KDF_MEM_DEFAULT;
-	sodium_memzero(kek, sizeof(kek));
 	return 0;
 }
 

@@ -109,8 +109,8 @@ struct crypt_kdf {
 void crypt_kdf_fast(struct crypt_kdf *out);
 /*
  * Limits that make one derivation take about target_ms here: memory
- * 256 MiB, and as many passes (at least 2) as the time of one pass,
- * measured now, allows.  0, or -ENOMEM.
+ * 256 MiB, and as many passes (at least 2) as the time of one and of
+ * two passes, measured now, allow.  0, or -ENOMEM.
  */
 int crypt_kdf_calibrate(unsigned target_ms, struct crypt_kdf *out);
 /* Are these limits ones libsodium takes (a slot read from a store)? */
