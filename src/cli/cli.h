@@ -28,6 +28,7 @@ int cmd_umount(int argc, char **argv);
 int cmd_fsck(int argc, char **argv);
 int cmd_gc(int argc, char **argv);
 int cmd_stats(int argc, char **argv);
+int cmd_passwd(int argc, char **argv);
 int cmd_help(int argc, char **argv);
 
 /*
@@ -39,7 +40,7 @@ int cmd_help(int argc, char **argv);
  */
 struct cli_cmd;
 extern const struct cli_cmd cli_cmd_mkfs, cli_cmd_mount, cli_cmd_umount,
-	cli_cmd_fsck, cli_cmd_gc, cli_cmd_stats, cli_cmd_help;
+	cli_cmd_fsck, cli_cmd_gc, cli_cmd_stats, cli_cmd_passwd, cli_cmd_help;
 extern const struct cli_cmd cli_cmd_mount_helper, cli_cmd_umount_helper;
 extern const struct cli_cmd *const cli_commands[];
 extern const struct cli_cmd *const cli_helpers[];
