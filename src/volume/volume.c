@@ -452,6 +452,35 @@ out:
 	return rc;
 }
 
+/* ---- the metadata's position ---- */
+
+static int pos_cb(const char *key, uint64_t size, void *arg)
+{
+	struct volume_pos *p = arg;
+	uint64_t seq;
+
+	if (!strncmp(key, "meta/jrnl-", 10)) {
+		p->entries++;
+	} else if (!strncmp(key, "meta/ckpt-", 10)) {
+		seq = strtoull(key + 10, NULL, 16);
+		p->ckpt = MF_MAX(p->ckpt, seq);
+	}
+	return 0;
+}
+
+int volume_pos_read(struct store *s, struct volume_pos *out)
+{
+	memset(out, 0, sizeof(*out));
+	return store_list(s, "meta/", pos_cb, out);
+}
+
+bool volume_pos_older(const struct volume_pos *now,
+		      const struct volume_pos *seen)
+{
+	return now->ckpt < seen->ckpt ||
+	       (now->ckpt == seen->ckpt && now->entries < seen->entries);
+}
+
 /* ---- lease ---- */
 
 static int lease_read(struct store *s, struct volume_lease *l)

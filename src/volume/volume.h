@@ -124,6 +124,23 @@ int volume_passwd(struct store *s, struct volume *v,
 		  const struct crypt_kdf *kdf, unsigned *slot_out,
 		  struct buf *err);
 
+/*
+ * Where the volume's metadata stands in the store, as a listing of meta/
+ * shows it: the newest checkpoint's sequence (0: none) and the number of
+ * journal entries (after a checkpoint's trim, those after it).  A store
+ * only moves forward: a newer checkpoint, or more entries after the
+ * same one; anything else was rolled back (cli/daemon.c compares it with
+ * what its cache directory saw last).
+ */
+struct volume_pos {
+	uint64_t ckpt;
+	uint64_t entries;
+};
+int volume_pos_read(struct store *s, struct volume_pos *out);
+/* Is now older than seen (a rollback)? */
+bool volume_pos_older(const struct volume_pos *now,
+		      const struct volume_pos *seen);
+
 /* A lease as the store holds it (key=value lines of the "lease" object). */
 struct volume_lease {
 	char host[256];
