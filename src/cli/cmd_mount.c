@@ -4,7 +4,9 @@
  *
  * Order (each step can fail with one clear line on stderr):
  *   parse options (parse_args) -> check the mountpoint -> open the store,
- *   read the volume descriptor, choose the cache directory (open_volume)
+ *   read the volume descriptor, unlock an encrypted one (its passphrase
+ *   asked here, before the fork, while the terminal is ours) and seal
+ *   the store, choose the cache directory (open_volume)
  *   -> fork unless -f (fork_daemon): the parent waits on a pipe for the
  *   child's verdict and exits with it -> the child, or the foreground
  *   process, serves the mount (daemon_serve()) until it is unmounted.

@@ -3,7 +3,10 @@
  *
  * mkfs writes a new volume's descriptor (volume_create(): its id, block
  * size, block names and secret) into an empty store; it refuses a store
- * that already holds a volume.
+ * that already holds a volume, before it asks for anything.  With
+ * --encrypt the descriptor holds a new master key in key slot 0 under
+ * the passphrase (volume_create_encrypted(); cli/passphrase.h), and the
+ * Argon2id limits measured here.
  *
  * umount is more than fusermount3 -u: the daemon still has to upload what
  * is dirty, checkpoint and release the lease after the kernel lets go, so
@@ -119,6 +122,20 @@ static int mkfs_secret(const char *file, struct buf *pass,
 	return cli_kdf_limits(kdf);
 }
 
+/* A store that holds a volume already is refused before the passphrase
+ * is asked (volume_create*() would refuse it too, but later). */
+static int mkfs_refuse_volume(struct store *s)
+{
+	uint64_t size;
+
+	if (store_head(s, "volume", &size) == 0) {
+		cli_error("%s already holds a metafuse volume; refusing to "
+			  "overwrite it", s->url);
+		return -1;
+	}
+	return 0;
+}
+
 /* The new volume in s, encrypted when pass is not NULL. */
 static int mkfs_create(struct store *s, uint32_t bs, enum blob_names names,
 		       enum crypt_cipher cipher, const struct buf *pass,
@@ -195,12 +212,13 @@ int cmd_mkfs(int argc, char **argv)
 		cli_error("cannot initialise libsodium");
 		goto out;
 	}
-	if (encrypt && mkfs_secret(pass_file, &pass, &kdf))
-		goto out;
 	if (store_open_opts(loc, 1, &so.o, &s, &err)) {
 		cli_error("%s", buf_str(&err));
 		goto out;
 	}
+	if (encrypt && (mkfs_refuse_volume(s) ||
+			mkfs_secret(pass_file, &pass, &kdf)))
+		goto out;
 	if (!bs)
 		bs = s->block_size;
 	if (mkfs_create(s, (uint32_t)bs, names, cipher,

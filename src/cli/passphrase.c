@@ -8,13 +8,14 @@
  *      cli_passphrase_free() wipes, and in the terminal's line buffer
  *      here, wiped too.
  *   2. The terminal's echo is turned back on after every read, also when
- *      the read fails.
+ *      the read fails or a signal (^C) ends the program meanwhile.
  *   3. A passphrase file readable by group or others is refused before
  *      it is read, as the S3 credentials= file is.
  */
 #include "util/compat.h"
 
 #include <fcntl.h>
+#include <signal.h>
 #include <sys/stat.h>
 #include <termios.h>
 #include <unistd.h>
@@ -64,24 +65,70 @@ static int pass_from_file(const char *path, struct buf *out)
 	return 0;
 }
 
+/* The terminal's settings while its echo is off, for on_signal(). */
+static struct termios echo_saved;
+static volatile sig_atomic_t echo_fd = -1;
+
+/* ^C or ^Z at the prompt: the echo back on, then as if unhandled
+ * (invariant 2). */
+static void on_signal(int sig)
+{
+	if (echo_fd >= 0)
+		tcsetattr(echo_fd, TCSAFLUSH, &echo_saved);
+	signal(sig, SIG_DFL);
+	raise(sig);
+}
+
+/* Echo off on tty (old: its settings), with on_signal() set for the
+ * signals a terminal sends; their old actions into prev. */
+static void echo_off(int tty, const struct termios *old,
+		     struct sigaction prev[3])
+{
+	static const int sigs[3] = { SIGINT, SIGQUIT, SIGTERM };
+	struct sigaction sa;
+	struct termios quiet = *old;
+	int i;
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_signal;
+	echo_saved = *old;
+	echo_fd = tty;
+	for (i = 0; i < 3; i++)
+		sigaction(sigs[i], &sa, &prev[i]);
+	quiet.c_lflag &= ~(tcflag_t)ECHO;
+	quiet.c_lflag |= ICANON;
+	tcsetattr(tty, TCSAFLUSH, &quiet);
+}
+
+static void echo_on(int tty, const struct termios *old,
+		    const struct sigaction prev[3])
+{
+	static const int sigs[3] = { SIGINT, SIGQUIT, SIGTERM };
+	int i;
+
+	tcsetattr(tty, TCSADRAIN, old);
+	echo_fd = -1;
+	for (i = 0; i < 3; i++)
+		sigaction(sigs[i], &prev[i], NULL);
+}
+
 /* One line from the terminal tty, without echo; -1 at EOF or error. */
 static int tty_line(int tty, const char *prompt, struct buf *out)
 {
-	struct termios old, quiet;
+	struct termios old;
+	struct sigaction prev[3];
 	bool restore = tcgetattr(tty, &old) == 0;
 	char c;
 	ssize_t n;
 	int rc = 0;
 
+	/* echo off before the prompt: what is typed after it must not be
+	 * flushed by the change */
+	if (restore)
+		echo_off(tty, &old, prev);
 	if (write(tty, prompt, strlen(prompt)) < 0)
-		return -1;
-	if (restore) {
-		quiet = old;
-		quiet.c_lflag &= ~(tcflag_t)ECHO;
-		quiet.c_lflag |= ICANON;
-		tcsetattr(tty, TCSAFLUSH, &quiet);
-	}
-	for (;;) {
+		rc = -1;
+	while (rc == 0) {
 		n = read(tty, &c, 1);
 		if (n < 0 && errno == EINTR)
 			continue;
@@ -98,7 +145,7 @@ static int tty_line(int tty, const char *prompt, struct buf *out)
 	}
 	c = 0;
 	if (restore)
-		tcsetattr(tty, TCSAFLUSH, &old); /* invariant 2 */
+		echo_on(tty, &old, prev); /* invariant 2 */
 	if (write(tty, "\n", 1) < 0)
 		rc = -1;
 	return rc;

@@ -288,3 +288,56 @@ def test_rollback_refused_then_forced(mounts, encrypted):
     for i in range(3):
         assert mfhelpers.read_file(m.path(f"f{i}")) == b"%d" % i
     m.umount()
+
+
+def pty_run(args, env, answers, timeout=60):
+    """Run the program on a new terminal, typing each answer after its
+    prompt; returns (exit status, everything the terminal showed)."""
+    import pty
+    import select
+    pid, fd = pty.fork()
+    if pid == 0:
+        os.execve(mfhelpers.BIN, [mfhelpers.BIN, *args], env)
+    shown, since, pending = b"", b"", list(answers)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        r, _, _ = select.select([fd], [], [], 0.5)
+        if r:
+            try:
+                chunk = os.read(fd, 4096)
+            except OSError:
+                break
+            if not chunk:
+                break
+            shown += chunk
+            since += chunk
+        if pending and pending[0][0].encode() in since and \
+                since.rstrip().endswith(b":"):
+            os.write(fd, pending.pop(0)[1].encode() + b"\n")
+            since = b""
+    end = time.monotonic() + 10
+    done, status = os.waitpid(pid, os.WNOHANG)
+    while not done and time.monotonic() < end:
+        time.sleep(0.05)
+        done, status = os.waitpid(pid, os.WNOHANG)
+    if not done:                       # stuck at a prompt: a failure
+        os.kill(pid, 9)
+        _, status = os.waitpid(pid, 0)
+    os.close(fd)
+    return os.waitstatus_to_exitcode(status), shown.decode(errors="replace")
+
+
+def test_terminal_prompt(mounts):
+    m = mounts(mkfs=False, mount=False, env=enc_env(passphrase=None))
+    # different twice: refused, nothing made
+    rc, shown = pty_run(["mkfs", "--encrypt", m.store], m.env,
+                        [("volume:", "typed-one"), ("Again:", "typed-two")])
+    assert rc != 0 and "differ" in shown, shown
+    assert "typed" not in shown        # no echo
+    assert m.store_ls("") == {}
+    rc, shown = pty_run(["mkfs", "--encrypt", m.store], m.env,
+                        [("volume:", "typed-pw"), ("Again:", "typed-pw")])
+    assert rc == 0, shown
+    assert "typed" not in shown
+    rc, shown = pty_run(["fsck", m.store], m.env, [("Passphrase for", "typed-pw")])
+    assert rc == 0, shown
