@@ -15,9 +15,6 @@
  *      master key), cipher and block names of a volume are fixed for its
  *      life.  Only passwd rewrites it (an encrypted volume's slots), with
  *      everything else as it was.
- *   5. An encrypted volume is unlocked only when a slot opens under the
- *      passphrase and the descriptor's MAC matches under that master key;
- *      until then no key is derived.
  *   2. A lease names its holder by host, pid and a random owner token;
  *      only the token decides whether a lease is still ours.
  *   3. A lease is taken over without force only from a holder known to
@@ -28,6 +25,12 @@
  *      (the caller, volume.h, says when; then no taker can have found
  *      it expired); otherwise it reads it back first and writes nothing
  *      when another owner holds it.
+ *   5. An encrypted volume is unlocked only when a slot opens under the
+ *      passphrase and the descriptor's MAC matches under that master key;
+ *      until then neither the objects' key nor the names' key exists.
+ *
+ * volume_pos_read() is the one listing of meta/ a mount makes for its
+ * rollback check (cli/daemon.c).
  */
 #include "util/compat.h"
 

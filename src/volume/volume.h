@@ -11,8 +11,9 @@
  *                           (blob-framed text, written by mkfs, and
  *                           by passwd for an encrypted volume)
  *   lease                   who has the volume mounted, until when
- *                           (rewritten while mounted: the only object of
- *                           a volume ever rewritten in place)
+ *                           (rewritten while mounted: with an encrypted
+ *                           descriptor's passwd, the only objects of a
+ *                           volume ever rewritten in place)
  *   meta/ckpt-<16 hex seq>  checkpoints, meta/ckpp-<seq>-<part> their
  *                           parts, and meta/jrnl-<16 hex seq> journal
  *                           entries (see journal.c)
