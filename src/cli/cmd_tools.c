@@ -231,9 +231,11 @@ int cmd_mkfs(int argc, char **argv)
 	       blob_names_label(v.names), v.format);
 	if (encrypt)
 		printf("encrypted: %s; key slot 0 (Argon2id, %" PRIu64
-		       " passes over %" PRIu64 " MiB)\n",
+		       " pass%s over %" PRIu64 " %s)\n",
 		       crypt_cipher_label(v.cipher), kdf.ops,
-		       kdf.mem >> 20);
+		       kdf.ops == 1 ? "" : "es",
+		       kdf.mem >> (kdf.mem >= (1 << 20) ? 20 : 10),
+		       kdf.mem >= (1 << 20) ? "MiB" : "KiB");
 	status = 0;
 out:
 	volume_wipe(&v);

@@ -679,6 +679,15 @@ static int local_db_outdated(struct mounted *mt, const char *db_path,
 	return 0;
 }
 
+/* What the one line of a failed restore adds to EIO: the log, which the
+ * terminal does not see, names the object. */
+static const char *eio_hint(int rc)
+{
+	return rc != -EIO ? "" :
+	       " (an object damaged, failing its authentication, or the "
+	       "store failing: metafuse.log in the cache directory names it)";
+}
+
 /* Replace the database at db_path with the store's state: its newest
  * checkpoint plus the journal after it. */
 static int restore_db(struct mounted *mt, const char *db_path)
@@ -695,8 +704,8 @@ static int restore_db(struct mounted *mt, const char *db_path)
 				progress_report, &mt->progress);
 	if (rc) {
 		progress_clear(&mt->progress);
-		cli_error("cannot restore the metadata of %s: %s",
-			  mt->store->url, strerror(-rc));
+		cli_error("cannot restore the metadata of %s: %s%s",
+			  mt->store->url, strerror(-rc), eio_hint(rc));
 		return rc;
 	}
 	/* cached blocks of the old database mean nothing to the new one */
@@ -710,8 +719,8 @@ static int restore_db(struct mounted *mt, const char *db_path)
 			    progress_report, &mt->progress);
 	if (rc) {
 		progress_clear(&mt->progress);
-		cli_error("cannot read the metadata journal of %s: %s",
-			  mt->store->url, strerror(-rc));
+		cli_error("cannot read the metadata journal of %s: %s%s",
+			  mt->store->url, strerror(-rc), eio_hint(rc));
 		meta_close(m);
 		return rc;
 	}

@@ -360,7 +360,8 @@ int volume_unlock(struct volume *v, const char *url, const char *pass,
 					       n, v->master);
 	if (rc == -EACCES) {
 		buf_appendf(err, "wrong passphrase for the encrypted volume "
-			    "%s", url);
+			    "%s: no key slot opens with it (or the slots "
+			    "were altered)", url);
 		goto fail;
 	}
 	if (rc) {
