@@ -2,7 +2,8 @@
  * t_crypt.c - encrypted volumes below the mount: sealing and opening an
  * object with each cipher, each tampered field, the wrong key or store
  * key; key slots with the right and a wrong passphrase; the descriptor's
- * MAC; the sealed store over a file store.
+ * MAC; the sealed store over a file store; the metadata's position
+ * that the rollback check compares.
  *
  * `t_crypt bench` measures instead: seal and open of 1 MiB objects with
  * both ciphers (MB/s), and one Argon2id derivation at mkfs's limits.
@@ -305,6 +306,34 @@ static void test_sealed_store(struct store *inner_file)
 	buf_free(&raw);
 }
 
+/* The metadata's position (the rollback check's) from a listing. */
+static void test_pos(struct store *s)
+{
+	const char *keys[] = { "meta/ckpt-0000000000000002",
+			       "meta/ckpt-000000000000000a",
+			       "meta/ckpp-000000000000000b-0000000000000001",
+			       "meta/jrnl-0000000000000007",
+			       "meta/jrnl-0000000000000008", "data/x" };
+	struct volume_pos p, seen;
+	size_t i;
+
+	for (i = 0; i < ARRAY_SIZE(keys); i++)
+		CHECK_RC(store_put(s, keys[i], "x", 1), 0);
+	CHECK_RC(volume_pos_read(s, &p), 0);
+	CHECK_EQ_U64(p.ckpt, 10);
+	CHECK_EQ_U64(p.entries, 2);
+	seen = p;
+	CHECK(!volume_pos_older(&p, &seen));
+	seen.entries = 3; /* an entry deleted */
+	CHECK(volume_pos_older(&p, &seen));
+	seen.ckpt = 9; /* a newer checkpoint since: fewer entries is fine */
+	CHECK(!volume_pos_older(&p, &seen));
+	seen.ckpt = 11; /* the newest checkpoint gone */
+	seen.entries = 0;
+	CHECK(volume_pos_older(&p, &seen));
+	store_del_many(s, keys, ARRAY_SIZE(keys), NULL);
+}
+
 static double mb_per_s(size_t bytes, uint64_t ns)
 {
 	return (double)bytes / 1e6 / ((double)ns / 1e9);
@@ -372,6 +401,7 @@ int main(int argc, char **argv)
 		return 1;
 	CHECK_RC(store_open(tmp, 1, &s, NULL), 0);
 	test_descriptor(s);
+	test_pos(s);
 	test_sealed_store(s);
 	rm_rf(tmp);
 	return check_done("t_crypt");
