@@ -4,8 +4,9 @@
  * identity, and its metadata restored from the store (the newest
  * checkpoint plus the journal after it) into a private directory that
  * offline_close removes.  An encrypted volume is unlocked at open, and
- * ov->s is then its sealed store (cli/passphrase.h).  The restore shows on the command's progress
- * meter (ov->progress), whose line is erased before any message.
+ * ov->s is then its sealed store (cli/passphrase.h).  The restore shows
+ * on the command's progress meter (ov->progress), whose line is erased
+ * before any message.
  */
 #include "util/compat.h"
 

@@ -236,6 +236,10 @@ int cli_volume_unlock(struct store **s, struct volume *v, const char *file)
 		goto out;
 	}
 	*s = sealed;
+	/* a mount lives long: of the keys only what it uses stays (the
+	 * sealed store's copy of the objects' key, v's names' key) */
+	explicit_bzero(v->master, sizeof(v->master));
+	explicit_bzero(&v->key, sizeof(v->key));
 	rc = 0;
 out:
 	cli_passphrase_free(&pass);

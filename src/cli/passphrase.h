@@ -40,8 +40,9 @@ void cli_passphrase_free(struct buf *pass);
 /*
  * If v is encrypted: read its passphrase (METAFUSE_PASSPHRASE, file, the
  * terminal), unlock v and wrap *s in the sealed store (volume/sealed.h),
- * which from then on is the store to use (and close).  Nothing when v
- * is not encrypted.
+ * which from then on is the store to use (and close).  Of v's keys
+ * only hash_key is kept (the master key is wiped).  Nothing when v is
+ * not encrypted.
  */
 int cli_volume_unlock(struct store **s, struct volume *v, const char *file);
 
