@@ -149,6 +149,24 @@ static int mkfs_create(struct store *s, uint32_t bs, enum blob_names names,
 				       kdf, v, err);
 }
 
+/* What mkfs printed: the volume, and an encrypted one's cipher and
+ * Argon2id limits. */
+static void mkfs_report(const struct volume *v, const struct store *s,
+			uint64_t bs, const struct crypt_kdf *kdf)
+{
+	bool mib = kdf->mem >= (1 << 20);
+
+	printf("created volume %s in %s (block size %" PRIu64 ")\n"
+	       "block names: %s (volume format %u)\n", v->id, s->url, bs,
+	       blob_names_label(v->names), v->format);
+	if (v->encrypted)
+		printf("encrypted: %s; key slot 0 (Argon2id, %" PRIu64
+		       " pass%s over %" PRIu64 " %s)\n",
+		       crypt_cipher_label(v->cipher), kdf->ops,
+		       kdf->ops == 1 ? "" : "es", kdf->mem >> (mib ? 20 : 10),
+		       mib ? "MiB" : "KiB");
+}
+
 int cmd_mkfs(int argc, char **argv)
 {
 	uint64_t bs = 0; /* 0: the store's own default */
@@ -172,10 +190,8 @@ int cmd_mkfs(int argc, char **argv)
 				  "xchacha20-poly1305)", optarg);
 			return 2;
 		}
-		if (c == OPT_ENCRYPT)
-			encrypt = true;
-		if (c == OPT_PASS_FILE)
-			pass_file = optarg;
+		encrypt |= c == OPT_ENCRYPT;
+		pass_file = c == OPT_PASS_FILE ? optarg : pass_file;
 		if (c == OPT_NAMES && blob_names_parse(optarg, &names)) {
 			cli_error("invalid --names '%s' (hmac-sha256 or "
 				  "blake2b)", optarg);
@@ -226,16 +242,7 @@ int cmd_mkfs(int argc, char **argv)
 		cli_error("%s", buf_str(&err));
 		goto out;
 	}
-	printf("created volume %s in %s (block size %" PRIu64 ")\n"
-	       "block names: %s (volume format %u)\n", v.id, s->url, bs,
-	       blob_names_label(v.names), v.format);
-	if (encrypt)
-		printf("encrypted: %s; key slot 0 (Argon2id, %" PRIu64
-		       " pass%s over %" PRIu64 " %s)\n",
-		       crypt_cipher_label(v.cipher), kdf.ops,
-		       kdf.ops == 1 ? "" : "es",
-		       kdf.mem >> (kdf.mem >= (1 << 20) ? 20 : 10),
-		       kdf.mem >= (1 << 20) ? "MiB" : "KiB");
+	mkfs_report(&v, s, bs, &kdf);
 	status = 0;
 out:
 	volume_wipe(&v);
