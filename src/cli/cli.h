@@ -29,6 +29,7 @@ int cmd_fsck(int argc, char **argv);
 int cmd_gc(int argc, char **argv);
 int cmd_stats(int argc, char **argv);
 int cmd_clone(int argc, char **argv);
+int cmd_passwd(int argc, char **argv);
 int cmd_help(int argc, char **argv);
 
 /*
@@ -40,7 +41,7 @@ int cmd_help(int argc, char **argv);
  */
 struct cli_cmd;
 extern const struct cli_cmd cli_cmd_mkfs, cli_cmd_mount, cli_cmd_umount,
-	cli_cmd_fsck, cli_cmd_gc, cli_cmd_stats, cli_cmd_help;
+	cli_cmd_fsck, cli_cmd_gc, cli_cmd_stats, cli_cmd_passwd, cli_cmd_help;
 extern const struct cli_cmd cli_cmd_clone;
 extern const struct cli_cmd cli_cmd_mount_helper, cli_cmd_umount_helper;
 extern const struct cli_cmd *const cli_commands[];
@@ -166,10 +167,12 @@ struct offline_vol {
 				    * after offline_open */
 };
 
-/* Open the store at loc and load its volume: 0, or -1 (printed, except
- * when blob_global_init() fails). */
+/* Open the store at loc and load its volume, unlocked with the
+ * passphrase (cli/passphrase.h; pass_file: passphrase_file=, may be NULL)
+ * when encrypted: 0, or -1 (printed, except when blob_global_init()
+ * fails). */
 int offline_open(struct offline_vol *ov, const char *loc,
-		 const struct store_options *o);
+		 const struct store_options *o, const char *pass_file);
 /* Restore the newest checkpoint plus the journal into ov->dir: 0; 1 when
  * the volume has no checkpoint yet (never mounted); -1 (printed).  The
  * restore's phases go to ov->progress, erased before a message. */

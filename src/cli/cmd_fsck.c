@@ -474,7 +474,7 @@ int cmd_fsck(int argc, char **argv)
 	}
 	/* the quiet delay runs from here */
 	progress_phase(&f.meter, "opening the volume", 0, 0);
-	if (offline_open(&ov, a.operand[0], &so.o))
+	if (offline_open(&ov, a.operand[0], &so.o, so.passphrase_file))
 		goto out;
 	f.s = ov.s;
 	ov.progress = &f.meter;

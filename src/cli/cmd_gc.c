@@ -127,7 +127,7 @@ int cmd_gc(int argc, char **argv)
 	}
 	/* the quiet delay runs from here: the lease's pause, a slow store */
 	progress_phase(&meter, "opening the volume", 0, 0);
-	if (offline_open(&ov, a.operand[0], &so.o))
+	if (offline_open(&ov, a.operand[0], &so.o, so.passphrase_file))
 		goto out;
 	ov.progress = &meter;
 	progress_phase(&meter, "taking the volume's lease", 0, 0);

@@ -4,7 +4,9 @@
  *
  * Order (each step can fail with one clear line on stderr):
  *   parse options (parse_args) -> check the mountpoint -> open the store,
- *   read the volume descriptor, choose the cache directory (open_volume)
+ *   read the volume descriptor, unlock an encrypted one (its passphrase
+ *   asked here, before the fork, while the terminal is ours) and seal
+ *   the store, choose the cache directory (open_volume)
  *   -> fork unless -f (fork_daemon): the parent waits on a pipe for the
  *   child's verdict and exits with it -> the child, or the foreground
  *   process, serves the mount (daemon_serve()) until it is unmounted.
@@ -38,6 +40,7 @@
 #include "cli/cli.h"
 #include "cli/fstab.h"
 #include "cli/mount_int.h"
+#include "cli/passphrase.h"
 #include "cli/store_opts.h"
 #include "store/store.h"
 #include "util/log.h"
@@ -64,7 +67,10 @@ static const char mount_help[] =
 	"\n"
 	"  -f             stay in the foreground, log to stderr\n"
 	"  --force        take the volume's lease even if another mount "
-	"holds it\n"
+	"holds it,\n"
+	"                 and mount a store older than this cache last saw "
+	"it\n"
+	"                 (rolled back)\n"
 	"options:\n"
 	"  cache_dir=DIR          local cache (default "
 	"$XDG_CACHE_HOME/metafuse/VOLUME-ID)\n"
@@ -87,6 +93,7 @@ static const char mount_help[] =
 	"                         writes, but a crash of the daemon loses what\n"
 	"                         the kernel held, and ENOSPC shows at fsync\n"
 	"  debug                  verbose log\n"
+	"  force                  the same as --force\n"
 	"  price_storage_gb_month=USD, price_put_1k=USD, price_get_1k=USD,\n"
 	"  price_egress_gb=USD    prices for `metafuse stats` (default AWS S3\n"
 	"                         Standard, us-east-1)\n"
@@ -133,7 +140,8 @@ static void unknown_option(const char *opt)
 		    "debug, writeback_cache, default_permissions, endpoint=, "
 		    "region=, path_style, virtual_host, credentials=, "
 		    "ca_bundle=, no_verify_tls, sign_payload, connections=, "
-		    "part_size=, price_storage_gb_month=, price_put_1k=, "
+		    "part_size=, passphrase_file=, force, "
+		    "price_storage_gb_month=, price_put_1k=, "
 		    "price_get_1k=, price_egress_gb=, price_file=");
 	for (i = 0; i < ARRAY_SIZE(fuse_passthrough); i++)
 		buf_appendf(&line, ", %s", fuse_passthrough[i]);
@@ -205,6 +213,10 @@ static int parse_one_opt(struct mount_opts *o, const char *opt)
 	}
 	if (KEY("debug") && !val) {
 		o->debug = true;
+		return 0;
+	}
+	if (KEY("force") && !val) {
+		o->force = true;
 		return 0;
 	}
 	for (i = 0; i < ARRAY_SIZE(fuse_passthrough); i++) {
@@ -384,6 +396,9 @@ static int open_volume(struct mounted *mt, const char *loc, struct buf *cdir)
 		cli_error("%s", buf_str(&err));
 		goto out;
 	}
+	/* an encrypted volume: from here on the store seals its objects */
+	if (cli_volume_unlock(&mt->store, &mt->vol, o->store.passphrase_file))
+		goto out;
 	memcpy(mt->blob.hash_key, mt->vol.hash_key, BLOB_KEY_BYTES);
 	mt->blob.names = mt->vol.names;
 	mt->blob.zstd_level = 1;
@@ -527,6 +542,8 @@ int mount_volume(struct mount_opts *o, const char *store,
 	status = rc ? 1 : 0;
 out_store:
 	store_close(mt.store);
+	volume_wipe(&mt.vol);
+	explicit_bzero(mt.blob.hash_key, sizeof(mt.blob.hash_key));
 out:
 	buf_free(&cdir);
 	return status;

@@ -3,7 +3,10 @@
  *
  * mkfs writes a new volume's descriptor (volume_create(): its id, block
  * size, block names and secret) into an empty store; it refuses a store
- * that already holds a volume.
+ * that already holds a volume, before it asks for anything.  With
+ * --encrypt the descriptor holds a new master key in key slot 0 under
+ * the passphrase (volume_create_encrypted(); cli/passphrase.h), and the
+ * Argon2id limits measured here.
  *
  * umount is more than fusermount3 -u: the daemon still has to upload what
  * is dirty, checkpoint and release the lease after the kernel lets go, so
@@ -30,6 +33,7 @@
 #include "blob/blob.h"
 #include "cli/cli.h"
 #include "cli/fstab.h"
+#include "cli/passphrase.h"
 #include "cli/store_opts.h"
 #include "store/store.h"
 #include "util/progress.h"
@@ -41,6 +45,8 @@
 static const char mkfs_help[] =
 	"usage: metafuse mkfs [--block-size SIZE] [--names HASH] "
 	"[--create-bucket]\n"
+	"                     [--encrypt [--passphrase-file FILE] "
+	"[--cipher C]]\n"
 	"                     [-o OPT[,OPT...]] STORE\n"
 	"\n"
 	"Creates an empty volume in STORE (a directory, created if missing, "
@@ -53,14 +59,33 @@ static const char mkfs_help[] =
 	"which run it at about\ntwice BLAKE2b's speed; volume format 3) or "
 	"blake2b (the default elsewhere;\nformat 2, which older metafuse "
 	"reads too).  Fixed for the volume's life.\n"
+	"--encrypt makes an encrypted volume (format 4): every object but "
+	"the\ndescriptor is sealed, names and contents alike.  Its "
+	"passphrase comes from\nMETAFUSE_PASSPHRASE, else from FILE (mode "
+	"600; one trailing newline is\ndropped), else it is asked twice on "
+	"the terminal; every command that\nopens the volume asks for it "
+	"the same way (-o passphrase_file=FILE).\n"
+	"'metafuse passwd' changes it and manages up to 8 key slots.  C is "
+	"the\ncipher: aes-256-gcm (the default where the CPU has AES "
+	"instructions) or\nxchacha20-poly1305.\n"
 	"\n" CLI_STORE_OPTS_HELP;
 
-enum { OPT_NAMES = 256, OPT_BLOCK_SIZE, OPT_CREATE_BUCKET };
+enum {
+	OPT_NAMES = 256,
+	OPT_BLOCK_SIZE,
+	OPT_CREATE_BUCKET,
+	OPT_ENCRYPT,
+	OPT_PASS_FILE,
+	OPT_CIPHER,
+};
 
 static const struct option mkfs_longopts[] = {
 	{ "names", required_argument, NULL, OPT_NAMES },
 	{ "block-size", required_argument, NULL, OPT_BLOCK_SIZE },
 	{ "create-bucket", no_argument, NULL, OPT_CREATE_BUCKET },
+	{ "encrypt", no_argument, NULL, OPT_ENCRYPT },
+	{ "passphrase-file", required_argument, NULL, OPT_PASS_FILE },
+	{ "cipher", required_argument, NULL, OPT_CIPHER },
 	{ NULL, 0, NULL, 0 },
 };
 
@@ -70,7 +95,8 @@ const struct cli_cmd cli_cmd_mkfs = {
 	.run = cmd_mkfs,
 	.help = mkfs_help,
 	.usage = "usage: metafuse mkfs [--block-size SIZE] [--names HASH] "
-		 "[--create-bucket] [-o OPT[,OPT...]] STORE",
+		 "[--create-bucket] [--encrypt [--passphrase-file FILE] "
+		 "[--cipher C]] [-o OPT[,OPT...]] STORE",
 	.shortopts = "o:",
 	.longopts = mkfs_longopts,
 	.min_operands = 1,
@@ -78,20 +104,94 @@ const struct cli_cmd cli_cmd_mkfs = {
 	.flag_status = 2,
 };
 
+/* What mkfs --encrypt needs before it touches the store: the new
+ * passphrase and the Argon2id limits.  0 or -1 (printed). */
+static int mkfs_secret(const char *file, struct buf *pass,
+		       struct crypt_kdf *kdf)
+{
+	struct cli_pass_src src = {
+		.env = CLI_PASS_ENV,
+		.file = file,
+		.prompt = "Passphrase for the new volume: ",
+		.twice = true,
+		.hint = "--passphrase-file FILE (-o passphrase_file=FILE)",
+	};
+
+	if (cli_passphrase_read(&src, pass))
+		return -1;
+	return cli_kdf_limits(kdf);
+}
+
+/* A store that holds a volume already is refused before the passphrase
+ * is asked (volume_create*() would refuse it too, but later). */
+static int mkfs_refuse_volume(struct store *s)
+{
+	uint64_t size;
+
+	if (store_head(s, "volume", &size) == 0) {
+		cli_error("%s already holds a metafuse volume; refusing to "
+			  "overwrite it", s->url);
+		return -1;
+	}
+	return 0;
+}
+
+/* The new volume in s, encrypted when pass is not NULL. */
+static int mkfs_create(struct store *s, uint32_t bs, enum blob_names names,
+		       enum crypt_cipher cipher, const struct buf *pass,
+		       const struct crypt_kdf *kdf, struct volume *v,
+		       struct buf *err)
+{
+	if (!pass)
+		return volume_create(s, bs, names, v, err);
+	return volume_create_encrypted(s, bs, names, cipher,
+				       (const char *)pass->data, pass->len,
+				       kdf, v, err);
+}
+
+/* What mkfs printed: the volume, and an encrypted one's cipher and
+ * Argon2id limits. */
+static void mkfs_report(const struct volume *v, const struct store *s,
+			uint64_t bs, const struct crypt_kdf *kdf)
+{
+	bool mib = kdf->mem >= (1 << 20);
+
+	printf("created volume %s in %s (block size %" PRIu64 ")\n"
+	       "block names: %s (volume format %u)\n", v->id, s->url, bs,
+	       blob_names_label(v->names), v->format);
+	if (v->encrypted)
+		printf("encrypted: %s; key slot 0 (Argon2id, %" PRIu64
+		       " pass%s over %" PRIu64 " %s)\n",
+		       crypt_cipher_label(v->cipher), kdf->ops,
+		       kdf->ops == 1 ? "" : "es", kdf->mem >> (mib ? 20 : 10),
+		       mib ? "MiB" : "KiB");
+}
+
 int cmd_mkfs(int argc, char **argv)
 {
 	uint64_t bs = 0; /* 0: the store's own default */
-	const char *loc = NULL;
-	struct buf err = BUF_INIT;
+	const char *loc = NULL, *pass_file = NULL;
+	struct buf err = BUF_INIT, pass = BUF_INIT;
 	struct cli_store_opts so = { 0 };
 	struct store *s = NULL;
 	struct volume v;
+	struct crypt_kdf kdf = { 0, 0 };
 	enum blob_names names = blob_names_default();
+	enum crypt_cipher cipher = crypt_cipher_default();
+	bool encrypt = false;
 	struct cli_args a;
 	int c, status = 1;
 
+	memset(&v, 0, sizeof(v));
 	cli_args_init(&a, &cli_cmd_mkfs, argc, argv);
 	while ((c = cli_getopt(&a)) > 0) {
+		if (c == OPT_CIPHER && crypt_cipher_parse(optarg, &cipher)) {
+			cli_error("invalid --cipher '%s' (aes-256-gcm or "
+				  "xchacha20-poly1305)", optarg);
+			return 2;
+		}
+		encrypt |= c == OPT_ENCRYPT;
+		pass_file = c == OPT_PASS_FILE ? optarg : pass_file;
 		if (c == OPT_NAMES && blob_names_parse(optarg, &names)) {
 			cli_error("invalid --names '%s' (hmac-sha256 or "
 				  "blake2b)", optarg);
@@ -116,6 +216,14 @@ int cmd_mkfs(int argc, char **argv)
 		goto out;
 	}
 	loc = a.operand[0];
+	if (!pass_file)
+		pass_file = so.passphrase_file;
+	if (!encrypt && pass_file) {
+		cli_error("a passphrase file is for an encrypted volume "
+			  "(--encrypt)");
+		status = 2;
+		goto out;
+	}
 	if (blob_global_init()) {
 		cli_error("cannot initialise libsodium");
 		goto out;
@@ -124,17 +232,21 @@ int cmd_mkfs(int argc, char **argv)
 		cli_error("%s", buf_str(&err));
 		goto out;
 	}
+	if (encrypt && (mkfs_refuse_volume(s) ||
+			mkfs_secret(pass_file, &pass, &kdf)))
+		goto out;
 	if (!bs)
 		bs = s->block_size;
-	if (volume_create(s, (uint32_t)bs, names, &v, &err)) {
+	if (mkfs_create(s, (uint32_t)bs, names, cipher,
+			encrypt ? &pass : NULL, &kdf, &v, &err)) {
 		cli_error("%s", buf_str(&err));
 		goto out;
 	}
-	printf("created volume %s in %s (block size %" PRIu64 ")\n"
-	       "block names: %s (volume format %u)\n", v.id, s->url, bs,
-	       blob_names_label(v.names), v.format);
+	mkfs_report(&v, s, bs, &kdf);
 	status = 0;
 out:
+	volume_wipe(&v);
+	cli_passphrase_free(&pass);
 	store_close(s);
 	cli_store_opts_free(&so);
 	buf_free(&err);

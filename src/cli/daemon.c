@@ -4,7 +4,9 @@
  * directory to a volume whose every byte is in the store.
  *
  * daemon_serve(), in order (each step can fail with one clear line):
- *   lock the cache directory -> take the lease -> restore the metadata
+ *   lock the cache directory -> refuse a store older than this cache
+ *   saw it (check_rollback(), unless --force) -> take the lease ->
+ *   restore the metadata
  *   from the store (newest checkpoint + journal) if the local copy is
  *   missing or older (prepare_db) -> open meta, start the journal and
  *   write a checkpoint (journal.c, invariant 5) -> after a crash or a
@@ -186,6 +188,126 @@ static void sweep_unknown_objects(struct mounted *mt)
 		log_info("deleted %" PRIu64 " unreferenced object(s) of %"
 			 PRIu64 " left by an earlier crash", r.deleted,
 			 r.seen);
+}
+
+/* ---- what this cache saw of the store (rollback) ---- */
+
+/*
+ * CACHE_DIR/store-seen holds where the volume's metadata stood in the
+ * store (struct volume_pos: newest checkpoint, journal entries) when this
+ * cache last saw it: at mount, and as the journal goes up.  A mount that
+ * finds the store older refuses it (check_rollback()) unless forced.
+ * What it holds is never ahead of the store: it is written from what the
+ * journal has in the store (journal_get_stats()), or from a listing.
+ */
+#define SEEN_FILE "store-seen"
+
+/* the newest position written; by the main thread, and by the
+ * maintenance thread alone while it runs */
+static struct volume_pos seen_last;
+
+static int seen_read(struct mounted *mt, struct volume_pos *p)
+{
+	struct buf path = BUF_INIT, text = BUF_INIT;
+	unsigned long long c, e;
+	int rc = buf_appendf(&path, "%s/" SEEN_FILE, mt->cache_dir);
+
+	if (rc == 0)
+		rc = read_file(buf_str(&path), &text);
+	if (rc == 0 && buf_append(&text, "", 1) == 0 &&
+	    sscanf((char *)text.data, "ckpt=%llu entries=%llu", &c, &e) == 2) {
+		p->ckpt = c;
+		p->entries = e;
+	} else if (rc == 0) {
+		rc = -EINVAL;
+	}
+	buf_free(&path);
+	buf_free(&text);
+	return rc;
+}
+
+/* Remember p, unless it is what was written last or older. */
+static void seen_write(struct mounted *mt, const struct volume_pos *p)
+{
+	struct buf path = BUF_INIT, text = BUF_INIT;
+
+	if ((p->ckpt == seen_last.ckpt && p->entries == seen_last.entries) ||
+	    volume_pos_older(p, &seen_last))
+		return;
+	if (buf_appendf(&path, "%s/" SEEN_FILE, mt->cache_dir) == 0 &&
+	    buf_appendf(&text, "ckpt=%" PRIu64 " entries=%" PRIu64 "\n",
+			p->ckpt, p->entries) == 0 &&
+	    write_file_atomic(buf_str(&path), text.data, text.len, 0600) == 0)
+		seen_last = *p;
+	buf_free(&path);
+	buf_free(&text);
+}
+
+/* What the journal has put in the store so far. */
+static void seen_note_journal(struct mounted *mt)
+{
+	struct journal_stats js;
+	struct volume_pos p;
+
+	if (!mt->journal)
+		return;
+	journal_get_stats(mt->journal, &js);
+	p.ckpt = js.ckpt_seq;
+	p.entries = js.since_entries;
+	seen_write(mt, &p);
+}
+
+/*
+ * After a forced rollback the journal in the store has a hole where the
+ * lost entries were: the mount is to write a checkpoint (and sweep) as
+ * after a crash, which the "running" marker asks of start_journal().
+ */
+static void force_checkpoint(struct mounted *mt)
+{
+	struct buf path = BUF_INIT;
+
+	if (!mt->o->read_only &&
+	    buf_appendf(&path, "%s/running", mt->cache_dir) == 0)
+		write_file_atomic(buf_str(&path), "", 0, 0600);
+	buf_free(&path);
+}
+
+/*
+ * Refuse a store older than this cache saw it (-ESTALE, one line), unless
+ * forced; then remember what the store holds now.
+ */
+static int check_rollback(struct mounted *mt)
+{
+	struct volume_pos now, seen;
+	int rc = volume_pos_read(mt->store, &now);
+
+	if (rc) {
+		cli_error("cannot list the metadata of %s: %s",
+			  mt->store->url, strerror(-rc));
+		return rc;
+	}
+	memset(&seen_last, 0, sizeof(seen_last));
+	if (seen_read(mt, &seen) == 0 && volume_pos_older(&now, &seen)) {
+		if (!mt->o->force) {
+			cli_error("the store of %s was rolled back: it holds "
+				  "metadata checkpoint %" PRIu64 " and %"
+				  PRIu64 " journal entries, older than the "
+				  "checkpoint %" PRIu64 " and %" PRIu64
+				  " entries this cache saw; mount with --force "
+				  "(-o force) to take the older state",
+				  mt->store->url, now.ckpt, now.entries,
+				  seen.ckpt, seen.entries);
+			return -ESTALE;
+		}
+		log_warn("the store of %s was rolled back (checkpoint %"
+			 PRIu64 ", %" PRIu64 " entries; this cache saw %"
+			 PRIu64 ", %" PRIu64 "): mounted anyway (--force)",
+			 mt->store->url, now.ckpt, now.entries, seen.ckpt,
+			 seen.entries);
+		force_checkpoint(mt);
+	}
+	seen_write(mt, &now);
+	return 0;
 }
 
 /* ---- the maintenance thread ---- */
@@ -378,6 +500,7 @@ static void *maintenance(void *arg)
 				t.next_report = now + 10ULL * 1000000000ULL;
 			maint_journal(mt, &t, now);
 			maint_checkpoint(mt, &t, now);
+			seen_note_journal(mt);
 		}
 		pthread_mutex_lock(&mt->maint_lock);
 	}
@@ -556,6 +679,15 @@ static int local_db_outdated(struct mounted *mt, const char *db_path,
 	return 0;
 }
 
+/* What the one line of a failed restore adds to EIO: the log, which the
+ * terminal does not see, names the object. */
+static const char *eio_hint(int rc)
+{
+	return rc != -EIO ? "" :
+	       " (an object damaged, failing its authentication, or the "
+	       "store failing: metafuse.log in the cache directory names it)";
+}
+
 /* Replace the database at db_path with the store's state: its newest
  * checkpoint plus the journal after it. */
 static int restore_db(struct mounted *mt, const char *db_path)
@@ -572,8 +704,8 @@ static int restore_db(struct mounted *mt, const char *db_path)
 				progress_report, &mt->progress);
 	if (rc) {
 		progress_clear(&mt->progress);
-		cli_error("cannot restore the metadata of %s: %s",
-			  mt->store->url, strerror(-rc));
+		cli_error("cannot restore the metadata of %s: %s%s",
+			  mt->store->url, strerror(-rc), eio_hint(rc));
 		return rc;
 	}
 	/* cached blocks of the old database mean nothing to the new one */
@@ -587,8 +719,8 @@ static int restore_db(struct mounted *mt, const char *db_path)
 			    progress_report, &mt->progress);
 	if (rc) {
 		progress_clear(&mt->progress);
-		cli_error("cannot read the metadata journal of %s: %s",
-			  mt->store->url, strerror(-rc));
+		cli_error("cannot read the metadata journal of %s: %s%s",
+			  mt->store->url, strerror(-rc), eio_hint(rc));
 		meta_close(m);
 		return rc;
 	}
@@ -879,6 +1011,11 @@ int daemon_serve(struct mounted *mt, const char *mountpoint)
 	 * the mount answers (on_ready() detaches); the quiet delay runs from
 	 * here (the lease's pause, a slow store) */
 	progress_init(&mt->progress, stderr);
+	rc = check_rollback(mt);
+	if (rc) {
+		progress_end(&mt->progress);
+		goto out;
+	}
 	progress_phase(&mt->progress, "taking the volume's lease", 0, 0);
 	rc = take_lease(mt);
 	if (rc)
@@ -893,6 +1030,7 @@ int daemon_serve(struct mounted *mt, const char *mountpoint)
 	progress_end(&mt->progress);
 	if (rc)
 		goto out_meta;
+	seen_note_journal(mt);
 	rc = open_cache(mt);
 	if (rc)
 		goto out_meta;
@@ -904,6 +1042,7 @@ int daemon_serve(struct mounted *mt, const char *mountpoint)
 	rc2 = upload_all(mt);
 	if (!rc)
 		rc = rc2;
+	seen_note_journal(mt);
 	if (mt->registry.len)
 		unlink(buf_str(&mt->registry));
 	fs_free(mt->fs);

@@ -3,8 +3,10 @@
  * work on the store directly (fsck, gc): the store, the volume's
  * identity, and its metadata restored from the store (the newest
  * checkpoint plus the journal after it) into a private directory that
- * offline_close removes.  The restore shows on the command's progress
- * meter (ov->progress), whose line is erased before any message.
+ * offline_close removes.  An encrypted volume is unlocked at open, and
+ * ov->s is then its sealed store (cli/passphrase.h).  The restore shows
+ * on the command's progress meter (ov->progress), whose line is erased
+ * before any message.
  */
 #include "util/compat.h"
 
@@ -12,12 +14,13 @@
 #include <string.h>
 
 #include "cli/cli.h"
+#include "cli/passphrase.h"
 #include "cli/store_opts.h"
 #include "util/util.h"
 #include "volume/journal.h"
 
 int offline_open(struct offline_vol *ov, const char *loc,
-		 const struct store_options *o)
+		 const struct store_options *o, const char *pass_file)
 {
 	struct buf err = BUF_INIT;
 	int rc = -1;
@@ -36,6 +39,8 @@ int offline_open(struct offline_vol *ov, const char *loc,
 		cli_error("%s", buf_str(&err));
 		goto out;
 	}
+	if (cli_volume_unlock(&ov->s, &ov->v, pass_file))
+		goto out;
 	memcpy(ov->bc.hash_key, ov->v.hash_key, BLOB_KEY_BYTES);
 	ov->bc.names = ov->v.names;
 	rc = 0;
@@ -116,4 +121,6 @@ void offline_close(struct offline_vol *ov)
 	cli_test_store_report(ov->s);
 	store_close(ov->s);
 	ov->s = NULL;
+	volume_wipe(&ov->v);
+	explicit_bzero(ov->bc.hash_key, sizeof(ov->bc.hash_key));
 }

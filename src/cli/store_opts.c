@@ -8,6 +8,7 @@
 #include "cli/cli.h"
 #include "cli/store_opts.h"
 #include "util/util.h"
+#include "volume/sealed.h"
 
 static int set_str(char **dst, const char **pub, const char *val)
 {
@@ -39,6 +40,11 @@ int cli_store_opt(struct cli_store_opts *so, const char *opt)
 		return set_str(&so->credentials, &so->o.credentials, val);
 	if (KEY("ca_bundle"))
 		return set_str(&so->ca_bundle, &so->o.ca_bundle, val);
+	if (KEY("passphrase_file")) {
+		const char *unused;
+
+		return set_str(&so->passphrase_file, &unused, val);
+	}
 	if (KEY("path_style") && !val) {
 		so->o.addressing = STORE_S3_ADDR_PATH;
 		return 0;
@@ -112,7 +118,7 @@ static int parse_cb(const char *p, void *arg)
 			  "endpoint=, region=, path_style, "
 			  "virtual_host, credentials=, ca_bundle=, "
 			  "no_verify_tls, sign_payload, "
-			  "connections=, part_size=)", p);
+			  "connections=, part_size=, passphrase_file=)", p);
 	} else if (rc) {
 		cli_error("invalid value in option '%s'", p);
 	}
@@ -133,6 +139,7 @@ void cli_store_opts_free(struct cli_store_opts *so)
 	free(so->region);
 	free(so->credentials);
 	free(so->ca_bundle);
+	free(so->passphrase_file);
 	memset(so, 0, sizeof(*so));
 }
 
@@ -164,6 +171,7 @@ void cli_test_store_report(struct store *s)
 
 	if (!s || !getenv("METAFUSE_TEST_STORE_COUNTS"))
 		return;
+	s = sealed_store_inner(s); /* the test wrapper is under the seal */
 	store_fault_get_counts(s, &n);
 	fprintf(stderr, "store calls: %" PRIu64 " get, %" PRIu64 " put, %"
 		PRIu64 " del, %" PRIu64 " list, %" PRIu64 " head\n",

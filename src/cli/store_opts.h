@@ -5,6 +5,8 @@
  *   endpoint=URL  region=NAME  path_style  virtual_host
  *   credentials=FILE  ca_bundle=FILE  no_verify_tls  sign_payload
  *   connections=N  part_size=SIZE
+ *   passphrase_file=FILE (an encrypted volume's passphrase: not the
+ *   store's, but every command that opens a volume takes it here)
  *
  * The strings of the resulting struct store_options point into the
  * struct cli_store_opts, which owns them until cli_store_opts_free().
@@ -22,6 +24,7 @@ struct cli_store_opts {
 	char *region;
 	char *credentials;
 	char *ca_bundle;
+	char *passphrase_file; /* passphrase_file=: cli/passphrase.h */
 };
 
 /*
@@ -69,7 +72,11 @@ void cli_store_opts_free(struct cli_store_opts *so);
 	"                         that is not loopback)\n"                   \
 	"  connections=N          parallel connections (default 16)\n"       \
 	"  part_size=SIZE         multipart uploads above SIZE (default "     \
-	"16M)\n"
+	"16M)\n"                                                            \
+	"encrypted volumes:\n"                                              \
+	"  passphrase_file=FILE   read the passphrase from FILE (mode 600;\n" \
+	"                         default METAFUSE_PASSPHRASE, else asked on\n" \
+	"                         the terminal)\n"
 
 /*
  * For the test suite and bench/: wrap *s in the fault wrapper when the

@@ -10,15 +10,14 @@
  * Invariants
  *   1. No object but "volume" reaches the inner store unsealed, and no
  *      object but "volume" is returned from it unopened.
- *   2. A get that fails to open leaves out as it was (the plaintext
- *      that was decrypted before the check is wiped: crypt_open()).
+ *   2. A get that fails to open leaves out as it was (what was
+ *      decrypted before the check is wiped: crypt_open(), and here).
  *   3. A get opens the whole object, also for a ranged read: a range is
  *      cut from the opened plaintext (the tag covers the whole).
  */
 #include "util/compat.h"
 
 #include <assert.h>
-#include <sodium.h>
 
 #include "util/log.h"
 #include "volume/sealed.h"
@@ -88,6 +87,13 @@ static size_t cut_range(uint8_t *p, size_t n, uint64_t off, size_t len)
 	return keep;
 }
 
+static void set_len(struct buf *out, size_t len)
+{
+	out->len = len;
+	if (out->len < out->cap)
+		out->data[out->len] = 0;
+}
+
 static int sealed_get(struct store *s, const char *key, uint64_t off,
 		      size_t len, struct buf *out)
 {
@@ -109,17 +115,13 @@ static int sealed_get(struct store *s, const char *key, uint64_t off,
 		log_error("object %s of %s fails its authentication: damaged, "
 			  "truncated, or put there from elsewhere", key,
 			  s->url);
-		sodium_memzero(obj, got);
-		out->len = start;
-		if (out->len < out->cap)
-			out->data[out->len] = 0;
+		explicit_bzero(obj, got);
+		set_len(out, start);
 		return -EIO;
 	}
 	n = got - CRYPT_OVERHEAD;
 	memmove(obj, obj + CRYPT_HEADER, n);
-	out->len = start + cut_range(obj, n, off, len);
-	if (out->len < out->cap)
-		out->data[out->len] = 0;
+	set_len(out, start + cut_range(obj, n, off, len));
 	return 0;
 }
 
@@ -175,7 +177,7 @@ static void sealed_close(struct store *s)
 	struct sealed *w = sealed_from_store(s);
 
 	store_close(w->inner);
-	sodium_memzero(&w->key, sizeof(w->key));
+	explicit_bzero(&w->key, sizeof(w->key));
 	free(w->base.url);
 	free(w);
 }

@@ -4,10 +4,17 @@
  * Both are small "key=value" text documents framed by the blob codec, so
  * that a damaged one is detected (checksum) rather than misread.
  *
+ * An encrypted volume's descriptor (format 4, volume.h) holds key slots
+ * instead of the hash key, and a MAC under a key of the master key over
+ * all its other lines: whoever can write the store can replace the
+ * descriptor, but not change one line of it unseen by a mount that has
+ * the passphrase.
+ *
  * Invariants
- *   1. The descriptor is written once, by mkfs, and never changes: the
- *      block size, hash key and block names of a volume are fixed for
- *      its life.
+ *   1. The descriptor is written by mkfs; the block size, hash key (or
+ *      master key), cipher and block names of a volume are fixed for its
+ *      life.  Only passwd rewrites it (an encrypted volume's slots), with
+ *      everything else as it was.
  *   2. A lease names its holder by host, pid and a random owner token;
  *      only the token decides whether a lease is still ours.
  *   3. A lease is taken over without force only from a holder known to
@@ -18,6 +25,12 @@
  *      (the caller, volume.h, says when; then no taker can have found
  *      it expired); otherwise it reads it back first and writes nothing
  *      when another owner holds it.
+ *   5. An encrypted volume is unlocked only when a slot opens under the
+ *      passphrase and the descriptor's MAC matches under that master key;
+ *      until then neither the objects' key nor the names' key exists.
+ *
+ * volume_pos_read() is the one listing of meta/ a mount makes for its
+ * rollback check (cli/daemon.c).
  */
 #include "util/compat.h"
 
@@ -28,6 +41,8 @@
 #include "util/log.h"
 #include "util/util.h"
 #include "volume/volume.h"
+
+#define SLOT_KEY_LEN 8 /* "slotN" and its NUL, with room */
 
 static const struct blob_ctx plain_ctx; /* no key needed for framing */
 
@@ -80,6 +95,41 @@ static int put_framed(struct store *s, const char *key, const struct buf *t)
 	return rc;
 }
 
+/*
+ * The encrypted descriptor's own lines into out: cipher, slots, and the
+ * MAC line, which must be the last; the hash of what it covers.  0 or
+ * -EIO.
+ */
+static int load_encrypted(const char *text, struct volume *out)
+{
+	const char *mac = strstr(text, "\nmac=");
+	char v[CRYPT_SLOT_TEXT], key[SLOT_KEY_LEN];
+	unsigned n;
+	int rc;
+
+	/* "\nmac=" and the hex, then the last newline */
+	if (!mac || strlen(mac + 5) != 2 * CRYPT_MAC_BYTES + 1 ||
+	    mac[5 + 2 * CRYPT_MAC_BYTES] != '\n' ||
+	    hex_decode(mac + 5, out->desc_mac, CRYPT_MAC_BYTES))
+		return -EIO;
+	crypt_hash(text, (size_t)(mac - text) + 1, out->desc_hash);
+	if (kv_get(text, "cipher", v, sizeof(v)) ||
+	    crypt_cipher_parse(v, &out->cipher))
+		return -EIO;
+	for (n = 0; n < VOLUME_SLOTS; n++) {
+		snprintf(key, sizeof(key), "slot%u", n);
+		rc = kv_get(text, key, v, sizeof(v));
+		if (rc == -ENOENT)
+			continue;
+		if (rc || crypt_slot_parse(v, &out->slot[n]))
+			return -EIO;
+		out->slots_used |= 1u << n;
+	}
+	out->encrypted = true;
+	out->unlocked_slot = -1;
+	return out->slots_used ? 0 : -EIO;
+}
+
 int volume_load(struct store *s, struct volume *out, struct buf *err)
 {
 	struct buf text = BUF_INIT;
@@ -117,9 +167,14 @@ int volume_load(struct store *s, struct volume *out, struct buf *err)
 	    kv_get((char *)text.data, "block_size", v, sizeof(v)))
 		goto out_damaged;
 	out->block_size = (uint32_t)strtoul(v, NULL, 10);
-	if (out->block_size < 4096 || out->block_size > 64 << 20 ||
-	    kv_get((char *)text.data, "hash_key", v, sizeof(v)) ||
-	    hex_decode(v, out->hash_key, BLOB_KEY_BYTES))
+	if (out->block_size < 4096 || out->block_size > 64 << 20)
+		goto out_damaged;
+	if (kv_get((char *)text.data, "created", v, sizeof(v)) == 0)
+		out->created = strtoll(v, NULL, 10);
+	if (out->format >= VOLUME_FORMAT_ENCRYPTED ?
+		    load_encrypted((char *)text.data, out) :
+		    kv_get((char *)text.data, "hash_key", v, sizeof(v)) ||
+			    hex_decode(v, out->hash_key, BLOB_KEY_BYTES))
 		goto out_damaged;
 	/* names: given exactly from format 3 on, BLAKE2b before */
 	out->names = BLOB_NAMES_BLAKE2B;
@@ -182,6 +237,252 @@ int volume_create(struct store *s, uint32_t block_size,
 	explicit_bzero(keyhex, sizeof(keyhex));
 	buf_free(&text);
 	return rc;
+}
+
+/* ---- encrypted volumes ---- */
+
+/* The encrypted descriptor of v as text, its MAC line last (v unlocked,
+ * or holding the master key of a new volume). */
+static int encrypted_text(const struct volume *v, struct buf *text)
+{
+	uint8_t hash[CRYPT_HASH_BYTES], dkey[CRYPT_KEY_BYTES];
+	uint8_t mac[CRYPT_MAC_BYTES];
+	char slot[CRYPT_SLOT_TEXT], hex[2 * CRYPT_MAC_BYTES + 1];
+	unsigned n;
+	int rc;
+
+	rc = buf_appendf(text,
+			 "metafuse-volume\nformat=%u\nid=%s\nblock_size=%u\n"
+			 "created=%lld\nnames=%s\ncipher=%s\n",
+			 v->format, v->id, v->block_size, v->created,
+			 blob_names_label(v->names),
+			 crypt_cipher_label(v->cipher));
+	for (n = 0; rc == 0 && n < VOLUME_SLOTS; n++) {
+		if (!(v->slots_used & (1u << n)))
+			continue;
+		crypt_slot_format(&v->slot[n], slot);
+		rc = buf_appendf(text, "slot%u=%s\n", n, slot);
+	}
+	if (rc)
+		return rc;
+	crypt_hash(text->data, text->len, hash);
+	crypt_derive(v->master, CRYPT_SUB_DESC, dkey);
+	crypt_mac(dkey, hash, sizeof(hash), mac);
+	explicit_bzero(dkey, sizeof(dkey));
+	hex_encode(mac, sizeof(mac), hex);
+	return buf_appendf(text, "mac=%s\n", hex);
+}
+
+/* The keys the master key makes, into v. */
+static void derive_keys(struct volume *v)
+{
+	crypt_derive(v->master, CRYPT_SUB_OBJECTS, v->key.key);
+	v->key.cipher = v->cipher;
+	crypt_derive(v->master, CRYPT_SUB_NAMES, v->hash_key);
+	v->unlocked = true;
+}
+
+static int put_encrypted(struct store *s, const struct volume *v,
+			 struct buf *err)
+{
+	struct buf text = BUF_INIT;
+	int rc = encrypted_text(v, &text);
+
+	if (rc == 0)
+		rc = put_framed(s, "volume", &text);
+	if (rc)
+		buf_appendf(err, "cannot write the volume descriptor to %s: %s",
+			    s->url, strerror(-rc));
+	buf_free(&text);
+	return rc;
+}
+
+int volume_create_encrypted(struct store *s, uint32_t block_size,
+			    enum blob_names names, enum crypt_cipher cipher,
+			    const char *pass, size_t len,
+			    const struct crypt_kdf *kdf, struct volume *out,
+			    struct buf *err)
+{
+	uint8_t id[VOLUME_ID_HEX / 2];
+	uint64_t size;
+	int rc;
+
+	rc = store_head(s, "volume", &size);
+	if (rc == 0) {
+		buf_appendf(err, "%s already holds a metafuse volume; "
+			    "refusing to overwrite it", s->url);
+		return -EEXIST;
+	}
+	if (rc != -ENOENT) {
+		buf_appendf(err, "cannot access %s: %s", s->url,
+			    strerror(-rc));
+		return rc;
+	}
+	memset(out, 0, sizeof(*out));
+	out->format = VOLUME_FORMAT_ENCRYPTED;
+	out->block_size = block_size;
+	out->names = names;
+	out->created = (long long)time(NULL);
+	out->encrypted = true;
+	out->cipher = cipher;
+	blob_random(id, sizeof(id));
+	hex_encode(id, sizeof(id), out->id);
+	blob_random(out->master, sizeof(out->master));
+	rc = crypt_slot_wrap(pass, len, kdf, out->id, 0, out->master,
+			     &out->slot[0]);
+	if (rc) {
+		buf_appendf(err, "cannot derive a key from the passphrase: %s",
+			    strerror(-rc));
+		goto fail;
+	}
+	out->slots_used = 1;
+	out->unlocked_slot = 0;
+	rc = put_encrypted(s, out, err);
+	if (rc)
+		goto fail;
+	derive_keys(out);
+	return 0;
+fail:
+	volume_wipe(out);
+	return rc;
+}
+
+int volume_unlock(struct volume *v, const char *url, const char *pass,
+		  size_t len, struct buf *err)
+{
+	uint8_t dkey[CRYPT_KEY_BYTES], mac[CRYPT_MAC_BYTES];
+	unsigned n;
+	int rc = -EACCES;
+
+	for (n = 0; n < VOLUME_SLOTS && rc == -EACCES; n++)
+		if (v->slots_used & (1u << n))
+			rc = crypt_slot_unwrap(pass, len, &v->slot[n], v->id,
+					       n, v->master);
+	if (rc == -EACCES) {
+		buf_appendf(err, "wrong passphrase for the encrypted volume "
+			    "%s: no key slot opens with it (or the slots "
+			    "were altered)", url);
+		goto fail;
+	}
+	if (rc) {
+		buf_appendf(err, "cannot derive the key of %s from the "
+			    "passphrase: %s", url, strerror(-rc));
+		goto fail;
+	}
+	v->unlocked_slot = (int)n - 1;
+	crypt_derive(v->master, CRYPT_SUB_DESC, dkey);
+	crypt_mac(dkey, v->desc_hash, sizeof(v->desc_hash), mac);
+	explicit_bzero(dkey, sizeof(dkey));
+	if (!crypt_mac_equal(mac, v->desc_mac)) {
+		buf_appendf(err, "the volume descriptor of %s is damaged "
+			    "(its MAC does not match)", url);
+		rc = -EIO;
+		goto fail;
+	}
+	derive_keys(v);
+	return 0;
+fail:
+	volume_wipe(v);
+	return rc;
+}
+
+void volume_wipe(struct volume *v)
+{
+	explicit_bzero(v->master, sizeof(v->master));
+	explicit_bzero(&v->key, sizeof(v->key));
+	if (v->encrypted)
+		explicit_bzero(v->hash_key, sizeof(v->hash_key));
+	v->unlocked = false;
+}
+
+/* The slot mode works on, into *n: 0, or -ENOSPC / -EBUSY (said). */
+static int passwd_slot(const struct volume *v, enum volume_passwd_mode mode,
+		       const char *url, unsigned *n, struct buf *err)
+{
+	if (mode == VOLUME_PASSWD_ADD) {
+		for (*n = 0; *n < VOLUME_SLOTS; (*n)++)
+			if (!(v->slots_used & (1u << *n)))
+				return 0;
+		buf_appendf(err, "all %u key slots of %s are in use; remove "
+			    "one first (passwd --remove)", VOLUME_SLOTS, url);
+		return -ENOSPC;
+	}
+	*n = (unsigned)v->unlocked_slot;
+	if (mode == VOLUME_PASSWD_REMOVE &&
+	    (v->slots_used & (v->slots_used - 1)) == 0) {
+		buf_appendf(err, "slot %u is the last key slot of %s: "
+			    "removing it would lock the volume for good", *n,
+			    url);
+		return -EBUSY;
+	}
+	return 0;
+}
+
+int volume_passwd(struct store *s, struct volume *v,
+		  enum volume_passwd_mode mode, const char *pass, size_t len,
+		  const struct crypt_kdf *kdf, unsigned *slot_out,
+		  struct buf *err)
+{
+	struct volume next = *v;
+	unsigned n;
+	int rc;
+
+	if (!v->encrypted || !v->unlocked || v->unlocked_slot < 0)
+		return -EINVAL;
+	rc = passwd_slot(v, mode, s->url, &n, err);
+	if (rc)
+		goto out;
+	if (mode == VOLUME_PASSWD_REMOVE) {
+		next.slots_used &= ~(1u << n);
+		memset(&next.slot[n], 0, sizeof(next.slot[n]));
+	} else {
+		rc = crypt_slot_wrap(pass, len, kdf, v->id, n, v->master,
+				     &next.slot[n]);
+		if (rc) {
+			buf_appendf(err, "cannot derive a key from the "
+				    "passphrase: %s", strerror(-rc));
+			goto out;
+		}
+		next.slots_used |= 1u << n;
+	}
+	rc = put_encrypted(s, &next, err);
+	if (rc == 0) {
+		v->slots_used = next.slots_used;
+		v->slot[n] = next.slot[n];
+		*slot_out = n;
+	}
+out:
+	volume_wipe(&next);
+	return rc;
+}
+
+/* ---- the metadata's position ---- */
+
+static int pos_cb(const char *key, uint64_t size, void *arg)
+{
+	struct volume_pos *p = arg;
+	uint64_t seq;
+
+	if (!strncmp(key, "meta/jrnl-", 10)) {
+		p->entries++;
+	} else if (!strncmp(key, "meta/ckpt-", 10)) {
+		seq = strtoull(key + 10, NULL, 16);
+		p->ckpt = MF_MAX(p->ckpt, seq);
+	}
+	return 0;
+}
+
+int volume_pos_read(struct store *s, struct volume_pos *out)
+{
+	memset(out, 0, sizeof(*out));
+	return store_list(s, "meta/", pos_cb, out);
+}
+
+bool volume_pos_older(const struct volume_pos *now,
+		      const struct volume_pos *seen)
+{
+	return now->ckpt < seen->ckpt ||
+	       (now->ckpt == seen->ckpt && now->entries < seen->entries);
 }
 
 /* ---- lease ---- */

@@ -892,10 +892,10 @@ static void test_volume_names(void)
 		}
 	}
 	/* a format from the future is refused by number */
-	put_descriptor(s, "metafuse-volume\nformat=4\n");
+	put_descriptor(s, "metafuse-volume\nformat=5\n");
 	buf_reset(&err);
 	CHECK_RC(volume_load(s, &w, &err), -EPROTONOSUPPORT);
-	CHECK(strstr(buf_str(&err), "format 4") != NULL);
+	CHECK(strstr(buf_str(&err), "format 5") != NULL);
 	store_close(s);
 	buf_free(&loc);
 	buf_free(&err);
