@@ -55,6 +55,10 @@ static const char environment[] =
 	"                            S3 region, endpoint, trusted CAs\n"
 	"  XDG_DATA_HOME, XDG_CACHE_HOME, XDG_RUNTIME_DIR\n"
 	"                            the default volume, cache and registry\n"
+	"  METAFUSE_PASSPHRASE       the passphrase of an encrypted volume\n"
+	"                            (before passphrase_file= and the\n"
+	"                            terminal)\n"
+	"  METAFUSE_NEW_PASSPHRASE   passwd's new passphrase\n"
 	"  METAFUSE_PROGRESS=0|1     progress lines off, or on when stderr\n"
 	"                            is not a terminal\n";
 
@@ -63,6 +67,9 @@ static const char files[] =
 	"  CACHE_DIR/metafuse.log    the daemon's log (when detached)\n"
 	"  CACHE_DIR/meta.db         the live metadata (SQLite)\n"
 	"  CACHE_DIR/blocks/         cached blocks, unsent data included\n"
+	"                            (plaintext, also of encrypted volumes)\n"
+	"  CACHE_DIR/store-seen      the newest state of the volume this\n"
+	"                            cache saw (a rollback is refused)\n"
 	"  /run/metafuse, $XDG_RUNTIME_DIR/metafuse\n"
 	"                            which daemon serves which mountpoint\n"
 	"  /sbin/mount.metafuse, /sbin/mount.fuse.metafuse,\n"

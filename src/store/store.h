@@ -4,9 +4,11 @@
  * A store holds immutable objects under string keys.  Keys are relative,
  * '/'-separated, made of [A-Za-z0-9._-] segments (no "..", no leading '/'),
  * at most 512 bytes.  metafuse writes an object once and never rewrites it
- * in place, with one exception: the volume's "lease" object, which the
+ * in place, with two exceptions: the volume's "lease" object, which the
  * mounting process writes again each time it takes or renews the lease
- * (volume_lease_take(), volume_lease_renew()).
+ * (volume_lease_take(), volume_lease_renew()), and the descriptor
+ * "volume" of an encrypted volume, which `metafuse passwd` rewrites with
+ * its key slots.
  *
  * Every backend implements struct store_ops and embeds struct store as its
  * first member ("base"), so a backend can downcast with an assertion on ops.
