@@ -12,7 +12,11 @@ On a metafuse target, from a fresh volume:
   create   the N files, timed in tenths: files/s over the first tenth
            (create_first_ops: "the rate at 100,000" at a million), over
            the last (create_last_ops: "the rate at a million"), and over
-           all of them (create_ops, the pause below left out)
+           all of them (create_ops, the pause below left out); and the
+           daemon's CPU time per file (user and system, from
+           /proc/PID/stat) over the same windows: create_first_cpu_us,
+           create_last_cpu_us, create_cpu_us, less at the mercy of the
+           other loads of a shared machine than a rate over minutes
   change   after the first tenth, the creation paused: once the store is
            quiet (nothing dirty, no journal entry waiting, no request for
            6 s, past journal_interval), one file of 100 bytes is created
@@ -30,6 +34,11 @@ On a metafuse target, from a fresh volume:
            find_tree_s, find_entries, find_entries_per_s
   change   the same small change at the full count: change_reqs_full,
            change_bytes_full
+  again    unmounted, the cache directory deleted once more and mounted:
+           mount_cold_again_s, a fresh machine's mount of a volume whose
+           store now holds the checkpoint that the restoring mount wrote
+           (the first restore replays every journal entry since mkfs when
+           no checkpoint was due meanwhile)
   peak_rss_MiB is the daemon's VmHWM before each unmount (bench.py).
 
 On passthrough_ll, the reference: it keeps an open file for every inode
@@ -65,7 +74,10 @@ QUIET_S = 6.0  # journal_interval's default and a second
 SCALE_METRICS = {
     "files": ("files", None),
     "create_first_ops": ("ops/s", True), "create_last_ops": ("ops/s", True),
+    "create_first_cpu_us": ("µs", False), "create_last_cpu_us": ("µs", False),
+    "create_cpu_us": ("µs", False),
     "mount_cold_s": ("s", False), "ls_root_s": ("s", False),
+    "mount_cold_again_s": ("s", False),
     "find_tree_s": ("s", None), "find_entries": ("entries", None),
     "find_entries_per_s": ("entries/s", True),
     "change_reqs_tenth": ("requests", None),
@@ -88,11 +100,22 @@ def tree_names(root, n, dirs):
     return out
 
 
-def create_tree(tree, marks=()):
-    """Makes the tree; returns perf_counter() at the start, at each file
-    count in marks (reached at a directory's end) and at the end."""
+def cpu_s(pid):
+    """CPU seconds (user and system, all threads) of process pid so far."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except (OSError, TypeError):
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def create_tree(tree, pid, marks=()):
+    """Makes the tree; returns (perf_counter(), the daemon's CPU seconds)
+    at the start, at each file count in marks (reached at a directory's
+    end) and at the end."""
     flags = os.O_CREAT | os.O_WRONLY | os.O_EXCL
-    times = [time.perf_counter()]
+    stamps = [(time.perf_counter(), cpu_s(pid))]
     done = 0
     for dp, files in tree:
         os.mkdir(dp)
@@ -100,9 +123,16 @@ def create_tree(tree, marks=()):
             os.close(os.open(p, flags, 0o644))
         done += len(files)
         if done in marks:
-            times.append(time.perf_counter())
-    times.append(time.perf_counter())
-    return times
+            stamps.append((time.perf_counter(), cpu_s(pid)))
+    stamps.append((time.perf_counter(), cpu_s(pid)))
+    return stamps
+
+
+def put_window(s, name, nfiles, a, b):
+    """Files per second and the daemon's CPU microseconds per file
+    between stamps a and b."""
+    s.put(f"{name}_ops", nfiles / (b[0] - a[0]))
+    s.put(f"{name}_cpu_us", (b[1] - a[1]) * 1e6 / nfiles)
 
 
 def timed_find(s, path, expect, drop_caches):
@@ -196,18 +226,21 @@ def w_scale_metafuse(s, n, drop_caches):
     first, rest = tree[:DIRS // 10], tree[DIRS // 10:]
     s.put("files", n)
     s.start_count()
-    t = create_tree(first)
-    s.put("create_first_ops", tenth / (t[-1] - t[0]))
-    busy = t[-1] - t[0]
+    t = create_tree(first, s.t.pid)
+    put_window(s, "create_first", tenth, t[0], t[-1])
+    busy = t[-1][0] - t[0][0]
+    cpu = t[-1][1] - t[0][1]
     changes = small_change(s, s.t.mnt, "change-tenth", "tenth")
     r = s.t.rss()
     if r is not None:
         s.put("rss_tenth_MiB", r)
     # the mark: where the last tenth begins, counted within `rest`
-    t = create_tree(rest, marks=(n - 2 * tenth,))
-    s.put("create_last_ops", tenth / (t[-1] - t[-2]))
-    busy += t[-1] - t[0]
+    t = create_tree(rest, s.t.pid, marks=(n - 2 * tenth,))
+    put_window(s, "create_last", tenth, t[-2], t[-1])
+    busy += t[-1][0] - t[0][0]
+    cpu += t[-1][1] - t[0][1]
     s.put("create_ops", n / busy)
+    s.put("create_cpu_us", cpu * 1e6 / n)
     s.unmount("create_safe_s")
 
     s.t.wipe_cache()  # a fresh machine: no cache directory
@@ -223,6 +256,15 @@ def w_scale_metafuse(s, n, drop_caches):
     small_change(s, m, "change-full", "full")
     s.unmount()
 
+    # a fresh machine again: this time the store holds the checkpoint
+    # that the mount restoring the volume wrote
+    s.t.wipe_cache()
+    drop_caches()
+    t0 = time.perf_counter()
+    s.mount()
+    s.put("mount_cold_again_s", time.perf_counter() - t0)
+    s.unmount()
+
 
 def w_scale_reference(s, n, drop_caches):
     """passthrough_ll: the largest tree of the same shape it can serve."""
@@ -232,8 +274,7 @@ def w_scale_reference(s, n, drop_caches):
     tree = tree_names(s.mount(), per * dirs, dirs)
     s.put("files", per * dirs)
     s.start_count()
-    t = create_tree(tree)
-    s.put("create_ops", per * dirs / (t[-1] - t[0]))
+    put_window(s, "create", per * dirs, *create_tree(tree, s.t.pid))
     s.unmount("create_safe_s")
     m = s.mount()
     timed_find(s, m, 1 + dirs + per * dirs, drop_caches)
@@ -268,9 +309,13 @@ def scale_verdicts(med, mf):
             mark = "n/a" if ok is None else ("pass" if ok else "**FAIL**")
             out.append(f"- {m} ({n:,.0f} files): {what}: {mark} ({detail})")
         a, b = v("create_last_ops", m), v("create_first_ops", m)
+        ca, cb = v("create_last_cpu_us", m), v("create_first_cpu_us", m)
+        cpu = (f"; the daemon's CPU per file {ca:,.0f} vs {cb:,.0f} µs"
+               if ca and cb else "")
         if a and b:
             ck("create rate of the last tenth within 20% of the first's",
-               a >= 0.8 * b, f"{a:,.0f} vs {b:,.0f} files/s, {a / b:.2f}")
+               a >= 0.8 * b,
+               f"{a:,.0f} vs {b:,.0f} files/s, {a / b:.2f}{cpu}")
         a, b = v("mount_cold_s", m), v("ls_root_s", m)
         if a is not None and b is not None:
             ck("a fresh machine's mount and first ls under 10 s",
