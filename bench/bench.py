@@ -47,6 +47,7 @@ import time
 import urllib.parse
 
 from bench_meta import META_CHART, META_METRICS, w_meta
+from bench_scale import SCALE_CHART, SCALE_METRICS, scale_verdicts, w_scale
 
 MiB = 1 << 20
 # metafuse volumes get mkfs's default block size (1 MiB in a directory,
@@ -69,11 +70,11 @@ SIZES = {
     "full": dict(seq=1024 * MiB, rand_file=256 * MiB, rand_ops=8192,
                  small=10000, tree=1000, tar_args=TAR_FULL, meta=5000,
                  meta_tree="include", clone_file=1024 * MiB,
-                 clone_tree=10000),
+                 clone_tree=10000, scale=1000000),
     "quick": dict(seq=64 * MiB, rand_file=32 * MiB, rand_ops=512,
                   small=500, tree=100, tar_args=["glibc-2.36/elf"],
                   meta=1000, meta_tree="include/linux",
-                  clone_file=64 * MiB, clone_tree=1000),
+                  clone_file=64 * MiB, clone_tree=1000, scale=100000),
 }
 
 
@@ -308,6 +309,7 @@ class Target:
 class Disk(Target):
     name = "disk"
     fuse = False
+    skip = ("scale",)
 
     def mount(self):
         return self.mnt
@@ -476,7 +478,7 @@ def s3_purge(cfg, prefix):
 class S3fs(Target):
     name = "s3fs"
     s3 = True
-    skip = ("meta",)  # compared with passthrough_ll only
+    skip = ("meta", "scale")  # compared with passthrough_ll only
 
     def __init__(self, work, cfg):
         super().__init__(work)
@@ -548,7 +550,7 @@ class S3Ceiling(Target):
 class Rclone(Target):
     name = "rclone"
     s3 = True
-    skip = ("meta",)
+    skip = ("meta", "scale")
 
     def __init__(self, work, cfg):
         super().__init__(work)
@@ -888,7 +890,12 @@ def w_clone(s, sz, ctx):
 WORKLOADS = [("seq", w_seq), ("rand", w_rand), ("small", w_small),
              ("tree", w_tree), ("tar", w_tar),
              ("meta", lambda s, sz, ctx: w_meta(s, sz, ctx, drop_caches)),
-             ("clone", w_clone)]
+             ("clone", w_clone),
+             ("scale", lambda s, sz, ctx: w_scale(s, sz, ctx, drop_caches,
+                                                  Metafuse))]
+# workloads --quick leaves out unless named with --workloads (CI's smoke
+# test runs --quick: scale's 100,000 files take minutes)
+QUICK_SKIPS = ("scale",)
 
 # metric -> (unit, higher is better)
 METRICS = {
@@ -915,7 +922,7 @@ METRICS = {
     "store_delete": ("requests", None), "store_bytes_put": ("B", None),
     "store_stored": ("B", None), "store_requests": ("requests", None),
     "store_head": ("requests", None), "store_post": ("requests", None),
-    **META_METRICS,
+    **META_METRICS, **SCALE_METRICS,
 }
 
 # the headline figures, the ones the chart shows
@@ -923,7 +930,7 @@ CHART_METRICS = ["write_MBps", "read_MBps", "randwrite_iops",
                  "randread_iops", "create_ops", "stat_ops", "read_ops",
                  "rename_dir_ms", "delete_ops", "total_s", "mkdir_ops",
                  "find_s", "extract_s", "extract_safe_s", "delete_s"]
-CHART_METRICS += META_CHART
+CHART_METRICS += META_CHART + SCALE_CHART
 
 
 # ---------------------------------------------------------------- summary
@@ -1000,6 +1007,7 @@ def summarize(rows, targets, out, mode, runs, notes):
     md += ["", "Ratios are speed ratios: above 1 means metafuse is faster "
            "(for times, the inverse ratio of the times).", ""]
     md += verdicts(med, mf, peers)
+    md += scale_verdicts(med, mf)
     with open(os.path.join(out, "results.md"), "w") as f:
         f.write("\n".join(md) + "\n")
 
@@ -1323,8 +1331,11 @@ def main():
     ap.add_argument("--store-tool", default="")
     ap.add_argument("--targets", default="")
     ap.add_argument("--workloads", default="")
+    ap.add_argument("--scale-files", type=int, default=0)
     a = ap.parse_args()
     sz = SIZES[a.mode]
+    if a.scale_files:
+        sz = dict(sz, scale=a.scale_files)
     os.makedirs(a.out, exist_ok=True)
     ctx = dict(work=a.work, tarball=a.tarball, tarball_name=a.tarball_name,
                commit=a.commit)
@@ -1362,7 +1373,8 @@ def main():
     if a.targets:
         keep = a.targets.split(",")
         targets = [t for t in targets if t.name in keep]
-    workloads = WORKLOADS
+    workloads = [w for w in WORKLOADS
+                 if a.mode == "full" or w[0] not in QUICK_SKIPS]
     if a.workloads:
         keep = a.workloads.split(",")
         workloads = [w for w in WORKLOADS if w[0] in keep]
@@ -1453,7 +1465,7 @@ def describe_sizes(sz):
             f"{sz['rand_ops']} writes then {sz['rand_ops']} reads in a "
             f"{sz['rand_file'] // MiB} MiB file; {sz['small']} files of "
             f"4 KiB; {sz['tree']} directories; meta: {sz['meta']} "
-            f"entries")
+            f"entries; scale: {sz['scale']:,} files")
 
 
 def keep_log(t, out, name):
