@@ -46,6 +46,7 @@ import threading
 import time
 import urllib.parse
 
+from bench_clone import w_clone
 from bench_meta import META_CHART, META_METRICS, w_meta
 from bench_scale import SCALE_CHART, SCALE_METRICS, scale_verdicts, w_scale
 
@@ -830,67 +831,11 @@ def w_tar(s, sz, ctx):
     s.unmount("delete_safe_s")
 
 
-def data_stored(t):
-    """(objects, bytes) of data in a metafuse target's store; None for
-    the other targets."""
-    if not isinstance(t, Metafuse):
-        return None
-    if t.s3:
-        prefix = t.url.split("/", 3)[3]
-        r = rclone_harness(t.s3cfg, "size", "--json",
-                           f"bench:{t.s3cfg['bucket']}/{prefix}/data")
-        j = json.loads(r.stdout)
-        return j["count"], j["bytes"]
-    n = 0
-    for _, _, files in os.walk(os.path.join(t.url, "data")):
-        n += sum(1 for f in files if not f.endswith("~"))
-    return n, tree_bytes(os.path.join(t.url, "data"))
-
-
-def w_clone(s, sz, ctx):
-    """cp of a large file inside the volume (copy_file_range: metafuse
-    shares its blocks) and a copy of a tree of small files (metafuse
-    clone; cp -a on the other targets): the time of each, and what the
-    store grew by once unmounted."""
-    n, files = sz["clone_file"], sz["clone_tree"]
-    if s.t.s3 and not isinstance(s.t, Metafuse):
-        return  # s3fs, rclone: a byte copy by the kernel, minutes long
-    m = s.mount()
-    big = os.path.join(m, "big")
-    fio(["--rw=write", "--bs=1M", f"--size={n}", "--refill_buffers=1"], big)
-    tree = os.path.join(m, "tree")
-    os.mkdir(tree)
-    payload = os.urandom(8192 * 100)
-    for i in range(files):
-        if i % 100 == 0:
-            d = os.path.join(tree, f"d{i // 100:03d}")
-            os.mkdir(d)
-        with open(os.path.join(d, f"f{i:05d}"), "wb") as f:
-            # above the 4 KiB kept inline: one block each, all different
-            f.write(payload[8192 * (i % 100):8192 * (i % 100 + 1)] +
-                    i.to_bytes(8, "little"))
-    s.unmount()
-    for name, copy in (("cp", lambda: run(["cp", big, big + ".copy"])),
-                       ("clone", lambda: run(
-                           [s.t.binary, "clone", tree, tree + ".copy"]
-                           if isinstance(s.t, Metafuse) else
-                           ["cp", "-a", tree, tree + ".copy"]))):
-        before = data_stored(s.t)
-        m = s.mount()
-        t0 = now()
-        copy()
-        s.put(f"{name}_ms", (now() - t0) * 1000)
-        s.unmount()
-        after = data_stored(s.t)
-        if before and after:
-            s.put(f"{name}_store_objects", after[0] - before[0])
-            s.put(f"{name}_store_bytes", after[1] - before[1])
-
-
 WORKLOADS = [("seq", w_seq), ("rand", w_rand), ("small", w_small),
              ("tree", w_tree), ("tar", w_tar),
              ("meta", lambda s, sz, ctx: w_meta(s, sz, ctx, drop_caches)),
-             ("clone", w_clone),
+             ("clone", lambda s, sz, ctx: w_clone(s, sz, ctx, Metafuse, fio,
+                                                  rclone_harness)),
              ("scale", lambda s, sz, ctx: w_scale(s, sz, ctx, drop_caches,
                                                   Metafuse))]
 # workloads --quick leaves out unless named with --workloads (CI's smoke
