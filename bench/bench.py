@@ -47,6 +47,7 @@ import time
 import urllib.parse
 
 MiB = 1 << 20
+GiB = 1 << 30
 # metafuse volumes get mkfs's default block size (1 MiB in a directory,
 # 4 MiB in S3), read back from what mkfs prints
 MKFS_BLOCK_RE = re.compile(rb"\(block size (\d+)\)")
@@ -145,6 +146,44 @@ def peak_rss_mib(pid):
     except OSError:
         pass
     return None
+
+
+def proc_cpu_s(pid):
+    """utime + stime of process pid (all its threads, live and gone), in
+    seconds, from /proc/PID/stat."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class CpuWatch:
+    """The CPU seconds a daemon spends from now until it exits (or end()):
+    a thread samples /proc/PID/stat every 10 ms, because the daemon does
+    the last of its uploads during the unmount and then is gone."""
+
+    def __init__(self, pid):
+        self.pid = pid
+        self.t0 = self.last = proc_cpu_s(pid)
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self._loop, daemon=True)
+        self.thread.start()
+
+    def _sample(self):
+        try:
+            self.last = proc_cpu_s(self.pid)
+            return True
+        except (OSError, ValueError, IndexError):
+            return False
+
+    def _loop(self):
+        while not self.done.wait(0.01) and self._sample():
+            pass
+
+    def end(self):
+        self.done.set()
+        self.thread.join()
+        self._sample()
+        return self.last - self.t0
 
 
 def tree_bytes(path):
@@ -335,16 +374,39 @@ class Passthrough(Target):
         os.sync()
 
 
+# The passphrase of the encrypted targets (metafuse-enc, metafuse-s3-enc).
+# Their workloads run on key slots made with METAFUSE_TEST_KDF=fast
+# (libsodium's minimum Argon2id limits), so that a key derivation per
+# mount stays out of the figures and out of the daemon's peak memory; the
+# `mount` workload makes its volume with mkfs's real limits instead.
+ENC_PASSPHRASE = "metafuse bench passphrase"
+# --quick keeps the encrypted targets to the issue's figures
+ENC_QUICK_WORKLOADS = ("seq", "rand", "small", "mount")
+
+
 class Metafuse(Target):
-    def __init__(self, work, binary, name="metafuse", s3=None, opts=""):
+    def __init__(self, work, binary, name="metafuse", s3=None, opts="",
+                 encrypt=False, plain=None):
         self.name = name
         super().__init__(work)
         self.binary = binary
         self.s3cfg = s3
         self.s3 = s3 is not None
         self.opts = opts
+        self.encrypt = encrypt
+        self.plain = plain      # the plain target an encrypted one is to
         self.cache = os.path.join(self.dir, "cache")
         self.seq = 0
+        self.real_kdf = False   # next fresh(): mkfs with the real limits
+
+    def env(self, mkfs=False):
+        env = dict(self.s3cfg["env"] if self.s3 else os.environ)
+        if self.encrypt:
+            env["METAFUSE_PASSPHRASE"] = ENC_PASSPHRASE
+            env.pop("METAFUSE_TEST_KDF", None)
+            if mkfs and not self.real_kdf:
+                env["METAFUSE_TEST_KDF"] = "fast"
+        return env
 
     def close(self):
         super().close()
@@ -360,12 +422,14 @@ class Metafuse(Target):
                         f"/{self.name}-{os.getpid()}-{self.seq}")
         else:
             self.url = os.path.join(self.dir, "store")
-        env = self.s3cfg["env"] if self.s3 else None
         cmd = [self.binary, "mkfs"]
+        if self.encrypt:
+            cmd.append("--encrypt")
         if self.s3:
             cmd += ["-o", METAFUSE_S3_OPTS.format(
                 endpoint=self.s3cfg["endpoint"])]
-        r = run(cmd + [self.url], env=env)
+        r = run(cmd + [self.url], env=self.env(mkfs=True))
+        self.real_kdf = False
         m = MKFS_BLOCK_RE.search(r.stdout)
         if not m:
             raise RuntimeError(f"mkfs printed no block size: {r.stdout!r}")
@@ -381,7 +445,7 @@ class Metafuse(Target):
         if self.opts:
             opts += "," + self.opts
         run([self.binary, "mount", "-o", opts, self.url, self.mnt],
-            env=self.s3cfg["env"] if self.s3 else None)
+            env=self.env())
         self.pid = find_daemon(self.mnt)
         return self.mnt
 
@@ -634,6 +698,22 @@ class Session:
     def start_count(self):
         self.c0 = self.t.counters()
 
+    def cpu_start(self):
+        """Start counting the metafuse daemon's CPU time (cpu_end())."""
+        self.cpu = None
+        if isinstance(self.t, Metafuse) and self.t.pid:
+            try:
+                self.cpu = CpuWatch(self.t.pid)
+            except OSError:
+                pass
+
+    def cpu_end(self, metric, nbytes):
+        """CPU seconds per GiB of nbytes since cpu_start(), through the
+        unmount when it came in between."""
+        if getattr(self, "cpu", None):
+            self.put(metric, self.cpu.end() / (nbytes / GiB))
+            self.cpu = None
+
     def unmount(self, safe_metric=None):
         r = self.t.rss()
         if r is not None:
@@ -672,6 +752,7 @@ def w_seq(s, sz, ctx):
         return
     m = s.mount()
     s.start_count()
+    s.cpu_start()
     t0 = now()
     fio(["--rw=write", "--bs=1M", f"--size={n}", "--refill_buffers=1"],
         os.path.join(m, "seq"))
@@ -680,12 +761,15 @@ def w_seq(s, sz, ctx):
     s.put("write_MBps", n / MiB / (now() - t0))
     s.put("write_fsync_s", now() - t1)
     s.unmount("write_safe_s")
+    s.cpu_end("write_cpu_s_per_GiB", n)
     m = s.mount(cold=True)
+    s.cpu_start()
     t0 = now()
     fio(["--rw=read", "--bs=1M", f"--size={n}", "--readonly"],
         os.path.join(m, "seq"))
     s.put("read_MBps", n / MiB / (now() - t0))
     s.unmount()
+    s.cpu_end("read_cpu_s_per_GiB", n)
 
 
 def w_rand(s, sz, ctx):
@@ -697,6 +781,7 @@ def w_rand(s, sz, ctx):
     m = s.mount()
     iolog = os.path.join(ctx["work"], "rand.iolog")
     s.start_count()
+    s.cpu_start()
     t0 = now()
     fio(["--rw=randwrite", "--bs=4k", f"--size={n}", f"--number_ios={ops}",
          "--refill_buffers=1", f"--write_iolog={iolog}"],
@@ -706,6 +791,7 @@ def w_rand(s, sz, ctx):
     s.put("randwrite_iops", ops / (now() - t0))
     s.put("randwrite_fsync_s", now() - t1)
     s.unmount("randwrite_safe_s")
+    s.cpu_end("randwrite_cpu_s_per_GiB", ops * 4096)
     if not isinstance(s.t, Metafuse):
         return randread(s, n, ops)
     blocks = set()
@@ -735,6 +821,7 @@ def w_small(s, sz, ctx):
     os.mkdir(d)
     names = [os.path.join(d, f"f{i:05d}") for i in range(n)]
     s.start_count()
+    s.cpu_start()
     t0 = now()
     for i, p in enumerate(names):
         with open(p, "wb") as f:
@@ -742,6 +829,7 @@ def w_small(s, sz, ctx):
     create = now() - t0
     s.put("create_ops", n / create)
     s.unmount("create_safe_s")
+    s.cpu_end("create_cpu_s_per_GiB", 4096 * n)
     m = s.mount()
     drop_caches()
     t0 = now()
@@ -820,8 +908,34 @@ def w_tar(s, sz, ctx):
     s.unmount("delete_safe_s")
 
 
+def w_mount(s, sz, ctx):
+    """mkfs done, the time `metafuse mount` takes to return (the median of
+    three mounts, the first on an empty cache): an encrypted volume made
+    with mkfs's real Argon2id limits pays its key derivation here."""
+    s.t.real_kdf = True
+    s.t.fresh()
+    times = []
+    for _ in range(3):
+        t0 = now()
+        s.mount()
+        times.append(now() - t0)
+        s.unmount()
+    s.put("mount_s", statistics.median(times))
+
+
 WORKLOADS = [("seq", w_seq), ("rand", w_rand), ("small", w_small),
-             ("tree", w_tree), ("tar", w_tar)]
+             ("tree", w_tree), ("tar", w_tar), ("mount", w_mount)]
+
+
+def runs_on(t, wname, mode):
+    """Whether workload wname runs on target t."""
+    if wname not in getattr(t, "only", (wname,)):
+        return False
+    if wname == "mount":
+        return isinstance(t, Metafuse)
+    if mode == "quick" and getattr(t, "encrypt", False):
+        return wname in ENC_QUICK_WORKLOADS
+    return True
 
 # metric -> (unit, higher is better)
 METRICS = {
@@ -840,6 +954,11 @@ METRICS = {
     "extract_s": ("s", False), "extract_safe_s": ("s", False),
     "delete_s": ("s", False), "delete_safe_s": ("s", False),
     "peak_rss_MiB": ("MiB", None),
+    "write_cpu_s_per_GiB": ("CPU s/GiB", False),
+    "read_cpu_s_per_GiB": ("CPU s/GiB", False),
+    "randwrite_cpu_s_per_GiB": ("CPU s/GiB", False),
+    "create_cpu_s_per_GiB": ("CPU s/GiB", False),
+    "mount_s": ("s", False),
     "store_put": ("requests", None), "store_get": ("requests", None),
     "store_delete": ("requests", None), "store_bytes_put": ("B", None),
     "store_stored": ("B", None), "store_requests": ("requests", None),
@@ -872,6 +991,9 @@ def summarize(rows, targets, out, mode, runs, notes):
     mf_s3 = [t.name for t in targets if t.s3 and t.name in mf]
     if not mf_s3:
         peers = []
+    # (encrypted target, its plain twin) measured in the same run
+    pairs = [(t.name, t.plain) for t in targets
+             if getattr(t, "plain", None) in names]
 
     def ratio(k, a, b):
         unit, hib = METRICS.get(k[1], ("", None))
@@ -893,6 +1015,7 @@ def summarize(rows, targets, out, mode, runs, notes):
         head = ["workload", "metric", "unit"] + names
         head += [f"{m}/passthrough_ll" for m in mf]
         head += [f"{m}/best_peer" for m in mf_s3 if peers]
+        head += [f"{e}/{p}" for e, p in pairs]
         w.writerow(head)
         for k in keys:
             row = list(k) + [METRICS.get(k[1], ("",))[0]]
@@ -902,6 +1025,7 @@ def summarize(rows, targets, out, mode, runs, notes):
                 for m in mf_s3:
                     bp = best_peer(k)
                     row.append(fmt_csv(ratio(k, m, bp) if bp else None))
+            row += [fmt_csv(ratio(k, e, p)) for e, p in pairs]
             w.writerow(row)
 
     # Markdown
@@ -912,6 +1036,7 @@ def summarize(rows, targets, out, mode, runs, notes):
     head += [f"{m} ÷ passthrough_ll" for m in mf]
     if peers:
         head += [f"{m} ÷ best peer" for m in mf_s3]
+    head += [f"{e} ÷ {p}" for e, p in pairs]
     md.append("| " + " | ".join(head) + " |")
     md.append("|" + "---|" * len(head))
     for k in keys:
@@ -923,10 +1048,12 @@ def summarize(rows, targets, out, mode, runs, notes):
                 bp = best_peer(k)
                 r = ratio(k, m, bp) if bp else None
                 row.append(fmt_ratio(r) + (f" ({bp})" if r else ""))
+        row += [fmt_ratio(ratio(k, e, p)) for e, p in pairs]
         md.append("| " + " | ".join(row) + " |")
     md += ["", "Ratios are speed ratios: above 1 means metafuse is faster "
            "(for times, the inverse ratio of the times).", ""]
     md += verdicts(med, mf, peers)
+    md += enc_verdicts(med, pairs)
     with open(os.path.join(out, "results.md"), "w") as f:
         f.write("\n".join(md) + "\n")
 
@@ -994,6 +1121,41 @@ def verdicts(med, mf, peers):
         if rss:
             ck("peak RSS < 150 MiB on every workload", max(rss) < 150,
                f"max {max(rss):.1f} MiB")
+    return out
+
+
+def enc_verdicts(med, pairs):
+    """Issue 16: an encrypted volume against the plain one of the same run
+    (speed ratios; CPU s/GiB beside them) and the mount time."""
+    if not pairs:
+        return []
+    out = ["", "## Encrypted volumes against plain ones (issue 16)", ""]
+    figs = (("seq", "write_MBps", "write_cpu_s_per_GiB",
+             "sequential write with fsync"),
+            ("seq", "read_MBps", "read_cpu_s_per_GiB", "cold read"),
+            ("rand", "randwrite_iops", "randwrite_cpu_s_per_GiB",
+             "random 4K writes"),
+            ("small", "total_s", "create_cpu_s_per_GiB", "small files"))
+    for e, p in pairs:
+        for w, k, cpu, what in figs:
+            a, b = med.get(((w, k), e)), med.get(((w, k), p))
+            if not a or not b:
+                continue
+            hib = METRICS[k][1]
+            r = a / b if hib else b / a
+            ca, cb = med.get(((w, cpu), e)), med.get(((w, cpu), p))
+            cpu_txt = (f"; CPU {ca:.2f} vs {cb:.2f} s/GiB"
+                       if ca is not None and cb is not None else "")
+            mark = "pass" if r >= 0.9 else "**FAIL**"
+            out.append(f"- {e}: {what} >= 0.9 of {p}: {mark} "
+                       f"({r:.2f}{cpu_txt})")
+        a, b = med.get((("mount", "mount_s"), e)), \
+            med.get((("mount", "mount_s"), p))
+        if a is not None and b is not None:
+            mark = "pass" if a - b <= 1.5 else "**FAIL**"
+            out.append(f"- {e}: mount at most 1.5 s slower than {p}: "
+                       f"{mark} ({a:.2f} s vs {b:.2f} s, real Argon2id "
+                       f"limits)")
     return out
 
 
@@ -1249,6 +1411,13 @@ def main():
     notes = []
     targets = [Disk(a.work), Passthrough(a.work, a.passthrough),
                Metafuse(a.work, a.metafuse)]
+    enc = encrypt_supported(a.metafuse)
+    if enc:
+        targets.append(Metafuse(a.work, a.metafuse, "metafuse-enc",
+                                encrypt=True, plain="metafuse"))
+    else:
+        notes.append("- metafuse-enc and metafuse-s3-enc skipped: this "
+                     "metafuse has no `mkfs --encrypt`.")
     if a.metafuse_alt:  # a candidate build, measured in the same run
         targets.append(Metafuse(a.work, a.metafuse_alt, "metafuse-alt"))
         notes.append("- metafuse-alt: a candidate build (METAFUSE_ALT_BIN) "
@@ -1259,6 +1428,10 @@ def main():
         if b"s3://" in h.stdout + h.stderr:
             targets.append(Metafuse(a.work, a.metafuse, "metafuse-s3",
                                     s3=cfg))
+            if enc:
+                targets.append(Metafuse(a.work, a.metafuse,
+                                        "metafuse-s3-enc", s3=cfg,
+                                        encrypt=True, plain="metafuse-s3"))
             if a.metafuse_alt:
                 targets.append(Metafuse(a.work, a.metafuse_alt,
                                         "metafuse-alt-s3", s3=cfg))
@@ -1294,7 +1467,7 @@ def main():
             order = targets[runno - 1:] + targets[:runno - 1]
             for wname, fn in workloads:
                 for t in order:
-                    if wname not in getattr(t, "only", (wname,)):
+                    if not runs_on(t, wname, a.mode):
                         continue
                     log(f"run {runno}/{a.runs} {wname} on {t.name}")
                     s = Session(t, rec, runno, wname)
@@ -1336,6 +1509,11 @@ def main():
     log(f"results in {a.out}: results.md, summary.csv, runs.csv, "
         f"chart.png, machine.md; {failures} workload(s) failed")
     return 1 if failures else 0
+
+
+def encrypt_supported(binary):
+    r = run([binary, "mkfs", "--help"], check=False)
+    return b"--encrypt" in r.stdout + r.stderr
 
 
 def raise_nofile():
