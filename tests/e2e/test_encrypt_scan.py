@@ -16,7 +16,10 @@ header ("SQLite format 3") either.
 
 The same scan of an unencrypted volume must find every marker and the
 SQLite header (test_scan_finds_markers_unencrypted): the scan itself can
-fail, and does where there is something to see.
+fail, and does where there is something to see.  The store is scanned
+twice: mounted after fsync (the lease, rewritten while a mount holds the
+volume, is there then; its host, pid and expiry are in the clear on a
+plain volume) and after the unmount.
 
 Decompression uses the python zstandard module when it is installed, else
 the zstd program (Debian's zstd package, in scripts/deps.sh).
@@ -32,6 +35,9 @@ from mfhelpers import MIB, rand_bytes, read_file, write_file
 
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 SQLITE_HEADER = b"SQLite format 3"
+# a line of the lease, the object a mount rewrites while it holds the
+# volume (host, pid, expiry: in the clear on a plain volume)
+LEASE_LINE = b"expires="
 # the most one frame may decompress to: a block (64 MiB at most) or a
 # checkpoint part (8 MiB), with room to spare
 MAX_FRAME_OUT = 80 * MIB
@@ -172,8 +178,13 @@ def fill_and_scan(mounts, encrypt):
     markers = {p: os.urandom(16).hex().encode() for p in PLACES}
     m = mounts(encrypt=encrypt, block_size=MIB)
     content = fill(m, markers)
+    needles = list(markers.values()) + [SQLITE_HEADER, LEASE_LINE]
+    # mounted (the lease is there, the journal holds the changes), then
+    # unmounted (everything is in the store)
+    found = scan(m, needles)
     m.umount()
-    found = scan(m, list(markers.values()) + [SQLITE_HEADER])
+    for n, where in scan(m, needles).items():
+        found[n] += where
     # the volume still reads back whole from the store alone
     m.wipe_cache()
     m.mount()
@@ -187,6 +198,7 @@ def test_scan_finds_nothing_encrypted(mounts):
     leaks = [f"{place} marker in {where}" for place, mk in markers.items()
              for where in found[mk]]
     leaks += [f"SQLite header in {where}" for where in found[SQLITE_HEADER]]
+    leaks += [f"a lease line in {where}" for where in found[LEASE_LINE]]
     assert not leaks, "the store shows plaintext:\n" + "\n".join(leaks)
 
 
@@ -197,6 +209,7 @@ def test_scan_finds_markers_unencrypted(mounts):
     missing = [place for place, mk in markers.items() if not found[mk]]
     assert not missing, f"the scan missed plaintext markers: {missing}"
     assert found[SQLITE_HEADER], "the scan missed the SQLite header"
+    assert found[LEASE_LINE], "the scan missed the lease's lines"
     # the compressible text is only in the store compressed: the frames
     # were found and decompressed
     assert any("zstd" in w for w in found[markers["compressible"]]), \
