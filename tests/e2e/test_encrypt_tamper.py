@@ -164,7 +164,9 @@ def test_data_object_damaged(mounts, how):
     m.umount()
 
 
-@pytest.mark.xfail(strict=True, reason="cache_read() returns the bytes "
+# not strict: whether a read request of the kernel spans block 0 and the
+# damaged block 1 (then the short count) depends on its read-ahead
+@pytest.mark.xfail(strict=False, reason="cache_read() returns the bytes "
                    "before a failed block as a short read, which FUSE "
                    "takes for the end of the file (see enctest-bugs.md)")
 def test_data_object_damaged_later_block(mounts):
