@@ -214,3 +214,23 @@ def test_scan_finds_markers_unencrypted(mounts):
     # were found and decompressed
     assert any("zstd" in w for w in found[markers["compressible"]]), \
         found[markers["compressible"]]
+
+
+def test_switch_encrypts_every_volume(mounts, monkeypatch):
+    """METAFUSE_TEST_ENCRYPT=1 (mfhelpers.ENCRYPT) makes a volume of the
+    mounts fixture encrypted without the test asking: its objects are
+    sealed, and it mounts again with the passphrase the helpers gave."""
+    import mfhelpers
+    monkeypatch.setattr(mfhelpers, "ENCRYPT", True)
+    m = mounts()
+    assert m.encrypt
+    write_file(m.path("f"), b"x" * 10000)
+    m.umount()
+    keys = [k for k in m.store_ls("") if k != "volume"]
+    assert keys
+    for key in keys:
+        assert m.store_get(key)[:4] == b"MFE1", key
+    m.wipe_cache()
+    m.mount()
+    assert read_file(m.path("f")) == b"x" * 10000
+    m.umount()
