@@ -20,6 +20,8 @@ pkgs=(
 	man-db groff-base
 	# test: certificates for the HTTPS tests (tests/e2e/test_s3_config.py)
 	openssl
+	# test: zstd frames in the store's objects (tests/e2e/test_encrypt_scan.py)
+	zstd
 	# test: the S3 server (scripts/s3server.sh)
 	ceph-mon ceph-osd ceph-common radosgw curl
 )

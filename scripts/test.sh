@@ -12,8 +12,9 @@
 #    - then, alone, the tests that make a mount namespace (marker
 #      `namespace`: a namespace copies every mount while it lives and so
 #      would hold up the other run's unmounts);
-#    - the memory test with a 1 GiB file, and the crash loop and the
-#      model test on encrypted volumes;
+#    - at the same time, the crash loop and the model test on encrypted
+#      volumes, local and S3;
+#    - the memory test with a 1 GiB file;
 #    - with the sanitizer binary, the files that drive most of the code
 #      (E2E_ASAN below; METAFUSE_ASAN_ALL=1: the whole suite);
 #    slow tests (marker `slow`: the 50-crash loop, the 4 GiB memory test,
@@ -282,9 +283,20 @@ E2E_ASAN=(tests/e2e/test_posix.py tests/e2e/test_patch.py
 	tests/e2e/test_gc.py tests/e2e/test_crash.py tests/e2e/test_model.py
 	tests/e2e/test_persistence.py)
 for f in tests/e2e/test_holes.py tests/e2e/test_clone.py \
-	tests/e2e/test_encrypt.py; do
+	tests/e2e/test_encrypt.py tests/e2e/test_encrypt_tamper.py; do
 	[ -f "$f" ] && E2E_ASAN+=("$f")
 done
+
+# the crash loop and the model test on encrypted volumes (every other
+# test file runs encrypted too with METAFUSE_TEST_ENCRYPT=1)
+encrypted() {
+	METAFUSE_TEST_ENCRYPT=1 e2e encrypted build -m "not slow" \
+		tests/e2e/test_crash.py tests/e2e/test_model.py
+	[ -n "$s3" ] && METAFUSE_TEST_ENCRYPT=1 METAFUSE_TEST_STORE=s3 \
+		e2e s3-encrypted build -m "not slow" \
+		tests/e2e/test_crash.py tests/e2e/test_model.py
+	return 0
+}
 
 slow="not slow"
 [ -n "${METAFUSE_SLOW:-}" ] && slow="(slow or not slow)"
@@ -296,16 +308,21 @@ if build build -Dbuildtype=release; then
 		e2e release build -m "$slow and not namespace"
 		[ -n "$s3" ] && METAFUSE_TEST_STORE=s3 \
 			e2e s3 build -m "not slow and not namespace"
+		encrypted
 	else
 		e2e_bg release build -m "$slow and not namespace"
 		# the same filesystem tests on S3 volumes (radosgw above); tests
 		# about a local store's files or CLI paths skip themselves
 		[ -n "$s3" ] && METAFUSE_TEST_STORE=s3 \
 			e2e_bg s3 build -m "not slow and not namespace"
+		bg_names+=(encrypted)
+		encrypted >"$TEST_TMP/encrypted.log" 2>&1 &
 		e2e_wait
 	fi
 	e2e_count release build
 	[ -n "$s3" ] && e2e_count s3 build
+	e2e_count encrypted build
+	[ -n "$s3" ] && e2e_count s3-encrypted build
 	e2e namespace build -m "$slow and namespace"
 	e2e_count namespace build
 	if [ -z "${METAFUSE_SLOW:-}" ]; then
@@ -314,9 +331,6 @@ if build build -Dbuildtype=release; then
 			e2e memory build -m slow tests/e2e/test_memory.py
 		e2e_count memory build
 	fi
-	METAFUSE_TEST_ENCRYPT=1 e2e encrypted build -m "not slow" \
-		tests/e2e/test_crash.py tests/e2e/test_model.py
-	e2e_count encrypted build
 fi
 
 if [ -z "${METAFUSE_SKIP_ASAN:-}" ]; then

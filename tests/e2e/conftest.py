@@ -14,6 +14,9 @@
   reference    a directory on the local disk for comparisons.
 
 Environment: METAFUSE_BIN, METAFUSE_EXERCISER (see mfhelpers),
+METAFUSE_TEST_STORE=s3 (S3 volumes), METAFUSE_TEST_ENCRYPT=1 (every
+volume encrypted: mkfs --encrypt, passphrase METAFUSE_PASSPHRASE or the
+suite's own, fast key derivation; mounts(encrypt=True) for one volume),
 METAFUSE_TEST_TMP (where work directories go, default /tmp),
 METAFUSE_KEEP_TMP=1 keeps the work directory of failed tests.
 """

@@ -53,6 +53,16 @@ MIB = 1024 * 1024
 # count objects or bytes per file work from it.
 DEFAULT_BLOCK_SIZE = 4 * MIB if STORE_KIND == "s3" else MIB
 
+# METAFUSE_TEST_ENCRYPT=1 makes every Mount of the suite an encrypted
+# volume (mkfs --encrypt), so that any e2e file runs encrypted unchanged;
+# Mount(..., encrypt=True/False) chooses for one volume whatever the
+# switch says.  The passphrase is METAFUSE_PASSPHRASE when the environment
+# has one, else TEST_PASSPHRASE; METAFUSE_TEST_KDF=fast gives the key slot
+# libsodium's minimum Argon2id limits (stored in the slot, so every later
+# open is fast too), so the suite does not spend a second per command.
+ENCRYPT = os.environ.get("METAFUSE_TEST_ENCRYPT", "") not in ("", "0")
+TEST_PASSPHRASE = "metafuse test passphrase"
+
 # Most tests want uploads to happen while they run.
 DEFAULT_OPTS = {"writeback_delay": "0.2"}
 
@@ -245,8 +255,9 @@ class Mount:
     """
 
     def __init__(self, root, store=None, cache=None, mnt=None, opts=None,
-                 env=None, use_cache_opt=True):
+                 env=None, use_cache_opt=True, encrypt=None):
         self.root = str(root)
+        self.encrypt = ENCRYPT if encrypt is None else bool(encrypt)
         if store is None and STORE_KIND == "s3":
             store = "s3://%s/t-%s" % (os.environ["METAFUSE_S3_BUCKET"],
                                       os.urandom(8).hex())
@@ -267,6 +278,10 @@ class Mount:
                 os.environ.get("METAFUSE_S3_ENDPOINT"):
             self.env.setdefault("AWS_ENDPOINT_URL",
                                 os.environ["METAFUSE_S3_ENDPOINT"])
+        if self.encrypt:
+            self.env.setdefault("METAFUSE_PASSPHRASE", TEST_PASSPHRASE)
+            self.env.setdefault("METAFUSE_TEST_KDF", "fast")
+        self.passphrase = self.env.get("METAFUSE_PASSPHRASE")
         self.proc = None        # Popen of a foreground (-f) daemon
         self.pid = None         # the daemon's pid
         self.saved_logs = []    # logs of wiped cache directories
@@ -283,6 +298,8 @@ class Mount:
 
     def mkfs(self, block_size=None, check=True):
         args = ["mkfs"]
+        if self.encrypt:
+            args.append("--encrypt")
         if block_size is None and STORE_KIND == "s3":
             block_size = DEFAULT_BLOCK_SIZE
         if block_size is not None:
@@ -533,6 +550,35 @@ class Mount:
             key, size = line.rsplit("\t", 1)
             out[key] = int(size)
         return out
+
+    def store_get(self, key):
+        """The bytes of object key as the store holds them (sealed on an
+        encrypted volume), through the store layer (any kind of store)."""
+        tmp = os.path.join(self.root, "store-tool.obj")
+        r = run([STORE_TOOL, self.store, "get", key, tmp], env=self.env)
+        if r.returncode != 0:
+            raise MountError(f"store_tool get {key} failed: {r.stderr}")
+        try:
+            return read_file(tmp)
+        finally:
+            os.unlink(tmp)
+
+    def store_put(self, key, data):
+        """Store data under key as is (a test damaging or swapping an
+        object), through the store layer."""
+        tmp = os.path.join(self.root, "store-tool.obj")
+        write_file(tmp, data)
+        try:
+            r = run([STORE_TOOL, self.store, "put", key, tmp], env=self.env)
+        finally:
+            os.unlink(tmp)
+        if r.returncode != 0:
+            raise MountError(f"store_tool put {key} failed: {r.stderr}")
+
+    def store_del(self, key):
+        r = run([STORE_TOOL, self.store, "del", key], env=self.env)
+        if r.returncode != 0:
+            raise MountError(f"store_tool del {key} failed: {r.stderr}")
 
     def data_objects(self):
         """{key: size} of every block object in the store."""
