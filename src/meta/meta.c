@@ -624,20 +624,10 @@ out_free_val:
 	return rc;
 }
 
-/*
- * journal_size_limit = 0: the first commit after the WAL starts over cuts
- * the file to what it writes, so every later frame is appended.  A frame
- * (24 bytes of header, then a page) straddles two pages of the file;
- * written over an old WAL whose pages left the page cache (the cache
- * dropped, memory pressure), each such write first read the old blocks
- * from disk, in the commit, under the lock: 16% of the daemon's time in
- * an untar on a machine dropping its caches.
- */
 static int setup_connection(struct meta *m)
 {
 	sqlite3_busy_timeout(m->db, 2000);
 	return exec_sql(m, "PRAGMA journal_mode = WAL;"
-			   "PRAGMA journal_size_limit = 0;"
 			   "PRAGMA synchronous = NORMAL;"
 			   "PRAGMA foreign_keys = OFF;"
 			   "PRAGMA temp_store = MEMORY;"
