@@ -59,6 +59,8 @@ struct meta {
 	 * by lock */
 	uint64_t note_ino, note_size;
 	struct timespec note_time;
+	struct meta_ckpt *ckpt;	/* WAL checkpoints of a file database, or
+				 * NULL (meta.c); immutable after open */
 };
 
 /* Take the lock and open a transaction of the given kind. 0 or -errno;

@@ -810,9 +810,11 @@ static int setattr_locked(struct meta *m, uint64_t ino,
 	else if (to_set)
 		a.ctime = *now;
 	rc = inode_put(m, &a);
-	if (!rc && out)
+	if (!rc && out && (to_set & META_SET_SIZE))
 		/* nblocks may have changed */
 		rc = meta_inode_get_locked(m, ino, out);
+	else if (!rc && out)
+		*out = a; /* what inode_put() wrote */
 	return rc;
 }
 

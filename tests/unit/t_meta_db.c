@@ -2,7 +2,8 @@
  * t_meta_db.c - unit tests of the metadata layer as a whole database
  * (src/meta/meta.h, meta.c, meta_pend.c): open and close, config, the
  * change counter, batched write attributes (also across a journal cut and
- * a kill -9), threads, the schema upgrade, persistence and snapshots.
+ * a kill -9), threads, the schema upgrade, persistence and snapshots,
+ * WAL checkpoints.
  *
  * Purpose: what holds for the database rather than for one operation, on
  * an in-memory database and on real files reopened, copied, and changed
@@ -622,6 +623,93 @@ out_rm:
 	rm_db(snap);
 }
 
+/*
+ * WAL checkpoints run in meta's own thread (meta.c): the WAL of a long
+ * stream of commits stays bounded (the writer finishes what the thread
+ * left past 8,000 pages), the database file receives the pages, the last
+ * close leaves no WAL behind, and nothing is lost on the way.
+ */
+static char wal_of_db[300];
+
+static int wal_mk(struct meta *m, uint64_t d, int i, off_t *wal_peak)
+{
+	struct timespec t = ts(5, 0);
+	char name[32];
+	struct stat sb;
+	int rc;
+
+	snprintf(name, sizeof(name), "f%05d", i);
+	rc = meta_mknod(m, d, name, S_IFREG | 0644, 0, 0, 0, NULL, &t, NULL);
+	if (!rc)
+		rc = meta_setxattr(m, lk(m, d, name), "user.x", name,
+				   strlen(name), 0, &t);
+	if (stat(wal_of_db, &sb) == 0 && sb.st_size > *wal_peak)
+		*wal_peak = sb.st_size;
+	return rc;
+}
+
+static void test_wal_checkpoints(void)
+{
+	const off_t frame = 4096 + 24, wal_max = 16000 * frame + 32;
+	struct timespec t = ts(5, 0);
+	char path[256], name[32];
+	struct meta *m = NULL;
+	struct stat sb;
+	off_t wal_peak = 0, db0;
+	uint64_t d;
+	int i, waited;
+
+	db_path("wal.db", path, sizeof(path));
+	snprintf(wal_of_db, sizeof(wal_of_db), "%s-wal", path);
+	rm_db(path);
+	CHECK_RC(meta_open(path, BS, 0, 0, &m), 0);
+	if (!m)
+		return;
+	d = mk(m, 1, "d", S_IFDIR | 0755);
+	CHECK(stat(path, &sb) == 0);
+	db0 = sb.st_size;
+	/* past the thread's threshold, short of the writer's own */
+	for (i = 0; wal_peak <= 1200 * frame && i < 12000; i++)
+		CHECK_RC(wal_mk(m, d, i, &wal_peak), 0);
+	CHECK(wal_peak > 1200 * frame && wal_peak < 4000 * frame);
+	/* the thread copies the pages into the database file */
+	for (waited = 0; waited < 500; waited++) {
+		if (stat(path, &sb) == 0 && sb.st_size > db0)
+			break;
+		usleep(10000);
+	}
+	CHECK(sb.st_size > db0);
+	/* a long stream of commits (about 48,000 pages of WAL without a
+	 * checkpoint): the WAL stays bounded, though the writer's own
+	 * checkpoint finds the thread busy now and then */
+	for (; i < 12000; i++)
+		CHECK_RC(wal_mk(m, d, i, &wal_peak), 0);
+	if (wal_peak > wal_max)
+		fprintf(stderr, "WAL of %lld bytes\n", (long long)wal_peak);
+	CHECK(wal_peak <= wal_max);
+	for (i = 0; i < 12000; i += 2) {
+		snprintf(name, sizeof(name), "f%05d", i);
+		CHECK_RC(meta_unlink(m, d, name, &t, NULL), 0);
+	}
+	CHECK_RC(meta_fsck(m, 0, NULL, NULL), 0);
+	meta_close(m);
+	m = NULL;
+	CHECK(stat(wal_of_db, &sb) != 0 && errno == ENOENT);
+
+	CHECK_RC(meta_open(path, BS, 0, 0, &m), 0);
+	if (m) {
+		for (i = 0; i < 12000; i++) {
+			snprintf(name, sizeof(name), "f%05d", i);
+			if ((lk(m, d, name) != 0) != (i % 2 == 1))
+				break;
+		}
+		CHECK_EQ_U64(i, 12000);
+		CHECK_RC(meta_fsck(m, 0, NULL, NULL), 0);
+		meta_close(m);
+	}
+	rm_db(path);
+}
+
 int main(void)
 {
 	if (tmpdir_make("t_meta_db"))
@@ -635,6 +723,7 @@ int main(void)
 	test_threads();
 	test_dentry_unique_dropped();
 	test_persistence();
+	test_wal_checkpoints();
 	rmdir(tmpdir);
 	return check_done("t_meta_db");
 }
