@@ -47,10 +47,9 @@ import pytest
 import mfhelpers as h
 from mfhelpers import BIN, MIB, read_file, write_file
 
-# every test here may make a mount namespace (class Namespace)
-pytestmark = pytest.mark.namespace
-
-pytestmark = pytest.mark.root
+# every test here needs root and may make a mount namespace (class
+# Namespace), which scripts/test.sh runs alone
+pytestmark = [pytest.mark.root, pytest.mark.namespace]
 
 HELPERS = ("mount.metafuse", "mount.fuse.metafuse", "umount.metafuse")
 # the case of a machine without mount.fuse.metafuse: mount.fuse3 runs
