@@ -3,6 +3,8 @@
  * include it.
  *
  *   fs_ops.c    the FUSE operations, the inode table, the purge thread
+ *   fs_xattr.c  the xattr requests, and the few xattrs answered without
+ *               the metadata
  *   fs_clone.c  clones: copy_file_range's shared blocks, the tree copy
  *   fs_acl.c    the mode that follows an ACL set as an xattr
  */
@@ -11,9 +13,80 @@
 
 #include "util/compat.h"
 
+#include <pthread.h>
+
 #include "cache/cache.h"
 #include "fs/fs.h"
 #include "meta/meta.h"
+
+/*
+ * The filesystem's state: the inode table (one struct fs_inode per inode
+ * the kernel knows or has open) and the purge thread are fs_ops.c's; the
+ * rare xattrs' flags fs_xattr.c's.  Lock order: fs->lock, then nothing
+ * (handlers hold it only around table updates, never across a meta or
+ * cache call or a reply).
+ */
+struct fs_inode {
+	uint64_t ino;
+	uint64_t nlookup; /* protected by fs->lock */
+	uint64_t nopen;   /* protected by fs->lock */
+	bool atime_done;  /* relatime already applied since last change */
+	struct fs_inode *next;
+};
+
+#define FS_BUCKETS 4096
+
+/* how many xattrs fs_xattr.c answers without the metadata while no inode
+ * has them */
+#define FS_NRARE 4
+
+struct fs {
+	struct fs_config cfg;
+	uint32_t bs;
+	pthread_mutex_t lock;
+	struct fs_inode *table[FS_BUCKETS]; /* protected by lock */
+	/* no inode has the rare xattr i (fs_xattr.c; known at fs_new(),
+	 * false for good after a setxattr of it): a getxattr of it gets
+	 * ENODATA without a trip to meta; protected by lock */
+	bool rare_unused[FS_NRARE];
+
+	struct purger {
+		pthread_mutex_t lock;
+		pthread_cond_t cond;
+		uint64_t *q;       /* inodes to purge; by lock */
+		size_t n, cap;     /* by lock */
+		bool stop;         /* by lock */
+		bool running;      /* the thread runs (else purge at once) */
+		uint64_t gather_ns; /* how long a batch may gather */
+		pthread_t thread;
+	} purge;
+
+	struct fuse_session *se;
+};
+
+
+#ifdef FUSE_LOWLEVEL_H_
+static inline struct fs *fs_of(fuse_req_t req)
+{
+	return fuse_req_userdata(req);
+}
+#endif
+
+static inline uint64_t ino_of(uint64_t ino)
+{
+	return ino == 1 /* FUSE_ROOT_ID */ ? META_ROOT_INO : ino;
+}
+
+/* fs_xattr.c: fs->rare_unused from the metadata, at fs_new(). */
+void fs_xattr_init(struct fs *fs);
+#ifdef FUSE_LOWLEVEL_H_
+void fs_op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
+		    const char *value, size_t size, int flags);
+void fs_op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
+		    size_t size);
+void fs_op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size);
+void fs_op_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name);
+#endif
 
 /*
  * copy_file_range of len bytes from off_in of src to off_out of dst:

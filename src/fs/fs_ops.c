@@ -37,65 +37,6 @@
 #include "util/util.h"
 #include "volume/volume.h"
 
-struct fs_inode {
-	uint64_t ino;
-	uint64_t nlookup; /* protected by fs->lock */
-	uint64_t nopen;   /* protected by fs->lock */
-	bool atime_done;  /* relatime already applied since last change */
-	struct fs_inode *next;
-};
-
-#define FS_BUCKETS 4096
-
-/*
- * xattrs asked for over and over that few volumes have: the kernel asks
- * for security.capability before every write (file_remove_privs), and
- * `ls -l` for security.selinux and system.posix_acl_access of every
- * file (77% of its system-call time on 10,000 files went to those two
- * failing).  While no inode has one, the answer needs no trip to meta.
- */
-static const char *const rare_xattrs[] = {
-	"security.capability",
-	"security.selinux",
-	"system.posix_acl_access",
-	"system.posix_acl_default",
-};
-#define NRARE (sizeof(rare_xattrs) / sizeof(rare_xattrs[0]))
-
-static int rare_xattr(const char *name)
-{
-	size_t i;
-
-	for (i = 0; i < NRARE; i++)
-		if (!strcmp(name, rare_xattrs[i]))
-			return (int)i;
-	return -1;
-}
-
-struct fs {
-	struct fs_config cfg;
-	uint32_t bs;
-	pthread_mutex_t lock;
-	struct fs_inode *table[FS_BUCKETS]; /* protected by lock */
-	/* no inode has rare_xattrs[i] (known at fs_new(), false for good
-	 * after a setxattr of it): a getxattr of it gets ENODATA without a
-	 * trip to meta; protected by lock */
-	bool rare_unused[NRARE];
-
-	struct purger {
-		pthread_mutex_t lock;
-		pthread_cond_t cond;
-		uint64_t *q;       /* inodes to purge; by lock */
-		size_t n, cap;     /* by lock */
-		bool stop;         /* by lock */
-		bool running;      /* the thread runs (else purge at once) */
-		uint64_t gather_ns; /* how long a batch may gather */
-		pthread_t thread;
-	} purge;
-
-	struct fuse_session *se;
-};
-
 /* ---- inode table ---- */
 
 static struct fs_inode **slot_of(struct fs *fs, uint64_t ino)
@@ -376,16 +317,6 @@ static void fill_entry(struct fs *fs, const struct meta_attr *a,
 	e->attr_timeout = fs->cfg.attr_timeout;
 	e->entry_timeout = fs->cfg.entry_timeout;
 	attr_to_stat(fs, a, &e->attr);
-}
-
-static struct fs *fs_of(fuse_req_t req)
-{
-	return fuse_req_userdata(req);
-}
-
-static uint64_t ino_of(fuse_ino_t ino)
-{
-	return ino == FUSE_ROOT_ID ? META_ROOT_INO : (uint64_t)ino;
 }
 
 static int check_name(const char *name)
@@ -1174,107 +1105,6 @@ static void fs_op_statfs(fuse_req_t req, fuse_ino_t ino)
 
 /* ---- xattrs ---- */
 
-static void fs_op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
-			   const char *value, size_t size, int flags)
-{
-	struct fs *fs = fs_of(req);
-	struct timespec now = now_realtime();
-	unsigned mflags = 0;
-	int rc, rare;
-
-	if (flags & XATTR_CREATE)
-		mflags |= META_XATTR_CREATE;
-	if (flags & XATTR_REPLACE)
-		mflags |= META_XATTR_REPLACE;
-	if (strlen(name) > XATTR_NAME_MAX) {
-		fuse_reply_err(req, ERANGE);
-		return;
-	}
-	if (size > XATTR_SIZE_MAX) {
-		fuse_reply_err(req, E2BIG);
-		return;
-	}
-	rare = rare_xattr(name);
-	if (rare >= 0) {
-		pthread_mutex_lock(&fs->lock);
-		fs->rare_unused[rare] = false;
-		pthread_mutex_unlock(&fs->lock);
-	}
-	if (!strcmp(name, "system.posix_acl_access")) {
-		bool store;
-
-		/* the mode follows the ACL (fs_acl.c) */
-		rc = fs_acl_set(fs->cfg.meta, ino_of(ino), value, size, &now,
-				&store);
-		if (rc || !store) {
-			fuse_reply_err(req, -rc);
-			return;
-		}
-	}
-	rc = meta_setxattr(fs->cfg.meta, ino_of(ino), name, value, size,
-			   mflags, &now);
-	fuse_reply_err(req, -rc);
-}
-
-static void reply_xattr_buf(fuse_req_t req, const struct buf *b, size_t size)
-{
-	if (size == 0)
-		fuse_reply_xattr(req, b->len);
-	else if (b->len > size)
-		fuse_reply_err(req, ERANGE);
-	else
-		fuse_reply_buf(req, (const char *)b->data, b->len);
-}
-
-static void fs_op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
-			   size_t size)
-{
-	struct fs *fs = fs_of(req);
-	struct buf v = BUF_INIT;
-	int rc, rare = rare_xattr(name);
-	bool none = false;
-
-	if (rare >= 0) {
-		pthread_mutex_lock(&fs->lock);
-		none = fs->rare_unused[rare];
-		pthread_mutex_unlock(&fs->lock);
-	}
-	if (none) {
-		/* the kernel holds ino: it exists */
-		fuse_reply_err(req, ENODATA);
-		return;
-	}
-	rc = meta_getxattr(fs->cfg.meta, ino_of(ino), name, &v);
-	if (rc)
-		fuse_reply_err(req, -rc);
-	else
-		reply_xattr_buf(req, &v, size);
-	buf_free(&v);
-}
-
-static void fs_op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
-{
-	struct fs *fs = fs_of(req);
-	struct buf v = BUF_INIT;
-	int rc = meta_listxattr(fs->cfg.meta, ino_of(ino), &v);
-
-	if (rc)
-		fuse_reply_err(req, -rc);
-	else
-		reply_xattr_buf(req, &v, size);
-	buf_free(&v);
-}
-
-static void fs_op_removexattr(fuse_req_t req, fuse_ino_t ino,
-			      const char *name)
-{
-	struct fs *fs = fs_of(req);
-	struct timespec now = now_realtime();
-
-	fuse_reply_err(req, -meta_removexattr(fs->cfg.meta, ino_of(ino), name,
-					      &now));
-}
-
 /* ---- clones (fs_clone.c) ---- */
 
 static void fs_op_copy_file_range(fuse_req_t req, fuse_ino_t ino_in,
@@ -1384,16 +1214,12 @@ int fs_purge_orphans(struct fs *fs)
 int fs_new(const struct fs_config *cfg, struct fs **out)
 {
 	struct fs *fs = calloc(1, sizeof(*fs));
-	bool used[NRARE];
-	size_t i;
 
 	if (!fs)
 		return -ENOMEM;
 	fs->cfg = *cfg;
 	fs->bs = meta_block_size(cfg->meta);
-	if (meta_xattr_names_used(cfg->meta, rare_xattrs, NRARE, used) == 0)
-		for (i = 0; i < NRARE; i++)
-			fs->rare_unused[i] = !used[i];
+	fs_xattr_init(fs);
 	pthread_mutex_init(&fs->lock, NULL);
 	purge_start(fs);
 	*out = fs;
