@@ -6,17 +6,18 @@
 # 3. runs the unit tests of both;
 # 4. runs the end-to-end suite (tests/e2e, real FUSE mounts):
 #    - with the release binary on local volumes and, at the same time, on
-#      S3 volumes on the local radosgw (the two runs wait on mounts, timers
-#      and the store far more than on the CPU; each has its own test
-#      directory);
+#      S3 volumes on the local radosgw, and the crash loop and the model
+#      test on encrypted volumes, local and S3 (the runs wait on mounts,
+#      timers and the store far more than on the CPU; each has its own
+#      test directory);
 #    - then, alone, the tests that make a mount namespace (marker
 #      `namespace`: a namespace copies every mount while it lives and so
-#      would hold up the other run's unmounts);
-#    - at the same time, the crash loop and the model test on encrypted
-#      volumes, local and S3;
+#      would hold up the other runs' unmounts);
 #    - the memory test with a 1 GiB file;
-#    - with the sanitizer binary, the files that drive most of the code
-#      (E2E_ASAN below; METAFUSE_ASAN_ALL=1: the whole suite);
+#    - with the sanitizer binary (built while the release tests run),
+#      the files that drive most of the code (E2E_ASAN below;
+#      METAFUSE_ASAN_ALL=1: the whole suite), while bench/run --quick
+#      runs beside it as a smoke test;
 #    slow tests (marker `slow`: the 50-crash loop, the 4 GiB memory test,
 #    100,000 entries) only with METAFUSE_SLOW=1;
 # 5. prints one closing line "N passed, N failed[, N skipped]" over unit
@@ -298,12 +299,66 @@ encrypted() {
 	return 0
 }
 
+# The sanitizer build compiles while the release binary's tests run
+# (they wait far more than they compute); asan_build_done says how it
+# went, building it now when it was not started.
+ASAN_SETUP=(-Db_sanitize=address,undefined -Db_lundef=false)
+asan_bg=
+asan_build_bg() {
+	[ -n "${METAFUSE_SKIP_ASAN:-}" ] && return 0
+	asan_bg=1
+	{
+		build build-asan "${ASAN_SETUP[@]}"
+		echo $? >"$TEST_TMP/asan-build.rc"
+	} >"$TEST_TMP/asan-build.log" 2>&1 &
+}
+asan_build_done() {
+	if [ -z "$asan_bg" ]; then
+		build build-asan "${ASAN_SETUP[@]}"
+		return
+	fi
+	wait
+	cat "$TEST_TMP/asan-build.log"
+	if [ "$(cat "$TEST_TMP/asan-build.rc" 2>/dev/null)" != 0 ]; then
+		fail_step "build build-asan"
+		return 1
+	fi
+}
+
+# The benchmark harness must keep working (issue 5): its quick mode, as a
+# smoke test that counts as one test; how fast is not checked here.  It
+# runs beside the sanitizer's e2e run (bench_start, bench_done).
+bench_on=
+bench_start() {
+	[ -n "$bench_on" ] && return 0
+	[ -n "${METAFUSE_SKIP_BENCH:-}" ] || [ ! -x build/metafuse ] && return 0
+	bench_on=1
+	note "benchmark smoke test (bench/run --quick), in the background"
+	{
+		bash bench/run --quick >build/bench-quick.log 2>&1
+		echo $? >"$TEST_TMP/bench.rc"
+	} &
+}
+bench_done() {
+	[ -z "$bench_on" ] && return 0
+	wait
+	note "benchmark smoke test (bench/run --quick)"
+	if [ "$(cat "$TEST_TMP/bench.rc" 2>/dev/null)" = 0 ]; then
+		passed=$((passed + 1))
+		tail -n 3 build/bench-quick.log
+	else
+		tail -n 30 build/bench-quick.log
+		fail_step "bench/run --quick (log: build/bench-quick.log)"
+	fi
+}
+
 slow="not slow"
 [ -n "${METAFUSE_SLOW:-}" ] && slow="(slow or not slow)"
 if build build -Dbuildtype=release; then
 	unit build
 	s3=
 	[ -n "${METAFUSE_S3_ENDPOINT:-}" ] && s3=1
+	asan_build_bg
 	if [ -n "${METAFUSE_SERIAL:-}" ]; then
 		e2e release build -m "$slow and not namespace"
 		[ -n "$s3" ] && METAFUSE_TEST_STORE=s3 \
@@ -334,33 +389,22 @@ if build build -Dbuildtype=release; then
 fi
 
 if [ -z "${METAFUSE_SKIP_ASAN:-}" ]; then
-	export ASAN_OPTIONS="halt_on_error=1:abort_on_error=1:detect_leaks=1"
-	export UBSAN_OPTIONS="halt_on_error=1:abort_on_error=1:print_stacktrace=1"
-	if build build-asan \
-		-Db_sanitize=address,undefined -Db_lundef=false; then
+	if asan_build_done; then
+		export ASAN_OPTIONS="halt_on_error=1:abort_on_error=1:detect_leaks=1"
+		export UBSAN_OPTIONS="halt_on_error=1:abort_on_error=1:print_stacktrace=1"
 		unit build-asan
+		bench_start
 		if [ -n "${METAFUSE_ASAN_ALL:-}" ]; then
 			e2e asan build-asan -m "not slow"
 		else
 			e2e asan build-asan -m "not slow" "${E2E_ASAN[@]}"
 		fi
 		e2e_count asan build-asan
-	fi
-	unset ASAN_OPTIONS UBSAN_OPTIONS
-fi
-
-# The benchmark harness must keep working (issue 5): its quick mode, as a
-# smoke test that counts as one test; how fast is not checked here.
-if [ -z "${METAFUSE_SKIP_BENCH:-}" ] && [ -x build/metafuse ]; then
-	note "benchmark smoke test (bench/run --quick)"
-	if bash bench/run --quick >build/bench-quick.log 2>&1; then
-		passed=$((passed + 1))
-		tail -n 3 build/bench-quick.log
-	else
-		tail -n 30 build/bench-quick.log
-		fail_step "bench/run --quick (log: build/bench-quick.log)"
+		unset ASAN_OPTIONS UBSAN_OPTIONS
 	fi
 fi
+bench_start
+bench_done
 
 note "summary ($(($(date +%s) - start)) s)"
 for p in "${problems[@]}"; do
