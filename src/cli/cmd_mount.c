@@ -470,16 +470,22 @@ static int fork_daemon(struct mounted *mt, int *status)
 	return 0;
 }
 
-/* The mount's source in the mount table: STORE as given, or the default
- * volume's path (libfuse reads '\\' and ',' escaped). */
+/* The mount's source in the mount table: STORE as given (a relative
+ * path made absolute, so that commands run elsewhere, such as `metafuse
+ * passwd MOUNTPOINT`, find the same store), or the default volume's path
+ * (libfuse reads '\\' and ',' escaped). */
 static int add_fsname(struct mount_opts *o, const char *store)
 {
 	struct buf def = BUF_INIT;
+	char abs[PATH_MAX];
 	int rc = 0;
 
 	if (!store) {
 		rc = cli_default_store(&def);
 		store = buf_str(&def);
+	} else if (store[0] != '/' && !strstr(store, "://") &&
+		   realpath(store, abs)) {
+		store = abs;
 	}
 	if (!rc && o->fuse_opts.len)
 		rc = buf_appends(&o->fuse_opts, ",");

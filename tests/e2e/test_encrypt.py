@@ -341,3 +341,29 @@ def test_terminal_prompt(mounts):
     assert "typed" not in shown
     rc, shown = pty_run(["fsck", m.store], m.env, [("Passphrase for", "typed-pw")])
     assert rc == 0, shown
+
+
+@pytest.mark.local_store
+def test_passwd_through_a_mount_of_a_relative_store(mounts):
+    """A store given as a relative path is in the mount table as an
+    absolute one, so passwd MOUNTPOINT from another directory finds it."""
+    m = make(mounts, mount=False)
+    rel = os.path.relpath(m.store, m.root)
+    r = subprocess.run([mfhelpers.BIN, "mount", "-o",
+                        mfhelpers.format_opts(m.opts), rel, m.mnt],
+                       cwd=m.root, env=m.env, capture_output=True,
+                       text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    m.mounts += 1
+    with open("/proc/self/mounts") as f:
+        sources = [ln.split()[0] for ln in f
+                   if ln.split()[1] == os.path.realpath(m.mnt)]
+    assert sources == [os.path.realpath(m.store)], sources
+    env = dict(m.env, METAFUSE_NEW_PASSPHRASE="moved")
+    r = subprocess.run([mfhelpers.BIN, "passwd", m.mnt], cwd="/",
+                       env=env, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    m.umount()
+    m.env["METAFUSE_PASSPHRASE"] = "moved"
+    r = m.cli("fsck", m.store)
+    assert r.returncode == 0, r.stderr
