@@ -164,6 +164,19 @@ def test_data_object_damaged(mounts, how):
     m.umount()
 
 
+@pytest.mark.parametrize("how", ("ciphertext", "truncate"))
+def test_fsck_verify_data_names_a_damaged_object(mounts, how):
+    """fsck --verify-data reports an object that fails its authentication
+    as damaged, by name, and goes on (it is not the store that failed)."""
+    m, files, objs = written_volume(mounts)
+    key = objs["b"][0]
+    damage(m, key, how)
+    r = m.cli("fsck", "--verify-data", m.store)
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert key in r.stdout and "damaged" in r.stdout, r.stdout
+    assert "verified" in r.stdout, r.stdout
+
+
 def test_data_object_damaged_later_block(mounts):
     """Block 1 of a damaged: reading a from its start must end in EIO, not
     in a file cut short after block 0."""
