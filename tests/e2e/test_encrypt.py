@@ -32,7 +32,9 @@ def enc_env(passphrase=PASS, **more):
 
 
 def make(mounts, name="v", mount=True, passphrase=PASS, extra=()):
-    m = mounts(name, mkfs=False, env=enc_env(passphrase))
+    # encrypt=False: this file makes its encrypted volumes itself, and the
+    # suite's switch (METAFUSE_TEST_ENCRYPT) must not add a passphrase
+    m = mounts(name, mkfs=False, env=enc_env(passphrase), encrypt=False)
     args = ["mkfs", "--encrypt", *extra]
     if mfhelpers.STORE_KIND == "s3":
         args += ["--block-size", str(mfhelpers.DEFAULT_BLOCK_SIZE)]
@@ -158,7 +160,7 @@ def test_passphrase_file(mounts):
     r = m.cli("fsck", "-o", f"passphrase_file={pf}", m.store)
     assert r.returncode == 0, r.stderr
     # mkfs --passphrase-file; a file of a newline only is empty
-    other = Mount(os.path.join(m.root, "o"), env=m.env)
+    other = Mount(os.path.join(m.root, "o"), env=m.env, encrypt=False)
     with open(pf, "w") as f:
         f.write("\n")
     r = other.cli("mkfs", "--encrypt", "--passphrase-file", pf, other.store)
@@ -224,7 +226,7 @@ def test_passwd_and_slots(mounts):
 
 
 def test_passwd_on_plain_volume(mounts):
-    m = mounts(mount=False)
+    m = mounts(mount=False, encrypt=False)
     r = m.cli("passwd", m.store)
     assert r.returncode != 0
     lines = r.stderr.strip().splitlines()
@@ -232,7 +234,7 @@ def test_passwd_on_plain_volume(mounts):
 
 
 def test_plain_mkfs_unchanged(mounts):
-    m = mounts(mkfs=False, mount=False)
+    m = mounts(mkfs=False, mount=False, encrypt=False)
     out = m.mkfs().stdout
     assert "volume format 3" in out or "volume format 2" in out, out
     r = run([mfhelpers.STORE_TOOL, m.store, "get", "volume",
@@ -253,7 +255,7 @@ def test_rollback_refused_then_forced(mounts, encrypted):
     if encrypted:
         m = make(mounts, mount=False)
     else:
-        m = mounts(mount=False)
+        m = mounts(mount=False, encrypt=False)
     m.opts["journal_interval"] = "0.2"
     m.mount()
     for i in range(3):
@@ -328,7 +330,8 @@ def pty_run(args, env, answers, timeout=60):
 
 
 def test_terminal_prompt(mounts):
-    m = mounts(mkfs=False, mount=False, env=enc_env(passphrase=None))
+    m = mounts(mkfs=False, mount=False, env=enc_env(passphrase=None),
+               encrypt=False)
     # different twice: refused, nothing made
     rc, shown = pty_run(["mkfs", "--encrypt", m.store], m.env,
                         [("volume:", "typed-one"), ("Again:", "typed-two")])

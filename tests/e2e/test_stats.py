@@ -71,7 +71,7 @@ def test_known_write_makes_exact_puts_and_bytes(mounts):
     and then sends one journal entry with every metadata change so far
     (the create, the size, the N block rows): N + 1 PUTs and nothing
     else, and bytes_up is exactly what the store gained."""
-    m = mounts(opts=QUIET)
+    m = mounts(opts=QUIET, encrypt=False)  # a plain object's bytes
     n = 3
     before_objs, before_jrnl = m.data_objects(), journal_keys(m)
     s0 = stats(m)
@@ -103,7 +103,7 @@ def test_known_write_makes_exact_puts_and_bytes(mounts):
 def test_cold_read_counts_gets_and_bytes_down(mounts):
     """A file of N blocks read with an empty cache: each block is fetched
     once, GET by GET, its object's bytes down; the first read misses."""
-    m = mounts(opts=QUIET)
+    m = mounts(opts=QUIET, encrypt=False)  # a plain object's bytes
     n = 3
     data = write_blocks(m.path("f"), n, seed=2)
     m.umount()

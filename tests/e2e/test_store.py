@@ -543,7 +543,7 @@ def test_cache_stays_within_cache_size(mounts):
 
 @pytest.mark.local_store
 def test_store_layout(mounts):
-    m = mounts()
+    m = mounts(encrypt=False)  # the plain layout
     assert os.path.isfile(os.path.join(m.store, "volume"))
     write_file(m.path("f"), h.rand_bytes(10, 3 * BS))
     m.umount()
