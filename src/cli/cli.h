@@ -14,6 +14,7 @@
 #include "util/compat.h"
 
 #include <getopt.h>
+#include <limits.h>
 
 #include "blob/blob.h"
 #include "meta/meta.h"
@@ -150,6 +151,15 @@ int cli_default_store(struct buf *out);
 int cli_registry_path(const char *real_mountpoint, struct buf *out);
 /* 1 if path (a real path) is a mount point, 0 if not. */
 int cli_is_mountpoint(const char *real_path);
+/* What /proc/self/mountinfo says of the last mount (the one on top) at
+ * real_path: its type, its source (STORE for metafuse), its user_id= (-1
+ * when it has none).  0, or -ENOENT when nothing is mounted there. */
+struct cli_mount {
+	char fstype[64];
+	char source[PATH_MAX];
+	long uid;
+};
+int cli_mount_find(const char *real_path, struct cli_mount *out);
 
 /*
  * A volume opened without mounting it (fsck, gc; offline.c).  The

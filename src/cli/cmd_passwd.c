@@ -82,67 +82,19 @@ const struct cli_cmd cli_cmd_passwd = {
 	.flag_status = 2,
 };
 
-/* Undo mountinfo's octal escapes of len bytes of s into out. */
-static void unescape(const char *s, size_t len, char *out, size_t size)
-{
-	size_t o = 0;
-
-	while (len && o + 1 < size) {
-		if (len >= 4 && s[0] == '\\' && s[1] >= '0' && s[1] <= '3') {
-			out[o++] = (char)((s[1] - '0') * 64 + (s[2] - '0') * 8 +
-					  (s[3] - '0'));
-			s += 4;
-			len -= 4;
-		} else {
-			out[o++] = *s++;
-			len--;
-		}
-	}
-	out[o] = 0;
-}
-
-/* The source (STORE) of the metafuse mount at real: 0 or -ENOENT. */
-static int mount_source(const char *real, char *src, size_t size)
-{
-	FILE *f = fopen("/proc/self/mountinfo", "r");
-	char line[8192], mp[PATH_MAX];
-	int rc = -ENOENT;
-
-	if (!f)
-		return -ENOENT;
-	while (fgets(line, sizeof(line), f)) {
-		char *p = line, *end, *sep;
-		int field;
-
-		for (field = 1; field < 5 && p; field++)
-			if ((p = strchr(p, ' ')))
-				p++;
-		if (!p || !(end = strchr(p, ' ')))
-			continue;
-		unescape(p, (size_t)(end - p), mp, sizeof(mp));
-		sep = strstr(end, " - ");
-		if (strcmp(mp, real) || !sep || strncmp(sep + 3, "fuse", 4))
-			continue;
-		p = strchr(sep + 3, ' '); /* after the type: the source */
-		if (!p || !(end = strchr(++p, ' ')))
-			continue;
-		unescape(p, (size_t)(end - p), src, size);
-		rc = 0;
-	}
-	fclose(f);
-	return rc;
-}
-
 /* The store the operand names: itself, or a mount point's source. */
 static const char *store_of(const char *operand, char *buf, size_t size)
 {
 	char real[PATH_MAX];
+	struct cli_mount mi;
 	struct stat st;
 
 	if (stat(operand, &st) == 0 && S_ISDIR(st.st_mode) &&
-	    realpath(operand, real) && cli_is_mountpoint(real) &&
-	    mount_source(real, buf, size) == 0)
+	    realpath(operand, real) && cli_mount_find(real, &mi) == 0 &&
+	    !strncmp(mi.fstype, "fuse", 4)) {
+		snprintf(buf, size, "%s", mi.source);
 		return buf;
+	}
 	return operand;
 }
 

@@ -169,65 +169,6 @@ static void snap_prices(const struct snap *s, struct store_prices *p)
 
 /* ---- finding the daemon ---- */
 
-/* What /proc/self/mountinfo says of a mount point. */
-struct mount_info {
-	char fstype[64];
-	long uid; /* the mount's user_id=, -1 unknown */
-};
-
-/* Undo mountinfo's octal escapes of s into out (size bytes). */
-static void unescape(const char *s, size_t len, char *out, size_t size)
-{
-	size_t o = 0;
-
-	while (len && o + 1 < size) {
-		if (len >= 4 && s[0] == '\\' && s[1] >= '0' && s[1] <= '3') {
-			out[o++] = (char)((s[1] - '0') * 64 + (s[2] - '0') * 8 +
-					  (s[3] - '0'));
-			s += 4;
-			len -= 4;
-		} else {
-			out[o++] = *s++;
-			len--;
-		}
-	}
-	out[o] = 0;
-}
-
-/* The last mount at real (the one on top): 0, or -ENOENT. */
-static int find_mount(const char *real, struct mount_info *mi)
-{
-	FILE *f = fopen("/proc/self/mountinfo", "r");
-	char line[8192], mp[PATH_MAX];
-	int rc = -ENOENT;
-
-	if (!f)
-		return -errno;
-	while (fgets(line, sizeof(line), f)) {
-		char *p = line, *sep, *end, *uid;
-		int field;
-
-		for (field = 1; field < 5 && p; field++)
-			if ((p = strchr(p, ' ')))
-				p++;
-		if (!p || !(end = strchr(p, ' ')))
-			continue;
-		unescape(p, (size_t)(end - p), mp, sizeof(mp));
-		sep = strstr(end, " - ");
-		if (strcmp(mp, real) || !sep)
-			continue;
-		sep += 3;
-		end = strchr(sep, ' ');
-		snprintf(mi->fstype, sizeof(mi->fstype), "%.*s",
-			 (int)(end ? end - sep : (ptrdiff_t)strlen(sep)), sep);
-		uid = strstr(sep, "user_id=");
-		mi->uid = uid ? strtol(uid + 8, NULL, 10) : -1;
-		rc = 0;
-	}
-	fclose(f);
-	return rc;
-}
-
 /* The real path of the mount point: a dead FUSE mount cannot be
  * stat'ed (ENOTCONN), so its parent is resolved instead. */
 static int resolve(const char *path, char *real)
@@ -286,7 +227,7 @@ static int connect_to(const char *path)
 
 /* Where the daemon of real may listen: its registry file (without
  * ".sock") into reg[0..], at most 3. */
-static size_t socket_candidates(const char *real, const struct mount_info *mi,
+static size_t socket_candidates(const char *real, const struct cli_mount *mi,
 				struct buf reg[3])
 {
 	const char *name;
@@ -320,7 +261,7 @@ static long registry_pid(const char *path)
 /* The socket of the daemon serving real: a connected fd, or -1 with the
  * one line in err (invariant 1). */
 static int open_daemon(const char *path, const char *real,
-		       const struct mount_info *mi, struct buf *err)
+		       const struct cli_mount *mi, struct buf *err)
 {
 	struct buf reg[3] = { BUF_INIT, BUF_INIT, BUF_INIT }, sock = BUF_INIT;
 	size_t i, n = socket_candidates(real, mi, reg);
@@ -356,7 +297,7 @@ static int open_daemon(const char *path, const char *real,
 
 /* The mount at path: its real path into real, or -1 with one line in
  * err. */
-static int check_mount(const char *path, char *real, struct mount_info *mi,
+static int check_mount(const char *path, char *real, struct cli_mount *mi,
 		       struct buf *err)
 {
 	int rc = resolve(path, real);
@@ -365,7 +306,7 @@ static int check_mount(const char *path, char *real, struct mount_info *mi,
 		buf_appendf(err, "%s: %s", path, strerror(-rc));
 		return -1;
 	}
-	if (find_mount(real, mi)) {
+	if (cli_mount_find(real, mi)) {
 		buf_appendf(err, "%s is not a metafuse mount (not a mount "
 			    "point)", path);
 		return -1;
@@ -388,9 +329,9 @@ static int check_mount(const char *path, char *real, struct mount_info *mi,
 static bool mount_gone(const char *path)
 {
 	char real[PATH_MAX];
-	struct mount_info mi;
+	struct cli_mount mi;
 
-	return resolve(path, real) || find_mount(real, &mi) ||
+	return resolve(path, real) || cli_mount_find(real, &mi) ||
 	       strcmp(mi.fstype, "fuse.metafuse");
 }
 
@@ -399,7 +340,7 @@ static bool mount_gone(const char *path)
 static int fetch(const char *path, struct snap *s, struct buf *err)
 {
 	char real[PATH_MAX];
-	struct mount_info mi;
+	struct cli_mount mi;
 	int fd, rc = -1;
 
 	if (check_mount(path, real, &mi, err))

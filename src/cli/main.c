@@ -71,42 +71,79 @@ int cli_registry_path(const char *real_mountpoint, struct buf *out)
 	return buf_appendf(out, "/mnt-%016" PRIx64, h);
 }
 
-int cli_is_mountpoint(const char *real_path)
+/* Undo mountinfo's octal escapes of len bytes of s into out (size bytes). */
+static void mountinfo_unescape(const char *s, size_t len, char *out,
+			       size_t size)
+{
+	size_t o = 0;
+
+	while (len && o + 1 < size) {
+		if (len >= 4 && s[0] == '\\' && s[1] >= '0' && s[1] <= '3') {
+			out[o++] = (char)((s[1] - '0') * 64 + (s[2] - '0') * 8 +
+					  (s[3] - '0'));
+			s += 4;
+			len -= 4;
+		} else {
+			out[o++] = *s++;
+			len--;
+		}
+	}
+	out[o] = 0;
+}
+
+/* One line of mountinfo: its mount point, and what follows " - " (type,
+ * source, super options) into mi; false for a line of another shape. */
+static bool mountinfo_line(char *line, char *mp, size_t mpsize,
+			   struct cli_mount *mi)
+{
+	char *p = line, *end, *sep, *uid;
+	int field;
+
+	for (field = 1; field < 5 && p; field++)
+		if ((p = strchr(p, ' ')))
+			p++;
+	if (!p || !(end = strchr(p, ' ')))
+		return false;
+	mountinfo_unescape(p, (size_t)(end - p), mp, mpsize);
+	if (!(sep = strstr(end, " - ")))
+		return false;
+	sep += 3;
+	end = strchr(sep, ' ');
+	snprintf(mi->fstype, sizeof(mi->fstype), "%.*s",
+		 (int)(end ? end - sep : (ptrdiff_t)strlen(sep)), sep);
+	mi->source[0] = 0;
+	if (end && (p = strchr(end + 1, ' ')))
+		mountinfo_unescape(end + 1, (size_t)(p - end - 1), mi->source,
+				   sizeof(mi->source));
+	uid = strstr(sep, "user_id=");
+	mi->uid = uid ? strtol(uid + 8, NULL, 10) : -1;
+	return true;
+}
+
+int cli_mount_find(const char *real_path, struct cli_mount *out)
 {
 	FILE *f = fopen("/proc/self/mountinfo", "r");
-	char line[8192];
-	int found = 0;
+	char line[8192], mp[PATH_MAX];
+	struct cli_mount mi;
+	int rc = -ENOENT;
 
 	if (!f)
-		return 0;
-	while (!found && fgets(line, sizeof(line), f)) {
-		/* field 5 is the mount point, with octal escapes */
-		char mp[4096], *p = line;
-		size_t o = 0;
-		int field;
-
-		for (field = 1; field < 5 && p; field++) {
-			p = strchr(p, ' ');
-			if (p)
-				p++;
+		return -errno;
+	while (fgets(line, sizeof(line), f))
+		if (mountinfo_line(line, mp, sizeof(mp), &mi) &&
+		    !strcmp(mp, real_path)) {
+			*out = mi;
+			rc = 0;
 		}
-		if (!p)
-			continue;
-		while (*p && *p != ' ' && o + 1 < sizeof(mp)) {
-			if (p[0] == '\\' && p[1] >= '0' && p[1] <= '3' &&
-			    p[2] && p[3]) {
-				mp[o++] = (char)((p[1] - '0') * 64 +
-						 (p[2] - '0') * 8 + (p[3] - '0'));
-				p += 4;
-			} else {
-				mp[o++] = *p++;
-			}
-		}
-		mp[o] = 0;
-		found = !strcmp(mp, real_path);
-	}
 	fclose(f);
-	return found;
+	return rc;
+}
+
+int cli_is_mountpoint(const char *real_path)
+{
+	struct cli_mount mi;
+
+	return cli_mount_find(real_path, &mi) == 0;
 }
 
 /* argv[1] names the command, which reads argv[1..] with cli_getopt(); the
