@@ -191,16 +191,13 @@ out:
 	return rc;
 }
 
-int volume_create(struct store *s, uint32_t block_size,
-		  enum blob_names names, struct volume *out, struct buf *err)
+/* mkfs's first check: 0 when s holds no volume descriptor yet, else
+ * -EEXIST or the store's error (err gets one line). */
+static int store_empty(struct store *s, struct buf *err)
 {
-	struct buf text = BUF_INIT;
-	uint8_t id[VOLUME_ID_HEX / 2];
-	char keyhex[2 * BLOB_KEY_BYTES + 1];
 	uint64_t size;
-	int rc;
+	int rc = store_head(s, "volume", &size);
 
-	rc = store_head(s, "volume", &size);
 	if (rc == 0) {
 		buf_appendf(err, "%s already holds a metafuse volume; "
 			    "refusing to overwrite it", s->url);
@@ -211,6 +208,20 @@ int volume_create(struct store *s, uint32_t block_size,
 			    strerror(-rc));
 		return rc;
 	}
+	return 0;
+}
+
+int volume_create(struct store *s, uint32_t block_size,
+		  enum blob_names names, struct volume *out, struct buf *err)
+{
+	struct buf text = BUF_INIT;
+	uint8_t id[VOLUME_ID_HEX / 2];
+	char keyhex[2 * BLOB_KEY_BYTES + 1];
+	int rc;
+
+	rc = store_empty(s, err);
+	if (rc)
+		return rc;
 	memset(out, 0, sizeof(*out));
 	/* the oldest format that holds the volume: older binaries read it */
 	out->format = names == BLOB_NAMES_BLAKE2B ? VOLUME_FORMAT_PATCHES :
@@ -304,20 +315,11 @@ int volume_create_encrypted(struct store *s, uint32_t block_size,
 			    struct buf *err)
 {
 	uint8_t id[VOLUME_ID_HEX / 2];
-	uint64_t size;
 	int rc;
 
-	rc = store_head(s, "volume", &size);
-	if (rc == 0) {
-		buf_appendf(err, "%s already holds a metafuse volume; "
-			    "refusing to overwrite it", s->url);
-		return -EEXIST;
-	}
-	if (rc != -ENOENT) {
-		buf_appendf(err, "cannot access %s: %s", s->url,
-			    strerror(-rc));
+	rc = store_empty(s, err);
+	if (rc)
 		return rc;
-	}
 	memset(out, 0, sizeof(*out));
 	out->format = VOLUME_FORMAT_ENCRYPTED;
 	out->block_size = block_size;
