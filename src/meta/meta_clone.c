@@ -440,17 +440,6 @@ static void copy_owner(const struct tree_clone *tc, const struct meta_attr *a,
 		c->mode &= ~(uint32_t)(S_ISUID | S_ISGID);
 }
 
-static int dentry_add(struct meta *m, uint64_t parent, const void *name,
-		      size_t len, uint64_t ino)
-{
-	sqlite3_stmt *st = m->st[ST_DENTRY_INSERT];
-
-	bind_u64(st, 1, parent);
-	bind_blob(st, 2, name, len);
-	bind_u64(st, 3, ino);
-	return meta_run(m, st);
-}
-
 /* Run clone statement id bound to (src, copy). */
 static int run_pair(struct tree_clone *tc, int id, uint64_t src,
 		    uint64_t copy)
@@ -519,7 +508,7 @@ static int copy_link(struct tree_clone *tc, const struct meta_attr *a,
 	copy = link_find(&tc->links, a->ino);
 	if (!copy)
 		return 0;
-	rc = dentry_add(tc->m, parent, name, len, *copy);
+	rc = meta_dentry_insert(tc->m, parent, name, len, *copy);
 	if (rc)
 		return rc;
 	bind_u64(st, 1, *copy);
@@ -560,7 +549,7 @@ static int copy_one(struct tree_clone *tc, const struct meta_attr *a,
 		return rc;
 	copy = (uint64_t)sqlite3_last_insert_rowid(tc->m->db);
 	tc->stats.inodes++;
-	rc = dentry_add(tc->m, parent, name, len, copy);
+	rc = meta_dentry_insert(tc->m, parent, name, len, copy);
 	if (!rc) {
 		bind_i64(tc->s.st[CS_XATTR_COPY], 3, tc->who->uid == 0);
 		rc = run_pair(tc, CS_XATTR_COPY, a->ino, copy);

@@ -204,6 +204,10 @@ enum meta_stmt {
 
 /* The inode's attributes: 0, -ENOENT, or -errno (meta_ns.c). */
 int meta_inode_get_locked(struct meta *m, uint64_t ino, struct meta_attr *a);
+/* meta_ns.c: add the name (len bytes) of ino in parent; with the lock
+ * held, inside a write transaction (meta_clone.c uses it too). */
+int meta_dentry_insert(struct meta *m, uint64_t parent, const void *name,
+		       size_t len, uint64_t ino);
 /* Remove block rows [first, last] of ino and their patches, releasing
  * their objects and lowering ino's nblocks (meta_block.c). */
 int meta_blocks_drop_locked(struct meta *m, uint64_t ino, uint64_t first,

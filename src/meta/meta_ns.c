@@ -146,8 +146,8 @@ static int dentry_exists(struct meta *m, uint64_t parent, const char *name,
 	return rc;
 }
 
-static int dentry_insert(struct meta *m, uint64_t parent, const char *name,
-			 size_t len, uint64_t ino)
+int meta_dentry_insert(struct meta *m, uint64_t parent, const void *name,
+		       size_t len, uint64_t ino)
 {
 	sqlite3_stmt *st = m->st[ST_DENTRY_INSERT];
 
@@ -379,7 +379,7 @@ int meta_mknod_locked(struct meta *m, uint64_t parent, const char *name,
 	a.atime = a.mtime = a.ctime = *now;
 	rc = inode_insert(m, &a, parent, target, tlen, now);
 	if (!rc)
-		rc = dentry_insert(m, parent, name, len, a.ino);
+		rc = meta_dentry_insert(m, parent, name, len, a.ino);
 	if (!rc)
 		rc = dir_touch(m, parent, type == S_IFDIR, now);
 	if (!rc && out)
@@ -429,7 +429,7 @@ static int link_locked(struct meta *m, uint64_t ino, uint64_t newparent,
 	rc = dentry_exists(m, newparent, newname, len);
 	if (rc)
 		return rc < 0 ? rc : -EEXIST;
-	rc = dentry_insert(m, newparent, newname, len, ino);
+	rc = meta_dentry_insert(m, newparent, newname, len, ino);
 	if (!rc)
 		rc = set_nlink(m, ino, a.nlink + 1, now);
 	if (!rc)
