@@ -277,6 +277,9 @@ static const char *const stmt_sql[ST_COUNT] = {
 	[ST_INLINE_SET] = "INSERT OR REPLACE INTO inline_data(ino, data)"
 			  " VALUES (?1, ?2)",
 	[ST_INLINE_DELETE] = "DELETE FROM inline_data WHERE ino = ?1",
+	[ST_INLINE_ANY] = "SELECT 1 FROM inline_data WHERE ino = ?1",
+	[ST_SEEK_BLOCKS] = "SELECT idx FROM block WHERE ino = ?1 AND idx >= ?2"
+			   " ORDER BY idx",
 	[ST_LAST_COOKIE] =
 		"SELECT seq FROM sqlite_sequence WHERE name = 'dentry'",
 	[ST_BLOCK_GET] = "SELECT hash, dirty FROM block WHERE ino = ?1"

@@ -39,16 +39,10 @@
 static int seek_blocks_locked(struct meta *m, uint64_t ino, uint64_t idx,
 			      bool want_hole, uint64_t *found)
 {
-	sqlite3_stmt *st;
+	sqlite3_stmt *st = m->st[ST_SEEK_BLOCKS];
 	uint64_t expect = idx;
 	int rc;
 
-	rc = meta_prepare(m,
-			  "SELECT idx FROM block WHERE ino = ?1 AND idx >= ?2"
-			  " ORDER BY idx",
-			  &st);
-	if (rc)
-		return rc;
 	bind_u64(st, 1, ino);
 	bind_u64(st, 2, idx);
 	for (;;) {
@@ -56,42 +50,39 @@ static int seek_blocks_locked(struct meta *m, uint64_t ino, uint64_t idx,
 
 		rc = meta_step(m, st);
 		if (rc < 0)
-			goto out_finalize;
+			goto out_reset;
 		if (rc == 0) {
 			/* no more rows: data has none, a hole starts here */
 			rc = want_hole ? 0 : -ENXIO;
 			*found = expect;
-			goto out_finalize;
+			goto out_reset;
 		}
 		i = col_u64(st, 0);
 		if (!want_hole) {
 			*found = i;
 			rc = 0;
-			goto out_finalize;
+			goto out_reset;
 		}
 		if (i != expect) {
 			*found = expect;
 			rc = 0;
-			goto out_finalize;
+			goto out_reset;
 		}
 		expect = i + 1;
 	}
-out_finalize:
-	sqlite3_finalize(st);
+out_reset:
+	sqlite3_reset(st);
 	return rc;
 }
 
 static int inline_has_locked(struct meta *m, uint64_t ino)
 {
-	sqlite3_stmt *st;
+	sqlite3_stmt *st = m->st[ST_INLINE_ANY];
 	int rc;
 
-	rc = meta_prepare(m, "SELECT 1 FROM inline_data WHERE ino = ?1", &st);
-	if (rc)
-		return rc;
 	bind_u64(st, 1, ino);
 	rc = meta_step(m, st);
-	sqlite3_finalize(st);
+	sqlite3_reset(st);
 	return rc;
 }
 
