@@ -707,7 +707,12 @@ static int ckpt_hook(void *arg, sqlite3 *db, const char *name, int pages)
 	if (pages < c->mark)
 		c->mark = 0; /* the WAL started over */
 	if (pages >= WAL_CKPT_INLINE) {
-		sqlite3_wal_checkpoint_v2(db, name, SQLITE_CHECKPOINT_PASSIVE,
+		/* RESTART, not PASSIVE: it waits (the busy timeout) for the
+		 * thread's checkpoint and for readers, so that the next write
+		 * starts the WAL over; a PASSIVE one found the thread busy
+		 * again and again on a loaded machine, and the WAL grew past
+		 * 80 MB */
+		sqlite3_wal_checkpoint_v2(db, name, SQLITE_CHECKPOINT_RESTART,
 					  NULL, NULL);
 	} else if (pages >= c->mark + WAL_CKPT_PAGES) {
 		c->mark = pages;
