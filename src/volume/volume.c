@@ -13,8 +13,9 @@
  * Invariants
  *   1. The descriptor is written by mkfs; the block size, hash key (or
  *      master key), cipher and block names of a volume are fixed for its
- *      life.  Only passwd rewrites it (an encrypted volume's slots), with
- *      everything else as it was.
+ *      life.  Only passwd (an encrypted volume's slots) and
+ *      volume_set_history() (the history window, and the format raised
+ *      to 5) rewrite it, with everything else as it was.
  *   2. A lease names its holder by host, pid and a random owner token;
  *      only the token decides whether a lease is still ours.
  *   3. A lease is taken over without force only from a holder known to
@@ -130,6 +131,17 @@ static int load_encrypted(const char *text, struct volume *out)
 	return out->slots_used ? 0 : -EIO;
 }
 
+/* Format 4 is encrypted; from format 5 on, a descriptor that names a
+ * cipher. */
+static bool is_encrypted(const char *text, uint32_t format)
+{
+	char v[64];
+
+	return format == VOLUME_FORMAT_ENCRYPTED ||
+	       (format >= VOLUME_FORMAT_HISTORY &&
+		kv_get(text, "cipher", v, sizeof(v)) == 0);
+}
+
 int volume_load(struct store *s, struct volume *out, struct buf *err)
 {
 	struct buf text = BUF_INIT;
@@ -171,7 +183,10 @@ int volume_load(struct store *s, struct volume *out, struct buf *err)
 		goto out_damaged;
 	if (kv_get((char *)text.data, "created", v, sizeof(v)) == 0)
 		out->created = strtoll(v, NULL, 10);
-	if (out->format >= VOLUME_FORMAT_ENCRYPTED ?
+	if (out->format >= VOLUME_FORMAT_HISTORY &&
+	    kv_get((char *)text.data, "history", v, sizeof(v)) == 0)
+		out->history_s = strtoull(v, NULL, 10);
+	if (is_encrypted((char *)text.data, out->format) ?
 		    load_encrypted((char *)text.data, out) :
 		    kv_get((char *)text.data, "hash_key", v, sizeof(v)) ||
 			    hex_decode(v, out->hash_key, BLOB_KEY_BYTES))
@@ -211,12 +226,30 @@ static int store_empty(struct store *s, struct buf *err)
 	return 0;
 }
 
+/* The descriptor of the plain volume v as text. */
+static int plain_text(const struct volume *v, struct buf *text)
+{
+	char keyhex[2 * BLOB_KEY_BYTES + 1];
+	int rc;
+
+	hex_encode(v->hash_key, sizeof(v->hash_key), keyhex);
+	rc = buf_appendf(text,
+			 "metafuse-volume\nformat=%u\nid=%s\nblock_size=%u\n"
+			 "hash_key=%s\ncreated=%lld\n",
+			 v->format, v->id, v->block_size, keyhex, v->created);
+	if (rc == 0 && v->format >= VOLUME_FORMAT_NAMES)
+		rc = buf_appendf(text, "names=%s\n", blob_names_label(v->names));
+	if (rc == 0 && v->format >= VOLUME_FORMAT_HISTORY)
+		rc = buf_appendf(text, "history=%" PRIu64 "\n", v->history_s);
+	explicit_bzero(keyhex, sizeof(keyhex));
+	return rc;
+}
+
 int volume_create(struct store *s, uint32_t block_size,
 		  enum blob_names names, struct volume *out, struct buf *err)
 {
 	struct buf text = BUF_INIT;
 	uint8_t id[VOLUME_ID_HEX / 2];
-	char keyhex[2 * BLOB_KEY_BYTES + 1];
 	int rc;
 
 	rc = store_empty(s, err);
@@ -228,24 +261,16 @@ int volume_create(struct store *s, uint32_t block_size,
 						    VOLUME_FORMAT_NAMES;
 	out->block_size = block_size;
 	out->names = names;
+	out->created = (long long)time(NULL);
 	blob_random(id, sizeof(id));
 	hex_encode(id, sizeof(id), out->id);
 	blob_random(out->hash_key, sizeof(out->hash_key));
-	hex_encode(out->hash_key, sizeof(out->hash_key), keyhex);
-	rc = buf_appendf(&text,
-			 "metafuse-volume\nformat=%u\nid=%s\nblock_size=%u\n"
-			 "hash_key=%s\ncreated=%lld\n",
-			 out->format, out->id, out->block_size, keyhex,
-			 (long long)time(NULL));
-	if (rc == 0 && out->format >= VOLUME_FORMAT_NAMES)
-		rc = buf_appendf(&text, "names=%s\n",
-				 blob_names_label(names));
+	rc = plain_text(out, &text);
 	if (rc == 0)
 		rc = put_framed(s, "volume", &text);
 	if (rc)
 		buf_appendf(err, "cannot write the volume descriptor to %s: %s",
 			    s->url, strerror(-rc));
-	explicit_bzero(keyhex, sizeof(keyhex));
 	buf_free(&text);
 	return rc;
 }
@@ -268,6 +293,8 @@ static int encrypted_text(const struct volume *v, struct buf *text)
 			 v->format, v->id, v->block_size, v->created,
 			 blob_names_label(v->names),
 			 crypt_cipher_label(v->cipher));
+	if (rc == 0 && v->format >= VOLUME_FORMAT_HISTORY)
+		rc = buf_appendf(text, "history=%" PRIu64 "\n", v->history_s);
 	for (n = 0; rc == 0 && n < VOLUME_SLOTS; n++) {
 		if (!(v->slots_used & (1u << n)))
 			continue;
@@ -455,6 +482,37 @@ int volume_passwd(struct store *s, struct volume *v,
 	}
 out:
 	volume_wipe(&next);
+	return rc;
+}
+
+int volume_set_history(struct store *s, struct volume *v, uint64_t history_s,
+		       struct buf *err)
+{
+	struct volume next = *v;
+	struct buf text = BUF_INIT;
+	int rc;
+
+	if (v->encrypted && !v->unlocked)
+		return -EINVAL;
+	next.history_s = history_s;
+	if (next.format < VOLUME_FORMAT_HISTORY)
+		next.format = VOLUME_FORMAT_HISTORY;
+	if (v->encrypted) {
+		rc = put_encrypted(s, &next, err);
+	} else {
+		rc = plain_text(&next, &text);
+		if (rc == 0)
+			rc = put_framed(s, "volume", &text);
+		if (rc)
+			buf_appendf(err, "cannot write the volume descriptor to "
+				    "%s: %s", s->url, strerror(-rc));
+	}
+	if (rc == 0) {
+		v->format = next.format;
+		v->history_s = history_s;
+	}
+	volume_wipe(&next);
+	buf_free(&text);
 	return rc;
 }
 

@@ -33,7 +33,7 @@
  * format 1 would not apply.  A format 1 volume is still read and written,
  * without patches, so that older binaries can go on reading it.
  */
-#define VOLUME_FORMAT 4
+#define VOLUME_FORMAT 5
 #define VOLUME_FORMAT_MIN 1
 #define VOLUME_FORMAT_PATCHES 2
 /*
@@ -52,6 +52,17 @@
  * format.  Unencrypted volumes are still written as format 3 or 2.
  */
 #define VOLUME_FORMAT_ENCRYPTED 4
+/*
+ * Format 5: a volume that keeps history (a history window, line
+ * "history=" in seconds, or snapshots).  An older binary's collector
+ * would delete the objects only past states need, so it must refuse the
+ * volume, which it does by its format.  Plain or encrypted: from format
+ * 5 on, a volume is encrypted when its descriptor names a cipher
+ * ("cipher="), and then holds key slots and a MAC as format 4 does.
+ * mkfs writes it only with --history; a volume is raised to it by
+ * volume_set_history() (tune --history, the first snapshot) and stays.
+ */
+#define VOLUME_FORMAT_HISTORY 5
 #define VOLUME_SLOTS 8
 #define VOLUME_ID_HEX 32
 
@@ -64,6 +75,7 @@ struct volume {
 	uint8_t hash_key[BLOB_KEY_BYTES];
 	enum blob_names names;
 	long long created; /* Unix time of mkfs (0: not recorded) */
+	uint64_t history_s; /* the history window (format 5; 0: none) */
 	/* format 4 only: */
 	bool encrypted;
 	enum crypt_cipher cipher;
@@ -106,6 +118,17 @@ int volume_create_encrypted(struct store *s, uint32_t block_size,
 int volume_unlock(struct volume *v, const char *url, const char *pass,
 		  size_t len, struct buf *err);
 void volume_wipe(struct volume *v);
+
+/*
+ * Set the history window of v to history_s seconds (0: off) and rewrite
+ * its descriptor (everything else as it was) as format 5, which older
+ * binaries refuse (VOLUME_FORMAT_HISTORY); a volume already at format 5
+ * stays there when the window goes back to 0 (it may hold snapshots).
+ * An encrypted v must be unlocked (its MAC is redone).  err gets one
+ * line.
+ */
+int volume_set_history(struct store *s, struct volume *v, uint64_t history_s,
+		       struct buf *err);
 
 /* What volume_passwd() does with the new passphrase. */
 enum volume_passwd_mode {

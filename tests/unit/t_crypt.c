@@ -218,6 +218,17 @@ static void test_descriptor(struct store *s)
 	CHECK_RC(volume_passwd(s, &w, VOLUME_PASSWD_REMOVE, NULL, 0, &kdf,
 			       &slot, &err), -EBUSY);
 	CHECK(strstr(buf_str(&err), "last key slot") != NULL);
+	/* a history window: format 5, still encrypted, its MAC redone */
+	CHECK_RC(volume_set_history(s, &w, 3600, &err), 0);
+	CHECK_RC(volume_load(s, &v, &err), 0);
+	CHECK(v.encrypted && v.format == VOLUME_FORMAT_HISTORY);
+	CHECK_EQ_U64(v.history_s, 3600);
+	CHECK_RC(volume_unlock(&v, "x", "rescue", 6, &err), 0);
+	CHECK_MEM(w.key.key, v.key.key, CRYPT_KEY_BYTES);
+	get_descriptor(s, &orig);
+	edit_descriptor(s, &orig, "history=3600", "history=7200");
+	CHECK_RC(volume_load(s, &v, &err), 0);
+	CHECK_RC(volume_unlock(&v, "x", "rescue", 6, &err), -EIO);
 	volume_wipe(&v);
 	volume_wipe(&w);
 	buf_free(&err);

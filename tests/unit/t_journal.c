@@ -857,6 +857,19 @@ static void test_volume_names(void)
 		CHECK(!memcmp(v.hash_key, w.hash_key, BLOB_KEY_BYTES));
 		/* written once: a second mkfs is refused */
 		CHECK_RC(volume_create(s, 65536, n, &v, &err), -EEXIST);
+		/* a history window raises it to format 5, all else kept */
+		CHECK_RC(volume_set_history(s, &v, 86400, &err), 0);
+		CHECK_RC(volume_load(s, &w, &err), 0);
+		CHECK_EQ_U64(w.format, VOLUME_FORMAT_HISTORY);
+		CHECK_EQ_U64(w.history_s, 86400);
+		CHECK(!w.encrypted && w.names == n && !strcmp(w.id, v.id));
+		CHECK(!memcmp(v.hash_key, w.hash_key, BLOB_KEY_BYTES));
+		CHECK_EQ_U64(w.created, v.created);
+		/* and stays there with the window off */
+		CHECK_RC(volume_set_history(s, &w, 0, &err), 0);
+		CHECK_RC(volume_load(s, &w, &err), 0);
+		CHECK_EQ_U64(w.format, VOLUME_FORMAT_HISTORY);
+		CHECK_EQ_U64(w.history_s, 0);
 		store_close(s);
 	}
 
@@ -892,10 +905,10 @@ static void test_volume_names(void)
 		}
 	}
 	/* a format from the future is refused by number */
-	put_descriptor(s, "metafuse-volume\nformat=5\n");
+	put_descriptor(s, "metafuse-volume\nformat=6\n");
 	buf_reset(&err);
 	CHECK_RC(volume_load(s, &w, &err), -EPROTONOSUPPORT);
-	CHECK(strstr(buf_str(&err), "format 5") != NULL);
+	CHECK(strstr(buf_str(&err), "format 6") != NULL);
 	store_close(s);
 	buf_free(&loc);
 	buf_free(&err);
