@@ -41,6 +41,7 @@
 #include "cli/fstab.h"
 #include "cli/mount_int.h"
 #include "cli/passphrase.h"
+#include "cli/past.h"
 #include "cli/store_opts.h"
 #include "store/store.h"
 #include "util/log.h"
@@ -66,6 +67,14 @@ static const char mount_help[] =
 	"CACHE_DIR/metafuse.log.\n"
 	"\n"
 	"  -f             stay in the foreground, log to stderr\n"
+	"  --at TIME      mount the volume as it was at TIME, read-only: ISO "
+	"8601\n"
+	"                 (2026-12-06T10:15:00Z, or local time without a "
+	"zone) or\n"
+	"                 before now (-10m, -2h, -1d); the state after the "
+	"newest\n"
+	"                 journal entry written at or before it\n"
+	"  --snapshot NAME  mount the snapshot NAME, read-only\n"
 	"  --force        take the volume's lease even if another mount "
 	"holds it,\n"
 	"                 and mount a store older than this cache last saw "
@@ -89,6 +98,7 @@ static const char mount_help[] =
 	"(default 300)\n"
 	"  upload_threads=N       parallel uploads (default 4)\n"
 	"  ro                     read-only\n"
+	"  at=TIME, snapshot=NAME the same as --at, --snapshot (for fstab)\n"
 	"  writeback_cache        let the kernel cache writes: faster small\n"
 	"                         writes, but a crash of the daemon loses what\n"
 	"                         the kernel held, and ENOSPC shows at fsync\n"
@@ -106,10 +116,12 @@ static const char mount_help[] =
 	"                         ignored\n"
 	"SIZE takes K, M, G, T suffixes.\n" CLI_STORE_OPTS_HELP;
 
-enum { OPT_FORCE = 256 };
+enum { OPT_FORCE = 256, OPT_AT, OPT_SNAPSHOT };
 
 static const struct option mount_longopts[] = {
 	{ "force", no_argument, NULL, OPT_FORCE },
+	{ "at", required_argument, NULL, OPT_AT },
+	{ "snapshot", required_argument, NULL, OPT_SNAPSHOT },
 	{ NULL, 0, NULL, 0 },
 };
 
@@ -118,8 +130,8 @@ const struct cli_cmd cli_cmd_mount = {
 	.summary = "mount a volume",
 	.run = cmd_mount,
 	.help = mount_help,
-	.usage = "usage: metafuse mount [-f] [-o OPT[,OPT...]] [STORE] "
-		 "MOUNTPOINT",
+	.usage = "usage: metafuse mount [-f] [--at TIME | --snapshot NAME] "
+		 "[-o OPT[,OPT...]] [STORE] MOUNTPOINT",
 	.shortopts = "fo:",
 	.longopts = mount_longopts,
 	.no_arg_msg = "-o needs an option list",
@@ -140,7 +152,7 @@ static void unknown_option(const char *opt)
 		    "debug, writeback_cache, default_permissions, endpoint=, "
 		    "region=, path_style, virtual_host, credentials=, "
 		    "ca_bundle=, no_verify_tls, sign_payload, connections=, "
-		    "part_size=, passphrase_file=, force, "
+		    "part_size=, passphrase_file=, force, at=, snapshot=, "
 		    "price_storage_gb_month=, price_put_1k=, "
 		    "price_get_1k=, price_egress_gb=, price_file=");
 	for (i = 0; i < ARRAY_SIZE(fuse_passthrough); i++)
@@ -169,6 +181,13 @@ static int parse_one_opt(struct mount_opts *o, const char *opt)
 	}
 	if (KEY("cache_size") && val)
 		return parse_size(val, &o->cache_size);
+	if ((KEY("at") || KEY("snapshot")) && val && *val) {
+		char **dst = KEY("at") ? &o->at : &o->snapshot;
+
+		free(*dst);
+		*dst = strdup(val);
+		return *dst ? 0 : -ENOMEM;
+	}
 	if (KEY("max_dirty") && val)
 		return parse_size(val, &o->max_dirty);
 	if (KEY("writeback_delay") && val)
@@ -327,6 +346,11 @@ static bool parse_args(struct cli_args *a, int argc, char **argv,
 			o->foreground = true;
 		} else if (c == OPT_FORCE) {
 			o->force = true;
+		} else if (c == OPT_AT || c == OPT_SNAPSHOT) {
+			char **dst = c == OPT_AT ? &o->at : &o->snapshot;
+
+			free(*dst);
+			*dst = strdup(optarg);
 		} else if (c == 'o' && mount_opts_parse(o, optarg)) {
 			*status = 1;
 			return false;
@@ -363,6 +387,53 @@ static int check_mountpoint(const char *path, char *real_mp)
 		cli_error("%s is already a mount point", real_mp);
 		return -1;
 	}
+	return 0;
+}
+
+/*
+ * A past mount (past.h): one of --at and --snapshot, TIME parsed now (a
+ * relative one counts from the command), read-only.  0 or -1 (printed).
+ */
+static int check_past(struct mount_opts *o)
+{
+	struct buf err = BUF_INIT;
+	int rc = 0;
+
+	if (!past_wanted(o))
+		return 0;
+	if (o->at && o->snapshot) {
+		cli_error("--at and --snapshot cannot be given together");
+		return -1;
+	}
+	if (o->at && past_parse_time(o->at, (int64_t)now_real_ns(), &o->at_ns,
+				     &err)) {
+		cli_error("--at: %s", buf_str(&err));
+		rc = -1;
+	}
+	o->read_only = true;
+	buf_free(&err);
+	return rc;
+}
+
+/*
+ * A past mount without cache_dir= gets a fresh one beside the volume's
+ * (VOLUME-ID.past-XXXXXX), removed at its end: the writer's cache, which
+ * a mount of the same volume here may hold, is never shared.
+ */
+static int past_cache_dir(struct mounted *mt, struct buf *cdir)
+{
+	char *slash;
+
+	if (buf_appends(cdir, ".past-XXXXXX"))
+		return -ENOMEM;
+	slash = strrchr((char *)cdir->data, '/');
+	*slash = 0;
+	if (mkdir_p((char *)cdir->data, 0700))
+		return -EIO;
+	*slash = '/';
+	if (!mkdtemp((char *)cdir->data))
+		return -errno;
+	mt->cache_dir_tmp = true;
 	return 0;
 }
 
@@ -407,6 +478,11 @@ static int open_volume(struct mounted *mt, const char *loc, struct buf *cdir)
 		cli_error("no cache_dir given, and neither XDG_CACHE_HOME nor "
 			  "HOME nor a home directory for uid %u",
 			  (unsigned)geteuid());
+		goto out;
+	}
+	if (!o->cache_dir && past_wanted(o) && past_cache_dir(mt, cdir)) {
+		cli_error("cannot create a cache directory for the past mount "
+			  "beside %s", buf_str(cdir));
 		goto out;
 	}
 	mt->cache_dir = (char *)cdir->data;
@@ -512,6 +588,8 @@ void mount_opts_init(struct mount_opts *o)
 void mount_opts_free(struct mount_opts *o)
 {
 	free(o->cache_dir);
+	free(o->at);
+	free(o->snapshot);
 	buf_free(&o->fuse_opts);
 	cli_store_opts_free(&o->store);
 }
@@ -529,6 +607,8 @@ int mount_volume(struct mount_opts *o, const char *store,
 	mt.o = o;
 	if (o->debug)
 		log_set_level(LOG_DEBUG);
+	if (check_past(o))
+		goto out;
 	if (check_mountpoint(mountpoint, real_mp))
 		goto out;
 	if (add_fsname(o, store)) {

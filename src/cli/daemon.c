@@ -77,6 +77,7 @@
 #include "cache/cache.h"
 #include "cli/cli.h"
 #include "cli/mount_int.h"
+#include "cli/past.h"
 #include "fs/fs.h"
 #include "meta/meta.h"
 #include "meta/meta_index.h"
@@ -773,7 +774,8 @@ static int open_meta(struct mounted *mt)
 	int rc;
 
 	buf_appendf(&path, "%s/meta.db", mt->cache_dir);
-	rc = prepare_db(mt, buf_str(&path));
+	rc = past_wanted(mt->o) ? past_restore(mt, buf_str(&path)) :
+				  prepare_db(mt, buf_str(&path));
 	progress_clear(&mt->progress);
 	if (rc)
 		goto out;
@@ -1017,7 +1019,8 @@ int daemon_serve(struct mounted *mt, const char *mountpoint)
 	 * the mount answers (on_ready() detaches); the quiet delay runs from
 	 * here (the lease's pause, a slow store) */
 	progress_init(&mt->progress, stderr);
-	rc = check_rollback(mt);
+	/* a past state is older than the store by definition */
+	rc = past_wanted(mt->o) ? 0 : check_rollback(mt);
 	if (rc) {
 		progress_end(&mt->progress);
 		goto out;
@@ -1075,6 +1078,8 @@ out:
 	}
 	if (mt->lock_fd >= 0)
 		close(mt->lock_fd);
+	if (mt->cache_dir_tmp)
+		rm_rf(mt->cache_dir);
 	buf_free(&mt->registry);
 	buf_free(&path);
 	return rc;

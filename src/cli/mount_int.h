@@ -44,6 +44,11 @@ struct mount_opts {
 	 * mounted (fstab_utab_add()); NULL: no utab line */
 	const char *utab_opts;
 	struct store_prices prices; /* price_*=, price_file= (stats) */
+	/* a past mount (past.h): --at TIME (at_ns, Unix ns, once parsed)
+	 * or --snapshot NAME; either makes the mount read-only */
+	char *at;
+	int64_t at_ns;
+	char *snapshot;
 };
 
 /*
@@ -116,6 +121,7 @@ struct mounted {
 	struct journal *journal;
 	char *cache_dir;
 	bool restored; /* the metadata came from the store at this mount */
+	bool cache_dir_tmp; /* made for a past mount: removed at its end */
 	struct progress progress; /* the start's meter on the terminal */
 	/* the lease held (unless read-only; owner "" when none), how long
 	 * each write of it is valid, and when (CLOCK_BOOTTIME ns) the last

@@ -26,6 +26,8 @@ int hex_decode(const char *in, uint8_t *out, size_t len);
 struct timespec now_realtime(void);
 /* CLOCK_MONOTONIC in ns. */
 uint64_t now_mono_ns(void);
+/* CLOCK_REALTIME in ns since the Unix epoch. */
+uint64_t now_real_ns(void);
 
 /* mkdir -p with mode for every created component. */
 int mkdir_p(const char *path, unsigned mode);

@@ -106,4 +106,22 @@ int journal_replay(struct store *s, const struct blob_ctx *bc,
 		   struct meta *m, uint64_t *applied, progress_fn *progress,
 		   void *progress_arg);
 
+/*
+ * The state of the volume at a past moment (`mount --at`): the state
+ * after the newest journal entry written at or before at_ns (Unix ns),
+ * restored into a new database at db_path from the checkpoint and the
+ * entries the store keeps for it.  info gets what was restored.
+ * -ERANGE with one line in err naming the oldest moment that can be
+ * had when at_ns is before it; other errors with one line.
+ */
+struct journal_at {
+	uint64_t jseq;     /* the journal entry the state ends with */
+	int64_t time_ns;   /* when that entry was written (0: unknown) */
+	uint64_t ckpt_seq; /* the checkpoint it was rebuilt from */
+	uint64_t applied;  /* entries applied over it */
+};
+int journal_restore_at(struct store *s, const struct blob_ctx *bc,
+		       const char *db_path, int64_t at_ns,
+		       struct journal_at *info, struct buf *err);
+
 #endif
