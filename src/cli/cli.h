@@ -15,6 +15,7 @@
 
 #include <getopt.h>
 #include <limits.h>
+#include <pthread.h>
 
 #include "blob/blob.h"
 #include "meta/meta.h"
@@ -175,6 +176,15 @@ struct offline_vol {
 	uint64_t applied;   /* journal entries replayed after it */
 	struct progress *progress; /* the command's meter (NULL: none); set
 				    * after offline_open */
+	/* the volume's lease, while offline_lease() holds it: renewed by
+	 * a thread of its own */
+	struct volume_lease lease;
+	unsigned lease_valid_s;
+	bool leased;
+	pthread_t renewer;
+	pthread_mutex_t lease_lock;
+	pthread_cond_t lease_cond;
+	bool lease_stop, lease_lost; /* protected by lease_lock */
 };
 
 /* Open the store at loc and load its volume, unlocked with the
@@ -187,6 +197,20 @@ int offline_open(struct offline_vol *ov, const char *loc,
  * the volume has no checkpoint yet (never mounted); -1 (printed).  The
  * restore's phases go to ov->progress, erased before a message. */
 int offline_restore(struct offline_vol *ov);
+/*
+ * Take the volume's lease for the command (force: from a live holder
+ * too) and keep it: a thread renews it every third of its validity (60
+ * s; METAFUSE_TEST_LEASE_S for the tests), reading it first, for as long
+ * as the command runs, however long a sweep or a restore takes.  0, or
+ * -errno with one line in err.
+ */
+int offline_lease(struct offline_vol *ov, bool force, struct buf *err);
+/* Was the lease taken over (with --force) while the command held it?
+ * Then it must not write any more. */
+bool offline_lease_lost(struct offline_vol *ov);
+/* Stop renewing and release the lease (if still ours); nothing when not
+ * held.  offline_close() does it too. */
+void offline_unlease(struct offline_vol *ov);
 /* Close what is open and remove the private directory. */
 void offline_close(struct offline_vol *ov);
 

@@ -436,10 +436,9 @@ static int write_repair(struct offline_vol *ov)
 {
 	struct buf err = BUF_INIT;
 	struct journal *jr = NULL;
-	char owner[64];
 	int rc;
 
-	rc = volume_lease_take(ov->s, 30, 0, owner, sizeof(owner), &err);
+	rc = offline_lease(ov, false, &err);
 	if (rc) {
 		cli_error("%s; not writing the repair", buf_str(&err));
 		goto out;
@@ -452,7 +451,7 @@ static int write_repair(struct offline_vol *ov)
 		rc = journal_checkpoint(jr);
 		progress_end(ov->progress);
 	}
-	volume_lease_release(ov->s, owner);
+	offline_unlease(ov);
 	if (rc) {
 		cli_error("cannot write the repaired checkpoint: %s",
 			  strerror(-rc));

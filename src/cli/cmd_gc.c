@@ -58,6 +58,16 @@ const struct cli_cmd cli_cmd_gc = {
 	.flag_status = 2,
 };
 
+/* METAFUSE_TEST_GC_PAUSE_MS: the tests' long gc, to see its lease
+ * renewed while it runs. */
+static void test_pause(void)
+{
+	const char *knob = getenv("METAFUSE_TEST_GC_PAUSE_MS");
+
+	if (knob)
+		usleep((useconds_t)(strtoul(knob, NULL, 10) * 1000));
+}
+
 /*
  * In the restored state: delete every data object it does not reference,
  * then write it as a new checkpoint.  0 or -1 (printed).
@@ -85,6 +95,13 @@ static int collect(struct offline_vol *ov)
 			  strerror(-rc));
 		goto out;
 	}
+	if (offline_lease_lost(ov)) {
+		progress_end(ov->progress);
+		cli_error("the lease of %s was taken over (--force) while gc "
+			  "ran; not writing its checkpoint", s->url);
+		rc = -EBUSY;
+		goto out;
+	}
 	progress_phase(ov->progress, JOURNAL_WRITING, PROGRESS_BYTES, 0);
 	journal_set_progress(j, progress_report, ov->progress);
 	rc = journal_checkpoint(j);
@@ -109,7 +126,6 @@ int cmd_gc(int argc, char **argv)
 	struct cli_store_opts so = { 0 };
 	struct progress meter;
 	bool force = false;
-	char owner[64] = "";
 	struct cli_args a;
 	int c, rc, status = 2;
 
@@ -131,9 +147,8 @@ int cmd_gc(int argc, char **argv)
 		goto out;
 	ov.progress = &meter;
 	progress_phase(&meter, "taking the volume's lease", 0, 0);
-	rc = volume_lease_take(ov.s, 30, force, owner, sizeof(owner), &err);
+	rc = offline_lease(&ov, force, &err);
 	if (rc) {
-		owner[0] = 0;
 		progress_end(&meter);
 		cli_error("%s", buf_str(&err));
 		goto out;
@@ -146,12 +161,11 @@ int cmd_gc(int argc, char **argv)
 		status = 0;
 		goto out;
 	}
+	test_pause();
 	if (rc == 0 && collect(&ov) == 0)
 		status = 0;
 out:
 	progress_end(&meter);
-	if (owner[0])
-		volume_lease_release(ov.s, owner);
 	offline_close(&ov);
 	cli_store_opts_free(&so);
 	buf_free(&err);

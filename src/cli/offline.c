@@ -7,17 +7,30 @@
  * ov->s is then its sealed store (cli/passphrase.h).  The restore shows
  * on the command's progress meter (ov->progress), whose line is erased
  * before any message.
+ *
+ * A command that writes (gc, fsck --repair) holds the volume's lease
+ * while it works (offline_lease()), as a mount does, and a thread of its
+ * own renews it: a sweep of a large volume on a slow store can outlast
+ * any fixed validity, after which a mount elsewhere would take the
+ * volume and the sweep would delete the objects it uploads.  The
+ * renewal reads the lease first (a command is rare; one GET more is
+ * nothing), so a takeover with --force is noticed: offline_lease_lost().
  */
 #include "util/compat.h"
 
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "cli/cli.h"
 #include "cli/passphrase.h"
 #include "cli/store_opts.h"
+#include "util/log.h"
 #include "util/util.h"
 #include "volume/journal.h"
+
+/* How long each write of an offline command's lease is valid. */
+#define OFFLINE_LEASE_S 60
 
 int offline_open(struct offline_vol *ov, const char *loc,
 		 const struct store_options *o, const char *pass_file)
@@ -111,8 +124,106 @@ out:
 	return rc;
 }
 
+/* ---- the lease ---- */
+
+static void *renew_main(void *arg)
+{
+	struct offline_vol *ov = arg;
+	struct timespec ts;
+
+	pthread_mutex_lock(&ov->lease_lock);
+	while (!ov->lease_stop) {
+		int rc;
+
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_sec += (time_t)(ov->lease_valid_s / 3);
+		ts.tv_nsec += (long)(ov->lease_valid_s % 3) * 333333333L;
+		ts.tv_sec += ts.tv_nsec / 1000000000L;
+		ts.tv_nsec %= 1000000000L;
+		if (pthread_cond_timedwait(&ov->lease_cond, &ov->lease_lock,
+					   &ts) != ETIMEDOUT ||
+		    ov->lease_stop)
+			continue;
+		pthread_mutex_unlock(&ov->lease_lock);
+		rc = volume_lease_renew(ov->s, &ov->lease, ov->lease_valid_s,
+					true);
+		pthread_mutex_lock(&ov->lease_lock);
+		if (rc == -EBUSY) {
+			log_error("the volume's lease was taken over by "
+				  "another mount (--force) while this command "
+				  "ran");
+			ov->lease_lost = true;
+			break;
+		}
+		if (rc)
+			log_warn("cannot renew the volume's lease: %s",
+				 strerror(-rc));
+	}
+	pthread_mutex_unlock(&ov->lease_lock);
+	return NULL;
+}
+
+int offline_lease(struct offline_vol *ov, bool force, struct buf *err)
+{
+	const char *knob = getenv("METAFUSE_TEST_LEASE_S");
+	int rc;
+
+	ov->lease_valid_s = OFFLINE_LEASE_S;
+	if (knob && strtoul(knob, NULL, 10) >= 3)
+		ov->lease_valid_s = (unsigned)strtoul(knob, NULL, 10);
+	rc = volume_lease_hold(ov->s, ov->lease_valid_s, force, &ov->lease,
+			       err);
+	if (rc)
+		return rc;
+	pthread_mutex_init(&ov->lease_lock, NULL);
+	pthread_cond_init(&ov->lease_cond, NULL);
+	ov->lease_stop = ov->lease_lost = false;
+	ov->leased = true;
+	if (pthread_create(&ov->renewer, NULL, renew_main, ov)) {
+		volume_lease_release(ov->s, ov->lease.owner);
+		pthread_mutex_destroy(&ov->lease_lock);
+		pthread_cond_destroy(&ov->lease_cond);
+		ov->leased = false;
+		buf_appendf(err, "cannot start a thread to renew the lease");
+		return -EAGAIN;
+	}
+	return 0;
+}
+
+bool offline_lease_lost(struct offline_vol *ov)
+{
+	bool lost;
+
+	if (!ov->leased)
+		return false;
+	pthread_mutex_lock(&ov->lease_lock);
+	lost = ov->lease_lost;
+	pthread_mutex_unlock(&ov->lease_lock);
+	return lost;
+}
+
+void offline_unlease(struct offline_vol *ov)
+{
+	bool lost;
+
+	if (!ov->leased)
+		return;
+	pthread_mutex_lock(&ov->lease_lock);
+	ov->lease_stop = true;
+	pthread_cond_broadcast(&ov->lease_cond);
+	pthread_mutex_unlock(&ov->lease_lock);
+	pthread_join(ov->renewer, NULL);
+	lost = ov->lease_lost;
+	pthread_mutex_destroy(&ov->lease_lock);
+	pthread_cond_destroy(&ov->lease_cond);
+	ov->leased = false;
+	if (!lost)
+		volume_lease_release(ov->s, ov->lease.owner);
+}
+
 void offline_close(struct offline_vol *ov)
 {
+	offline_unlease(ov);
 	meta_close(ov->m);
 	ov->m = NULL;
 	if (ov->dir[0])

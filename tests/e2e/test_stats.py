@@ -544,3 +544,38 @@ def test_dead_holder_elsewhere_taken_after_expiry_or_forced(mounts):
             assert f.read() == b"written elsewhere"
         m.pid = None
         m.umount()
+
+
+@pytest.mark.root
+@pytest.mark.skipif(not can_unshare(), reason="needs unshare --uts")
+def test_gc_elsewhere_keeps_its_lease_while_it_runs(mounts):
+    """`metafuse gc` on another host holds the volume's lease for as long
+    as it runs, renewing it: long after one validity has passed, a mount
+    is still refused; once gc ends, the mount goes through."""
+    m = mounts()
+    write_file(m.path("f"), b"kept")
+    m.umount()
+    env = dict(m.env, METAFUSE_TEST_LEASE_S="3",
+               METAFUSE_TEST_GC_PAUSE_MS="10000")
+    gc = subprocess.Popen(elsewhere([h.BIN, "gc", m.store], env), env=env,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          text=True)
+    try:
+        # the lease is taken within a second or two; then its 3 s of
+        # validity pass twice over while gc pauses
+        time.sleep(8)
+        assert gc.poll() is None, gc.communicate()
+        r = m.cli("mount", "-o", f"cache_dir={m.cache}", m.store, m.mnt)
+        line = one_line_error(r)
+        assert "already mounted by host elsewhere" in line, line
+        assert not is_mounted(m.mnt)
+        out, err = gc.communicate(timeout=60)
+        assert gc.returncode == 0, err
+        assert "object(s) deleted" in out, out
+    finally:
+        if gc.poll() is None:
+            gc.kill()
+            gc.wait()
+    m.mount()
+    with open(m.path("f"), "rb") as f:
+        assert f.read() == b"kept"
