@@ -101,17 +101,34 @@ static void entry_of(const struct meta_snap *sn, struct fs_snap_entry *e)
 	snprintf(e->name, sizeof(e->name), "%s", sn->name);
 }
 
+/* name with its control characters as \xNN, for a message of one line */
+static void printable_name(const char *name, char *out, size_t size)
+{
+	const unsigned char *p = (const unsigned char *)name;
+	size_t n = 0;
+
+	for (; *p && n + 5 < size; p++)
+		n += (size_t)snprintf(out + n, size - n,
+				      *p < 0x20 || *p == 0x7f ? "\\x%02x" : "%c",
+				      *p);
+	out[n] = 0;
+}
+
 /* The one line for a name refused (invariant 1). */
 static int name_refused(int rc, const char *name)
 {
+	char shown[4 * META_SNAP_NAME_MAX + 8];
+
 	if (rc == -ENAMETOOLONG)
 		cli_error("snapshot: a snapshot name is at most %d bytes",
 			  META_SNAP_NAME_MAX);
 	else if (!*name)
 		cli_error("snapshot: a snapshot name cannot be empty");
-	else
+	else {
+		printable_name(name, shown, sizeof(shown));
 		cli_error("snapshot: '%s': a snapshot name cannot hold '/' or "
-			  "control characters", name);
+			  "control characters", shown);
+	}
 	return 1;
 }
 
