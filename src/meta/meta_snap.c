@@ -31,6 +31,10 @@
  *   3. Dropping one is one transaction: holds gone, counts down, and an
  *      object whose count reaches 0 gets freed_epoch as a block's does,
  *      so the normal GC frees it.
+ *   4. The copy holds no snapshot: a copy of every snapshot's holds in
+ *      each later copy would grow them without end.  Its counts are
+ *      those of its block and patch rows alone, and it keeps no object
+ *      row they do not name (a snapshot's mount collects nothing).
  */
 #include "util/compat.h"
 
@@ -124,6 +128,41 @@ static int create_locked(struct meta *m, const char *name, int64_t time_ns,
 	return rc < 0 ? rc : 0;
 }
 
+/*
+ * The copy without snapshots (invariant 4): their holds leave the
+ * counts, objects no row names leave the table, and the file shrinks.
+ * Only the copy's own connection: m is not locked.
+ */
+static int copy_strip(struct meta *m, const char *path)
+{
+	/* a file read once and removed: no journal, no sync */
+	static const char sql[] =
+		"PRAGMA journal_mode=OFF;"
+		"PRAGMA synchronous=OFF;"
+		"BEGIN;"
+		"UPDATE object SET refcount = refcount - c.n FROM"
+		" (SELECT hash, count(*) AS n FROM snap_hold GROUP BY hash)"
+		" AS c WHERE object.hash = c.hash;"
+		"DELETE FROM object WHERE refcount <= 0;"
+		"DELETE FROM snap_hold;"
+		"DELETE FROM snapshot;"
+		"COMMIT;"
+		"VACUUM;";
+	sqlite3 *db = NULL;
+	int rc = sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE |
+				 SQLITE_OPEN_NOMUTEX, NULL);
+
+	if (rc == SQLITE_OK)
+		rc = sqlite3_exec(db, sql, NULL, NULL, NULL);
+	if (rc != SQLITE_OK)
+		log_error("meta: snapshot copy %s: %s", path,
+			  db ? sqlite3_errmsg(db) : sqlite3_errstr(rc));
+	if (sqlite3_close(db) != SQLITE_OK && rc == SQLITE_OK)
+		rc = SQLITE_IOERR;
+	(void)m;
+	return rc == SQLITE_OK ? 0 : -EIO;
+}
+
 /* BEGIN IMMEDIATE .. COMMIT by hand: the lock stays held after it. */
 static int exec(struct meta *m, const char *sql)
 {
@@ -171,6 +210,8 @@ int meta_snap_create(struct meta *m, const char *name, int64_t time_ns,
 		rc = meta_copy_to(m, reader, copy_path);
 		sqlite3_exec(reader, "COMMIT", NULL, NULL, NULL);
 	}
+	if (!rc && copy_path)
+		rc = copy_strip(m, copy_path);
 	if (rc && id)
 		meta_snap_drop(m, id); /* the copy failed: nothing made */
 	if (!rc && out)

@@ -236,14 +236,34 @@ static void test_copy(void)
 		CHECK_RC(meta_open(copy, BS, 0, 0, &c), 0);
 		CHECK(lk(c, META_ROOT_INO, "f") == f);
 		CHECK(lk(c, META_ROOT_INO, "later") == 0);
-		CHECK_EQ_U64(refcount_of(c, h1), 2);
+		/* invariant 4: no snapshot in the copy, counts of its rows */
+		CHECK_EQ_U64(refcount_of(c, h1), 1);
 		CHECK_EQ_U64(refcount_of(c, h2), UINT64_MAX); /* no row */
-		CHECK_RC(meta_snap_find(c, "s", &sn), 0);
+		CHECK_RC(meta_snap_find(c, "s", &sn), -ENOENT);
+		CHECK_EQ_U64(gc_count(c, UINT64_MAX, 100), 0);
 		fsck_clean(c);
 		meta_close(c);
 		rm_db(copy);
 		rm_db(path);
 	}
+	/* a second snapshot's copy holds neither its own holds nor the
+	 * first one's, nor the objects only the first one keeps */
+	db_path("snap.db", copy, sizeof(copy));
+	m = open_mem();
+	f = mk(m, META_ROOT_INO, "f", S_IFREG | 0644);
+	put_block(m, f, 0, h1);
+	CHECK_RC(meta_snap_create(m, "s1", 1, NULL, &sn), 0);
+	put_block(m, f, 0, h2);
+	CHECK_RC(meta_snap_create(m, "s2", 2, copy, &sn), 0);
+	CHECK_EQ_U64(refcount_of(m, h1), 1);
+	CHECK_EQ_U64(refcount_of(m, h2), 2);
+	meta_close(m);
+	CHECK_RC(meta_open(copy, BS, 0, 0, &c), 0);
+	CHECK_EQ_U64(refcount_of(c, h1), UINT64_MAX);
+	CHECK_EQ_U64(refcount_of(c, h2), 1);
+	fsck_clean(c);
+	meta_close(c);
+	rm_db(copy);
 	/* a copy path that cannot be written: nothing made */
 	m = open_mem();
 	CHECK_RC(meta_snap_create(m, "s", 1, "/nonexistent/dir/x.db", &sn) < 0,
