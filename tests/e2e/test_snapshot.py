@@ -214,6 +214,13 @@ def test_snapshot_bad_input(mounts):
         err = one_line_failure(snap(p, verb, p.mnt, "s1"))
         assert "read-only" in err, err
     p.umount()
+    # on a read-only mount of the volume itself: refused too
+    ro = mounts(name="ro", store=m.store, mkfs=False, mount=False)
+    ro.mount(opts={"ro": True})
+    err = one_line_failure(snap(ro, "create", ro.mnt, "s2"))
+    assert "read-only" in err, err
+    assert list(listed(ro)) == ["s1"]
+    ro.umount()
     # an unknown name to mount: the names there are
     q = mounts(name="q", store=m.store, mkfs=False, mount=False,
                use_cache_opt=False)
