@@ -504,8 +504,8 @@ static int put_framed(struct journal *j, const char *key, const void *data,
 }
 
 /* Put the database file at path under k's keys (invariant 6). */
-static int put_checkpoint(struct journal *j, const struct copy_keys *k,
-			  const char *path, uint64_t *size, uint64_t *stored)
+static int put_copy(struct journal *j, const struct copy_keys *k,
+		    const char *path, uint64_t *size, uint64_t *stored)
 {
 	struct buf chunk = BUF_INIT, enc = BUF_INIT;
 	uint64_t nparts = 0, i;
@@ -565,6 +565,15 @@ out:
 	buf_free(&chunk);
 	buf_free(&enc);
 	return rc;
+}
+
+/* Put the database file at path as checkpoint cseq. */
+static int put_checkpoint(struct journal *j, uint64_t cseq, const char *path,
+			  uint64_t *size, uint64_t *stored)
+{
+	const struct copy_keys k = CKPT_KEYS(cseq);
+
+	return put_copy(j, &k, path, size, stored);
 }
 
 bool journal_changed_since_checkpoint(struct journal *j)
@@ -647,11 +656,7 @@ int journal_checkpoint(struct journal *j)
 		goto out;
 	/* the entries it covers are useful only if the checkpoint fails */
 	upload_pending(j);
-	{
-		const struct copy_keys k = CKPT_KEYS(cseq);
-
-		rc = put_checkpoint(j, &k, buf_str(&path), &size, &stored);
-	}
+	rc = put_checkpoint(j, cseq, buf_str(&path), &size, &stored);
 	unlink(buf_str(&path));
 	if (rc)
 		goto out;
@@ -818,9 +823,10 @@ static int get_framed(struct store *s, const struct blob_ctx *bc,
 
 /* Write the parts a manifest names, in order, to fd (invariant 6); they
  * are fetched ahead of the one written. */
-static int restore_parts(struct store *s, const struct blob_ctx *bc,
-			 const struct copy_keys *k, const struct buf *manifest,
-			 int fd, progress_fn *progress, void *progress_arg)
+static int restore_copy_parts(struct store *s, const struct blob_ctx *bc,
+			      const struct copy_keys *k,
+			      const struct buf *manifest, int fd,
+			      progress_fn *progress, void *progress_arg)
 {
 	struct buf obj = BUF_INIT, part = BUF_INIT;
 	unsigned long long nparts = 0, size = 0, done = 0, i;
@@ -881,6 +887,17 @@ static int restore_parts(struct store *s, const struct blob_ctx *bc,
 	return rc;
 }
 
+/* The parts of checkpoint seq whose head is manifest, to fd. */
+static int restore_parts(struct store *s, const struct blob_ctx *bc,
+			 uint64_t seq, const struct buf *manifest, int fd,
+			 progress_fn *progress, void *progress_arg)
+{
+	const struct copy_keys k = CKPT_KEYS(seq);
+
+	return restore_copy_parts(s, bc, &k, manifest, fd, progress,
+				  progress_arg);
+}
+
 int checkpoint_restore(struct store *s, const struct blob_ctx *bc,
 		       const char *db_path, uint64_t *seq_out,
 		       progress_fn *progress, void *progress_arg)
@@ -922,12 +939,7 @@ int checkpoint_restore(struct store *s, const struct blob_ctx *bc,
 		rc = -errno;
 		goto out;
 	}
-	{
-		const struct copy_keys k = CKPT_KEYS(seq);
-
-		rc = restore_parts(s, bc, &k, &head, fd, progress,
-				   progress_arg);
-	}
+	rc = restore_parts(s, bc, seq, &head, fd, progress, progress_arg);
 	if (!rc && fsync(fd) < 0)
 		rc = -errno;
 	close(fd);
@@ -972,7 +984,7 @@ int journal_put_copy(struct journal *j, const char *head_prefix,
 	uint64_t size;
 
 	*stored = 0;
-	return put_checkpoint(&copy, &k, path, &size, stored);
+	return put_copy(&copy, &k, path, &size, stored);
 }
 
 int journal_copy_is_head(const struct buf *head)
@@ -1001,7 +1013,7 @@ int journal_restore_copy(struct store *s, const struct blob_ctx *bc,
 		rc = -errno;
 		goto out;
 	}
-	rc = restore_parts(s, bc, &k, head, fd, NULL, NULL);
+	rc = restore_copy_parts(s, bc, &k, head, fd, NULL, NULL);
 	if (!rc && fsync(fd) < 0)
 		rc = -errno;
 	close(fd);
