@@ -163,9 +163,15 @@ static int mount_list(int fd, const char *target)
 	memset(&l, 0, sizeof(l));
 	do {
 		if (ioctl(fd, FS_IOC_SNAP_LIST, &l)) {
-			cli_error("snapshot: %s: %s", target,
-				  errno == ENOTTY ? "not a metafuse mount "
-				  "that has snapshots" : strerror(errno));
+			if (errno == EPERM)
+				cli_error("snapshot: %s: only root and the user "
+					  "who mounted it may see its "
+					  "snapshots", target);
+			else
+				cli_error("snapshot: %s: %s", target,
+					  errno == ENOTTY ? "not a metafuse "
+					  "mount that has snapshots" :
+					  strerror(errno));
 			return 1;
 		}
 		for (i = 0; i < l.n; i++) {

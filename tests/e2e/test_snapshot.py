@@ -237,3 +237,20 @@ def test_snapshot_bad_input(mounts):
     assert h.snapshot(m.mnt, root_attrs=False) == state
     assert set(m.data_objects()) == objects
     assert set(m.store_ls("meta/snap")) == keys
+
+
+def test_snapshot_only_root_and_the_owner(mounts):
+    """Another user who can reach the mount (allow_other) may not make,
+    delete or list its snapshots."""
+    import subprocess
+    m = mounts(opts={"allow_other": True})
+    os.chmod(m.mnt, 0o755)
+    assert snap(m, "create", m.mnt, "s1").returncode == 0
+    user = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+    for args in (("create", m.mnt, "s2"), ("delete", m.mnt, "s1"),
+                 ("list", m.mnt)):
+        r = subprocess.run(user + [h.BIN, "snapshot", *args],
+                           capture_output=True, text=True)
+        err = one_line_failure(r)
+        assert "only root and the user who mounted" in err, err
+    assert list(listed(m)) == ["s1"]
