@@ -4,8 +4,8 @@
  *
  * Purpose
  *   A snapshot of a mounted volume must hold everything written before
- *   the command, as fsync would make it durable: every dirty block is
- *   uploaded first (cache_flush_all()), so that the state the snapshot
+ *   the command, as fsync would make it durable: every block dirty then
+ *   is uploaded first (invariant 3), so that the state the snapshot
  *   holds names objects already in the store; volume/snapshot.c then
  *   makes the holds, the copy and the journal entry durable before the
  *   answer.  (The caller's kernel-side dirty pages were written back by
@@ -23,6 +23,10 @@
  *   2. Requests that change snapshots run one at a time (snap_lock), so
  *      the first snapshot raises the volume's format once, and their
  *      copies never share a temporary file.
+ *   3. A snapshot holds every block written before the request: the
+ *      blocks dirty when it arrives are uploaded (cache_flush_inode())
+ *      before the holds are made.  A block written again meanwhile is
+ *      held as its last upload, which is at least what it held then.
  */
 #include "util/compat.h"
 
@@ -49,6 +53,52 @@ static void entry_of(const struct meta_snap *sn, struct fs_snap_entry *e)
 	snprintf(e->name, sizeof(e->name), "%s", sn->name);
 }
 
+struct inos {
+	uint64_t *v;
+	size_t n, cap;
+};
+
+/* The files with dirty blocks, each once (the rows come in ino order). */
+static int dirty_cb(uint64_t ino, uint64_t idx, void *arg)
+{
+	struct inos *l = arg;
+
+	(void)idx;
+	if (l->n && l->v[l->n - 1] == ino)
+		return 0;
+	if (l->n == l->cap) {
+		size_t ncap = l->cap ? 2 * l->cap : 64;
+		uint64_t *nv = realloc(l->v, ncap * sizeof(*nv));
+
+		if (!nv)
+			return -ENOMEM;
+		l->v = nv;
+		l->cap = ncap;
+	}
+	l->v[l->n++] = ino;
+	return 0;
+}
+
+/*
+ * Upload what is dirty now, as fsync of each file would (invariant 3):
+ * only the blocks dirty at the call, so a file written all the time
+ * cannot hold the snapshot back.
+ */
+static int flush_dirty(const struct fs_config *cfg)
+{
+	struct inos l = { NULL, 0, 0 };
+	size_t i;
+	int rc = meta_blocks_dirty(cfg->meta, dirty_cb, &l);
+
+	for (i = 0; !rc && i < l.n; i++) {
+		rc = cache_flush_inode(cfg->cache, l.v[i]);
+		if (rc == -ENOENT || rc == -ESTALE)
+			rc = 0; /* deleted meanwhile: nothing to keep */
+	}
+	free(l.v);
+	return rc;
+}
+
 /* Create or delete r->e.name: 0 or -errno (the store's errors logged). */
 static int snap_change(const struct fs_config *cfg, struct fs_snap_req *r)
 {
@@ -62,7 +112,7 @@ static int snap_change(const struct fs_config *cfg, struct fs_snap_req *r)
 		return rc;
 	pthread_mutex_lock(&snap_lock);
 	if (r->op == FS_SNAP_CREATE) {
-		rc = cache_flush_all(cfg->cache, NULL, NULL);
+		rc = flush_dirty(cfg);
 		if (!rc)
 			rc = snapshot_create(cfg->meta, cfg->journal,
 					     cfg->store, cfg->volume,

@@ -254,3 +254,46 @@ def test_snapshot_only_root_and_the_owner(mounts):
         err = one_line_failure(r)
         assert "only root and the user who mounted" in err, err
     assert list(listed(m)) == ["s1"]
+
+
+def test_snapshot_while_a_file_is_written(mounts):
+    """A file written all the time does not hold a snapshot back, and
+    the snapshot has every byte written before the command."""
+    import threading
+    m = mounts()
+    data = h.rand_bytes(9, 8 * BS)
+    written = [0]
+    stop = threading.Event()
+    lock = threading.Lock()
+
+    def writer():
+        fd = os.open(m.path("busy"), os.O_WRONLY | os.O_CREAT, 0o644)
+        try:
+            off = 0
+            while not stop.is_set():
+                n = os.pwrite(fd, data[off:off + 4096], off)
+                with lock:
+                    written[0] = max(written[0], off + n)
+                off = (off + n) % len(data)
+        finally:
+            os.close(fd)
+
+    t = threading.Thread(target=writer)
+    t.start()
+    try:
+        for i in range(3):
+            while True:
+                with lock:
+                    before = written[0]
+                if before >= (i + 1) * BS or before == len(data):
+                    break
+            r = snap(m, "create", m.mnt, f"s{i}")
+            assert r.returncode == 0, r.stderr
+            p = past(mounts, m, f"s{i}", tag=f"past{i}")
+            got = read_file(p.path("busy"))
+            p.umount()
+            assert len(got) >= before
+            assert got[:before] == data[:before]
+    finally:
+        stop.set()
+        t.join()
