@@ -672,7 +672,7 @@ static int report_refcount(struct fsck *f, const struct row *r,
 
 	if (r->v[0] != r->v[1])
 		return problem(f, "object %s has refcount %lld, but %lld"
-			       " block and patch rows name it",
+			       " block, patch and snapshot rows name it",
 			       printable(r, hash), (long long)r->v[0],
 			       (long long)r->v[1]);
 	if (r->v[0] == 0)
@@ -689,8 +689,8 @@ static int report_no_object(struct fsck *f, const struct row *r,
 {
 	char hash[META_NAME_MAX + 1];
 
-	return problem(f, "object %s is named by %lld block or patch rows"
-		       " but has no object row", printable(r, hash),
+	return problem(f, "object %s is named by %lld block, patch or"
+		       " snapshot rows but has no object row", printable(r, hash),
 		       (long long)r->v[0]);
 }
 
