@@ -109,8 +109,8 @@ static void printable_name(const char *name, char *out, size_t size)
 
 	for (; *p && n + 5 < size; p++)
 		n += (size_t)snprintf(out + n, size - n,
-				      *p < 0x20 || *p == 0x7f ? "\\x%02x" : "%c",
-				      *p);
+				      *p < 0x20 || *p == 0x7f ? "\\x%02x" :
+								"%c", *p);
 	out[n] = 0;
 }
 
@@ -164,8 +164,8 @@ static int mount_list(int fd, const char *target)
 	do {
 		if (ioctl(fd, FS_IOC_SNAP_LIST, &l)) {
 			if (errno == EPERM)
-				cli_error("snapshot: %s: only root and the user "
-					  "who mounted it may see its "
+				cli_error("snapshot: %s: only root and the "
+					  "user who mounted it may see its "
 					  "snapshots", target);
 			else
 				cli_error("snapshot: %s: %s", target,
@@ -310,9 +310,9 @@ static int offline_change(struct offline_vol *ov, enum verb v,
 	if (!rc) {
 		rc = journal_checkpoint(j);
 		if (rc)
-			cli_error("snapshot: done, but the new checkpoint could "
-				  "not be written: %s (the journal holds it)",
-				  strerror(-rc));
+			cli_error("snapshot: done, but the new checkpoint "
+				  "could not be written: %s (the journal "
+				  "holds it)", strerror(-rc));
 		rc = 0;
 	}
 	if (!rc && v == V_CREATE)

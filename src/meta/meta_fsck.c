@@ -690,8 +690,8 @@ static int report_no_object(struct fsck *f, const struct row *r,
 	char hash[META_NAME_MAX + 1];
 
 	return problem(f, "object %s is named by %lld block, patch or"
-		       " snapshot rows but has no object row", printable(r, hash),
-		       (long long)r->v[0]);
+		       " snapshot rows but has no object row",
+		       printable(r, hash), (long long)r->v[0]);
 }
 
 /* ---- the checks, in the order of the list above ---- */

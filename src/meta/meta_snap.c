@@ -235,7 +235,8 @@ int meta_snap_drop(struct meta *m, uint64_t id)
 	if (rc == 0)
 		rc = -ENOENT;
 	if (rc > 0)
-		rc = run1(m, "UPDATE object SET refcount = max(refcount - 1, 0),"
+		rc = run1(m, "UPDATE object"
+			  " SET refcount = max(refcount - 1, 0),"
 			  " freed_epoch = CASE WHEN refcount <= 1 THEN "
 			  META_CKPT_SEQ_SQL " ELSE freed_epoch END"
 			  " WHERE hash IN (SELECT hash FROM snap_hold"
