@@ -15,6 +15,8 @@ METAFUSE_TEST_ENCRYPT=1.
 import os
 import re
 
+import pytest
+
 import mfhelpers as h
 from mfhelpers import read_file, write_file
 
@@ -256,11 +258,28 @@ def test_snapshot_only_root_and_the_owner(mounts):
     assert list(listed(m)) == ["s1"]
 
 
-def test_snapshot_while_a_file_is_written(mounts):
+@pytest.mark.parametrize("wbc", [False, True],
+                         ids=["default", "kernel-writeback-cache"])
+def test_snapshot_while_a_file_is_written(mounts, wbc):
     """A file written all the time does not hold a snapshot back, and
-    the snapshot has every byte written before the command."""
+    the snapshot has every byte written before the command (with the
+    kernel's writeback cache too: the command's syncfs sends it)."""
     import threading
-    m = mounts()
+    if wbc and not h.mount_option_supported("writeback_cache"):
+        pytest.skip("this metafuse has no writeback_cache option")
+    m = mounts(opts={"writeback_cache": True} if wbc else None)
+    # written, still open (a close would write the kernel's pages back)
+    fresh = h.rand_bytes(10, 8192 + 5)
+    fd = os.open(m.path("fresh"), os.O_WRONLY | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, fresh)
+        r = snap(m, "create", m.mnt, "open")
+        assert r.returncode == 0, r.stderr
+        p = past(mounts, m, "open", tag="past-open")
+        assert read_file(p.path("fresh")) == fresh
+        p.umount()
+    finally:
+        os.close(fd)
     data = h.rand_bytes(9, 8 * BS)
     written = [0]
     stop = threading.Event()
