@@ -47,6 +47,7 @@ import time
 import urllib.parse
 
 from bench_clone import w_clone
+from bench_snapshot import w_snapshot
 from bench_meta import w_meta
 from bench_report import fmt_csv, summarize
 from bench_scale import w_scale
@@ -940,6 +941,8 @@ WORKLOADS = [("seq", w_seq), ("rand", w_rand), ("small", w_small),
              ("meta", lambda s, sz, ctx: w_meta(s, sz, ctx, drop_caches)),
              ("clone", lambda s, sz, ctx: w_clone(s, sz, ctx, Metafuse, fio,
                                                   rclone_harness)),
+             ("snapshot", lambda s, sz, ctx: w_snapshot(s, sz, ctx,
+                                                        Metafuse)),
              ("scale", lambda s, sz, ctx: w_scale(s, sz, ctx, drop_caches,
                                                   Metafuse)),
              ("mount", w_mount)]

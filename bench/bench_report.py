@@ -47,6 +47,8 @@ METRICS = {
     "cp_store_objects": ("objects", None), "cp_store_bytes": ("B", None),
     "clone_store_objects": ("objects", None),
     "clone_store_bytes": ("B", None),
+    "snapshot_ms": ("ms", False), "snapshot_dirty_ms": ("ms", False),
+    "snapshot_store_bytes": ("B", None),
     "write_cpu_s_per_GiB": ("CPU s/GiB", False),
     "read_cpu_s_per_GiB": ("CPU s/GiB", False),
     "randwrite_cpu_s_per_GiB": ("CPU s/GiB", False),

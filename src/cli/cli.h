@@ -31,6 +31,7 @@ int cmd_fsck(int argc, char **argv);
 int cmd_gc(int argc, char **argv);
 int cmd_stats(int argc, char **argv);
 int cmd_clone(int argc, char **argv);
+int cmd_snapshot(int argc, char **argv);
 int cmd_passwd(int argc, char **argv);
 int cmd_help(int argc, char **argv);
 
@@ -45,6 +46,7 @@ struct cli_cmd;
 extern const struct cli_cmd cli_cmd_mkfs, cli_cmd_mount, cli_cmd_umount,
 	cli_cmd_fsck, cli_cmd_gc, cli_cmd_stats, cli_cmd_passwd, cli_cmd_help;
 extern const struct cli_cmd cli_cmd_clone;
+extern const struct cli_cmd cli_cmd_snapshot;
 extern const struct cli_cmd cli_cmd_mount_helper, cli_cmd_umount_helper;
 extern const struct cli_cmd *const cli_commands[];
 extern const struct cli_cmd *const cli_helpers[];
@@ -103,7 +105,7 @@ int umount_wait(const char *path, unsigned flags);
  *     a missing argument): exit status flag_status;
  *   - too few or too many operands: the usage line, exit status 2.
  */
-#define CLI_MAX_OPERANDS 2
+#define CLI_MAX_OPERANDS 3
 
 struct cli_cmd {
 	const char *name;              /* "mkfs", as typed */
@@ -161,6 +163,9 @@ struct cli_mount {
 	long uid;
 };
 int cli_mount_find(const char *real_path, struct cli_mount *out);
+/* The mountpoint of a read-write metafuse mount of source (a STORE as
+ * the mount table has it) into mp: 0, or -ENOENT when there is none. */
+int cli_mount_rw_of(const char *source, char *mp, size_t size);
 
 /*
  * A volume opened without mounting it (fsck, gc; offline.c).  The

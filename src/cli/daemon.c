@@ -903,6 +903,7 @@ static int open_fs(struct mounted *mt)
 	fc.store = mt->store;
 	fc.blob = &mt->blob;
 	fc.journal = mt->journal;
+	fc.volume = &mt->vol;
 	fc.read_only = mt->o->read_only;
 	fc.writeback_cache = mt->o->writeback_cache;
 	/* Attributes for a second, as the daemon moves atime on reads behind

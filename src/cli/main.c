@@ -146,12 +146,41 @@ int cli_is_mountpoint(const char *real_path)
 	return cli_mount_find(real_path, &mi) == 0;
 }
 
+int cli_mount_rw_of(const char *source, char *mp, size_t size)
+{
+	FILE *f = fopen("/proc/self/mountinfo", "r");
+	char line[8192], where[PATH_MAX];
+	struct cli_mount mi;
+	int rc = -ENOENT;
+
+	if (!f)
+		return -errno;
+	while (rc && fgets(line, sizeof(line), f)) {
+		/* field 6: the mount's options, "ro," or "rw," first */
+		char *opts = line;
+		int i;
+
+		for (i = 1; i < 6 && opts; i++)
+			if ((opts = strchr(opts, ' ')))
+				opts++;
+		if (opts && !strncmp(opts, "rw", 2) &&
+		    mountinfo_line(line, where, sizeof(where), &mi) &&
+		    strstr(mi.fstype, "metafuse") &&
+		    !strcmp(mi.source, source)) {
+			snprintf(mp, size, "%s", where);
+			rc = 0;
+		}
+	}
+	fclose(f);
+	return rc;
+}
+
 /* argv[1] names the command, which reads argv[1..] with cli_getopt(); the
  * order is the top-level help's */
 const struct cli_cmd *const cli_commands[] = {
 	&cli_cmd_mkfs, &cli_cmd_mount, &cli_cmd_umount, &cli_cmd_fsck,
 	&cli_cmd_gc,   &cli_cmd_stats,
-	&cli_cmd_clone, &cli_cmd_passwd,
+	&cli_cmd_clone, &cli_cmd_snapshot, &cli_cmd_passwd,
 	&cli_cmd_help,   NULL,
 };
 

@@ -16,6 +16,7 @@
 #include "meta/meta.h"
 #include "store/store.h"
 #include "volume/journal.h"
+#include "volume/volume.h"
 
 #include <linux/ioctl.h>
 
@@ -47,12 +48,55 @@ enum fs_clone_flags {
 
 #define FS_IOC_CLONE _IOWR('M', 0xc1, struct fs_clone_req)
 
+/*
+ * `metafuse snapshot`'s requests: ioctls on a descriptor of the mount's
+ * root (fs/fs_snap.c), answered only to root and the mount's owner.
+ * FS_IOC_SNAP makes (FS_SNAP_CREATE) or deletes (FS_SNAP_DELETE) the
+ * snapshot name, durable in the store before the answer; the result
+ * fields are filled on success.  Errors: EEXIST, ENOENT, EINVAL or
+ * ENAMETOOLONG for the name, EROFS on a read-only or past mount, EPERM
+ * for another user, else the store's (the daemon's log says more).
+ * FS_IOC_SNAP_LIST gives up to FS_SNAP_LIST_MAX snapshots with ids above
+ * after, oldest first.  ENOTTY: not a metafuse mount of this version.
+ */
+enum fs_snap_op {
+	FS_SNAP_CREATE = 1,
+	FS_SNAP_DELETE = 2,
+};
+
+struct fs_snap_entry {
+	uint64_t id;
+	int64_t time_ns;	/* Unix ns */
+	uint64_t objects;	/* objects it holds */
+	uint64_t alone_bytes;	/* stored bytes only it keeps */
+	char name[256];
+};
+
+struct fs_snap_req {
+	uint32_t op;		/* enum fs_snap_op */
+	uint32_t reserved;	/* 0 */
+	struct fs_snap_entry e;	/* in: e.name; out: the rest (create) */
+};
+
+#define FS_SNAP_LIST_MAX 8
+struct fs_snap_list {
+	uint64_t after;		/* in */
+	uint32_t n;		/* out */
+	uint32_t reserved;
+	struct fs_snap_entry e[FS_SNAP_LIST_MAX];
+};
+
+#define FS_IOC_SNAP _IOWR('M', 0xc2, struct fs_snap_req)
+#define FS_IOC_SNAP_LIST _IOWR('M', 0xc3, struct fs_snap_list)
+
 struct fs_config {
 	struct meta *meta;
 	struct cache *cache;
 	struct store *store;
 	const struct blob_ctx *blob;
 	struct journal *journal; /* metadata to the store */
+	struct volume *volume;	 /* its descriptor (snapshots raise its
+				  * format; fs_snap.c) */
 	bool read_only;
 	/* let the kernel cache writes (faster small writes; a crash of the
 	 * daemon then loses what the kernel had not passed on) */

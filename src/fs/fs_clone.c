@@ -267,6 +267,10 @@ void fs_clone_ioctl(fuse_req_t req, struct fuse_session *se,
 	struct fs_clone_req r;
 	int rc, i, n;
 
+	if (cmd == FS_IOC_SNAP || cmd == FS_IOC_SNAP_LIST) {
+		fs_snap_ioctl(req, cfg, cmd, in_buf, in_bufsz, out_bufsz);
+		return;
+	}
 	if (cmd != FS_IOC_CLONE || in_bufsz != sizeof(r) ||
 	    out_bufsz != sizeof(r)) {
 		fuse_reply_err(req, ENOTTY);

@@ -132,6 +132,13 @@ int fs_acl_set(struct meta *m, uint64_t ino, const void *value, size_t size,
 
 #endif
 
+/* FS_IOC_SNAP and FS_IOC_SNAP_LIST (fs_snap.c), handed on by
+ * fs_clone_ioctl(); it replies. */
+#ifdef FUSE_LOWLEVEL_H_
+void fs_snap_ioctl(fuse_req_t req, const struct fs_config *cfg, unsigned cmd,
+		   const void *in_buf, size_t in_bufsz, size_t out_bufsz);
+#endif
+
 /* FS_IOC_CLONE on a descriptor of inode ino, for who: the names are
  * made strings here; r's result fields are set on success. */
 int fs_clone_request(struct meta *m, struct cache *c, uint64_t ino,

@@ -46,6 +46,9 @@
  *   object(hash, refcount, size, freed_epoch)
  *                           key hash, WITHOUT ROWID; partial index
  *                           (freed_epoch, hash) on refcount = 0 rows
+ *   snapshot(id, name, ns, jseq), snap_hold(snap, hash)
+ *                           snapshots and the objects each holds
+ *                           (meta_snap.c)
  *   temp.stat_counts        one row of meta_stats() counters, kept by
  *                           TEMP triggers (stats_sql): per connection,
  *                           never written to the file
@@ -149,7 +152,17 @@ static const char schema_sql[] =
 	" size INTEGER NOT NULL,"
 	" freed_epoch INTEGER) WITHOUT ROWID;"
 	"CREATE INDEX IF NOT EXISTS object_gc ON object(freed_epoch, hash)"
-	" WHERE refcount = 0;";
+	" WHERE refcount = 0;"
+	/* snapshots (meta_snap.c); made in older databases at open */
+	"CREATE TABLE IF NOT EXISTS snapshot ("
+	" id INTEGER PRIMARY KEY AUTOINCREMENT,"
+	" name TEXT NOT NULL,"
+	" ns INTEGER NOT NULL,"
+	" jseq INTEGER NOT NULL);"
+	"CREATE TABLE IF NOT EXISTS snap_hold ("
+	" snap INTEGER NOT NULL,"
+	" hash TEXT NOT NULL,"
+	" PRIMARY KEY (snap, hash)) WITHOUT ROWID;";
 
 /*
  * meta_stats() counters, kept by TEMP triggers in a TEMP one-row table:

@@ -30,6 +30,8 @@
  *            current at that moment; such an object may be deleted from
  *            the store once a checkpoint with a higher sequence is durable
  *            (older checkpoints are deleted first), see meta_gc_list().
+ *   snapshot (id, name, ns, jseq), snap_hold (snap, hash): snapshots and
+ *            the objects each holds (meta_snap.c).
  *   inline_data (ino, data): the content of a small regular file, kept
  *            here instead of in blocks (see meta_inline_write()).
  *   config  (key, value) text pairs: "format" and "block_size" (set at
@@ -44,7 +46,8 @@
  *   2. every dentry names an existing inode; every inode with nlink > 0
  *      is reachable; inodes with nlink = 0 are orphans kept only while
  *      open or looked up, and purged with meta_inode_purge().
- *   3. object.refcount = number of block and patch rows with that hash.
+ *   3. object.refcount = number of block and patch rows with that hash,
+ *      plus the snapshots holding it (snap_hold rows, meta_snap.c).
  *   4. inode.nblocks = number of block rows of that inode.
  *   5. no block row has idx >= ceil(size / block_size).
  *   6. every patch row has a block row with a hash.
@@ -411,6 +414,45 @@ bool meta_journal_has_changes(struct meta *m);
 /* A counter bumped by every committed change; lets the checkpointer skip
  * idle periods. */
 uint64_t meta_change_count(struct meta *m);
+
+/*
+ * Snapshots (meta_snap.c): a snapshot holds every object named by block
+ * and patch rows at its creation (one snap_hold row each), and each hold
+ * counts in object.refcount like a block row (invariant 3), so GC keeps
+ * them until the snapshot is dropped.
+ */
+#define META_SNAP_NAME_MAX 255
+struct meta_snap {
+	uint64_t id;	  /* never reused; names its copy in the store */
+	char name[META_SNAP_NAME_MAX + 1];
+	int64_t time_ns;  /* when it was made (Unix ns) */
+	uint64_t jseq;	  /* the journal entry that carries it */
+	uint64_t objects; /* objects it holds */
+	uint64_t alone_bytes; /* stored bytes of those only it holds */
+};
+/* 0 for a valid name; -EINVAL: empty, '/' or a control character;
+ * -ENAMETOOLONG: more than META_SNAP_NAME_MAX bytes. */
+int meta_snap_name_check(const char *name);
+/*
+ * One transaction: the snapshot name made at time_ns, holding every
+ * object the volume names now.  With copy_path (which must not exist),
+ * a copy of the database as of exactly that transaction is written
+ * there (a file database is copied after the lock is released).  out
+ * (may be NULL) gets the new row.  -EEXIST: the name exists; errors of
+ * meta_snap_name_check(); nothing is left made on failure.
+ */
+int meta_snap_create(struct meta *m, const char *name, int64_t time_ns,
+		     const char *copy_path, struct meta_snap *out);
+/* Drop snapshot id and its holds (objects at 0 get a freed epoch as a
+ * block's would).  -ENOENT: no such snapshot. */
+int meta_snap_drop(struct meta *m, uint64_t id);
+/* One snapshot by id or by name; -ENOENT when there is none. */
+int meta_snap_get(struct meta *m, uint64_t id, struct meta_snap *out);
+int meta_snap_find(struct meta *m, const char *name, struct meta_snap *out);
+/* Up to max snapshots with ids above after_id, in id order (oldest
+ * first); *n gets how many. */
+int meta_snap_list(struct meta *m, uint64_t after_id, struct meta_snap *out,
+		   size_t max, size_t *n);
 
 /*
  * Check invariants 1-7 above.  Each problem found is reported through

@@ -45,8 +45,11 @@
  *       blocks with more than PATCH_CHAIN_MAX patches      -> deleted
  *       (such a block then reads as its base: wrong, but no worse than
  *       unreadable, and reported)
- *   13. refcounts (invariant 3) and freed_epoch
- *   14. object rows missing for a name some block or patch holds -> made
+ *   13. holds of snapshots that do not exist               -> deleted
+ *   14. refcounts (invariant 3: block, patch and hold rows) and
+ *       freed_epoch
+ *   15. object rows missing for a name some block, patch or hold
+ *       holds                                              -> made
  *
  * Invariants of this file
  *   1. Without repair, nothing but the TEMP tables is written: the run is
@@ -653,7 +656,15 @@ static int report_patches(struct fsck *f, const struct row *r,
 		       (long long)r->v[2], r->text);
 }
 
-/* 13: (refcount, block and patch rows, freed_epoch or -1, hash) */
+/* 13: (snapshot, holds, 0, "") */
+static int report_hold(struct fsck *f, const struct row *r, const char *why)
+{
+	return problem(f, "%lld objects are held by snapshot %lld, which"
+		       " does not exist", (long long)r->v[1],
+		       (long long)r->v[0]);
+}
+
+/* 14: (refcount, block, patch and hold rows, freed_epoch or -1, hash) */
 static int report_refcount(struct fsck *f, const struct row *r,
 			   const char *why)
 {
@@ -661,7 +672,7 @@ static int report_refcount(struct fsck *f, const struct row *r,
 
 	if (r->v[0] != r->v[1])
 		return problem(f, "object %s has refcount %lld, but %lld"
-			       " block and patch rows name it",
+			       " block, patch and snapshot rows name it",
 			       printable(r, hash), (long long)r->v[0],
 			       (long long)r->v[1]);
 	if (r->v[0] == 0)
@@ -672,15 +683,15 @@ static int report_refcount(struct fsck *f, const struct row *r,
 		       (long long)r->v[2]);
 }
 
-/* 14: (block and patch rows, 0, 0, hash) */
+/* 15: (block, patch and hold rows, 0, 0, hash) */
 static int report_no_object(struct fsck *f, const struct row *r,
 			    const char *why)
 {
 	char hash[META_NAME_MAX + 1];
 
-	return problem(f, "object %s is named by %lld block or patch rows"
-		       " but has no object row", printable(r, hash),
-		       (long long)r->v[0]);
+	return problem(f, "object %s is named by %lld block, patch or"
+		       " snapshot rows but has no object row",
+		       printable(r, hash), (long long)r->v[0]);
 }
 
 /* ---- the checks, in the order of the list above ---- */
@@ -809,12 +820,20 @@ static const struct fsck_check checks[] = {
 	  .report = report_patches,
 	  .repair = "DELETE FROM patch WHERE ino = :a AND idx = :b" },
 	/* 13 */
+	{ .name = "snapshot holds",
+	  .find = "SELECT h.snap, count(*), 0, '' FROM snap_hold AS h"
+		  " WHERE NOT EXISTS (SELECT 1 FROM snapshot WHERE id = h.snap)"
+		  " GROUP BY h.snap",
+	  .report = report_hold,
+	  .repair = "DELETE FROM snap_hold WHERE snap = :a" },
+	/* 14 */
 	{ .name = "refcounts",
 	  .find = "SELECT o.refcount, coalesce(c.n, 0),"
 		  " coalesce(o.freed_epoch, -1), o.hash FROM object AS o"
 		  " LEFT JOIN (SELECT hash, count(*) AS n FROM"
 		  " (SELECT hash FROM block WHERE hash IS NOT NULL"
-		  " UNION ALL SELECT hash FROM patch) GROUP BY hash) AS c"
+		  " UNION ALL SELECT hash FROM patch"
+		  " UNION ALL SELECT hash FROM snap_hold) GROUP BY hash) AS c"
 		  " ON c.hash = o.hash"
 		  " WHERE o.refcount != coalesce(c.n, 0)"
 		  " OR (o.refcount = 0 AND o.freed_epoch IS NULL)"
@@ -825,11 +844,12 @@ static const struct fsck_check checks[] = {
 		    " WHEN refcount > 0 OR freed_epoch IS NULL"
 		    " THEN " META_CKPT_SEQ_SQL
 		    " ELSE freed_epoch END WHERE hash = :hash" },
-	/* 14 */
+	/* 15 */
 	{ .name = "missing object rows",
 	  .find = "SELECT count(*), 0, 0, b.hash FROM"
 		  " (SELECT hash FROM block WHERE hash IS NOT NULL"
-		  " UNION ALL SELECT hash FROM patch) AS b"
+		  " UNION ALL SELECT hash FROM patch"
+		  " UNION ALL SELECT hash FROM snap_hold) AS b"
 		  " WHERE NOT EXISTS"
 		  " (SELECT 1 FROM object WHERE hash = b.hash)"
 		  " GROUP BY b.hash",

@@ -10,6 +10,7 @@
  *   meta_journal.c  the journal's changesets
  *   meta_fsck.c     the checks of meta.h's invariants
  *   meta_clone.c    clones: blocks shared by two files, a tree copied
+ *   meta_snap.c     snapshots: their rows and the objects they hold
  *
  * struct meta owns the one SQLite connection of a volume.  Every use of
  * the connection happens between meta_txn_begin() and meta_txn_end(),
@@ -121,6 +122,12 @@ bool meta_pend_write_locked(struct meta *m, uint64_t ino, uint64_t end,
 			    const struct timespec *now);
 void meta_pend_note_locked(struct meta *m, uint64_t ino, uint64_t size,
 			   const struct timespec *now);
+
+/* A database copy outside the lock (meta_journal.c): a read-only
+ * connection to m's file, and a copy of src (in its open read
+ * transaction, if any) to the file path. */
+int meta_copy_reader(struct meta *m, sqlite3 **reader);
+int meta_copy_to(struct meta *m, sqlite3 *src, const char *path);
 
 /* Free the session (meta_close). */
 void meta_journal_stop(struct meta *m);

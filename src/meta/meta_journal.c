@@ -318,3 +318,13 @@ int meta_journal_apply(struct meta *m, const void *cs, size_t len)
 	}
 	return meta_txn_end(m, rc);
 }
+
+int meta_copy_reader(struct meta *m, sqlite3 **reader)
+{
+	return reader_open(m, reader);
+}
+
+int meta_copy_to(struct meta *m, sqlite3 *src, const char *path)
+{
+	return backup_to(m, src, path);
+}

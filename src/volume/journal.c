@@ -138,9 +138,28 @@ static void ckpt_key(uint64_t seq, char *key, size_t size)
 	snprintf(key, size, CKPT_PREFIX "%016" PRIx64, seq);
 }
 
-static void part_key(uint64_t seq, uint64_t part, char *key, size_t size)
+/* Where a copy of the database goes (invariant 6): a checkpoint's keys,
+ * or a snapshot's (journal_put_copy()).  extra: lines added to the head
+ * of a copy in parts; parts: always in parts, so the head is small. */
+struct copy_keys {
+	const char *head;  /* head prefix, the 16 hex digits of seq follow */
+	const char *part;  /* part prefix: seq, '-', 8 hex digits of part */
+	uint64_t seq;
+	const char *extra;
+	bool parts;
+};
+
+#define CKPT_KEYS(cseq) { CKPT_PREFIX, PART_PREFIX, (cseq), NULL, false }
+
+static void copy_head_key(const struct copy_keys *k, char *key, size_t size)
 {
-	snprintf(key, size, PART_PREFIX "%016" PRIx64 "-%08" PRIx64, seq,
+	snprintf(key, size, "%s%016" PRIx64, k->head, k->seq);
+}
+
+static void copy_part_key(const struct copy_keys *k, uint64_t part,
+			  char *key, size_t size)
+{
+	snprintf(key, size, "%s%016" PRIx64 "-%08" PRIx64, k->part, k->seq,
 		 part);
 }
 
@@ -484,9 +503,9 @@ static int put_framed(struct journal *j, const char *key, const void *data,
 	return rc;
 }
 
-/* Put the database file at path as checkpoint cseq (invariant 6). */
-static int put_checkpoint(struct journal *j, uint64_t cseq, const char *path,
-			  uint64_t *size, uint64_t *stored)
+/* Put the database file at path under k's keys (invariant 6). */
+static int put_copy(struct journal *j, const struct copy_keys *k,
+		    const char *path, uint64_t *size, uint64_t *stored)
 {
 	struct buf chunk = BUF_INIT, enc = BUF_INIT;
 	uint64_t nparts = 0, i;
@@ -503,8 +522,8 @@ static int put_checkpoint(struct journal *j, uint64_t cseq, const char *path,
 		goto out;
 	}
 	*size = (uint64_t)st.st_size;
-	if (*size > j->part_size)
-		nparts = (*size + j->part_size - 1) / j->part_size;
+	if (*size > j->part_size || k->parts)
+		nparts = MF_MAX((*size + j->part_size - 1) / j->part_size, 1);
 	rc = buf_reserve(&chunk, nparts ? j->part_size : (size_t)*size);
 	if (!rc && nparts && j->progress)
 		j->progress(j->progress_arg, JOURNAL_WRITING, PROGRESS_BYTES, 0,
@@ -521,9 +540,9 @@ static int put_checkpoint(struct journal *j, uint64_t cseq, const char *path,
 			break;
 		}
 		if (nparts)
-			part_key(cseq, i, key, sizeof(key));
+			copy_part_key(k, i, key, sizeof(key));
 		else
-			ckpt_key(cseq, key, sizeof(key));
+			copy_head_key(k, key, sizeof(key));
 		rc = put_framed(j, key, chunk.data, want, &enc, stored);
 		if (!rc && nparts && j->progress)
 			j->progress(j->progress_arg, JOURNAL_WRITING,
@@ -534,7 +553,9 @@ static int put_checkpoint(struct journal *j, uint64_t cseq, const char *path,
 		buf_reset(&chunk);
 		rc = buf_appendf(&chunk, MANIFEST_MAGIC "parts=%" PRIu64
 				 "\nsize=%" PRIu64 "\n", nparts, *size);
-		ckpt_key(cseq, key, sizeof(key));
+		if (!rc && k->extra)
+			rc = buf_appends(&chunk, k->extra);
+		copy_head_key(k, key, sizeof(key));
 		if (!rc)
 			rc = put_framed(j, key, chunk.data, chunk.len, &enc,
 					stored);
@@ -544,6 +565,15 @@ out:
 	buf_free(&chunk);
 	buf_free(&enc);
 	return rc;
+}
+
+/* Put the database file at path as checkpoint cseq. */
+static int put_checkpoint(struct journal *j, uint64_t cseq, const char *path,
+			  uint64_t *size, uint64_t *stored)
+{
+	const struct copy_keys k = CKPT_KEYS(cseq);
+
+	return put_copy(j, &k, path, size, stored);
 }
 
 bool journal_changed_since_checkpoint(struct journal *j)
@@ -793,9 +823,10 @@ static int get_framed(struct store *s, const struct blob_ctx *bc,
 
 /* Write the parts a manifest names, in order, to fd (invariant 6); they
  * are fetched ahead of the one written. */
-static int restore_parts(struct store *s, const struct blob_ctx *bc,
-			 uint64_t seq, const struct buf *manifest, int fd,
-			 progress_fn *progress, void *progress_arg)
+static int restore_copy_parts(struct store *s, const struct blob_ctx *bc,
+			      const struct copy_keys *k,
+			      const struct buf *manifest, int fd,
+			      progress_fn *progress, void *progress_arg)
 {
 	struct buf obj = BUF_INIT, part = BUF_INIT;
 	unsigned long long nparts = 0, size = 0, done = 0, i;
@@ -807,7 +838,7 @@ static int restore_parts(struct store *s, const struct blob_ctx *bc,
 	if (sscanf((const char *)manifest->data + strlen(MANIFEST_MAGIC),
 		   "parts=%llu\nsize=%llu", &nparts, &size) != 2 ||
 	    nparts == 0 || nparts > SIZE_MAX / sizeof(*keys)) {
-		ckpt_key(seq, key, sizeof(key));
+		copy_head_key(k, key, sizeof(key));
 		log_error("checkpoint %s: a damaged list of parts", key);
 		return -EIO;
 	}
@@ -816,7 +847,7 @@ static int restore_parts(struct store *s, const struct blob_ctx *bc,
 	if (!keys || !ptrs)
 		rc = -ENOMEM;
 	for (i = 0; !rc && i < nparts; i++) {
-		part_key(seq, i, keys[i], sizeof(keys[i]));
+		copy_part_key(k, i, keys[i], sizeof(keys[i]));
 		ptrs[i] = keys[i];
 	}
 	if (!rc)
@@ -844,7 +875,7 @@ static int restore_parts(struct store *s, const struct blob_ctx *bc,
 	}
 	store_ahead_end(ahead);
 	if (!rc && done != size) {
-		ckpt_key(seq, key, sizeof(key));
+		copy_head_key(k, key, sizeof(key));
 		log_error("checkpoint %s: its parts hold %llu bytes, not %llu",
 			  key, done, size);
 		rc = -EIO;
@@ -854,6 +885,17 @@ static int restore_parts(struct store *s, const struct blob_ctx *bc,
 	buf_free(&obj);
 	buf_free(&part);
 	return rc;
+}
+
+/* The parts of checkpoint seq whose head is manifest, to fd. */
+static int restore_parts(struct store *s, const struct blob_ctx *bc,
+			 uint64_t seq, const struct buf *manifest, int fd,
+			 progress_fn *progress, void *progress_arg)
+{
+	const struct copy_keys k = CKPT_KEYS(seq);
+
+	return restore_copy_parts(s, bc, &k, manifest, fd, progress,
+				  progress_arg);
 }
 
 int checkpoint_restore(struct store *s, const struct blob_ctx *bc,
@@ -927,4 +969,64 @@ int journal_restore_at(struct store *s, const struct blob_ctx *bc,
 	memset(info, 0, sizeof(*info));
 	buf_appends(err, "mounting a past moment is not available yet");
 	return -ENOTSUP;
+}
+
+int journal_put_copy(struct journal *j, const char *head_prefix,
+		     const char *part_prefix, uint64_t id, const char *path,
+		     const char *extra, uint64_t *stored)
+{
+	const struct copy_keys k = { head_prefix, part_prefix, id, extra,
+				     true };
+	/* not under j->lock: syncs go on while the copy uploads; only what
+	 * put_checkpoint() reads of j, which never changes after open */
+	struct journal copy = { .s = j->s, .bc = j->bc,
+				.part_size = j->part_size };
+	uint64_t size;
+
+	*stored = 0;
+	return put_copy(&copy, &k, path, &size, stored);
+}
+
+int journal_copy_is_head(const struct buf *head)
+{
+	return head->len >= strlen(MANIFEST_MAGIC) &&
+	       !memcmp(head->data, MANIFEST_MAGIC, strlen(MANIFEST_MAGIC));
+}
+
+int journal_restore_copy(struct store *s, const struct blob_ctx *bc,
+			 const char *head_prefix, const char *part_prefix,
+			 uint64_t id, const struct buf *head,
+			 const char *db_path)
+{
+	const struct copy_keys k = { head_prefix, part_prefix, id, NULL,
+				     true };
+	struct buf tmp = BUF_INIT;
+	int rc, fd;
+
+	if (!journal_copy_is_head(head))
+		return -EIO;
+	if (buf_appendf(&tmp, "%s.restoring", db_path))
+		return -ENOMEM;
+	fd = open(buf_str(&tmp), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC,
+		  0600);
+	if (fd < 0) {
+		rc = -errno;
+		goto out;
+	}
+	rc = restore_copy_parts(s, bc, &k, head, fd, NULL, NULL);
+	if (!rc && fsync(fd) < 0)
+		rc = -errno;
+	close(fd);
+	if (!rc && rename(buf_str(&tmp), db_path) < 0)
+		rc = -errno;
+	if (rc)
+		unlink(buf_str(&tmp));
+out:
+	buf_free(&tmp);
+	return rc;
+}
+
+const char *journal_tmp_dir(struct journal *j)
+{
+	return j->tmp_dir;
 }

@@ -107,6 +107,29 @@ int journal_replay(struct store *s, const struct blob_ctx *bc,
 		   void *progress_arg);
 
 /*
+ * A copy of a database kept in the store under keys of its own (a
+ * snapshot's, volume/snapshot.c), written and read as a checkpoint in
+ * parts is (invariant 6 of journal.c), but always in parts: its head
+ * "<head_prefix><16 hex id>" is a small manifest, with extra (lines
+ * "key=value\n", may be NULL) after its own lines, put last; the parts
+ * are "<part_prefix><16 hex id>-<8 hex part>".  journal_put_copy() adds
+ * the stored bytes to *stored; the journal itself never trims these keys.
+ * journal_copy_is_head(): the decoded head is such a manifest.
+ * journal_restore_copy() writes the copy whose decoded head is head into
+ * a new database file at db_path (replacing it).
+ */
+int journal_put_copy(struct journal *j, const char *head_prefix,
+		     const char *part_prefix, uint64_t id, const char *path,
+		     const char *extra, uint64_t *stored);
+int journal_copy_is_head(const struct buf *head);
+/* The directory journal_open() was given for copies of the database. */
+const char *journal_tmp_dir(struct journal *j);
+int journal_restore_copy(struct store *s, const struct blob_ctx *bc,
+			 const char *head_prefix, const char *part_prefix,
+			 uint64_t id, const struct buf *head,
+			 const char *db_path);
+
+/*
  * The state of the volume at a past moment (`mount --at`): the state
  * after the newest journal entry written at or before at_ns (Unix ns),
  * restored into a new database at db_path from the checkpoint and the

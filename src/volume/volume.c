@@ -304,7 +304,10 @@ static int encrypted_text(const struct volume *v, struct buf *text)
 	if (rc)
 		return rc;
 	crypt_hash(text->data, text->len, hash);
-	crypt_derive(v->master, CRYPT_SUB_DESC, dkey);
+	if (v->unlocked) /* master may be wiped by now (a mount) */
+		memcpy(dkey, v->desc_key, sizeof(dkey));
+	else
+		crypt_derive(v->master, CRYPT_SUB_DESC, dkey);
 	crypt_mac(dkey, hash, sizeof(hash), mac);
 	explicit_bzero(dkey, sizeof(dkey));
 	hex_encode(mac, sizeof(mac), hex);
@@ -317,6 +320,7 @@ static void derive_keys(struct volume *v)
 	crypt_derive(v->master, CRYPT_SUB_OBJECTS, v->key.key);
 	v->key.cipher = v->cipher;
 	crypt_derive(v->master, CRYPT_SUB_NAMES, v->hash_key);
+	crypt_derive(v->master, CRYPT_SUB_DESC, v->desc_key);
 	v->unlocked = true;
 }
 
@@ -419,6 +423,7 @@ void volume_wipe(struct volume *v)
 {
 	explicit_bzero(v->master, sizeof(v->master));
 	explicit_bzero(&v->key, sizeof(v->key));
+	explicit_bzero(v->desc_key, sizeof(v->desc_key));
 	if (v->encrypted)
 		explicit_bzero(v->hash_key, sizeof(v->hash_key));
 	v->unlocked = false;

@@ -88,6 +88,10 @@ struct volume {
 	int unlocked_slot;                    /* the slot that opened */
 	uint8_t master[CRYPT_KEY_BYTES];
 	struct crypt_key key;                 /* seals the objects */
+	/* the descriptor's MAC key, kept after a mount wipes master (a
+	 * snapshot raises the format: volume_set_history()); it can only
+	 * sign a descriptor, never open an object or a key slot */
+	uint8_t desc_key[CRYPT_KEY_BYTES];
 };
 
 /* mkfs: -EEXIST (with a message in err) if the store already holds a

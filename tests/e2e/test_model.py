@@ -383,3 +383,80 @@ def test_random_operations_match_reference(mounts, reference, variant):
         if (i + 1) % REMOUNT_EVERY == 0 and i + 1 < OPS:
             remount(wipe=(i + 1) // REMOUNT_EVERY % 2 == 0)
     remount(wipe=True)
+
+
+# ---- snapshots at random points of a run (helper SNAP) ----
+
+SNAP_OPS = int(os.environ.get("METAFUSE_MODEL_SNAP_OPS", "800"))
+SNAP_POINTS = 4
+
+
+def test_snapshots_match_the_model_at_their_moments(mounts, reference):
+    """Snapshots made at random points of a random run, each mounted with
+    --snapshot after the run: beside the live mount, after a crash of it,
+    after gc, after the cache is deleted; each must equal the model's
+    tree at its moment."""
+    seed = int(os.environ.get("METAFUSE_SEED") or
+               random.SystemRandom().randrange(1 << 32))
+    m = mounts(block_size=BLOCK)
+    print(f"model snapshot test seed: METAFUSE_SEED={seed}")
+    rng = random.Random(seed)
+    os.mkdir(m.path("w"))
+    os.mkdir(os.path.join(reference, "w"))
+    mside = Side(m.path("w"))
+    rside = Side(os.path.join(reference, "w"))
+    gen = Generator(rng, rside)
+    points = set(rng.sample(range(1, SNAP_OPS + 1), SNAP_POINTS))
+    states = {}
+
+    def fail(msg):
+        mside.close_all()
+        rside.close_all()
+        pytest.fail(f"METAFUSE_SEED={seed}: {msg}", pytrace=False)
+
+    for i in range(SNAP_OPS):
+        op = gen.next()
+        want = do_op(rside, op)
+        got = do_op(mside, op)
+        if want != got:
+            fail(f"op {i} {describe(op)}: reference {want!r}, mount "
+                 f"{got!r}")
+        if i + 1 in points:
+            # with files open and written: what was written is in it
+            name = f"at-{i + 1}"
+            r = m.cli("snapshot", "create", m.mnt, name)
+            if r.returncode != 0:
+                fail(f"snapshot {name}: {r.stderr}")
+            states[name] = h.snapshot(rside.root)
+    mside.close_all()
+    rside.close_all()
+    p = mounts(name="past", store=m.store, mkfs=False, mount=False,
+               use_cache_opt=False)
+
+    def check_all(what):
+        for name, want in sorted(states.items()):
+            p.mount(opts={"snapshot": name})
+            try:
+                got = h.snapshot(p.path("w"))
+            finally:
+                p.umount()
+            diff = h.diff_snapshots(want, got, "model",
+                                    f"snapshot {name} ({what})")
+            if diff:
+                fail(f"snapshot {name} differs {what}:\n" +
+                     "\n".join(diff))
+
+    check_all("beside the live mount")
+    m.kill()
+    h.force_unmount(m.mnt)
+    check_all("with the writer crashed")
+    m.mount()
+    m.umount()
+    r = m.cli("gc", m.store)
+    assert r.returncode == 0, r.stderr
+    check_all("after gc")
+    m.wipe_cache()
+    m.mount()
+    check_all("after the cache was deleted")
+    m.umount()
+    m.fsck_verified()

@@ -138,13 +138,13 @@ static const struct scenario scenarios[] = {
 	{ "blocks of a missing inode", "INSERT INTO block VALUES"
 	  " (99999, 0, '" H1 "', 0), (99999, 1, NULL, 1)",
 	  "2 block rows belong to missing inode 99999\n"
-	  "object 1111111111111111111111111111111111111111111111111111111111111111 has refcount 1, but 2 block and patch rows name it\n",
+	  "object 1111111111111111111111111111111111111111111111111111111111111111 has refcount 1, but 2 block, patch and snapshot rows name it\n",
 	  "2 block rows belong to missing inode 99999\n" },
 	{ "blocks of a directory", "INSERT INTO block VALUES"
 	  " (2, 0, '" H2 "', 0)",
 	  "1 block rows belong to non-regular inode 2\n"
 	  "inode 2 has nblocks 0, should be 1\n"
-	  "object 2222222222222222222222222222222222222222222222222222222222222222 has refcount 1, but 2 block and patch rows name it\n",
+	  "object 2222222222222222222222222222222222222222222222222222222222222222 has refcount 1, but 2 block, patch and snapshot rows name it\n",
 	  "1 block rows belong to non-regular inode 2\n" },
 	{ "inline data", "INSERT INTO inline_data VALUES (999, x'01'),"
 	  " (1, x'02'), (3, x'03')",
@@ -157,7 +157,7 @@ static const struct scenario scenarios[] = {
 	{ "block past EOF", "INSERT INTO block VALUES (3, 100, '" H1 "', 0)",
 	  "inode 3 (size 8192) has 1 block rows past its end\n"
 	  "inode 3 has nblocks 2, should be 3\n"
-	  "object 1111111111111111111111111111111111111111111111111111111111111111 has refcount 1, but 2 block and patch rows name it\n",
+	  "object 1111111111111111111111111111111111111111111111111111111111111111 has refcount 1, but 2 block, patch and snapshot rows name it\n",
 	  "inode 3 (size 8192) has 1 block rows past its end\n" },
 	{ "nblocks", "UPDATE inode SET nblocks = 9 WHERE ino = 3",
 	  "inode 3 has nblocks 9, should be 2\n",
@@ -165,25 +165,31 @@ static const struct scenario scenarios[] = {
 	{ "patch without its block", "INSERT INTO patch VALUES"
 	  " (3, 5, 1, '" H4 "'), (3, 5, 2, '" H4 "')",
 	  "block 5 of inode 3 has 2 patch rows but no uploaded block to apply them to\n"
-	  "object 4444444444444444444444444444444444444444444444444444444444444444 is named by 2 block or patch rows but has no object row\n",
+	  "object 4444444444444444444444444444444444444444444444444444444444444444 is named by 2 block, patch or snapshot rows but has no object row\n",
 	  "block 5 of inode 3 has 2 patch rows but no uploaded block to apply them to\n" },
 	{ "chain too long", "WITH RECURSIVE c(n) AS (SELECT 2 UNION ALL"
 	  " SELECT n + 1 FROM c WHERE n < 17) INSERT INTO patch"
 	  " SELECT 3, 1, n, '" H4 "' FROM c",
 	  "block 1 of inode 3 has 17 patch rows more than a chain may have\n"
-	  "object 4444444444444444444444444444444444444444444444444444444444444444 is named by 16 block or patch rows but has no object row\n",
+	  "object 4444444444444444444444444444444444444444444444444444444444444444 is named by 16 block, patch or snapshot rows but has no object row\n",
 	  "block 1 of inode 3 has 17 patch rows more than a chain may have\n"
-	  "object 5555555555555555555555555555555555555555555555555555555555555555 has refcount 1, but 0 block and patch rows name it\n" },
+	  "object 5555555555555555555555555555555555555555555555555555555555555555 has refcount 1, but 0 block, patch and snapshot rows name it\n" },
 	{ "patches past EOF", "UPDATE inode SET size = 4096 WHERE ino = 3",
 	  "inode 3 (size 4096) has 1 block rows past its end\n",
 	  "inode 3 (size 4096) has 1 block rows past its end\n"
 	  "inode 3 has nblocks 2, should be 1\n"
 	  "block 1 of inode 3 has 1 patch rows but no uploaded block to apply them to\n"
-	  "object 2222222222222222222222222222222222222222222222222222222222222222 has refcount 1, but 0 block and patch rows name it\n"
-	  "object 5555555555555555555555555555555555555555555555555555555555555555 has refcount 1, but 0 block and patch rows name it\n" },
+	  "object 2222222222222222222222222222222222222222222222222222222222222222 has refcount 1, but 0 block, patch and snapshot rows name it\n"
+	  "object 5555555555555555555555555555555555555555555555555555555555555555 has refcount 1, but 0 block, patch and snapshot rows name it\n" },
 	{ "refcount", "UPDATE object SET refcount = 7 WHERE hash = '" H1 "'",
-	  "object 1111111111111111111111111111111111111111111111111111111111111111 has refcount 7, but 1 block and patch rows name it\n",
-	  "object 1111111111111111111111111111111111111111111111111111111111111111 has refcount 7, but 1 block and patch rows name it\n" },
+	  "object 1111111111111111111111111111111111111111111111111111111111111111 has refcount 7, but 1 block, patch and snapshot rows name it\n",
+	  "object 1111111111111111111111111111111111111111111111111111111111111111 has refcount 7, but 1 block, patch and snapshot rows name it\n" },
+	{ "holds of a missing snapshot", "INSERT INTO snap_hold VALUES"
+	  " (7, '" H1 "'), (7, '" H2 "')",
+	  "2 objects are held by snapshot 7, which does not exist\n"
+	  "object 1111111111111111111111111111111111111111111111111111111111111111 has refcount 1, but 2 block, patch and snapshot rows name it\n"
+	  "object 2222222222222222222222222222222222222222222222222222222222222222 has refcount 1, but 2 block, patch and snapshot rows name it\n",
+	  "2 objects are held by snapshot 7, which does not exist\n" },
 	{ "freed epoch", "INSERT INTO object VALUES ('" H4 "', 0, 1, NULL)",
 	  "object 4444444444444444444444444444444444444444444444444444444444444444 is unreferenced but has no freed epoch\n",
 	  "object 4444444444444444444444444444444444444444444444444444444444444444 is unreferenced but has no freed epoch\n" },
@@ -192,15 +198,15 @@ static const struct scenario scenarios[] = {
 	  "object 1111111111111111111111111111111111111111111111111111111111111111 (refcount 1) has freed epoch 3\n",
 	  "object 1111111111111111111111111111111111111111111111111111111111111111 (refcount 1) has freed epoch 3\n" },
 	{ "missing object row", "DELETE FROM object WHERE hash = '" H2 "'",
-	  "object 2222222222222222222222222222222222222222222222222222222222222222 is named by 1 block or patch rows but has no object row\n",
-	  "object 2222222222222222222222222222222222222222222222222222222222222222 is named by 1 block or patch rows but has no object row\n" },
+	  "object 2222222222222222222222222222222222222222222222222222222222222222 is named by 1 block, patch or snapshot rows but has no object row\n",
+	  "object 2222222222222222222222222222222222222222222222222222222222222222 is named by 1 block, patch or snapshot rows but has no object row\n" },
 	{ "control bytes in an object name",
 	  "UPDATE block SET hash = CAST(X'6101' AS TEXT)"
 	  " WHERE ino = 3 AND idx = 0",
-	  "object 1111111111111111111111111111111111111111111111111111111111111111 has refcount 1, but 0 block and patch rows name it\n"
-	  "object a? is named by 1 block or patch rows but has no object row\n",
-	  "object 1111111111111111111111111111111111111111111111111111111111111111 has refcount 1, but 0 block and patch rows name it\n"
-	  "object a? is named by 1 block or patch rows but has no object row\n" },
+	  "object 1111111111111111111111111111111111111111111111111111111111111111 has refcount 1, but 0 block, patch and snapshot rows name it\n"
+	  "object a? is named by 1 block, patch or snapshot rows but has no object row\n",
+	  "object 1111111111111111111111111111111111111111111111111111111111111111 has refcount 1, but 0 block, patch and snapshot rows name it\n"
+	  "object a? is named by 1 block, patch or snapshot rows but has no object row\n" },
 	{ "root nlink 0 and a detached directory",
 	  "UPDATE inode SET nlink = 0 WHERE ino = 1;"
 	  "DELETE FROM dentry WHERE ino = 4",
@@ -239,9 +245,9 @@ static const struct scenario scenarios[] = {
 	  "inline data belongs to missing inode 999\n"
 	  "inode 3 (size 8192) has 1 block rows past its end\n"
 	  "inode 3 has nblocks 9, should be 3\n"
-	  "object 1111111111111111111111111111111111111111111111111111111111111111 has refcount 7, but 3 block and patch rows name it\n"
-	  "object 2222222222222222222222222222222222222222222222222222222222222222 is named by 1 block or patch rows but has no object row\n"
-	  "object 4444444444444444444444444444444444444444444444444444444444444444 is named by 1 block or patch rows but has no object row\n",
+	  "object 1111111111111111111111111111111111111111111111111111111111111111 has refcount 7, but 3 block, patch and snapshot rows name it\n"
+	  "object 2222222222222222222222222222222222222222222222222222222222222222 is named by 1 block, patch or snapshot rows but has no object row\n"
+	  "object 4444444444444444444444444444444444444444444444444444444444444444 is named by 1 block, patch or snapshot rows but has no object row\n",
 	  "entry \"ghost\" (id 10) in directory 2, inode 99999: names a missing inode\n"
 	  "entry \"dup\" (id 11) in directory 1, inode 7: a second entry of a directory\n"
 	  "directory 4 was unreachable (no entry): now /lost+found/#4\n"
@@ -254,9 +260,9 @@ static const struct scenario scenarios[] = {
 	  "inline data belongs to missing inode 999\n"
 	  "inode 3 (size 8192) has 1 block rows past its end\n"
 	  "inode 3 has nblocks 9, should be 2\n"
-	  "object 1111111111111111111111111111111111111111111111111111111111111111 has refcount 7, but 1 block and patch rows name it\n"
-	  "object 2222222222222222222222222222222222222222222222222222222222222222 is named by 1 block or patch rows but has no object row\n"
-	  "object 4444444444444444444444444444444444444444444444444444444444444444 is named by 1 block or patch rows but has no object row\n" },
+	  "object 1111111111111111111111111111111111111111111111111111111111111111 has refcount 7, but 1 block, patch and snapshot rows name it\n"
+	  "object 2222222222222222222222222222222222222222222222222222222222222222 is named by 1 block, patch or snapshot rows but has no object row\n"
+	  "object 4444444444444444444444444444444444444444444444444444444444444444 is named by 1 block, patch or snapshot rows but has no object row\n" },
 };
 
 /* T_FSCK_GOLDEN=1: print each run's lines as the C string to expect. */

@@ -25,6 +25,7 @@
 #include "util/log.h"
 #include "util/util.h"
 #include "volume/journal.h"
+#include "volume/snapshot.h"
 #include "volume/sweep.h"
 #include "volume/volume.h"
 
@@ -915,6 +916,109 @@ static void test_volume_names(void)
 	buf_free(&text);
 }
 
+/* d (a dump) without its object rows of refcount 0: garbage that a
+ * snapshot's copy does not keep. */
+static void drop_unreferenced(struct buf *d)
+{
+	struct buf out = BUF_INIT;
+	const char *p = buf_str(d), *nl;
+
+	for (; *p; p = nl + 1) {
+		nl = strchr(p, '\n');
+		if (!nl)
+			break;
+		if (!(nl - p > META_HASH_LEN + 3 && p[META_HASH_LEN] == '|' &&
+		      !strncmp(p + META_HASH_LEN, "|0|", 3)))
+			buf_append(&out, p, (size_t)(nl - p + 1));
+	}
+	buf_free(d);
+	*d = out;
+}
+
+/*
+ * Snapshots' copies (volume/snapshot.c over journal_put_copy()): the
+ * copy restored is the live state at creation (without snapshots and
+ * garbage), in parts; the store's
+ * state (checkpoint + journal) holds the snapshot too; a failed put
+ * leaves nothing made; delete takes every key of the copy.
+ */
+static void test_snapshot_copies(void)
+{
+	struct buf want = BUF_INIT, got = BUF_INIT, err = BUF_INIT;
+	struct buf p = BUF_INIT;
+	struct snapshot_head *heads = NULL;
+	struct meta_snap sn;
+	struct rig r;
+	size_t n = 0;
+	int i, point, rc;
+
+	rig_open(&r, "store-snap");
+	journal_set_part_size(r.j, 4096);
+	CHECK_RC(journal_checkpoint(r.j), 0);
+	for (i = 0; i < 30; i++)
+		work(r.m, i);
+	/* the copy: this state, without snapshots or garbage */
+	dump(buf_str(&r.db), &want);
+	drop_unreferenced(&want);
+	CHECK_RC(snapshot_create(r.m, r.j, r.s, NULL, tmpdir, "s1", &sn,
+				 &err), 0);
+	CHECK(same_as_live(&r, "after snapshot"));
+	CHECK(count_keys(r.s, SNAPSHOT_PART_PREFIX) > 1);
+	for (i = 30; i < 40; i++)
+		work(r.m, i);
+	CHECK_RC(journal_sync(r.j), 0);
+	CHECK_RC(snapshot_create(r.m, r.j, r.s, NULL, tmpdir, "s1", &sn,
+				 &err), -EEXIST);
+	CHECK_RC(snapshot_heads(r.s, &bc, &heads, &n), 0);
+	CHECK(n == 1 && !strcmp(heads[0].name, "s1") && heads[0].id == sn.id);
+	free(heads);
+
+	path_of("snap.db", &p);
+	CHECK_RC(snapshot_restore(r.s, &bc, "s1", buf_str(&p), &err), 0);
+	dump(buf_str(&p), &got);
+	CHECK(got.len == want.len && !memcmp(got.data, want.data, got.len));
+	unlink(buf_str(&p));
+	buf_reset(&err);
+	CHECK_RC(snapshot_restore(r.s, &bc, "zz", buf_str(&p), &err), -ENOENT);
+	CHECK(strstr(buf_str(&err), "'zz'") && strstr(buf_str(&err), "'s1'"));
+
+	/* a store that fails at any step of a create: nothing is made */
+	for (point = 0; point < 8; point++) {
+		char name[16];
+
+		snprintf(name, sizeof(name), "f%d", point);
+		store_fault_arm(r.s, STORE_OP_ALL, (uint64_t)point, 1, EIO);
+		rc = snapshot_create(r.m, r.j, r.s, NULL, tmpdir, name, &sn,
+				     &err);
+		store_fault_arm(r.s, STORE_OP_ALL, 0, 0, 0);
+		if (rc == 0) {
+			CHECK_RC(snapshot_delete(r.m, r.j, r.s, name, &err),
+				 0);
+			continue;
+		}
+		CHECK_RC(meta_snap_find(r.m, name, &sn), -ENOENT);
+		CHECK_RC(journal_sync(r.j), 0);
+		CHECK_RC(snapshot_heads(r.s, &bc, &heads, &n), 0);
+		CHECK_EQ_U64(n, 1);
+		free(heads);
+	}
+	CHECK(same_as_live(&r, "after failed snapshots"));
+
+	buf_reset(&err);
+	CHECK_RC(snapshot_delete(r.m, r.j, r.s, "zz", &err), -ENOENT);
+	CHECK(strstr(buf_str(&err), "'s1'") != NULL);
+	CHECK_RC(snapshot_delete(r.m, r.j, r.s, "s1", &err), 0);
+	CHECK_EQ_U64(count_keys(r.s, SNAPSHOT_HEAD_PREFIX), 0);
+	CHECK_EQ_U64(count_keys(r.s, SNAPSHOT_PART_PREFIX), 0);
+	CHECK_RC(meta_fsck(r.m, 0, NULL, NULL), 0);
+	CHECK(same_as_live(&r, "after delete"));
+	buf_free(&want);
+	buf_free(&got);
+	buf_free(&err);
+	buf_free(&p);
+	rig_close(&r);
+}
+
 int main(void)
 {
 	if (getenv("T_JOURNAL_VERBOSE"))
@@ -941,6 +1045,7 @@ int main(void)
 	test_damaged_entry();
 	test_checkpoint_due();
 	test_volume_names();
+	test_snapshot_copies();
 	rm_rf(tmpdir);
 	return check_done("t_journal");
 }
