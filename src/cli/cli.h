@@ -31,6 +31,7 @@ int cmd_gc(int argc, char **argv);
 int cmd_stats(int argc, char **argv);
 int cmd_clone(int argc, char **argv);
 int cmd_passwd(int argc, char **argv);
+int cmd_tune(int argc, char **argv);
 int cmd_help(int argc, char **argv);
 
 /*
@@ -44,6 +45,7 @@ struct cli_cmd;
 extern const struct cli_cmd cli_cmd_mkfs, cli_cmd_mount, cli_cmd_umount,
 	cli_cmd_fsck, cli_cmd_gc, cli_cmd_stats, cli_cmd_passwd, cli_cmd_help;
 extern const struct cli_cmd cli_cmd_clone;
+extern const struct cli_cmd cli_cmd_tune;
 extern const struct cli_cmd cli_cmd_mount_helper, cli_cmd_umount_helper;
 extern const struct cli_cmd *const cli_commands[];
 extern const struct cli_cmd *const cli_helpers[];
@@ -112,7 +114,7 @@ struct cli_cmd {
 	const char *usage;             /* "usage: metafuse mkfs ... STORE" */
 	const char *shortopts;         /* getopt's, without h; may be NULL */
 	const struct option *longopts; /* without --help; zero-terminated,
-					* at most 6; vals of long-only
+					* at most 8; vals of long-only
 					* options above 255 */
 	const char *no_arg_msg;        /* for a flag missing its argument;
 					* NULL: as for an unknown flag */
@@ -128,7 +130,7 @@ struct cli_args {
 	int noperands;
 	int status; /* the exit status when cli_getopt() returned -1 */
 	char shortopts[32];
-	struct option longopts[8];
+	struct option longopts[10];
 };
 
 /* Start reading argv (argv[0]: the command's name; once per process, as
@@ -189,5 +191,11 @@ int offline_open(struct offline_vol *ov, const char *loc,
 int offline_restore(struct offline_vol *ov);
 /* Close what is open and remove the private directory. */
 void offline_close(struct offline_vol *ov);
+
+/* A history window (tune --history, mkfs --history): a number with s, m,
+ * h or d (bare: seconds), up to a century, into *out_s; -EINVAL
+ * otherwise.  cli_format_duration() writes it back ("1d", "90s"). */
+int cli_parse_duration(const char *s, uint64_t *out_s);
+void cli_format_duration(uint64_t s, char *out, size_t size);
 
 #endif

@@ -54,6 +54,27 @@
  * the database's config (jrnl_since_bytes, jrnl_since_entries), so the
  * count goes on across mounts; so are the newest checkpoint's time and
  * stored size (ckpt_time, ckpt_bytes), which `metafuse stats` shows.
+ *
+ * The history window (journal_set_history(), the volume's history_s):
+ * every state of the volume less than the window old stays mountable
+ * (`mount --at`, journal_restore_at()).  Each entry carries its time
+ * (table jtime, meta/meta_journal.c); beside each checkpoint written
+ * while the window is on, an empty marker
+ * meta/ckpi-<16 hex cseq>-<16 hex jseq>-<16 hex ns> says which entry the
+ * checkpoint ends with and that entry's time, so retention and a past
+ * mount know every checkpoint's time from one listing.
+ *   7. With a window H > 0 a checkpoint does not trim everything older:
+ *      the base is the newest checkpoint whose time is at most now - H
+ *      (else the oldest); it, every later checkpoint (parts, markers) and
+ *      every entry after its jseq are kept, the rest trimmed (retain()).
+ *      A checkpoint without a marker (written while the window was 0)
+ *      counts as old as can be.  Objects freed before the base was cut
+ *      (freed_epoch < base's cseq) are the only ones garbage collection
+ *      may delete (journal_gc_epoch()); with H = 0 that epoch is
+ *      durable_seq and nothing else changes (no marker, no request more).
+ *   8. A marker is put after its checkpoint's head and deleted after it:
+ *      a marker names a checkpoint that exists, or one being trimmed
+ *      (journal_restore_at() ignores markers without a head).
  */
 #include "util/compat.h"
 
@@ -69,6 +90,7 @@
 #define JRNL_PREFIX "meta/jrnl-"
 #define CKPT_PREFIX "meta/ckpt-"
 #define PART_PREFIX "meta/ckpp-"
+#define MARK_PREFIX "meta/ckpi-"
 #define CKPT_PART_SIZE (8u << 20)
 /* the first line of a parted checkpoint's head */
 #define MANIFEST_MAGIC "metafuse-checkpoint-parts\n"
@@ -80,6 +102,12 @@
 struct pending {
 	uint64_t seq;
 	struct buf cs;
+};
+
+/* a checkpoint in the store, as the history window sees it */
+struct hist_ckpt {
+	uint64_t cseq, jseq; /* jseq 0: unknown (no marker) */
+	int64_t ns;          /* its state's time; 0: unknown, as old as can be */
 };
 
 struct journal {
@@ -107,6 +135,13 @@ struct journal {
 	void *gate_arg;
 	progress_fn *progress; /* journal_set_progress() */
 	void *progress_arg;
+	/* the history window (invariant 7), by lock: */
+	int64_t hist_ns;          /* the window (0: off) */
+	bool hist_loaded;         /* hist lists the store's checkpoints */
+	struct hist_ckpt *hist;   /* ascending cseq */
+	size_t nhist, caphist;
+	uint64_t hist_base;       /* the base's cseq after the last retain() */
+	uint64_t hist_trimmed;    /* entries up to this one are trimmed */
 	/* what journal_get_stats() gives, as of the end of the last sync or
 	 * checkpoint: lock is held across uploads, which a question about
 	 * the numbers must not wait for (a failing store retries for
@@ -200,6 +235,7 @@ void journal_close(struct journal *j)
 	free(j->pend);
 	pthread_mutex_destroy(&j->lock);
 	pthread_mutex_destroy(&j->stat_lock);
+	free(j->hist);
 	free(j->tmp_dir);
 	free(j);
 }
@@ -546,6 +582,9 @@ out:
 	return rc;
 }
 
+static int hist_checkpointed(struct journal *j, uint64_t cseq,
+			     uint64_t jseq);
+
 bool journal_changed_since_checkpoint(struct journal *j)
 {
 	bool changed;
@@ -557,10 +596,12 @@ bool journal_changed_since_checkpoint(struct journal *j)
 	return changed || meta_journal_has_changes(j->m);
 }
 
+static bool garbage_waits(struct journal *j, uint64_t durable);
+
 bool journal_checkpoint_due(struct journal *j)
 {
 	uint64_t durable = meta_config_get_u64(j->m, "durable_seq", 0);
-	uint64_t waiting = 0, garbage = 0, db = 0;
+	uint64_t db = 0;
 	bool due;
 
 	pthread_mutex_lock(&j->lock);
@@ -570,8 +611,7 @@ bool journal_checkpoint_due(struct journal *j)
 		due = meta_db_bytes(j->m, &db) || j->since_bytes >= db;
 	pthread_mutex_unlock(&j->lock);
 	if (!due)
-		due = meta_gc_waiting(j->m, durable, &waiting, &garbage) ||
-		      waiting > 0;
+		due = garbage_waits(j, durable);
 	return due;
 }
 
@@ -648,7 +688,8 @@ int journal_checkpoint(struct journal *j)
 	 * local_db_outdated()) */
 	rc = meta_config_set_u64(j->m, "durable_seq", cseq);
 	if (rc == 0)
-		rc = trim(j, cseq, jseq);
+		rc = j->hist_ns ? hist_checkpointed(j, cseq, jseq) :
+				  trim(j, cseq, jseq);
 	log_debug("checkpoint %" PRIu64 " (journal %" PRIu64 "): %" PRIu64
 		  " bytes (%" PRIu64 " stored)", cseq, jseq, size, stored);
 out:
@@ -856,18 +897,15 @@ static int restore_parts(struct store *s, const struct blob_ctx *bc,
 	return rc;
 }
 
-int checkpoint_restore(struct store *s, const struct blob_ctx *bc,
-		       const char *db_path, uint64_t *seq_out,
+/* Checkpoint seq into a new database at db_path. */
+static int restore_seq(struct store *s, const struct blob_ctx *bc,
+		       uint64_t seq, const char *db_path,
 		       progress_fn *progress, void *progress_arg)
 {
 	struct buf obj = BUF_INIT, head = BUF_INIT, side = BUF_INIT;
 	char key[64];
-	uint64_t seq;
 	int rc, fd = -1;
 
-	rc = checkpoint_latest(s, &seq);
-	if (rc)
-		return rc;
 	ckpt_key(seq, key, sizeof(key));
 	rc = get_framed(s, bc, key, &obj, &head);
 	if (rc)
@@ -887,7 +925,7 @@ int checkpoint_restore(struct store *s, const struct blob_ctx *bc,
 	    memcmp(head.data, MANIFEST_MAGIC, strlen(MANIFEST_MAGIC))) {
 		/* the whole database in one object */
 		rc = write_file_atomic(db_path, head.data, head.len, 0600);
-		goto done;
+		goto out;
 	}
 	buf_reset(&side);
 	buf_appendf(&side, "%s.restoring", db_path);
@@ -905,9 +943,6 @@ int checkpoint_restore(struct store *s, const struct blob_ctx *bc,
 		rc = -errno;
 	if (rc)
 		unlink(buf_str(&side));
-done:
-	if (rc == 0)
-		*seq_out = seq;
 out:
 	buf_free(&obj);
 	buf_free(&head);
@@ -915,16 +950,474 @@ out:
 	return rc;
 }
 
-int journal_restore_at(struct store *s, const struct blob_ctx *bc,
-		       const char *db_path, int64_t at_ns,
-		       struct journal_at *info, struct buf *err)
+int checkpoint_restore(struct store *s, const struct blob_ctx *bc,
+		       const char *db_path, uint64_t *seq_out,
+		       progress_fn *progress, void *progress_arg)
 {
-	/* placeholder until the history window's times are recorded */
-	(void)s;
-	(void)bc;
-	(void)db_path;
-	(void)at_ns;
+	uint64_t seq;
+	int rc = checkpoint_latest(s, &seq);
+
+	if (rc == 0)
+		rc = restore_seq(s, bc, seq, db_path, progress, progress_arg);
+	if (rc == 0)
+		*seq_out = seq;
+	return rc;
+}
+
+
+/* ---- the history window (invariants 7, 8) ---- */
+
+#define NS_PER_S 1000000000LL
+#define MARK_KEY_LEN (16 * 3 + 2)
+
+static void mark_key(const struct hist_ckpt *c, char *key, size_t size)
+{
+	snprintf(key, size, MARK_PREFIX "%016" PRIx64 "-%016" PRIx64
+		 "-%016" PRIx64, c->cseq, c->jseq, (uint64_t)c->ns);
+}
+
+static int parse_mark(const char *key, struct hist_ckpt *c)
+{
+	const char *p = key + strlen(MARK_PREFIX);
+	unsigned long long cseq, jseq, ns;
+	int len = 0;
+
+	if (strncmp(key, MARK_PREFIX, strlen(MARK_PREFIX)) ||
+	    strlen(p) != MARK_KEY_LEN ||
+	    sscanf(p, "%16llx-%16llx-%16llx%n", &cseq, &jseq, &ns, &len) != 3 ||
+	    len != MARK_KEY_LEN || ns > INT64_MAX)
+		return -EINVAL;
+	c->cseq = cseq;
+	c->jseq = jseq;
+	c->ns = (int64_t)ns;
+	return 0;
+}
+
+struct hist_vec {
+	struct hist_ckpt *v;
+	size_t n, cap;
+	uint64_t below; /* trim_marks(): the keys of markers below this */
+	struct buf keys;
+};
+
+static int hist_push(struct hist_vec *h, const struct hist_ckpt *c)
+{
+	if (h->n == h->cap) {
+		size_t ncap = h->cap ? h->cap * 2 : 16;
+		struct hist_ckpt *p = realloc(h->v, ncap * sizeof(*p));
+
+		if (!p)
+			return -ENOMEM;
+		h->v = p;
+		h->cap = ncap;
+	}
+	h->v[h->n++] = *c;
+	return 0;
+}
+
+static int mark_list_cb(const char *key, uint64_t size, void *arg)
+{
+	struct hist_ckpt c;
+
+	(void)size;
+	return parse_mark(key, &c) ? 0 : hist_push(arg, &c);
+}
+
+/* The store's checkpoints, ascending, with their markers' jseq and time
+ * (0 without a marker).  Two listings. */
+static int hist_list(struct store *s, struct hist_vec *out)
+{
+	struct hist_vec marks = { 0 };
+	struct seq_list l;
+	size_t i, k = 0;
+	int rc;
+
+	memset(out, 0, sizeof(*out));
+	rc = list_seqs(s, CKPT_PREFIX, &l);
+	if (rc == 0)
+		rc = store_list(s, MARK_PREFIX, mark_list_cb, &marks);
+	for (i = 0; rc == 0 && i < l.n; i++) {
+		struct hist_ckpt c = { l.v[i], 0, 0 };
+
+		while (k < marks.n && marks.v[k].cseq < c.cseq)
+			k++;
+		if (k < marks.n && marks.v[k].cseq == c.cseq)
+			c = marks.v[k];
+		rc = hist_push(out, &c);
+	}
+	seq_list_free(&l);
+	free(marks.v);
+	if (rc) {
+		free(out->v);
+		memset(out, 0, sizeof(*out));
+	}
+	return rc;
+}
+
+static int hist_load(struct journal *j)
+{
+	struct hist_vec h;
+	int rc = hist_list(j->s, &h);
+
+	if (rc)
+		return rc;
+	free(j->hist);
+	j->hist = h.v;
+	j->nhist = h.n;
+	j->caphist = h.cap;
+	j->hist_loaded = true;
+	return 0;
+}
+
+static int trim_mark_cb(const char *key, uint64_t size, void *arg)
+{
+	struct hist_vec *h = arg;
+	struct hist_ckpt c;
+
+	(void)size;
+	if (parse_mark(key, &c) || c.cseq >= h->below)
+		return 0;
+	h->n++;
+	return buf_append(&h->keys, key, strlen(key) + 1);
+}
+
+/* Delete the markers of checkpoints older than cseq. */
+static int trim_marks(struct store *s, uint64_t cseq)
+{
+	struct hist_vec h = { .below = cseq, .keys = BUF_INIT };
+	const char **ptrs = NULL;
+	size_t i, off;
+	int rc = store_list(s, MARK_PREFIX, trim_mark_cb, &h);
+
+	if (!rc && h.n) {
+		ptrs = calloc(h.n, sizeof(*ptrs));
+		rc = ptrs ? 0 : -ENOMEM;
+	}
+	for (i = 0, off = 0; !rc && i < h.n; i++) {
+		ptrs[i] = (const char *)h.keys.data + off;
+		off += strlen(ptrs[i]) + 1;
+	}
+	if (!rc && h.n)
+		rc = store_del_many(s, ptrs, h.n, NULL);
+	free(ptrs);
+	buf_free(&h.keys);
+	return rc;
+}
+
+/* Trim what the window no longer needs (invariant 7); requests only
+ * when the base moved.  Lock held, hist loaded. */
+static int retain(struct journal *j)
+{
+	int64_t edge = meta_journal_now_ns() - j->hist_ns;
+	struct hist_ckpt base;
+	size_t b = 0, i;
+	int rc = 0;
+
+	if (j->nhist == 0)
+		return 0;
+	for (i = 0; i < j->nhist; i++)
+		if (j->hist[i].ns <= edge)
+			b = i;
+	base = j->hist[b];
+	if (b > 0) {
+		rc = trim_seqs(j->s, CKPT_PREFIX, base.cseq, false, ckpt_key);
+		if (!rc)
+			rc = trim_parts(j->s, base.cseq);
+		if (!rc)
+			rc = trim_marks(j->s, base.cseq);
+		if (rc)
+			return rc;
+		memmove(j->hist, j->hist + b, (j->nhist - b) * sizeof(*j->hist));
+		j->nhist -= b;
+		log_debug("history: checkpoint %" PRIu64 " is the oldest kept",
+			  base.cseq);
+	}
+	j->hist_base = base.cseq;
+	if (base.jseq > j->hist_trimmed) {
+		rc = trim_seqs(j->s, JRNL_PREFIX, base.jseq, true, jrnl_key);
+		if (!rc)
+			j->hist_trimmed = base.jseq;
+	}
+	return rc;
+}
+
+/* After checkpoint cseq (ending with entry jseq) is durable, with the
+ * window on: its marker, then retention.  Lock held. */
+static int hist_checkpointed(struct journal *j, uint64_t cseq,
+			     uint64_t jseq)
+{
+	struct hist_ckpt c = { cseq, jseq, 0 };
+	uint64_t seq;
+	char key[96];
+	int rc;
+
+	/* no entry since times exist: the cut's time, later than the
+	 * state's (retention keeps more, no past mount gets it too early) */
+	if (meta_journal_time(j->m, &seq, &c.ns) || c.ns <= 0)
+		c.ns = meta_journal_now_ns();
+	mark_key(&c, key, sizeof(key));
+	rc = store_put(j->s, key, "", 0);
+	if (rc) {
+		log_warn("history: marker %s: upload failed: %s", key,
+			 strerror(-rc));
+		c.ns = 0; /* as the store will say: old as can be */
+	}
+	if (!j->hist_loaded) {
+		rc = hist_load(j);
+	} else {
+		struct hist_vec h = { j->hist, j->nhist, j->caphist, 0,
+				      BUF_INIT };
+
+		rc = hist_push(&h, &c);
+		j->hist = h.v;
+		j->nhist = h.n;
+		j->caphist = h.cap;
+	}
+	return rc ? rc : retain(j);
+}
+
+int journal_set_history(struct journal *j, uint64_t history_s)
+{
+	int rc = 0;
+
+	pthread_mutex_lock(&j->lock);
+	j->hist_ns = history_s >= (uint64_t)(INT64_MAX / NS_PER_S) ?
+			     INT64_MAX :
+			     (int64_t)history_s * NS_PER_S;
+	if (!j->hist_ns)
+		j->hist_loaded = false;
+	else if (!j->hist_loaded)
+		rc = hist_load(j);
+	pthread_mutex_unlock(&j->lock);
+	return rc;
+}
+
+int journal_gc_epoch(struct journal *j, uint64_t *epoch)
+{
+	uint64_t durable = meta_config_get_u64(j->m, "durable_seq", 0);
+	int rc = 0;
+
+	pthread_mutex_lock(&j->lock);
+	if (j->hist_ns) {
+		rc = j->hist_loaded ? 0 : hist_load(j);
+		if (rc == 0)
+			rc = retain(j);
+		durable = rc ? 0 : MF_MIN(durable, j->hist_base);
+	}
+	pthread_mutex_unlock(&j->lock);
+	*epoch = durable;
+	return rc;
+}
+
+/* With a window, objects freed since the newest checkpoint wait for the
+ * window anyway: a checkpoint for their sake at most every window/16
+ * (each is kept for the window). */
+static bool garbage_waits(struct journal *j, uint64_t durable)
+{
+	uint64_t waiting = 0, garbage = 0, last;
+	int64_t hist;
+
+	if (meta_gc_waiting(j->m, durable, &waiting, &garbage))
+		return true;
+	if (waiting == 0)
+		return false;
+	pthread_mutex_lock(&j->lock);
+	hist = j->hist_ns;
+	last = j->ckpt_time;
+	pthread_mutex_unlock(&j->lock);
+	return hist == 0 ||
+	       (int64_t)time(NULL) - (int64_t)last >= hist / NS_PER_S / 16;
+}
+
+/* ---- the state at a past moment ---- */
+
+/* ns as UTC ISO 8601 to the millisecond, rounded up: the moment given
+ * back to `mount --at` is not before it. */
+static void iso_utc(int64_t ns, char *out, size_t size)
+{
+	int64_t ms = ns / 1000000 + (ns % 1000000 > 0);
+	time_t t = (time_t)(ms / 1000);
+	struct tm tm;
+	size_t n;
+
+	gmtime_r(&t, &tm);
+	n = strftime(out, size, "%Y-%m-%dT%H:%M:%S", &tm);
+	snprintf(out + n, size - n, ".%03dZ", (int)(ms % 1000));
+}
+
+struct at_run {
+	struct store *s;
+	const struct blob_ctx *bc;
+	const char *db_path;
+	uint32_t block_size;
+	int64_t at;
+	struct hist_vec ck;  /* the store's checkpoints */
+	struct seq_list jl;  /* its journal entries */
+	struct meta *m;      /* the state restored so far */
+	struct journal_at *info;
+	struct buf *err;
+};
+
+/* The newest checkpoint whose state is at or before the moment, restored
+ * and open in a->m; -ERANGE when every one is later. */
+static int at_checkpoint(struct at_run *a)
+{
+	int64_t oldest = 0;
+	char key[64], when[40], then[40];
+	size_t i;
+	int rc;
+
+	for (i = a->ck.n; i-- > 0;) {
+		const struct hist_ckpt *c = &a->ck.v[i];
+		int64_t ns = c->ns;
+		uint64_t seq;
+
+		if (ns > a->at) {
+			oldest = ns;
+			continue;
+		}
+		ckpt_key(c->cseq, key, sizeof(key));
+		rc = restore_seq(a->s, a->bc, c->cseq, a->db_path, NULL, NULL);
+		if (rc == 0)
+			rc = meta_open(a->db_path, a->block_size, 0, 0, &a->m);
+		if (rc) {
+			buf_appendf(a->err, "checkpoint %s of %s cannot be "
+				    "read: %s", key, a->s->url, strerror(-rc));
+			return rc;
+		}
+		/* no marker: its database says (nothing: old as can be) */
+		if (ns == 0 && meta_journal_time(a->m, &seq, &ns) == 0 &&
+		    ns > a->at) {
+			oldest = ns;
+			meta_close(a->m);
+			a->m = NULL;
+			continue;
+		}
+		a->info->ckpt_seq = c->cseq;
+		a->info->time_ns = ns;
+		a->info->jseq = meta_config_get_u64(a->m, "jrnl_seq", 0);
+		return meta_journal_times_init(a->m);
+	}
+	if (a->ck.n == 0) {
+		buf_appendf(a->err, "%s holds no metadata checkpoint (never "
+			    "mounted?)", a->s->url);
+		return -ENOENT;
+	}
+	iso_utc(a->at, when, sizeof(when));
+	iso_utc(oldest, then, sizeof(then));
+	buf_appendf(a->err, "%s is before the oldest state of %s kept: the "
+		    "oldest moment that can be mounted is %s", when, a->s->url,
+		    then);
+	return -ERANGE;
+}
+
+/* One line: the entry key is missing or damaged, so the moment cannot be
+ * had exactly. */
+static int at_broken(struct at_run *a, const char *key, const char *what)
+{
+	char when[40], upto[40];
+
+	iso_utc(a->at, when, sizeof(when));
+	iso_utc(a->info->time_ns, upto, sizeof(upto));
+	buf_appendf(a->err, "journal entry %s of %s is %s: the state at %s "
+		    "cannot be rebuilt (the states up to %s can)", key,
+		    a->s->url, what, when, upto);
+	return -EIO;
+}
+
+/* Apply the entries after the checkpoint while their time is at or before
+ * the moment; entries with no time (older binaries) apply. */
+static int at_entries(struct at_run *a)
+{
+	uint64_t next = a->info->jseq + 1;
+	struct buf obj = BUF_INIT, cs = BUF_INIT;
+	struct store_ahead *ahead = NULL;
+	char (*keys)[64] = NULL, key[64];
+	const char **ptrs = NULL;
+	size_t first, n = 0, i;
+	int rc = 0;
+
+	for (first = 0; first < a->jl.n && a->jl.v[first] < next; first++)
+		;
+	while (first + n < a->jl.n && a->jl.v[first + n] == next + n)
+		n++;
+	if (n) {
+		keys = calloc(n, sizeof(*keys));
+		ptrs = calloc(n, sizeof(*ptrs));
+		rc = keys && ptrs ? 0 : -ENOMEM;
+	}
+	for (i = 0; rc == 0 && i < n; i++) {
+		jrnl_key(next + i, keys[i], sizeof(keys[i]));
+		ptrs[i] = keys[i];
+	}
+	if (rc == 0 && n)
+		rc = store_ahead_start(a->s, ptrs, a->jl.size + first, n,
+				       RESTORE_AHEAD, RESTORE_AHEAD_BYTES,
+				       &ahead);
+	for (i = 0; rc == 0 && i < n; i++) {
+		int64_t t = 0;
+		int trc;
+
+		rc = store_ahead_next(ahead, &obj);
+		if (rc) {
+			buf_appendf(a->err, "journal entry %s of %s cannot be "
+				    "read: %s", keys[i], a->s->url,
+				    strerror(-rc));
+			break;
+		}
+		buf_reset(&cs);
+		trc = blob_decode(a->bc, obj.data, obj.len, &cs) ? -EIO :
+		      meta_journal_cs_time(cs.data, cs.len, &t);
+		if (trc == 0 && t > a->at)
+			break; /* the state at the moment is the one so far */
+		if (trc == -EIO || meta_journal_apply(a->m, cs.data, cs.len)) {
+			rc = at_broken(a, keys[i], "damaged");
+			break;
+		}
+		rc = meta_config_set_u64(a->m, "jrnl_seq", next + i);
+		a->info->jseq = next + i;
+		a->info->applied++;
+		if (trc == 0)
+			a->info->time_ns = t;
+	}
+	/* all applied, and more after a hole: the moment may be in it */
+	if (rc == 0 && i == n && first + n < a->jl.n) {
+		jrnl_key(next + n, key, sizeof(key));
+		rc = at_broken(a, key, "missing");
+	}
+	store_ahead_end(ahead);
+	free(keys);
+	free(ptrs);
+	buf_free(&obj);
+	buf_free(&cs);
+	return rc;
+}
+
+int journal_restore_at(struct store *s, const struct blob_ctx *bc,
+		       uint32_t block_size, const char *db_path,
+		       int64_t at_ns, struct journal_at *info,
+		       struct buf *err)
+{
+	struct at_run a = { s, bc, db_path, block_size, at_ns };
+	int rc;
+
 	memset(info, 0, sizeof(*info));
-	buf_appends(err, "mounting a past moment is not available yet");
-	return -ENOTSUP;
+	a.info = info;
+	a.err = err;
+	rc = hist_list(s, &a.ck);
+	if (rc == 0)
+		rc = list_seqs(s, JRNL_PREFIX, &a.jl);
+	else
+		memset(&a.jl, 0, sizeof(a.jl));
+	if (rc)
+		buf_appendf(err, "cannot list the metadata of %s: %s", s->url,
+			    strerror(-rc));
+	if (rc == 0)
+		rc = at_checkpoint(&a);
+	if (rc == 0)
+		rc = at_entries(&a);
+	meta_close(a.m);
+	free(a.ck.v);
+	seq_list_free(&a.jl);
+	return rc;
 }

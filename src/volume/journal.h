@@ -107,12 +107,29 @@ int journal_replay(struct store *s, const struct blob_ctx *bc,
 		   void *progress_arg);
 
 /*
+ * The history window (journal.c, invariant 7): from now on keep every
+ * state less than history_s seconds old (0: off, checkpoints trim all
+ * older ones as before).  Turning it on lists the store's checkpoints
+ * (two requests); each checkpoint then gets a marker beside it.
+ */
+int journal_set_history(struct journal *j, uint64_t history_s);
+/*
+ * The epoch of garbage collection: objects with freed_epoch below it may
+ * be deleted.  Without a window, durable_seq (no request); with one, the
+ * oldest checkpoint the window keeps, after trimming what it no longer
+ * needs (requests only when that moved).  On error *epoch is 0.
+ */
+int journal_gc_epoch(struct journal *j, uint64_t *epoch);
+
+/*
  * The state of the volume at a past moment (`mount --at`): the state
  * after the newest journal entry written at or before at_ns (Unix ns),
- * restored into a new database at db_path from the checkpoint and the
- * entries the store keeps for it.  info gets what was restored.
- * -ERANGE with one line in err naming the oldest moment that can be
- * had when at_ns is before it; other errors with one line.
+ * restored into a new database at db_path (of a volume of block_size)
+ * from the checkpoint and the entries the store keeps for it.  info gets
+ * what was restored.  -ERANGE with one line in err naming the oldest
+ * moment that can be had (UTC ISO 8601) when at_ns is before it; -EIO
+ * when a journal entry the moment needs is missing or damaged; other
+ * errors with one line.
  */
 struct journal_at {
 	uint64_t jseq;     /* the journal entry the state ends with */
@@ -121,7 +138,8 @@ struct journal_at {
 	uint64_t applied;  /* entries applied over it */
 };
 int journal_restore_at(struct store *s, const struct blob_ctx *bc,
-		       const char *db_path, int64_t at_ns,
-		       struct journal_at *info, struct buf *err);
+		       uint32_t block_size, const char *db_path,
+		       int64_t at_ns, struct journal_at *info,
+		       struct buf *err);
 
 #endif
