@@ -1380,8 +1380,11 @@ static int at_entries(struct at_run *a)
 		if (trc == 0)
 			a->info->time_ns = t;
 	}
-	/* all applied, and more after a hole: the moment may be in it */
-	if (rc == 0 && i == n && first + n < a->jl.n) {
+	/* all applied, and more after a hole: the moment may be in it
+	 * (unless it is the time of the last one applied: the missing
+	 * entry is later) */
+	if (rc == 0 && i == n && first + n < a->jl.n &&
+	    a->info->time_ns < a->at) {
 		jrnl_key(next + n, key, sizeof(key));
 		rc = at_broken(a, key, "missing");
 	}
