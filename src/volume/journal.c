@@ -1202,7 +1202,9 @@ int journal_gc_epoch(struct journal *j, uint64_t *epoch)
 		rc = j->hist_loaded ? 0 : hist_load(j);
 		if (rc == 0)
 			rc = retain(j);
-		durable = rc ? 0 : MF_MIN(durable, j->hist_base);
+		/* a checkpoint in the store (a restored database's
+		 * durable_seq may be older than the one it came from) */
+		durable = rc ? 0 : j->hist_base;
 	}
 	pthread_mutex_unlock(&j->lock);
 	*epoch = durable;
