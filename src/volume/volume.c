@@ -281,8 +281,7 @@ int volume_create(struct store *s, uint32_t block_size,
  * or holding the master key of a new volume). */
 static int encrypted_text(const struct volume *v, struct buf *text)
 {
-	uint8_t hash[CRYPT_HASH_BYTES], dkey[CRYPT_KEY_BYTES];
-	uint8_t mac[CRYPT_MAC_BYTES];
+	uint8_t hash[CRYPT_HASH_BYTES], mac[CRYPT_MAC_BYTES];
 	char slot[CRYPT_SLOT_TEXT], hex[2 * CRYPT_MAC_BYTES + 1];
 	unsigned n;
 	int rc;
@@ -304,9 +303,7 @@ static int encrypted_text(const struct volume *v, struct buf *text)
 	if (rc)
 		return rc;
 	crypt_hash(text->data, text->len, hash);
-	crypt_derive(v->master, CRYPT_SUB_DESC, dkey);
-	crypt_mac(dkey, hash, sizeof(hash), mac);
-	explicit_bzero(dkey, sizeof(dkey));
+	crypt_mac(v->desc_key, hash, sizeof(hash), mac);
 	hex_encode(mac, sizeof(mac), hex);
 	return buf_appendf(text, "mac=%s\n", hex);
 }
@@ -317,6 +314,7 @@ static void derive_keys(struct volume *v)
 	crypt_derive(v->master, CRYPT_SUB_OBJECTS, v->key.key);
 	v->key.cipher = v->cipher;
 	crypt_derive(v->master, CRYPT_SUB_NAMES, v->hash_key);
+	crypt_derive(v->master, CRYPT_SUB_DESC, v->desc_key);
 	v->unlocked = true;
 }
 
@@ -366,10 +364,10 @@ int volume_create_encrypted(struct store *s, uint32_t block_size,
 	}
 	out->slots_used = 1;
 	out->unlocked_slot = 0;
+	derive_keys(out);
 	rc = put_encrypted(s, out, err);
 	if (rc)
 		goto fail;
-	derive_keys(out);
 	return 0;
 fail:
 	volume_wipe(out);
@@ -419,6 +417,7 @@ void volume_wipe(struct volume *v)
 {
 	explicit_bzero(v->master, sizeof(v->master));
 	explicit_bzero(&v->key, sizeof(v->key));
+	explicit_bzero(v->desc_key, sizeof(v->desc_key));
 	if (v->encrypted)
 		explicit_bzero(v->hash_key, sizeof(v->hash_key));
 	v->unlocked = false;

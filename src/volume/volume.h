@@ -88,6 +88,9 @@ struct volume {
 	int unlocked_slot;                    /* the slot that opened */
 	uint8_t master[CRYPT_KEY_BYTES];
 	struct crypt_key key;                 /* seals the objects */
+	/* the descriptor's MAC key: kept when a mount wipes the master
+	 * key, so that it can still rewrite the descriptor (a window) */
+	uint8_t desc_key[CRYPT_KEY_BYTES];
 };
 
 /* mkfs: -EEXIST (with a message in err) if the store already holds a
