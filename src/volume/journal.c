@@ -57,7 +57,7 @@
  *
  * The history window (journal_set_history(), the volume's history_s):
  * every state of the volume less than the window old stays mountable
- * (`mount --at`, journal_restore_at()).  Each entry carries its time
+ * (`mount --at`, journal_restore_at() in journal_at.c).  Each entry carries its time
  * (table jtime, meta/meta_journal.c); beside each checkpoint written
  * while the window is on, an empty marker
  * meta/ckpi-<16 hex cseq>-<16 hex jseq>-<16 hex ns> says which entry the
@@ -86,6 +86,7 @@
 #include "util/log.h"
 #include "util/util.h"
 #include "volume/journal.h"
+#include "volume/journal_int.h"
 
 #define JRNL_PREFIX "meta/jrnl-"
 #define CKPT_PREFIX "meta/ckpt-"
@@ -104,11 +105,6 @@ struct pending {
 	struct buf cs;
 };
 
-/* a checkpoint in the store, as the history window sees it */
-struct hist_ckpt {
-	uint64_t cseq, jseq; /* jseq 0: unknown (no marker) */
-	int64_t ns;          /* its state's time; 0: unknown, as old as can be */
-};
 
 struct journal {
 	struct meta *m;
@@ -138,7 +134,7 @@ struct journal {
 	/* the history window (invariant 7), by lock: */
 	int64_t hist_ns;          /* the window (0: off) */
 	bool hist_loaded;         /* hist lists the store's checkpoints */
-	struct hist_ckpt *hist;   /* ascending cseq */
+	struct journal_ckpt *hist;   /* ascending cseq */
 	size_t nhist, caphist;
 	uint64_t hist_base;       /* the base's cseq after the last retain() */
 	uint64_t hist_trimmed;    /* entries up to this one are trimmed */
@@ -970,13 +966,13 @@ int checkpoint_restore(struct store *s, const struct blob_ctx *bc,
 #define NS_PER_S 1000000000LL
 #define MARK_KEY_LEN (16 * 3 + 2)
 
-static void mark_key(const struct hist_ckpt *c, char *key, size_t size)
+static void mark_key(const struct journal_ckpt *c, char *key, size_t size)
 {
 	snprintf(key, size, MARK_PREFIX "%016" PRIx64 "-%016" PRIx64
 		 "-%016" PRIx64, c->cseq, c->jseq, (uint64_t)c->ns);
 }
 
-static int parse_mark(const char *key, struct hist_ckpt *c)
+static int parse_mark(const char *key, struct journal_ckpt *c)
 {
 	const char *p = key + strlen(MARK_PREFIX);
 	unsigned long long cseq, jseq, ns;
@@ -994,17 +990,17 @@ static int parse_mark(const char *key, struct hist_ckpt *c)
 }
 
 struct hist_vec {
-	struct hist_ckpt *v;
+	struct journal_ckpt *v;
 	size_t n, cap;
 	uint64_t below; /* trim_marks(): the keys of markers below this */
 	struct buf keys;
 };
 
-static int hist_push(struct hist_vec *h, const struct hist_ckpt *c)
+static int hist_push(struct hist_vec *h, const struct journal_ckpt *c)
 {
 	if (h->n == h->cap) {
 		size_t ncap = h->cap ? h->cap * 2 : 16;
-		struct hist_ckpt *p = realloc(h->v, ncap * sizeof(*p));
+		struct journal_ckpt *p = realloc(h->v, ncap * sizeof(*p));
 
 		if (!p)
 			return -ENOMEM;
@@ -1017,7 +1013,7 @@ static int hist_push(struct hist_vec *h, const struct hist_ckpt *c)
 
 static int mark_list_cb(const char *key, uint64_t size, void *arg)
 {
-	struct hist_ckpt c;
+	struct journal_ckpt c;
 
 	(void)size;
 	return parse_mark(key, &c) ? 0 : hist_push(arg, &c);
@@ -1037,7 +1033,7 @@ static int hist_list(struct store *s, struct hist_vec *out)
 	if (rc == 0)
 		rc = store_list(s, MARK_PREFIX, mark_list_cb, &marks);
 	for (i = 0; rc == 0 && i < l.n; i++) {
-		struct hist_ckpt c = { l.v[i], 0, 0 };
+		struct journal_ckpt c = { l.v[i], 0, 0 };
 
 		while (k < marks.n && marks.v[k].cseq < c.cseq)
 			k++;
@@ -1072,7 +1068,7 @@ static int hist_load(struct journal *j)
 static int trim_mark_cb(const char *key, uint64_t size, void *arg)
 {
 	struct hist_vec *h = arg;
-	struct hist_ckpt c;
+	struct journal_ckpt c;
 
 	(void)size;
 	if (parse_mark(key, &c) || c.cseq >= h->below)
@@ -1109,7 +1105,7 @@ static int trim_marks(struct store *s, uint64_t cseq)
 static int retain(struct journal *j)
 {
 	int64_t edge = meta_journal_now_ns() - j->hist_ns;
-	struct hist_ckpt base;
+	struct journal_ckpt base;
 	size_t b = 0, i;
 	int rc = 0;
 
@@ -1146,7 +1142,7 @@ static int retain(struct journal *j)
 static int hist_checkpointed(struct journal *j, uint64_t cseq,
 			     uint64_t jseq)
 {
-	struct hist_ckpt c = { cseq, jseq, 0 };
+	struct journal_ckpt c = { cseq, jseq, 0 };
 	uint64_t seq;
 	char key[96];
 	int rc;
@@ -1231,198 +1227,44 @@ static bool garbage_waits(struct journal *j, uint64_t durable)
 	       (int64_t)time(NULL) - (int64_t)last >= hist / NS_PER_S / 16;
 }
 
-/* ---- the state at a past moment ---- */
+/* ---- for journal_at.c (journal_int.h) ---- */
 
-/* ns as UTC ISO 8601 to the millisecond, rounded up: the moment given
- * back to `mount --at` is not before it. */
-static void iso_utc(int64_t ns, char *out, size_t size)
+int journal_ckpts_list(struct store *s, struct journal_ckpt **v, size_t *n)
 {
-	int64_t ms = ns / 1000000 + (ns % 1000000 > 0);
-	time_t t = (time_t)(ms / 1000);
-	struct tm tm;
-	size_t n;
+	struct hist_vec h;
+	int rc = hist_list(s, &h);
 
-	gmtime_r(&t, &tm);
-	n = strftime(out, size, "%Y-%m-%dT%H:%M:%S", &tm);
-	snprintf(out + n, size - n, ".%03dZ", (int)(ms % 1000));
-}
-
-struct at_run {
-	struct store *s;
-	const struct blob_ctx *bc;
-	const char *db_path;
-	uint32_t block_size;
-	int64_t at;
-	struct hist_vec ck;  /* the store's checkpoints */
-	struct seq_list jl;  /* its journal entries */
-	struct meta *m;      /* the state restored so far */
-	struct journal_at *info;
-	struct buf *err;
-};
-
-/* The newest checkpoint whose state is at or before the moment, restored
- * and open in a->m; -ERANGE when every one is later. */
-static int at_checkpoint(struct at_run *a)
-{
-	int64_t oldest = 0;
-	char key[64], when[40], then[40];
-	size_t i;
-	int rc;
-
-	for (i = a->ck.n; i-- > 0;) {
-		const struct hist_ckpt *c = &a->ck.v[i];
-		int64_t ns = c->ns;
-		uint64_t seq;
-
-		if (ns > a->at) {
-			oldest = ns;
-			continue;
-		}
-		ckpt_key(c->cseq, key, sizeof(key));
-		rc = restore_seq(a->s, a->bc, c->cseq, a->db_path, NULL, NULL);
-		if (rc == 0)
-			rc = meta_open(a->db_path, a->block_size, 0, 0, &a->m);
-		if (rc) {
-			buf_appendf(a->err, "checkpoint %s of %s cannot be "
-				    "read: %s", key, a->s->url, strerror(-rc));
-			return rc;
-		}
-		/* no marker: its database says (nothing: old as can be) */
-		if (ns == 0 && meta_journal_time(a->m, &seq, &ns) == 0 &&
-		    ns > a->at) {
-			oldest = ns;
-			meta_close(a->m);
-			a->m = NULL;
-			continue;
-		}
-		a->info->ckpt_seq = c->cseq;
-		a->info->time_ns = ns;
-		a->info->jseq = meta_config_get_u64(a->m, "jrnl_seq", 0);
-		return meta_journal_times_init(a->m);
-	}
-	if (a->ck.n == 0) {
-		buf_appendf(a->err, "%s holds no metadata checkpoint (never "
-			    "mounted?)", a->s->url);
-		return -ENOENT;
-	}
-	iso_utc(a->at, when, sizeof(when));
-	iso_utc(oldest, then, sizeof(then));
-	buf_appendf(a->err, "%s is before the oldest state of %s kept: the "
-		    "oldest moment that can be mounted is %s", when, a->s->url,
-		    then);
-	return -ERANGE;
-}
-
-/* One line: the entry key is missing or damaged, so the moment cannot be
- * had exactly. */
-static int at_broken(struct at_run *a, const char *key, const char *what)
-{
-	char when[40], upto[40];
-
-	iso_utc(a->at, when, sizeof(when));
-	iso_utc(a->info->time_ns, upto, sizeof(upto));
-	buf_appendf(a->err, "journal entry %s of %s is %s: the state at %s "
-		    "cannot be rebuilt (the states up to %s can)", key,
-		    a->s->url, what, when, upto);
-	return -EIO;
-}
-
-/* Apply the entries after the checkpoint while their time is at or before
- * the moment; entries with no time (older binaries) apply. */
-static int at_entries(struct at_run *a)
-{
-	uint64_t next = a->info->jseq + 1;
-	struct buf obj = BUF_INIT, cs = BUF_INIT;
-	struct store_ahead *ahead = NULL;
-	char (*keys)[64] = NULL, key[64];
-	const char **ptrs = NULL;
-	size_t first, n = 0, i;
-	int rc = 0;
-
-	for (first = 0; first < a->jl.n && a->jl.v[first] < next; first++)
-		;
-	while (first + n < a->jl.n && a->jl.v[first + n] == next + n)
-		n++;
-	if (n) {
-		keys = calloc(n, sizeof(*keys));
-		ptrs = calloc(n, sizeof(*ptrs));
-		rc = keys && ptrs ? 0 : -ENOMEM;
-	}
-	for (i = 0; rc == 0 && i < n; i++) {
-		jrnl_key(next + i, keys[i], sizeof(keys[i]));
-		ptrs[i] = keys[i];
-	}
-	if (rc == 0 && n)
-		rc = store_ahead_start(a->s, ptrs, a->jl.size + first, n,
-				       RESTORE_AHEAD, RESTORE_AHEAD_BYTES,
-				       &ahead);
-	for (i = 0; rc == 0 && i < n; i++) {
-		int64_t t = 0;
-		int trc;
-
-		rc = store_ahead_next(ahead, &obj);
-		if (rc) {
-			buf_appendf(a->err, "journal entry %s of %s cannot be "
-				    "read: %s", keys[i], a->s->url,
-				    strerror(-rc));
-			break;
-		}
-		buf_reset(&cs);
-		trc = blob_decode(a->bc, obj.data, obj.len, &cs) ? -EIO :
-		      meta_journal_cs_time(cs.data, cs.len, &t);
-		if (trc == 0 && t > a->at)
-			break; /* the state at the moment is the one so far */
-		if (trc == -EIO || meta_journal_apply(a->m, cs.data, cs.len)) {
-			rc = at_broken(a, keys[i], "damaged");
-			break;
-		}
-		rc = meta_config_set_u64(a->m, "jrnl_seq", next + i);
-		a->info->jseq = next + i;
-		a->info->applied++;
-		if (trc == 0)
-			a->info->time_ns = t;
-	}
-	/* all applied, and more after a hole: the moment may be in it
-	 * (unless it is the time of the last one applied: the missing
-	 * entry is later) */
-	if (rc == 0 && i == n && first + n < a->jl.n &&
-	    a->info->time_ns < a->at) {
-		jrnl_key(next + n, key, sizeof(key));
-		rc = at_broken(a, key, "missing");
-	}
-	store_ahead_end(ahead);
-	free(keys);
-	free(ptrs);
-	buf_free(&obj);
-	buf_free(&cs);
+	*v = h.v;
+	*n = h.n;
 	return rc;
 }
 
-int journal_restore_at(struct store *s, const struct blob_ctx *bc,
-		       uint32_t block_size, const char *db_path,
-		       int64_t at_ns, struct journal_at *info,
-		       struct buf *err)
+int journal_entries_list(struct store *s, uint64_t **seq, uint64_t **size,
+			 size_t *n)
 {
-	struct at_run a = { s, bc, db_path, block_size, at_ns };
-	int rc;
+	struct seq_list l;
+	int rc = list_seqs(s, JRNL_PREFIX, &l);
 
-	memset(info, 0, sizeof(*info));
-	a.info = info;
-	a.err = err;
-	rc = hist_list(s, &a.ck);
-	if (rc == 0)
-		rc = list_seqs(s, JRNL_PREFIX, &a.jl);
-	else
-		memset(&a.jl, 0, sizeof(a.jl));
 	if (rc)
-		buf_appendf(err, "cannot list the metadata of %s: %s", s->url,
-			    strerror(-rc));
-	if (rc == 0)
-		rc = at_checkpoint(&a);
-	if (rc == 0)
-		rc = at_entries(&a);
-	meta_close(a.m);
-	free(a.ck.v);
-	seq_list_free(&a.jl);
+		seq_list_free(&l);
+	*seq = rc ? NULL : l.v;
+	*size = rc ? NULL : l.size;
+	*n = rc ? 0 : l.n;
 	return rc;
+}
+
+int journal_ckpt_restore(struct store *s, const struct blob_ctx *bc,
+			 uint64_t cseq, const char *db_path)
+{
+	return restore_seq(s, bc, cseq, db_path, NULL, NULL);
+}
+
+void journal_entry_key(uint64_t seq, char *key, size_t size)
+{
+	jrnl_key(seq, key, size);
+}
+
+void journal_ckpt_key(uint64_t seq, char *key, size_t size)
+{
+	ckpt_key(seq, key, size);
 }
