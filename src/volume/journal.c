@@ -57,9 +57,9 @@
  *
  * The history window (journal_set_history(), the volume's history_s):
  * every state of the volume less than the window old stays mountable
- * (`mount --at`, journal_restore_at() in journal_at.c).  Each entry carries its time
- * (table jtime, meta/meta_journal.c); beside each checkpoint written
- * while the window is on, an empty marker
+ * (`mount --at`, journal_restore_at() in journal_at.c).  Each entry
+ * carries its time (table jtime, meta/meta_journal.c); beside each
+ * checkpoint written while the window is on, an empty marker
  * meta/ckpi-<16 hex cseq>-<16 hex jseq>-<16 hex ns> says which entry the
  * checkpoint ends with and that entry's time, so retention and a past
  * mount know every checkpoint's time from one listing.
