@@ -35,6 +35,7 @@
 #include "cli/store_opts.h"
 #include "fs/fs.h"
 #include "util/util.h"
+#include "volume/journal.h"
 #include "volume/volume.h"
 
 static const char tune_help[] =
@@ -228,6 +229,11 @@ static int tune_store(const char *loc, const struct cli_store_opts *so,
 		cli_error("tune: %s", buf_str(&err));
 		goto out;
 	}
+	/* off: the states only the window kept go now (as a mount does) */
+	if (old && !history_s && journal_history_drop(ov.s))
+		cli_error("tune: the window is off, but the past states of %s "
+			  "could not all be deleted (the next mount's "
+			  "checkpoints trim them)", ov.s->url);
 	cli_format_duration(old, was, sizeof(was));
 	cli_format_duration(history_s, now, sizeof(now));
 	printf("history window of %s: %s (was %s; volume format %u)\n",

@@ -1172,11 +1172,36 @@ static int hist_checkpointed(struct journal *j, uint64_t cseq,
 	return rc ? rc : retain(j);
 }
 
+int journal_history_drop(struct store *s)
+{
+	struct hist_vec h;
+	struct journal_ckpt last;
+	int rc = hist_list(s, &h);
+
+	if (rc || h.n == 0) {
+		free(h.v);
+		return rc;
+	}
+	last = h.v[h.n - 1];
+	free(h.v);
+	rc = trim_seqs(s, CKPT_PREFIX, last.cseq, false, ckpt_key);
+	if (!rc)
+		rc = trim_parts(s, last.cseq);
+	if (!rc)
+		rc = trim_marks(s, UINT64_MAX);
+	if (!rc && last.jseq)
+		rc = trim_seqs(s, JRNL_PREFIX, last.jseq, true, jrnl_key);
+	return rc;
+}
+
 int journal_set_history(struct journal *j, uint64_t history_s)
 {
 	int rc = 0;
 
 	pthread_mutex_lock(&j->lock);
+	/* turned off: what only the window kept goes at once */
+	if (j->hist_ns && !history_s)
+		rc = journal_history_drop(j->s);
 	j->hist_ns = history_s >= (uint64_t)(INT64_MAX / NS_PER_S) ?
 			     INT64_MAX :
 			     (int64_t)history_s * NS_PER_S;

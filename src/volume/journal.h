@@ -110,9 +110,17 @@ int journal_replay(struct store *s, const struct blob_ctx *bc,
  * The history window (journal.c, invariant 7): from now on keep every
  * state less than history_s seconds old (0: off, checkpoints trim all
  * older ones as before).  Turning it on lists the store's checkpoints
- * (two requests); each checkpoint then gets a marker beside it.
+ * (two requests); each checkpoint then gets a marker beside it.  Turning
+ * it off drops what only the window kept (journal_history_drop()).
  */
 int journal_set_history(struct journal *j, uint64_t history_s);
+/*
+ * The window turned off (journal_set_history(j, 0) does it for a mount;
+ * tune for an unmounted volume): delete every checkpoint but the newest,
+ * the entries it covers and every marker, as a checkpoint without a
+ * window would have.
+ */
+int journal_history_drop(struct store *s);
 /*
  * The epoch of garbage collection: objects with freed_epoch below it may
  * be deleted.  Without a window, durable_seq (no request); with one, the

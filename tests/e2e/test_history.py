@@ -271,6 +271,20 @@ def test_tune(mounts):
     p = past(mounts, m, "p2", iso(t))
     same(p, want, "after tune of the store")
     p.umount()
+    # off: the markers (and what only the window kept) go at once; gc
+    # writes a checkpoint (with its marker) beside the older one
+    assert m.cli("gc", m.store).returncode == 0
+    keys = m.store_ls("meta/")
+    assert any(k.startswith("meta/ckpi-") for k in keys), keys
+    assert sum(k.startswith("meta/ckpt-") for k in keys) == 2, keys
+    r = m.cli("tune", "--history", "0", m.store)
+    assert r.returncode == 0, r.stderr
+    assert "0s (was 30m" in r.stdout, r.stdout
+    keys = m.store_ls("meta/")
+    assert not any(k.startswith("meta/ckpi-") for k in keys), keys
+    assert sum(k.startswith("meta/ckpt-") for k in keys) == 1, keys
+    m.mount()
+    assert read_file(m.path("f")) == b"x"
 
 
 def test_mkfs_bad_history(mounts):

@@ -1181,9 +1181,22 @@ static void test_retention(void)
 	CHECK_RC(journal_set_history(r.j, 10), 0);
 	CHECK_RC(journal_gc_epoch(r.j, &epoch), 0);
 	CHECK_EQ_U64(epoch, ckpt[3]);
-	/* the window off: as before, everything older trimmed at once */
+	/* two checkpoints more, within the window: three kept */
+	for (i = 20; i < 22; i++) {
+		work(r.m, i);
+		CHECK_RC(journal_checkpoint(r.j), 0);
+	}
+	work(r.m, 22);
+	CHECK_RC(journal_sync(r.j), 0);
+	CHECK_EQ_U64(count_keys(r.s, "meta/ckpt-"), 3);
+	/* the window off: what only it kept goes at once (the newest
+	 * checkpoint and the entry after it stay), then as before */
 	CHECK_RC(journal_set_history(r.j, 0), 0);
-	work(r.m, 20);
+	CHECK_EQ_U64(count_keys(r.s, "meta/ckpt-"), 1);
+	CHECK_EQ_U64(count_keys(r.s, "meta/ckpi-"), 0);
+	CHECK_EQ_U64(count_keys(r.s, "meta/jrnl-"), 1);
+	CHECK(same_as_live(&r, "window off"));
+	work(r.m, 23);
 	CHECK_RC(journal_checkpoint(r.j), 0);
 	CHECK_RC(journal_gc_epoch(r.j, &epoch), 0);
 	CHECK_EQ_U64(epoch, meta_config_get_u64(r.m, "durable_seq", 0));
