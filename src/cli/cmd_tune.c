@@ -207,14 +207,17 @@ static int tune_store(const char *loc, const struct cli_store_opts *so,
 {
 	struct offline_vol ov = { 0 };
 	struct buf err = BUF_INIT;
-	char owner[64] = "", where[PATH_MAX], was[32], now[32];
+	char owner[64] = "", where[PATH_MAX], real[PATH_MAX];
+	char was[32], now[32];
 	uint64_t old;
 	int rc = -1;
 
 	if (offline_open(&ov, loc, &so->o, so->passphrase_file))
 		goto out;
 	if (store_mounted_at(ov.s->url, where, sizeof(where)) ||
-	    store_mounted_at(loc, where, sizeof(where))) {
+	    store_mounted_at(loc, where, sizeof(where)) ||
+	    (realpath(loc, real) &&
+	     store_mounted_at(real, where, sizeof(where)))) {
 		cli_error("tune: %s is mounted at %s: run 'metafuse tune "
 			  "--history DURATION %s'", loc, where, where);
 		goto out;

@@ -60,7 +60,9 @@
  *      after the first).
  *   6. An idle mount sends nothing but the lease's renewals: every other
  *      duty of the maintenance thread asks the store only when something
- *      changed (journal, checkpoint) or waits for deletion (garbage).
+ *      changed (journal, checkpoint) or waits for deletion (garbage, and
+ *      with a history window what the window lets go of as time passes:
+ *      journal_gc_epoch()).
  */
 #include "util/compat.h"
 
