@@ -1232,6 +1232,17 @@ int journal_gc_epoch(struct journal *j, uint64_t *epoch)
 	return rc;
 }
 
+int64_t journal_history_oldest(struct journal *j)
+{
+	int64_t ns = 0;
+
+	pthread_mutex_lock(&j->lock);
+	if (j->hist_ns && j->hist_loaded && j->nhist)
+		ns = j->hist[0].ns;
+	pthread_mutex_unlock(&j->lock);
+	return ns;
+}
+
 /* With a window, objects freed since the newest checkpoint wait for the
  * window anyway: a checkpoint for their sake at most every window/16
  * (each is kept for the window). */

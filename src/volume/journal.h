@@ -128,6 +128,10 @@ int journal_history_drop(struct store *s);
  * needs (requests only when that moved).  On error *epoch is 0.
  */
 int journal_gc_epoch(struct journal *j, uint64_t *epoch);
+/* With a window: the time (Unix ns) of the oldest state it keeps, the
+ * oldest moment `mount --at` can have; 0 without a window or when that
+ * checkpoint's time is not known (no marker).  No request. */
+int64_t journal_history_oldest(struct journal *j);
 
 /*
  * The state of the volume at a past moment (`mount --at`): the state

@@ -7,6 +7,7 @@ an fsync shows exactly the files the volume had then.  Objects that only
 past states need stay in the store until the window has passed them.
 """
 
+import json
 import os
 import re
 import time
@@ -165,6 +166,13 @@ def test_bad_times(mounts):
     p = past(mounts, m, "oldest", first)
     assert os.path.isdir(p.mnt)
     p.umount()
+    # metafuse stats names the same moment
+    r = m.cli("stats", "--json", m.mnt)
+    j = json.loads(r.stdout)
+    assert j["history_s"] == 3600, r.stdout
+    got = datetime.strptime(j["history_oldest"], "%Y-%m-%dT%H:%M:%SZ")
+    want = datetime.strptime(first, "%Y-%m-%dT%H:%M:%S.%fZ")
+    assert 0 <= (got - want).total_seconds() < 1, (got, want)
     for bad, why in (("2099-01-01T00:00:00Z", "in the future"),
                      ("yesterday", "not a time"), ("-5x", "not a time")):
         r = m.cli("mount", "--at", bad, m.store, mp)
@@ -248,6 +256,12 @@ def test_tune(mounts):
     assert r.returncode == 0, r.stderr
     assert "2h (was 0s)" in r.stdout, r.stdout
     t, want = instant(m, [m.path("f")])
+    # stats says the window
+    r = m.cli("stats", m.mnt)
+    assert r.returncode == 0 and "history window:       2h" in r.stdout, \
+        r.stdout
+    r = m.cli("stats", "--json", m.mnt)
+    assert json.loads(r.stdout)["history_s"] == 7200, r.stdout
     p = past(mounts, m, "p", iso(t))
     same(p, want, "after tune")
     r = m.cli("tune", "--history", "1d", p.mnt)
