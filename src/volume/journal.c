@@ -1152,12 +1152,11 @@ static int hist_checkpointed(struct journal *j, uint64_t cseq,
 	if (meta_journal_time(j->m, &seq, &c.ns) || c.ns <= 0)
 		c.ns = meta_journal_now_ns();
 	mark_key(&c, key, sizeof(key));
-	rc = store_put(j->s, key, "", 0);
-	if (rc) {
-		log_warn("history: marker %s: upload failed: %s", key,
-			 strerror(-rc));
-		c.ns = 0; /* as the store will say: old as can be */
-	}
+	/* a failed marker: this mount still knows the time (the store will
+	 * call the checkpoint old as can be, as one written without a
+	 * window, until a later checkpoint is the base) */
+	if (store_put(j->s, key, "", 0))
+		log_warn("history: marker %s: upload failed", key);
 	if (!j->hist_loaded) {
 		rc = hist_load(j);
 	} else {
