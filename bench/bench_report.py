@@ -17,6 +17,7 @@ import subprocess
 import time
 
 from bench_meta import META_CHART, META_METRICS
+from bench_history import HISTORY_METRICS
 from bench_scale import SCALE_CHART, SCALE_METRICS, scale_verdicts
 
 MiB = 1 << 20
@@ -58,7 +59,7 @@ METRICS = {
     "store_delete": ("requests", None), "store_bytes_put": ("B", None),
     "store_stored": ("B", None), "store_requests": ("requests", None),
     "store_head": ("requests", None), "store_post": ("requests", None),
-    **META_METRICS, **SCALE_METRICS,
+    **META_METRICS, **SCALE_METRICS, **HISTORY_METRICS,
 }
 
 # the headline figures, the ones the chart shows

@@ -33,6 +33,7 @@ int cmd_stats(int argc, char **argv);
 int cmd_clone(int argc, char **argv);
 int cmd_snapshot(int argc, char **argv);
 int cmd_passwd(int argc, char **argv);
+int cmd_tune(int argc, char **argv);
 int cmd_help(int argc, char **argv);
 
 /*
@@ -47,6 +48,7 @@ extern const struct cli_cmd cli_cmd_mkfs, cli_cmd_mount, cli_cmd_umount,
 	cli_cmd_fsck, cli_cmd_gc, cli_cmd_stats, cli_cmd_passwd, cli_cmd_help;
 extern const struct cli_cmd cli_cmd_clone;
 extern const struct cli_cmd cli_cmd_snapshot;
+extern const struct cli_cmd cli_cmd_tune;
 extern const struct cli_cmd cli_cmd_mount_helper, cli_cmd_umount_helper;
 extern const struct cli_cmd *const cli_commands[];
 extern const struct cli_cmd *const cli_helpers[];
@@ -115,7 +117,7 @@ struct cli_cmd {
 	const char *usage;             /* "usage: metafuse mkfs ... STORE" */
 	const char *shortopts;         /* getopt's, without h; may be NULL */
 	const struct option *longopts; /* without --help; zero-terminated,
-					* at most 6; vals of long-only
+					* at most 8; vals of long-only
 					* options above 255 */
 	const char *no_arg_msg;        /* for a flag missing its argument;
 					* NULL: as for an unknown flag */
@@ -131,7 +133,7 @@ struct cli_args {
 	int noperands;
 	int status; /* the exit status when cli_getopt() returned -1 */
 	char shortopts[32];
-	struct option longopts[8];
+	struct option longopts[10];
 };
 
 /* Start reading argv (argv[0]: the command's name; once per process, as
@@ -218,5 +220,11 @@ bool offline_lease_lost(struct offline_vol *ov);
 void offline_unlease(struct offline_vol *ov);
 /* Close what is open and remove the private directory. */
 void offline_close(struct offline_vol *ov);
+
+/* A history window (tune --history, mkfs --history): a number with s, m,
+ * h or d (bare: seconds), up to a century, into *out_s; -EINVAL
+ * otherwise.  cli_format_duration() writes it back ("1d", "90s"). */
+int cli_parse_duration(const char *s, uint64_t *out_s);
+void cli_format_duration(uint64_t s, char *out, size_t size);
 
 #endif

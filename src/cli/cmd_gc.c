@@ -11,6 +11,12 @@
  * state does not reference, and writes a checkpoint of the result.  On a
  * terminal each step shows its progress (util/progress.h): the restore,
  * the objects listed, then deleted of how many, the checkpoint.
+ *
+ * A volume with a history window (volume/journal.c, invariant 7): the
+ * objects that only past states in the window need stay; of the objects
+ * no longer referenced, only those freed before the oldest checkpoint the
+ * window keeps are deleted (journal_gc_epoch()), and the window's
+ * retention trims the checkpoints and entries it no longer needs.
  */
 #include "util/compat.h"
 
@@ -68,9 +74,55 @@ static void test_pause(void)
 		usleep((useconds_t)(strtoul(knob, NULL, 10) * 1000));
 }
 
+static int gc_cb(const char *hash, void *arg)
+{
+	return buf_append(arg, hash, BLOB_NAME_LEN + 1);
+}
+
+/* With a window: delete the objects freed before its base; += r. */
+static int collect_window(struct offline_vol *ov, struct journal *j,
+			  struct sweep_result *r)
+{
+	char (*keys)[BLOB_DATA_KEY_LEN + 1] = calloc(512, sizeof(*keys));
+	struct buf list = BUF_INIT;
+	const char *ptrs[512];
+	int results[512];
+	uint64_t epoch = 0;
+	uint64_t before;
+	size_t i, n = 0;
+	int rc = keys ? journal_gc_epoch(j, &epoch) : -ENOMEM;
+
+	do {
+		before = r->deleted;
+		buf_reset(&list);
+		if (rc == 0 && epoch)
+			rc = meta_gc_list(ov->m, epoch, 512, gc_cb, &list);
+		n = list.len / (BLOB_NAME_LEN + 1);
+		for (i = 0; i < n; i++) {
+			blob_data_key((const char *)list.data +
+					      i * (BLOB_NAME_LEN + 1),
+				      keys[i]);
+			ptrs[i] = keys[i];
+		}
+		if (rc == 0 && n)
+			rc = store_del_many(ov->s, ptrs, n, results);
+		for (i = 0; rc == 0 && i < n; i++) {
+			if (results[i])
+				continue;
+			meta_gc_forget(ov->m, (const char *)list.data +
+						      i * (BLOB_NAME_LEN + 1));
+			r->deleted++;
+		}
+	} while (rc == 0 && n == 512 && r->deleted > before);
+	buf_free(&list);
+	free(keys);
+	return rc;
+}
+
 /*
- * In the restored state: delete every data object it does not reference,
- * then write it as a new checkpoint.  0 or -1 (printed).
+ * In the restored state: delete every data object it does not reference
+ * (with a history window, that no state in it references), then write it
+ * as a new checkpoint.  0 or -1 (printed).
  */
 static int collect(struct offline_vol *ov)
 {
@@ -86,9 +138,13 @@ static int collect(struct offline_vol *ov)
 		return -1;
 	}
 	rc = journal_open(ov->m, s, &ov->bc, ov->dir, &j);
+	if (rc == 0 && ov->v.history_s)
+		rc = journal_set_history(j, ov->v.history_s);
 	if (rc == 0)
-		rc = store_sweep(ov->m, s, true, progress_report, ov->progress,
-				 &r);
+		rc = store_sweep(ov->m, s, ov->v.history_s == 0,
+				 progress_report, ov->progress, &r);
+	if (rc == 0 && ov->v.history_s)
+		rc = collect_window(ov, j, &r);
 	if (rc) {
 		progress_end(ov->progress);
 		cli_error("cannot collect the garbage of %s: %s", s->url,

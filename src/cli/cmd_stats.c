@@ -461,6 +461,32 @@ static void compute_costs(const struct snap *s, struct costs *c)
 			 &c->last_hour);
 }
 
+/* UTC ISO 8601 to the second (rounded up: a moment that mounts). */
+static void iso_secs(uint64_t ns, char *out, size_t size)
+{
+	time_t t = (time_t)((ns + 999999999ULL) / 1000000000ULL);
+	struct tm tm;
+
+	gmtime_r(&t, &tm);
+	strftime(out, size, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+/* The history window's line, when the volume keeps one. */
+static void print_text_history(const struct snap *s)
+{
+	char d[32], when[40];
+
+	if (!snap_u64(s, "history_s"))
+		return;
+	cli_format_duration(snap_u64(s, "history_s"), d, sizeof(d));
+	printf("%-22s%s", "history window:", d);
+	if (snap_u64(s, "history_oldest_ns")) {
+		iso_secs(snap_u64(s, "history_oldest_ns"), when, sizeof(when));
+		printf("; the oldest moment kept %s (mount --at)", when);
+	}
+	printf("\n");
+}
+
 /* The text's lines on the backlog, the cache and the journal. */
 static void print_text_state(const struct snap *s)
 {
@@ -496,6 +522,7 @@ static void print_text_state(const struct snap *s)
 		printf(", written %s ago", a);
 	}
 	printf("\n");
+	print_text_history(s);
 }
 
 /* The text's lines on what the store holds and what it costs. */
@@ -625,6 +652,16 @@ static void print_json(const char *path, const struct snap *s)
 	for (i = 0; i < ARRAY_SIZE(same); i++)
 		json_u64(s, same[i], same[i]);
 	json_u64(s, "checkpoint_seq", "ckpt_seq");
+	json_u64(s, "history_s", "history_s");
+	if (snap_u64(s, "history_oldest_ns")) {
+		char when[40];
+
+		iso_secs(snap_u64(s, "history_oldest_ns"), when, sizeof(when));
+		printf(",\"history_oldest\":");
+		json_str(when);
+	} else {
+		printf(",\"history_oldest\":null");
+	}
 	if (ckpt_time && (uint64_t)time(NULL) >= ckpt_time)
 		printf(",\"checkpoint_age_s\":%" PRIu64,
 		       (uint64_t)time(NULL) - ckpt_time);

@@ -47,6 +47,7 @@ static const char mkfs_help[] =
 	"[--create-bucket]\n"
 	"                     [--encrypt [--passphrase-file FILE] "
 	"[--cipher C]]\n"
+	"                     [--history DURATION]\n"
 	"                     [-o OPT[,OPT...]] STORE\n"
 	"\n"
 	"Creates an empty volume in STORE (a directory, created if missing, "
@@ -77,6 +78,7 @@ enum {
 	OPT_ENCRYPT,
 	OPT_PASS_FILE,
 	OPT_CIPHER,
+	OPT_HISTORY,
 };
 
 static const struct option mkfs_longopts[] = {
@@ -86,6 +88,7 @@ static const struct option mkfs_longopts[] = {
 	{ "encrypt", no_argument, NULL, OPT_ENCRYPT },
 	{ "passphrase-file", required_argument, NULL, OPT_PASS_FILE },
 	{ "cipher", required_argument, NULL, OPT_CIPHER },
+	{ "history", required_argument, NULL, OPT_HISTORY },
 	{ NULL, 0, NULL, 0 },
 };
 
@@ -96,7 +99,7 @@ const struct cli_cmd cli_cmd_mkfs = {
 	.help = mkfs_help,
 	.usage = "usage: metafuse mkfs [--block-size SIZE] [--names HASH] "
 		 "[--create-bucket] [--encrypt [--passphrase-file FILE] "
-		 "[--cipher C]] [-o OPT[,OPT...]] STORE",
+		 "[--cipher C]] [--history DURATION] [-o OPT[,OPT...]] STORE",
 	.shortopts = "o:",
 	.longopts = mkfs_longopts,
 	.min_operands = 1,
@@ -179,6 +182,7 @@ int cmd_mkfs(int argc, char **argv)
 	enum blob_names names = blob_names_default();
 	enum crypt_cipher cipher = crypt_cipher_default();
 	bool encrypt = false;
+	uint64_t history_s = 0;
 	struct cli_args a;
 	int c, status = 1;
 
@@ -202,6 +206,12 @@ int cmd_mkfs(int argc, char **argv)
 		     bs > (64U << 20) || (bs & (bs - 1)))) {
 			cli_error("invalid block size '%s' (a power of two "
 				  "from 4K to 64M)", optarg);
+			return 2;
+		}
+		if (c == OPT_HISTORY &&
+		    cli_parse_duration(optarg, &history_s)) {
+			cli_error("invalid --history '%s' (a number with s, m, "
+				  "h or d, as 90s, 10m, 2h, 7d)", optarg);
 			return 2;
 		}
 		if (c == OPT_CREATE_BUCKET)
@@ -242,7 +252,17 @@ int cmd_mkfs(int argc, char **argv)
 		cli_error("%s", buf_str(&err));
 		goto out;
 	}
+	if (history_s && volume_set_history(s, &v, history_s, &err)) {
+		cli_error("%s", buf_str(&err));
+		goto out;
+	}
 	mkfs_report(&v, s, bs, &kdf);
+	if (history_s) {
+		char d[32];
+
+		cli_format_duration(history_s, d, sizeof(d));
+		printf("history window: %s\n", d);
+	}
 	status = 0;
 out:
 	volume_wipe(&v);

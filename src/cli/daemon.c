@@ -60,7 +60,9 @@
  *      after the first).
  *   6. An idle mount sends nothing but the lease's renewals: every other
  *      duty of the maintenance thread asks the store only when something
- *      changed (journal, checkpoint) or waits for deletion (garbage).
+ *      changed (journal, checkpoint) or waits for deletion (garbage, and
+ *      with a history window what the window lets go of as time passes:
+ *      journal_gc_epoch()).
  */
 #include "util/compat.h"
 
@@ -115,17 +117,19 @@ static int gc_cb(const char *hash, void *arg)
 	return buf_append(list, hash, BLOB_NAME_LEN + 1);
 }
 
-/* Delete objects that no block names and no durable checkpoint needs. */
+/* Delete objects that no block names and no durable checkpoint needs,
+ * nor a state the history window keeps (journal_gc_epoch()). */
 static void collect_garbage(struct mounted *mt)
 {
-	uint64_t durable = meta_config_get_u64(mt->meta, "durable_seq", 0);
+	uint64_t durable = 0;
 	struct buf list = BUF_INIT;
 	char (*keys)[BLOB_DATA_KEY_LEN + 1] = calloc(GC_BATCH, sizeof(*keys));
 	const char *ptrs[GC_BATCH], *hashes[GC_BATCH];
 	int results[GC_BATCH];
 	size_t i, n, ndel, freed = 0;
 
-	if (mt->o->read_only || !keys) {
+	if (mt->o->read_only || !keys ||
+	    journal_gc_epoch(mt->journal, &durable) || durable == 0) {
 		free(keys);
 		return;
 	}
@@ -822,6 +826,12 @@ static int start_journal(struct mounted *mt)
 			  strerror(-rc));
 		return rc;
 	}
+	rc = journal_set_history(mt->journal, mt->vol.history_s);
+	if (rc) {
+		cli_error("cannot list the metadata history of %s: %s",
+			  mt->store->url, strerror(-rc));
+		return rc;
+	}
 	buf_appendf(&path, "%s/running", mt->cache_dir);
 	crashed = access(buf_str(&path), F_OK) == 0;
 	if (crashed)
@@ -891,6 +901,32 @@ static int open_cache(struct mounted *mt)
 	return 0;
 }
 
+/* `metafuse tune --history` on this mount (FS_IOC_HISTORY): the
+ * descriptor rewritten, then the journal keeps the new window at once. */
+static int tune_history(void *arg, uint64_t history_s, uint64_t *old_s,
+			struct buf *err)
+{
+	static pthread_mutex_t tune_lock = PTHREAD_MUTEX_INITIALIZER;
+	struct mounted *mt = arg;
+	int rc;
+
+	pthread_mutex_lock(&tune_lock);
+	*old_s = mt->vol.history_s;
+	rc = volume_set_history(mt->store, &mt->vol, history_s, err);
+	if (rc == 0) {
+		rc = journal_set_history(mt->journal, history_s);
+		if (rc)
+			buf_appendf(err, "the window is set, but the "
+				    "checkpoints of %s cannot be listed: %s",
+				    mt->store->url, strerror(-rc));
+	}
+	if (rc == 0)
+		log_info("history window: %" PRIu64 " s (was %" PRIu64 " s)",
+			 history_s, *old_s);
+	pthread_mutex_unlock(&tune_lock);
+	return rc;
+}
+
 /* The filesystem over meta and cache; a crash's orphans purged. */
 static int open_fs(struct mounted *mt)
 {
@@ -914,6 +950,10 @@ static int open_fs(struct mounted *mt)
 	 * LOOKUP more (one request in four of `rm` of a big tree). */
 	fc.attr_timeout = 1.0;
 	fc.entry_timeout = 3600.0;
+	if (!mt->o->read_only) {
+		fc.set_history = tune_history;
+		fc.history_arg = mt;
+	}
 	rc = fs_new(&fc, &mt->fs);
 	if (rc)
 		return rc;

@@ -183,6 +183,19 @@ static void put_traffic(struct buf *b, const char *prefix,
 		    t->errors, prefix, t->retries);
 }
 
+/* The history window and the oldest moment it keeps (a writer's). */
+static void put_history(struct mounted *mt, struct buf *b)
+{
+	int64_t oldest;
+
+	if (!mt->journal || !mt->vol.history_s)
+		return;
+	buf_appendf(b, "history_s %" PRIu64 "\n", mt->vol.history_s);
+	oldest = journal_history_oldest(mt->journal);
+	if (oldest > 0)
+		buf_appendf(b, "history_oldest_ns %" PRId64 "\n", oldest);
+}
+
 /* What the cache and the journal say. */
 static void put_cache_journal(struct mounted *mt, struct buf *b,
 			      uint64_t now_ns)
@@ -223,7 +236,7 @@ static void put_cache_journal(struct mounted *mt, struct buf *b,
 		buf_appendf(b, "ckpt_time %" PRIu64 "\n", js.ckpt_time);
 	buf_appendf(b, "stored_meta_bytes %" PRIu64 "\n"
 		    "meta_since_entries %" PRIu64 "\n",
-		    js.ckpt_bytes + js.since_bytes, js.since_entries);
+		    js.ckpt_bytes + js.since_bytes, js.since_entries);	put_history(mt, b);
 }
 
 /* The whole answer, "key value" lines without "end". */

@@ -181,6 +181,7 @@ const struct cli_cmd *const cli_commands[] = {
 	&cli_cmd_mkfs, &cli_cmd_mount, &cli_cmd_umount, &cli_cmd_fsck,
 	&cli_cmd_gc,   &cli_cmd_stats,
 	&cli_cmd_clone, &cli_cmd_snapshot, &cli_cmd_passwd,
+	&cli_cmd_tune,
 	&cli_cmd_help,   NULL,
 };
 

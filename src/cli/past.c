@@ -173,11 +173,14 @@ int past_restore(struct mounted *mt, const char *db_path)
 	} else {
 		struct journal_at at;
 
-		rc = journal_restore_at(mt->store, &mt->blob, db_path,
+		rc = journal_restore_at(mt->store, &mt->blob,
+					mt->vol.block_size, db_path,
 					mt->o->at_ns, &at, &err);
 		if (rc == 0)
-			log_info("mounting %s as of journal entry %" PRIu64,
-				 mt->store->url, at.jseq);
+			log_info("mounting %s as of journal entry %" PRIu64
+				 " (checkpoint %" PRIu64 " and %" PRIu64
+				 " entries)", mt->store->url, at.jseq,
+				 at.ckpt_seq, at.applied);
 	}
 	if (rc) {
 		cli_error("%s", err.len ? buf_str(&err) : strerror(-rc));

@@ -89,6 +89,21 @@ struct fs_snap_list {
 #define FS_IOC_SNAP _IOWR('M', 0xc2, struct fs_snap_req)
 #define FS_IOC_SNAP_LIST _IOWR('M', 0xc3, struct fs_snap_list)
 
+/*
+ * `metafuse tune --history`'s request: an ioctl on a descriptor of the
+ * mount, from root or the mount's owner, that sets the volume's history
+ * window (fs_config.set_history).  EROFS on a read-only or past mount,
+ * EPERM for another user; a refusal with a reason is the ioctl's result 1
+ * with the line in err.
+ */
+struct fs_history_req {
+	uint64_t history_s; /* in: the new window in seconds (0: off) */
+	uint64_t old_s;     /* out: the window it replaces */
+	char err[256];      /* out: why not (result 1) */
+};
+
+#define FS_IOC_HISTORY _IOWR('M', 0xc7, struct fs_history_req)
+
 struct fs_config {
 	struct meta *meta;
 	struct cache *cache;
@@ -103,6 +118,10 @@ struct fs_config {
 	bool writeback_cache;
 	double attr_timeout;
 	double entry_timeout;
+	/* FS_IOC_HISTORY: the daemon sets the window (NULL: refused) */
+	int (*set_history)(void *arg, uint64_t history_s, uint64_t *old_s,
+			   struct buf *err);
+	void *history_arg;
 };
 
 int fs_new(const struct fs_config *cfg, struct fs **out);

@@ -256,6 +256,40 @@ int fs_clone_copy_range(fuse_req_t req, struct meta *m, struct cache *c,
 	return 0;
 }
 
+/* FS_IOC_HISTORY (fs.h): the window, set by the daemon. */
+static void history_ioctl(fuse_req_t req, const struct fs_config *cfg,
+			  const void *in_buf, size_t in_bufsz,
+			  size_t out_bufsz)
+{
+	const struct fuse_ctx *ctx = fuse_req_ctx(req);
+	struct buf err = BUF_INIT;
+	struct fs_history_req r;
+	int rc;
+
+	if (in_bufsz != sizeof(r) || out_bufsz != sizeof(r)) {
+		fuse_reply_err(req, ENOTTY);
+		return;
+	}
+	if (cfg->read_only || !cfg->set_history) {
+		fuse_reply_err(req, EROFS);
+		return;
+	}
+	if (ctx->uid != 0 && ctx->uid != geteuid()) {
+		fuse_reply_err(req, EPERM);
+		return;
+	}
+	memcpy(&r, in_buf, sizeof(r));
+	r.err[0] = 0;
+	rc = cfg->set_history(cfg->history_arg, r.history_s, &r.old_s, &err);
+	if (rc && err.len)
+		snprintf(r.err, sizeof(r.err), "%s", buf_str(&err));
+	buf_free(&err);
+	if (rc && !r.err[0])
+		fuse_reply_err(req, -rc);
+	else
+		fuse_reply_ioctl(req, rc ? 1 : 0, &r, sizeof(r));
+}
+
 void fs_clone_ioctl(fuse_req_t req, struct fuse_session *se,
 		    const struct fs_config *cfg, uint64_t ino, unsigned cmd,
 		    const void *in_buf, size_t in_bufsz, size_t out_bufsz)
@@ -267,6 +301,10 @@ void fs_clone_ioctl(fuse_req_t req, struct fuse_session *se,
 	struct fs_clone_req r;
 	int rc, i, n;
 
+	if (cmd == FS_IOC_HISTORY) {
+		history_ioctl(req, cfg, in_buf, in_bufsz, out_bufsz);
+		return;
+	}
 	if (cmd == FS_IOC_SNAP || cmd == FS_IOC_SNAP_LIST) {
 		fs_snap_ioctl(req, cfg, cmd, in_buf, in_bufsz, out_bufsz);
 		return;

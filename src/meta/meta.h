@@ -411,6 +411,23 @@ int meta_journal_cut(struct meta *m, struct buf *cs, uint64_t *jseq,
 int meta_journal_apply(struct meta *m, const void *cs, size_t len);
 /* Whether changes were recorded since the last cut. */
 bool meta_journal_has_changes(struct meta *m);
+/*
+ * The times of the journal (table jtime, meta_journal.c): every cut with
+ * changes records its entry's sequence and wall time (Unix ns, strictly
+ * increasing) in the database, inside that entry.  meta_journal_time():
+ * the newest entry's (-ENOENT: none recorded, *seq = *ns = 0).
+ * meta_journal_cs_time(): the time a changeset carries (-ENOENT: none,
+ * written before times were; -EIO: damaged).  meta_journal_times_init()
+ * creates the table (meta_journal_start() does too), so that a database
+ * restored from an older checkpoint records the times of the entries
+ * applied to it.  meta_journal_now_ns() is the clock of these times,
+ * meta_journal_set_clock() replaces it (tests; NULL: the real clock).
+ */
+int meta_journal_time(struct meta *m, uint64_t *seq, int64_t *ns);
+int meta_journal_cs_time(const void *cs, size_t len, int64_t *ns);
+int meta_journal_times_init(struct meta *m);
+int64_t meta_journal_now_ns(void);
+void meta_journal_set_clock(int64_t (*now_ns)(void));
 /* A counter bumped by every committed change; lets the checkpointer skip
  * idle periods. */
 uint64_t meta_change_count(struct meta *m);

@@ -14,6 +14,15 @@
  *                       "main" since the last cut, config left out
  *   config "jrnl_seq"   sequence number of the last changeset cut
  *   config "ckpt_seq"   sequence number of the last checkpoint started
+ *   jtime(id=1, seq, ns) the journal entry the state ends with and when
+ *                       it was cut (Unix ns, strictly increasing): set
+ *                       by every cut that has changes, before the
+ *                       changeset is taken, so the entry itself carries
+ *                       its time and a restored database knows the time
+ *                       of its newest entry (the history window,
+ *                       volume/journal.c).  A database without the table
+ *                       (made before it existed) skips these changes
+ *                       when it applies an entry.
  *
  * Invariants
  *   1. A cut happens with m->lock held, so it falls between two
@@ -28,6 +37,7 @@
  *      operations.
  *   4. A changeset applies whole, in one transaction, or not at all: any
  *      conflict aborts it.
+ *   5. Entry times strictly increase: each is max(now, previous + 1).
  */
 #include "util/compat.h"
 
@@ -37,10 +47,116 @@
 
 #include "meta/meta_int.h"
 #include "util/log.h"
+#include "util/util.h"
 
 static int not_config(void *ctx, const char *table)
 {
 	return strcmp(table, "config") != 0;
+}
+
+#define JTIME_SQL							\
+	"CREATE TABLE IF NOT EXISTS jtime(id INTEGER PRIMARY KEY,"	\
+	" seq INTEGER NOT NULL, ns INTEGER NOT NULL)"
+
+/* the clock of the entries' times (meta_journal_set_clock()) */
+static int64_t (*clock_hook)(void);
+
+void meta_journal_set_clock(int64_t (*now_ns)(void))
+{
+	clock_hook = now_ns;
+}
+
+int64_t meta_journal_now_ns(void)
+{
+	return clock_hook ? clock_hook() : (int64_t)now_real_ns();
+}
+
+int meta_journal_times_init(struct meta *m)
+{
+	int rc = meta_txn_begin(m, META_TXN_NONE);
+
+	if (rc)
+		return rc;
+	rc = sqlite3_exec(m->db, JTIME_SQL, NULL, NULL, NULL);
+	if (rc != SQLITE_OK)
+		rc = meta_sql_err(m, rc, "jtime");
+	return meta_txn_end(m, rc);
+}
+
+/* jtime's row (lock held): -ENOENT when there is none, or no table. */
+static int jtime_get(struct meta *m, uint64_t *seq, int64_t *ns)
+{
+	sqlite3_stmt *st;
+	int rc;
+
+	if (sqlite3_prepare_v2(m->db, "SELECT seq, ns FROM jtime WHERE id = 1",
+			       -1, &st, NULL) != SQLITE_OK)
+		return -ENOENT;
+	rc = sqlite3_step(st) == SQLITE_ROW ? 0 : -ENOENT;
+	if (rc == 0) {
+		*seq = (uint64_t)sqlite3_column_int64(st, 0);
+		*ns = sqlite3_column_int64(st, 1);
+	}
+	sqlite3_finalize(st);
+	return rc;
+}
+
+int meta_journal_time(struct meta *m, uint64_t *seq, int64_t *ns)
+{
+	int rc = meta_txn_begin(m, META_TXN_NONE);
+
+	if (rc)
+		return rc;
+	*seq = 0;
+	*ns = 0;
+	return meta_txn_end(m, jtime_get(m, seq, ns));
+}
+
+/* Record that entry seq is cut now (lock held, no transaction open):
+ * recorded by the session, so it goes with the entry (invariant 5). */
+static int jtime_set(struct meta *m, uint64_t seq)
+{
+	sqlite3_stmt *st;
+	uint64_t old_seq;
+	int64_t ns = meta_journal_now_ns(), old_ns;
+	int rc;
+
+	if (jtime_get(m, &old_seq, &old_ns) == 0 && ns <= old_ns)
+		ns = old_ns + 1;
+	rc = sqlite3_prepare_v2(m->db, "INSERT OR REPLACE INTO jtime(id, seq,"
+				" ns) VALUES (1, ?1, ?2)", -1, &st, NULL);
+	if (rc != SQLITE_OK)
+		return meta_sql_err(m, rc, "jtime");
+	sqlite3_bind_int64(st, 1, (int64_t)seq);
+	sqlite3_bind_int64(st, 2, ns);
+	rc = sqlite3_step(st);
+	sqlite3_finalize(st);
+	return rc == SQLITE_DONE ? 0 : meta_sql_err(m, rc, "jtime");
+}
+
+int meta_journal_cs_time(const void *cs, size_t len, int64_t *ns)
+{
+	sqlite3_changeset_iter *it;
+	int rc, found = -ENOENT;
+
+	if (len > INT32_MAX ||
+	    sqlite3changeset_start(&it, (int)len, (void *)cs) != SQLITE_OK)
+		return -EIO;
+	while ((rc = sqlite3changeset_next(it)) == SQLITE_ROW) {
+		const char *table;
+		sqlite3_value *v = NULL;
+		int ncol, op, ind;
+
+		sqlite3changeset_op(it, &table, &ncol, &op, &ind);
+		if (strcmp(table, "jtime") || op == SQLITE_DELETE || ncol < 3 ||
+		    sqlite3changeset_new(it, 2, &v) != SQLITE_OK || !v)
+			continue;
+		*ns = sqlite3_value_int64(v);
+		found = 0;
+	}
+	if (sqlite3changeset_finalize(it) != SQLITE_OK || rc != SQLITE_DONE)
+		return -EIO;
+	return found;
 }
 
 static int session_new(struct meta *m)
@@ -66,7 +182,10 @@ int meta_journal_start(struct meta *m)
 
 	if (rc)
 		return rc;
-	if (!m->sess)
+	rc = sqlite3_exec(m->db, JTIME_SQL, NULL, NULL, NULL);
+	if (rc != SQLITE_OK)
+		rc = meta_sql_err(m, rc, "jtime");
+	if (!rc && !m->sess)
 		rc = session_new(m);
 	return meta_txn_end(m, rc);
 }
@@ -249,7 +368,9 @@ int meta_journal_cut(struct meta *m, struct buf *cs, uint64_t *jseq,
 	if (rc)
 		goto out;
 	if (m->sess && !sqlite3session_isempty(m->sess)) {
-		rc = changes_take(m, cs, &n);
+		rc = jtime_set(m, config_u64(m, "jrnl_seq") + 1);
+		if (!rc)
+			rc = changes_take(m, cs, &n);
 		if (rc)
 			goto out_unlock;
 	}

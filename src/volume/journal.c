@@ -54,6 +54,27 @@
  * the database's config (jrnl_since_bytes, jrnl_since_entries), so the
  * count goes on across mounts; so are the newest checkpoint's time and
  * stored size (ckpt_time, ckpt_bytes), which `metafuse stats` shows.
+ *
+ * The history window (journal_set_history(), the volume's history_s):
+ * every state of the volume less than the window old stays mountable
+ * (`mount --at`, journal_restore_at() in journal_at.c).  Each entry
+ * carries its time (table jtime, meta/meta_journal.c); beside each
+ * checkpoint written while the window is on, an empty marker
+ * meta/ckpi-<16 hex cseq>-<16 hex jseq>-<16 hex ns> says which entry the
+ * checkpoint ends with and that entry's time, so retention and a past
+ * mount know every checkpoint's time from one listing.
+ *   7. With a window H > 0 a checkpoint does not trim everything older:
+ *      the base is the newest checkpoint whose time is at most now - H
+ *      (else the oldest); it, every later checkpoint (parts, markers) and
+ *      every entry after its jseq are kept, the rest trimmed (retain()).
+ *      A checkpoint without a marker (written while the window was 0)
+ *      counts as old as can be.  Objects freed before the base was cut
+ *      (freed_epoch < base's cseq) are the only ones garbage collection
+ *      may delete (journal_gc_epoch()); with H = 0 that epoch is
+ *      durable_seq and nothing else changes (no marker, no request more).
+ *   8. A marker is put after its checkpoint's head and deleted after it:
+ *      a marker names a checkpoint that exists, or one being trimmed
+ *      (journal_restore_at() ignores markers without a head).
  */
 #include "util/compat.h"
 
@@ -65,10 +86,12 @@
 #include "util/log.h"
 #include "util/util.h"
 #include "volume/journal.h"
+#include "volume/journal_int.h"
 
 #define JRNL_PREFIX "meta/jrnl-"
 #define CKPT_PREFIX "meta/ckpt-"
 #define PART_PREFIX "meta/ckpp-"
+#define MARK_PREFIX "meta/ckpi-"
 #define CKPT_PART_SIZE (8u << 20)
 /* the first line of a parted checkpoint's head */
 #define MANIFEST_MAGIC "metafuse-checkpoint-parts\n"
@@ -81,6 +104,7 @@ struct pending {
 	uint64_t seq;
 	struct buf cs;
 };
+
 
 struct journal {
 	struct meta *m;
@@ -107,6 +131,13 @@ struct journal {
 	void *gate_arg;
 	progress_fn *progress; /* journal_set_progress() */
 	void *progress_arg;
+	/* the history window (invariant 7), by lock: */
+	int64_t hist_ns;          /* the window (0: off) */
+	bool hist_loaded;         /* hist lists the store's checkpoints */
+	struct journal_ckpt *hist;   /* ascending cseq */
+	size_t nhist, caphist;
+	uint64_t hist_base;       /* the base's cseq after the last retain() */
+	uint64_t hist_trimmed;    /* entries up to this one are trimmed */
 	/* what journal_get_stats() gives, as of the end of the last sync or
 	 * checkpoint: lock is held across uploads, which a question about
 	 * the numbers must not wait for (a failing store retries for
@@ -219,6 +250,7 @@ void journal_close(struct journal *j)
 	free(j->pend);
 	pthread_mutex_destroy(&j->lock);
 	pthread_mutex_destroy(&j->stat_lock);
+	free(j->hist);
 	free(j->tmp_dir);
 	free(j);
 }
@@ -576,6 +608,9 @@ static int put_checkpoint(struct journal *j, uint64_t cseq, const char *path,
 	return put_copy(j, &k, path, size, stored);
 }
 
+static int hist_checkpointed(struct journal *j, uint64_t cseq,
+			     uint64_t jseq);
+
 bool journal_changed_since_checkpoint(struct journal *j)
 {
 	bool changed;
@@ -587,10 +622,12 @@ bool journal_changed_since_checkpoint(struct journal *j)
 	return changed || meta_journal_has_changes(j->m);
 }
 
+static bool garbage_waits(struct journal *j, uint64_t durable);
+
 bool journal_checkpoint_due(struct journal *j)
 {
 	uint64_t durable = meta_config_get_u64(j->m, "durable_seq", 0);
-	uint64_t waiting = 0, garbage = 0, db = 0;
+	uint64_t db = 0;
 	bool due;
 
 	pthread_mutex_lock(&j->lock);
@@ -600,8 +637,7 @@ bool journal_checkpoint_due(struct journal *j)
 		due = meta_db_bytes(j->m, &db) || j->since_bytes >= db;
 	pthread_mutex_unlock(&j->lock);
 	if (!due)
-		due = meta_gc_waiting(j->m, durable, &waiting, &garbage) ||
-		      waiting > 0;
+		due = garbage_waits(j, durable);
 	return due;
 }
 
@@ -678,7 +714,8 @@ int journal_checkpoint(struct journal *j)
 	 * local_db_outdated()) */
 	rc = meta_config_set_u64(j->m, "durable_seq", cseq);
 	if (rc == 0)
-		rc = trim(j, cseq, jseq);
+		rc = j->hist_ns ? hist_checkpointed(j, cseq, jseq) :
+				  trim(j, cseq, jseq);
 	log_debug("checkpoint %" PRIu64 " (journal %" PRIu64 "): %" PRIu64
 		  " bytes (%" PRIu64 " stored)", cseq, jseq, size, stored);
 out:
@@ -898,18 +935,15 @@ static int restore_parts(struct store *s, const struct blob_ctx *bc,
 				  progress_arg);
 }
 
-int checkpoint_restore(struct store *s, const struct blob_ctx *bc,
-		       const char *db_path, uint64_t *seq_out,
+/* Checkpoint seq into a new database at db_path. */
+static int restore_seq(struct store *s, const struct blob_ctx *bc,
+		       uint64_t seq, const char *db_path,
 		       progress_fn *progress, void *progress_arg)
 {
 	struct buf obj = BUF_INIT, head = BUF_INIT, side = BUF_INIT;
 	char key[64];
-	uint64_t seq;
 	int rc, fd = -1;
 
-	rc = checkpoint_latest(s, &seq);
-	if (rc)
-		return rc;
 	ckpt_key(seq, key, sizeof(key));
 	rc = get_framed(s, bc, key, &obj, &head);
 	if (rc)
@@ -929,7 +963,7 @@ int checkpoint_restore(struct store *s, const struct blob_ctx *bc,
 	    memcmp(head.data, MANIFEST_MAGIC, strlen(MANIFEST_MAGIC))) {
 		/* the whole database in one object */
 		rc = write_file_atomic(db_path, head.data, head.len, 0600);
-		goto done;
+		goto out;
 	}
 	buf_reset(&side);
 	buf_appendf(&side, "%s.restoring", db_path);
@@ -947,9 +981,6 @@ int checkpoint_restore(struct store *s, const struct blob_ctx *bc,
 		rc = -errno;
 	if (rc)
 		unlink(buf_str(&side));
-done:
-	if (rc == 0)
-		*seq_out = seq;
 out:
 	buf_free(&obj);
 	buf_free(&head);
@@ -957,18 +988,362 @@ out:
 	return rc;
 }
 
-int journal_restore_at(struct store *s, const struct blob_ctx *bc,
-		       const char *db_path, int64_t at_ns,
-		       struct journal_at *info, struct buf *err)
+int checkpoint_restore(struct store *s, const struct blob_ctx *bc,
+		       const char *db_path, uint64_t *seq_out,
+		       progress_fn *progress, void *progress_arg)
 {
-	/* placeholder until the history window's times are recorded */
-	(void)s;
-	(void)bc;
-	(void)db_path;
-	(void)at_ns;
-	memset(info, 0, sizeof(*info));
-	buf_appends(err, "mounting a past moment is not available yet");
-	return -ENOTSUP;
+	uint64_t seq;
+	int rc = checkpoint_latest(s, &seq);
+
+	if (rc == 0)
+		rc = restore_seq(s, bc, seq, db_path, progress, progress_arg);
+	if (rc == 0)
+		*seq_out = seq;
+	return rc;
+}
+
+
+/* ---- the history window (invariants 7, 8) ---- */
+
+#define NS_PER_S 1000000000LL
+#define MARK_KEY_LEN (16 * 3 + 2)
+
+static void mark_key(const struct journal_ckpt *c, char *key, size_t size)
+{
+	snprintf(key, size, MARK_PREFIX "%016" PRIx64 "-%016" PRIx64
+		 "-%016" PRIx64, c->cseq, c->jseq, (uint64_t)c->ns);
+}
+
+static int parse_mark(const char *key, struct journal_ckpt *c)
+{
+	const char *p = key + strlen(MARK_PREFIX);
+	unsigned long long cseq, jseq, ns;
+	int len = 0;
+
+	if (strncmp(key, MARK_PREFIX, strlen(MARK_PREFIX)) ||
+	    strlen(p) != MARK_KEY_LEN ||
+	    sscanf(p, "%16llx-%16llx-%16llx%n", &cseq, &jseq, &ns, &len) != 3 ||
+	    len != MARK_KEY_LEN || ns > INT64_MAX)
+		return -EINVAL;
+	c->cseq = cseq;
+	c->jseq = jseq;
+	c->ns = (int64_t)ns;
+	return 0;
+}
+
+struct hist_vec {
+	struct journal_ckpt *v;
+	size_t n, cap;
+	uint64_t below; /* trim_marks(): the keys of markers below this */
+	struct buf keys;
+};
+
+static int hist_push(struct hist_vec *h, const struct journal_ckpt *c)
+{
+	if (h->n == h->cap) {
+		size_t ncap = h->cap ? h->cap * 2 : 16;
+		struct journal_ckpt *p = realloc(h->v, ncap * sizeof(*p));
+
+		if (!p)
+			return -ENOMEM;
+		h->v = p;
+		h->cap = ncap;
+	}
+	h->v[h->n++] = *c;
+	return 0;
+}
+
+static int mark_list_cb(const char *key, uint64_t size, void *arg)
+{
+	struct journal_ckpt c;
+
+	(void)size;
+	return parse_mark(key, &c) ? 0 : hist_push(arg, &c);
+}
+
+/* The store's checkpoints, ascending, with their markers' jseq and time
+ * (0 without a marker).  Two listings. */
+static int hist_list(struct store *s, struct hist_vec *out)
+{
+	struct hist_vec marks = { 0 };
+	struct seq_list l;
+	size_t i, k = 0;
+	int rc;
+
+	memset(out, 0, sizeof(*out));
+	rc = list_seqs(s, CKPT_PREFIX, &l);
+	if (rc == 0)
+		rc = store_list(s, MARK_PREFIX, mark_list_cb, &marks);
+	for (i = 0; rc == 0 && i < l.n; i++) {
+		struct journal_ckpt c = { l.v[i], 0, 0 };
+
+		while (k < marks.n && marks.v[k].cseq < c.cseq)
+			k++;
+		if (k < marks.n && marks.v[k].cseq == c.cseq)
+			c = marks.v[k];
+		rc = hist_push(out, &c);
+	}
+	seq_list_free(&l);
+	free(marks.v);
+	if (rc) {
+		free(out->v);
+		memset(out, 0, sizeof(*out));
+	}
+	return rc;
+}
+
+static int hist_load(struct journal *j)
+{
+	struct hist_vec h;
+	int rc = hist_list(j->s, &h);
+
+	if (rc)
+		return rc;
+	free(j->hist);
+	j->hist = h.v;
+	j->nhist = h.n;
+	j->caphist = h.cap;
+	j->hist_loaded = true;
+	return 0;
+}
+
+static int trim_mark_cb(const char *key, uint64_t size, void *arg)
+{
+	struct hist_vec *h = arg;
+	struct journal_ckpt c;
+
+	(void)size;
+	if (parse_mark(key, &c) || c.cseq >= h->below)
+		return 0;
+	h->n++;
+	return buf_append(&h->keys, key, strlen(key) + 1);
+}
+
+/* Delete the markers of checkpoints older than cseq. */
+static int trim_marks(struct store *s, uint64_t cseq)
+{
+	struct hist_vec h = { .below = cseq, .keys = BUF_INIT };
+	const char **ptrs = NULL;
+	size_t i, off;
+	int rc = store_list(s, MARK_PREFIX, trim_mark_cb, &h);
+
+	if (!rc && h.n) {
+		ptrs = calloc(h.n, sizeof(*ptrs));
+		rc = ptrs ? 0 : -ENOMEM;
+	}
+	for (i = 0, off = 0; !rc && i < h.n; i++) {
+		ptrs[i] = (const char *)h.keys.data + off;
+		off += strlen(ptrs[i]) + 1;
+	}
+	if (!rc && h.n)
+		rc = store_del_many(s, ptrs, h.n, NULL);
+	free(ptrs);
+	buf_free(&h.keys);
+	return rc;
+}
+
+/* Trim what the window no longer needs (invariant 7); requests only
+ * when the base moved.  Lock held, hist loaded. */
+static int retain(struct journal *j)
+{
+	int64_t edge = meta_journal_now_ns() - j->hist_ns;
+	struct journal_ckpt base;
+	size_t b = 0, i;
+	int rc = 0;
+
+	if (j->nhist == 0)
+		return 0;
+	for (i = 0; i < j->nhist; i++)
+		if (j->hist[i].ns <= edge)
+			b = i;
+	base = j->hist[b];
+	if (b > 0) {
+		rc = trim_seqs(j->s, CKPT_PREFIX, base.cseq, false, ckpt_key);
+		if (!rc)
+			rc = trim_parts(j->s, base.cseq);
+		if (!rc)
+			rc = trim_marks(j->s, base.cseq);
+		if (rc)
+			return rc;
+		memmove(j->hist, j->hist + b, (j->nhist - b) * sizeof(*j->hist));
+		j->nhist -= b;
+		log_debug("history: checkpoint %" PRIu64 " is the oldest kept",
+			  base.cseq);
+	}
+	j->hist_base = base.cseq;
+	if (base.jseq > j->hist_trimmed) {
+		rc = trim_seqs(j->s, JRNL_PREFIX, base.jseq, true, jrnl_key);
+		if (!rc)
+			j->hist_trimmed = base.jseq;
+	}
+	return rc;
+}
+
+/* After checkpoint cseq (ending with entry jseq) is durable, with the
+ * window on: its marker, then retention.  Lock held. */
+static int hist_checkpointed(struct journal *j, uint64_t cseq,
+			     uint64_t jseq)
+{
+	struct journal_ckpt c = { cseq, jseq, 0 };
+	uint64_t seq;
+	char key[96];
+	int rc;
+
+	/* no entry since times exist: the cut's time, later than the
+	 * state's (retention keeps more, no past mount gets it too early) */
+	if (meta_journal_time(j->m, &seq, &c.ns) || c.ns <= 0)
+		c.ns = meta_journal_now_ns();
+	mark_key(&c, key, sizeof(key));
+	/* a failed marker: this mount still knows the time (the store will
+	 * call the checkpoint old as can be, as one written without a
+	 * window, until a later checkpoint is the base) */
+	if (store_put(j->s, key, "", 0))
+		log_warn("history: marker %s: upload failed", key);
+	if (!j->hist_loaded) {
+		rc = hist_load(j);
+	} else {
+		struct hist_vec h = { j->hist, j->nhist, j->caphist, 0,
+				      BUF_INIT };
+
+		rc = hist_push(&h, &c);
+		j->hist = h.v;
+		j->nhist = h.n;
+		j->caphist = h.cap;
+	}
+	return rc ? rc : retain(j);
+}
+
+int journal_history_drop(struct store *s)
+{
+	struct hist_vec h;
+	struct journal_ckpt last;
+	int rc = hist_list(s, &h);
+
+	if (rc || h.n == 0) {
+		free(h.v);
+		return rc;
+	}
+	last = h.v[h.n - 1];
+	free(h.v);
+	rc = trim_seqs(s, CKPT_PREFIX, last.cseq, false, ckpt_key);
+	if (!rc)
+		rc = trim_parts(s, last.cseq);
+	if (!rc)
+		rc = trim_marks(s, UINT64_MAX);
+	if (!rc && last.jseq)
+		rc = trim_seqs(s, JRNL_PREFIX, last.jseq, true, jrnl_key);
+	return rc;
+}
+
+int journal_set_history(struct journal *j, uint64_t history_s)
+{
+	int rc = 0;
+
+	pthread_mutex_lock(&j->lock);
+	/* turned off: what only the window kept goes at once */
+	if (j->hist_ns && !history_s)
+		rc = journal_history_drop(j->s);
+	j->hist_ns = history_s >= (uint64_t)(INT64_MAX / NS_PER_S) ?
+			     INT64_MAX :
+			     (int64_t)history_s * NS_PER_S;
+	if (!j->hist_ns)
+		j->hist_loaded = false;
+	else if (!j->hist_loaded)
+		rc = hist_load(j);
+	pthread_mutex_unlock(&j->lock);
+	return rc;
+}
+
+int journal_gc_epoch(struct journal *j, uint64_t *epoch)
+{
+	uint64_t durable = meta_config_get_u64(j->m, "durable_seq", 0);
+	int rc = 0;
+
+	pthread_mutex_lock(&j->lock);
+	if (j->hist_ns) {
+		rc = j->hist_loaded ? 0 : hist_load(j);
+		if (rc == 0)
+			rc = retain(j);
+		/* a checkpoint in the store (a restored database's
+		 * durable_seq may be older than the one it came from) */
+		durable = rc ? 0 : j->hist_base;
+	}
+	pthread_mutex_unlock(&j->lock);
+	*epoch = durable;
+	return rc;
+}
+
+int64_t journal_history_oldest(struct journal *j)
+{
+	int64_t ns = 0;
+
+	pthread_mutex_lock(&j->lock);
+	if (j->hist_ns && j->hist_loaded && j->nhist)
+		ns = j->hist[0].ns;
+	pthread_mutex_unlock(&j->lock);
+	return ns;
+}
+
+/* With a window, objects freed since the newest checkpoint wait for the
+ * window anyway: a checkpoint for their sake at most every window/16
+ * (each is kept for the window). */
+static bool garbage_waits(struct journal *j, uint64_t durable)
+{
+	uint64_t waiting = 0, garbage = 0, last;
+	int64_t hist;
+
+	if (meta_gc_waiting(j->m, durable, &waiting, &garbage))
+		return true;
+	if (waiting == 0)
+		return false;
+	pthread_mutex_lock(&j->lock);
+	hist = j->hist_ns;
+	last = j->ckpt_time;
+	pthread_mutex_unlock(&j->lock);
+	return hist == 0 ||
+	       (int64_t)time(NULL) - (int64_t)last >= hist / NS_PER_S / 16;
+}
+
+/* ---- for journal_at.c (journal_int.h) ---- */
+
+int journal_ckpts_list(struct store *s, struct journal_ckpt **v, size_t *n)
+{
+	struct hist_vec h;
+	int rc = hist_list(s, &h);
+
+	*v = h.v;
+	*n = h.n;
+	return rc;
+}
+
+int journal_entries_list(struct store *s, uint64_t **seq, uint64_t **size,
+			 size_t *n)
+{
+	struct seq_list l;
+	int rc = list_seqs(s, JRNL_PREFIX, &l);
+
+	if (rc)
+		seq_list_free(&l);
+	*seq = rc ? NULL : l.v;
+	*size = rc ? NULL : l.size;
+	*n = rc ? 0 : l.n;
+	return rc;
+}
+
+int journal_ckpt_restore(struct store *s, const struct blob_ctx *bc,
+			 uint64_t cseq, const char *db_path)
+{
+	return restore_seq(s, bc, cseq, db_path, NULL, NULL);
+}
+
+void journal_entry_key(uint64_t seq, char *key, size_t size)
+{
+	jrnl_key(seq, key, size);
+}
+
+void journal_ckpt_key(uint64_t seq, char *key, size_t size)
+{
+	ckpt_key(seq, key, size);
 }
 
 int journal_put_copy(struct journal *j, const char *head_prefix,

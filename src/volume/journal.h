@@ -128,14 +128,42 @@ int journal_restore_copy(struct store *s, const struct blob_ctx *bc,
 			 const char *head_prefix, const char *part_prefix,
 			 uint64_t id, const struct buf *head,
 			 const char *db_path);
+/*
+ * The history window (journal.c, invariant 7): from now on keep every
+ * state less than history_s seconds old (0: off, checkpoints trim all
+ * older ones as before).  Turning it on lists the store's checkpoints
+ * (two requests); each checkpoint then gets a marker beside it.  Turning
+ * it off drops what only the window kept (journal_history_drop()).
+ */
+int journal_set_history(struct journal *j, uint64_t history_s);
+/*
+ * The window turned off (journal_set_history(j, 0) does it for a mount;
+ * tune for an unmounted volume): delete every checkpoint but the newest,
+ * the entries it covers and every marker, as a checkpoint without a
+ * window would have.
+ */
+int journal_history_drop(struct store *s);
+/*
+ * The epoch of garbage collection: objects with freed_epoch below it may
+ * be deleted.  Without a window, durable_seq (no request); with one, the
+ * oldest checkpoint the window keeps, after trimming what it no longer
+ * needs (requests only when that moved).  On error *epoch is 0.
+ */
+int journal_gc_epoch(struct journal *j, uint64_t *epoch);
+/* With a window: the time (Unix ns) of the oldest state it keeps, the
+ * oldest moment `mount --at` can have; 0 without a window or when that
+ * checkpoint's time is not known (no marker).  No request. */
+int64_t journal_history_oldest(struct journal *j);
 
 /*
  * The state of the volume at a past moment (`mount --at`): the state
  * after the newest journal entry written at or before at_ns (Unix ns),
- * restored into a new database at db_path from the checkpoint and the
- * entries the store keeps for it.  info gets what was restored.
- * -ERANGE with one line in err naming the oldest moment that can be
- * had when at_ns is before it; other errors with one line.
+ * restored into a new database at db_path (of a volume of block_size)
+ * from the checkpoint and the entries the store keeps for it.  info gets
+ * what was restored.  -ERANGE with one line in err naming the oldest
+ * moment that can be had (UTC ISO 8601) when at_ns is before it; -EIO
+ * when a journal entry the moment needs is missing or damaged; other
+ * errors with one line.
  */
 struct journal_at {
 	uint64_t jseq;     /* the journal entry the state ends with */
@@ -144,7 +172,8 @@ struct journal_at {
 	uint64_t applied;  /* entries applied over it */
 };
 int journal_restore_at(struct store *s, const struct blob_ctx *bc,
-		       const char *db_path, int64_t at_ns,
-		       struct journal_at *info, struct buf *err);
+		       uint32_t block_size, const char *db_path,
+		       int64_t at_ns, struct journal_at *info,
+		       struct buf *err);
 
 #endif

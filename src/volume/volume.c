@@ -281,8 +281,8 @@ int volume_create(struct store *s, uint32_t block_size,
  * or holding the master key of a new volume). */
 static int encrypted_text(const struct volume *v, struct buf *text)
 {
-	uint8_t hash[CRYPT_HASH_BYTES], dkey[CRYPT_KEY_BYTES];
-	uint8_t mac[CRYPT_MAC_BYTES];
+	uint8_t hash[CRYPT_HASH_BYTES], mac[CRYPT_MAC_BYTES];
+	uint8_t dkey[CRYPT_KEY_BYTES];
 	char slot[CRYPT_SLOT_TEXT], hex[2 * CRYPT_MAC_BYTES + 1];
 	unsigned n;
 	int rc;
@@ -370,10 +370,10 @@ int volume_create_encrypted(struct store *s, uint32_t block_size,
 	}
 	out->slots_used = 1;
 	out->unlocked_slot = 0;
+	derive_keys(out);
 	rc = put_encrypted(s, out, err);
 	if (rc)
 		goto fail;
-	derive_keys(out);
 	return 0;
 fail:
 	volume_wipe(out);

@@ -13,6 +13,7 @@ import hashlib
 import os
 import random
 import stat
+import time
 
 import pytest
 
@@ -460,3 +461,98 @@ def test_snapshots_match_the_model_at_their_moments(mounts, reference):
     check_all("after the cache was deleted")
     m.umount()
     m.fsck_verified()
+
+
+# ---- the history window: recorded instants mounted back (mount --at) ----
+
+SLOW = os.environ.get("METAFUSE_SLOW", "") not in ("", "0")
+INSTANT_OPS = 2400 if SLOW else 400
+INSTANTS = 8 if SLOW else 3
+
+
+def fsync_tree(root):
+    """fsync every regular file under root: its data and, with the first,
+    every metadata change is in the store (a journal entry)."""
+    for dirpath, _, files in os.walk(root):
+        for n in files:
+            p = os.path.join(dirpath, n)
+            if not stat.S_ISREG(os.lstat(p).st_mode):
+                continue
+            fd = os.open(p, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+    fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def iso_ns(ns):
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ns // 10**9)) + \
+        ".%09dZ" % (ns % 10**9)
+
+
+def check_instants(mounts, m, instants, what, n):
+    """Each recorded instant, mounted --at, equals the model then."""
+    for k, (t, want) in enumerate(instants):
+        p = mounts(f"at{n}-{k}", mkfs=False, mount=False, store=m.store,
+                   opts={"at": iso_ns(t)}, env=m.env)
+        p.mount()
+        try:
+            got = h.snapshot(p.path("w"))
+            diff = h.diff_snapshots(want, got, "model", f"mount --at ({what})")
+        finally:
+            p.umount()
+        assert not diff, f"instant {k} ({iso_ns(t)}), {what}:\n" + \
+            "\n".join(diff)
+
+
+def test_instants_match_model(mounts, reference):
+    """Random operations with instants recorded at random points (each
+    after an fsync of everything); after the run each instant mounted with
+    --at equals the model's state then: beside the writer, after a crash
+    of the writer (kill -9), after `gc`, with the cache deleted."""
+    seed = int(os.environ.get("METAFUSE_SEED") or
+               random.SystemRandom().randrange(1 << 32))
+    print(f"model test seed: METAFUSE_SEED={seed} (instants)")
+    rng = random.Random(seed)
+    m = mounts(mkfs=False, mount=False)
+    args = ["mkfs", "--history", "1h", "--block-size", str(BLOCK)]
+    if m.encrypt:
+        args.append("--encrypt")
+    r = m.cli(*args, m.store)
+    assert r.returncode == 0, r.stderr
+    m.mount()
+    os.mkdir(m.path("w"))
+    os.mkdir(os.path.join(reference, "w"))
+    mside = Side(m.path("w"))
+    rside = Side(os.path.join(reference, "w"))
+    gen = Generator(rng, rside)
+    points = sorted(rng.sample(range(50, INSTANT_OPS), INSTANTS))
+    instants = []
+    for i in range(INSTANT_OPS):
+        op = gen.next()
+        want = do_op(rside, op)
+        got = do_op(mside, op)
+        assert want == got, f"METAFUSE_SEED={seed}: op {describe(op)}: " \
+            f"reference {want!r}, mount {got!r}"
+        if points and i == points[0]:
+            points.pop(0)
+            fsync_tree(m.path("w"))
+            instants.append((time.time_ns(), h.snapshot(rside.root)))
+            time.sleep(0.01)
+    mside.close_all()
+    rside.close_all()
+    check_instants(mounts, m, instants, "beside the writer", 0)
+    m.kill()
+    h.force_unmount(m.mnt)
+    check_instants(mounts, m, instants, "after a crash of the writer", 1)
+    m.wipe_cache()
+    m.mount()
+    m.umount()
+    r = m.cli("gc", m.store)
+    assert r.returncode == 0, r.stderr
+    check_instants(mounts, m, instants, "after gc, cache deleted", 2)

@@ -1019,6 +1019,334 @@ static void test_snapshot_copies(void)
 	rig_close(&r);
 }
 
+/* ---- the history window ---- */
+
+/* The clock of the entries' times and of retention. */
+static int64_t test_now;
+
+static int64_t test_clock(void)
+{
+	return test_now;
+}
+
+#define SEC 1000000000LL
+
+/*
+ * Every cut with changes records its time in the database, inside the
+ * entry: strictly increasing even when the clock stands or goes back; a
+ * cut without changes records nothing.  A database without the table
+ * (made before it existed) still applies such an entry, and config stays
+ * out of the journal.
+ */
+static void test_times_recorded(void)
+{
+	struct buf p = BUF_INIT, snap = BUF_INIT, cs = BUF_INIT;
+	struct meta *m = NULL, *old = NULL;
+	uint64_t jseq = 0, cseq = 0, seq = 0, before;
+	int64_t ns = 0, t = 0;
+	sqlite3 *db;
+
+	meta_journal_set_clock(test_clock);
+	path_of("times.db", &p);
+	path_of("times-old.db", &snap);
+	unlink(buf_str(&p));
+	unlink(buf_str(&snap));
+	CHECK_RC(meta_open(buf_str(&p), BS, 0, 0, &m), 0);
+	CHECK_RC(meta_journal_start(m), 0);
+	CHECK_RC(meta_journal_time(m, &seq, &ns), -ENOENT);
+	test_now = 100 * SEC;
+	work(m, 0);
+	CHECK_RC(meta_journal_cut(m, &cs, &jseq, NULL, NULL), 0);
+	CHECK_RC(meta_journal_time(m, &seq, &ns), 0);
+	CHECK_EQ_U64(seq, jseq);
+	CHECK_EQ_U64((uint64_t)ns, (uint64_t)(100 * SEC));
+	CHECK_RC(meta_journal_cs_time(cs.data, cs.len, &t), 0);
+	CHECK_EQ_U64((uint64_t)t, (uint64_t)ns);
+	/* the clock stands, then goes back: still later */
+	buf_reset(&cs);
+	work(m, 1);
+	CHECK_RC(meta_journal_cut(m, &cs, &jseq, NULL, NULL), 0);
+	CHECK_RC(meta_journal_time(m, &seq, &ns), 0);
+	CHECK_EQ_U64((uint64_t)ns, (uint64_t)(100 * SEC + 1));
+	test_now = 50 * SEC;
+	buf_reset(&cs);
+	work(m, 2);
+	CHECK_RC(meta_journal_cut(m, &cs, &jseq, NULL, NULL), 0);
+	CHECK_RC(meta_journal_time(m, &seq, &ns), 0);
+	CHECK_EQ_U64((uint64_t)ns, (uint64_t)(100 * SEC + 2));
+	CHECK_EQ_U64(seq, jseq);
+	/* nothing changed: no time */
+	buf_reset(&cs);
+	before = jseq;
+	CHECK_RC(meta_journal_cut(m, &cs, &jseq, NULL, NULL), 0);
+	CHECK_EQ_U64(cs.len, 0);
+	CHECK_EQ_U64(jseq, before);
+	CHECK_RC(meta_journal_time(m, &seq, &ns), 0);
+	CHECK_EQ_U64((uint64_t)ns, (uint64_t)(100 * SEC + 2));
+	/* an old database (no jtime) applies an entry that carries one */
+	CHECK_RC(meta_journal_cut(m, &cs, &jseq, buf_str(&snap), &cseq), 0);
+	CHECK_RC(sqlite3_open(buf_str(&snap), &db), SQLITE_OK);
+	CHECK_RC(sqlite3_exec(db, "DROP TABLE jtime", NULL, NULL, NULL),
+		 SQLITE_OK);
+	sqlite3_close(db);
+	test_now = 200 * SEC;
+	work(m, 3);
+	buf_reset(&cs);
+	CHECK_RC(meta_journal_cut(m, &cs, &jseq, NULL, NULL), 0);
+	CHECK_RC(meta_open(buf_str(&snap), BS, 0, 0, &old), 0);
+	if (old) {
+		before = meta_config_get_u64(old, "jrnl_seq", 0);
+		CHECK_RC(meta_journal_apply(old, cs.data, cs.len), 0);
+		CHECK_RC(meta_journal_time(old, &seq, &ns), -ENOENT);
+		/* config is not in the entry */
+		CHECK_EQ_U64(meta_config_get_u64(old, "jrnl_seq", 0), before);
+		meta_close(old);
+	}
+	meta_close(m);
+	meta_journal_set_clock(NULL);
+	unlink(buf_str(&p));
+	unlink(buf_str(&snap));
+	buf_free(&p);
+	buf_free(&snap);
+	buf_free(&cs);
+}
+
+/* Restore the state at `at` into a fresh file and dump it; rc. */
+static int restore_at(struct store *s, int64_t at, struct buf *state,
+		      struct journal_at *info, struct buf *err)
+{
+	struct buf path = BUF_INIT;
+	int rc;
+
+	path_of("at.db", &path);
+	unlink(buf_str(&path));
+	buf_reset(err);
+	rc = journal_restore_at(s, &bc, BS, buf_str(&path), at, info, err);
+	if (rc == 0)
+		dump(buf_str(&path), state);
+	unlink(buf_str(&path));
+	buf_free(&path);
+	return rc;
+}
+
+#define HIST_STEPS 24
+
+/*
+ * A series of states a second apart, entries and checkpoints mixed (a
+ * checkpoint every 5 steps), a window longer than all of them: the state
+ * at each instant (and half a second later) is exactly what the live
+ * database was then; before the first state, -ERANGE naming it.
+ */
+static void test_restore_at(void)
+{
+	struct buf want[HIST_STEPS], got = BUF_INIT, err = BUF_INIT;
+	int64_t when[HIST_STEPS];
+	struct journal_at info;
+	struct rig r;
+	int i;
+
+	meta_journal_set_clock(test_clock);
+	test_now = 1000 * SEC;
+	rig_open(&r, "store-at");
+	CHECK_RC(journal_set_history(r.j, 3600), 0);
+	CHECK_RC(journal_checkpoint(r.j), 0);
+	for (i = 0; i < HIST_STEPS; i++) {
+		test_now += SEC;
+		work(r.m, i);
+		if (i % 5 == 4)
+			CHECK_RC(journal_checkpoint(r.j), 0);
+		else
+			CHECK_RC(journal_sync(r.j), 0);
+		when[i] = test_now;
+		want[i] = (struct buf)BUF_INIT;
+		dump(buf_str(&r.db), &want[i]);
+	}
+	CHECK_EQ_U64(count_keys(r.s, "meta/ckpt-"), 1 + HIST_STEPS / 5);
+	CHECK_EQ_U64(count_keys(r.s, "meta/ckpi-"), 1 + HIST_STEPS / 5);
+	for (i = 0; i < HIST_STEPS; i++) {
+		int64_t at;
+
+		for (at = when[i]; at <= when[i] + SEC / 2; at += SEC / 2) {
+			buf_reset(&got);
+			CHECK_RC(restore_at(r.s, at, &got, &info, &err), 0);
+			if (got.len != want[i].len ||
+			    memcmp(got.data, want[i].data, got.len)) {
+				fprintf(stderr, "state %d at +%lld ns differs\n",
+					i, (long long)(at - when[i]));
+				CHECK(0);
+			}
+		}
+		CHECK_EQ_U64((uint64_t)info.time_ns, (uint64_t)when[i]);
+	}
+	/* the first checkpoint is of the empty volume, cut at 1000 s */
+	CHECK_RC(restore_at(r.s, 999 * SEC, &got, &info, &err), -ERANGE);
+	CHECK(strstr(buf_str(&err), "1970-01-01T00:16:40.000Z") != NULL);
+	/* after the newest state: the newest */
+	buf_reset(&got);
+	CHECK_RC(restore_at(r.s, test_now + 100 * SEC, &got, &info, &err), 0);
+	CHECK(got.len == want[HIST_STEPS - 1].len);
+	for (i = 0; i < HIST_STEPS; i++)
+		buf_free(&want[i]);
+	rig_close(&r);
+	meta_journal_set_clock(NULL);
+	buf_free(&got);
+	buf_free(&err);
+}
+
+/*
+ * A missing entry in the middle: a moment past it cannot be had, and the
+ * error says which entry; moments before it still can.
+ */
+static void test_restore_at_gap(void)
+{
+	struct buf got = BUF_INIT, err = BUF_INIT;
+	struct journal_at info;
+	struct rig r;
+	int i;
+
+	meta_journal_set_clock(test_clock);
+	test_now = 5000 * SEC;
+	rig_open(&r, "store-gap");
+	CHECK_RC(journal_set_history(r.j, 3600), 0);
+	CHECK_RC(journal_checkpoint(r.j), 0);
+	for (i = 0; i < 4; i++) {
+		test_now += SEC;
+		work(r.m, i);
+		CHECK_RC(journal_sync(r.j), 0);
+	}
+	CHECK_RC(store_del(r.s, "meta/jrnl-0000000000000002"), 0);
+	CHECK_RC(restore_at(r.s, 5001 * SEC, &got, &info, &err), 0);
+	CHECK_EQ_U64(info.jseq, 1);
+	CHECK_RC(restore_at(r.s, 5001 * SEC + SEC / 2, &got, &info, &err),
+		 -EIO);
+	CHECK_RC(restore_at(r.s, 5003 * SEC, &got, &info, &err), -EIO);
+	CHECK(strstr(buf_str(&err), "jrnl-0000000000000002") != NULL);
+	CHECK(strstr(buf_str(&err), "missing") != NULL);
+	rig_close(&r);
+	meta_journal_set_clock(NULL);
+	buf_free(&got);
+	buf_free(&err);
+}
+
+/*
+ * Retention with a window of 10 s, a checkpoint every 4 s: what is kept
+ * is exactly the newest checkpoint at least 10 s old, the later ones and
+ * the entries after it; the GC epoch is that checkpoint; the oldest
+ * moment mountable is its time.  Objects freed before it are collected,
+ * not those freed after.
+ */
+static void test_retention(void)
+{
+	struct buf got = BUF_INIT, err = BUF_INIT;
+	struct journal_at info;
+	uint64_t epoch = 0, ckpt[16];
+	int64_t ckpt_ns[16];
+	struct rig r;
+	int i, n = 0;
+
+	meta_journal_set_clock(test_clock);
+	test_now = 10000 * SEC;
+	rig_open(&r, "store-ret");
+	CHECK_RC(journal_set_history(r.j, 10), 0);
+	for (i = 0; i < 16; i++) {
+		test_now += SEC;
+		work(r.m, i);
+		if (i % 4 == 0) {
+			CHECK_RC(journal_checkpoint(r.j), 0);
+			ckpt[n] = meta_config_get_u64(r.m, "durable_seq", 0);
+			ckpt_ns[n++] = test_now;
+		} else {
+			CHECK_RC(journal_sync(r.j), 0);
+		}
+	}
+	/* now = 10016: checkpoints at 10001, 10005, 10009, 10013; the
+	 * newest at or before 10006 is the one of 10005 */
+	CHECK_RC(journal_gc_epoch(r.j, &epoch), 0);
+	CHECK_EQ_U64(epoch, ckpt[1]);
+	CHECK_EQ_U64(count_keys(r.s, "meta/ckpt-"), 3);
+	CHECK_EQ_U64(count_keys(r.s, "meta/ckpi-"), 3);
+	/* entries after 10005's: steps 5..15 but 8 and 12 (checkpoints) */
+	CHECK_EQ_U64(count_keys(r.s, "meta/jrnl-"), 11);
+	CHECK_RC(restore_at(r.s, ckpt_ns[1] - 1, &got, &info, &err), -ERANGE);
+	CHECK(strstr(buf_str(&err), "1970-01-01T02:46:45.000Z") != NULL);
+	CHECK_RC(restore_at(r.s, ckpt_ns[1], &got, &info, &err), 0);
+	CHECK_EQ_U64(info.ckpt_seq, ckpt[1]);
+	/* time passes, nothing written: the base moves, no checkpoint */
+	test_now += 20 * SEC;
+	CHECK_RC(journal_gc_epoch(r.j, &epoch), 0);
+	CHECK_EQ_U64(epoch, ckpt[3]);
+	CHECK_EQ_U64(count_keys(r.s, "meta/ckpt-"), 1);
+	CHECK_EQ_U64(count_keys(r.s, "meta/ckpi-"), 1);
+	CHECK_EQ_U64(count_keys(r.s, "meta/jrnl-"), 3);
+	CHECK(same_as_live(&r, "after retention"));
+	/* a volume reopened lists what it keeps again */
+	journal_close(r.j);
+	CHECK_RC(journal_open(r.m, r.s, &bc, tmpdir, &r.j), 0);
+	CHECK_RC(journal_set_history(r.j, 10), 0);
+	CHECK_RC(journal_gc_epoch(r.j, &epoch), 0);
+	CHECK_EQ_U64(epoch, ckpt[3]);
+	/* two checkpoints more, within the window: three kept */
+	for (i = 20; i < 22; i++) {
+		work(r.m, i);
+		CHECK_RC(journal_checkpoint(r.j), 0);
+	}
+	work(r.m, 22);
+	CHECK_RC(journal_sync(r.j), 0);
+	CHECK_EQ_U64(count_keys(r.s, "meta/ckpt-"), 3);
+	/* the window off: what only it kept goes at once (the newest
+	 * checkpoint and the entry after it stay), then as before */
+	CHECK_RC(journal_set_history(r.j, 0), 0);
+	CHECK_EQ_U64(count_keys(r.s, "meta/ckpt-"), 1);
+	CHECK_EQ_U64(count_keys(r.s, "meta/ckpi-"), 0);
+	CHECK_EQ_U64(count_keys(r.s, "meta/jrnl-"), 1);
+	CHECK(same_as_live(&r, "window off"));
+	work(r.m, 23);
+	CHECK_RC(journal_checkpoint(r.j), 0);
+	CHECK_RC(journal_gc_epoch(r.j, &epoch), 0);
+	CHECK_EQ_U64(epoch, meta_config_get_u64(r.m, "durable_seq", 0));
+	CHECK_EQ_U64(count_keys(r.s, "meta/ckpt-"), 1);
+	CHECK_EQ_U64(count_keys(r.s, "meta/jrnl-"), 0);
+	rig_close(&r);
+	meta_journal_set_clock(NULL);
+	buf_free(&got);
+	buf_free(&err);
+}
+
+/* Without a window, a checkpoint and the GC epoch cost what they did: no
+ * marker, no listing more. */
+static void test_no_window_requests(void)
+{
+	struct store_fault_counts c0, c1;
+	uint64_t epoch = 0;
+	struct rig r;
+
+	rig_open(&r, "store-now");
+	CHECK_RC(journal_set_history(r.j, 0), 0);
+	CHECK_RC(journal_checkpoint(r.j), 0);
+	work(r.m, 0);
+	CHECK_RC(journal_sync(r.j), 0);
+	store_fault_get_counts(r.s, &c0);
+	CHECK_RC(journal_gc_epoch(r.j, &epoch), 0);
+	CHECK_EQ_U64(epoch, meta_config_get_u64(r.m, "durable_seq", 0));
+	work(r.m, 1);
+	CHECK_RC(journal_checkpoint(r.j), 0);
+	store_fault_get_counts(r.s, &c1);
+	/* the entry's and the checkpoint's puts, the trims' listings of
+	 * checkpoints, parts and entries */
+	CHECK_EQ_U64(c1.calls[0] - c0.calls[0], 2);
+	CHECK_EQ_U64(c1.calls[3] - c0.calls[3], 3);
+	CHECK_EQ_U64(count_keys(r.s, "meta/ckpi-"), 0);
+	/* with a window: the marker more, and its listing */
+	CHECK_RC(journal_set_history(r.j, 60), 0);
+	work(r.m, 2);
+	store_fault_get_counts(r.s, &c0);
+	CHECK_RC(journal_checkpoint(r.j), 0);
+	store_fault_get_counts(r.s, &c1);
+	CHECK_EQ_U64(c1.calls[0] - c0.calls[0], 3);
+	CHECK_EQ_U64(count_keys(r.s, "meta/ckpi-"), 1);
+	rig_close(&r);
+}
+
 int main(void)
 {
 	if (getenv("T_JOURNAL_VERBOSE"))
@@ -1046,6 +1374,11 @@ int main(void)
 	test_checkpoint_due();
 	test_volume_names();
 	test_snapshot_copies();
+	test_times_recorded();
+	test_restore_at();
+	test_restore_at_gap();
+	test_retention();
+	test_no_window_requests();
 	rm_rf(tmpdir);
 	return check_done("t_journal");
 }
