@@ -23,8 +23,10 @@
  *      threads wait), or at open, before any other thread runs
  *      (refill_tail() of cache_recover.c).
  *   2. Only decoded and checked objects reach a cache file; a missing or
- *      damaged object, base or patch, fails the load with -EIO: a block
- *      never reads as its base without its patches.
+ *      damaged object, base or patch, fails the load with -EIO (a
+ *      missing one with -ESTALE on a follower, cfg.missing_stale: the
+ *      writer collected it): a block never reads as its base without
+ *      its patches, nor as zeros.
  *   3. A fetcher loads a queued block only when it is still not cached
  *      and the index names content for it (a hole, or a block never
  *      uploaded, has nothing to fetch).
@@ -101,6 +103,14 @@ static int fetch_object(struct cache *c, const struct centry *e,
 	buf_reset(obj);
 	buf_reset(plain);
 	rc = store_get(c->store, key, 0, 0, obj);
+	if (rc == -ENOENT && c->cfg.missing_stale) {
+		/* a follower: the writer deleted or rewrote the file and
+		 * collected its objects since */
+		log_info("block %" PRIu64 " of inode %" PRIu64 ": object %s "
+			 "is gone from the store (collected by the writer): "
+			 "ESTALE", e->idx, e->ino, key);
+		return -ESTALE;
+	}
 	if (rc) {
 		log_error("block %" PRIu64 " of inode %" PRIu64
 			  ": cannot get object %s: %s",

@@ -89,6 +89,10 @@ static const char mount_help[] =
 	"(default 300)\n"
 	"  upload_threads=N       parallel uploads (default 4)\n"
 	"  ro                     read-only\n"
+	"  follow                 with ro: a follower, showing what another\n"
+	"                         mount of the volume (the writer) makes durable\n"
+	"  follow_interval=SECS   how often a follower reads the journal\n"
+	"                         (default 5; fractions allowed)\n"
 	"  writeback_cache        let the kernel cache writes: faster small\n"
 	"                         writes, but a crash of the daemon loses what\n"
 	"                         the kernel held, and ENOSPC shows at fsync\n"
@@ -137,6 +141,7 @@ static void unknown_option(const char *opt)
 	buf_appends(&line, "cache_dir=, cache_size=, max_dirty=, "
 		    "writeback_delay=, journal_interval=, "
 		    "checkpoint_interval=, upload_threads=, inline_max=, ro, "
+		    "follow, follow_interval=, "
 		    "debug, writeback_cache, default_permissions, endpoint=, "
 		    "region=, path_style, virtual_host, credentials=, "
 		    "ca_bundle=, no_verify_tls, sign_payload, connections=, "
@@ -204,6 +209,19 @@ static int parse_one_opt(struct mount_opts *o, const char *opt)
 	if (KEY("ro") && !val) {
 		o->read_only = true;
 		return 0;
+	}
+	if (KEY("follow") && !val) {
+		o->follow = true;
+		return 0;
+	}
+	if (KEY("follow_interval") && val) {
+		int rc = parse_seconds(val, &o->follow_interval_ns);
+
+		/* 10 ms to a day: a round is a LIST or two */
+		if (!rc && (o->follow_interval_ns < 10000000ULL ||
+			    o->follow_interval_ns > 86400ULL * 1000000000ULL))
+			rc = -EINVAL;
+		return rc;
 	}
 	if (KEY("default_permissions") && !val)
 		return 0; /* always on */
@@ -497,6 +515,25 @@ static int add_fsname(struct mount_opts *o, const char *store)
 	return rc;
 }
 
+/* follow and follow_interval= make sense only together, and follow only
+ * read-only: the writer holds the lease.  0 or -1 (printed). */
+static int check_follow_opts(struct mount_opts *o)
+{
+	if (o->follow && !o->read_only) {
+		cli_error("mount option 'follow' needs 'ro': a follower is "
+			  "read-only (-o ro,follow)");
+		return -1;
+	}
+	if (o->follow_interval_ns && !o->follow) {
+		cli_error("mount option 'follow_interval=' needs 'follow' "
+			  "(-o ro,follow,follow_interval=SECS)");
+		return -1;
+	}
+	if (!o->follow_interval_ns)
+		o->follow_interval_ns = 5ULL * 1000000000ULL;
+	return 0;
+}
+
 void mount_opts_init(struct mount_opts *o)
 {
 	memset(o, 0, sizeof(*o));
@@ -529,6 +566,8 @@ int mount_volume(struct mount_opts *o, const char *store,
 	mt.o = o;
 	if (o->debug)
 		log_set_level(LOG_DEBUG);
+	if (check_follow_opts(o))
+		goto out;
 	if (check_mountpoint(mountpoint, real_mp))
 		goto out;
 	if (add_fsname(o, store)) {

@@ -38,6 +38,9 @@
  *     starts, and maint_stop under maint_lock;
  *   - the statistics thread (daemon_stats.c) answers `metafuse stats`
  *     while the fs exists;
+ *   - a follower's thread (-o ro,follow; follow.c) applies the writer's
+ *     journal every follow_interval, from before the mount answers
+ *     until it ended (run());
  *   - the cache's upload workers and fetchers (cache_open() to
  *     cache_close()) and fs's purge thread (fs_new() to fs_free()).
  *
@@ -76,6 +79,7 @@
 #include "blob/blob.h"
 #include "cache/cache.h"
 #include "cli/cli.h"
+#include "cli/follow.h"
 #include "cli/mount_int.h"
 #include "fs/fs.h"
 #include "meta/meta.h"
@@ -877,6 +881,7 @@ static int open_cache(struct mounted *mt)
 	 * us concurrently: no inline data then */
 	cc.inline_max = o->writeback_cache ? 0 : (uint32_t)o->inline_max;
 	cc.patches = mt->vol.format >= VOLUME_FORMAT_PATCHES;
+	cc.missing_stale = o->follow;
 	rc = cache_open(&cc, mt->store, &mt->blob, &meta_index_ops, mt->meta,
 			&mt->cache);
 	if (rc) {
@@ -911,6 +916,17 @@ static int open_fs(struct mounted *mt)
 	 * LOOKUP more (one request in four of `rm` of a big tree). */
 	fc.attr_timeout = 1.0;
 	fc.entry_timeout = 3600.0;
+	if (mt->o->follow) {
+		/* A follower's names change behind this kernel's back: the
+		 * follower's thread invalidates what each changeset changed
+		 * at once, but a lookup or getattr answered from the state
+		 * before a changeset can reach the kernel after its
+		 * invalidation; so nothing is cached longer than a
+		 * follow_interval (attributes a second at most, as above). */
+		fc.follow = true;
+		fc.entry_timeout = (double)mt->o->follow_interval_ns / 1e9;
+		fc.attr_timeout = MF_MIN(1.0, fc.entry_timeout);
+	}
 	rc = fs_new(&fc, &mt->fs);
 	if (rc)
 		return rc;
@@ -940,6 +956,14 @@ static int run(struct mounted *mt, const char *mountpoint)
 	struct mount_opts *o = mt->o;
 	int rc;
 
+	if (o->follow) {
+		rc = follow_start(mt, o->follow_interval_ns, &mt->follower);
+		if (rc) {
+			cli_error("cannot start following %s: %s",
+				  mt->store->url, strerror(-rc));
+			return rc;
+		}
+	}
 	start_maintenance(mt);
 	write_registry(mt, mountpoint);
 	if (mt->registry.len)
@@ -957,6 +981,8 @@ static int run(struct mounted *mt, const char *mountpoint)
 	log_info("unmounted %s; uploading what is left", mountpoint);
 	daemon_stats_stop(mt);
 	stop_maintenance(mt);
+	follow_stop(mt->follower);
+	mt->follower = NULL;
 	return rc;
 }
 
