@@ -1,0 +1,317 @@
+"""Followers: `metafuse mount -o ro,follow` beside a writer of the same
+volume (another cache directory), on the file store and on radosgw.
+
+Checked from outside, through the follower's kernel: every kind of change
+the writer makes durable shows up within the interval (polled with a
+deadline, never a fixed sleep as the assertion), pages read before a
+change are not served after it, the follower catches up after the writer
+checkpointed and trimmed the entries it had not read, a file the writer
+deleted or rewrote reads as ESTALE once its objects are collected (never
+zeros, never EIO), writes fail with EROFS, a follower survives unmount and
+remount and a store that stops answering, and every bad option is one
+line, a non-zero status and no mount.
+"""
+
+import errno
+import os
+import time
+
+import pytest
+
+import mfhelpers as h
+from mfhelpers import read_file
+
+BS = h.DEFAULT_BLOCK_SIZE
+# the writer sends its journal and blocks fast, so that the follower's
+# interval is what the tests wait for
+WRITER = {"journal_interval": "0.2", "writeback_delay": "0.2"}
+DEADLINE = 20.0
+
+
+def pair(mounts, writer_opts=None, follow_opts=None, name="f"):
+    """A writer volume and a follower of it, both mounted."""
+    w = mounts("w", opts=dict(WRITER, **(writer_opts or {})))
+    fo = {"ro": True, "follow": True, "follow_interval": "0.3"}
+    fo.update(follow_opts or {})
+    f = mounts(name, store=w.store, mkfs=False, opts=fo)
+    f.mount()
+    return w, f
+
+
+def fsync_path(path):
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_synced(path, data):
+    with open(path, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def view(root):
+    """The tree as the follower shows it (None while it changes under
+    the walk)."""
+    try:
+        return h.snapshot(root, times=False, root_attrs=False)
+    except OSError:
+        return None
+
+
+def wait_same(w, f, what, deadline=DEADLINE):
+    """Poll until the follower shows what the writer shows."""
+    want = h.snapshot(w.mnt, times=False, root_attrs=False)
+    end = time.monotonic() + deadline
+    got = None
+    while time.monotonic() < end:
+        got = view(f.mnt)
+        if got == want:
+            return time.monotonic()
+        time.sleep(0.05)
+    diff = h.diff_snapshots(want, got or {}, "writer", "follower")
+    pytest.fail(f"{what}: not on the follower within {deadline} s:\n{diff}")
+
+
+def wait_until(cond, what, deadline=DEADLINE):
+    end = time.monotonic() + deadline
+    while time.monotonic() < end:
+        if cond():
+            return
+        time.sleep(0.05)
+    pytest.fail(f"{what}: not within {deadline} s")
+
+
+def test_changes_show_on_the_follower(mounts):
+    """Creation, rename, delete, overwrite, truncate, mkdir, symlink and
+    chmod, each made durable by the writer, show on the follower; an fd
+    the follower holds reads the new bytes after an overwrite."""
+    w, f = pair(mounts)
+    wait_same(w, f, "an empty volume")
+
+    data = h.rand_bytes(1, 2 * BS + 123)
+    write_synced(w.path("a"), data)
+    write_synced(w.path("small"), b"inline bytes")
+    wait_same(w, f, "creation")
+    assert read_file(f.path("a")) == data
+
+    os.rename(w.path("a"), w.path("b"))
+    fsync_path(w.mnt)
+    wait_same(w, f, "rename")
+    assert not os.path.exists(f.path("a"))
+
+    # overwrite in place: pages the follower's kernel holds must go
+    fd = os.open(f.path("b"), os.O_RDONLY)
+    try:
+        assert os.pread(fd, 4096, BS) == data[BS:BS + 4096]
+        new = h.rand_bytes(2, 4096)
+        with open(w.path("b"), "r+b") as fh:
+            fh.seek(BS)
+            fh.write(new)
+            fh.flush()
+            os.fsync(fh.fileno())
+        wait_until(lambda: os.pread(fd, 4096, BS) == new,
+                   "an overwrite through an open fd")
+    finally:
+        os.close(fd)
+    wait_same(w, f, "overwrite")
+
+    os.truncate(w.path("b"), BS // 2)
+    fsync_path(w.path("b"))
+    wait_same(w, f, "truncate")
+    assert os.stat(f.path("b")).st_size == BS // 2
+
+    os.mkdir(w.path("d"))
+    os.mkdir(w.path("d", "e"))
+    os.symlink("../b", w.path("d", "link"))
+    os.chmod(w.path("small"), 0o600)
+    os.setxattr(w.path("small"), "user.k", b"v")
+    fsync_path(w.mnt)
+    wait_same(w, f, "mkdir, symlink, chmod, xattr")
+    assert os.readlink(f.path("d", "link")) == "../b"
+    assert os.stat(f.path("small")).st_mode & 0o777 == 0o600
+
+    os.unlink(w.path("small"))
+    os.rename(w.path("b"), w.path("d", "e", "b"))
+    fsync_path(w.mnt)
+    wait_same(w, f, "delete and a move into a subdirectory")
+    assert not os.path.exists(f.path("small"))
+    assert read_file(f.path("d", "e", "b")) == data[:BS // 2]
+
+
+def test_kernel_hears_of_a_name_at_once(mounts):
+    """The follower's kernel cached a name's absence for a whole interval
+    (10 s); once the follower applied the entry that creates it (the
+    listing, which the kernel does not cache, shows it), the name resolves
+    at once: the follower told the kernel, it did not wait for the
+    timeout."""
+    w, f = pair(mounts, follow_opts={"follow_interval": "10"})
+    h.expect_errno(errno.ENOENT, os.stat, f.path("x"))   # cached: absent
+    write_synced(w.path("x"), b"x")
+    fsync_path(w.mnt)
+    wait_until(lambda: "x" in os.listdir(f.mnt), "the entry applied")
+    wait_until(lambda: os.path.exists(f.path("x")),
+               "the name through the kernel", deadline=0.5)
+    assert read_file(f.path("x")) == b"x"
+
+
+def test_writes_fail_with_erofs(mounts):
+    w, f = pair(mounts)
+    write_synced(w.path("x"), b"x")
+    wait_same(w, f, "creation")
+    for func, args in ((os.open, (f.path("new"), os.O_WRONLY | os.O_CREAT)),
+                       (os.open, (f.path("x"), os.O_WRONLY)),
+                       (os.mkdir, (f.path("d"),)),
+                       (os.unlink, (f.path("x"),)),
+                       (os.rename, (f.path("x"), f.path("y"))),
+                       (os.chmod, (f.path("x"), 0o600)),
+                       (os.truncate, (f.path("x"), 0)),
+                       (os.symlink, ("x", f.path("l")))):
+        h.expect_errno(errno.EROFS, func, *args)
+    assert read_file(f.path("x")) == b"x"
+    assert sorted(os.listdir(w.mnt)) == ["x"]
+
+
+def test_catch_up_after_checkpoint_and_trim(mounts):
+    """The writer checkpoints and deletes the entries the follower has not
+    read between two of its rounds: it catches up from the checkpoint
+    without a remount."""
+    w, f = pair(mounts, writer_opts={"checkpoint_interval": "0.3"},
+                follow_opts={"follow_interval": "8"})
+    t0 = time.monotonic()
+    for i in range(20):
+        with open(w.path(f"n{i}"), "wb") as fh:
+            fh.write(b"n" * i)
+    os.mkdir(w.path("dir"))
+    os.rename(w.path("n3"), w.path("dir", "n3"))
+    # freed objects make the next checkpoint due
+    write_synced(w.path("gone"), h.rand_bytes(3, BS + 1))
+    os.unlink(w.path("gone"))
+    fsync_path(w.mnt)
+    first = None
+
+    def trimmed():
+        nonlocal first
+        ckpts = [k for k in w.store_ls("meta/") if "/ckpt-" in k]
+        if first is None:
+            first = sorted(ckpts)
+        return sorted(ckpts) != first and len(ckpts) >= 1
+    wait_until(trimmed, "a new checkpoint of the writer")
+    if time.monotonic() - t0 > 6:
+        pytest.skip("the machine is too slow to do it between two rounds")
+    wait_same(w, f, "the state after a checkpoint")
+    wait_until(lambda: "caught up with checkpoint" in f.log_text(),
+               "the catch-up's log line")
+    # and it goes on with the entries after the checkpoint
+    write_synced(w.path("later"), b"later")
+    wait_same(w, f, "an entry after the catch-up")
+
+
+def test_deleted_or_rewritten_file_is_estale_once_collected(mounts):
+    """A follower's open handle of a file the writer deleted reads ESTALE
+    once the inode is gone; a follower that has not seen the change yet
+    (a long interval) reads ESTALE once the writer collected the objects,
+    never zeros and never EIO."""
+    w, f = pair(mounts, writer_opts={"checkpoint_interval": "0.3"})
+    frozen = mounts("frozen", store=w.store, mkfs=False,
+                    opts={"ro": True, "follow": True,
+                          "follow_interval": "3600"})
+    a = h.rand_bytes(4, 2 * BS)
+    b = h.rand_bytes(5, 2 * BS)
+    write_synced(w.path("del"), a)
+    write_synced(w.path("rew"), b)
+    wait_same(w, f, "creation")
+    frozen.mount()          # its one round sees both files
+    ffd = os.open(f.path("del"), os.O_RDONLY)
+    zfd = os.open(frozen.path("del"), os.O_RDONLY)
+    rfd = os.open(frozen.path("rew"), os.O_RDONLY)
+    try:
+        before = set(w.data_objects())
+        os.unlink(w.path("del"))
+        write_synced(w.path("rew"), h.rand_bytes(6, 2 * BS))
+        fsync_path(w.mnt)
+        # the writer collects the old objects after its next checkpoint
+        wait_until(lambda: len(before - set(w.data_objects())) >= 4,
+                   "the old objects collected")
+        wait_until(lambda: not os.path.exists(f.path("del")),
+                   "the delete on the follower")
+        for fd in (ffd, zfd, rfd):
+            h.expect_errno(errno.ESTALE, os.pread, fd, 4096, 0)
+            h.expect_errno(errno.ESTALE, os.pread, fd, 4096, BS)
+        # the fast follower has the new content
+        assert read_file(f.path("rew")) == read_file(w.path("rew"))
+    finally:
+        for fd in (ffd, zfd, rfd):
+            os.close(fd)
+    frozen.umount()
+
+
+def test_unmount_remount_and_writer_gone(mounts):
+    """A follower unmounted while the writer goes on shows everything at
+    its next mount; one mounted after the writer unmounted shows the
+    final state, and so does the writer's next mount."""
+    w, f = pair(mounts)
+    write_synced(w.path("one"), b"1")
+    wait_same(w, f, "creation")
+    f.umount()
+    write_synced(w.path("two"), h.rand_bytes(7, BS + 5))
+    os.rename(w.path("one"), w.path("uno"))
+    fsync_path(w.mnt)
+    f.mount()
+    wait_same(w, f, "changes made while the follower was away")
+    want = h.snapshot(w.mnt, times=False, root_attrs=False)
+    w.umount()
+    wait_until(lambda: view(f.mnt) == want, "the writer's final state")
+    f.umount()
+    f.mount()
+    assert view(f.mnt) == want
+    w.mount()
+    write_synced(w.path("three"), b"3")
+    wait_same(w, f, "a new writer session")
+
+
+@pytest.mark.local_store
+def test_store_away_keeps_serving(mounts, workdir):
+    """A follower whose store stops answering serves what it has, says so
+    in its log once, and follows again when the store is back."""
+    down = os.path.join(workdir, "down")
+    w = mounts("w", opts=WRITER)
+    env = dict(os.environ, METAFUSE_TEST_STORE_DOWN_FILE=down)
+    f = mounts("f", store=w.store, mkfs=False, env=env,
+               opts={"ro": True, "follow": True, "follow_interval": "0.3"})
+    f.mount()
+    write_synced(w.path("a"), b"a" * 100)
+    wait_same(w, f, "creation")
+    open(down, "w").close()
+    try:
+        wait_until(lambda: "cannot read the metadata" in f.log_text(),
+                   "the follower's warning")
+        assert read_file(f.path("a")) == b"a" * 100
+        write_synced(w.path("b"), b"b")
+    finally:
+        os.unlink(down)
+    wait_same(w, f, "a change after the store came back")
+    assert f.log_text().count("cannot read the metadata") == 1
+
+
+@pytest.mark.parametrize("opts,words", [
+    ("follow", "needs 'ro'"),
+    ("ro,follow_interval=2", "needs 'follow'"),
+    ("ro,follow,follow_interval=0", "invalid value"),
+    ("ro,follow,follow_interval=abc", "invalid value"),
+    ("ro,follow,follow_interval=-1", "invalid value"),
+    ("ro,follow=1", "unknown mount option"),
+])
+def test_bad_options(mounts, opts, words):
+    w = mounts("w", mount=False)
+    r = h.run([h.BIN, "mount", "-o", f"cache_dir={w.cache},{opts}",
+               w.store, w.mnt], env=w.env)
+    assert r.returncode != 0
+    err = r.stderr.strip()
+    assert err and "\n" not in err, r.stderr
+    assert words in err, err
+    assert not h.is_mounted(w.mnt)
+    assert not os.path.exists(w.cache)
