@@ -20,12 +20,19 @@ import pytest
 
 import mfhelpers as h
 from mfhelpers import read_file
+# mount(8) in a mount namespace of its own, as test_fstab.py does it
+from test_fstab import (check_mounted, mount8, namespace,  # noqa: F401
+                        umount8, volume)
 
 BS = h.DEFAULT_BLOCK_SIZE
 # the writer sends its journal and blocks fast, so that the follower's
 # interval is what the tests wait for
 WRITER = {"journal_interval": "0.2", "writeback_delay": "0.2"}
 DEADLINE = 20.0
+# an entry listed, then trimmed by the writer's checkpoint before the
+# follower fetched it: journal_replay() logs the failed download, the
+# follower catches up from the checkpoint
+TRIM_RACE = r"journal meta/jrnl-[0-9a-f]+: download failed: No such file"
 
 
 def pair(mounts, writer_opts=None, follow_opts=None, name="f"):
@@ -34,6 +41,7 @@ def pair(mounts, writer_opts=None, follow_opts=None, name="f"):
     fo = {"ro": True, "follow": True, "follow_interval": "0.3"}
     fo.update(follow_opts or {})
     f = mounts(name, store=w.store, mkfs=False, opts=fo)
+    f.allow_errors(TRIM_RACE)
     f.mount()
     return w, f
 
@@ -229,6 +237,7 @@ def test_deleted_or_rewritten_file_is_estale_once_collected(mounts):
     frozen = mounts("frozen", store=w.store, mkfs=False,
                     opts={"ro": True, "follow": True,
                           "follow_interval": "3600"})
+    frozen.allow_errors(TRIM_RACE)
     a = h.rand_bytes(4, 2 * BS)
     b = h.rand_bytes(5, 2 * BS)
     write_synced(w.path("del"), a)
@@ -305,6 +314,28 @@ def test_store_away_keeps_serving(mounts, workdir):
         os.unlink(down)
     wait_same(w, f, "a change after the store came back")
     assert f.log_text().count("cannot read the metadata") == 1
+
+
+@pytest.mark.root
+@pytest.mark.namespace
+def test_follower_through_mount8(namespace, mounts):
+    """mount(8) -t fuse.metafuse -o ro,follow,follow_interval=... (an
+    fstab line's options): a follower, read-only, following; umount(8)
+    ends it."""
+    ns = namespace()        # before the writer: no copy of its mount
+    w = mounts("w", opts=WRITER)
+    f = volume(mounts, name="f", store=w.store, mkfs=False)
+    f.allow_errors(TRIM_RACE)
+    r = mount8(ns, f, "-t", "fuse.metafuse",
+               opts="ro,follow,follow_interval=0.3,nofail")
+    assert r.returncode == 0, r.stderr
+    pid = check_mounted(ns, f)
+    write_synced(w.path("x"), b"from the writer")
+    wait_until(lambda: os.path.exists(ns.path(f.mnt, "x")),
+               "the writer's file through mount(8)'s follower")
+    assert read_file(ns.path(f.mnt, "x")) == b"from the writer"
+    h.expect_errno(errno.EROFS, os.mkdir, ns.path(f.mnt, "d"))
+    umount8(ns, f, pid)
 
 
 @pytest.mark.parametrize("opts,words", [
