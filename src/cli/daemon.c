@@ -669,6 +669,13 @@ static int local_db_outdated(struct mounted *mt, const char *db_path,
 		buf_free(&local_id);
 		return -EINVAL;
 	}
+	/* a follower's copy (follow.c) may lag the store by entries after
+	 * its checkpoint: a writer starts from the store's state */
+	if (!mt->o->read_only && meta_config_get_u64(m, "follower", 0)) {
+		log_info("the local metadata is a follower's copy: restoring "
+			 "the store's state to write");
+		*outdated = true;
+	}
 	if (latest > meta_config_get_u64(m, "durable_seq", 0)) {
 		struct meta_stats st;
 

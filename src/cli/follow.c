@@ -39,6 +39,10 @@
  *      log says so once, and once more when the store answers again.
  *   5. The thread is the only writer of the live database, and calls
  *      the fs only between requests' metadata calls (never from one).
+ *   6. The database says it is a follower's (config "follower"): a
+ *      writer mounting this cache directory later restores the store's
+ *      state instead of taking this copy, which may lag it, for its own
+ *      (cli/daemon.c, local_db_outdated()).
  */
 #include "util/compat.h"
 
@@ -247,6 +251,13 @@ int follow_start(struct mounted *mt, uint64_t interval_ns,
 		return -ENOMEM;
 	f->mt = mt;
 	f->interval_ns = interval_ns;
+	/* a writer mounting this cache later must not take this copy,
+	 * which may lag the store, for its own (daemon.c) */
+	rc = meta_config_set_u64(mt->meta, "follower", 1);
+	if (rc) {
+		free(f);
+		return rc;
+	}
 	pthread_mutex_init(&f->lock, NULL);
 	pthread_cond_init(&f->cond, NULL);
 	meta_journal_on_apply(mt->meta, on_applied, f);

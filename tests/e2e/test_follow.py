@@ -292,6 +292,25 @@ def test_unmount_remount_and_writer_gone(mounts):
     wait_same(w, f, "a new writer session")
 
 
+def test_follower_cache_mounted_to_write(mounts):
+    """A follower's cache directory, mounted read-write once the writer
+    is gone, starts from the store's state, not from the follower's copy
+    (which had not seen the writer's last entries)."""
+    w, f = pair(mounts, follow_opts={"follow_interval": "3600"})
+    write_synced(w.path("late"), b"after the follower's only round")
+    want = h.snapshot(w.mnt, times=False, root_attrs=False)
+    w.umount()
+    assert not os.path.exists(f.path("late"))
+    f.umount()
+    f.mount(opts={"ro": False, "follow": False, "follow_interval": None})
+    assert view(f.mnt) == want
+    write_synced(f.path("mine"), b"m")
+    f.umount()
+    w.mount()
+    assert read_file(w.path("mine")) == b"m"
+    assert read_file(w.path("late")) == b"after the follower's only round"
+
+
 @pytest.mark.local_store
 def test_store_away_keeps_serving(mounts, workdir):
     """A follower whose store stops answering serves what it has, says so
