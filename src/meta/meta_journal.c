@@ -499,12 +499,14 @@ static void changes_unique(struct meta_changes *ch)
 {
 	size_t i, n;
 
-	qsort(ch->inodes, ch->ninodes, sizeof(*ch->inodes), cmp_u64);
+	if (ch->ninodes)
+		qsort(ch->inodes, ch->ninodes, sizeof(*ch->inodes), cmp_u64);
 	for (i = 0, n = 0; i < ch->ninodes; i++)
 		if (!n || ch->inodes[n - 1] != ch->inodes[i])
 			ch->inodes[n++] = ch->inodes[i];
 	ch->ninodes = n;
-	qsort(ch->blocks, ch->nblocks, sizeof(*ch->blocks), cmp_block);
+	if (ch->nblocks)
+		qsort(ch->blocks, ch->nblocks, sizeof(*ch->blocks), cmp_block);
 	for (i = 0, n = 0; i < ch->nblocks; i++)
 		if (!n || cmp_block(&ch->blocks[n - 1], &ch->blocks[i]))
 			ch->blocks[n++] = ch->blocks[i];
