@@ -7,13 +7,16 @@
  *   volume/journal.c puts each changeset in the store as a journal entry
  *   between checkpoints, and applies them in order at restore; this file
  *   makes and applies them, and takes the checkpoint's copy of the
- *   database at a cut.
+ *   database at a cut.  For a follower (cli/follow.c) it also says what
+ *   each applied changeset changed (struct meta_changes) and makes the
+ *   changeset that turns the database into a restored checkpoint's.
  *
  * Data model
  *   m->sess             the session: every change to the tables of
  *                       "main" since the last cut, config left out
  *   config "jrnl_seq"   sequence number of the last changeset cut
  *   config "ckpt_seq"   sequence number of the last checkpoint started
+ *   m->on_apply         a follower's hook (meta_journal_on_apply())
  *
  * Invariants
  *   1. A cut happens with m->lock held, so it falls between two
@@ -28,6 +31,15 @@
  *      operations.
  *   4. A changeset applies whole, in one transaction, or not at all: any
  *      conflict aborts it.
+ *   5. A follower's hook (m->on_apply) hears what a changeset changed,
+ *      read from the changeset and, for what it does not carry (an
+ *      UPDATE's unchanged columns), from the rows as they were, in the
+ *      same locked section as the apply; it is called after the commit,
+ *      without the lock, so that it may drop cached blocks and tell the
+ *      kernel.
+ *   6. The catch-up diff (meta_journal_diff()) turns the volume's tables
+ *      into another database's whatever state they are in: applied, the
+ *      two are equal row for row (config apart).
  */
 #include "util/compat.h"
 
