@@ -190,8 +190,19 @@ static int follow_round(struct follower *f)
 	if (rc)
 		return rc;
 	if (latest > meta_config_get_u64(mt->meta, "durable_seq", 0) ||
-	    f->apply_failed)
+	    f->apply_failed) {
 		rc = catch_up(f);
+		/* the writer replaced the checkpoint (or trimmed an entry
+		 * after it) while it was read: once more, at the newest */
+		if (rc == -ENOENT)
+			rc = catch_up(f);
+		if (rc == -ENOENT) {
+			log_debug("follow: the writer's checkpoints move "
+				  "faster than this follower reads them; again "
+				  "at the next round");
+			rc = 0;
+		}
+	}
 	return rc;
 }
 
