@@ -94,6 +94,17 @@ def wait_until(cond, what, deadline=DEADLINE):
     pytest.fail(f"{what}: not within {deadline} s")
 
 
+def stale(fd):
+    """Whether the follower's kernel says fd's inode is gone."""
+    try:
+        os.fstat(fd)
+    except OSError as e:
+        if e.errno == errno.ESTALE:
+            return True
+        raise
+    return False
+
+
 def test_changes_show_on_the_follower(mounts):
     """Creation, rename, delete, overwrite, truncate, mkdir, symlink and
     chmod, each made durable by the writer, show on the follower; an fd
@@ -254,6 +265,9 @@ def test_deleted_or_rewritten_file_is_estale_once_collected(mounts):
                    "the old objects collected")
         wait_until(lambda: not os.path.exists(f.path("del")),
                    "the delete on the follower")
+        # the inode goes with the writer's purge, which may come in a
+        # later entry than the name's removal
+        wait_until(lambda: stale(ffd), "the deleted inode on the follower")
         for fd in (ffd, zfd, rfd):
             h.expect_errno(errno.ESTALE, os.pread, fd, 4096, 0)
             h.expect_errno(errno.ESTALE, os.pread, fd, 4096, BS)
