@@ -24,8 +24,9 @@
  * Invariants
  *   1. The live database changes only by changesets applied whole
  *      (meta_journal_apply(): one transaction each), in the writer's
- *      order: a reader sees the writer's state as of one entry or the
- *      next, never a mixture.
+ *      order: each metadata call sees the writer's state as of one entry
+ *      or the next, never a mixture (a read of several blocks may span
+ *      an apply).
  *   2. An entry that is gone (trimmed after the writer's checkpoint, or
  *      never sent because the checkpoint took its changes) is never
  *      skipped over: the follower catches up from the checkpoint, which
