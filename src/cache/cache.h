@@ -107,10 +107,13 @@ struct cache_config {
 	 * patch (blob/patch.h; needs the index's block_chain and
 	 * block_patch) */
 	bool patches;
-	/* a follower's (cli/follow.c): an object the store no longer has
-	 * was collected by the writer after the metadata here named it, so
-	 * a read of it is -ESTALE (logged as such), not -EIO */
-	bool missing_stale;
+	/* a follower's (cli/follow.c), whose index is the writer's
+	 * journal: an object the store no longer has was collected by the
+	 * writer after the index here named it, so a read of it is -ESTALE
+	 * (logged as such), not -EIO; and a block the index says is dirty
+	 * (written by the writer, not yet uploaded: its content is in no
+	 * store) is -EAGAIN, never its last uploaded bytes or zeros */
+	bool follower;
 };
 
 struct cache_stats {

@@ -888,7 +888,7 @@ static int open_cache(struct mounted *mt)
 	 * us concurrently: no inline data then */
 	cc.inline_max = o->writeback_cache ? 0 : (uint32_t)o->inline_max;
 	cc.patches = mt->vol.format >= VOLUME_FORMAT_PATCHES;
-	cc.missing_stale = o->follow;
+	cc.follower = o->follow;
 	rc = cache_open(&cc, mt->store, &mt->blob, &meta_index_ops, mt->meta,
 			&mt->cache);
 	if (rc) {

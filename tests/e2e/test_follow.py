@@ -94,6 +94,17 @@ def wait_until(cond, what, deadline=DEADLINE):
     pytest.fail(f"{what}: not within {deadline} s")
 
 
+def pread_or_none(fd, n, off):
+    """pread, or None while the writer's block is not uploaded (EAGAIN:
+    a journal entry may name it dirty before the fsync's upload)."""
+    try:
+        return os.pread(fd, n, off)
+    except OSError as e:
+        if e.errno == errno.EAGAIN:
+            return None
+        raise
+
+
 def stale(fd):
     """Whether the follower's kernel says fd's inode is gone."""
     try:
@@ -133,7 +144,7 @@ def test_changes_show_on_the_follower(mounts):
             fh.write(new)
             fh.flush()
             os.fsync(fh.fileno())
-        wait_until(lambda: os.pread(fd, 4096, BS) == new,
+        wait_until(lambda: pread_or_none(fd, 4096, BS) == new,
                    "an overwrite through an open fd")
     finally:
         os.close(fd)
@@ -160,6 +171,36 @@ def test_changes_show_on_the_follower(mounts):
     wait_same(w, f, "delete and a move into a subdirectory")
     assert not os.path.exists(f.path("small"))
     assert read_file(f.path("d", "e", "b")) == data[:BS // 2]
+
+
+def test_blocks_not_uploaded_are_eagain(mounts):
+    """A file the writer wrote but has not uploaded (its journal entry
+    names its blocks dirty) reads as EAGAIN on the follower, never as
+    zeros nor as older bytes; once the writer fsyncs, its bytes."""
+    w, f = pair(mounts, writer_opts={"writeback_delay": "600"})
+    old = h.rand_bytes(8, 2 * BS)
+    write_synced(w.path("g"), old)
+    wait_same(w, f, "an uploaded file")
+    new = h.rand_bytes(9, 3 * BS)
+    with open(w.path("g"), "r+b") as fh:   # not synced: dirty blocks
+        fh.write(new)
+    with open(w.path("n"), "wb") as fh:
+        fh.write(new)
+    wait_until(lambda: "n" in os.listdir(f.mnt) and
+               os.stat(f.path("g")).st_size == 3 * BS,
+               "the writer's journal entry")
+    for name in ("g", "n"):
+        fd = os.open(f.path(name), os.O_RDONLY)
+        try:
+            for off in (0, BS, 2 * BS):
+                h.expect_errno(errno.EAGAIN, os.pread, fd, 4096, off)
+        finally:
+            os.close(fd)
+    fsync_path(w.path("g"))
+    fsync_path(w.path("n"))
+    wait_same(w, f, "the blocks after the writer's fsync")
+    assert read_file(f.path("g")) == new
+    assert read_file(f.path("n")) == new
 
 
 def test_kernel_hears_of_a_name_at_once(mounts):
