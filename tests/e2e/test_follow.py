@@ -177,7 +177,9 @@ def test_blocks_not_uploaded_are_eagain(mounts):
     """A file the writer wrote but has not uploaded (its journal entry
     names its blocks dirty) reads as EAGAIN on the follower, never as
     zeros nor as older bytes; once the writer fsyncs, its bytes."""
-    w, f = pair(mounts, writer_opts={"writeback_delay": "600"})
+    # nothing goes up before its delay (nor early, past max_dirty/32)
+    w, f = pair(mounts, writer_opts={"writeback_delay": "600",
+                                     "max_dirty": "2G"})
     old = h.rand_bytes(8, 2 * BS)
     write_synced(w.path("g"), old)
     wait_same(w, f, "an uploaded file")
