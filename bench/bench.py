@@ -49,6 +49,7 @@ import urllib.parse
 from bench_clone import w_clone
 from bench_snapshot import w_snapshot
 from bench_history import w_history
+from bench_follow import w_follow
 from bench_meta import w_meta
 from bench_report import fmt_csv, summarize
 from bench_scale import w_scale
@@ -75,12 +76,13 @@ SIZES = {
     "full": dict(seq=1024 * MiB, rand_file=256 * MiB, rand_ops=8192,
                  small=10000, tree=1000, tar_args=TAR_FULL, meta=5000,
                  meta_tree="include", clone_file=1024 * MiB,
-                 clone_tree=10000, scale=1000000, history_files=100000),
+                 clone_tree=10000, scale=1000000, history_files=100000,
+                 follow_fsyncs=20),
     "quick": dict(seq=64 * MiB, rand_file=32 * MiB, rand_ops=512,
                   small=500, tree=100, tar_args=["glibc-2.36/elf"],
                   meta=1000, meta_tree="include/linux",
                   clone_file=64 * MiB, clone_tree=1000, scale=100000,
-                  history_files=2000),
+                  history_files=2000, follow_fsyncs=5),
 }
 
 
@@ -948,6 +950,9 @@ WORKLOADS = [("seq", w_seq), ("rand", w_rand), ("small", w_small),
              ("scale", lambda s, sz, ctx: w_scale(s, sz, ctx, drop_caches,
                                                   Metafuse)),
              ("mount", w_mount),
+             ("follow", lambda s, sz, ctx: w_follow(
+                 s, sz, dict(ctx, s3_opts=METAFUSE_S3_OPTS), Metafuse,
+                 run)),
              ("history", lambda s, sz, ctx: w_history(
                  s, sz, ctx, Metafuse, rclone_harness, drop_caches,
                  METAFUSE_S3_OPTS))]
@@ -961,7 +966,7 @@ def runs_on(t, wname, mode):
     if wname not in getattr(t, "only", (wname,)) or \
             wname in getattr(t, "skip", ()):
         return False
-    if wname in ("mount", "history"):
+    if wname in ("mount", "history", "follow"):
         return isinstance(t, Metafuse)
     if mode == "quick" and getattr(t, "encrypt", False):
         return wname in ENC_QUICK_WORKLOADS

@@ -55,6 +55,7 @@ METRICS = {
     "randwrite_cpu_s_per_GiB": ("CPU s/GiB", False),
     "create_cpu_s_per_GiB": ("CPU s/GiB", False),
     "mount_s": ("s", False),
+    "lag_median_ms": ("ms", False), "lag_worst_ms": ("ms", False),
     "store_put": ("requests", None), "store_get": ("requests", None),
     "store_delete": ("requests", None), "store_bytes_put": ("B", None),
     "store_stored": ("B", None), "store_requests": ("requests", None),
@@ -225,6 +226,12 @@ def verdicts(med, mf, peers):
                 b = v("clone", f"{k}_store_bytes", m) or 0
                 ck(f"{what}: the store grows by at most one block", o <= 1,
                    f"{o:.0f} object(s), {b:,.0f} B")
+        a = v("follow", "lag_worst_ms", m)
+        if a is not None:
+            # bench_follow.py runs at the default follow_interval, 5 s
+            ck("a follower shows an fsync within its interval (5 s) and "
+               "a second", a < 6000, f"worst {a:,.0f} ms, median "
+               f"{v('follow', 'lag_median_ms', m) or 0:,.0f} ms")
         rss = [val for ((w, k), t), val in med.items()
                if t == m and k == "peak_rss_MiB"]
         if rss:

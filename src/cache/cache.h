@@ -107,6 +107,13 @@ struct cache_config {
 	 * patch (blob/patch.h; needs the index's block_chain and
 	 * block_patch) */
 	bool patches;
+	/* a follower's (cli/follow.c), whose index is the writer's
+	 * journal: an object the store no longer has was collected by the
+	 * writer after the index here named it, so a read of it is -ESTALE
+	 * (logged as such), not -EIO; and a block the index says is dirty
+	 * (written by the writer, not yet uploaded: its content is in no
+	 * store) is -EAGAIN, never its last uploaded bytes or zeros */
+	bool follower;
 };
 
 struct cache_stats {
@@ -187,6 +194,11 @@ int cache_replace(struct cache *c, uint64_t ino, uint64_t first,
 		  uint64_t last, int (*apply)(void *), void *apply_arg);
 /* Drop every cached block of ino (deleted file); no upload. */
 void cache_forget_inode(struct cache *c, uint64_t ino);
+/* Drop the cached blocks [first, last] of ino, clean ones (a follower's:
+ * the index names other content for them now); no upload.  A load
+ * under way hands what it fetched to its reader only. */
+void cache_forget_range(struct cache *c, uint64_t ino, uint64_t first,
+			uint64_t last);
 
 /* Upload every block of ino dirty now and wait for it. -EIO (or the
  * store's error) when an upload failed since the call. */

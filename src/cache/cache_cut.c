@@ -356,6 +356,20 @@ void cache_forget_inode(struct cache *c, uint64_t ino)
 	destroy_chain(c, dead);
 }
 
+void cache_forget_range(struct cache *c, uint64_t ino, uint64_t first,
+			uint64_t last)
+{
+	struct centry *dead;
+
+	pthread_mutex_lock(&c->commit_lock);
+	pthread_mutex_lock(&c->lock);
+	dead = drop_range_locked(c, ino, first, last);
+	pthread_cond_broadcast(&c->state_cond);
+	pthread_mutex_unlock(&c->lock);
+	pthread_mutex_unlock(&c->commit_lock);
+	destroy_chain(c, dead);
+}
+
 int cache_replace(struct cache *c, uint64_t ino, uint64_t first,
 		  uint64_t last, int (*apply)(void *), void *apply_arg)
 {

@@ -23,8 +23,12 @@
  *      threads wait), or at open, before any other thread runs
  *      (refill_tail() of cache_recover.c).
  *   2. Only decoded and checked objects reach a cache file; a missing or
- *      damaged object, base or patch, fails the load with -EIO: a block
- *      never reads as its base without its patches.
+ *      damaged object, base or patch, fails the load with -EIO (a
+ *      missing one with -ESTALE on a follower, cfg.follower: the
+ *      writer collected it): a block never reads as its base without
+ *      its patches, nor as zeros.  On a follower a block its index
+ *      says is dirty (the writer's, not uploaded yet) is not loaded at
+ *      all: -EAGAIN.
  *   3. A fetcher loads a queued block only when it is still not cached
  *      and the index names content for it (a hole, or a block never
  *      uploaded, has nothing to fetch).
@@ -101,6 +105,14 @@ static int fetch_object(struct cache *c, const struct centry *e,
 	buf_reset(obj);
 	buf_reset(plain);
 	rc = store_get(c->store, key, 0, 0, obj);
+	if (rc == -ENOENT && c->cfg.follower) {
+		/* a follower: the writer deleted or rewrote the file and
+		 * collected its objects since */
+		log_info("block %" PRIu64 " of inode %" PRIu64 ": object %s "
+			 "is gone from the store (collected by the writer): "
+			 "ESTALE", e->idx, e->ino, key);
+		return -ESTALE;
+	}
 	if (rc) {
 		log_error("block %" PRIu64 " of inode %" PRIu64
 			  ": cannot get object %s: %s",
@@ -256,6 +268,12 @@ int cache_load_block(struct cache *c, struct centry *e, struct buf *reuse,
 	if (rc)
 		goto out_chain;
 	*dirty = ch->dirty != 0;
+	if (*dirty && c->cfg.follower) {
+		/* the writer's bytes are in its cache only: what the store
+		 * has (older bytes, or none: zeros) is not this block */
+		rc = -EAGAIN;
+		goto out_chain;
+	}
 	fd = entry_open(c, e, O_RDWR | O_CREAT | O_TRUNC);
 	if (fd < 0) {
 		rc = fd;

@@ -7,7 +7,9 @@
  *   read from or written into the cache file of its entry, pinned
  *   meanwhile (entry_acquire(): loaded from the store unless a write
  *   covers the whole block).  A block the index has no content for reads
- *   as zeros without an entry, and small files may live inline in the
+ *   as zeros without an entry (a hole; on a follower, a row without
+ *   content is the writer's dirty block: -EAGAIN), and small files may
+ *   live inline in the
  *   index instead (cache_inline_on()).  For a dirty entry, writes record
  *   the range they covered (cov_lo, cov_hi: a block written whole goes up
  *   early, see pick_upload()) and the pages they touched (dmap: what a
@@ -89,6 +91,13 @@ ssize_t cache_read(struct cache *c, uint64_t ino, uint64_t off, size_t len,
 				pthread_mutex_lock(&c->lock);
 				cached = cache_table_find(c, ino, idx) != NULL;
 				pthread_mutex_unlock(&c->lock);
+			}
+			if (!cached && rc == 0 && !hash[0] &&
+			    c->cfg.follower) {
+				/* a row without content: the writer's block,
+				 * dirty in its cache only (cache.h) */
+				rc = -EAGAIN;
+				break;
 			}
 			if (!cached &&
 			    (rc == -ENOENT || (rc == 0 && !hash[0]))) {

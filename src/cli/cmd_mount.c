@@ -99,6 +99,10 @@ static const char mount_help[] =
 	"  upload_threads=N       parallel uploads (default 4)\n"
 	"  ro                     read-only\n"
 	"  at=TIME, snapshot=NAME the same as --at, --snapshot (for fstab)\n"
+	"  follow                 with ro: a follower, showing what another\n"
+	"                         mount of the volume (the writer) makes durable\n"
+	"  follow_interval=SECS   how often a follower reads the journal\n"
+	"                         (default 5; fractions allowed)\n"
 	"  writeback_cache        let the kernel cache writes: faster small\n"
 	"                         writes, but a crash of the daemon loses what\n"
 	"                         the kernel held, and ENOSPC shows at fsync\n"
@@ -149,6 +153,7 @@ static void unknown_option(const char *opt)
 	buf_appends(&line, "cache_dir=, cache_size=, max_dirty=, "
 		    "writeback_delay=, journal_interval=, "
 		    "checkpoint_interval=, upload_threads=, inline_max=, ro, "
+		    "follow, follow_interval=, "
 		    "debug, writeback_cache, default_permissions, endpoint=, "
 		    "region=, path_style, virtual_host, credentials=, "
 		    "ca_bundle=, no_verify_tls, sign_payload, connections=, "
@@ -223,6 +228,19 @@ static int parse_one_opt(struct mount_opts *o, const char *opt)
 	if (KEY("ro") && !val) {
 		o->read_only = true;
 		return 0;
+	}
+	if (KEY("follow") && !val) {
+		o->follow = true;
+		return 0;
+	}
+	if (KEY("follow_interval") && val) {
+		int rc = parse_seconds(val, &o->follow_interval_ns);
+
+		/* 10 ms to a day: a round is a LIST or two */
+		if (!rc && (o->follow_interval_ns < 10000000ULL ||
+			    o->follow_interval_ns > 86400ULL * 1000000000ULL))
+			rc = -EINVAL;
+		return rc;
 	}
 	if (KEY("default_permissions") && !val)
 		return 0; /* always on */
@@ -573,6 +591,30 @@ static int add_fsname(struct mount_opts *o, const char *store)
 	return rc;
 }
 
+/* follow and follow_interval= make sense only together, and follow only
+ * read-only: the writer holds the lease.  0 or -1 (printed). */
+static int check_follow_opts(struct mount_opts *o)
+{
+	if (o->follow && past_wanted(o)) {
+		cli_error("mount option 'follow' cannot be given with --at or "
+			  "--snapshot: a past state does not change");
+		return -1;
+	}
+	if (o->follow && !o->read_only) {
+		cli_error("mount option 'follow' needs 'ro': a follower is "
+			  "read-only (-o ro,follow)");
+		return -1;
+	}
+	if (o->follow_interval_ns && !o->follow) {
+		cli_error("mount option 'follow_interval=' needs 'follow' "
+			  "(-o ro,follow,follow_interval=SECS)");
+		return -1;
+	}
+	if (!o->follow_interval_ns)
+		o->follow_interval_ns = 5ULL * 1000000000ULL;
+	return 0;
+}
+
 void mount_opts_init(struct mount_opts *o)
 {
 	memset(o, 0, sizeof(*o));
@@ -607,7 +649,7 @@ int mount_volume(struct mount_opts *o, const char *store,
 	mt.o = o;
 	if (o->debug)
 		log_set_level(LOG_DEBUG);
-	if (check_past(o))
+	if (check_past(o) || check_follow_opts(o))
 		goto out;
 	if (check_mountpoint(mountpoint, real_mp))
 		goto out;

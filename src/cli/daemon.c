@@ -38,6 +38,9 @@
  *     starts, and maint_stop under maint_lock;
  *   - the statistics thread (daemon_stats.c) answers `metafuse stats`
  *     while the fs exists;
+ *   - a follower's thread (-o ro,follow; follow.c) applies the writer's
+ *     journal every follow_interval, from before the mount answers
+ *     until it ended (run());
  *   - the cache's upload workers and fetchers (cache_open() to
  *     cache_close()) and fs's purge thread (fs_new() to fs_free()).
  *
@@ -78,6 +81,7 @@
 #include "blob/blob.h"
 #include "cache/cache.h"
 #include "cli/cli.h"
+#include "cli/follow.h"
 #include "cli/mount_int.h"
 #include "cli/past.h"
 #include "fs/fs.h"
@@ -670,6 +674,13 @@ static int local_db_outdated(struct mounted *mt, const char *db_path,
 		buf_free(&local_id);
 		return -EINVAL;
 	}
+	/* a follower's copy (follow.c) may lag the store by entries after
+	 * its checkpoint: a writer starts from the store's state */
+	if (!mt->o->read_only && meta_config_get_u64(m, "follower", 0)) {
+		log_info("the local metadata is a follower's copy: restoring "
+			 "the store's state to write");
+		*outdated = true;
+	}
 	if (latest > meta_config_get_u64(m, "durable_seq", 0)) {
 		struct meta_stats st;
 
@@ -889,6 +900,7 @@ static int open_cache(struct mounted *mt)
 	 * us concurrently: no inline data then */
 	cc.inline_max = o->writeback_cache ? 0 : (uint32_t)o->inline_max;
 	cc.patches = mt->vol.format >= VOLUME_FORMAT_PATCHES;
+	cc.follower = o->follow;
 	rc = cache_open(&cc, mt->store, &mt->blob, &meta_index_ops, mt->meta,
 			&mt->cache);
 	if (rc) {
@@ -954,6 +966,17 @@ static int open_fs(struct mounted *mt)
 		fc.set_history = tune_history;
 		fc.history_arg = mt;
 	}
+	if (mt->o->follow) {
+		/* A follower's names change behind this kernel's back: the
+		 * follower's thread invalidates what each changeset changed
+		 * at once, but a lookup or getattr answered from the state
+		 * before a changeset can reach the kernel after its
+		 * invalidation; so nothing is cached longer than a
+		 * follow_interval (attributes a second at most, as above). */
+		fc.follow = true;
+		fc.entry_timeout = (double)mt->o->follow_interval_ns / 1e9;
+		fc.attr_timeout = MF_MIN(1.0, fc.entry_timeout);
+	}
 	rc = fs_new(&fc, &mt->fs);
 	if (rc)
 		return rc;
@@ -983,6 +1006,14 @@ static int run(struct mounted *mt, const char *mountpoint)
 	struct mount_opts *o = mt->o;
 	int rc;
 
+	if (o->follow) {
+		rc = follow_start(mt, o->follow_interval_ns, &mt->follower);
+		if (rc) {
+			cli_error("cannot start following %s: %s",
+				  mt->store->url, strerror(-rc));
+			return rc;
+		}
+	}
 	start_maintenance(mt);
 	write_registry(mt, mountpoint);
 	if (mt->registry.len)
@@ -1000,6 +1031,8 @@ static int run(struct mounted *mt, const char *mountpoint)
 	log_info("unmounted %s; uploading what is left", mountpoint);
 	daemon_stats_stop(mt);
 	stop_maintenance(mt);
+	follow_stop(mt->follower);
+	mt->follower = NULL;
 	return rc;
 }
 

@@ -22,6 +22,8 @@
 #include "volume/journal.h"
 #include "volume/volume.h"
 
+struct follower;
+
 /* The -f, --force and -o choices of a mount; read-only once parsed. */
 struct mount_opts {
 	bool foreground;
@@ -35,6 +37,8 @@ struct mount_opts {
 	uint64_t writeback_delay_ns;
 	uint64_t checkpoint_interval_ns;
 	uint64_t journal_interval_ns;
+	bool follow;                 /* -o follow (with ro): cli/follow.c */
+	uint64_t follow_interval_ns; /* 0: follow_interval= not given */
 	uint64_t inline_max;
 	unsigned upload_threads;
 	struct buf fuse_opts; /* passed through to FUSE */
@@ -141,6 +145,7 @@ struct mounted {
 	bool maint_stop; /* protected by maint_lock */
 
 	struct daemon_stats stats;
+	struct follower *follower; /* -o follow's thread (follow.c) */
 };
 
 /*

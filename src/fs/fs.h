@@ -122,6 +122,10 @@ struct fs_config {
 	int (*set_history)(void *arg, uint64_t history_s, uint64_t *old_s,
 			   struct buf *err);
 	void *history_arg;
+	/* a follower (cli/follow.c): another mount writes the volume, this
+	 * one applies its journal; opens keep no page cache, and a read of
+	 * a file whose inode went away is ESTALE */
+	bool follow;
 };
 
 int fs_new(const struct fs_config *cfg, struct fs **out);
@@ -143,5 +147,16 @@ void fs_exit(struct fs *fs);
 int fs_sync(struct fs *fs);
 /* Purge inodes left with no links by a crash. */
 int fs_purge_orphans(struct fs *fs);
+
+/*
+ * A follower's (fs_notify.c), from its own thread, never from a request,
+ * after the metadata applied a changeset: the cached blocks whose rows
+ * changed are dropped, and the kernel forgets the attributes and pages
+ * of the inodes and the names that changed
+ * (fuse_lowlevel_notify_inval_inode / _entry), so the next access asks
+ * the daemon.  Before the mount answers and after it ended, only the
+ * cache hears it.
+ */
+void fs_follow_changed(struct fs *fs, const struct meta_changes *ch);
 
 #endif

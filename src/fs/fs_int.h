@@ -7,6 +7,7 @@
  *               the metadata
  *   fs_clone.c  clones: copy_file_range's shared blocks, the tree copy
  *   fs_acl.c    the mode that follows an ACL set as an xattr
+ *   fs_notify.c a follower's invalidations of the kernel's caches
  */
 #ifndef METAFUSE_FS_INT_H
 #define METAFUSE_FS_INT_H
@@ -62,6 +63,11 @@ struct fs {
 	} purge;
 
 	struct fuse_session *se;
+	/* fs_notify.c: the kernel may hear invalidations (se is mounted
+	 * and its loop runs); protected by notify_lock, held across a
+	 * notification, so fs_run() never ends the session under one */
+	pthread_mutex_t notify_lock;
+	bool notify_live;
 };
 
 
@@ -76,6 +82,10 @@ static inline uint64_t ino_of(uint64_t ino)
 {
 	return ino == 1 /* FUSE_ROOT_ID */ ? META_ROOT_INO : ino;
 }
+
+/* fs_notify.c: whether the kernel may hear invalidations now (fs_run()
+ * says so once mounted, and no longer before the session ends). */
+void fs_notify_live(struct fs *fs, bool live);
 
 /* fs_xattr.c: fs->rare_unused from the metadata, at fs_new(). */
 void fs_xattr_init(struct fs *fs);

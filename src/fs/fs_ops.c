@@ -422,7 +422,10 @@ static void fs_op_getattr(fuse_req_t req, fuse_ino_t ino,
 	int rc = meta_getattr(fs->cfg.meta, ino_of(ino), &a);
 
 	if (rc) {
-		fuse_reply_err(req, -rc);
+		/* a follower's inode the writer deleted: the kernel's
+		 * handle of it is stale (as NFS says) */
+		fuse_reply_err(req, rc == -ENOENT && fs->cfg.follow ? ESTALE
+								     : -rc);
 		return;
 	}
 	attr_to_stat(fs, &a, &st);
@@ -651,7 +654,8 @@ static void fs_op_open(fuse_req_t req, fuse_ino_t ino,
 	int rc = meta_getattr(fs->cfg.meta, ino_of(ino), &a);
 
 	if (rc) {
-		fuse_reply_err(req, -rc);
+		fuse_reply_err(req, rc == -ENOENT && fs->cfg.follow ? ESTALE
+								     : -rc);
 		return;
 	}
 	if (S_ISDIR(a.mode)) {
@@ -681,6 +685,11 @@ static void fs_op_open(fuse_req_t req, fuse_ino_t ino,
 	 * unless a read must reach us to update atime (relatime) */
 	fi->keep_cache = (fi->flags & O_ACCMODE) != O_RDONLY ||
 			 !meta_atime_due(&a, &now);
+	/* a follower's pages may be stale whatever atime says: each open
+	 * reads again what the last invalidation may have missed (a read
+	 * in flight while a changeset applied) */
+	if (fs->cfg.follow)
+		fi->keep_cache = 0;
 	if (!fi->keep_cache)
 		inode_set_atime_done(fs, a.ino, false);
 	fi->fh = a.ino;
@@ -717,6 +726,24 @@ static void fs_op_create(fuse_req_t req, fuse_ino_t parent, const char *name,
 		inode_unref(fs, a.ino, 1, 1);
 }
 
+/*
+ * A follower's read ran while a changeset may have applied: the blocks
+ * it found missing may be a file deleted or cut meanwhile, which must not
+ * read as zeros.  Gone: ESTALE; shorter: the bytes up to its new end.
+ */
+static ssize_t follow_read_check(struct fs *fs, uint64_t ino, uint64_t off,
+				 ssize_t n)
+{
+	struct meta_attr a;
+	int rc = meta_getattr(fs->cfg.meta, ino, &a);
+
+	if (rc)
+		return rc == -ENOENT ? -ESTALE : rc;
+	if (a.size <= off)
+		return 0;
+	return (ssize_t)MF_MIN((uint64_t)n, a.size - off);
+}
+
 static void fs_op_read(fuse_req_t req, fuse_ino_t fino, size_t size,
 		       off_t off, struct fuse_file_info *fi)
 {
@@ -729,7 +756,9 @@ static void fs_op_read(fuse_req_t req, fuse_ino_t fino, size_t size,
 
 	rc = meta_getattr(fs->cfg.meta, ino, &a);
 	if (rc) {
-		fuse_reply_err(req, -rc);
+		/* an open file whose inode is gone: a follower's, which the
+		 * writer deleted */
+		fuse_reply_err(req, rc == -ENOENT ? ESTALE : -rc);
 		return;
 	}
 	buf = malloc(size ? size : 1);
@@ -738,6 +767,8 @@ static void fs_op_read(fuse_req_t req, fuse_ino_t fino, size_t size,
 		return;
 	}
 	n = cache_read(fs->cfg.cache, ino, (uint64_t)off, size, a.size, buf);
+	if (n > 0 && fs->cfg.follow)
+		n = follow_read_check(fs, ino, (uint64_t)off, n);
 	if (n < 0) {
 		fuse_reply_err(req, (int)-n);
 	} else {
@@ -1221,6 +1252,7 @@ int fs_new(const struct fs_config *cfg, struct fs **out)
 	fs->bs = meta_block_size(cfg->meta);
 	fs_xattr_init(fs);
 	pthread_mutex_init(&fs->lock, NULL);
+	pthread_mutex_init(&fs->notify_lock, NULL);
 	purge_start(fs);
 	*out = fs;
 	return 0;
@@ -1244,6 +1276,7 @@ void fs_free(struct fs *fs)
 		}
 	}
 	pthread_mutex_destroy(&fs->lock);
+	pthread_mutex_destroy(&fs->notify_lock);
 	free(fs);
 }
 
@@ -1287,6 +1320,7 @@ int fs_run(struct fs *fs, const char *mountpoint, const char *fuse_opts,
 		ready(ready_arg, rc);
 		goto out_signals;
 	}
+	fs_notify_live(fs, true);
 	ready(ready_arg, 0);
 	/*
 	 * FUSE_USE_VERSION 312: with an older one, fuse_session_loop_mt()
@@ -1300,12 +1334,14 @@ int fs_run(struct fs *fs, const char *mountpoint, const char *fuse_opts,
 	lc = fuse_loop_cfg_create();
 	if (!lc) {
 		rc = -ENOMEM;
+		fs_notify_live(fs, false);
 		fuse_session_unmount(fs->se);
 		goto out_signals;
 	}
 	fuse_loop_cfg_set_clone_fd(lc, 0);
 	fuse_loop_cfg_set_max_threads(lc, 16);
 	rc = fuse_session_loop_mt(fs->se, lc);
+	fs_notify_live(fs, false);
 	fuse_loop_cfg_destroy(lc);
 	/* no FORGET comes any more: what is queued goes now, before the
 	 * unmount's last uploads */

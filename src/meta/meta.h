@@ -428,6 +428,54 @@ int meta_journal_cs_time(const void *cs, size_t len, int64_t *ns);
 int meta_journal_times_init(struct meta *m);
 int64_t meta_journal_now_ns(void);
 void meta_journal_set_clock(int64_t (*now_ns)(void));
+
+/*
+ * Followers (meta_journal.c): a read-only mount that applies the journal
+ * a writer elsewhere sends.  What a changeset changed, as the kernel and
+ * the cache must hear of it: the inodes whose attributes, data, xattrs
+ * or link count changed (sorted, unique), their blocks whose content
+ * changed (block or patch rows; sorted, unique) and the names added or
+ * removed (parent, name; old and new of a rename).  Owned by the struct;
+ * meta_changes_free() frees it (and zeroes it).
+ */
+struct meta_block_key {
+	uint64_t ino, idx;
+};
+struct meta_name_key {
+	uint64_t parent;
+	char *name; /* NUL-terminated */
+};
+struct meta_changes {
+	uint64_t *inodes;
+	size_t ninodes, cap_inodes;
+	struct meta_block_key *blocks;
+	size_t nblocks, cap_blocks;
+	struct meta_name_key *names;
+	size_t nnames, cap_names;
+};
+void meta_changes_free(struct meta_changes *ch);
+/*
+ * The changes of changeset cs (len bytes) into out (appended to), as of
+ * m's state before it is applied: the unchanged columns of a renamed
+ * entry are read from m.  0, -EIO (not a changeset) or -ENOMEM.
+ */
+int meta_changes_of(struct meta *m, const void *cs, size_t len,
+		    struct meta_changes *out);
+/*
+ * From now on meta_journal_apply() tells fn(arg, ch) what each changeset
+ * it applied changed (after the commit, without m's lock), and
+ * fn(arg, NULL) when one did not apply.  fn NULL: no longer.  Set while
+ * no apply runs.
+ */
+typedef void meta_applied_fn(void *arg, const struct meta_changes *ch);
+void meta_journal_on_apply(struct meta *m, meta_applied_fn *fn, void *arg);
+/*
+ * Append to cs the changeset that turns m's volume tables (all but
+ * config) into those of the database file at path (the same schema: a
+ * restored checkpoint): a follower that missed journal entries catches
+ * up with it, through meta_journal_apply(), without reopening.
+ */
+int meta_journal_diff(struct meta *m, const char *path, struct buf *cs);
 /* A counter bumped by every committed change; lets the checkpointer skip
  * idle periods. */
 uint64_t meta_change_count(struct meta *m);

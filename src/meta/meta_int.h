@@ -62,6 +62,10 @@ struct meta {
 	struct timespec note_time;
 	struct meta_ckpt *ckpt;	/* WAL checkpoints of a file database, or
 				 * NULL (meta.c); immutable after open */
+	/* a follower's (meta_journal_on_apply()); set while no apply
+	 * runs */
+	meta_applied_fn *on_apply;
+	void *on_apply_arg;
 };
 
 /* Take the lock and open a transaction of the given kind. 0 or -errno;

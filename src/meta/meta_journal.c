@@ -7,7 +7,9 @@
  *   volume/journal.c puts each changeset in the store as a journal entry
  *   between checkpoints, and applies them in order at restore; this file
  *   makes and applies them, and takes the checkpoint's copy of the
- *   database at a cut.
+ *   database at a cut.  For a follower (cli/follow.c) it also says what
+ *   each applied changeset changed (struct meta_changes) and makes the
+ *   changeset that turns the database into a restored checkpoint's.
  *
  * Data model
  *   m->sess             the session: every change to the tables of
@@ -23,6 +25,7 @@
  *                       volume/journal.c).  A database without the table
  *                       (made before it existed) skips these changes
  *                       when it applies an entry.
+ *   m->on_apply         a follower's hook (meta_journal_on_apply())
  *
  * Invariants
  *   1. A cut happens with m->lock held, so it falls between two
@@ -38,6 +41,15 @@
  *   4. A changeset applies whole, in one transaction, or not at all: any
  *      conflict aborts it.
  *   5. Entry times strictly increase: each is max(now, previous + 1).
+ *   6. A follower's hook (m->on_apply) hears what a changeset changed,
+ *      read from the changeset and, for what it does not carry (an
+ *      UPDATE's unchanged columns), from the rows as they were, in the
+ *      same locked section as the apply; it is called after the commit,
+ *      without the lock, so that it may drop cached blocks and tell the
+ *      kernel.
+ *   7. The catch-up diff (meta_journal_diff()) turns the volume's tables
+ *      into another database's whatever state they are in: applied, the
+ *      two are equal row for row (config apart).
  */
 #include "util/compat.h"
 
@@ -408,6 +420,9 @@ out:
 	return rc;
 }
 
+static int changes_of_locked(struct meta *m, const void *cs, size_t len,
+			     struct meta_changes *out);
+
 static int abort_on_conflict(void *ctx, int why, sqlite3_changeset_iter *it)
 {
 	const char *table = "?";
@@ -421,23 +436,328 @@ static int abort_on_conflict(void *ctx, int why, sqlite3_changeset_iter *it)
 
 int meta_journal_apply(struct meta *m, const void *cs, size_t len)
 {
+	struct meta_changes ch;
 	int rc;
 
 	if (len > INT32_MAX)
 		return -EFBIG;
+	memset(&ch, 0, sizeof(ch));
 	rc = meta_txn_begin(m, META_TXN_NONE);
 	if (rc)
 		return rc;
-	rc = sqlite3changeset_apply(m->db, (int)len, (void *)cs, NULL,
-				    abort_on_conflict, NULL);
-	if (rc != SQLITE_OK) {
-		log_error("meta: journal entry does not apply: %s",
-			  sqlite3_errstr(rc));
-		rc = -EIO;
-	} else {
-		m->change_count++;
+	/* a follower's: what changed, read before the rows change */
+	if (m->on_apply)
+		rc = changes_of_locked(m, cs, len, &ch);
+	if (!rc) {
+		rc = sqlite3changeset_apply(m->db, (int)len, (void *)cs, NULL,
+					    abort_on_conflict, NULL);
+		if (rc != SQLITE_OK) {
+			log_error("meta: journal entry does not apply: %s",
+				  sqlite3_errstr(rc));
+			rc = -EIO;
+		} else {
+			m->change_count++;
+		}
 	}
-	return meta_txn_end(m, rc);
+	rc = meta_txn_end(m, rc);
+	if (m->on_apply)
+		m->on_apply(m->on_apply_arg, rc ? NULL : &ch);
+	meta_changes_free(&ch);
+	return rc;
+}
+
+void meta_journal_on_apply(struct meta *m, meta_applied_fn *fn, void *arg)
+{
+	m->on_apply = fn;
+	m->on_apply_arg = arg;
+}
+
+/* ---- followers: what a changeset changed, and the catch-up diff ---- */
+
+void meta_changes_free(struct meta_changes *ch)
+{
+	size_t i;
+
+	for (i = 0; i < ch->nnames; i++)
+		free(ch->names[i].name);
+	free(ch->inodes);
+	free(ch->blocks);
+	free(ch->names);
+	memset(ch, 0, sizeof(*ch));
+}
+
+/* Room for one more of n items of size sz in *arr (capacity *cap). */
+static int grow(void **arr, size_t *cap, size_t n, size_t sz)
+{
+	size_t ncap;
+	void *p;
+
+	if (n < *cap)
+		return 0;
+	ncap = *cap ? *cap * 2 : 16;
+	p = realloc(*arr, ncap * sz);
+	if (!p)
+		return -ENOMEM;
+	*arr = p;
+	*cap = ncap;
+	return 0;
+}
+
+static int add_inode(struct meta_changes *ch, uint64_t ino)
+{
+	if (grow((void **)&ch->inodes, &ch->cap_inodes, ch->ninodes,
+		 sizeof(*ch->inodes)))
+		return -ENOMEM;
+	ch->inodes[ch->ninodes++] = ino;
+	return 0;
+}
+
+static int add_block(struct meta_changes *ch, uint64_t ino, uint64_t idx)
+{
+	if (grow((void **)&ch->blocks, &ch->cap_blocks, ch->nblocks,
+		 sizeof(*ch->blocks)))
+		return -ENOMEM;
+	ch->blocks[ch->nblocks].ino = ino;
+	ch->blocks[ch->nblocks++].idx = idx;
+	return add_inode(ch, ino);
+}
+
+static int add_name(struct meta_changes *ch, uint64_t parent,
+		    const void *name, int len)
+{
+	char *copy;
+
+	if (len < 0 || grow((void **)&ch->names, &ch->cap_names, ch->nnames,
+			    sizeof(*ch->names)))
+		return -ENOMEM;
+	copy = malloc((size_t)len + 1);
+	if (!copy)
+		return -ENOMEM;
+	memcpy(copy, name, (size_t)len);
+	copy[len] = 0;
+	ch->names[ch->nnames].parent = parent;
+	ch->names[ch->nnames++].name = copy;
+	/* the directory's listing changed as well */
+	return add_inode(ch, parent);
+}
+
+/* Column col of the change's new (or, want_old, old) row; NULL when the
+ * change does not carry it (an UPDATE's unchanged columns). */
+static sqlite3_value *change_col(sqlite3_changeset_iter *it, int col,
+				 bool want_old)
+{
+	sqlite3_value *v = NULL;
+
+	if (want_old)
+		sqlite3changeset_old(it, col, &v);
+	else
+		sqlite3changeset_new(it, col, &v);
+	return v;
+}
+
+/*
+ * A dentry change (id, parent, name, ino): the name it removed and the
+ * one it added, and the inode it names.  An UPDATE carries only the
+ * columns it changed; the rest are m's (the row before the change).
+ */
+static int dentry_change(struct meta *m, sqlite3_changeset_iter *it, int op,
+			 struct meta_changes *ch)
+{
+	sqlite3_value *v[2][4] = { { NULL } };
+	sqlite3_stmt *st = NULL;
+	int side, col, rc = 0;
+
+	for (side = 0; side < 2; side++)
+		for (col = 1; col < 4; col++)
+			if ((side == 0 && op != SQLITE_INSERT) ||
+			    (side == 1 && op != SQLITE_DELETE))
+				v[side][col] = change_col(it, col, side == 0);
+	if (op == SQLITE_UPDATE) {
+		sqlite3_value *id = change_col(it, 0, true);
+
+		rc = meta_prepare(m, "SELECT id, parent, name, ino FROM dentry"
+				  " WHERE id = ?1", &st);
+		if (rc)
+			return rc;
+		if (id)
+			sqlite3_bind_value(st, 1, id);
+		if (meta_step(m, st) > 0)
+			for (col = 1; col < 4; col++)
+				for (side = 0; side < 2; side++)
+					if (!v[side][col])
+						v[side][col] =
+							sqlite3_column_value(
+								st, col);
+	}
+	for (side = 0; !rc && side < 2; side++) {
+		if (!v[side][1] || !v[side][2])
+			continue;
+		rc = add_name(ch, (uint64_t)sqlite3_value_int64(v[side][1]),
+			      sqlite3_value_blob(v[side][2]),
+			      sqlite3_value_bytes(v[side][2]));
+		if (!rc && v[side][3])
+			rc = add_inode(ch, (uint64_t)sqlite3_value_int64(
+						   v[side][3]));
+	}
+	sqlite3_finalize(st);
+	return rc;
+}
+
+/* The primary key's column col of the change (any change carries it). */
+static uint64_t change_key(sqlite3_changeset_iter *it, int op, int col)
+{
+	sqlite3_value *v = change_col(it, col, op != SQLITE_INSERT);
+
+	return v ? (uint64_t)sqlite3_value_int64(v) : 0;
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+static int cmp_block(const void *a, const void *b)
+{
+	const struct meta_block_key *x = a, *y = b;
+
+	if (x->ino != y->ino)
+		return x->ino < y->ino ? -1 : 1;
+	return x->idx < y->idx ? -1 : x->idx > y->idx;
+}
+
+/* Sort the inodes and blocks and drop their repeats. */
+static void changes_unique(struct meta_changes *ch)
+{
+	size_t i, n;
+
+	if (ch->ninodes)
+		qsort(ch->inodes, ch->ninodes, sizeof(*ch->inodes), cmp_u64);
+	for (i = 0, n = 0; i < ch->ninodes; i++)
+		if (!n || ch->inodes[n - 1] != ch->inodes[i])
+			ch->inodes[n++] = ch->inodes[i];
+	ch->ninodes = n;
+	if (ch->nblocks)
+		qsort(ch->blocks, ch->nblocks, sizeof(*ch->blocks), cmp_block);
+	for (i = 0, n = 0; i < ch->nblocks; i++)
+		if (!n || cmp_block(&ch->blocks[n - 1], &ch->blocks[i]))
+			ch->blocks[n++] = ch->blocks[i];
+	ch->nblocks = n;
+}
+
+/* One change of the changeset into ch (lock held). */
+static int change_one(struct meta *m, sqlite3_changeset_iter *it,
+		      struct meta_changes *ch)
+{
+	const char *table;
+	int ncol, op, ind;
+
+	if (sqlite3changeset_op(it, &table, &ncol, &op, &ind) != SQLITE_OK)
+		return -EIO;
+	if (!strcmp(table, "dentry"))
+		return dentry_change(m, it, op, ch);
+	if (!strcmp(table, "block") || !strcmp(table, "patch"))
+		return add_block(ch, change_key(it, op, 0),
+				 change_key(it, op, 1));
+	if (!strcmp(table, "inode") || !strcmp(table, "xattr") ||
+	    !strcmp(table, "inline_data"))
+		return add_inode(ch, change_key(it, op, 0));
+	return 0; /* object: no file shows it */
+}
+
+static int changes_of_locked(struct meta *m, const void *cs, size_t len,
+			     struct meta_changes *out)
+{
+	sqlite3_changeset_iter *it;
+	int rc, src;
+
+	if (len > INT32_MAX)
+		return -EFBIG;
+	src = sqlite3changeset_start(&it, (int)len, (void *)cs);
+	if (src != SQLITE_OK)
+		return meta_sql_err(m, src, "changeset");
+	rc = 0;
+	while (!rc && (src = sqlite3changeset_next(it)) == SQLITE_ROW)
+		rc = change_one(m, it, out);
+	if (!rc && src != SQLITE_DONE)
+		rc = meta_sql_err(m, src, "changeset");
+	src = sqlite3changeset_finalize(it);
+	if (!rc && src != SQLITE_OK)
+		rc = meta_sql_err(m, src, "changeset");
+	if (!rc)
+		changes_unique(out);
+	return rc;
+}
+
+int meta_changes_of(struct meta *m, const void *cs, size_t len,
+		    struct meta_changes *out)
+{
+	int rc = meta_txn_begin(m, META_TXN_NONE);
+
+	if (rc)
+		return rc;
+	rc = changes_of_locked(m, cs, len, out);
+	meta_txn_end(m, 0);
+	return rc;
+}
+
+/* The volume's tables, as the journal records them (all but config). */
+static const char *const volume_tables[] = {
+	"inode", "dentry", "xattr", "block", "patch", "inline_data", "object",
+};
+
+/* The diff itself, with the other database attached as "other" (lock
+ * held): a session on "other" diffed against "main" records what turns
+ * main into other. */
+static int diff_attached(struct meta *m, struct buf *cs)
+{
+	sqlite3_session *s = NULL;
+	char *err = NULL;
+	size_t i;
+	int rc = sqlite3session_create(m->db, "other", &s);
+
+	for (i = 0; rc == SQLITE_OK && i < ARRAY_SIZE(volume_tables); i++) {
+		rc = sqlite3session_attach(s, volume_tables[i]);
+		if (rc == SQLITE_OK)
+			rc = sqlite3session_diff(s, "main", volume_tables[i],
+						 &err);
+		if (rc != SQLITE_OK && err)
+			log_error("meta: diff of %s: %s", volume_tables[i],
+				  err);
+		sqlite3_free(err);
+		err = NULL;
+	}
+	if (rc == SQLITE_OK)
+		rc = sqlite3session_changeset_strm(s, cs_out, cs);
+	if (s)
+		sqlite3session_delete(s);
+	return rc == SQLITE_OK ? 0 : meta_sql_err(m, rc, "diff");
+}
+
+int meta_journal_diff(struct meta *m, const char *path, struct buf *cs)
+{
+	sqlite3_stmt *st;
+	size_t base = cs->len;
+	int rc = meta_txn_begin(m, META_TXN_NONE);
+
+	if (rc)
+		return rc;
+	rc = meta_prepare(m, "ATTACH DATABASE ?1 AS other", &st);
+	if (rc)
+		goto out;
+	sqlite3_bind_text(st, 1, path, -1, SQLITE_STATIC);
+	rc = meta_step(m, st);
+	sqlite3_finalize(st);
+	if (rc < 0)
+		goto out;
+	rc = diff_attached(m, cs);
+	sqlite3_exec(m->db, "DETACH DATABASE other", NULL, NULL, NULL);
+out:
+	if (rc)
+		cs->len = base;
+	meta_txn_end(m, 0);
+	return rc < 0 ? rc : 0;
 }
 
 int meta_copy_reader(struct meta *m, sqlite3 **reader)

@@ -27,7 +27,7 @@ static void test_ignored_options(void)
 		"cache_dir=/x", "ro", "rw", "noatime", "nosuid", "loop",
 		"offset=0", "default", "defaults2", "_netdev2", "users=1x",
 		"xsystemd.automount", "comment", "helper", "usr", "x",
-		"nofail=1", "",
+		"nofail=1", "", "follow", "follow_interval=0.5",
 	};
 	size_t i;
 
