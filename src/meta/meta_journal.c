@@ -429,6 +429,14 @@ static int abort_on_conflict(void *ctx, int why, sqlite3_changeset_iter *it)
 	int ncol, op, ind;
 
 	sqlite3changeset_op(it, &table, &ncol, &op, &ind);
+	/* jtime says when the newest entry was cut: the entry's own value
+	 * wins over whatever the row held (a follower's catch-up, a
+	 * database from before the table) */
+	if (!strcmp(table, "jtime"))
+		return why == SQLITE_CHANGESET_DATA ||
+				       why == SQLITE_CHANGESET_CONFLICT ?
+			       SQLITE_CHANGESET_REPLACE :
+			       SQLITE_CHANGESET_OMIT;
 	log_error("meta: journal entry does not apply: conflict %d on table "
 		  "%s", why, table);
 	return SQLITE_CHANGESET_ABORT;
@@ -702,10 +710,29 @@ int meta_changes_of(struct meta *m, const void *cs, size_t len,
 	return rc;
 }
 
-/* The volume's tables, as the journal records them (all but config). */
+/* The volume's tables, as the journal records them (all but config);
+ * those of later versions only when both databases have them. */
 static const char *const volume_tables[] = {
 	"inode", "dentry", "xattr", "block", "patch", "inline_data", "object",
+	"snapshot", "snap_hold", "jtime",
 };
+
+/* Does schema ("main" or "other") hold table? */
+static bool has_table(struct meta *m, const char *schema, const char *table)
+{
+	char sql[96];
+	sqlite3_stmt *st;
+	bool yes;
+
+	snprintf(sql, sizeof(sql), "SELECT 1 FROM %s.sqlite_master WHERE "
+		 "type = 'table' AND name = ?1", schema);
+	if (sqlite3_prepare_v2(m->db, sql, -1, &st, NULL) != SQLITE_OK)
+		return false;
+	sqlite3_bind_text(st, 1, table, -1, SQLITE_STATIC);
+	yes = sqlite3_step(st) == SQLITE_ROW;
+	sqlite3_finalize(st);
+	return yes;
+}
 
 /* The diff itself, with the other database attached as "other" (lock
  * held): a session on "other" diffed against "main" records what turns
@@ -718,6 +745,9 @@ static int diff_attached(struct meta *m, struct buf *cs)
 	int rc = sqlite3session_create(m->db, "other", &s);
 
 	for (i = 0; rc == SQLITE_OK && i < ARRAY_SIZE(volume_tables); i++) {
+		if (!has_table(m, "main", volume_tables[i]) ||
+		    !has_table(m, "other", volume_tables[i]))
+			continue;
 		rc = sqlite3session_attach(s, volume_tables[i]);
 		if (rc == SQLITE_OK)
 			rc = sqlite3session_diff(s, "main", volume_tables[i],

@@ -195,7 +195,7 @@ static void test_diff(void)
 	struct meta *w = NULL, *f = NULL;
 	struct meta_changes ch;
 	struct buf cs = BUF_INIT;
-	uint64_t d, a, b, idx0 = 0, gone;
+	uint64_t d, a, b, idx0 = 0, gone, jseq;
 	char name[32];
 	int i;
 
@@ -257,6 +257,22 @@ static void test_diff(void)
 	CHECK_EQ_U64(cs.len, 0);
 	/* a file that is no database */
 	CHECK(meta_journal_diff(f, "/nonexistent/dir/x.db", &cs) < 0);
+	/* the entries' times (jtime) come with a catch-up: the writer's
+	 * next entry, which updates them, then applies */
+	CHECK_RC(meta_journal_times_init(f), 0);
+	buf_reset(&cs);
+	mk(w, 1, "t1", S_IFREG | 0644);
+	CHECK_RC(meta_journal_cut(w, &cs, &jseq, NULL, NULL), 0);
+	rm_db(copy);
+	CHECK_RC(meta_snapshot(w, copy), 0);
+	buf_reset(&cs);
+	CHECK_RC(meta_journal_diff(f, copy, &cs), 0);
+	CHECK_RC(meta_journal_apply(f, cs.data, cs.len), 0);
+	buf_reset(&cs);
+	mk(w, 1, "t2", S_IFREG | 0644);
+	CHECK_RC(meta_journal_cut(w, &cs, &jseq, NULL, NULL), 0);
+	CHECK_RC(meta_journal_apply(f, cs.data, cs.len), 0);
+	CHECK(lk(f, 1, "t1") != 0 && lk(f, 1, "t2") != 0);
 	meta_close(f);
 out:
 	meta_changes_free(&ch);
