@@ -65,6 +65,9 @@
  *      to 0 it becomes config "ckpt_seq" (0 when unset).
  *   5. Every cached statement is reset before the lock is released
  *      (asserted by meta_txn_end() in debug builds).
+ *   6. A filled slot of the inode rows' cache (struct meta_acache) holds
+ *      the row as the connection would read it now (debug builds compare
+ *      every hit with the row).
  *
  * Locking
  *   m->lock serialises every use of the connection, which is opened with
