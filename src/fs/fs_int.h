@@ -35,6 +35,7 @@ struct fs_inode {
 	struct fs_inode *next;
 };
 
+/* the inode table's first size; it doubles past one inode per bucket */
 #define FS_BUCKETS 4096
 
 /* how many xattrs fs_xattr.c answers without the metadata while no inode
@@ -45,7 +46,8 @@ struct fs {
 	struct fs_config cfg;
 	uint32_t bs;
 	pthread_mutex_t lock;
-	struct fs_inode *table[FS_BUCKETS]; /* protected by lock */
+	struct fs_inode **table;  /* nbuckets chains; protected by lock */
+	size_t nbuckets, ninodes; /* protected by lock */
 	/* no inode has the rare xattr i (fs_xattr.c; known at fs_new(),
 	 * false for good after a setxattr of it): a getxattr of it gets
 	 * ENODATA without a trip to meta; protected by lock */

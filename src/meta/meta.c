@@ -68,6 +68,9 @@
  *      to 0 it becomes config "ckpt_seq" (0 when unset).
  *   5. Every cached statement is reset before the lock is released
  *      (asserted by meta_txn_end() in debug builds).
+ *   6. A filled slot of the inode rows' cache (struct meta_acache) holds
+ *      the row as the connection would read it now (debug builds compare
+ *      every hit with the row).
  *
  * Locking
  *   m->lock serialises every use of the connection, which is opened with
@@ -517,6 +520,113 @@ int meta_txn_end(struct meta *m, int rc)
 	m->note_ino = 0;
 	meta_unlock(m);
 	return rc;
+}
+
+/* ---- the inode rows' cache ---- */
+
+/*
+ * Direct-mapped by inode number.  Correct because every change of an
+ * inode row goes through this connection and fires the update hook
+ * (acache_changed()): the schema has no WITHOUT ROWID inode table, no
+ * REPLACE into it and no DELETE of it without a WHERE, the three cases
+ * SQLite does not report; debug builds compare every hit with the row
+ * (meta_inode_get_locked()).  A row filled inside a transaction that
+ * rolls back is emptied by the rollback hook.
+ */
+#define ACACHE_SLOTS 4096	/* 384 KiB */
+#define ACACHE_TXN_MAX 32	/* filled slots tracked per transaction */
+
+struct meta_acache {
+	struct meta_attr slot[ACACHE_SLOTS];	/* ino 0: empty */
+	/* the slots filled since the open transaction began; past
+	 * ACACHE_TXN_MAX (txn_over), a rollback empties them all */
+	uint32_t txn_slot[ACACHE_TXN_MAX];
+	size_t txn_n;
+	bool txn_over;
+};
+
+static size_t acache_idx(uint64_t ino)
+{
+	return (size_t)(ino % ACACHE_SLOTS);
+}
+
+bool meta_acache_get(struct meta *m, uint64_t ino, struct meta_attr *out)
+{
+	const struct meta_attr *a;
+
+	if (!m->acache || !ino)
+		return false;
+	a = &m->acache->slot[acache_idx(ino)];
+	if (a->ino != ino)
+		return false;
+	*out = *a;
+	return true;
+}
+
+void meta_acache_put(struct meta *m, const struct meta_attr *a)
+{
+	struct meta_acache *c = m->acache;
+	size_t i;
+
+	if (!c || !a->ino)
+		return;
+	i = acache_idx(a->ino);
+	c->slot[i] = *a;
+	if (sqlite3_get_autocommit(m->db))
+		return;
+	if (c->txn_n < ACACHE_TXN_MAX)
+		c->txn_slot[c->txn_n++] = (uint32_t)i;
+	else
+		c->txn_over = true;
+}
+
+/* sqlite3_update_hook(): a row of table tbl changed (m->lock held). */
+static void acache_changed(void *arg, int op, const char *db,
+			   const char *tbl, sqlite3_int64 rowid)
+{
+	struct meta *m = arg;
+	struct meta_attr *a;
+
+	(void)op;
+	if (strcmp(tbl, "inode") || strcmp(db, "main"))
+		return;
+	a = &m->acache->slot[acache_idx((uint64_t)rowid)];
+	if (a->ino == (uint64_t)rowid)
+		a->ino = 0;
+}
+
+static int acache_committed(void *arg)
+{
+	struct meta_acache *c = ((struct meta *)arg)->acache;
+
+	c->txn_n = 0;
+	c->txn_over = false;
+	return 0;
+}
+
+static void acache_rolled_back(void *arg)
+{
+	struct meta_acache *c = ((struct meta *)arg)->acache;
+	size_t i;
+
+	if (c->txn_over)
+		memset(c->slot, 0, sizeof(c->slot));
+	else
+		for (i = 0; i < c->txn_n; i++)
+			c->slot[c->txn_slot[i]].ino = 0;
+	c->txn_n = 0;
+	c->txn_over = false;
+}
+
+/* Start the cache (without it, every read is a statement). */
+static void acache_start(struct meta *m)
+{
+	m->acache = calloc(1, sizeof(*m->acache));
+	if (!m->acache)
+		return;
+	sqlite3_update_hook(m->db, acache_changed, m);
+	sqlite3_commit_hook(m->db, acache_committed, m);
+	sqlite3_rollback_hook(m->db, acache_rolled_back, m);
 }
 
 /* ---- open / close ---- */
@@ -999,6 +1109,7 @@ int meta_open(const char *path, uint32_t block_size, uint32_t root_uid,
 			goto out_close_db;
 		}
 	}
+	acache_start(m);
 	rc = meta_pend_open(m);
 	if (rc)
 		goto out_close_db;
@@ -1013,6 +1124,7 @@ out_close_db:
 	for (int i = 0; i < ST_COUNT; i++)
 		sqlite3_finalize(m->st[i]);
 	sqlite3_close(m->db);
+	free(m->acache);
 	pthread_mutex_destroy(&m->lock);
 	free(m->st);
 	free(m);
@@ -1038,6 +1150,7 @@ void meta_close(struct meta *m)
 	if (sqlite3_close(m->db) != SQLITE_OK)
 		log_error("meta: close: %s", sqlite3_errmsg(m->db));
 	pthread_mutex_destroy(&m->lock);
+	free(m->acache);
 	free(m->path);
 	free(m->st);
 	free(m);

@@ -66,6 +66,7 @@ struct meta {
 	 * runs */
 	meta_applied_fn *on_apply;
 	void *on_apply_arg;
+	struct meta_acache *acache; /* recent inode rows (meta.c); by lock */
 };
 
 /* Take the lock and open a transaction of the given kind. 0 or -errno;
@@ -94,6 +95,19 @@ int meta_txn_begin_pend(struct meta *m, enum meta_txn kind,
  * 0 or -errno (EDEADLK: a callback called back into meta). */
 int meta_lock(struct meta *m);
 void meta_unlock(struct meta *m);
+
+/*
+ * The inode rows read or written last, so that a getattr (the kernel asks
+ * for a directory's attributes before every change in it, since each
+ * change drops them) needs no statement.  A slot holds a row exactly as
+ * the connection would read it now: SQLite's update hook empties the slot
+ * of every inode row inserted, updated or deleted, and a rollback empties
+ * the slots filled since BEGIN (meta.c).  The lock held for all three.
+ * meta_acache_get: a copy of ino's row into *out, or false.
+ * meta_acache_put: remember a row just read (or returned by a change).
+ */
+bool meta_acache_get(struct meta *m, uint64_t ino, struct meta_attr *out);
+void meta_acache_put(struct meta *m, const struct meta_attr *a);
 
 /* Log an SQLite failure with its message and map it to -errno. */
 int meta_sql_err(struct meta *m, int rc, const char *what);

@@ -77,8 +77,7 @@ static int new_name_len(const char *name, size_t *len)
 	return 0;
 }
 
-int meta_inode_get_locked(struct meta *m, uint64_t ino,
-			  struct meta_attr *a)
+static int inode_read(struct meta *m, uint64_t ino, struct meta_attr *a)
 {
 	sqlite3_stmt *st = m->st[ST_INODE_GET];
 	int rc;
@@ -89,6 +88,38 @@ int meta_inode_get_locked(struct meta *m, uint64_t ino,
 		col_attr(st, 0, a);
 	sqlite3_reset(st);
 	return rc > 0 ? 0 : rc == 0 ? -ENOENT : rc;
+}
+
+int meta_inode_get_locked(struct meta *m, uint64_t ino,
+			  struct meta_attr *a)
+{
+	int rc;
+
+	if (meta_acache_get(m, ino, a)) {
+#ifndef NDEBUG
+		struct meta_attr row;
+
+		assert(inode_read(m, ino, &row) == 0 &&
+		       !memcmp(&row, a, sizeof(row)));
+#endif
+		return 0;
+	}
+	rc = inode_read(m, ino, a);
+	if (!rc)
+		meta_acache_put(m, a);
+	return rc;
+}
+
+/* Run st, a change of inode ino's row, and read the row back into the
+ * cache: the kernel asks for a changed directory's attributes before its
+ * next change, and for a deleted file's when it forgets it.  A re-read
+ * of the page just written costs less than RETURNING's temporary table. */
+static int inode_change(struct meta *m, sqlite3_stmt *st, uint64_t ino)
+{
+	struct meta_attr a;
+	int rc = meta_run(m, st);
+
+	return rc ? rc : meta_inode_get_locked(m, ino, &a);
 }
 
 /* -ENOENT when missing (or, with live, removed), -ENOTDIR. */
@@ -127,6 +158,7 @@ static int dentry_find(struct meta *m, uint64_t parent, const char *name,
 	if (rc > 0) {
 		*id = sqlite3_column_int64(st, 0);
 		col_attr(st, 1, a);
+		meta_acache_put(m, a);
 	}
 	sqlite3_reset(st);
 	return rc > 0 ? 0 : rc == 0 ? -ENOENT : rc;
@@ -186,7 +218,7 @@ static int dir_touch(struct meta *m, uint64_t dir, int delta,
 	bind_u64(st, 1, dir);
 	bind_i64(st, 2, delta);
 	bind_time(st, 3, now);
-	return meta_run(m, st);
+	return inode_change(m, st, dir);
 }
 
 static int set_nlink(struct meta *m, uint64_t ino, uint32_t nlink,
@@ -197,7 +229,7 @@ static int set_nlink(struct meta *m, uint64_t ino, uint32_t nlink,
 	bind_u64(st, 1, ino);
 	bind_i64(st, 2, nlink);
 	bind_time(st, 3, now);
-	return meta_run(m, st);
+	return inode_change(m, st, ino);
 }
 
 /* An inode got a new name: ctime = now; parent column for directories. */
@@ -1040,7 +1072,10 @@ static int purge_locked(struct meta *m, uint64_t ino)
 		return rc;
 	if (a.nlink > 0)
 		return -EBUSY;
-	rc = meta_blocks_drop_locked(m, ino, 0, UINT64_MAX);
+	/* nblocks counts the block rows (meta.h invariant 4), and a patch
+	 * is of a block that has a row: an empty or inline file, most of
+	 * what a tree holds, has none of the four statements' rows */
+	rc = a.nblocks ? meta_blocks_drop_locked(m, ino, 0, UINT64_MAX) : 0;
 	if (rc)
 		return rc;
 	st = m->st[ST_INLINE_DELETE];

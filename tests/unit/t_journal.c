@@ -559,9 +559,9 @@ static void test_damaged_entry(void)
 }
 
 /*
- * When a checkpoint is due (journal.c): not for a journal smaller than the
- * database, even across a reopen (its size is kept in the config); once
- * the journal outgrows the database, or holds 1,000 entries; while freed
+ * When a checkpoint is due (journal.c): not for a small journal, even
+ * across a reopen (its size is kept in the config); once the journal
+ * outgrows the database, or holds 1,000 entries; while freed
  * objects wait for one; never again right after one.
  */
 static void test_checkpoint_due(void)
@@ -647,6 +647,59 @@ static void test_checkpoint_due(void)
 	}
 	CHECK_EQ_U64((uint64_t)i, 999);
 	CHECK(same_as_live(&r, "1,000 entries"));
+	rig_close(&r);
+}
+
+/*
+ * Replaying a journal costs a restore far more per byte than a checkpoint
+ * of the database does (journal.c): a journal of a fifth of the database
+ * makes a checkpoint due, one below both bounds does not.
+ */
+static void test_checkpoint_due_replay(void)
+{
+	struct timespec now = { 1700000000, 0 };
+	struct journal_stats st;
+	char name[32];
+	struct meta_attr a;
+	uint64_t db = 0;
+	struct rig r;
+	int i;
+
+	rig_open(&r, "store-due-replay");
+	for (i = 0; i < 1000; i++) {
+		char big[2048];
+
+		memset(big, 'a' + i % 26, sizeof(big));
+		snprintf(name, sizeof(name), "f%d", i);
+		CHECK_RC(meta_mknod(r.m, META_ROOT_INO, name, S_IFREG | 0644,
+				    0, 0, 0, NULL, &now, &a), 0);
+		CHECK_RC(meta_setxattr(r.m, a.ino, "user.x", big, sizeof(big),
+				       0, &now), 0);
+	}
+	CHECK_RC(journal_checkpoint(r.j), 0);
+	CHECK_RC(meta_db_bytes(r.m, &db), 0);
+	/* incompressible xattrs rewritten until the journal passes 300 KB
+	 * (above JOURNAL_CKPT_MIN_BYTES), far below the database */
+	for (i = 0; i < 1000; i++) {
+		uint8_t big[2048];
+
+		blob_random(big, sizeof(big));
+		snprintf(name, sizeof(name), "f%d", i);
+		CHECK_RC(meta_lookup(r.m, META_ROOT_INO, name, &a), 0);
+		CHECK_RC(meta_setxattr(r.m, a.ino, "user.x", big, sizeof(big),
+				       0, &now), 0);
+		if (i % 20 == 19) {
+			CHECK_RC(journal_sync(r.j), 0);
+			journal_get_stats(r.j, &st);
+			if (st.since_bytes > 300000)
+				break;
+		}
+	}
+	CHECK(st.since_bytes > 300000 && st.since_bytes * 4 < db);
+	CHECK(journal_checkpoint_due(r.j));
+	CHECK_RC(journal_checkpoint(r.j), 0);
+	CHECK(!journal_checkpoint_due(r.j));
+	CHECK(same_as_live(&r, "checkpoint after a fifth of the database"));
 	rig_close(&r);
 }
 
@@ -1372,6 +1425,7 @@ int main(void)
 	test_pending_order();
 	test_damaged_entry();
 	test_checkpoint_due();
+	test_checkpoint_due_replay();
 	test_volume_names();
 	test_snapshot_copies();
 	test_times_recorded();
