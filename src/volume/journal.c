@@ -52,6 +52,10 @@
  * restoring the checkpoint itself (a million files made in one mount
  * were 16 MB of journal, 9-16 s of replay on a fresh machine).  A
  * checkpoint (compressed) then costs a few times the journal it saves.
+ * With a history window every checkpoint stays in the store for the
+ * window's length, so there it is due only once the journal is as large
+ * as the database: a past mount may replay more, the store keeps fewer
+ * copies of the database.
  * A checkpoint is also due while objects freed since the last one wait
  * for it to be deleted from the store (deleted data is freed at the next
  * interval or unmount), and when a failed cut requires one (invariant 4).
@@ -642,9 +646,12 @@ bool journal_checkpoint_due(struct journal *j)
 	pthread_mutex_lock(&j->lock);
 	due = j->need_ckpt || !j->ckpt_done ||
 	      j->since_entries >= JOURNAL_CKPT_ENTRIES;
+	/* with a window every checkpoint stays for its length, so they
+	 * come only once the journal is as large as the database */
 	if (!due && j->since_bytes >= JOURNAL_CKPT_MIN_BYTES)
 		due = meta_db_bytes(j->m, &db) ||
-		      j->since_bytes >= db / JOURNAL_REPLAY_WEIGHT;
+		      j->since_bytes >= db / (j->hist_ns ? 1 :
+					       JOURNAL_REPLAY_WEIGHT);
 	pthread_mutex_unlock(&j->lock);
 	if (!due)
 		due = garbage_waits(j, durable);
