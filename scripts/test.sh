@@ -284,7 +284,8 @@ E2E_ASAN=(tests/e2e/test_posix.py tests/e2e/test_patch.py
 	tests/e2e/test_gc.py tests/e2e/test_crash.py tests/e2e/test_model.py
 	tests/e2e/test_persistence.py)
 for f in tests/e2e/test_holes.py tests/e2e/test_clone.py \
-	tests/e2e/test_encrypt.py tests/e2e/test_encrypt_tamper.py; do
+	tests/e2e/test_encrypt.py tests/e2e/test_encrypt_tamper.py \
+	tests/e2e/test_follow.py; do
 	[ -f "$f" ] && E2E_ASAN+=("$f")
 done
 
