@@ -487,6 +487,44 @@ static void print_text_history(const struct snap *s)
 	printf("\n");
 }
 
+/* Seconds from Unix ns then to now (0 when then is 0 or later). */
+static double secs_ago(uint64_t then_ns)
+{
+	uint64_t now = now_real_ns();
+
+	return then_ns && now > then_ns ? (double)(now - then_ns) / 1e9 : 0;
+}
+
+/* A follower's line: where its copy stands in the writer's journal. */
+static void print_text_follow(const struct snap *s)
+{
+	char when[40];
+
+	if (!snap_u64(s, "follow_interval_ns"))
+		return;
+	printf("%-22sjournal entry %" PRIu64, "following:",
+	       snap_u64(s, "follow_jseq"));
+	if (snap_u64(s, "follow_state_ns")) {
+		/* to the second, as the writer cut it (not rounded up) */
+		time_t t = (time_t)(snap_u64(s, "follow_state_ns") /
+				    1000000000ULL);
+		struct tm tm;
+
+		gmtime_r(&t, &tm);
+		strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
+		printf(" of the writer, cut %s (%.1f s ago)", when,
+		       secs_ago(snap_u64(s, "follow_state_ns")));
+	}
+	printf("; last round %.1f s ago, every %.3g s; %" PRIu64
+	       " entries applied, %" PRIu64 " catch-up(s) from a checkpoint%s\n",
+	       secs_ago(snap_u64(s, "follow_round_ns")),
+	       (double)snap_u64(s, "follow_interval_ns") / 1e9,
+	       snap_u64(s, "follow_entries"), snap_u64(s, "follow_catch_ups"),
+	       snap_u64(s, "follow_failing") ?
+		       "; the store is failing: serving what this mount has" :
+		       "");
+}
+
 /* The text's lines on the backlog, the cache and the journal. */
 static void print_text_state(const struct snap *s)
 {
@@ -523,6 +561,7 @@ static void print_text_state(const struct snap *s)
 	}
 	printf("\n");
 	print_text_history(s);
+	print_text_follow(s);
 }
 
 /* The text's lines on what the store holds and what it costs. */
@@ -611,6 +650,31 @@ static void json_requests(const struct store_traffic *t)
 	printf("}");
 }
 
+static void json_u64(const struct snap *s, const char *name, const char *key);
+
+/* "follow": where a follower's copy stands, or null on other mounts. */
+static void json_follow(const struct snap *s)
+{
+	if (!snap_u64(s, "follow_interval_ns")) {
+		printf(",\"follow\":null");
+		return;
+	}
+	printf(",\"follow\":{\"interval_s\":%.3f,\"jseq\":%" PRIu64,
+	       (double)snap_u64(s, "follow_interval_ns") / 1e9,
+	       snap_u64(s, "follow_jseq"));
+	if (snap_u64(s, "follow_state_ns"))
+		printf(",\"state_ns\":%" PRIu64 ",\"state_age_s\":%.3f",
+		       snap_u64(s, "follow_state_ns"),
+		       secs_ago(snap_u64(s, "follow_state_ns")));
+	else
+		printf(",\"state_ns\":null,\"state_age_s\":null");
+	printf(",\"last_round_s\":%.3f,\"entries\":%" PRIu64
+	       ",\"catch_ups\":%" PRIu64 ",\"failing\":%s}",
+	       secs_ago(snap_u64(s, "follow_round_ns")),
+	       snap_u64(s, "follow_entries"), snap_u64(s, "follow_catch_ups"),
+	       snap_u64(s, "follow_failing") ? "true" : "false");
+}
+
 static void json_u64(const struct snap *s, const char *name, const char *key)
 {
 	printf(",\"%s\":%" PRIu64, name, snap_u64(s, key));
@@ -662,6 +726,7 @@ static void print_json(const char *path, const struct snap *s)
 	} else {
 		printf(",\"history_oldest\":null");
 	}
+	json_follow(s);
 	if (ckpt_time && (uint64_t)time(NULL) >= ckpt_time)
 		printf(",\"checkpoint_age_s\":%" PRIu64,
 		       (uint64_t)time(NULL) - ckpt_time);

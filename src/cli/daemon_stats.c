@@ -44,6 +44,7 @@
 #include <unistd.h>
 
 #include "cli/cli.h"
+#include "cli/follow.h"
 #include "cli/mount_int.h"
 #include "util/log.h"
 #include "util/util.h"
@@ -196,6 +197,22 @@ static void put_history(struct mounted *mt, struct buf *b)
 		buf_appendf(b, "history_oldest_ns %" PRId64 "\n", oldest);
 }
 
+/* Where a follower stands (as of its last round). */
+static void put_follow(struct mounted *mt, struct buf *b)
+{
+	struct follow_stats f;
+
+	if (!mt->follower)
+		return;
+	follow_get_stats(mt->follower, &f);
+	buf_appendf(b, "follow_interval_ns %" PRIu64 "\n"
+		    "follow_entries %" PRIu64 "\nfollow_catch_ups %" PRIu64
+		    "\nfollow_jseq %" PRIu64 "\nfollow_state_ns %" PRId64
+		    "\nfollow_round_ns %" PRId64 "\nfollow_failing %d\n",
+		    mt->o->follow_interval_ns, f.entries, f.catch_ups, f.jseq,
+		    f.state_ns, f.round_ns, f.failing ? 1 : 0);
+}
+
 /* What the cache and the journal say. */
 static void put_cache_journal(struct mounted *mt, struct buf *b,
 			      uint64_t now_ns)
@@ -236,7 +253,9 @@ static void put_cache_journal(struct mounted *mt, struct buf *b,
 		buf_appendf(b, "ckpt_time %" PRIu64 "\n", js.ckpt_time);
 	buf_appendf(b, "stored_meta_bytes %" PRIu64 "\n"
 		    "meta_since_entries %" PRIu64 "\n",
-		    js.ckpt_bytes + js.since_bytes, js.since_entries);	put_history(mt, b);
+		    js.ckpt_bytes + js.since_bytes, js.since_entries);
+	put_history(mt, b);
+	put_follow(mt, b);
 }
 
 /* The whole answer, "key value" lines without "end". */

@@ -69,6 +69,9 @@ struct follower {
 	bool failing;      /* the store failed last round (logged) */
 	bool apply_failed; /* an entry did not apply (invariant 3) */
 	uint64_t entries, catch_ups;
+	/* follow_get_stats()'s, as of the end of the last round */
+	pthread_mutex_t stat_lock;
+	struct follow_stats pub; /* protected by stat_lock */
 };
 
 /* The metadata's hook: what a changeset changed, to the fs (and a
@@ -220,6 +223,30 @@ static void follow_sleep(struct follower *f)
 	pthread_cond_timedwait(&f->cond, &f->lock, &ts);
 }
 
+/* Where this copy stands, for follow_get_stats(). */
+static void publish(struct follower *f)
+{
+	struct follow_stats st = { f->entries, f->catch_ups, 0, 0, 0,
+				   f->failing };
+	uint64_t seq = 0;
+
+	st.jseq = meta_config_get_u64(f->mt->meta, "jrnl_seq", 0);
+	if (meta_journal_time(f->mt->meta, &seq, &st.state_ns) ||
+	    seq != st.jseq)
+		st.state_ns = 0; /* an entry of an older metafuse */
+	st.round_ns = (int64_t)now_real_ns();
+	pthread_mutex_lock(&f->stat_lock);
+	f->pub = st;
+	pthread_mutex_unlock(&f->stat_lock);
+}
+
+void follow_get_stats(struct follower *f, struct follow_stats *out)
+{
+	pthread_mutex_lock(&f->stat_lock);
+	*out = f->pub;
+	pthread_mutex_unlock(&f->stat_lock);
+}
+
 /* A round, and what its failure or the store's return says (invariant
  * 4). */
 static void follow_once(struct follower *f)
@@ -234,6 +261,7 @@ static void follow_once(struct follower *f)
 		log_info("follow: the store %s answers again",
 			 f->mt->store->url);
 	f->failing = rc != 0;
+	publish(f);
 }
 
 static void *follow_main(void *arg)
@@ -272,6 +300,7 @@ int follow_start(struct mounted *mt, uint64_t interval_ns,
 	}
 	pthread_mutex_init(&f->lock, NULL);
 	pthread_cond_init(&f->cond, NULL);
+	pthread_mutex_init(&f->stat_lock, NULL);
 	meta_journal_on_apply(mt->meta, on_applied, f);
 	/* the first round before the mount answers: it shows the store's
 	 * state from the start */
@@ -283,6 +312,7 @@ int follow_start(struct mounted *mt, uint64_t interval_ns,
 		meta_journal_on_apply(mt->meta, NULL, NULL);
 		pthread_mutex_destroy(&f->lock);
 		pthread_cond_destroy(&f->cond);
+		pthread_mutex_destroy(&f->stat_lock);
 		free(f);
 		return rc;
 	}
@@ -304,5 +334,6 @@ void follow_stop(struct follower *f)
 		 " catch-up(s) from a checkpoint", f->entries, f->catch_ups);
 	pthread_mutex_destroy(&f->lock);
 	pthread_cond_destroy(&f->cond);
+	pthread_mutex_destroy(&f->stat_lock);
 	free(f);
 }

@@ -13,7 +13,9 @@ line, a non-zero status and no mount.
 """
 
 import errno
+import json
 import os
+import re
 import time
 
 import pytest
@@ -246,6 +248,48 @@ def test_writes_fail_with_erofs(mounts):
         h.expect_errno(errno.EROFS, func, *args)
     assert read_file(f.path("x")) == b"x"
     assert sorted(os.listdir(w.mnt)) == ["x"]
+
+
+def follow_stats(m):
+    r = m.cli("stats", "--json", m.mnt)
+    assert r.returncode == 0, r.stderr
+    return json.loads(r.stdout)["follow"]
+
+
+def test_stats_say_where_the_follower_stands(mounts):
+    """`metafuse stats` of a follower: the writer's journal entry its copy
+    is at, when the writer cut it, its rounds and what they applied; a
+    writer's stats have no follower."""
+    w, f = pair(mounts)
+    write_synced(w.path("a"), b"a")
+    wait_same(w, f, "creation")
+    s1 = follow_stats(f)
+    assert s1["interval_s"] == 0.3, s1
+    assert s1["jseq"] >= 1 and s1["entries"] >= 1, s1
+    assert s1["state_age_s"] is not None and 0 <= s1["state_age_s"] < 60
+    assert s1["last_round_s"] < 10 and s1["failing"] is False, s1
+    for i in range(2):
+        write_synced(w.path(f"b{i}"), b"b")
+    wait_same(w, f, "two more files")
+    wait_until(lambda: follow_stats(f)["jseq"] > s1["jseq"],
+               "the follower's entry moving on")
+    s2 = follow_stats(f)
+    assert s2["entries"] > s1["entries"], (s1, s2)
+    r = f.cli("stats", f.mnt)
+    assert r.returncode == 0, r.stderr
+    line = [x for x in r.stdout.splitlines() if x.startswith("following:")]
+    assert len(line) == 1, r.stdout
+    got = re.fullmatch(
+        r"following:\s+journal entry (\d+) of the writer, cut "
+        r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ \([\d.]+ s ago\); last round "
+        r"[\d.]+ s ago, every 0.3 s; (\d+) entries applied, \d+ "
+        r"catch-up\(s\) from a checkpoint", line[0])
+    assert got, line
+    assert int(got.group(1)) >= s2["jseq"], (line, s2)
+    assert int(got.group(2)) >= s2["entries"], (line, s2)
+    r = w.cli("stats", "--json", w.mnt)
+    assert json.loads(r.stdout)["follow"] is None
+    assert "following:" not in w.cli("stats", w.mnt).stdout
 
 
 def test_catch_up_after_checkpoint_and_trim(mounts):
