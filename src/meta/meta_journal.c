@@ -83,16 +83,21 @@ int64_t meta_journal_now_ns(void)
 	return clock_hook ? clock_hook() : (int64_t)now_real_ns();
 }
 
+/* The jtime table, if missing (lock held). */
+static int jtime_create(struct meta *m)
+{
+	int rc = sqlite3_exec(m->db, JTIME_SQL, NULL, NULL, NULL);
+
+	return rc == SQLITE_OK ? 0 : meta_sql_err(m, rc, "jtime");
+}
+
 int meta_journal_times_init(struct meta *m)
 {
 	int rc = meta_txn_begin(m, META_TXN_NONE);
 
 	if (rc)
 		return rc;
-	rc = sqlite3_exec(m->db, JTIME_SQL, NULL, NULL, NULL);
-	if (rc != SQLITE_OK)
-		rc = meta_sql_err(m, rc, "jtime");
-	return meta_txn_end(m, rc);
+	return meta_txn_end(m, jtime_create(m));
 }
 
 /* jtime's row (lock held): -ENOENT when there is none, or no table. */
@@ -194,9 +199,7 @@ int meta_journal_start(struct meta *m)
 
 	if (rc)
 		return rc;
-	rc = sqlite3_exec(m->db, JTIME_SQL, NULL, NULL, NULL);
-	if (rc != SQLITE_OK)
-		rc = meta_sql_err(m, rc, "jtime");
+	rc = jtime_create(m);
 	if (!rc && !m->sess)
 		rc = session_new(m);
 	return meta_txn_end(m, rc);
