@@ -750,6 +750,20 @@ out_free_val:
 	return rc;
 }
 
+/*
+ * SQLite's process-wide settings, made before its first use: no memory
+ * statistics.  SQLite keeps them under a global mutex taken around every
+ * allocation, 7% of the instructions of a create or an unlink, and
+ * nothing here reads them.  Once SQLite is initialised (by a use before
+ * the first meta_open()) sqlite3_config() refuses, which is only slower.
+ */
+static pthread_once_t sqlite_once = PTHREAD_ONCE_INIT;
+
+static void sqlite_setup(void)
+{
+	sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
+}
+
 static int setup_connection(struct meta *m)
 {
 	sqlite3_busy_timeout(m->db, 2000);
@@ -1085,6 +1099,7 @@ int meta_open(const char *path, uint32_t block_size, uint32_t root_uid,
 	int rc;
 
 	*out = NULL;
+	pthread_once(&sqlite_once, sqlite_setup);
 	rc = meta_alloc(&m);
 	if (rc)
 		return rc;
