@@ -104,7 +104,7 @@ void meta_unlock(struct meta *m);
  * of every inode row inserted, updated or deleted, and a rollback empties
  * the slots filled since BEGIN (meta.c).  The lock held for all three.
  * meta_acache_get: a copy of ino's row into *out, or false.
- * meta_acache_put: remember a row just read (or returned by a change).
+ * meta_acache_put: remember a row just read (or just written by a change).
  */
 bool meta_acache_get(struct meta *m, uint64_t ino, struct meta_attr *out);
 void meta_acache_put(struct meta *m, const struct meta_attr *a);
