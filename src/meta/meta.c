@@ -1119,7 +1119,7 @@ int meta_open(const char *path, uint32_t block_size, uint32_t root_uid,
 	rc = sqlite3_open_v2(path, &m->db,
 			     SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
 				     SQLITE_OPEN_NOMUTEX,
-			     NULL);
+			     meta_vfs_name());
 	if (rc != SQLITE_OK) {
 		rc = meta_sql_err(m, rc, path);
 		goto out_close_db;
