@@ -52,7 +52,6 @@ struct vfs_file {
 
 static sqlite3_vfs *real_vfs;	/* immutable once registered */
 static sqlite3_vfs shim_vfs;
-static sqlite3_io_methods wal_methods;
 
 static sqlite3_file *real_of(sqlite3_file *f)
 {
@@ -60,7 +59,7 @@ static sqlite3_file *real_of(sqlite3_file *f)
 }
 
 /* Write the held-back header alone (invariant 1). */
-static int flush(struct vfs_file *p)
+static int pend_flush(struct vfs_file *p)
 {
 	sqlite3_int64 off = p->pend_off;
 
@@ -70,26 +69,26 @@ static int flush(struct vfs_file *p)
 	return p->real->pMethods->xWrite(p->real, p->buf, FRAME_HDR, off);
 }
 
-static int w_close(sqlite3_file *f)
+static int vfs_close(sqlite3_file *f)
 {
 	struct vfs_file *p = (struct vfs_file *)f;
-	int rc = flush(p), crc = p->real->pMethods->xClose(p->real);
+	int rc = pend_flush(p), crc = p->real->pMethods->xClose(p->real);
 
 	sqlite3_free(p->buf);
 	p->buf = NULL;
 	return rc != SQLITE_OK ? rc : crc;
 }
 
-static int w_read(sqlite3_file *f, void *out, int n, sqlite3_int64 off)
+static int vfs_read(sqlite3_file *f, void *out, int n, sqlite3_int64 off)
 {
-	int rc = flush((struct vfs_file *)f);
+	int rc = pend_flush((struct vfs_file *)f);
 
 	return rc != SQLITE_OK ? rc :
 	       real_of(f)->pMethods->xRead(real_of(f), out, n, off);
 }
 
 /* Room for a header and n bytes after it in buf. */
-static int reserve(struct vfs_file *p, size_t n)
+static int pend_reserve(struct vfs_file *p, size_t n)
 {
 	unsigned char *nb;
 
@@ -103,7 +102,7 @@ static int reserve(struct vfs_file *p, size_t n)
 	return SQLITE_OK;
 }
 
-static int w_write(sqlite3_file *f, const void *data, int n,
+static int vfs_write(sqlite3_file *f, const void *data, int n,
 		   sqlite3_int64 off)
 {
 	struct vfs_file *p = (struct vfs_file *)f;
@@ -111,16 +110,16 @@ static int w_write(sqlite3_file *f, const void *data, int n,
 	int rc;
 
 	if (p->pend_off >= 0 && off == p->pend_off + FRAME_HDR &&
-	    reserve(p, (size_t)n) == SQLITE_OK) {
+	    pend_reserve(p, (size_t)n) == SQLITE_OK) {
 		memcpy(p->buf + FRAME_HDR, data, (size_t)n);
 		p->pend_off = -1;
 		return r->pMethods->xWrite(r, p->buf, FRAME_HDR + n,
 					   off - FRAME_HDR);
 	}
-	rc = flush(p);
+	rc = pend_flush(p);
 	if (rc != SQLITE_OK)
 		return rc;
-	if (n == FRAME_HDR && reserve(p, 0) == SQLITE_OK) {
+	if (n == FRAME_HDR && pend_reserve(p, 0) == SQLITE_OK) {
 		memcpy(p->buf, data, FRAME_HDR);
 		p->pend_off = off;
 		return SQLITE_OK;
@@ -128,123 +127,123 @@ static int w_write(sqlite3_file *f, const void *data, int n,
 	return r->pMethods->xWrite(r, data, n, off);
 }
 
-static int w_truncate(sqlite3_file *f, sqlite3_int64 size)
+static int vfs_truncate(sqlite3_file *f, sqlite3_int64 size)
 {
-	int rc = flush((struct vfs_file *)f);
+	int rc = pend_flush((struct vfs_file *)f);
 
 	return rc != SQLITE_OK ? rc :
 	       real_of(f)->pMethods->xTruncate(real_of(f), size);
 }
 
-static int w_sync(sqlite3_file *f, int flags)
+static int vfs_sync(sqlite3_file *f, int flags)
 {
-	int rc = flush((struct vfs_file *)f);
+	int rc = pend_flush((struct vfs_file *)f);
 
 	return rc != SQLITE_OK ? rc :
 	       real_of(f)->pMethods->xSync(real_of(f), flags);
 }
 
-static int w_file_size(sqlite3_file *f, sqlite3_int64 *size)
+static int vfs_file_size(sqlite3_file *f, sqlite3_int64 *size)
 {
-	int rc = flush((struct vfs_file *)f);
+	int rc = pend_flush((struct vfs_file *)f);
 
 	return rc != SQLITE_OK ? rc :
 	       real_of(f)->pMethods->xFileSize(real_of(f), size);
 }
 
-static int w_lock(sqlite3_file *f, int level)
+static int vfs_lock(sqlite3_file *f, int level)
 {
 	return real_of(f)->pMethods->xLock(real_of(f), level);
 }
 
-static int w_unlock(sqlite3_file *f, int level)
+static int vfs_unlock(sqlite3_file *f, int level)
 {
 	return real_of(f)->pMethods->xUnlock(real_of(f), level);
 }
 
-static int w_check_reserved(sqlite3_file *f, int *out)
+static int vfs_check_reserved(sqlite3_file *f, int *out)
 {
 	return real_of(f)->pMethods->xCheckReservedLock(real_of(f), out);
 }
 
-static int w_file_control(sqlite3_file *f, int op, void *arg)
+static int vfs_file_control(sqlite3_file *f, int op, void *arg)
 {
-	int rc = flush((struct vfs_file *)f);
+	int rc = pend_flush((struct vfs_file *)f);
 
 	return rc != SQLITE_OK ? rc :
 	       real_of(f)->pMethods->xFileControl(real_of(f), op, arg);
 }
 
-static int w_sector_size(sqlite3_file *f)
+static int vfs_sector_size(sqlite3_file *f)
 {
 	return real_of(f)->pMethods->xSectorSize(real_of(f));
 }
 
-static int w_device_characteristics(sqlite3_file *f)
+static int vfs_device_characteristics(sqlite3_file *f)
 {
 	return real_of(f)->pMethods->xDeviceCharacteristics(real_of(f));
 }
 
 /* A WAL file has no WAL index and is not mapped: SQLite calls these on
  * the database file only, but a version-3 io_methods must have them. */
-static int w_shm_map(sqlite3_file *f, int pg, int sz, int extend,
+static int vfs_shm_map(sqlite3_file *f, int pg, int sz, int extend,
 		     void volatile **out)
 {
 	return real_of(f)->pMethods->xShmMap(real_of(f), pg, sz, extend, out);
 }
 
-static int w_shm_lock(sqlite3_file *f, int off, int n, int flags)
+static int vfs_shm_lock(sqlite3_file *f, int off, int n, int flags)
 {
 	return real_of(f)->pMethods->xShmLock(real_of(f), off, n, flags);
 }
 
-static void w_shm_barrier(sqlite3_file *f)
+static void vfs_shm_barrier(sqlite3_file *f)
 {
 	real_of(f)->pMethods->xShmBarrier(real_of(f));
 }
 
-static int w_shm_unmap(sqlite3_file *f, int del)
+static int vfs_shm_unmap(sqlite3_file *f, int del)
 {
 	return real_of(f)->pMethods->xShmUnmap(real_of(f), del);
 }
 
-static int w_fetch(sqlite3_file *f, sqlite3_int64 off, int n, void **out)
+static int vfs_fetch(sqlite3_file *f, sqlite3_int64 off, int n, void **out)
 {
-	int rc = flush((struct vfs_file *)f);
+	int rc = pend_flush((struct vfs_file *)f);
 
 	return rc != SQLITE_OK ? rc :
 	       real_of(f)->pMethods->xFetch(real_of(f), off, n, out);
 }
 
-static int w_unfetch(sqlite3_file *f, sqlite3_int64 off, void *p)
+static int vfs_unfetch(sqlite3_file *f, sqlite3_int64 off, void *p)
 {
 	return real_of(f)->pMethods->xUnfetch(real_of(f), off, p);
 }
 
 static sqlite3_io_methods wal_methods = {
 	.iVersion = 3,
-	.xClose = w_close,
-	.xRead = w_read,
-	.xWrite = w_write,
-	.xTruncate = w_truncate,
-	.xSync = w_sync,
-	.xFileSize = w_file_size,
-	.xLock = w_lock,
-	.xUnlock = w_unlock,
-	.xCheckReservedLock = w_check_reserved,
-	.xFileControl = w_file_control,
-	.xSectorSize = w_sector_size,
-	.xDeviceCharacteristics = w_device_characteristics,
-	.xShmMap = w_shm_map,
-	.xShmLock = w_shm_lock,
-	.xShmBarrier = w_shm_barrier,
-	.xShmUnmap = w_shm_unmap,
-	.xFetch = w_fetch,
-	.xUnfetch = w_unfetch,
+	.xClose = vfs_close,
+	.xRead = vfs_read,
+	.xWrite = vfs_write,
+	.xTruncate = vfs_truncate,
+	.xSync = vfs_sync,
+	.xFileSize = vfs_file_size,
+	.xLock = vfs_lock,
+	.xUnlock = vfs_unlock,
+	.xCheckReservedLock = vfs_check_reserved,
+	.xFileControl = vfs_file_control,
+	.xSectorSize = vfs_sector_size,
+	.xDeviceCharacteristics = vfs_device_characteristics,
+	.xShmMap = vfs_shm_map,
+	.xShmLock = vfs_shm_lock,
+	.xShmBarrier = vfs_shm_barrier,
+	.xShmUnmap = vfs_shm_unmap,
+	.xFetch = vfs_fetch,
+	.xUnfetch = vfs_unfetch,
 };
 
 /* A WAL file is wrapped; any other is the unix VFS's own, in place. */
-static int shim_open(sqlite3_vfs *vfs, const char *name, sqlite3_file *f,
+static int vfs_open(sqlite3_vfs *vfs, const char *name, sqlite3_file *f,
 		     int flags, int *out_flags)
 {
 	struct vfs_file *p = (struct vfs_file *)f;
@@ -263,7 +262,7 @@ static int shim_open(sqlite3_vfs *vfs, const char *name, sqlite3_file *f,
 }
 
 /* Every other method of the VFS is the unix VFS's (shim_vfs copies it). */
-static void shim_register(void)
+static void vfs_register(void)
 {
 	real_vfs = sqlite3_vfs_find(NULL);
 	if (!real_vfs || real_vfs->iVersion < 1 ||
@@ -274,7 +273,7 @@ static void shim_register(void)
 	shim_vfs.szOsFile = (int)sizeof(struct vfs_file) + real_vfs->szOsFile;
 	shim_vfs.zName = "metafuse-wal";
 	shim_vfs.pNext = NULL;
-	shim_vfs.xOpen = shim_open;
+	shim_vfs.xOpen = vfs_open;
 	if (sqlite3_vfs_register(&shim_vfs, 0) != SQLITE_OK)
 		real_vfs = NULL;
 }
@@ -283,6 +282,6 @@ const char *meta_vfs_name(void)
 {
 	static pthread_once_t once = PTHREAD_ONCE_INIT;
 
-	pthread_once(&once, shim_register);
+	pthread_once(&once, vfs_register);
 	return real_vfs ? shim_vfs.zName : NULL;
 }
