@@ -11,6 +11,7 @@
  *   meta_fsck.c     the checks of meta.h's invariants
  *   meta_clone.c    clones: blocks shared by two files, a tree copied
  *   meta_snap.c     snapshots: their rows and the objects they hold
+ *   meta_vfs.c      the main connection's VFS: a WAL frame in one write
  *
  * struct meta owns the one SQLite connection of a volume.  Every use of
  * the connection happens between meta_txn_begin() and meta_txn_end(),
@@ -104,7 +105,7 @@ void meta_unlock(struct meta *m);
  * of every inode row inserted, updated or deleted, and a rollback empties
  * the slots filled since BEGIN (meta.c).  The lock held for all three.
  * meta_acache_get: a copy of ino's row into *out, or false.
- * meta_acache_put: remember a row just read (or returned by a change).
+ * meta_acache_put: remember a row just read (or just written by a change).
  */
 bool meta_acache_get(struct meta *m, uint64_t ino, struct meta_attr *out);
 void meta_acache_put(struct meta *m, const struct meta_attr *a);
@@ -146,6 +147,11 @@ void meta_pend_note_locked(struct meta *m, uint64_t ino, uint64_t size,
  * transaction, if any) to the file path. */
 int meta_copy_reader(struct meta *m, sqlite3 **reader);
 int meta_copy_to(struct meta *m, sqlite3 *src, const char *path);
+
+/* The name of the VFS that writes each WAL frame in one pwrite (SQLite's
+ * unix VFS otherwise; meta_vfs.c), or NULL (the default VFS) when it
+ * could not be registered. */
+const char *meta_vfs_name(void);
 
 /* Free the session (meta_close). */
 void meta_journal_stop(struct meta *m);

@@ -3,7 +3,7 @@
  * (src/meta/meta.h, meta.c, meta_pend.c): open and close, config, the
  * change counter, batched write attributes (also across a journal cut and
  * a kill -9), threads, the schema upgrade, persistence and snapshots,
- * WAL checkpoints.
+ * WAL checkpoints, the page size, WAL frames at a kill -9.
  *
  * Purpose: what holds for the database rather than for one operation, on
  * an in-memory database and on real files reopened, copied, and changed
@@ -650,7 +650,8 @@ static int wal_mk(struct meta *m, uint64_t d, int i, off_t *wal_peak)
 
 static void test_wal_checkpoints(void)
 {
-	const off_t frame = 4096 + 24, wal_max = 16000 * frame + 32;
+	/* a new database's pages are of 2 KiB (meta.c) */
+	const off_t frame = 2048 + 24, wal_max = 16000 * frame + 32;
 	struct timespec t = ts(5, 0);
 	char path[256], name[32];
 	struct meta *m = NULL;
@@ -710,6 +711,116 @@ static void test_wal_checkpoints(void)
 	rm_db(path);
 }
 
+/* One integer from sql on path, through a connection of its own. */
+static int64_t sql_int(const char *path, const char *sql)
+{
+	sqlite3_stmt *st = NULL;
+	int64_t v = -1;
+	sqlite3 *db;
+
+	if (sqlite3_open(path, &db) == SQLITE_OK &&
+	    sqlite3_prepare_v2(db, sql, -1, &st, NULL) == SQLITE_OK &&
+	    sqlite3_step(st) == SQLITE_ROW)
+		v = sqlite3_column_int64(st, 0);
+	sqlite3_finalize(st);
+	sqlite3_close(db);
+	return v;
+}
+
+/* A new database gets pages of 2 KiB; one made before keeps its own. */
+static void test_page_size(void)
+{
+	char path[256];
+	struct meta *m = NULL;
+
+	db_path("page.db", path, sizeof(path));
+	rm_db(path);
+	CHECK_RC(meta_open(path, BS, 0, 0, &m), 0);
+	if (!m)
+		return;
+	mk(m, 1, "f", S_IFREG | 0644);
+	meta_close(m);
+	CHECK_EQ_U64(sql_int(path, "PRAGMA page_size"), 2048);
+	rm_db(path);
+
+	/* an empty database in WAL mode already has its page size */
+	CHECK_RC(raw_sql(path, "PRAGMA page_size = 4096;"
+			       " PRAGMA journal_mode = WAL;"), SQLITE_OK);
+	m = NULL;
+	CHECK_RC(meta_open(path, BS, 0, 0, &m), 0);
+	if (!m)
+		return;
+	mk(m, 1, "f", S_IFREG | 0644);
+	meta_close(m);
+	CHECK_EQ_U64(sql_int(path, "PRAGMA page_size"), 4096);
+	m = NULL;
+	CHECK_RC(meta_open(path, BS, 0, 0, &m), 0);
+	if (m) {
+		CHECK(lk(m, 1, "f") != 0);
+		CHECK_RC(meta_fsck(m, 0, NULL, NULL), 0);
+		meta_close(m);
+	}
+	rm_db(path);
+}
+
+/* In a child: n commits of a name each (frames only in the WAL: too few
+ * for a checkpoint), a rename that rewrites pages of the one before in
+ * the same WAL, then death by SIGKILL with everything open. */
+static void wal_kill_child(const char *path, int n)
+{
+	struct timespec t = ts(9, 0);
+	struct meta *m = NULL;
+	char name[32];
+	int i;
+
+	if (meta_open(path, BS, 0, 0, &m))
+		_exit(2);
+	for (i = 0; i < n; i++) {
+		snprintf(name, sizeof(name), "k%04d", i);
+		if (meta_mknod(m, 1, name, S_IFREG | 0644, 0, 0, 0, NULL, &t,
+			       NULL))
+			_exit(3);
+	}
+	if (meta_rename(m, 1, "k0000", 1, "renamed", 0, &t, NULL))
+		_exit(4);
+	raise(SIGKILL);
+	_exit(5);
+}
+
+/* Every commit acknowledged before a kill -9 is in the WAL, whole: each
+ * frame's header and page are written by the main connection's VFS in
+ * one pwrite (meta_vfs.c), and the last frame of the last commit too. */
+static void test_wal_frames_kill(void)
+{
+	const int n = 150;
+	char path[256], name[32];
+	struct meta *m = NULL;
+	int status = 0, i;
+	pid_t pid;
+
+	db_path("walkill.db", path, sizeof(path));
+	rm_db(path);
+	pid = fork();
+	if (pid == 0)
+		wal_kill_child(path, n);
+	CHECK(pid > 0 && waitpid(pid, &status, 0) == pid);
+	CHECK(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+	CHECK_RC(meta_open(path, BS, 0, 0, &m), 0);
+	if (!m)
+		return;
+	CHECK(lk(m, 1, "k0000") == 0);
+	CHECK(lk(m, 1, "renamed") != 0);
+	for (i = 1; i < n; i++) {
+		snprintf(name, sizeof(name), "k%04d", i);
+		if (!lk(m, 1, name))
+			break;
+	}
+	CHECK_EQ_U64(i, n);
+	CHECK_RC(meta_fsck(m, 0, NULL, NULL), 0);
+	meta_close(m);
+	rm_db(path);
+}
+
 int main(void)
 {
 	if (tmpdir_make("t_meta_db"))
@@ -724,6 +835,8 @@ int main(void)
 	test_dentry_unique_dropped();
 	test_persistence();
 	test_wal_checkpoints();
+	test_page_size();
+	test_wal_frames_kill();
 	rmdir(tmpdir);
 	return check_done("t_meta_db");
 }
