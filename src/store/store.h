@@ -216,6 +216,9 @@ int store_s3_open(const char *bucket_and_prefix, int create,
 
 /* Local-directory backend (store_file.c). root is created when create. */
 int store_file_open(const char *root, int create, struct store **out);
+/* The fsync(2) calls a file store made since it was opened (for tests
+ * and measurements). */
+uint64_t store_file_fsyncs(struct store *s);
 
 /*
  * Fault-injecting wrapper (store_fault.c), for tests.  It forwards every

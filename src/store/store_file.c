@@ -17,10 +17,11 @@
  *      leave temp files behind; they are invisible and harmless.
  *   2. When put returns 0 the file, its directory entry and every
  *      directory on the way up to ROOT are durable.  A directory enters
- *      the durable set (dirs) only after this process fsynced its entry
- *      in its parent, so a put that finds it there may skip that fsync;
- *      a put racing with the creator of a directory fsyncs the parent
- *      itself.
+ *      the durable set (dirs) only after this process fsynced its parent
+ *      with the directory's entry in it, so a put that finds it there
+ *      may skip that fsync; a put racing with the creator of a directory
+ *      fsyncs the parent itself.  Such an fsync also enters the parent's
+ *      other subdirectories, listed before it began (sync_parent()).
  *   3. del never removes directories.  A directory is therefore never
  *      pulled from under a concurrent put, and an entry of the durable
  *      set stays true unless something outside metafuse removes the
@@ -72,6 +73,7 @@ struct store_file {
 	int root_fd;
 	atomic_uint_fast64_t tmp_seq;
 	atomic_bool no_direct; /* the file system refused O_DIRECT once */
+	atomic_uint_fast64_t fsyncs; /* made since open */
 	struct store_counters ctr; /* base.counters points here */
 	pthread_mutex_t dirs_lock;
 	struct durable_dir *dirs[DURABLE_BUCKETS]; /* protected by dirs_lock */
@@ -167,16 +169,69 @@ static int open_dir_at(int dfd, const char *path)
 	return fd < 0 ? -errno : fd;
 }
 
+/* fsync(2) counted (store_file_fsyncs()); errors through map_errno(). */
+static int sync_fd(struct store_file *fs, int fd)
+{
+	atomic_fetch_add(&fs->fsyncs, 1);
+	return fsync(fd) < 0 ? map_errno(errno) : 0;
+}
+
+/*
+ * Make the entries of the directory parent (path[0, plen) below ROOT,
+ * "" for ROOT) durable: note its subdirectories, then fsync it, then add
+ * them to the durable set.  Every one noted existed before the fsync
+ * began, so the fsync made its entry durable, whoever created it: a
+ * fresh process putting into a store of many directories (data/00 to
+ * data/ff) pays one fsync of their parent, not one per directory.
+ * Noting is best effort; the fsync is not.
+ */
+static int sync_parent(struct store_file *fs, int parent, char *path,
+		       size_t plen)
+{
+	struct dirent *de;
+	struct buf names = BUF_INIT;
+	const char *n;
+	DIR *dir = NULL;
+	int fd, rc;
+
+	fd = openat(parent, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd >= 0 && !(dir = fdopendir(fd)))
+		close(fd);
+	while (dir && (de = readdir(dir))) {
+		if (de->d_type != DT_DIR || !store_key_valid(de->d_name) ||
+		    plen + 1 + strlen(de->d_name) > STORE_KEY_MAX)
+			continue;
+		if (buf_append(&names, de->d_name, strlen(de->d_name) + 1))
+			break;
+	}
+	if (dir)
+		closedir(dir);
+	rc = sync_fd(fs, parent);
+	for (n = (const char *)names.data; !rc && names.len &&
+	     n < (const char *)names.data + names.len; n += strlen(n) + 1) {
+		size_t len = plen ? plen + 1 + strlen(n) : strlen(n);
+
+		if (plen)
+			path[plen] = '/';
+		memcpy(path + (plen ? plen + 1 : 0), n, strlen(n) + 1);
+		durable_add(fs, path, len);
+	}
+	path[plen] = '\0';
+	buf_free(&names);
+	return rc;
+}
+
 /*
  * Create every directory of dir[0, len) below ROOT, making each one's
- * entry durable.  Returns an open fd of the last one (ROOT when len == 0)
- * or -errno.
+ * entry durable: a directory not in the durable set is created (or found)
+ * and its parent synced (sync_parent(), which adds its siblings too).
+ * Returns an open fd of the last one (ROOT when len == 0) or -errno.
  */
 static int make_dirs(struct store_file *fs, const char *dir, size_t len)
 {
-	char path[STORE_KEY_MAX + 1];
+	char path[STORE_KEY_MAX + 1], cur[STORE_KEY_MAX + 1];
 	int parent, child, err;
-	char *seg, *end;
+	size_t seg, end;
 
 	if (len == 0)
 		return open_dir_at(fs->root_fd, ".");
@@ -192,31 +247,44 @@ static int make_dirs(struct store_file *fs, const char *dir, size_t len)
 	parent = open_dir_at(fs->root_fd, ".");
 	if (parent < 0)
 		return parent;
-	for (seg = path; seg; seg = end ? end + 1 : NULL) {
-		end = strchr(seg, '/');
-		if (end)
-			*end = '\0';
-		if (mkdirat(parent, seg, DIR_MODE) < 0 && errno != EEXIST) {
+	for (seg = 0; seg < len; seg = end + 1) {
+		const char *slash = memchr(path + seg, '/', len - seg);
+
+		end = slash ? (size_t)(slash - path) : len;
+		memcpy(cur, path, end);
+		cur[end] = '\0';
+		if (durable_has(fs, cur, end)) {
+			child = open_dir_at(parent, cur + seg);
+			if (child >= 0)
+				goto next;
+			if (child != -ENOENT) {
+				err = child;
+				goto out_close_parent;
+			}
+			durable_forget(fs, cur, end);
+		}
+		if (mkdirat(parent, cur + seg, DIR_MODE) < 0 &&
+		    errno != EEXIST) {
 			err = map_errno(errno);
 			goto out_close_parent;
 		}
-		child = open_dir_at(parent, seg);
+		child = open_dir_at(parent, cur + seg);
 		if (child < 0) {
 			err = child;
 			goto out_close_parent;
 		}
-		/* Someone else may have created it without syncing yet. */
-		if (fsync(parent) < 0) {
-			err = map_errno(errno);
+		/* Made now, or by someone else who may not have synced yet. */
+		cur[seg ? seg - 1 : 0] = '\0';
+		err = sync_parent(fs, parent, cur, seg ? seg - 1 : 0);
+		if (err) {
 			close(child);
 			goto out_close_parent;
 		}
+		durable_add(fs, path, end);
+next:
 		close(parent);
 		parent = child;
-		if (end)
-			*end = '/';
 	}
-	durable_add(fs, path, len);
 	return parent;
 
 out_close_parent:
@@ -328,8 +396,8 @@ static int put_object(struct store *s, const char *key, const void *data,
 		goto out_close_dir;
 	}
 	rc = write_object(fs, fd, data, len);
-	if (!rc && fsync(fd) < 0)
-		rc = map_errno(errno);
+	if (!rc)
+		rc = sync_fd(fs, fd);
 	if (close(fd) < 0 && !rc)
 		rc = map_errno(errno);
 	if (rc)
@@ -338,8 +406,7 @@ static int put_object(struct store *s, const char *key, const void *data,
 		rc = map_errno(errno);
 		goto out_unlink_tmp;
 	}
-	if (fsync(dfd) < 0)
-		rc = map_errno(errno);
+	rc = sync_fd(fs, dfd);
 	goto out_close_dir;
 
 out_unlink_tmp:
@@ -775,6 +842,7 @@ int store_file_open(const char *root, int create, struct store **out)
 	fs->base.counters = &fs->ctr;
 	atomic_init(&fs->tmp_seq, 0);
 	atomic_init(&fs->no_direct, false);
+	atomic_init(&fs->fsyncs, 0);
 	*out = &fs->base;
 	return 0;
 
@@ -785,6 +853,11 @@ out_free_url:
 out_close_fd:
 	close(fd);
 	return rc;
+}
+
+uint64_t store_file_fsyncs(struct store *s)
+{
+	return atomic_load(&file_from_store(s)->fsyncs);
 }
 
 static const struct store_ops store_file_ops = {
