@@ -9,7 +9,10 @@
  * of the same key, never share a temp file), fsyncs it, renames it over
  * the key and fsyncs the directory.  rename(2) is atomic, so a reader
  * opens either the old inode or the complete new one; an open reader
- * keeps its inode even when a put replaces the key under it.
+ * keeps its inode even when a put replaces the key under it.  A put
+ * batch (store.h) does the same in steps: stage writes each temp file
+ * and starts its writeback; publish fsyncs the files, renames them, and
+ * fsyncs each directory once; a put is a batch of one.
  *
  * Invariants:
  *   1. A temp name is never a valid key segment (it ends in '~'), so list
@@ -367,53 +370,133 @@ static int counted(struct store_file *fs, enum store_req kind, int rc,
 	return rc;
 }
 
-static int put_object(struct store *s, const char *key, const void *data,
-		      size_t len)
-{
-	struct store_file *fs = file_from_store(s);
-	const char *slash, *base;
+/* A staged put: its object written to tmp in the directory dfd. */
+struct staged {
+	int dfd, fd;      /* fd: -1 once closed */
+	bool renamed;
+	size_t len;       /* the object's */
+	size_t dirlen;    /* of key's directory part */
 	char tmp[64];
-	int dfd, fd = -1, rc = 0, tries;
+	char key[];
+};
+
+static void staged_free(struct staged *st)
+{
+	if (st->fd >= 0)
+		close(st->fd);
+	if (!st->renamed)
+		unlinkat(st->dfd, st->tmp, 0);
+	close(st->dfd);
+	free(st);
+}
+
+/*
+ * Write the object to a new temp file in its directory, and start its
+ * writeback (sync_file_range(2): the data of many staged objects goes to
+ * the disk together, where one fsync after another wrote each alone).
+ */
+static int stage_object(struct store_file *fs, const char *key,
+			const void *data, size_t len, struct staged **out)
+{
+	const char *slash;
+	struct staged *st;
+	size_t klen;
+	int rc = 0, tries;
 
 	if (!store_key_valid(key))
 		return -EINVAL;
+	klen = strlen(key);
+	st = malloc(sizeof(*st) + klen + 1);
+	if (!st)
+		return -ENOMEM;
+	memcpy(st->key, key, klen + 1);
 	slash = strrchr(key, '/');
-	base = slash ? slash + 1 : key;
-	dfd = make_dirs(fs, key, slash ? (size_t)(slash - key) : 0);
-	if (dfd < 0)
-		return dfd;
+	st->dirlen = slash ? (size_t)(slash - key) : 0;
+	st->len = len;
+	st->renamed = false;
+	st->fd = -1;
+	st->dfd = make_dirs(fs, key, st->dirlen);
+	if (st->dfd < 0) {
+		rc = st->dfd;
+		free(st);
+		return rc;
+	}
 	/* A stale temp file of a dead process with our pid may exist. */
-	for (tries = 0; tries < 100 && fd < 0; tries++) {
-		snprintf(tmp, sizeof(tmp), ".tmp-%ld-%" PRIuFAST64 "~",
+	for (tries = 0; tries < 100 && st->fd < 0; tries++) {
+		snprintf(st->tmp, sizeof(st->tmp), ".tmp-%ld-%" PRIuFAST64 "~",
 			 (long)getpid(), atomic_fetch_add(&fs->tmp_seq, 1));
-		fd = openat(dfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC,
-			    FILE_MODE);
-		if (fd < 0 && errno != EEXIST)
+		st->fd = openat(st->dfd, st->tmp,
+				O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC,
+				FILE_MODE);
+		if (st->fd < 0 && errno != EEXIST)
 			break;
 	}
-	if (fd < 0) {
+	if (st->fd < 0) {
 		rc = map_errno(errno);
-		goto out_close_dir;
+		close(st->dfd);
+		free(st);
+		return rc;
 	}
-	rc = write_object(fs, fd, data, len);
-	if (!rc)
-		rc = sync_fd(fs, fd);
-	if (close(fd) < 0 && !rc)
-		rc = map_errno(errno);
-	if (rc)
-		goto out_unlink_tmp;
-	if (renameat(dfd, tmp, dfd, base) < 0) {
-		rc = map_errno(errno);
-		goto out_unlink_tmp;
+	rc = write_object(fs, st->fd, data, len);
+	if (rc) {
+		staged_free(st);
+		return rc;
 	}
-	rc = sync_fd(fs, dfd);
-	goto out_close_dir;
+	/* only a head start: the fsync reports what fails */
+	sync_file_range(st->fd, 0, 0, SYNC_FILE_RANGE_WRITE);
+	*out = st;
+	return 0;
+}
 
-out_unlink_tmp:
-	unlinkat(dfd, tmp, 0);
-out_close_dir:
-	close(dfd);
-	return rc;
+static bool same_dir(const struct staged *a, const struct staged *b)
+{
+	return a->dirlen == b->dirlen && !memcmp(a->key, b->key, a->dirlen);
+}
+
+/*
+ * Publish n staged objects, results[i] for st[i]: fsync every file, then
+ * rename each over its key, then fsync each directory once (a crash
+ * before a directory's fsync may lose a rename, never a file's data
+ * under its key).  Each counts as a put; every st[i] is freed.
+ */
+static void publish_objects(struct store_file *fs, struct staged *const *st,
+			    size_t n, int *results)
+{
+	size_t i, j;
+	int rc;
+
+	for (i = 0; i < n; i++) {
+		results[i] = sync_fd(fs, st[i]->fd);
+		if (close(st[i]->fd) < 0 && !results[i])
+			results[i] = map_errno(errno);
+		st[i]->fd = -1;
+	}
+	for (i = 0; i < n; i++) {
+		if (results[i])
+			continue;
+		if (renameat(st[i]->dfd, st[i]->tmp, st[i]->dfd,
+			     st[i]->key + st[i]->dirlen +
+			     (st[i]->dirlen ? 1 : 0)) < 0)
+			results[i] = map_errno(errno);
+		else
+			st[i]->renamed = true;
+	}
+	for (i = 0; i < n; i++) {
+		for (j = 0; j < i; j++)
+			if (st[j]->renamed && same_dir(st[i], st[j]))
+				break;
+		if (!st[i]->renamed || j < i)
+			continue;
+		rc = sync_fd(fs, st[i]->dfd);
+		for (j = i; rc && j < n; j++)
+			if (st[j]->renamed && same_dir(st[i], st[j]))
+				results[j] = rc;
+	}
+	for (i = 0; i < n; i++) {
+		counted(fs, STORE_REQ_PUT, results[i],
+			results[i] ? 0 : st[i]->len, 0);
+		staged_free(st[i]);
+	}
 }
 
 /* Errors that mean "there is no object under this key". */
@@ -450,10 +533,37 @@ static bool direct_read_ok(struct store_file *fs, int fd, uint64_t off,
 static int file_put(struct store *s, const char *key, const void *data,
 		    size_t len)
 {
-	int rc = put_object(s, key, data, len);
+	struct store_file *fs = file_from_store(s);
+	struct staged *st;
+	int rc = stage_object(fs, key, data, len, &st);
 
-	return counted(file_from_store(s), STORE_REQ_PUT, rc, rc ? 0 : len,
-		       0);
+	if (rc)
+		return counted(fs, STORE_REQ_PUT, rc, 0, 0);
+	publish_objects(fs, &st, 1, &rc);
+	return rc;
+}
+
+static int file_stage(struct store *s, const char *key, const void *data,
+		      size_t len, void **handle)
+{
+	struct store_file *fs = file_from_store(s);
+	struct staged *st;
+	int rc = stage_object(fs, key, data, len, &st);
+
+	*handle = rc ? NULL : st;
+	return rc ? counted(fs, STORE_REQ_PUT, rc, 0, 0) : 0;
+}
+
+static void file_publish(struct store *s, void *const *handles, size_t n,
+			 int *results)
+{
+	publish_objects(file_from_store(s), (struct staged *const *)handles,
+			n, results);
+}
+
+static void file_drop(struct store *s, void *handle)
+{
+	staged_free(handle);
 }
 
 static int get_object(struct store *s, const char *key, uint64_t off,
@@ -867,5 +977,8 @@ static const struct store_ops store_file_ops = {
 	.del = file_del,
 	.list = file_list,
 	.head = file_head,
+	.stage = file_stage,
+	.publish = file_publish,
+	.drop = file_drop,
 	.close = file_close,
 };
