@@ -14,8 +14,12 @@
  *   PATCH_SHARE), or else the whole block, as an object named by the
  *   hash of its content; an all-zero block becomes a hole, and an object
  *   the index knows already is not sent again.  Each worker keeps its
- *   buffers for its life in a struct uploader.  A flush pins the entries
- *   it waits for, marked urgent, in a struct flush_set.
+ *   buffers for its life in a struct uploader, and, where the store
+ *   stages puts (the local store), a put batch (store.h): it stages the
+ *   uploads due one after the other, up to UPLOAD_BATCH, and when no
+ *   more are due syncs them together and records each (batch_finish()).
+ *   A flush pins the entries it waits for, marked urgent, in a struct
+ *   flush_set.
  *
  * Invariants
  *   1. One worker at a time uploads an entry (uploading), and pins it
@@ -31,6 +35,10 @@
  *   5. A failed upload leaves its entry DIRTY with the pages it took
  *      (dmap_give_back()), to be retried after a backoff (0.5 s, doubled
  *      each time up to 30 s); a flush waiting for it returns the error.
+ *   6. A staged upload is recorded in the index only after its batch's
+ *      sync made its object durable, and not when the sync failed for
+ *      it; until then its entry stays uploading and pinned, and its
+ *      name claimed.
  *
  * Locks: commit_lock, then lock, where an upload takes its version and
  * records its commit, and in check_dirty(); lock alone elsewhere;
@@ -54,6 +62,12 @@
 #define PATCH_MAX 8
 #define PATCH_SHARE 4
 
+/*
+ * The most uploads a worker stages before it syncs them (where the store
+ * stages puts: the local store); it syncs sooner when no more are due.
+ */
+#define UPLOAD_BATCH 16
+
 static bool all_zero(const uint8_t *p, size_t n)
 {
 	size_t i;
@@ -64,37 +78,69 @@ static bool all_zero(const uint8_t *p, size_t n)
 	return true;
 }
 
-/* What an upload worker keeps for its life. */
+/* One upload of an entry, as upload_one() takes it through its steps. */
+struct upload {
+	struct centry *e;
+	uint64_t v;               /* the version uploaded */
+	uint64_t *snap;           /* the entry's dmap, taken over */
+	bool snap_ok;
+	uint8_t *block;           /* what goes up: a patch, or the block */
+	size_t blen;              /* the block's bytes within the file */
+	size_t plen;              /* the patch's bytes (0: whole block) */
+	bool whole;               /* block is read into u->enc's payload */
+	char below[BLOB_NAME_LEN + 1]; /* what the patch applies to */
+	char hash[BLOB_NAME_LEN + 1];
+	bool claimed;             /* a claim on hash is held */
+	bool dedup;               /* the index knows the object already */
+	bool staged;              /* in the batch, waiting for its sync */
+	uint64_t obj_size;        /* the encoded bytes put (0: none) */
+};
+
+/* What an upload worker keeps for its life: its buffers, and the uploads
+ * staged in its batch (n of them, max at once: 1 where the store does
+ * not stage puts). */
 struct uploader {
 	uint8_t *block;          /* a block, or a patch (at most a block) */
 	struct buf enc;          /* the encoded object */
 	struct patch_chain chain;
-	uint64_t *snap;          /* the entry's dmap, taken over */
-	bool snap_ok;
 	struct patch_ext *ext;   /* room for a patch's extents */
+	struct store_batch *batch;
+	struct upload ups[UPLOAD_BATCH];
+	int results[UPLOAD_BATCH];
+	size_t n, max;
 };
 
 static void uploader_free(struct uploader *u)
 {
+	size_t i;
+
 	buf_free(&u->enc);
 	free(u->block);
-	free(u->snap);
 	free(u->ext);
+	for (i = 0; i < UPLOAD_BATCH; i++)
+		free(u->ups[i].snap);
+	store_batch_free(u->batch);
 }
 
 static int uploader_init(struct cache *c, struct uploader *u)
 {
-	size_t npages = c->cfg.block_size / DMAP_PAGE;
+	size_t npages = c->cfg.block_size / DMAP_PAGE, i;
+	bool ok;
 
 	memset(u, 0, sizeof(*u));
 	u->enc = (struct buf)BUF_INIT;
 	u->block = malloc(c->cfg.block_size);
-	u->snap = calloc(cache_dmap_words(c), sizeof(*u->snap));
 	u->ext = calloc(npages, sizeof(*u->ext));
+	u->max = store_batch_native(c->store) ? UPLOAD_BATCH : 1;
+	ok = u->block && u->ext && !store_batch_new(c->store, &u->batch);
+	for (i = 0; ok && i < UPLOAD_BATCH; i++) {
+		u->ups[i].snap = calloc(cache_dmap_words(c), sizeof(uint64_t));
+		ok = u->ups[i].snap != NULL;
+	}
 	/* page-aligned, so that a local store can write it with O_DIRECT */
-	if (!u->block || !u->snap || !u->ext ||
-	    buf_init_aligned(&u->enc, STORE_DIRECT_ALIGN,
-			     blob_encoded_max(c->blob, c->cfg.block_size))) {
+	if (!ok || buf_init_aligned(&u->enc, STORE_DIRECT_ALIGN,
+				    blob_encoded_max(c->blob,
+						     c->cfg.block_size))) {
 		uploader_free(u);
 		return -ENOMEM;
 	}
@@ -106,7 +152,7 @@ static int uploader_init(struct cache *c, struct uploader *u)
  * (writes from now on mark a fresh map, relative to what this upload
  * commits), or gives them back when it failed (dmap_give_back()).
  */
-static void dmap_take(struct cache *c, struct centry *e, struct uploader *u)
+static void dmap_take(struct cache *c, struct centry *e, struct upload *u)
 {
 	size_t words = cache_dmap_words(c);
 
@@ -121,7 +167,7 @@ static void dmap_take(struct cache *c, struct centry *e, struct uploader *u)
 }
 
 static void dmap_give_back(struct cache *c, struct centry *e,
-			   const struct uploader *u, int rc)
+			   const struct upload *u, int rc)
 {
 	size_t words = cache_dmap_words(c), i;
 
@@ -149,22 +195,23 @@ static void dmap_give_back(struct cache *c, struct centry *e,
  * should go up whole (no chain to patch, too many patches, too much
  * patched) or the file could not be read (*rc).
  */
-static size_t build_patch(struct cache *c, struct centry *e, int fd,
+static size_t build_patch(struct cache *c, struct upload *up, int fd,
 			  size_t blen, struct uploader *u, int *rc)
 {
 	struct patch_chain *ch = &u->chain;
+	struct centry *e = up->e;
 	uint32_t bs = c->cfg.block_size, npages = bs / DMAP_PAGE, pg;
 	size_t n = 0, data = 0, pos;
 	uint64_t limit = bs / PATCH_SHARE;
 
 	*rc = 0;
-	if (!u->snap_ok || !c->cfg.patches || !c->ops->block_chain ||
+	if (!up->snap_ok || !c->cfg.patches || !c->ops->block_chain ||
 	    !c->ops->block_patch)
 		return 0;
 	/* too many pages written for a patch (a sequential writer): no need
 	 * to ask the index */
 	for (pg = 0; pg < (npages + 63) / 64; pg++)
-		data += (size_t)__builtin_popcountll(u->snap[pg]) * DMAP_PAGE;
+		data += (size_t)__builtin_popcountll(up->snap[pg]) * DMAP_PAGE;
 	if (data > limit)
 		return 0;
 	data = 0;
@@ -176,7 +223,7 @@ static size_t build_patch(struct cache *c, struct centry *e, int fd,
 	for (pg = 0; pg < npages; pg++) {
 		uint32_t off = pg * DMAP_PAGE, len;
 
-		if (!(u->snap[pg / 64] >> (pg % 64) & 1) || off >= blen)
+		if (!(up->snap[pg / 64] >> (pg % 64) & 1) || off >= blen)
 			continue;
 		len = (uint32_t)MF_MIN(DMAP_PAGE, blen - off);
 		if (n && u->ext[n - 1].off + u->ext[n - 1].len == off) {
@@ -190,8 +237,10 @@ static size_t build_patch(struct cache *c, struct centry *e, int fd,
 			return 0;
 	}
 	pos = patch_data_off(n);
-	*rc = patch_write_header(u->block, ch->n ? ch->patch[ch->n - 1] :
-				 ch->base, (uint32_t)blen, u->ext, n);
+	snprintf(up->below, sizeof(up->below), "%s",
+		 ch->n ? ch->patch[ch->n - 1] : ch->base);
+	*rc = patch_write_header(u->block, up->below, (uint32_t)blen, u->ext,
+				 n);
 	for (size_t i = 0; !*rc && i < n; i++) {
 		*rc = cache_pread_zero(fd, u->block + pos, u->ext[i].len,
 				 (off_t)u->ext[i].off);
@@ -199,20 +248,6 @@ static size_t build_patch(struct cache *c, struct centry *e, int fd,
 	}
 	return *rc ? 0 : pos;
 }
-
-/* One upload of an entry, as upload_one() takes it through its steps. */
-struct upload {
-	struct centry *e;
-	uint64_t v;               /* the version uploaded */
-	uint8_t *block;           /* what goes up: a patch, or the block */
-	size_t blen;              /* the block's bytes within the file */
-	size_t plen;              /* the patch's bytes (0: whole block) */
-	bool whole;               /* block is read into u->enc's payload */
-	char hash[BLOB_NAME_LEN + 1];
-	bool claimed;             /* a claim on hash is held */
-	bool dedup;               /* the index knows the object already */
-	uint64_t obj_size;        /* the encoded bytes put (0: none) */
-};
 
 /* Read what goes up of up->e's block: its bytes within the file's size,
  * as a patch when build_patch() makes one, else whole, into the room
@@ -238,7 +273,7 @@ static int upload_read(struct cache *c, struct uploader *u,
 	rc = entry_get_fd(c, e, &fd);
 	if (rc)
 		return rc;
-	up->plen = build_patch(c, e, fd, up->blen, u, &rc);
+	up->plen = build_patch(c, up, fd, up->blen, u, &rc);
 	if (!rc && !up->plen) {
 		/* read where the object's payload goes */
 		buf_reset(&u->enc);
@@ -250,12 +285,53 @@ static int upload_read(struct cache *c, struct uploader *u,
 	return rc;
 }
 
+/*
+ * cache_claim() without the wait: false when another holds the claim on
+ * hash (or memory runs out).  A worker with uploads staged claims no
+ * other way: waiting then, for a claim that another worker's batch
+ * holds while it waits for one of ours, would never end.
+ */
+static bool claim_try(struct cache *c, const char *hash)
+{
+	bool ok;
+	size_t i;
+
+	pthread_mutex_lock(&c->lock);
+	for (i = 0; i < c->nclaims; i++)
+		if (!strcmp(c->claims[i], hash))
+			break;
+	if (i == c->nclaims && c->nclaims == c->capclaims) {
+		size_t ncap = c->capclaims ? c->capclaims * 2 : 16;
+		void *p = realloc(c->claims, ncap * sizeof(*c->claims));
+
+		if (p) {
+			c->claims = p;
+			c->capclaims = ncap;
+		}
+	}
+	ok = i == c->nclaims && c->nclaims < c->capclaims;
+	if (ok)
+		memcpy(c->claims[c->nclaims++], hash, BLOB_NAME_LEN + 1);
+	pthread_mutex_unlock(&c->lock);
+	return ok;
+}
+
+static void log_put_failed(const struct upload *up, const char *key,
+			   int rc)
+{
+	log_error("upload of block %" PRIu64 " of inode %" PRIu64
+		  " (%s) failed: %s", up->e->idx, up->e->ino, key,
+		  strerror(-rc));
+}
+
 /* Send what upload_read() read, as an object named by its content and
  * claimed from then on (up->claimed: the caller unclaims it), unless it
- * is all zeros (a hole) or the index knows the object (up->dedup).
+ * is all zeros (a hole) or the index knows the object (up->dedup).  With
+ * stage, into the worker's batch (up->staged): durable only after its
+ * sync; -EAGAIN when the batch must be synced first (claim_try()).
  * Called without lock. */
 static int upload_put(struct cache *c, struct uploader *u,
-		      struct upload *up)
+		      struct upload *up, bool stage)
 {
 	char key[BLOB_DATA_KEY_LEN + 1];
 	struct buf *enc = &u->enc;
@@ -265,7 +341,12 @@ static int upload_put(struct cache *c, struct uploader *u,
 	if (!up->plen && (!up->blen || all_zero(up->block, up->blen)))
 		return 0;
 	blob_name(c->blob, up->block, len, up->hash);
-	cache_claim(c, up->hash);
+	if (stage && u->n) {
+		if (!claim_try(c, up->hash))
+			return -EAGAIN;
+	} else {
+		cache_claim(c, up->hash);
+	}
 	up->claimed = true;
 	if (c->ops->object_known(c->index_arg, up->hash) == 1) {
 		up->dedup = true;
@@ -281,15 +362,18 @@ static int upload_put(struct cache *c, struct uploader *u,
 	if (rc)
 		return rc;
 	blob_data_key(up->hash, key);
-	rc = store_put(c->store, key, enc->data, enc->len);
-	if (rc) {
-		log_error("upload of block %" PRIu64 " of inode %" PRIu64
-			  " (%s) failed: %s", up->e->idx, up->e->ino, key,
-			  strerror(-rc));
+	up->obj_size = enc->len;
+	if (stage) {
+		rc = store_batch_put(u->batch, key, enc->data, enc->len);
+		up->staged = rc == 0;
 		return rc;
 	}
-	up->obj_size = enc->len;
-	return 0;
+	rc = store_put(c->store, key, enc->data, enc->len);
+	if (rc) {
+		log_put_failed(up, key, rc);
+		up->obj_size = 0;
+	}
+	return rc;
 }
 
 /*
@@ -298,18 +382,15 @@ static int upload_put(struct cache *c, struct uploader *u,
  * since the version uploaded, the block stays dirty there).  -ESTALE
  * when the entry is no longer current (dropped meanwhile).
  */
-static int upload_record(struct cache *c, struct uploader *u,
-			 const struct upload *up, bool still, bool current)
+static int upload_record(struct cache *c, const struct upload *up,
+			 bool still, bool current)
 {
 	struct centry *e = up->e;
 	int rc;
 
 	if (current && up->plen) {
-		struct patch_chain *ch = &u->chain;
-
 		rc = c->ops->block_patch(c->index_arg, e->ino, e->idx,
-					 ch->n ? ch->patch[ch->n - 1] :
-					 ch->base, up->hash, up->obj_size,
+					 up->below, up->hash, up->obj_size,
 					 still);
 		if (rc == -EILSEQ)
 			log_warn("block %" PRIu64 " of inode %" PRIu64
@@ -380,8 +461,7 @@ static int upload_settle_locked(struct cache *c, struct upload *up, int rc,
 
 /* Record the upload and settle the entry, in one commit_lock section
  * with the look at whether a write came since (invariant 2). */
-static int upload_commit(struct cache *c, struct uploader *u,
-			 struct upload *up)
+static int upload_commit(struct cache *c, struct upload *up)
 {
 	bool still, current;
 	int rc;
@@ -391,7 +471,7 @@ static int upload_commit(struct cache *c, struct uploader *u,
 	still = up->e->version != up->v;
 	current = up->e->in_table;
 	pthread_mutex_unlock(&c->lock);
-	rc = upload_record(c, u, up, still, current);
+	rc = upload_record(c, up, still, current);
 	pthread_mutex_lock(&c->lock);
 	rc = upload_settle_locked(c, up, rc, still);
 	pthread_mutex_unlock(&c->lock);
@@ -399,28 +479,52 @@ static int upload_commit(struct cache *c, struct uploader *u,
 	return rc;
 }
 
+/* Record a put that ended with rc (durable when 0), and let go of its
+ * claim.  Called without lock. */
+static int upload_end(struct cache *c, struct upload *up, int rc)
+{
+	if (rc == 0)
+		rc = upload_commit(c, up);
+	if (up->claimed)
+		cache_unclaim(c, up->hash);
+	up->claimed = false;
+	return rc;
+}
+
 /*
- * Upload the content of e as of version v and record it in the index:
- * the pages written since the last upload as a patch (build_patch()), or
- * the whole block.  Called by a worker that set e->uploading, pinned e
- * and took over its dmap into u (upload_start()), without lock.
+ * Upload the content of up->e as of version up->v and record it in the
+ * index: the pages written since the last upload as a patch
+ * (build_patch()), or the whole block.  With stage, a put that goes to
+ * the batch returns 0 with up->staged set: upload_end() records it after
+ * the batch's sync.  Called by a worker that set e->uploading, pinned e
+ * and took over its dmap into up (upload_start()), without lock.
  * -EILSEQ: the chain changed under the patch (go whole).
  */
-static int upload_one(struct cache *c, struct centry *e, uint64_t v,
-		      struct uploader *u)
+static int upload_one(struct cache *c, struct uploader *u, struct upload *up,
+		      bool stage)
 {
-	struct upload up = { .e = e, .v = v, .block = u->block };
 	int rc;
 
-	rc = upload_read(c, u, &up);
-	if (rc)
-		return rc;
-	rc = upload_put(c, u, &up);
+	up->block = u->block;
+	up->blen = up->plen = up->obj_size = 0;
+	up->whole = up->claimed = up->dedup = up->staged = false;
+	rc = upload_read(c, u, up);
 	if (rc == 0)
-		rc = upload_commit(c, u, &up);
-	if (up.claimed)
-		cache_unclaim(c, up.hash);
-	return rc;
+		rc = upload_put(c, u, up, stage);
+	if (rc == 0 && up->staged)
+		return 0;
+	return upload_end(c, up, rc);
+}
+
+/* An upload's end, rc its put's or its record's: once more whole when
+ * its patch's chain changed meanwhile (put at once). */
+static int upload_retry(struct cache *c, struct uploader *u,
+			struct upload *up, int rc)
+{
+	if (rc != -EILSEQ)
+		return rc;
+	up->snap_ok = false;
+	return upload_one(c, u, up, false);
 }
 
 /* ---- the workers ---- */
@@ -484,12 +588,10 @@ static void upload_sleep_locked(struct cache *c, uint64_t wait_ns)
 }
 
 /* Called with lock held, returns without: start the upload of e (pinned,
- * uploading, its pages taken over into u); the version it uploads. */
-static uint64_t upload_start(struct cache *c, struct centry *e,
-			     struct uploader *u)
+ * uploading, its pages and the version it uploads taken into up). */
+static void upload_start(struct cache *c, struct centry *e,
+			 struct upload *up)
 {
-	uint64_t v;
-
 	e->uploading = true;
 	c->uploading++;
 	e->refs++;
@@ -503,23 +605,23 @@ static uint64_t upload_start(struct cache *c, struct centry *e,
 	pthread_mutex_unlock(&c->lock);
 	pthread_mutex_lock(&c->commit_lock);
 	pthread_mutex_lock(&c->lock);
-	v = e->version;
+	up->e = e;
+	up->v = e->version;
 	/* taken now, not after the upload: a flush that comes while it
 	 * runs (for a write after v) marks the entry urgent again, and
 	 * clearing that afterwards left the flush waiting for
 	 * writeback_delay */
 	e->urgent = false;
-	dmap_take(c, e, u);
+	dmap_take(c, e, up);
 	pthread_mutex_unlock(&c->lock);
 	pthread_mutex_unlock(&c->commit_lock);
-	return v;
 }
 
 /* Called with lock held (dropped meanwhile): the upload of e ended with
  * rc.  A failure keeps its pages and sets its retry; e is unpinned, and
  * the waiting flushes are told. */
 static void upload_done_locked(struct cache *c, struct centry *e,
-			       const struct uploader *u, int rc)
+			       const struct upload *u, int rc)
 {
 	bool destroy;
 
@@ -553,8 +655,46 @@ static void upload_done_locked(struct cache *c, struct centry *e,
 	pthread_cond_broadcast(&c->state_cond);
 }
 
+/* Exchange two of a worker's uploads (each with its own snap). */
+static void upload_swap(struct upload *a, struct upload *b)
+{
+	struct upload t = *a;
+
+	*a = *b;
+	*b = t;
+}
+
+/*
+ * Called without lock: sync the worker's batch and end each upload in
+ * it: recorded in the index only now, its object durable (invariant 6).
+ */
+static void batch_finish(struct cache *c, struct uploader *u)
+{
+	char key[BLOB_DATA_KEY_LEN + 1];
+	size_t i;
+
+	store_batch_sync(u->batch, u->results);
+	for (i = 0; i < u->n; i++) {
+		struct upload *up = &u->ups[i];
+		int rc = u->results[i];
+
+		if (rc) {
+			blob_data_key(up->hash, key);
+			log_put_failed(up, key, rc);
+			up->obj_size = 0;
+		}
+		rc = upload_retry(c, u, up, upload_end(c, up, rc));
+		pthread_mutex_lock(&c->lock);
+		upload_done_locked(c, up->e, up, rc);
+		pthread_mutex_unlock(&c->lock);
+	}
+	u->n = 0;
+}
+
 /* An upload worker: uploads the dirty blocks as they fall due, until the
- * cache stops and no flush waits. */
+ * cache stops and no flush waits.  Where the store stages puts, it
+ * stages up to UPLOAD_BATCH uploads while more are due, then syncs them
+ * together (batch_finish()). */
 void *cache_upload_worker(void *arg)
 {
 	struct cache *c = arg;
@@ -566,25 +706,43 @@ void *cache_upload_worker(void *arg)
 	}
 	pthread_mutex_lock(&c->lock);
 	for (;;) {
-		uint64_t wait_ns = UINT64_MAX, v;
-		struct centry *e = pick_upload(c, &wait_ns);
+		uint64_t wait_ns = UINT64_MAX;
+		bool stop = c->stopping && c->flushers == 0;
+		struct centry *e = u.n < u.max && !stop ?
+			pick_upload(c, &wait_ns) : NULL;
+		struct upload *up;
 		int rc;
 
-		if (c->stopping && c->flushers == 0)
+		if (u.n && !e) {
+			pthread_mutex_unlock(&c->lock);
+			batch_finish(c, &u);
+			pthread_mutex_lock(&c->lock);
+			continue;
+		}
+		if (stop)
 			break;
 		if (!e) {
 			upload_sleep_locked(c, wait_ns);
 			continue;
 		}
-		v = upload_start(c, e, &u);
-		rc = upload_one(c, e, v, &u);
-		if (rc == -EILSEQ) {
-			/* the chain changed under the patch: go whole */
-			u.snap_ok = false;
-			rc = upload_one(c, e, v, &u);
+		up = &u.ups[u.n];
+		upload_start(c, e, up);
+		rc = upload_one(c, &u, up, u.max > 1);
+		if (rc == -EAGAIN) {
+			/* its name is claimed: sync ours, then wait for it */
+			batch_finish(c, &u);
+			upload_swap(&u.ups[0], up);
+			up = &u.ups[0];
+			rc = upload_one(c, &u, up, u.max > 1);
 		}
+		if (rc == 0 && up->staged) {
+			u.n++;
+			pthread_mutex_lock(&c->lock);
+			continue;
+		}
+		rc = upload_retry(c, &u, up, rc);
 		pthread_mutex_lock(&c->lock);
-		upload_done_locked(c, e, &u, rc);
+		upload_done_locked(c, e, up, rc);
 	}
 	pthread_mutex_unlock(&c->lock);
 	uploader_free(&u);

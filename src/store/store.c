@@ -7,11 +7,16 @@
  * refused with a message rather than mistaken for a relative directory
  * name.
  *
+ * A put batch (store_batch_*()) keeps, per object, the handle of its
+ * staged put, or for a store that does not stage the result of its put.
+ *
  * Invariants:
  *   1. store_key_valid() is the single definition of a well-formed key;
  *      every backend calls it before touching its medium.
  *   2. store_open() writes a message to err exactly when it fails, and
  *      only there (err is appended to, one line, no newline).
+ *   3. Every handle a batch holds is published by its sync or dropped
+ *      by its free, exactly once.
  */
 #include "util/compat.h"
 
@@ -59,6 +64,121 @@ int store_del_many(struct store *s, const char *const *keys, size_t n,
 	if (res != results)
 		free(res);
 	return first;
+}
+
+/* One object of a batch: its stage's handle, or the result of its put
+ * (a store without stage). */
+struct batch_item {
+	void *handle;
+	int rc;
+};
+
+struct store_batch {
+	struct store *s;
+	struct batch_item *items;
+	size_t n, cap;
+	void **handles; /* for publish; cap of them */
+	int *results;   /* cap of them */
+};
+
+int store_batch_native(const struct store *s)
+{
+	return s->ops->stage != NULL;
+}
+
+int store_batch_new(struct store *s, struct store_batch **out)
+{
+	struct store_batch *b = calloc(1, sizeof(*b));
+
+	*out = b;
+	if (!b)
+		return -ENOMEM;
+	b->s = s;
+	return 0;
+}
+
+size_t store_batch_len(const struct store_batch *b)
+{
+	return b->n;
+}
+
+static int batch_grow(struct store_batch *b)
+{
+	size_t ncap = b->cap ? b->cap * 2 : 16;
+	struct batch_item *it = realloc(b->items, ncap * sizeof(*it));
+	void **h;
+	int *r;
+
+	if (!it)
+		return -ENOMEM;
+	b->items = it;
+	h = realloc(b->handles, ncap * sizeof(*h));
+	if (!h)
+		return -ENOMEM;
+	b->handles = h;
+	r = realloc(b->results, ncap * sizeof(*r));
+	if (!r)
+		return -ENOMEM;
+	b->results = r;
+	b->cap = ncap;
+	return 0;
+}
+
+int store_batch_put(struct store_batch *b, const char *key, const void *data,
+		    size_t len)
+{
+	struct batch_item *it;
+	int rc;
+
+	if (b->n == b->cap && (rc = batch_grow(b)))
+		return rc;
+	it = &b->items[b->n];
+	it->handle = NULL;
+	if (b->s->ops->stage)
+		it->rc = b->s->ops->stage(b->s, key, data, len, &it->handle);
+	else
+		it->rc = store_put(b->s, key, data, len);
+	b->n++;
+	return 0;
+}
+
+int store_batch_sync(struct store_batch *b, int *results)
+{
+	size_t i, k = 0;
+	int first = 0;
+
+	for (i = 0; i < b->n; i++)
+		if (b->items[i].handle)
+			b->handles[k++] = b->items[i].handle;
+	if (k)
+		b->s->ops->publish(b->s, b->handles, k, b->results);
+	for (i = 0, k = 0; i < b->n; i++) {
+		struct batch_item *it = &b->items[i];
+
+		if (it->handle)
+			it->rc = b->results[k++];
+		if (results)
+			results[i] = it->rc;
+		if (it->rc && !first)
+			first = it->rc;
+	}
+	b->n = 0;
+	return first;
+}
+
+void store_batch_free(struct store_batch *b)
+{
+	size_t i;
+
+	if (!b)
+		return;
+	for (i = 0; i < b->n; i++)
+		if (b->items[i].handle)
+			b->s->ops->drop(b->s, b->items[i].handle);
+	free(b->items);
+	free(b->handles);
+	free(b->results);
+	free(b);
 }
 
 static int key_char_ok(char c)

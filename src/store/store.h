@@ -69,6 +69,18 @@ struct store_ops {
 		    void *arg);
 	/* Size of the object, -ENOENT when missing. */
 	int (*head)(struct store *s, const char *key, uint64_t *size);
+	/*
+	 * Optional, a put in two steps for store_batch_*() below (NULL: a
+	 * batch puts each object at once).  stage writes the object where
+	 * no reader finds it and returns its handle; publish makes n staged
+	 * objects durable under their keys, results[i] for handles[i] (put's
+	 * result), and releases the handles; drop releases one unpublished.
+	 */
+	int (*stage)(struct store *s, const char *key, const void *data,
+		     size_t len, void **handle);
+	void (*publish)(struct store *s, void *const *handles, size_t n,
+			int *results);
+	void (*drop)(struct store *s, void *handle);
 	/* Free the store and everything it owns. */
 	void (*close)(struct store *s);
 };
@@ -129,6 +141,32 @@ static inline int store_head(struct store *s, const char *key, uint64_t *size)
 {
 	return s->ops->head(s, key, size);
 }
+
+/*
+ * A put batch: many objects made durable together, for less than a put
+ * each costs where durability is per file (the local store: each put
+ * fsyncs its file and its directory; a batch writes every object, then
+ * fsyncs the files while their data goes to the disk together, then each
+ * directory once).  store_batch_put() hands one object over (data may be
+ * reused when it returns); store_batch_sync() makes every object handed
+ * over since the last sync durable, results[i] (may be NULL) the result
+ * of the i-th as put would return it, 0 when every one is, else the
+ * first error; the batch is then empty.  Until its sync an object may
+ * be in the store or not, never torn (a store without stage puts it at
+ * once, and the sync returns that put's result).  store_batch_free()
+ * drops what was not synced (NULL: no-op).  One thread at a time uses a
+ * batch.
+ */
+struct store_batch;
+int store_batch_new(struct store *s, struct store_batch **out);
+int store_batch_put(struct store_batch *b, const char *key, const void *data,
+		    size_t len);
+/* Objects handed over since the last sync. */
+size_t store_batch_len(const struct store_batch *b);
+int store_batch_sync(struct store_batch *b, int *results);
+void store_batch_free(struct store_batch *b);
+/* 1 when s stages puts (a batch is cheaper than its puts), else 0. */
+int store_batch_native(const struct store *s);
 
 /*
  * Read n objects in order while up to window threads fetch the following
@@ -216,6 +254,9 @@ int store_s3_open(const char *bucket_and_prefix, int create,
 
 /* Local-directory backend (store_file.c). root is created when create. */
 int store_file_open(const char *root, int create, struct store **out);
+/* The fsync(2) calls a file store made since it was opened (for tests
+ * and measurements). */
+uint64_t store_file_fsyncs(struct store *s);
 
 /*
  * Fault-injecting wrapper (store_fault.c), for tests.  It forwards every
@@ -228,10 +269,13 @@ enum store_fault_op {
 	STORE_OP_LIST = 1 << 3,
 	STORE_OP_HEAD = 1 << 4,
 	STORE_OP_ALL = 0x1f,
+	/* the publishing of a batch's staged puts (not in ALL: each is also
+	 * counted, and failed, as a PUT when staged) */
+	STORE_OP_SYNC = 1 << 5,
 };
 
 struct store_fault_counts {
-	uint64_t calls[5]; /* indexed by bit position of store_fault_op */
+	uint64_t calls[6]; /* indexed by bit position of store_fault_op */
 	uint64_t bytes_put;
 	uint64_t bytes_got;
 	uint64_t failed;

@@ -26,6 +26,11 @@
  *   7. The wrapper shares its inner store's counters (store_stats.h):
  *      the requests are the inner store's, and an injected failure
  *      counts there as an error (a request that never left).
+ *   8. Over a store that stages puts (store.h's batches) the wrapper
+ *      stages too: a stage is a put for the rules, the counts and the
+ *      holds; a publish is one SYNC call, whose injected failure fails
+ *      (and drops) every object of it; bytes_put counts what a publish
+ *      made durable.
  */
 #include "util/compat.h"
 
@@ -36,7 +41,7 @@
 
 #include "store/store.h"
 
-enum fault_op_index { OP_PUT, OP_GET, OP_DEL, OP_LIST, OP_HEAD };
+enum fault_op_index { OP_PUT, OP_GET, OP_DEL, OP_LIST, OP_HEAD, OP_SYNC };
 
 struct store_fault {
 	struct store base;
@@ -57,11 +62,11 @@ struct store_fault {
 	struct store_fault_counts counts; /* protected by lock */
 };
 
-static const struct store_ops store_fault_ops;
+static const struct store_ops store_fault_ops, store_fault_batch_ops;
 
 static struct store_fault *fault_from_store(struct store *s)
 {
-	assert(s->ops == &store_fault_ops);
+	assert(s->ops == &store_fault_ops || s->ops == &store_fault_batch_ops);
 	return (struct store_fault *)s;
 }
 
@@ -108,14 +113,9 @@ static void read_delay(struct store_fault *f)
 		usleep(delay);
 }
 
-static int fault_put(struct store *s, const char *key, const void *data,
-		     size_t len)
+/* A put (or a stage) waits here while puts are held. */
+static void hold_put(struct store_fault *f)
 {
-	struct store_fault *f = fault_from_store(s);
-	int rc = fault_enter(f, OP_PUT);
-
-	if (rc)
-		return rc;
 	pthread_mutex_lock(&f->lock);
 	if (f->hold) {
 		f->held++;
@@ -125,6 +125,17 @@ static int fault_put(struct store *s, const char *key, const void *data,
 		f->held--;
 	}
 	pthread_mutex_unlock(&f->lock);
+}
+
+static int fault_put(struct store *s, const char *key, const void *data,
+		     size_t len)
+{
+	struct store_fault *f = fault_from_store(s);
+	int rc = fault_enter(f, OP_PUT);
+
+	if (rc)
+		return rc;
+	hold_put(f);
 	rc = store_put(f->inner, key, data, len);
 	if (!rc) {
 		pthread_mutex_lock(&f->lock);
@@ -132,6 +143,80 @@ static int fault_put(struct store *s, const char *key, const void *data,
 		pthread_mutex_unlock(&f->lock);
 	}
 	return rc;
+}
+
+/* A staged put: the inner store's handle and the object's size. */
+struct fault_staged {
+	void *inner;
+	size_t len;
+};
+
+/* A stage is a put for the rules, counts and holds (invariant 8). */
+static int fault_stage(struct store *s, const char *key, const void *data,
+		       size_t len, void **handle)
+{
+	struct store_fault *f = fault_from_store(s);
+	struct fault_staged *st;
+	int rc = fault_enter(f, OP_PUT);
+
+	*handle = NULL;
+	if (rc)
+		return rc;
+	st = malloc(sizeof(*st));
+	if (!st)
+		return -ENOMEM;
+	hold_put(f);
+	st->len = len;
+	rc = f->inner->ops->stage(f->inner, key, data, len, &st->inner);
+	if (rc) {
+		free(st);
+		return rc;
+	}
+	*handle = st;
+	return 0;
+}
+
+static void fault_drop(struct store *s, void *handle)
+{
+	struct store_fault *f = fault_from_store(s);
+	struct fault_staged *st = handle;
+
+	f->inner->ops->drop(f->inner, st->inner);
+	free(st);
+}
+
+static void fault_publish(struct store *s, void *const *handles, size_t n,
+			  int *results)
+{
+	struct store_fault *f = fault_from_store(s);
+	struct fault_staged *const *st = (struct fault_staged *const *)handles;
+	int rc = fault_enter(f, OP_SYNC);
+	void **inner = rc ? NULL : malloc(n * sizeof(*inner));
+	uint64_t bytes = 0;
+	size_t i;
+
+	if (!rc && !inner)
+		rc = -ENOMEM;
+	for (i = 0; i < n; i++) {
+		if (rc) {
+			results[i] = rc;
+			fault_drop(s, st[i]);
+			continue;
+		}
+		inner[i] = st[i]->inner;
+	}
+	if (rc)
+		return;
+	f->inner->ops->publish(f->inner, inner, n, results);
+	for (i = 0; i < n; i++) {
+		if (!results[i])
+			bytes += st[i]->len;
+		free(st[i]);
+	}
+	free(inner);
+	pthread_mutex_lock(&f->lock);
+	f->counts.bytes_put += bytes;
+	pthread_mutex_unlock(&f->lock);
 }
 
 static int fault_get(struct store *s, const char *key, uint64_t off,
@@ -262,7 +347,9 @@ int store_fault_wrap(struct store *inner, struct store **out)
 	if (rc)
 		goto out_free_url;
 	pthread_cond_init(&f->hold_cond, NULL);
-	f->base.ops = &store_fault_ops;
+	/* staged puts only over a store that stages them */
+	f->base.ops = inner->ops->stage ? &store_fault_batch_ops :
+		&store_fault_ops;
 	f->base.block_size = inner->block_size;
 	f->base.counters = inner->counters; /* the inner store's requests */
 	f->inner = inner;
@@ -285,7 +372,7 @@ void store_fault_arm(struct store *s, unsigned ops_mask, uint64_t after,
 	if (err <= 0)
 		err = err < 0 && err > INT_MIN ? -err : EIO;
 	pthread_mutex_lock(&f->lock);
-	f->mask = ops_mask & STORE_OP_ALL;
+	f->mask = ops_mask & (STORE_OP_ALL | STORE_OP_SYNC);
 	f->after = after;
 	f->count = count;
 	f->err = err;
@@ -347,6 +434,20 @@ static const struct store_ops store_fault_ops = {
 	.del_many = fault_del_many,
 	.list = fault_list,
 	.head = fault_head,
+	.close = fault_close,
+};
+
+static const struct store_ops store_fault_batch_ops = {
+	.name = "fault",
+	.put = fault_put,
+	.get = fault_get,
+	.del = fault_del,
+	.del_many = fault_del_many,
+	.list = fault_list,
+	.head = fault_head,
+	.stage = fault_stage,
+	.publish = fault_publish,
+	.drop = fault_drop,
 	.close = fault_close,
 };
 

@@ -9,7 +9,10 @@
  * of the same key, never share a temp file), fsyncs it, renames it over
  * the key and fsyncs the directory.  rename(2) is atomic, so a reader
  * opens either the old inode or the complete new one; an open reader
- * keeps its inode even when a put replaces the key under it.
+ * keeps its inode even when a put replaces the key under it.  A put
+ * batch (store.h) does the same in steps: stage writes each temp file
+ * and starts its writeback; publish fsyncs the files, renames them, and
+ * fsyncs each directory once; a put is a batch of one.
  *
  * Invariants:
  *   1. A temp name is never a valid key segment (it ends in '~'), so list
@@ -17,10 +20,11 @@
  *      leave temp files behind; they are invisible and harmless.
  *   2. When put returns 0 the file, its directory entry and every
  *      directory on the way up to ROOT are durable.  A directory enters
- *      the durable set (dirs) only after this process fsynced its entry
- *      in its parent, so a put that finds it there may skip that fsync;
- *      a put racing with the creator of a directory fsyncs the parent
- *      itself.
+ *      the durable set (dirs) only after this process fsynced its parent
+ *      with the directory's entry in it, so a put that finds it there
+ *      may skip that fsync; a put racing with the creator of a directory
+ *      fsyncs the parent itself.  Such an fsync also enters the parent's
+ *      other subdirectories, listed before it began (sync_parent()).
  *   3. del never removes directories.  A directory is therefore never
  *      pulled from under a concurrent put, and an entry of the durable
  *      set stays true unless something outside metafuse removes the
@@ -72,6 +76,7 @@ struct store_file {
 	int root_fd;
 	atomic_uint_fast64_t tmp_seq;
 	atomic_bool no_direct; /* the file system refused O_DIRECT once */
+	atomic_uint_fast64_t fsyncs; /* made since open */
 	struct store_counters ctr; /* base.counters points here */
 	pthread_mutex_t dirs_lock;
 	struct durable_dir *dirs[DURABLE_BUCKETS]; /* protected by dirs_lock */
@@ -167,16 +172,69 @@ static int open_dir_at(int dfd, const char *path)
 	return fd < 0 ? -errno : fd;
 }
 
+/* fsync(2) counted (store_file_fsyncs()); errors through map_errno(). */
+static int sync_fd(struct store_file *fs, int fd)
+{
+	atomic_fetch_add(&fs->fsyncs, 1);
+	return fsync(fd) < 0 ? map_errno(errno) : 0;
+}
+
+/*
+ * Make the entries of the directory parent (path[0, plen) below ROOT,
+ * "" for ROOT) durable: note its subdirectories, then fsync it, then add
+ * them to the durable set.  Every one noted existed before the fsync
+ * began, so the fsync made its entry durable, whoever created it: a
+ * fresh process putting into a store of many directories (data/00 to
+ * data/ff) pays one fsync of their parent, not one per directory.
+ * Noting is best effort; the fsync is not.
+ */
+static int sync_parent(struct store_file *fs, int parent, char *path,
+		       size_t plen)
+{
+	struct dirent *de;
+	struct buf names = BUF_INIT;
+	const char *n;
+	DIR *dir = NULL;
+	int fd, rc;
+
+	fd = openat(parent, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd >= 0 && !(dir = fdopendir(fd)))
+		close(fd);
+	while (dir && (de = readdir(dir))) {
+		if (de->d_type != DT_DIR || !store_key_valid(de->d_name) ||
+		    plen + 1 + strlen(de->d_name) > STORE_KEY_MAX)
+			continue;
+		if (buf_append(&names, de->d_name, strlen(de->d_name) + 1))
+			break;
+	}
+	if (dir)
+		closedir(dir);
+	rc = sync_fd(fs, parent);
+	for (n = (const char *)names.data; !rc && names.len &&
+	     n < (const char *)names.data + names.len; n += strlen(n) + 1) {
+		size_t len = plen ? plen + 1 + strlen(n) : strlen(n);
+
+		if (plen)
+			path[plen] = '/';
+		memcpy(path + (plen ? plen + 1 : 0), n, strlen(n) + 1);
+		durable_add(fs, path, len);
+	}
+	path[plen] = '\0';
+	buf_free(&names);
+	return rc;
+}
+
 /*
  * Create every directory of dir[0, len) below ROOT, making each one's
- * entry durable.  Returns an open fd of the last one (ROOT when len == 0)
- * or -errno.
+ * entry durable: a directory not in the durable set is created (or found)
+ * and its parent synced (sync_parent(), which adds its siblings too).
+ * Returns an open fd of the last one (ROOT when len == 0) or -errno.
  */
 static int make_dirs(struct store_file *fs, const char *dir, size_t len)
 {
-	char path[STORE_KEY_MAX + 1];
+	char path[STORE_KEY_MAX + 1], cur[STORE_KEY_MAX + 1];
 	int parent, child, err;
-	char *seg, *end;
+	size_t seg, end;
 
 	if (len == 0)
 		return open_dir_at(fs->root_fd, ".");
@@ -192,31 +250,44 @@ static int make_dirs(struct store_file *fs, const char *dir, size_t len)
 	parent = open_dir_at(fs->root_fd, ".");
 	if (parent < 0)
 		return parent;
-	for (seg = path; seg; seg = end ? end + 1 : NULL) {
-		end = strchr(seg, '/');
-		if (end)
-			*end = '\0';
-		if (mkdirat(parent, seg, DIR_MODE) < 0 && errno != EEXIST) {
+	for (seg = 0; seg < len; seg = end + 1) {
+		const char *slash = memchr(path + seg, '/', len - seg);
+
+		end = slash ? (size_t)(slash - path) : len;
+		memcpy(cur, path, end);
+		cur[end] = '\0';
+		if (durable_has(fs, cur, end)) {
+			child = open_dir_at(parent, cur + seg);
+			if (child >= 0)
+				goto next;
+			if (child != -ENOENT) {
+				err = child;
+				goto out_close_parent;
+			}
+			durable_forget(fs, cur, end);
+		}
+		if (mkdirat(parent, cur + seg, DIR_MODE) < 0 &&
+		    errno != EEXIST) {
 			err = map_errno(errno);
 			goto out_close_parent;
 		}
-		child = open_dir_at(parent, seg);
+		child = open_dir_at(parent, cur + seg);
 		if (child < 0) {
 			err = child;
 			goto out_close_parent;
 		}
-		/* Someone else may have created it without syncing yet. */
-		if (fsync(parent) < 0) {
-			err = map_errno(errno);
+		/* Made now, or by someone else who may not have synced yet. */
+		cur[seg ? seg - 1 : 0] = '\0';
+		err = sync_parent(fs, parent, cur, seg ? seg - 1 : 0);
+		if (err) {
 			close(child);
 			goto out_close_parent;
 		}
+		durable_add(fs, path, end);
+next:
 		close(parent);
 		parent = child;
-		if (end)
-			*end = '/';
 	}
-	durable_add(fs, path, len);
 	return parent;
 
 out_close_parent:
@@ -299,54 +370,133 @@ static int counted(struct store_file *fs, enum store_req kind, int rc,
 	return rc;
 }
 
-static int put_object(struct store *s, const char *key, const void *data,
-		      size_t len)
-{
-	struct store_file *fs = file_from_store(s);
-	const char *slash, *base;
+/* A staged put: its object written to tmp in the directory dfd. */
+struct staged {
+	int dfd, fd;      /* fd: -1 once closed */
+	bool renamed;
+	size_t len;       /* the object's */
+	size_t dirlen;    /* of key's directory part */
 	char tmp[64];
-	int dfd, fd = -1, rc = 0, tries;
+	char key[];
+};
+
+static void staged_free(struct staged *st)
+{
+	if (st->fd >= 0)
+		close(st->fd);
+	if (!st->renamed)
+		unlinkat(st->dfd, st->tmp, 0);
+	close(st->dfd);
+	free(st);
+}
+
+/*
+ * Write the object to a new temp file in its directory, and start its
+ * writeback (sync_file_range(2): the data of many staged objects goes to
+ * the disk together, where one fsync after another wrote each alone).
+ */
+static int stage_object(struct store_file *fs, const char *key,
+			const void *data, size_t len, struct staged **out)
+{
+	const char *slash;
+	struct staged *st;
+	size_t klen;
+	int rc = 0, tries;
 
 	if (!store_key_valid(key))
 		return -EINVAL;
+	klen = strlen(key);
+	st = malloc(sizeof(*st) + klen + 1);
+	if (!st)
+		return -ENOMEM;
+	memcpy(st->key, key, klen + 1);
 	slash = strrchr(key, '/');
-	base = slash ? slash + 1 : key;
-	dfd = make_dirs(fs, key, slash ? (size_t)(slash - key) : 0);
-	if (dfd < 0)
-		return dfd;
+	st->dirlen = slash ? (size_t)(slash - key) : 0;
+	st->len = len;
+	st->renamed = false;
+	st->fd = -1;
+	st->dfd = make_dirs(fs, key, st->dirlen);
+	if (st->dfd < 0) {
+		rc = st->dfd;
+		free(st);
+		return rc;
+	}
 	/* A stale temp file of a dead process with our pid may exist. */
-	for (tries = 0; tries < 100 && fd < 0; tries++) {
-		snprintf(tmp, sizeof(tmp), ".tmp-%ld-%" PRIuFAST64 "~",
+	for (tries = 0; tries < 100 && st->fd < 0; tries++) {
+		snprintf(st->tmp, sizeof(st->tmp), ".tmp-%ld-%" PRIuFAST64 "~",
 			 (long)getpid(), atomic_fetch_add(&fs->tmp_seq, 1));
-		fd = openat(dfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC,
-			    FILE_MODE);
-		if (fd < 0 && errno != EEXIST)
+		st->fd = openat(st->dfd, st->tmp,
+				O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC,
+				FILE_MODE);
+		if (st->fd < 0 && errno != EEXIST)
 			break;
 	}
-	if (fd < 0) {
+	if (st->fd < 0) {
 		rc = map_errno(errno);
-		goto out_close_dir;
+		close(st->dfd);
+		free(st);
+		return rc;
 	}
-	rc = write_object(fs, fd, data, len);
-	if (!rc && fsync(fd) < 0)
-		rc = map_errno(errno);
-	if (close(fd) < 0 && !rc)
-		rc = map_errno(errno);
-	if (rc)
-		goto out_unlink_tmp;
-	if (renameat(dfd, tmp, dfd, base) < 0) {
-		rc = map_errno(errno);
-		goto out_unlink_tmp;
+	rc = write_object(fs, st->fd, data, len);
+	if (rc) {
+		staged_free(st);
+		return rc;
 	}
-	if (fsync(dfd) < 0)
-		rc = map_errno(errno);
-	goto out_close_dir;
+	/* only a head start: the fsync reports what fails */
+	sync_file_range(st->fd, 0, 0, SYNC_FILE_RANGE_WRITE);
+	*out = st;
+	return 0;
+}
 
-out_unlink_tmp:
-	unlinkat(dfd, tmp, 0);
-out_close_dir:
-	close(dfd);
-	return rc;
+static bool same_dir(const struct staged *a, const struct staged *b)
+{
+	return a->dirlen == b->dirlen && !memcmp(a->key, b->key, a->dirlen);
+}
+
+/*
+ * Publish n staged objects, results[i] for st[i]: fsync every file, then
+ * rename each over its key, then fsync each directory once (a crash
+ * before a directory's fsync may lose a rename, never a file's data
+ * under its key).  Each counts as a put; every st[i] is freed.
+ */
+static void publish_objects(struct store_file *fs, struct staged *const *st,
+			    size_t n, int *results)
+{
+	size_t i, j;
+	int rc;
+
+	for (i = 0; i < n; i++) {
+		results[i] = sync_fd(fs, st[i]->fd);
+		if (close(st[i]->fd) < 0 && !results[i])
+			results[i] = map_errno(errno);
+		st[i]->fd = -1;
+	}
+	for (i = 0; i < n; i++) {
+		if (results[i])
+			continue;
+		if (renameat(st[i]->dfd, st[i]->tmp, st[i]->dfd,
+			     st[i]->key + st[i]->dirlen +
+			     (st[i]->dirlen ? 1 : 0)) < 0)
+			results[i] = map_errno(errno);
+		else
+			st[i]->renamed = true;
+	}
+	for (i = 0; i < n; i++) {
+		for (j = 0; j < i; j++)
+			if (st[j]->renamed && same_dir(st[i], st[j]))
+				break;
+		if (!st[i]->renamed || j < i)
+			continue;
+		rc = sync_fd(fs, st[i]->dfd);
+		for (j = i; rc && j < n; j++)
+			if (st[j]->renamed && same_dir(st[i], st[j]))
+				results[j] = rc;
+	}
+	for (i = 0; i < n; i++) {
+		counted(fs, STORE_REQ_PUT, results[i],
+			results[i] ? 0 : st[i]->len, 0);
+		staged_free(st[i]);
+	}
 }
 
 /* Errors that mean "there is no object under this key". */
@@ -383,10 +533,37 @@ static bool direct_read_ok(struct store_file *fs, int fd, uint64_t off,
 static int file_put(struct store *s, const char *key, const void *data,
 		    size_t len)
 {
-	int rc = put_object(s, key, data, len);
+	struct store_file *fs = file_from_store(s);
+	struct staged *st;
+	int rc = stage_object(fs, key, data, len, &st);
 
-	return counted(file_from_store(s), STORE_REQ_PUT, rc, rc ? 0 : len,
-		       0);
+	if (rc)
+		return counted(fs, STORE_REQ_PUT, rc, 0, 0);
+	publish_objects(fs, &st, 1, &rc);
+	return rc;
+}
+
+static int file_stage(struct store *s, const char *key, const void *data,
+		      size_t len, void **handle)
+{
+	struct store_file *fs = file_from_store(s);
+	struct staged *st;
+	int rc = stage_object(fs, key, data, len, &st);
+
+	*handle = rc ? NULL : st;
+	return rc ? counted(fs, STORE_REQ_PUT, rc, 0, 0) : 0;
+}
+
+static void file_publish(struct store *s, void *const *handles, size_t n,
+			 int *results)
+{
+	publish_objects(file_from_store(s), (struct staged *const *)handles,
+			n, results);
+}
+
+static void file_drop(struct store *s, void *handle)
+{
+	staged_free(handle);
 }
 
 static int get_object(struct store *s, const char *key, uint64_t off,
@@ -775,6 +952,7 @@ int store_file_open(const char *root, int create, struct store **out)
 	fs->base.counters = &fs->ctr;
 	atomic_init(&fs->tmp_seq, 0);
 	atomic_init(&fs->no_direct, false);
+	atomic_init(&fs->fsyncs, 0);
 	*out = &fs->base;
 	return 0;
 
@@ -787,6 +965,11 @@ out_close_fd:
 	return rc;
 }
 
+uint64_t store_file_fsyncs(struct store *s)
+{
+	return atomic_load(&file_from_store(s)->fsyncs);
+}
+
 static const struct store_ops store_file_ops = {
 	.name = "file",
 	.put = file_put,
@@ -794,5 +977,8 @@ static const struct store_ops store_file_ops = {
 	.del = file_del,
 	.list = file_list,
 	.head = file_head,
+	.stage = file_stage,
+	.publish = file_publish,
+	.drop = file_drop,
 	.close = file_close,
 };

@@ -236,6 +236,50 @@ static void fault_concurrent_counts(struct store *s)
 	CHECK_EQ_U64(d.calls[4], N_THREADS * 250);
 }
 
+/*
+ * Batches over a staging store: a stage is a put (counted, failed alone
+ * when armed); a SYNC fault fails the whole publish and leaves nothing,
+ * not even a temp file; the next sync goes through.
+ */
+static void fault_batch(struct store *s, const char *root)
+{
+	struct store_fault_counts c0, d;
+	struct store_batch *b = NULL;
+	struct buf out = BUF_INIT;
+	int results[3];
+
+	CHECK(store_batch_native(s));
+	CHECK_RC(store_batch_new(s, &b), 0);
+	if (!b)
+		return;
+	store_fault_get_counts(s, &c0);
+	store_fault_arm(s, STORE_OP_PUT, 1, 1, EIO);
+	CHECK_RC(store_batch_put(b, "fb/a", "a", 1), 0);
+	CHECK_RC(store_batch_put(b, "fb/b", "bb", 2), 0);
+	CHECK_RC(store_batch_put(b, "fb/c", "ccc", 3), 0);
+	CHECK_RC(store_batch_sync(b, results), -EIO);
+	CHECK(results[0] == 0 && results[1] == -EIO && results[2] == 0);
+	counts_diff(s, &c0, &d);
+	CHECK_EQ_U64(d.calls[0], 3);
+	CHECK_EQ_U64(d.calls[5], 1);
+	CHECK_EQ_U64(d.bytes_put, 4);
+	CHECK_RC(store_get(s, "fb/b", 0, 0, &out), -ENOENT);
+
+	store_fault_arm(s, STORE_OP_SYNC, 0, 1, EIO);
+	CHECK_RC(store_batch_put(b, "fb/d", "d", 1), 0);
+	CHECK_RC(store_batch_put(b, "fb/e", "e", 1), 0);
+	CHECK_RC(store_batch_sync(b, results), -EIO);
+	CHECK(results[0] == -EIO && results[1] == -EIO);
+	CHECK_RC(store_get(s, "fb/d", 0, 0, &out), -ENOENT);
+	CHECK_EQ_U64(count_names_with(root, '~'), 0);
+	CHECK_RC(store_batch_put(b, "fb/d", "d", 1), 0);
+	CHECK_RC(store_batch_sync(b, NULL), 0);
+	CHECK_RC(store_get(s, "fb/d", 0, 0, &out), 0);
+	CHECK(out.len == 1 && out.data[0] == 'd');
+	store_batch_free(b);
+	buf_free(&out);
+}
+
 static void test_fault(const char *tmp)
 {
 	struct buf root = BUF_INIT;
@@ -259,6 +303,7 @@ static void test_fault(const char *tmp)
 	fault_rearm(s);
 	fault_corrupt(s);
 	fault_concurrent_counts(s);
+	fault_batch(s, buf_str(&root));
 	store_close(s); /* closes inner too */
 out:
 	buf_free(&root);
