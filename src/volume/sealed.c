@@ -14,6 +14,9 @@
  *      decrypted before the check is wiped: crypt_open(), and here).
  *   3. A get opens the whole object, also for a ranged read: a range is
  *      cut from the opened plaintext (the tag covers the whole).
+ *   4. Over a store that stages puts (store.h's batches) the wrapper
+ *      stages too: the inner store stages the sealed copy, which it has
+ *      written when the stage returns; publish and drop pass through.
  */
 #include "util/compat.h"
 
@@ -30,11 +33,11 @@ struct sealed {
 	struct crypt_key key;
 };
 
-static const struct store_ops sealed_ops;
+static const struct store_ops sealed_ops, sealed_batch_ops;
 
 static struct sealed *sealed_from_store(struct store *s)
 {
-	assert(s->ops == &sealed_ops);
+	assert(s->ops == &sealed_ops || s->ops == &sealed_batch_ops);
 	return (struct sealed *)s;
 }
 
@@ -43,15 +46,15 @@ static bool passes(const char *key)
 	return !strcmp(key, SEALED_PLAIN_KEY);
 }
 
-static int sealed_put(struct store *s, const char *key, const void *data,
-		      size_t len)
+/* The sealed copy of data (len + CRYPT_OVERHEAD bytes) in *out, to be
+ * freed by the caller. */
+static int seal_copy(struct sealed *w, const char *key, const void *data,
+		     size_t len, void **out)
 {
-	struct sealed *w = sealed_from_store(s);
 	void *sealed = NULL;
 	int rc;
 
-	if (passes(key))
-		return store_put(w->inner, key, data, len);
+	*out = NULL;
 	if (len > SIZE_MAX - CRYPT_OVERHEAD)
 		return -ENOMEM;
 	/* aligned data is an O_DIRECT put: keep it one (sealed.h) */
@@ -65,10 +68,64 @@ static int sealed_put(struct store *s, const char *key, const void *data,
 	if (!sealed)
 		return -ENOMEM;
 	rc = crypt_seal(&w->key, key, data, len, sealed);
+	if (rc) {
+		free(sealed);
+		return rc;
+	}
+	*out = sealed;
+	return 0;
+}
+
+static int sealed_put(struct store *s, const char *key, const void *data,
+		      size_t len)
+{
+	struct sealed *w = sealed_from_store(s);
+	void *sealed;
+	int rc;
+
+	if (passes(key))
+		return store_put(w->inner, key, data, len);
+	rc = seal_copy(w, key, data, len, &sealed);
 	if (rc == 0)
 		rc = store_put(w->inner, key, sealed, len + CRYPT_OVERHEAD);
 	free(sealed);
 	return rc;
+}
+
+/* A staged put is the inner store's, of the sealed copy (the inner
+ * stage has written it when it returns). */
+static int sealed_stage(struct store *s, const char *key, const void *data,
+			size_t len, void **handle)
+{
+	struct sealed *w = sealed_from_store(s);
+	struct store *in = w->inner;
+	void *sealed;
+	int rc;
+
+	*handle = NULL;
+	if (passes(key))
+		return in->ops->stage(in, key, data, len, handle);
+	rc = seal_copy(w, key, data, len, &sealed);
+	if (rc == 0)
+		rc = in->ops->stage(in, key, sealed, len + CRYPT_OVERHEAD,
+				    handle);
+	free(sealed);
+	return rc;
+}
+
+static void sealed_publish(struct store *s, void *const *handles, size_t n,
+			   int *results)
+{
+	struct store *in = sealed_from_store(s)->inner;
+
+	in->ops->publish(in, handles, n, results);
+}
+
+static void sealed_drop(struct store *s, void *handle)
+{
+	struct store *in = sealed_from_store(s)->inner;
+
+	in->ops->drop(in, handle);
 }
 
 /* Keep the plaintext's bytes [off, off + len) of the n at p (len 0: to
@@ -195,7 +252,8 @@ int sealed_store_wrap(struct store *inner, const struct crypt_key *k,
 		free(w);
 		return -ENOMEM;
 	}
-	w->base.ops = &sealed_ops;
+	/* staged puts only over a store that stages them */
+	w->base.ops = inner->ops->stage ? &sealed_batch_ops : &sealed_ops;
 	w->base.block_size = inner->block_size;
 	w->base.counters = inner->counters; /* the inner store's requests */
 	w->inner = inner;
@@ -206,7 +264,8 @@ int sealed_store_wrap(struct store *inner, const struct crypt_key *k,
 
 struct store *sealed_store_inner(struct store *s)
 {
-	return s && s->ops == &sealed_ops ? sealed_from_store(s)->inner : s;
+	return s && (s->ops == &sealed_ops || s->ops == &sealed_batch_ops) ?
+		       sealed_from_store(s)->inner : s;
 }
 
 static const struct store_ops sealed_ops = {
@@ -217,5 +276,19 @@ static const struct store_ops sealed_ops = {
 	.del_many = sealed_del_many,
 	.list = sealed_list,
 	.head = sealed_head,
+	.close = sealed_close,
+};
+
+static const struct store_ops sealed_batch_ops = {
+	.name = "sealed",
+	.put = sealed_put,
+	.get = sealed_get,
+	.del = sealed_del,
+	.del_many = sealed_del_many,
+	.list = sealed_list,
+	.head = sealed_head,
+	.stage = sealed_stage,
+	.publish = sealed_publish,
+	.drop = sealed_drop,
 	.close = sealed_close,
 };

@@ -261,6 +261,49 @@ static int list_cb(const char *key, uint64_t size, void *arg)
 
 /* The sealed store over a file store: round trips, ranges, sizes, and
  * what the inner store holds. */
+/* Over a store that stages puts, a batch stages sealed copies: nothing
+ * is found before the sync, every object opens after it, none is
+ * plaintext in the inner store, and the descriptor stays plain. */
+static void test_sealed_batch(struct store *s, struct store *inner)
+{
+	struct store_batch *b = NULL;
+	struct buf out = BUF_INIT;
+	int results[3];
+	uint64_t size;
+
+	CHECK_EQ_U64(store_batch_native(s), store_batch_native(inner));
+	CHECK(store_batch_native(s) == 1);
+	CHECK_RC(store_batch_new(s, &b), 0);
+	if (!b)
+		return;
+	CHECK_RC(store_batch_put(b, "meta/jrnl-0000000000000007",
+				 "batched-secret", 14), 0);
+	CHECK_RC(store_batch_put(b, "meta/jrnl-0000000000000008", "two", 3),
+		 0);
+	CHECK_RC(store_batch_put(b, "volume", "plain2", 6), 0);
+	CHECK_RC(store_head(s, "meta/jrnl-0000000000000007", &size), -ENOENT);
+	CHECK_RC(store_batch_sync(b, results), 0);
+	CHECK(results[0] == 0 && results[1] == 0 && results[2] == 0);
+	CHECK_RC(store_get(s, "meta/jrnl-0000000000000007", 0, 0, &out), 0);
+	CHECK(out.len == 14 && !memcmp(out.data, "batched-secret", 14));
+	buf_reset(&out);
+	CHECK_RC(store_get(inner, "meta/jrnl-0000000000000007", 0, 0, &out),
+		 0);
+	CHECK(out.len == 14 + CRYPT_OVERHEAD &&
+	      memmem(out.data, out.len, "secret", 6) == NULL);
+	buf_reset(&out);
+	CHECK_RC(store_get(inner, "volume", 0, 0, &out), 0);
+	CHECK(out.len == 6 && !memcmp(out.data, "plain2", 6));
+	/* dropped unsynced: not there */
+	CHECK_RC(store_batch_put(b, "meta/jrnl-0000000000000009", "x", 1), 0);
+	store_batch_free(b);
+	CHECK_RC(store_head(inner, "meta/jrnl-0000000000000009", &size),
+		 -ENOENT);
+	CHECK_RC(store_del(s, "meta/jrnl-0000000000000007"), 0);
+	CHECK_RC(store_del(s, "meta/jrnl-0000000000000008"), 0);
+	buf_free(&out);
+}
+
 static void test_sealed_store(struct store *inner_file)
 {
 	struct crypt_key k;
@@ -318,6 +361,7 @@ static void test_sealed_store(struct store *inner_file)
 	CHECK_RC(store_del(s, "meta/jrnl-0000000000000002"), 0);
 	CHECK_RC(store_head(inner_file, "meta/jrnl-0000000000000002", &size),
 		 -ENOENT);
+	test_sealed_batch(s, inner_file);
 	store_close(s); /* and the inner store with it */
 	free(aligned);
 	free(big);
