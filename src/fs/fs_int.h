@@ -118,6 +118,11 @@ enum fs_kill_flags { FS_KILL_SUIDGID = 1 << 0 };
 int fs_wire_install(struct fs *fs);
 bool fs_wire_killpriv(struct fs *fs);
 unsigned fs_wire_kill(void);
+#ifdef FUSE_LOWLEVEL_H_
+/* the read and writev fs_wire_install() gives the session, whose
+ * userdata is the struct fs (for tests/unit/t_fs_wire.c) */
+const struct fuse_custom_io *fs_wire_io(void);
+#endif
 
 /*
  * fs_kill.c, under FUSE_HANDLE_KILLPRIV_V2 (else they do nothing).

@@ -164,6 +164,11 @@ static const struct fuse_custom_io wire_io = {
 	.writev = wire_writev,
 };
 
+const struct fuse_custom_io *fs_wire_io(void)
+{
+	return &wire_io;
+}
+
 int fs_wire_install(struct fs *fs)
 {
 	int rc = fuse_session_custom_io(fs->se, &wire_io,
