@@ -526,8 +526,10 @@ static void fs_op_setattr(fuse_req_t req, fuse_ino_t fino, struct stat *attr,
 		set |= META_SET_CTIME;
 		in.ctime = attr->st_ctim;
 	}
-	need_cur = (set & (META_SET_UID | META_SET_GID)) ||
-		   (to_set & FUSE_SET_ATTR_SIZE) || fs_wire_kill();
+	/* a chown, or the kernel's own kill, may clear bits (fs_kill.c) */
+	need_cur = (to_set & FUSE_SET_ATTR_SIZE) ||
+		   (fs_wire_killpriv(fs) &&
+		    ((set & (META_SET_UID | META_SET_GID)) || fs_wire_kill()));
 	if (need_cur) {
 		rc = meta_getattr(fs->cfg.meta, ino, &cur);
 		if (rc)
