@@ -44,20 +44,24 @@ static uint32_t mode_killed(uint32_t mode)
  */
 int fs_kill_on_write(struct fs *fs, uint64_t ino)
 {
-	struct meta_attr a, in, out;
+	struct meta_attr in, out;
 	struct timespec now;
+	uint32_t mode;
 	int rc;
 
 	if (!fs_wire_killpriv(fs))
 		return 0;
 	now = now_realtime();
 	if (fs_wire_kill() & FS_KILL_SUIDGID) {
-		rc = meta_getattr(fs->cfg.meta, ino, &a);
+		/* every write of such a user asks: meta_getmode() leaves the
+		 * batching of writes' sizes alone (meta_getattr() ends it,
+		 * a transaction per write) */
+		rc = meta_getmode(fs->cfg.meta, ino, &mode);
 		if (rc)
 			return rc;
-		if (mode_killed(a.mode) != a.mode) {
+		if (mode_killed(mode) != mode) {
 			memset(&in, 0, sizeof(in));
-			in.mode = mode_killed(a.mode);
+			in.mode = mode_killed(mode);
 			rc = meta_setattr(fs->cfg.meta, ino, &in,
 					  META_SET_MODE, &now, &out);
 			if (rc)
