@@ -139,7 +139,9 @@ static ssize_t wire_writev(int fd, struct iovec *iov, int count,
 	    count != 2 || iov[0].iov_len != sizeof(*oh))
 		return writev(fd, iov, count);
 	oh = iov[0].iov_base;
-	if (oh->unique != atomic_load(&fs->wire.init_unique))
+	/* unique 0: a notification (fs_notify.c), never a reply */
+	if (oh->unique == 0 ||
+	    oh->unique != atomic_load(&fs->wire.init_unique))
 		return writev(fd, iov, count);
 	atomic_store(&fs->wire.init_done, true);
 	if (oh->error || !(fs->wire.offered & FUSE_HANDLE_KILLPRIV_V2) ||

@@ -161,6 +161,9 @@ static void test_init_reply(void)
 	const uint32_t base = FUSE_ASYNC_READ | FUSE_ATOMIC_O_TRUNC;
 	struct fs *fs = calloc(1, sizeof(*fs));
 
+	/* a notification (unique 0) before the INIT request: untouched,
+	 * and the INIT reply still gets the flag */
+	CHECK_RC(reply_init(fs, 0, 0, base), base);
 	/* offered: added (and the old way taken out), once */
 	init_request(fs, 2, base | FUSE_HANDLE_KILLPRIV |
 				    FUSE_HANDLE_KILLPRIV_V2);
