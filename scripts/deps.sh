@@ -16,6 +16,8 @@ pkgs=(
 	# test
 	python3 python3-pytest python3-pytest-timeout attr util-linux
 	procps coreutils
+	# test: counting the requests the daemon reads (tests/e2e/test_posix.py)
+	strace
 	# test: the man page renders (tests/e2e/test_help.py)
 	man-db groff-base
 	# test: certificates for the HTTPS tests (tests/e2e/test_s3_config.py)

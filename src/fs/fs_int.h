@@ -8,6 +8,10 @@
  *   fs_clone.c  clones: copy_file_range's shared blocks, the tree copy
  *   fs_acl.c    the mode that follows an ACL set as an xattr
  *   fs_notify.c a follower's invalidations of the kernel's caches
+ *   fs_wire.c   FUSE_HANDLE_KILLPRIV_V2 and its per-request kill flags,
+ *               which libfuse 3.14 does not pass on
+ *   fs_kill.c   the set-id bits and capabilities a write, truncate or
+ *               chown clears under it
  */
 #ifndef METAFUSE_FS_INT_H
 #define METAFUSE_FS_INT_H
@@ -15,6 +19,7 @@
 #include "util/compat.h"
 
 #include <pthread.h>
+#include <stdatomic.h>
 
 #include "cache/cache.h"
 #include "fs/fs.h"
@@ -70,6 +75,16 @@ struct fs {
 	 * notification, so fs_run() never ends the session under one */
 	pthread_mutex_t notify_lock;
 	bool notify_live;
+
+	/* fs_wire.c: the INIT request (written by the worker that reads it,
+	 * before any other request comes), and whether the kernel leaves
+	 * clearing set-id bits and capabilities to us */
+	struct fs_wire {
+		_Atomic uint64_t init_unique;
+		uint32_t offered;  /* fuse_init_in.flags */
+		atomic_bool init_done;
+		atomic_bool killpriv;
+	} wire;
 };
 
 
@@ -89,8 +104,46 @@ static inline uint64_t ino_of(uint64_t ino)
  * says so once mounted, and no longer before the session ends). */
 void fs_notify_live(struct fs *fs, bool live);
 
+/*
+ * fs_wire.c.  fs_wire_install(): after fuse_session_mount(), the session
+ * reads and writes /dev/fuse through fs_wire.c; -errno.
+ * fs_wire_killpriv(): the kernel took FUSE_HANDLE_KILLPRIV_V2: a write,
+ * truncate or chown of a regular file must clear its set-id bits and
+ * capability here (fs_kill_*() in fs_ops.c).
+ * fs_wire_kill(): FS_KILL_SUIDGID when the WRITE, SETATTR or OPEN this
+ * thread is processing asks for set-id bits to be cleared (its caller
+ * lacks CAP_FSETID); 0 otherwise.
+ */
+enum fs_kill_flags { FS_KILL_SUIDGID = 1 << 0 };
+int fs_wire_install(struct fs *fs);
+bool fs_wire_killpriv(struct fs *fs);
+unsigned fs_wire_kill(void);
+#ifdef FUSE_LOWLEVEL_H_
+/* the read and writev fs_wire_install() gives the session, whose
+ * userdata is the struct fs (for tests/unit/t_fs_wire.c) */
+const struct fuse_custom_io *fs_wire_io(void);
+#endif
+
+/*
+ * fs_kill.c, under FUSE_HANDLE_KILLPRIV_V2 (else they do nothing).
+ * fs_kill_on_write(): before a write to ino, clears its set-id bits when
+ * the request asks, and its capability.  fs_kill_on_setattr(): for a
+ * SETATTR of cur (its current attributes) that sets *set from in: removes
+ * the capability of a non-directory on a truncate or chown, and adds the
+ * mode without set-id bits to *set and in when the request asks and sets
+ * no mode itself; the caller applies it with the rest.  0 or -errno.
+ */
+int fs_kill_on_write(struct fs *fs, uint64_t ino);
+int fs_kill_on_setattr(struct fs *fs, const struct meta_attr *cur,
+		       unsigned *set, struct meta_attr *in,
+		       const struct timespec *now);
+
 /* fs_xattr.c: fs->rare_unused from the metadata, at fs_new(). */
 void fs_xattr_init(struct fs *fs);
+/* Remove ino's security.capability if it has one (a write, truncate or
+ * chown under FUSE_HANDLE_KILLPRIV_V2); no trip to meta while no inode
+ * has one.  0 or -errno. */
+int fs_xattr_kill_caps(struct fs *fs, uint64_t ino, const struct timespec *now);
 #ifdef FUSE_LOWLEVEL_H_
 void fs_op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
 		    const char *value, size_t size, int flags);

@@ -395,8 +395,12 @@ static void fs_op_init(void *userdata, struct fuse_conn_info *conn)
 	/* no flock/getlk/setlk handlers: the kernel keeps locks locally,
 	 * which is exact for a volume with one mount */
 	conn->want &= ~(unsigned)(FUSE_CAP_FLOCK_LOCKS | FUSE_CAP_POSIX_LOCKS);
-	/* the kernel clears set-user-ID bits on write and chown itself */
+	/* set-id bits and capabilities: the kernel clears them itself, or
+	 * (FUSE_HANDLE_KILLPRIV_V2, which fs_wire.c adds to the reply when
+	 * offered) leaves them to us, never the old way in between */
 	conn->want &= ~(unsigned)FUSE_CAP_HANDLE_KILLPRIV;
+	/* every request must come through fs_wire.c's read */
+	conn->want &= ~(unsigned)FUSE_CAP_SPLICE_READ;
 	/* open(O_TRUNC) arrives as one request, truncated in fs_op_open */
 	if (conn->capable & FUSE_CAP_ATOMIC_O_TRUNC)
 		conn->want |= FUSE_CAP_ATOMIC_O_TRUNC;
@@ -492,7 +496,8 @@ static void fs_op_setattr(fuse_req_t req, fuse_ino_t fino, struct stat *attr,
 	struct meta_attr in, out, cur;
 	unsigned set = 0;
 	struct stat st;
-	int rc;
+	bool need_cur;
+	int rc = 0;
 
 	memset(&in, 0, sizeof(in));
 	if (to_set & FUSE_SET_ATTR_MODE) {
@@ -521,12 +526,18 @@ static void fs_op_setattr(fuse_req_t req, fuse_ino_t fino, struct stat *attr,
 		set |= META_SET_CTIME;
 		in.ctime = attr->st_ctim;
 	}
-	if (to_set & FUSE_SET_ATTR_SIZE) {
-		struct size_apply sa = { fs, ino, &in, 0, &now, &out };
-
+	/* a chown, or the kernel's own kill, may clear bits (fs_kill.c) */
+	need_cur = (to_set & FUSE_SET_ATTR_SIZE) ||
+		   (fs_wire_killpriv(fs) &&
+		    ((set & (META_SET_UID | META_SET_GID)) || fs_wire_kill()));
+	if (need_cur) {
 		rc = meta_getattr(fs->cfg.meta, ino, &cur);
 		if (rc)
 			goto out_err;
+	}
+	if (to_set & FUSE_SET_ATTR_SIZE) {
+		struct size_apply sa = { fs, ino, &in, 0, &now, &out };
+
 		if (S_ISDIR(cur.mode)) {
 			rc = -EISDIR;
 			goto out_err;
@@ -542,11 +553,18 @@ static void fs_op_setattr(fuse_req_t req, fuse_ino_t fino, struct stat *attr,
 			set |= META_SET_MTIME;
 			in.mtime = now;
 		}
+		rc = fs_kill_on_setattr(fs, &cur, &set, &in, &now);
+		if (rc)
+			goto out_err;
 		sa.to_set = set;
 		rc = cache_truncate(fs->cfg.cache, ino, cur.size, in.size,
 				    apply_setattr, &sa);
 	} else {
-		rc = meta_setattr(fs->cfg.meta, ino, &in, set, &now, &out);
+		if (need_cur)
+			rc = fs_kill_on_setattr(fs, &cur, &set, &in, &now);
+		if (rc == 0)
+			rc = meta_setattr(fs->cfg.meta, ino, &in, set, &now,
+					  &out);
 	}
 	if (rc)
 		goto out_err;
@@ -679,6 +697,34 @@ static void fs_op_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
 
 /* ---- files ---- */
 
+/*
+ * open(O_TRUNC) of the regular file a (FUSE_CAP_ATOMIC_O_TRUNC): size 0,
+ * and what a truncate clears under FUSE_HANDLE_KILLPRIV_V2, even when
+ * the file was empty already.
+ */
+static int open_truncate(struct fs *fs, const struct meta_attr *a,
+			 const struct timespec *now)
+{
+	unsigned set = META_SET_SIZE | META_SET_MTIME;
+	struct meta_attr in, out;
+	struct size_apply sa = { fs, a->ino, &in, 0, now, &out };
+	int rc;
+
+	memset(&in, 0, sizeof(in));
+	in.mtime = *now;
+	rc = fs_kill_on_setattr(fs, a, &set, &in, now);
+	if (rc)
+		return rc;
+	if (a->size == 0)
+		return (set & META_SET_MODE) ?
+			       meta_setattr(fs->cfg.meta, a->ino, &in,
+					    META_SET_MODE, now, &out) :
+			       0;
+	sa.to_set = set;
+	return cache_truncate(fs->cfg.cache, a->ino, a->size, 0,
+			      apply_setattr, &sa);
+}
+
 static void fs_op_open(fuse_req_t req, fuse_ino_t ino,
 		       struct fuse_file_info *fi)
 {
@@ -696,16 +742,8 @@ static void fs_op_open(fuse_req_t req, fuse_ino_t ino,
 		fuse_reply_err(req, EISDIR);
 		return;
 	}
-	if ((fi->flags & O_TRUNC) && S_ISREG(a.mode) && a.size > 0) {
-		struct meta_attr in, out;
-		struct size_apply sa = { fs, a.ino, &in,
-					 META_SET_SIZE | META_SET_MTIME, &now,
-					 &out };
-
-		memset(&in, 0, sizeof(in));
-		in.mtime = now;
-		rc = cache_truncate(fs->cfg.cache, a.ino, a.size, 0,
-				    apply_setattr, &sa);
+	if ((fi->flags & O_TRUNC) && S_ISREG(a.mode)) {
+		rc = open_truncate(fs, &a, &now);
 		if (rc) {
 			fuse_reply_err(req, -rc);
 			return;
@@ -826,9 +864,11 @@ static void fs_op_write(fuse_req_t req, fuse_ino_t ino, const char *data,
 			size_t size, off_t off, struct fuse_file_info *fi)
 {
 	struct fs *fs = fs_of(req);
-	ssize_t n = cache_write(fs->cfg.cache, ino_of(ino), (uint64_t)off,
-				data, size);
+	ssize_t n = fs_kill_on_write(fs, ino_of(ino));
 
+	if (n == 0)
+		n = cache_write(fs->cfg.cache, ino_of(ino), (uint64_t)off,
+				data, size);
 	if (n < 0) {
 		fuse_reply_err(req, (int)-n);
 		return;
@@ -1359,6 +1399,12 @@ int fs_run(struct fs *fs, const char *mountpoint, const char *fuse_opts,
 	if (fuse_session_mount(fs->se, mountpoint)) {
 		rc = -EIO;
 		ready(ready_arg, rc);
+		goto out_signals;
+	}
+	rc = fs_wire_install(fs);
+	if (rc) {
+		ready(ready_arg, rc);
+		fuse_session_unmount(fs->se);
 		goto out_signals;
 	}
 	fs_notify_live(fs, true);

@@ -5,7 +5,9 @@
  * that a few names the kernel and ls ask about all the time are answered
  * ENODATA without the metadata while no inode has them (rare_xattrs,
  * fs->rare_unused).  An access ACL set as an xattr also sets the mode
- * (fs_acl.c).
+ * (fs_acl.c).  Under FUSE_HANDLE_KILLPRIV_V2 a write, truncate or chown
+ * removes security.capability here (fs_xattr_kill_caps()), as the kernel
+ * would.
  *
  * Invariants
  *   1. fs->rare_unused[i] is true only while no inode has rare_xattrs[i]:
@@ -32,7 +34,7 @@
  * failing).  While no inode has one, the answer needs no trip to meta.
  */
 static const char *const rare_xattrs[] = {
-	"security.capability",
+	"security.capability", /* first: fs_xattr_kill_caps() */
 	"security.selinux",
 	"system.posix_acl_access",
 	"system.posix_acl_default",
@@ -58,6 +60,25 @@ void fs_xattr_init(struct fs *fs)
 	if (meta_xattr_names_used(fs->cfg.meta, rare_xattrs, NRARE, used) == 0)
 		for (i = 0; i < NRARE; i++)
 			fs->rare_unused[i] = !used[i];
+}
+
+int fs_xattr_kill_caps(struct fs *fs, uint64_t ino, const struct timespec *now)
+{
+	struct buf v = BUF_INIT;
+	bool none;
+	int rc;
+
+	pthread_mutex_lock(&fs->lock);
+	none = fs->rare_unused[0];
+	pthread_mutex_unlock(&fs->lock);
+	if (none)
+		return 0;
+	/* a read first: removing takes a write transaction */
+	rc = meta_getxattr(fs->cfg.meta, ino, rare_xattrs[0], &v);
+	buf_free(&v);
+	if (rc == 0)
+		rc = meta_removexattr(fs->cfg.meta, ino, rare_xattrs[0], now);
+	return rc == -ENODATA ? 0 : rc;
 }
 
 void fs_op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name,

@@ -133,6 +133,9 @@ int meta_config_set_u64s(struct meta *m, const char *const *keys,
 
 /* ---- namespace ---- */
 int meta_getattr(struct meta *m, uint64_t ino, struct meta_attr *out);
+/* ino's mode (type and permission bits) alone, without writing the
+ * batched attributes of writes (meta_getattr() writes them); -ENOENT. */
+int meta_getmode(struct meta *m, uint64_t ino, uint32_t *mode);
 /* -ENOENT when parent has no such entry, -ENOTDIR when parent is not a
  * directory. name is NUL-terminated, at most META_NAME_MAX bytes
  * (-ENAMETOOLONG past that). */

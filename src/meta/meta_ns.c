@@ -277,6 +277,21 @@ int meta_getattr(struct meta *m, uint64_t ino, struct meta_attr *out)
 	return meta_txn_end(m, meta_inode_get_locked(m, ino, out));
 }
 
+int meta_getmode(struct meta *m, uint64_t ino, uint32_t *mode)
+{
+	/* asked before every write of a user without CAP_FSETID (fs_kill.c):
+	 * keep it from ending the batching of writes, which changes no mode */
+	int rc = meta_txn_begin_pend(m, META_TXN_NONE, META_PEND_IGNORE);
+	struct meta_attr a;
+
+	if (rc)
+		return rc;
+	rc = meta_inode_get_locked(m, ino, &a);
+	if (rc == 0)
+		*mode = a.mode;
+	return meta_txn_end(m, rc);
+}
+
 static int lookup_locked(struct meta *m, uint64_t parent, const char *name,
 			 struct meta_attr *out)
 {

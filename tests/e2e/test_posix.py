@@ -9,6 +9,8 @@ import fcntl
 import json
 import os
 import random
+import re
+import shutil
 import signal
 import socket
 import stat
@@ -1253,6 +1255,255 @@ def test_write_by_other_user_clears_setuid(mounts):
                   lambda: errno_of(lambda: write_file(m.path("f"), b"y")))
     assert res == 0
     assert stat.S_IMODE(os.stat(m.path("f")).st_mode) & 0o6000 == 0
+
+
+# ---- set-id bits and capabilities a change clears -------------------------
+# The kernel leaves them to metafuse (FUSE_HANDLE_KILLPRIV_V2, fs_kill.c,
+# fs_wire.c); every expected mode is what ext4 shows on the same kernel.
+
+SETID_MODES = (0o6755, 0o6745, 0o6777, 0o6767)
+
+
+def _killed(mode):
+    """ext4's rule: set-user-ID goes; set-group-ID only with group
+    execute (without it the bit means mandatory locking)."""
+    mode &= ~stat.S_ISUID
+    if mode & stat.S_IXGRP:
+        mode &= ~stat.S_ISGID
+    return mode
+
+
+def _mode(p):
+    return stat.S_IMODE(os.stat(p).st_mode)
+
+
+def _setid_file(m, name, mode, data=b"abc"):
+    """A file of nobody's with mode (set after the chown, which clears
+    set-id bits)."""
+    p = m.path(name)
+    write_file(p, data)
+    os.chown(p, NOBODY, NOBODY)
+    os.chmod(p, mode)
+    assert _mode(p) == mode
+    return p
+
+
+def _shared(mounts, **opts):
+    m = mounts(opts={"allow_other": True, **opts})
+    os.chmod(m.mnt, 0o755)
+    return m
+
+
+def _write(p):
+    with open(p, "r+b") as f:
+        f.write(b"x")
+
+
+def _append(p):
+    with open(p, "ab") as f:
+        f.write(b"x")
+
+
+def _ftruncate(p):
+    with open(p, "r+b") as f:
+        os.ftruncate(f.fileno(), 1)
+
+
+def _open_trunc(p):
+    os.close(os.open(p, os.O_WRONLY | os.O_TRUNC))
+
+
+def _fallocate(p):
+    fd = os.open(p, os.O_RDWR)
+    try:
+        os.posix_fallocate(fd, 0, 8192)
+    finally:
+        os.close(fd)
+
+
+# each change, and the file's content before it
+SETID_CHANGES = {
+    "write": (_write, b"abc"),
+    "append": (_append, b"abc"),
+    "ftruncate": (_ftruncate, b"abc"),
+    "truncate": (lambda p: os.truncate(p, 1), b"abc"),
+    "open_trunc": (_open_trunc, b"abc"),
+    "open_trunc_empty": (_open_trunc, b""),
+    "fallocate": (_fallocate, b"abc"),
+}
+
+
+@pytest.mark.root
+@pytest.mark.parametrize("change", sorted(SETID_CHANGES))
+def test_setid_cleared_by_change_of_other_user(mounts, change):
+    """A write or truncate by a user without CAP_FSETID clears set-user-ID,
+    and set-group-ID when group execute is set; root's keeps both; the
+    result survives a remount."""
+    m = _shared(mounts)
+    do, data = SETID_CHANGES[change]
+    for mode in SETID_MODES:
+        p = _setid_file(m, f"user{mode:o}", mode, data)
+        assert as_user(NOBODY, NOBODY, lambda: errno_of(do, p)) == 0
+        assert _mode(p) == _killed(mode), (change, oct(mode))
+        p = _setid_file(m, f"root{mode:o}", mode, data)
+        do(p)
+        assert _mode(p) == mode, (change, oct(mode))
+    m.remount()
+    for mode in SETID_MODES:
+        assert _mode(m.path(f"user{mode:o}")) == _killed(mode)
+        assert _mode(m.path(f"root{mode:o}")) == mode
+
+
+@pytest.mark.root
+def test_setid_cleared_by_write_under_writeback_cache(mounts):
+    """Under writeback_cache the kernel writes through the daemon when
+    the write must clear set-id bits."""
+    if not h.mount_option_supported("writeback_cache"):
+        pytest.skip("no writeback_cache")
+    m = _shared(mounts, writeback_cache=True)
+    for mode in SETID_MODES:
+        p = _setid_file(m, f"f{mode:o}", mode)
+        assert as_user(NOBODY, NOBODY, lambda: errno_of(_write, p)) == 0
+        assert _mode(p) == _killed(mode), oct(mode)
+        assert read_file(p) == b"xbc"
+
+
+@pytest.mark.root
+def test_setid_cleared_by_chown(mounts):
+    """Any chown of a non-directory clears set-user-ID, and set-group-ID
+    with group execute, whoever makes it, even to the same owner or
+    chown(f, -1, -1); a directory keeps its bits."""
+    m = _shared(mounts)
+    chowns = {
+        "new_owner": lambda p: os.chown(p, 1, 2),
+        "same_owner": lambda p: os.chown(p, NOBODY, NOBODY),
+        "nothing": lambda p: os.chown(p, -1, -1),
+        "group_only": lambda p: os.chown(p, -1, 2),
+    }
+    for name, do in chowns.items():
+        for mode in SETID_MODES:
+            p = _setid_file(m, f"{name}{mode:o}", mode)
+            do(p)
+            assert _mode(p) == _killed(mode), (name, oct(mode))
+    # the owner giving the file to its own group
+    p = _setid_file(m, "owner", 0o6775)
+    assert as_user(NOBODY, NOBODY,
+                   lambda: errno_of(os.chown, p, -1, NOBODY)) == 0
+    assert _mode(p) == 0o775
+    d = m.path("dir")
+    os.mkdir(d)
+    os.chmod(d, 0o6775)
+    os.chown(d, 1, 2)
+    assert _mode(d) == 0o6775
+    assert (os.stat(m.path("new_owner6755")).st_uid,
+            os.stat(m.path("new_owner6755")).st_gid) == (1, 2)
+    m.remount()
+    assert _mode(m.path("nothing6745")) == 0o2745
+    assert _mode(m.path("same_owner6777")) == 0o777
+    assert _mode(d) == 0o6775
+
+
+@pytest.mark.root
+def test_setid_kept_by_changes_that_clear_nothing(mounts):
+    """chmod, utime, a read, an xattr and a rename leave set-id bits."""
+    m = _shared(mounts)
+    p = _setid_file(m, "f", 0o6777)
+    os.utime(p, (1, 2))
+    assert as_user(NOBODY, NOBODY, lambda: read_file(p).decode()) == "abc"
+    os.setxattr(p, "user.a", b"1")
+    os.rename(p, m.path("g"))
+    assert _mode(m.path("g")) == 0o6777
+
+
+def _capable_file(m, name, caps, data=b"abc"):
+    p = m.path(name)
+    write_file(p, data)
+    os.chmod(p, 0o777)
+    try:
+        os.setxattr(p, "security.capability", caps)
+    except OSError as e:
+        pytest.skip(f"cannot set a file capability here: {e}")
+    return p
+
+
+@pytest.mark.root
+def test_file_capability_cleared_by_write_truncate_chown(mounts):
+    """A write, truncate or chown removes security.capability whoever
+    makes it (ext4 does); chmod, utime and a read do not."""
+    m = _shared(mounts)
+    caps = _caps_value()
+    clears = {name: do for name, (do, _) in SETID_CHANGES.items()}
+    clears["chown"] = lambda p: os.chown(p, 1, 2)
+    clears["chown_nothing"] = lambda p: os.chown(p, -1, -1)
+    for name, do in sorted(clears.items()):
+        p = _capable_file(m, f"root_{name}", caps)
+        do(p)
+        expect_errno(errno.ENODATA, os.getxattr, p, "security.capability")
+        if name.startswith("chown"):
+            continue
+        p = _capable_file(m, f"user_{name}", caps)
+        assert as_user(NOBODY, NOBODY, lambda: errno_of(do, p)) == 0
+        expect_errno(errno.ENODATA, os.getxattr, p, "security.capability")
+    p = _capable_file(m, "kept", caps)
+    os.chmod(p, 0o755)
+    os.utime(p, (1, 2))
+    assert read_file(p) == b"abc"
+    m.remount()
+    assert os.getxattr(p, "security.capability") == caps
+    _write(p)
+    expect_errno(errno.ENODATA, os.getxattr, p, "security.capability")
+    for name in clears:
+        expect_errno(errno.ENODATA, os.getxattr, m.path(f"root_{name}"),
+                     "security.capability")
+
+
+FUSE_WRITE, FUSE_GETXATTR = 16, 22
+
+
+@pytest.mark.root
+def test_no_capability_question_before_each_write(mnt):
+    """Under FUSE_HANDLE_KILLPRIV_V2 (fs_wire.c) the kernel stops asking
+    for security.capability before every write once a file has been
+    written; without it, half the requests of 4 KiB random writes were
+    that question.  Counted on the daemon's reads of /dev/fuse."""
+    strace = shutil.which("strace")
+    if not strace:
+        pytest.skip("no strace")
+    p = mnt.path("f")
+    write_file(p, bytes(64 * 1024))
+    out = os.path.join(mnt.root, "strace.txt")
+    tracer = subprocess.Popen(
+        [strace, "-f", "-qq", "-p", str(mnt.pid), "-e", "trace=read",
+         "-e", "signal=none", "-xx", "-s", "8", "-o", out],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        # attached once a request shows up in its output
+        for _ in range(200):
+            os.listdir(mnt.mnt)
+            os.close(os.open(p, os.O_RDONLY))
+            if os.path.exists(out) and "\\x" in open(out).read():
+                break
+            time.sleep(0.05)
+        else:
+            pytest.skip("strace could not trace the daemon here")
+        fd = os.open(p, os.O_RDWR)
+        try:
+            for i in range(200):
+                os.pwrite(fd, b"x" * 4096, (i * 7 % 16) * 4096)
+        finally:
+            os.close(fd)
+    finally:
+        tracer.terminate()
+        tracer.wait()
+    ops = []
+    for line in open(out):
+        hx = re.search(r'(?:read\(\d+, |resumed>)"((?:\\x[0-9a-f]{2}){8})',
+                       line)
+        if hx:
+            b = bytes.fromhex(hx.group(1).replace("\\x", ""))
+            ops.append(int.from_bytes(b[4:8], "little"))
+    assert ops.count(FUSE_WRITE) >= 200, ops
+    assert ops.count(FUSE_GETXATTR) <= 2, ops
 
 
 # ---- timestamps -------------------------------------------------------------

@@ -246,6 +246,58 @@ static void test_batched_writes(void)
 	meta_close(m);
 }
 
+/* meta_getmode(), asked before each write of a user without CAP_FSETID,
+ * reads the mode without writing the batched attributes: the WAL does
+ * not grow (meta_getattr() writes them, a transaction). */
+static off_t wal_size(const char *path)
+{
+	char p[300];
+	struct stat sb;
+
+	snprintf(p, sizeof(p), "%s-wal", path);
+	return stat(p, &sb) ? -1 : sb.st_size;
+}
+
+static void test_getmode_keeps_batch(void)
+{
+	struct timespec t1 = ts(500, 1), t2 = ts(600, 2);
+	struct meta *m = NULL;
+	struct meta_attr a, in;
+	uint64_t idx0 = 0, f;
+	uint32_t mode = 0;
+	char path[256];
+	off_t w0;
+
+	db_path("getmode.db", path, sizeof(path));
+	rm_db(path);
+	CHECK_RC(meta_open(path, BS, 0, 0, &m), 0);
+	if (!m)
+		return;
+	f = mk(m, 1, "f", S_IFREG | 04755);
+	CHECK_RC(meta_write_done(m, f, 100, &t1, &idx0, 1), 0);
+	CHECK_RC(meta_write_done(m, f, 300, &t2, NULL, 0), 0);
+	w0 = wal_size(path);
+	CHECK(w0 > 0);
+	CHECK_RC(meta_getmode(m, f, &mode), 0);
+	CHECK_EQ_U64(mode, S_IFREG | 04755);
+	CHECK_RC(wal_size(path), w0);
+	CHECK_RC(meta_getattr(m, f, &a), 0);
+	CHECK_EQ_U64(a.size, 300);
+	CHECK(wal_size(path) > w0);
+	/* a mode changed since is seen; a directory's; none of a missing
+	 * inode */
+	memset(&in, 0, sizeof(in));
+	in.mode = 0755;
+	CHECK_RC(meta_setattr(m, f, &in, META_SET_MODE, &t2, &a), 0);
+	CHECK_RC(meta_getmode(m, f, &mode), 0);
+	CHECK_EQ_U64(mode, S_IFREG | 0755);
+	CHECK_RC(meta_getmode(m, 1, &mode), 0);
+	CHECK(S_ISDIR(mode));
+	CHECK_RC(meta_getmode(m, 99999, &mode), -ENOENT);
+	meta_close(m);
+	rm_db(path);
+}
+
 /* A journal cut (what fsync sends) carries a batched write: applied to a
  * copy taken at the previous cut, it gives the new size and times. */
 static void test_batched_writes_journal(void)
@@ -829,6 +881,7 @@ int main(void)
 	test_config();
 	test_change_count();
 	test_batched_writes();
+	test_getmode_keeps_batch();
 	test_batched_writes_journal();
 	test_batched_writes_crash();
 	test_threads();
