@@ -41,7 +41,8 @@
  * Invariants (checked by cache_check() in debug builds)
  *   1. CLEAN entries are on the lru list, DIRTY ones on the dirty list,
  *      LOADING and dropped ones on neither.
- *   2. dirty_bytes = block_size * number of DIRTY entries in the table;
+ *   2. dirty_bytes = block_size * number of DIRTY entries in the table,
+ *      dirty_data = the sum of their dirty_acct;
  *      cached_bytes = block_size * number of entries not yet freed.
  *   3. the index says a block is dirty iff its entry is DIRTY (outside
  *      the windows that commit_lock closes).
@@ -84,6 +85,18 @@ static void mutex_init(pthread_mutex_t *m)
 #endif
 	pthread_mutex_init(m, &a);
 	pthread_mutexattr_destroy(&a);
+}
+
+/* A condition variable whose timed waits take CLOCK_MONOTONIC
+ * deadlines: a step of the wall clock neither stretches nor cuts them. */
+static void cond_init_mono(pthread_cond_t *cv)
+{
+	pthread_condattr_t a;
+
+	pthread_condattr_init(&a);
+	pthread_condattr_setclock(&a, CLOCK_MONOTONIC);
+	pthread_cond_init(cv, &a);
+	pthread_condattr_destroy(&a);
 }
 
 /* ---- the table ---- */
@@ -166,6 +179,7 @@ void cache_table_remove(struct cache *c, struct centry *e)
 	else if (e->state == CE_DIRTY) {
 		elist_del(&c->dirty, e);
 		c->dirty_bytes -= c->cfg.block_size;
+		c->dirty_data -= e->dirty_acct;
 	}
 	e->state = CE_LOADING; /* on no list from now on */
 }
@@ -227,19 +241,23 @@ void entry_release(struct cache *c, struct centry *e)
 static bool cache_check(struct cache *c)
 {
 	size_t i, n = 0, nd = 0, nc = 0;
+	uint64_t data = 0;
 	struct centry *e;
 
 	for (i = 0; i < c->nbuckets; i++) {
 		for (e = c->buckets[i]; e; e = e->hnext) {
 			n++;
-			if (e->state == CE_DIRTY)
+			if (e->state == CE_DIRTY) {
 				nd++;
-			else if (e->state == CE_CLEAN)
+				data += e->dirty_acct;
+			} else if (e->state == CE_CLEAN) {
 				nc++;
+			}
 		}
 	}
 	return n == c->nentries && nd == c->dirty.n && nc == c->lru.n &&
-	       c->dirty_bytes == nd * c->cfg.block_size;
+	       c->dirty_bytes == nd * c->cfg.block_size &&
+	       c->dirty_data == data;
 }
 #else
 #define assert_locked_check(c) ((void)0)
@@ -669,7 +687,8 @@ int cache_open(const struct cache_config *cfg, struct store *store,
 	mutex_init(&c->commit_lock);
 	mutex_init(&c->lock);
 	pthread_cond_init(&c->state_cond, NULL);
-	pthread_cond_init(&c->work_cond, NULL);
+	cond_init_mono(&c->work_cond);
+	c->wake_at_ns = UINT64_MAX;
 	pthread_cond_init(&c->ahead_cond, NULL);
 	c->nbuckets = 1024;
 	c->buckets = calloc(c->nbuckets, sizeof(*c->buckets));

@@ -160,6 +160,9 @@ static int mark_dirty_committing(struct cache *c, struct centry *e)
 			e->dirty_since_ns = now_mono_ns();
 			elist_add_tail(&c->dirty, e);
 			c->dirty_bytes += c->cfg.block_size;
+			/* what changed is not known page by page */
+			e->dirty_acct = (uint32_t)c->cfg.block_size;
+			c->dirty_data += e->dirty_acct;
 			pthread_cond_broadcast(&c->work_cond);
 		}
 	}

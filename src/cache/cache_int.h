@@ -66,6 +66,10 @@ struct centry {
 	 * protected by lock.  [0, block_size): written whole, see
 	 * pick_upload() */
 	uint32_t cov_lo, cov_hi;
+	/* what the entry counts in c->dirty_data while DIRTY: the pages its
+	 * writes covered since it became dirty, added up (a page written
+	 * twice counts twice), at most a block; protected by lock */
+	uint32_t dirty_acct;
 	/* pages of the block written since its content was last the one
 	 * uploaded (a bit per DMAP_PAGE; NULL: none yet), what a patch
 	 * would hold; dmap_ok false: unknown (after a crash, a truncate or
@@ -99,13 +103,24 @@ struct cache {
 	pthread_mutex_t commit_lock;
 	pthread_mutex_t lock;
 	pthread_cond_t state_cond; /* entry state changed, space freed */
-	pthread_cond_t work_cond;  /* something for the workers */
+	pthread_cond_t work_cond;  /* something for the workers; its clock
+				    * is CLOCK_MONOTONIC */
+	/* the earliest time (now_mono_ns()) a sleeping upload worker wakes
+	 * by itself, UINT64_MAX when none is known: a block that turns dirty
+	 * and falls due later need not wake them (upload_sleep_locked());
+	 * by lock */
+	uint64_t wake_at_ns;
 
 	struct centry **buckets;   /* protected by lock */
 	size_t nbuckets, nentries; /* protected by lock */
 	struct elist lru, dirty;   /* protected by lock */
 	uint64_t next_gen;         /* protected by lock */
 	uint64_t cached_bytes, dirty_bytes; /* protected by lock */
+	/* the data not yet uploaded, as the writes since each entry became
+	 * dirty cover it (the sum of the entries' dirty_acct): what
+	 * max_dirty and whole_after weigh, where dirty_bytes counts a whole
+	 * block for a file of 100 bytes; protected by lock */
+	uint64_t dirty_data;
 	uint64_t err_seq;          /* protected by lock */
 	/* free space of the cache disk when last asked, and since then the
 	 * most that writes may have taken (disk_free_guess()) */

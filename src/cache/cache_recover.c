@@ -57,6 +57,9 @@ static int recover_dirty_cb(uint64_t ino, uint64_t idx, void *arg)
 	cache_table_insert(c, e);
 	elist_add_tail(&c->dirty, e);
 	c->dirty_bytes += c->cfg.block_size;
+	/* what a crash left unsent is not known page by page */
+	e->dirty_acct = (uint32_t)c->cfg.block_size;
+	c->dirty_data += e->dirty_acct;
 	c->cached_bytes += c->cfg.block_size;
 	return 0;
 }

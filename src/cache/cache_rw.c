@@ -243,11 +243,13 @@ static int write_entry(struct cache *c, struct centry *e, const void *data,
 }
 
 /* Record that [lo, hi) of e's block was written (fresh: e was clean, its
- * file the uploaded content).  Called with lock held. */
-static void dmap_mark(struct cache *c, struct centry *e, bool fresh,
-		      uint32_t lo, uint32_t hi)
+ * file the uploaded content).  Returns how many of its pages were not
+ * written before (all of them where e's pages are not tracked).  Called
+ * with lock held. */
+static uint32_t dmap_mark(struct cache *c, struct centry *e, bool fresh,
+			  uint32_t lo, uint32_t hi)
 {
-	uint32_t pg;
+	uint32_t pg, n = 0;
 
 	if (fresh) {
 		e->dmap_ok = true;
@@ -255,17 +257,24 @@ static void dmap_mark(struct cache *c, struct centry *e, bool fresh,
 			memset(e->dmap, 0,
 			       cache_dmap_words(c) * sizeof(*e->dmap));
 	}
-	if (!e->dmap_ok || hi <= lo)
-		return;
-	if (!e->dmap) {
+	if (hi <= lo)
+		return 0;
+	if (e->dmap_ok && !e->dmap) {
 		e->dmap = calloc(cache_dmap_words(c), sizeof(*e->dmap));
-		if (!e->dmap) {
+		if (!e->dmap)
 			e->dmap_ok = false; /* uploaded whole */
-			return;
+	}
+	for (pg = lo / DMAP_PAGE; pg <= (hi - 1) / DMAP_PAGE; pg++) {
+		uint64_t bit = (uint64_t)1 << (pg % 64);
+
+		if (!e->dmap_ok) {
+			n++;
+		} else if (!(e->dmap[pg / 64] & bit)) {
+			e->dmap[pg / 64] |= bit;
+			n++;
 		}
 	}
-	for (pg = lo / DMAP_PAGE; pg <= (hi - 1) / DMAP_PAGE; pg++)
-		e->dmap[pg / 64] |= (uint64_t)1 << (pg % 64);
+	return n;
 }
 
 /*
@@ -393,28 +402,44 @@ static int write_fill(struct cache *c, struct write_set *w)
 	return rc;
 }
 
+/* The range [*lo, *hi) of block i of w (0: the first) that w writes. */
+static void write_span(const struct cache *c, const struct write_set *w,
+		       uint64_t i, uint32_t *lo, uint32_t *hi)
+{
+	uint64_t bs = c->cfg.block_size;
+	uint64_t pos = i == 0 ? w->off : (w->first + i) * bs;
+	uint64_t boff = pos % bs;
+
+	*lo = (uint32_t)boff;
+	*hi = (uint32_t)MF_MIN(bs, boff + w->off + w->len - pos);
+}
+
 /* Called with lock held: count the write in each pinned entry (its
- * version, the range and pages it covered) and list the blocks that
- * were clean. */
+ * version, the range and pages it covered, and in dirty_data where it
+ * is dirty already) and list the blocks that were clean. */
 static void write_count_locked(struct cache *c, struct write_set *w)
 {
 	uint64_t bs = c->cfg.block_size, i;
 
 	for (i = 0; i < w->got; i++) {
 		struct centry *e = w->ents[i];
-		uint64_t pos = i == 0 ? w->off : (w->first + i) * bs;
-		uint64_t boff = pos % bs;
-		uint64_t bend = MF_MIN(bs, boff + w->off + w->len - pos);
+		uint32_t boff, bend, acct;
+		bool fresh;
 
+		write_span(c, w, i, &boff, &bend);
 		e->version++;
-		w->was_clean[i] = e->state != CE_DIRTY;
-		if (w->was_clean[i])
+		fresh = w->was_clean[i] = e->state != CE_DIRTY;
+		if (fresh)
 			w->marked[w->nmarked++] = e->idx;
-		if (cover(e, w->was_clean[i], (uint32_t)boff, (uint32_t)bend,
-			  bs))
+		if (cover(e, fresh, boff, bend, bs))
 			w->became_whole = true;
-		dmap_mark(c, e, w->was_clean[i], (uint32_t)boff,
-			  (uint32_t)bend);
+		/* counted in dirty_data once the entry is DIRTY */
+		acct = (uint32_t)MF_MIN(bs, (fresh ? 0 : e->dirty_acct) +
+					(uint64_t)DMAP_PAGE *
+					dmap_mark(c, e, fresh, boff, bend));
+		if (!fresh)
+			c->dirty_data += acct - e->dirty_acct;
+		e->dirty_acct = acct;
 	}
 }
 
@@ -425,6 +450,8 @@ static void write_mark_dirty_locked(struct cache *c, struct write_set *w,
 				    int rc)
 {
 	size_t i;
+
+	uint64_t due = UINT64_MAX;
 
 	for (i = 0; i < w->got; i++) {
 		struct centry *e = w->ents[i];
@@ -441,11 +468,13 @@ static void write_mark_dirty_locked(struct cache *c, struct write_set *w,
 		e->dirty_since_ns = now_mono_ns();
 		elist_add_tail(&c->dirty, e);
 		c->dirty_bytes += c->cfg.block_size;
+		c->dirty_data += e->dirty_acct; /* write_count_locked() */
+		due = e->dirty_since_ns + c->cfg.writeback_delay_ns;
 	}
-	/* workers sleeping with nothing to do learn when the new dirty
-	 * blocks fall due */
-	if (w->nmarked || w->became_whole ||
-	    c->dirty_bytes > c->cfg.max_dirty)
+	/* workers sleeping learn of what falls due before they wake by
+	 * themselves (upload_sleep_locked()) */
+	if ((w->nmarked && due < c->wake_at_ns) || w->became_whole ||
+	    c->dirty_data > c->cfg.max_dirty)
 		pthread_cond_broadcast(&c->work_cond);
 }
 

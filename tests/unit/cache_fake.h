@@ -344,6 +344,8 @@ struct env {
  * upload patches */
 static uint32_t env_bs = BS;
 static bool env_patches;
+/* their max_dirty (0: their cache_size) */
+static uint64_t env_max_dirty;
 
 static inline int env_open_cache_whole(struct env *e, uint64_t cache_size,
 				       uint64_t delay_ns, uint64_t whole_after)
@@ -352,7 +354,7 @@ static inline int env_open_cache_whole(struct env *e, uint64_t cache_size,
 		.dir = e->cdir,
 		.block_size = env_bs,
 		.cache_size = cache_size,
-		.max_dirty = cache_size,
+		.max_dirty = env_max_dirty ? env_max_dirty : cache_size,
 		.whole_after = whole_after,
 		.writeback_delay_ns = delay_ns,
 		.upload_threads = 2,

@@ -147,6 +147,40 @@ static void test_whole_blocks_go_early(void)
 	free(in);
 }
 
+/* max_dirty weighs the pages written, not whole blocks: small files far
+ * below it wait for their delay (they used to count a block each, and
+ * an untar uploaded everything at once); data past it goes at once. */
+static void test_max_dirty_weighs_data(void)
+{
+	uint32_t bs = 16 * BS;
+	uint8_t *in = malloc(8 * (size_t)bs);
+	struct env e;
+	uint64_t ino;
+	int i;
+
+	env_bs = bs;
+	env_max_dirty = 4 * (uint64_t)bs;
+	fill(in, 8 * (size_t)bs, 21);
+	env_init(&e, 64 * (uint64_t)bs, 3600000000000ULL);
+	/* 32 files of 1000 bytes: 32 pages, half of max_dirty; 32 blocks */
+	for (ino = 10; ino < 42; ino++)
+		CHECK_RC(cache_write(e.c, ino, 0, in + ino, 1000), 1000);
+	/* written again in their page: nothing more */
+	for (ino = 10; ino < 42; ino++)
+		CHECK_RC(cache_write(e.c, ino, 1000, in, 24), 24);
+	usleep(300000);
+	CHECK_RC(count_objects(&e), 0);
+	/* 3 blocks more, whole: past max_dirty, uploads start at once */
+	CHECK_RC(cache_write(e.c, 50, 0, in, 3 * (size_t)bs), 3 * bs);
+	for (i = 0; i < 500 && count_objects(&e) == 0; i++)
+		usleep(10000);
+	CHECK(count_objects(&e) > 0);
+	env_free(&e);
+	env_bs = BS;
+	env_max_dirty = 0;
+	free(in);
+}
+
 static void test_evict_and_fetch(void)
 {
 	struct cache_stats st;
@@ -793,6 +827,7 @@ int main(void)
 	test_write_read();
 	test_delay_uploads();
 	test_whole_blocks_go_early();
+	test_max_dirty_weighs_data();
 	test_evict_and_fetch();
 	test_read_ahead_big_blocks();
 	test_truncate_and_punch();
