@@ -178,6 +178,7 @@ void cache_table_remove(struct cache *c, struct centry *e)
 		elist_del(&c->lru, e);
 	else if (e->state == CE_DIRTY) {
 		elist_del(&c->dirty, e);
+		hurry_del(c, e);
 		c->dirty_bytes -= c->cfg.block_size;
 		c->dirty_data -= e->dirty_acct;
 	}

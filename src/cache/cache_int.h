@@ -53,6 +53,10 @@ struct centry {
 	struct centry *prev, *next; /* lru or dirty list; protected by lock */
 	enum ce_state state;       /* protected by lock */
 	bool in_table, uploading, urgent, has_file;
+	/* on c->hurry (by lock): DIRTY, and urgent or written whole when it
+	 * went on it */
+	bool in_hurry;
+	struct centry *hurry_prev, *hurry_next; /* protected by lock */
 	int refs;                  /* pins; protected by lock */
 	uint64_t version;          /* protected by lock */
 	uint64_t committed_version;
@@ -113,7 +117,13 @@ struct cache {
 
 	struct centry **buckets;   /* protected by lock */
 	size_t nbuckets, nentries; /* protected by lock */
-	struct elist lru, dirty;   /* protected by lock */
+	/* dirty: in the order the entries became dirty, so by when they
+	 * fall due but for those on hurry, the dirty entries a flush waits
+	 * for or written whole (pick_upload()); protected by lock */
+	struct elist lru, dirty;
+	struct {
+		struct centry *head;
+	} hurry;
 	uint64_t next_gen;         /* protected by lock */
 	uint64_t cached_bytes, dirty_bytes; /* protected by lock */
 	/* the data not yet uploaded, as the writes since each entry became
@@ -177,6 +187,40 @@ static inline void elist_del(struct elist *l, struct centry *e)
 		l->tail = e->prev;
 	e->prev = e->next = NULL;
 	l->n--;
+}
+
+/* Put e (DIRTY) on c->hurry, if it is not there. */
+static inline void hurry_add(struct cache *c, struct centry *e)
+{
+	if (e->in_hurry)
+		return;
+	e->in_hurry = true;
+	e->hurry_prev = NULL;
+	e->hurry_next = c->hurry.head;
+	if (c->hurry.head)
+		c->hurry.head->hurry_prev = e;
+	c->hurry.head = e;
+}
+
+/* Take e off c->hurry, if it is there. */
+static inline void hurry_del(struct cache *c, struct centry *e)
+{
+	if (!e->in_hurry)
+		return;
+	if (e->hurry_prev)
+		e->hurry_prev->hurry_next = e->hurry_next;
+	else
+		c->hurry.head = e->hurry_next;
+	if (e->hurry_next)
+		e->hurry_next->hurry_prev = e->hurry_prev;
+	e->hurry_prev = e->hurry_next = NULL;
+	e->in_hurry = false;
+}
+
+/* Whether e's block was written whole since it became dirty. */
+static inline bool entry_whole(const struct cache *c, const struct centry *e)
+{
+	return e->cov_lo == 0 && e->cov_hi == c->cfg.block_size;
 }
 
 /* Whether small files live inline in the index. */

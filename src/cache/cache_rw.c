@@ -431,8 +431,11 @@ static void write_count_locked(struct cache *c, struct write_set *w)
 		fresh = w->was_clean[i] = e->state != CE_DIRTY;
 		if (fresh)
 			w->marked[w->nmarked++] = e->idx;
-		if (cover(e, fresh, boff, bend, bs))
+		if (cover(e, fresh, boff, bend, bs)) {
 			w->became_whole = true;
+			if (!fresh) /* fresh: write_mark_dirty_locked() */
+				hurry_add(c, e);
+		}
 		/* counted in dirty_data once the entry is DIRTY */
 		acct = (uint32_t)MF_MIN(bs, (fresh ? 0 : e->dirty_acct) +
 					(uint64_t)DMAP_PAGE *
@@ -469,6 +472,8 @@ static void write_mark_dirty_locked(struct cache *c, struct write_set *w,
 		elist_add_tail(&c->dirty, e);
 		c->dirty_bytes += c->cfg.block_size;
 		c->dirty_data += e->dirty_acct; /* write_count_locked() */
+		if (entry_whole(c, e))
+			hurry_add(c, e);
 		due = e->dirty_since_ns + c->cfg.writeback_delay_ns;
 	}
 	/* workers sleeping learn of what falls due before they wake by

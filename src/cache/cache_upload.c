@@ -449,6 +449,7 @@ static int upload_settle_locked(struct cache *c, struct upload *up, int rc,
 	}
 	if (rc == 0 && !still && e->state == CE_DIRTY) {
 		elist_del(&c->dirty, e);
+		hurry_del(c, e);
 		c->dirty_bytes -= c->cfg.block_size;
 		c->dirty_data -= e->dirty_acct;
 		e->state = CE_CLEAN;
@@ -530,6 +531,23 @@ static int upload_retry(struct cache *c, struct uploader *u,
 
 /* ---- the workers ---- */
 
+/* Whether e is due for upload at now: writeback_delay after it became
+ * dirty, at once when now (but not before a retry's time); else lowers
+ * *best_wait to when it will be. */
+static bool upload_due(const struct centry *e, uint64_t delay, bool now_due,
+		       uint64_t now, uint64_t *best_wait)
+{
+	uint64_t due = now_due ? 0 : e->dirty_since_ns + delay;
+
+	if (e->retry_at_ns > due)
+		due = e->retry_at_ns;
+	if (due <= now)
+		return true;
+	if (due - now < *best_wait)
+		*best_wait = due - now;
+	return false;
+}
+
 /*
  * Called with lock held: the next entry a worker should upload, or NULL
  * with *wait_ns set to how long until one is due.
@@ -544,26 +562,42 @@ static int upload_retry(struct cache *c, struct uploader *u,
 static struct centry *pick_upload(struct cache *c, uint64_t *wait_ns)
 {
 	uint64_t now = now_mono_ns(), best_wait = UINT64_MAX;
-	uint64_t bs = c->cfg.block_size;
+	uint64_t delay = c->cfg.writeback_delay_ns;
 	bool pressure = c->dirty_data > c->cfg.max_dirty || c->flushers;
 	bool early = c->dirty_data > c->cfg.whole_after;
-	struct centry *e;
+	struct centry *e, *next;
 
-	for (e = c->dirty.head; e; e = e->next) {
-		uint64_t due;
-
-		if (e->uploading)
+	/* the entries a flush waits for and those written whole, wherever
+	 * they are on the dirty list; off hurry once they are neither */
+	for (e = c->hurry.head; e; e = next) {
+		next = e->hurry_next;
+		if (!e->urgent && !entry_whole(c, e)) {
+			hurry_del(c, e);
 			continue;
-		due = e->dirty_since_ns + c->cfg.writeback_delay_ns;
-		if (pressure || e->urgent ||
-		    (early && e->cov_lo == 0 && e->cov_hi == bs))
-			due = 0;
-		if (e->retry_at_ns > due)
-			due = e->retry_at_ns;
-		if (due <= now)
+		}
+		if (!e->uploading &&
+		    upload_due(e, delay, pressure || e->urgent || early,
+			       now, &best_wait))
+			return e; /* early: it is urgent, or else whole */
+	}
+	/*
+	 * The others, by when they became dirty: once one is not due by
+	 * time, none after it is (this scan went on to the end of the list
+	 * before, for every upload, past thousands of small files of an
+	 * untar not yet due, to reach the blocks written whole).  One
+	 * waiting to be retried may stand before others due sooner.
+	 */
+	for (e = c->dirty.head; e; e = e->next) {
+		bool hurried = e->urgent || entry_whole(c, e);
+
+		if (e->uploading || e->in_hurry)
+			continue;
+		if (upload_due(e, delay, pressure || e->urgent ||
+			       (early && entry_whole(c, e)), now, &best_wait))
 			return e;
-		if (due - now < best_wait)
-			best_wait = due - now;
+		if (!pressure && !hurried &&
+		    e->retry_at_ns <= e->dirty_since_ns + delay)
+			break;
 	}
 	*wait_ns = best_wait;
 	return NULL;
@@ -822,6 +856,8 @@ static int flush_add(struct cache *c, struct flush_set *s, struct centry *e,
 	e->refs++;
 	e->urgent = true;
 	e->retry_at_ns = 0;
+	if (e->state == CE_DIRTY)
+		hurry_add(c, e);
 	s->t[s->n].e = e;
 	s->t[s->n].version = version;
 	s->n++;
