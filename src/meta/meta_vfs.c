@@ -1,6 +1,6 @@
 /*
- * meta_vfs.c - SQLite's own unix VFS, with each WAL frame written by one
- * system call instead of two.
+ * meta_vfs.c - SQLite's own unix VFS, with the frames a commit adds to
+ * the WAL written by one system call.
  *
  * Purpose
  *   SQLite writes a frame of the write-ahead log as two pwrite(2)s: its
@@ -8,30 +8,35 @@
  *   commits five or six pages, so that was ten or twelve pwrites, each
  *   through the file system's whole write path (the second most costly
  *   system call of the daemon after reading /dev/fuse).  This VFS holds
- *   a frame header back and writes it together with the page that
- *   follows it, in one pwrite at the header's offset: the same bytes at
- *   the same offsets, in the same order relative to every sync, read,
- *   truncate and lock.  Only the main connection uses it (meta_open()):
- *   it is the only one that writes frames.
+ *   the writes of a transaction's frames back while each follows the one
+ *   before, and writes them in one pwrite at the first one's offset when
+ *   the page of the commit frame comes (a frame whose header gives the
+ *   database's size after the commit): the same bytes at the same
+ *   offsets, in the same order relative to every sync, read, truncate
+ *   and lock.  Only the main connection uses it (meta_open()): it is
+ *   the only one that writes frames.
  *
  * Data model
  *   struct vfs_file        a WAL file: the unix VFS's file right after
- *                          it, and the header held back (pend_off >= 0)
- *                          in buf, which has room for the page after it
+ *                          it, and the bytes held back (pend_off >= 0,
+ *                          pend_len of them) in buf
  *   Any other file is opened by the unix VFS in place, with its methods:
  *   this VFS is not in its way at all.
  *
  * Invariants
- *   1. A header is held back only until the next call on its file: a
- *      write at the offset right after it goes out with it, in one
- *      pwrite; any other call (read, write elsewhere, sync, truncate,
- *      size, close, file control) first writes the header alone.  So no
- *      call sees the file without a byte written before it, and when a
- *      frame's write returns, its header and page are in the file, as
- *      with the unix VFS: SQLite publishes a frame (in the WAL index)
- *      only after both of its writes returned.
- *   2. The error of writing a held-back header is the error of the call
- *      that wrote it.
+ *   1. Bytes are held back only while the writes go on one after the
+ *      other, up to PEND_MAX, and no longer than the write of a commit
+ *      frame's page: that write writes them all before it returns, so a
+ *      commit is in the file when SQLite publishes it (in the WAL
+ *      index's header), as with the unix VFS.  Any other call (read,
+ *      write elsewhere, sync, truncate, size, close, file control) first
+ *      writes what is held back, so no call on this file sees it without
+ *      a byte written before.  The frames of a transaction written
+ *      before its commit (a cache spill) are listed in the WAL index
+ *      when their writes return, but no other connection reads a frame
+ *      past the last commit, and this one reads through this file.
+ *   2. The error of writing held-back bytes is the error of the call
+ *      that wrote them; SQLite then rolls the transaction back.
  */
 #include "util/compat.h"
 
@@ -41,12 +46,18 @@
 #include "meta/meta_int.h"
 
 #define FRAME_HDR 24 /* WAL_FRAME_HDRSIZE of SQLite's wal.c */
+/* The most bytes held back: the unix VFS writes at most 128 KiB - 1 in
+ * one call (seekAndWriteFd() masks the length with 0x1ffff; it never
+ * writes more than a page), and a longer write fails as a full disk. */
+#define PEND_MAX (64 * 1024)
 
 struct vfs_file {
 	sqlite3_file base;	/* base.pMethods = &wal_methods */
 	sqlite3_file *real;	/* the unix VFS's file, right after this */
-	sqlite3_int64 pend_off;	/* offset of the held-back header, or -1 */
-	unsigned char *buf;	/* header, then room for cap - FRAME_HDR */
+	sqlite3_int64 pend_off;	/* offset of the held-back bytes, or -1 */
+	size_t pend_len;	/* how many: buf[0, pend_len) */
+	bool commit_next;	/* the last write was a commit frame's header */
+	unsigned char *buf;
 	size_t cap;
 };
 
@@ -58,7 +69,7 @@ static sqlite3_file *real_of(sqlite3_file *f)
 	return ((struct vfs_file *)f)->real;
 }
 
-/* Write the held-back header alone (invariant 1). */
+/* Write what is held back (invariant 1). */
 static int pend_flush(struct vfs_file *p)
 {
 	sqlite3_int64 off = p->pend_off;
@@ -66,7 +77,8 @@ static int pend_flush(struct vfs_file *p)
 	if (off < 0)
 		return SQLITE_OK;
 	p->pend_off = -1;
-	return p->real->pMethods->xWrite(p->real, p->buf, FRAME_HDR, off);
+	return p->real->pMethods->xWrite(p->real, p->buf, (int)p->pend_len,
+					 off);
 }
 
 static int vfs_close(sqlite3_file *f)
@@ -87,19 +99,30 @@ static int vfs_read(sqlite3_file *f, void *out, int n, sqlite3_int64 off)
 	       real_of(f)->pMethods->xRead(real_of(f), out, n, off);
 }
 
-/* Room for a header and n bytes after it in buf. */
+/* Room for n bytes in buf. */
 static int pend_reserve(struct vfs_file *p, size_t n)
 {
 	unsigned char *nb;
+	size_t cap = p->cap ? p->cap : 16384;
 
-	if (FRAME_HDR + n <= p->cap)
+	if (n <= p->cap)
 		return SQLITE_OK;
-	nb = sqlite3_realloc64(p->buf, FRAME_HDR + n);
+	while (cap < n)
+		cap *= 2;
+	nb = sqlite3_realloc64(p->buf, cap);
 	if (!nb)
 		return SQLITE_NOMEM;
 	p->buf = nb;
-	p->cap = FRAME_HDR + n;
+	p->cap = cap;
 	return SQLITE_OK;
+}
+
+/* Whether a frame header says its frame commits: its bytes 4-7 (big
+ * endian) give the database's size in pages after the commit, 0 in
+ * every other frame. */
+static bool hdr_commits(const unsigned char *h)
+{
+	return h[4] | h[5] | h[6] | h[7];
 }
 
 static int vfs_write(sqlite3_file *f, const void *data, int n,
@@ -107,24 +130,31 @@ static int vfs_write(sqlite3_file *f, const void *data, int n,
 {
 	struct vfs_file *p = (struct vfs_file *)f;
 	sqlite3_file *r = p->real;
+	size_t at = p->pend_len;
+	bool commit = p->commit_next;
 	int rc;
 
-	if (p->pend_off >= 0 && off == p->pend_off + FRAME_HDR &&
-	    pend_reserve(p, (size_t)n) == SQLITE_OK) {
-		memcpy(p->buf + FRAME_HDR, data, (size_t)n);
-		p->pend_off = -1;
-		return r->pMethods->xWrite(r, p->buf, FRAME_HDR + n,
-					   off - FRAME_HDR);
+	p->commit_next = n == FRAME_HDR && hdr_commits(data);
+	if (p->pend_off < 0 || off != p->pend_off + (sqlite3_int64)at ||
+	    at + (size_t)n > PEND_MAX) {
+		rc = pend_flush(p);
+		if (rc != SQLITE_OK)
+			return rc;
+		at = 0;
 	}
-	rc = pend_flush(p);
-	if (rc != SQLITE_OK)
-		return rc;
-	if (n == FRAME_HDR && pend_reserve(p, 0) == SQLITE_OK) {
-		memcpy(p->buf, data, FRAME_HDR);
+	if (n <= 0 || (size_t)n > PEND_MAX ||
+	    pend_reserve(p, at + (size_t)n) != SQLITE_OK) {
+		rc = pend_flush(p);
+		return rc != SQLITE_OK ? rc :
+		       r->pMethods->xWrite(r, data, n, off);
+	}
+	memcpy(p->buf + at, data, (size_t)n);
+	if (at == 0)
 		p->pend_off = off;
-		return SQLITE_OK;
-	}
-	return r->pMethods->xWrite(r, data, n, off);
+	p->pend_len = at + (size_t)n;
+	/* a commit frame's page: the commit is whole in the file when
+	 * this returns */
+	return commit && n != FRAME_HDR ? pend_flush(p) : SQLITE_OK;
 }
 
 static int vfs_truncate(sqlite3_file *f, sqlite3_int64 size)
