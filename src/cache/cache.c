@@ -290,6 +290,18 @@ int cache_pread_zero(int fd, void *buf, size_t len, off_t off)
 	return 0;
 }
 
+int cache_pwrite(int fd, const void *data, size_t len, off_t off)
+{
+	const uint8_t *p = data;
+	int rc = 0;
+
+	for (size_t done = 0; !rc && done < len; done += CACHE_PWRITE_MAX)
+		rc = pwrite_all(fd, p + done,
+				MF_MIN(len - done, CACHE_PWRITE_MAX),
+				off + (off_t)done);
+	return rc;
+}
+
 int entry_open(struct cache *c, struct centry *e, int flags)
 {
 	char path[PATH_MAX];

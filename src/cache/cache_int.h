@@ -217,6 +217,21 @@ static inline void hurry_del(struct cache *c, struct centry *e)
 	e->in_hurry = false;
 }
 
+/*
+ * The longest pwrite into a cache file.  The page cache makes its folios
+ * as large as the write that creates them, and ext4 walks every block of
+ * a folio on each write into it: after a block went into its file in
+ * one 1 MiB pwrite (a FUSE write of max_write), each later 4 KiB write
+ * into it cost about 40 us in the kernel, against about 10 us in a file
+ * written in 128 KiB pieces (passthrough_ll's, FUSE's default
+ * max_write); and one 4 MiB pwrite into a new file made the copy into
+ * the page cache 47% of a cold read's CPU.
+ */
+#define CACHE_PWRITE_MAX ((size_t)128 << 10)
+
+/* pwrite_all() in pieces of at most CACHE_PWRITE_MAX. */
+int cache_pwrite(int fd, const void *data, size_t len, off_t off);
+
 /* Whether e's block was written whole since it became dirty. */
 static inline bool entry_whole(const struct cache *c, const struct centry *e)
 {

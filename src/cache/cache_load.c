@@ -48,8 +48,6 @@
 
 /* How far ahead (bytes) a sequential reader is served. */
 #define PREFETCH_BYTES (8U << 20)
-/* the largest pwrite that fills a cache file from a fetched object */
-#define FILL_CHUNK ((size_t)1 << 20)
 
 /* ---- fetching a block's objects ---- */
 
@@ -291,12 +289,8 @@ int cache_load_block(struct cache *c, struct centry *e, struct buf *reuse,
 		goto out_free;
 	}
 	rc = fetch_object(c, e, ch->base, obj, &plain, &p, &plen);
-	/* in pieces of at most FILL_CHUNK: one 4 MiB pwrite into a new file
-	 * made the kernel's copy into the page cache (large folios) 47% of
-	 * the daemon's CPU in a cold read, against 2% in 1 MiB pieces */
-	for (size_t done = 0; !rc && done < plen; done += FILL_CHUNK)
-		rc = pwrite_all(fd, p + done, MF_MIN(plen - done, FILL_CHUNK),
-				(off_t)done);
+	if (!rc)
+		rc = cache_pwrite(fd, p, plen, 0);
 	len = plen;
 	for (unsigned i = 0; !rc && i < ch->n; i++) {
 		rc = chain_get_wait(&patches[i]);

@@ -237,7 +237,7 @@ static int write_entry(struct cache *c, struct centry *e, const void *data,
 
 	if (rc)
 		return rc;
-	rc = pwrite_all(fd, data, len, (off_t)boff);
+	rc = cache_pwrite(fd, data, len, (off_t)boff);
 	entry_put_fd(c, e, fd);
 	return rc;
 }
