@@ -423,7 +423,8 @@ static void write_count_locked(struct cache *c, struct write_set *w)
 
 	for (i = 0; i < w->got; i++) {
 		struct centry *e = w->ents[i];
-		uint32_t boff, bend, acct;
+		uint32_t boff, bend, pages;
+		uint64_t acct;
 		bool fresh;
 
 		write_span(c, w, i, &boff, &bend);
@@ -436,13 +437,15 @@ static void write_count_locked(struct cache *c, struct write_set *w)
 			if (!fresh) /* fresh: write_mark_dirty_locked() */
 				hurry_add(c, e);
 		}
-		/* counted in dirty_data once the entry is DIRTY */
-		acct = (uint32_t)MF_MIN(bs, (fresh ? 0 : e->dirty_acct) +
-					(uint64_t)DMAP_PAGE *
-					dmap_mark(c, e, fresh, boff, bend));
+		/* counted in dirty_data once the entry is DIRTY (MF_MIN
+		 * evaluates its arguments twice: dmap_mark() goes first) */
+		pages = dmap_mark(c, e, fresh, boff, bend);
+		acct = (fresh ? 0 : e->dirty_acct) +
+		       (uint64_t)DMAP_PAGE * pages;
+		acct = MF_MIN(bs, acct);
 		if (!fresh)
 			c->dirty_data += acct - e->dirty_acct;
-		e->dirty_acct = acct;
+		e->dirty_acct = (uint32_t)acct;
 	}
 }
 
