@@ -482,7 +482,7 @@ static void write_mark_dirty_locked(struct cache *c, struct write_set *w,
 	/* workers sleeping learn of what falls due before they wake by
 	 * themselves (upload_sleep_locked()) */
 	if ((w->nmarked && due < c->wake_at_ns) || w->became_whole ||
-	    c->dirty_data > c->cfg.max_dirty)
+	    dirty_pressure(c))
 		pthread_cond_broadcast(&c->work_cond);
 }
 

@@ -563,7 +563,7 @@ static struct centry *pick_upload(struct cache *c, uint64_t *wait_ns)
 {
 	uint64_t now = now_mono_ns(), best_wait = UINT64_MAX;
 	uint64_t delay = c->cfg.writeback_delay_ns;
-	bool pressure = c->dirty_data > c->cfg.max_dirty || c->flushers;
+	bool pressure = dirty_pressure(c) || c->flushers;
 	bool early = c->dirty_data > c->cfg.whole_after;
 	struct centry *e, *next;
 

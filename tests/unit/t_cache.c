@@ -161,8 +161,9 @@ static void test_max_dirty_weighs_data(void)
 	env_bs = bs;
 	env_max_dirty = 4 * (uint64_t)bs;
 	fill(in, 8 * (size_t)bs, 21);
-	env_init(&e, 64 * (uint64_t)bs, 3600000000000ULL);
-	/* 32 files of 1000 bytes: 32 pages, half of max_dirty; 32 blocks */
+	env_init(&e, 128 * (uint64_t)bs, 3600000000000ULL);
+	/* 32 files of 1000 bytes: 32 pages, half of max_dirty; 32 blocks,
+	 * a quarter of the cache */
 	for (ino = 10; ino < 42; ino++)
 		CHECK_RC(cache_write(e.c, ino, 0, in + ino, 1000), 1000);
 	/* written again in their page: nothing more */
@@ -176,6 +177,37 @@ static void test_max_dirty_weighs_data(void)
 	for (i = 0; i < 500 && count_objects(&e) == 0; i++)
 		usleep(10000);
 	CHECK(count_objects(&e) > 0);
+	env_free(&e);
+	env_bs = BS;
+	env_max_dirty = 0;
+	free(in);
+}
+
+/* Small files that fill half the cache's room (a block each) go up at
+ * once, far below max_dirty: else writers would wait for room until
+ * they fell due. */
+static void test_room_pressure(void)
+{
+	uint32_t bs = 16 * BS;
+	uint8_t *in = malloc(2000);
+	struct env e;
+	uint64_t ino;
+	int i;
+
+	env_bs = bs;
+	env_max_dirty = 64 * (uint64_t)bs;
+	fill(in, 2000, 22);
+	env_init(&e, 32 * (uint64_t)bs, 3600000000000ULL);
+	for (ino = 10; ino < 26; ino++) /* half the room: not past it */
+		CHECK_RC(cache_write(e.c, ino, 0, in + ino, 1000), 1000);
+	usleep(300000);
+	CHECK_RC(count_objects(&e), 0);
+	/* 8 more: uploads (at least) until half the room is free again */
+	for (ino = 26; ino < 34; ino++)
+		CHECK_RC(cache_write(e.c, ino, 0, in + ino, 1000), 1000);
+	for (i = 0; i < 500 && count_objects(&e) < 8; i++)
+		usleep(10000);
+	CHECK(count_objects(&e) >= 8);
 	env_free(&e);
 	env_bs = BS;
 	env_max_dirty = 0;
@@ -829,6 +861,7 @@ int main(void)
 	test_delay_uploads();
 	test_whole_blocks_go_early();
 	test_max_dirty_weighs_data();
+	test_room_pressure();
 	test_evict_and_fetch();
 	test_read_ahead_big_blocks();
 	test_truncate_and_punch();
