@@ -426,25 +426,24 @@ void store_fault_get_counts(struct store *s, struct store_fault_counts *out)
 	pthread_mutex_unlock(&f->lock);
 }
 
+/* The members both tables share: they differ only in the batch ops,
+ * which only a wrapper over a store that stages puts may have. */
+#define FAULT_OPS_COMMON							\
+	.name = "fault",					\
+	.put = fault_put,					\
+	.get = fault_get,					\
+	.del = fault_del,					\
+	.del_many = fault_del_many,					\
+	.list = fault_list,					\
+	.head = fault_head
+
 static const struct store_ops store_fault_ops = {
-	.name = "fault",
-	.put = fault_put,
-	.get = fault_get,
-	.del = fault_del,
-	.del_many = fault_del_many,
-	.list = fault_list,
-	.head = fault_head,
+	FAULT_OPS_COMMON,
 	.close = fault_close,
 };
 
 static const struct store_ops store_fault_batch_ops = {
-	.name = "fault",
-	.put = fault_put,
-	.get = fault_get,
-	.del = fault_del,
-	.del_many = fault_del_many,
-	.list = fault_list,
-	.head = fault_head,
+	FAULT_OPS_COMMON,
 	.stage = fault_stage,
 	.publish = fault_publish,
 	.drop = fault_drop,

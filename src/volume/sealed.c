@@ -268,25 +268,24 @@ struct store *sealed_store_inner(struct store *s)
 		       sealed_from_store(s)->inner : s;
 }
 
+/* The members both tables share: they differ only in the batch ops,
+ * which only a wrapper over a store that stages puts may have. */
+#define SEALED_OPS_COMMON							\
+	.name = "sealed",					\
+	.put = sealed_put,					\
+	.get = sealed_get,					\
+	.del = sealed_del,					\
+	.del_many = sealed_del_many,					\
+	.list = sealed_list,					\
+	.head = sealed_head
+
 static const struct store_ops sealed_ops = {
-	.name = "sealed",
-	.put = sealed_put,
-	.get = sealed_get,
-	.del = sealed_del,
-	.del_many = sealed_del_many,
-	.list = sealed_list,
-	.head = sealed_head,
+	SEALED_OPS_COMMON,
 	.close = sealed_close,
 };
 
 static const struct store_ops sealed_batch_ops = {
-	.name = "sealed",
-	.put = sealed_put,
-	.get = sealed_get,
-	.del = sealed_del,
-	.del_many = sealed_del_many,
-	.list = sealed_list,
-	.head = sealed_head,
+	SEALED_OPS_COMMON,
 	.stage = sealed_stage,
 	.publish = sealed_publish,
 	.drop = sealed_drop,
