@@ -387,6 +387,40 @@ def test_sequential_write_uploads_as_it_goes(mounts):
     assert read_file(m.path("seq")) == bytes(want)
 
 
+def test_small_files_wait_for_their_delay(mounts):
+    """max_dirty weighs the bytes written: 300 small files (each a block
+    of the cache's room, far from half of cache_size) wait for
+    writeback_delay; they used to count a whole block of unsent data
+    each and all went up at once past max_dirty.  Past half the room
+    they go up at once; the unmount sends the rest."""
+    m = mounts(opts={"writeback_delay": "3600", "max_dirty": str(64 * BS),
+                     "cache_size": str(800 * BS)})
+    os.mkdir(m.path("d"))
+    files = {f"d/f{i:03d}": h.rand_bytes(3000 + i, 5000 + i)
+             for i in range(300)}
+    for name, data in files.items():
+        write_file(m.path(name), data)
+    time.sleep(2)
+    assert len(m.data_objects()) == 0, \
+        f"{len(m.data_objects())} small files uploaded before their delay"
+    # 150 more: past half of the room (400 blocks), uploads start
+    more = {f"d/g{i:03d}": h.rand_bytes(4000 + i, 5000 + i)
+            for i in range(150)}
+    for name, data in more.items():
+        write_file(m.path(name), data)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and len(m.data_objects()) < 50:
+        time.sleep(0.1)
+    assert len(m.data_objects()) >= 50, \
+        f"{len(m.data_objects())} uploaded with the room past half full"
+    files.update(more)
+    m.umount()
+    m.wipe_cache()
+    m.mount()
+    for name, data in files.items():
+        assert read_file(m.path(name)) == data, name
+
+
 def resident_pages(path):
     """Pages of the file at path in the page cache (mincore(2))."""
     libc = ctypes.CDLL(None, use_errno=True)
